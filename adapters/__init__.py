@@ -1,0 +1,1 @@
+"""Delivery workers and connectors."""

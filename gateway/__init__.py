@@ -1,0 +1,1 @@
+"""Gateway service: intake, verification, routing, delivery log."""

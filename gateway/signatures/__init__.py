@@ -1,0 +1,1 @@
+"""XML-DSig and JWS signing and verification, trust store, signer binding."""
