@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
 CONFORMANCE_DIR = SHARED / "conformance" / "edxml"
 CONFORMANCE_FILES = sorted(CONFORMANCE_DIR.glob("*.edxml"))
 
