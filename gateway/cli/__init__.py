@@ -1,0 +1,59 @@
+"""The ``lgsp`` command: argument parsing, dispatch, and one-line errors with exit codes 1 or 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from gateway.errors import ConfigError, LgspError
+
+Handler = Callable[[argparse.Namespace], int]
+
+EXIT_FAILED = 1  # the input was refused (bad package, failed verification, refused request)
+EXIT_USAGE = 2  # the command line or the configuration is wrong
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"lgsp: error: {message} (see 'lgsp --help')\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gateway.cli import document_commands, pki_commands  # noqa: PLC0415 (keeps --help fast)
+
+    parser = _Parser(prog="lgsp", description="Provincial document exchange gateway (LGSP).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    pki_commands.register(commands)
+    document_commands.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"lgsp: {exc}\n")
+        return EXIT_USAGE
+    except LgspError as exc:
+        sys.stderr.write(f"lgsp: {exc}\n")
+        return EXIT_FAILED
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"lgsp: error: no such file: {exc.filename}\n")
+        return EXIT_USAGE
+    except PermissionError as exc:
+        sys.stderr.write(f"lgsp: error: permission denied: {exc.filename}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"lgsp: error: {exc.strerror or exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("lgsp: interrupted\n")
+        return 130

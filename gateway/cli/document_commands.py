@@ -1,0 +1,179 @@
+"""``lgsp sign|verify|inspect|new-document|new-status``: work with one package file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import sys
+from pathlib import Path
+
+from gateway import pki
+from gateway.edxml import build, json_codec
+from gateway.edxml.model import DocumentPackage, Organization, Package, StatusCode
+from gateway.edxml.xml_codec import parse_package, serialize_package
+from gateway.errors import ConfigError, PackageError
+from gateway.package_formats import PackageFormat, jws_payload, sniff_format
+from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
+from gateway.signatures.jws import sign_jws
+from gateway.signatures.truststore import TrustStore
+from gateway.signatures.verify import VerifiedDocument, Verifier
+from gateway.signatures.xmldsig import sign_xml
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sign = commands.add_parser("sign", help="sign a package as a participant")
+    sign.add_argument("input", type=Path, metavar="IN")
+    sign.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    sign.add_argument("--pki", type=Path, required=True, metavar="DIR")
+    sign.add_argument("--as", dest="organ_id", required=True, metavar="ORGANID")
+    sign.set_defaults(handler=_sign)
+
+    verify = commands.add_parser("verify", help="verify a package's signature and trust")
+    verify.add_argument("file", type=Path, metavar="FILE")
+    verify.add_argument("--pki", type=Path, required=True, metavar="DIR")
+    verify.add_argument("--allow-sha1", action="store_true", help="accept RSA-SHA1 signatures")
+    verify.set_defaults(handler=_verify)
+
+    inspect = commands.add_parser("inspect", help="header summary and attachments of a package")
+    inspect.add_argument("file", type=Path, metavar="FILE")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(handler=_inspect)
+
+    new_doc = commands.add_parser("new-document", help="build an unsigned document package")
+    new_doc.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
+    new_doc.add_argument("--to", dest="recipients", action="append", required=True, metavar="ORGANID")
+    new_doc.add_argument("--number", default="1", help="CodeNumber (số)")
+    new_doc.add_argument("--notation", default="UBND-VP", help="CodeNotation (ký hiệu)")
+    new_doc.add_argument("--subject", default="V/v thử nghiệm liên thông văn bản")
+    new_doc.add_argument("--content", default=None)
+    new_doc.add_argument("--attach", type=Path, action="append", default=[], metavar="FILE")
+    new_doc.add_argument("--format", choices=["xml", "json"], default="xml")
+    new_doc.add_argument("-o", "--output", type=Path, metavar="OUT")
+    new_doc.set_defaults(handler=_new_document)
+
+    new_status = commands.add_parser("new-status", help="build a status package answering a document")
+    new_status.add_argument("--for", dest="document", type=Path, required=True, metavar="FILE")
+    new_status.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
+    new_status.add_argument("--code", required=True, help="StatusCode 01-16")
+    new_status.add_argument("--description", default=None)
+    new_status.add_argument("-o", "--output", type=Path, metavar="OUT")
+    new_status.set_defaults(handler=_new_status)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    ident = pki.load_identity(args.pki, args.organ_id)
+    data = args.input.read_bytes()
+    fmt = sniff_format(data)
+    if fmt is PackageFormat.XML:
+        signed = sign_xml(data, ident.key, ident.chain)
+    else:
+        payload = data if fmt is PackageFormat.JSON else jws_payload(data)
+        signed = sign_jws(payload, ident.key, ident.chain).encode("ascii")
+    args.output.write_bytes(signed)
+    print(f"signed {args.input} as {args.organ_id} -> {args.output} ({fmt.value})")
+    return 0
+
+
+def _verifier(pki_dir: Path, *, allow_sha1: bool) -> Verifier:
+    allowed = DEFAULT_ALLOWED | {SignatureAlgorithm.RSA_SHA1} if allow_sha1 else DEFAULT_ALLOWED
+    return Verifier(TrustStore.from_dir(pki_dir), algorithms_for=lambda _sender: allowed)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    data = args.file.read_bytes()
+    verifier = _verifier(args.pki, allow_sha1=args.allow_sha1)
+    fmt = sniff_format(data)
+    if fmt is PackageFormat.JSON:
+        raise PackageError("a bare JSON document carries no signature; sign it as JWS first",
+                           code="jws.malformed")
+    result = verifier.verify_xml(data) if fmt is PackageFormat.XML else verifier.verify_jws(data)
+    _print_verified(result)
+    return 0
+
+
+def _print_verified(result: VerifiedDocument) -> None:
+    print(f"OK: signature valid and trusted ({result.format})")
+    print(f"  sender      {result.sender}")
+    print(f"  signer      {result.signer_subject}")
+    print(f"  bound by    {result.bound_by}")
+    print(f"  algorithm   {result.algorithm}")
+    print(f"  fingerprint sha256:{result.certificate_fingerprint}")
+    print("  chain")
+    for depth, cert in enumerate(result.chain):
+        print(f"    {depth}: {cert.subject.rfc4514_string()}")
+    for issue in result.warnings:
+        print(f"  warning {issue.code} at {issue.path}: {issue.message}")
+
+
+def _read_package(path: Path) -> tuple[Package, PackageFormat]:
+    data = path.read_bytes()
+    fmt = sniff_format(data)
+    if fmt is PackageFormat.XML:
+        return parse_package(data), fmt
+    payload = data if fmt is PackageFormat.JSON else jws_payload(data)
+    return json_codec.loads(payload), fmt
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from gateway.package_summary import summarize, summary_lines  # noqa: PLC0415
+
+    package, fmt = _read_package(args.file)
+    summary = summarize(package, fmt)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(summary_lines(summary)))
+    return 0
+
+
+def _organization(organ_id: str) -> Organization:
+    for participant in pki.DEMO_PARTICIPANTS:
+        if participant.organ_id == organ_id:
+            return Organization(organ_id=organ_id, organ_name=participant.name,
+                                organization_in_charge=participant.name)
+    return Organization(organ_id=organ_id, organ_name=organ_id, organization_in_charge=organ_id)
+
+
+def _attachment(path: Path) -> tuple[str, bytes, str]:
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return path.name, path.read_bytes(), content_type
+
+
+def _new_document(args: argparse.Namespace) -> int:
+    document = build.new_document(
+        _organization(args.sender),
+        [_organization(r) for r in args.recipients],
+        code_number=args.number,
+        code_notation=args.notation,
+        subject=args.subject,
+        content=args.content or args.subject,
+        attachments=[_attachment(p) for p in args.attach],
+    )
+    data = serialize_package(document) if args.format == "xml" else json_codec.dumps(document)
+    _write(data, args.output)
+    return 0
+
+
+def _new_status(args: argparse.Namespace) -> int:
+    original, _fmt = _read_package(args.document)
+    if not isinstance(original, DocumentPackage):
+        raise PackageError(f"{args.document} is a status package, not a document",
+                           code="edxml.unknown_kind")
+    try:
+        code = StatusCode(args.code.zfill(2))
+    except ValueError as exc:
+        raise ConfigError(f"--code {args.code!r} is not a StatusCode 01-16",
+                          code="config.bad_argument") from exc
+    status = build.status_for(original, _organization(args.sender), code,
+                              description=args.description)
+    _write(serialize_package(status), args.output)
+    return 0
+
+
+def _write(data: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.write_bytes(data)
+        print(f"wrote {output} ({len(data)} bytes)")
