@@ -1,0 +1,168 @@
+"""The broker message for one delivery, and its exact AMQP form (properties + ``x-lgsp-*`` headers).
+
+One message per (document, recipient). Small packages travel in the body; large ones travel as a
+claim check: an empty body and the package's SHA-256 in ``x-lgsp-claim-check-sha256``, the worker
+reading the bytes from the store. ``from_amqp`` refuses anything that does not hold these rules
+with ``InputError`` code ``broker.malformed_message`` (the worker dead-letters such messages).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import aio_pika
+from aio_pika.abc import AbstractMessage, DeliveryMode, HeadersType
+
+from gateway.errors import InputError
+
+METHODS: tuple[str, ...] = ("push", "mailbox", "national", "soap")
+DEFAULT_CONTENT_TYPE = "application/xml"
+
+H_DOCUMENT_PK = "x-lgsp-document-pk"
+H_RECIPIENT = "x-lgsp-recipient"
+H_METHOD = "x-lgsp-method"
+H_ATTEMPT = "x-lgsp-attempt"
+H_CLAIM_CHECK = "x-lgsp-claim-check-sha256"
+H_PUBLISHED_AT = "x-lgsp-published-at"
+H_DEAD_REASON = "x-lgsp-dead-reason"
+H_ATTEMPTS = "x-lgsp-attempts"
+H_DEAD_AT = "x-lgsp-dead-at"
+
+MALFORMED = "broker.malformed_message"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _malformed(message: str) -> InputError:
+    return InputError(message, code=MALFORMED)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryMessage:
+    """One delivery to one recipient by one method; ``attempt`` counts from 1."""
+
+    delivery_id: str
+    document_pk: str
+    recipient: str  # the recipient's OrganId, e.g. 000.00.01.H56
+    method: str  # one of METHODS
+    attempt: int = 1
+    body: bytes | None = field(default=None, repr=False)
+    claim_check_sha256: str | None = None
+    content_type: str = DEFAULT_CONTENT_TYPE
+    published_at: datetime = field(default_factory=_utc_now)
+
+    def __post_init__(self) -> None:
+        problem = _problem_of(self)
+        if problem:
+            raise _malformed(problem)
+
+    @property
+    def routing_key(self) -> str:
+        """``<method>.<OrganId>`` on the deliveries exchange (OrganIds contain dots)."""
+        return f"{self.method}.{self.recipient}"
+
+    def to_amqp(self) -> aio_pika.Message:
+        """The persistent AMQP message: ``message_id`` = delivery_id, the rest in headers."""
+        headers: HeadersType = {
+            H_DOCUMENT_PK: self.document_pk,
+            H_RECIPIENT: self.recipient,
+            H_METHOD: self.method,
+            H_ATTEMPT: self.attempt,
+            H_PUBLISHED_AT: self.published_at.isoformat(),
+        }
+        if self.claim_check_sha256 is not None:
+            headers[H_CLAIM_CHECK] = self.claim_check_sha256
+        return aio_pika.Message(
+            self.body or b"",
+            headers=headers,
+            content_type=self.content_type,
+            delivery_mode=DeliveryMode.PERSISTENT,
+            message_id=self.delivery_id,
+            timestamp=self.published_at,
+        )
+
+    @classmethod
+    def from_amqp(cls, incoming: AbstractMessage) -> DeliveryMessage:
+        """Read a received message; ``InputError`` (``broker.malformed_message``) if invalid."""
+        headers = incoming.headers or {}
+        claim = _optional_text(headers, H_CLAIM_CHECK)
+        body = bytes(incoming.body)
+        return cls(
+            delivery_id=incoming.message_id or "",
+            document_pk=_text(headers, H_DOCUMENT_PK),
+            recipient=_text(headers, H_RECIPIENT),
+            method=_text(headers, H_METHOD),
+            attempt=_integer(headers, H_ATTEMPT),
+            body=body if claim is None else (body or None),
+            claim_check_sha256=claim,
+            content_type=incoming.content_type or DEFAULT_CONTENT_TYPE,
+            published_at=_timestamp(headers, H_PUBLISHED_AT),
+        )
+
+
+def _problem_of(msg: DeliveryMessage) -> str | None:
+    """Why this message breaks the rules, or None."""
+    checks: tuple[tuple[bool, str], ...] = (
+        (not msg.delivery_id, "delivery_id (message_id) is empty"),
+        (not msg.document_pk, "document_pk is empty"),
+        (not msg.recipient, "recipient is empty"),
+        (msg.method not in METHODS, f"method {msg.method!r} is not one of {METHODS}"),
+        (isinstance(msg.attempt, bool) or msg.attempt < 1, f"attempt {msg.attempt!r} < 1"),
+        (msg.published_at.tzinfo is None, "published_at has no timezone"),
+        (
+            msg.claim_check_sha256 is not None and msg.body is not None,
+            "a claim-check message must have an empty body",
+        ),
+        (
+            msg.claim_check_sha256 is None and not msg.body,
+            "the body is empty and there is no claim check",
+        ),
+        (
+            msg.claim_check_sha256 is not None
+            and not _SHA256_HEX.fullmatch(msg.claim_check_sha256),
+            "claim check is not a lowercase hex SHA-256",
+        ),
+    )
+    return next((why for failed, why in checks if failed), None)
+
+
+def _optional_text(headers: Mapping[str, object], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _malformed(f"header {name} is not UTF-8") from exc
+    if not isinstance(value, str):
+        raise _malformed(f"header {name} is not text")
+    return value
+
+
+def _text(headers: Mapping[str, object], name: str) -> str:
+    value = _optional_text(headers, name)
+    if value is None:
+        raise _malformed(f"header {name} is missing")
+    return value
+
+
+def _integer(headers: Mapping[str, object], name: str) -> int:
+    value = headers.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _malformed(f"header {name} is missing or not an integer")
+    return value
+
+
+def _timestamp(headers: Mapping[str, object], name: str) -> datetime:
+    text = _text(headers, name)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise _malformed(f"header {name} is not an ISO 8601 timestamp") from exc
