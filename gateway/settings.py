@@ -1,0 +1,321 @@
+"""Frozen gateway settings: defaults < TOML file < ``LGSP_<SECTION>__<KEY>`` environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from yarl import URL
+
+from gateway.edxml.limits import ParseLimits
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "LGSP_"
+MASK = "***"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The intake listener. TLS is optional (often terminated by a reverse proxy)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 64 * 1024 * 1024 + 64 * 1024  # a max-size package plus envelope
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # set to request client certificates (mutual TLS)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    prefix: str = "lgsp"
+    prefetch: int = 32
+    retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
+    max_tries: int = 6
+    claim_check_threshold_bytes: int = 256 * 1024  # larger packages travel by sha256 reference
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    url: str = "sqlite+aiosqlite:///var/lgsp.db"  # a relative SQLite path is resolved like paths
+
+
+@dataclass(frozen=True, slots=True)
+class PkiSettings:
+    dir: Path = Path("pki")  # trust/ca, trust/crl and the gateway's own identity
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySettings:
+    path: Path = Path("participants.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    api_token_hashes: tuple[str, ...] = ()  # SHA-256 hex of admin tokens, never the tokens
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "INFO"
+    json: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    http: HttpSettings = field(default_factory=HttpSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    pki: PkiSettings = field(default_factory=PkiSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    limits: ParseLimits = field(default_factory=ParseLimits)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+Raw = dict[str, dict[str, object]]
+_SECTIONS: dict[str, type[Any]] = get_type_hints(Settings)
+_FIELD_TYPES: dict[str, dict[str, Any]] = {n: get_type_hints(c) for n, c in _SECTIONS.items()}
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read ``path`` (optional), apply environment overrides, resolve paths and validate.
+
+    Relative paths (and a relative SQLite database) from the file or the defaults are resolved
+    against the TOML file's directory (the working directory without a file); relative paths
+    given in the environment are resolved against the working directory.
+    """
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    from_file = _read_toml(path) if path is not None else {}
+    from_env = _env_overrides(env)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        types_ = _FIELD_TYPES[name]
+        given = from_file.get(name, {})
+        values = {k: _coerce(v, types_[k], f"{name}.{k}") for k, v in given.items()}
+        env_values = from_env.get(name, {})
+        for key, text in env_values.items():
+            values[key] = _coerce_env(str(text), types_[key], f"{name}.{key}")
+        bases = {key: Path.cwd() for key in env_values}
+        sections[name] = _resolve_paths(cls(**values), bases, base_dir)
+    sections["log"] = replace(sections["log"], level=sections["log"].level.upper())
+    settings = Settings(**sections)
+    _validate(settings)
+    return settings
+
+
+def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]]:
+    """The settings as plain data for ``lgsp config check``, with secrets replaced by ``***``."""
+    out: dict[str, dict[str, object]] = {}
+    for section in fields(settings):
+        obj = getattr(settings, section.name)
+        out[section.name] = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    out["broker"]["url"] = mask_url(settings.broker.url)
+    out["store"]["url"] = mask_url(settings.store.url)
+    out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
+    return out
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parsed = URL(url)
+    return str(parsed.with_password(MASK)) if parsed.password else url
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> Raw:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
+                          path=str(path)) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
+                          path=str(path)) from exc
+    raw: Raw = {}
+    for name, table in data.items():
+        if name not in _SECTIONS:
+            raise _invalid(name, "unknown section")
+        if not isinstance(table, dict):
+            raise _invalid(name, "must be a table")
+        for key in table:
+            if key not in _FIELD_TYPES[name]:
+                raise _invalid(f"{name}.{key}", "unknown setting")
+        raw[name] = table
+    return raw
+
+
+def _env_overrides(env: Mapping[str, str]) -> Raw:
+    raw: Raw = {}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX):].lower().partition("__")
+        if key not in _FIELD_TYPES.get(section, {}):
+            raise _invalid(f"{section}.{key}", f"unknown setting in environment variable {var}")
+        raw.setdefault(section, {})[key] = text
+    return raw
+
+
+# --- coercion ------------------------------------------------------------------------------------
+
+
+def _split_optional(tp: Any) -> tuple[Any, bool]:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return args[0], len(args) < len(get_args(tp))
+    return tp, False
+
+
+def _coerce(value: object, tp: Any, key: str) -> object:
+    """A TOML value checked against, and converted to, the field type ``tp``."""
+    inner, optional = _split_optional(tp)
+    if optional and value == "":
+        return None
+    if get_origin(inner) is tuple:
+        if not isinstance(value, list):
+            raise _invalid(key, "must be an array")
+        item_tp = get_args(inner)[0]
+        return tuple(_coerce(item, item_tp, key) for item in value)
+    if inner is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if inner is Path and isinstance(value, str):
+        return Path(value)
+    if inner in (str, int, bool) and type(value) is inner:
+        return value
+    raise _invalid(key, f"must be of type {getattr(inner, '__name__', inner)}, got {value!r}")
+
+
+def _coerce_env(text: str, tp: Any, key: str) -> object:
+    """An environment string converted to the field type ``tp`` (arrays are comma-separated)."""
+    inner, optional = _split_optional(tp)
+    if optional and text.strip() == "":
+        return None
+    if get_origin(inner) is tuple:
+        item_tp = get_args(inner)[0]
+        return tuple(_coerce_env(part.strip(), item_tp, key) for part in text.split(",")
+                     if part.strip())
+    parsers: dict[Any, Callable[[str], object]] = {
+        int: int, float: float, str: str, Path: Path, bool: _parse_bool,
+    }
+    try:
+        return parsers[inner](text.strip() if inner is not str else text)
+    except ValueError as exc:
+        raise _invalid(key, f"cannot read {text!r} as {inner.__name__}") from exc
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE | _FALSE:
+        return lowered in _TRUE
+    raise ValueError(text)
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+
+def _resolve_paths(section: Any, bases: Mapping[str, Path], default_base: Path) -> Any:
+    """Make relative paths (and a relative SQLite database) absolute; ``bases`` per field."""
+    changes: dict[str, object] = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        base = bases.get(f.name, default_base)
+        if isinstance(value, Path) and not value.is_absolute():
+            changes[f.name] = Path(os.path.normpath(base / value))
+    if isinstance(section, StoreSettings):
+        changes["url"] = _resolve_sqlite(section.url, bases.get("url", default_base))
+    return replace(section, **changes)
+
+
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise _invalid("store.url", f"not a database URL: {exc}") from exc
+    db = parsed.database
+    if parsed.get_backend_name() != "sqlite" or db in (None, "", ":memory:"):
+        return url
+    if Path(db).is_absolute():
+        return url
+    resolved = parsed.set(database=os.path.normpath(base_dir / db))
+    return resolved.render_as_string(hide_password=False)
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _invalid(key: str, message: str) -> ConfigError:
+    return ConfigError(f"{key}: {message}", code="config.invalid", path=key)
+
+
+def _validate(s: Settings) -> None:
+    _validate_http(s.http)
+    _validate_broker(s.broker)
+    _validate_store(s.store)
+    for f in fields(s.limits):
+        if getattr(s.limits, f.name) <= 0:
+            raise _invalid(f"limits.{f.name}", "must be positive")
+    for token_hash in s.admin.api_token_hashes:
+        if not _SHA256_HEX.fullmatch(token_hash):
+            raise _invalid("admin.api_token_hashes", "each must be 64 lowercase hex digits")
+    if s.log.level.upper() not in LOG_LEVELS:
+        raise _invalid("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+
+
+def _validate_http(h: HttpSettings) -> None:
+    if not 0 <= h.port <= 65535:
+        raise _invalid("http.port", "must be between 0 and 65535")
+    if h.max_body_bytes <= 0:
+        raise _invalid("http.max_body_bytes", "must be positive")
+    if (h.tls_cert is None) != (h.tls_key is None):
+        raise _invalid("http.tls_key" if h.tls_key is None else "http.tls_cert",
+                       "tls_cert and tls_key go together")
+    if h.tls_client_ca is not None and h.tls_cert is None:
+        raise _invalid("http.tls_client_ca", "client certificates need tls_cert and tls_key")
+
+
+def _validate_broker(b: BrokerSettings) -> None:
+    if URL(b.url).scheme not in ("amqp", "amqps"):
+        raise _invalid("broker.url", "must be an amqp:// or amqps:// URL")
+    if not _PREFIX_RE.fullmatch(b.prefix):
+        raise _invalid("broker.prefix", "lowercase letters, digits, '_', '.', '-' only")
+    if b.prefetch < 1:
+        raise _invalid("broker.prefetch", "must be at least 1")
+    if not b.retry_delays_s or any(d <= 0 for d in b.retry_delays_s):
+        raise _invalid("broker.retry_delays_s", "must be a non-empty list of positive delays")
+    if list(b.retry_delays_s) != sorted(b.retry_delays_s):
+        raise _invalid("broker.retry_delays_s", "delays must not decrease")
+    if b.max_tries < 1:
+        raise _invalid("broker.max_tries", "must be at least 1")
+    if b.claim_check_threshold_bytes < 0:
+        raise _invalid("broker.claim_check_threshold_bytes", "must not be negative")
+
+
+def _validate_store(st: StoreSettings) -> None:
+    backend = make_url(st.url).get_backend_name()  # parsed once already by _resolve_sqlite
+    if backend not in ("sqlite", "postgresql"):
+        raise _invalid("store.url", "must be a sqlite or postgresql URL")
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
