@@ -96,6 +96,8 @@ class Broker:
     @asynccontextmanager
     async def _scratch_channel(self, action: str) -> AsyncIterator[AbstractChannel]:
         """A short-lived confirming channel: a failed passive declare closes only this one."""
+        if self._connection.is_closed:
+            raise UnavailableError(f"{action}: the connection is closed", code=BROKER_UNAVAILABLE)
         with broker_errors(action):
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             try:
@@ -198,6 +200,10 @@ class Broker:
     async def subscribe(self, method: str, *, prefetch: int) -> Subscription:
         """A consumer channel on ``<p>.q.<method>`` with ``prefetch`` unacked messages at most."""
         name = self.topology.work_queue(method)
+        if self._connection.is_closed:
+            raise UnavailableError(
+                f"subscribe to {name}: the connection is closed", code=BROKER_UNAVAILABLE
+            )
         with broker_errors(f"subscribe to {name}"):
             channel = await self._connection.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)

@@ -1,0 +1,166 @@
+"""Confirmed publishing on the real broker, and the message's AMQP form."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection, DeliveryMode
+
+from gateway.broker import Broker, DeliveryMessage
+from gateway.errors import InputError, UnavailableError
+
+MakeMessage = Callable[..., DeliveryMessage]
+
+
+async def test_a_confirmed_publish_arrives_byte_identical_with_headers(
+    broker: Broker,
+    raw_connection: AbstractRobustConnection,
+    drain_queue,
+    make_message: MakeMessage,
+) -> None:
+    body = (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        "<edXML:edXMLEnvelope>Công văn\r\n</edXML:edXMLEnvelope>"
+    )
+    msg = make_message(7, body=body.encode("utf-8"), document_pk="doc-7", attempt=1)
+    await broker.publish(msg)
+
+    [got] = await drain_queue(raw_connection, broker.topology.work_queue("push"))
+    assert got.body == body.encode("utf-8")
+    assert got.message_id == msg.delivery_id
+    assert got.delivery_mode == DeliveryMode.PERSISTENT
+    assert got.content_type == "application/xml"
+    assert got.routing_key == "push.000.00.01.H56"
+    assert got.headers["x-lgsp-document-pk"] == "doc-7"
+    assert got.headers["x-lgsp-recipient"] == "000.00.01.H56"
+    assert got.headers["x-lgsp-method"] == "push"
+    assert got.headers["x-lgsp-attempt"] == 1
+    assert "x-lgsp-claim-check-sha256" not in got.headers
+    assert DeliveryMessage.from_amqp(got) == msg
+
+
+async def test_a_claim_check_travels_as_a_reference(
+    broker: Broker,
+    raw_connection: AbstractRobustConnection,
+    drain_queue,
+    make_message: MakeMessage,
+) -> None:
+    digest = hashlib.sha256(b"a large package").hexdigest()
+    msg = make_message(1, body=None, claim_check_sha256=digest, content_type="application/jose")
+    await broker.publish(msg)
+
+    [got] = await drain_queue(raw_connection, broker.topology.work_queue("push"))
+    assert got.body == b""
+    assert got.headers["x-lgsp-claim-check-sha256"] == digest
+    back = DeliveryMessage.from_amqp(got)
+    assert back == msg
+    assert back.body is None
+    assert back.content_type == "application/jose"
+
+
+async def test_an_unroutable_publish_raises(
+    test_broker, prefix: str, make_message: MakeMessage
+) -> None:
+    # only 'push' is declared: nothing is bound for 'mailbox.#'
+    async with await Broker.connect(test_broker.url, prefix=prefix, methods=("push",)) as broker:
+        await broker.declare_topology()
+        with pytest.raises(UnavailableError) as caught:
+            await broker.publish(make_message(1, method="mailbox"))
+        assert caught.value.code == "unavailable.broker"
+        assert "unroutable" in caught.value.message
+        await broker.publish(make_message(2))  # the channel is still usable afterwards
+        assert (await broker.queue_depths())[broker.topology.work_queue("push")] == 1
+
+
+async def test_publish_without_topology_is_unroutable(
+    test_broker, prefix: str, make_message: MakeMessage
+) -> None:
+    async with await Broker.connect(test_broker.url, prefix=prefix, methods=("push",)) as broker:
+        with pytest.raises(UnavailableError):
+            await broker.publish(make_message(1))
+
+
+async def test_publish_many_confirms_every_message(
+    broker: Broker,
+    raw_connection: AbstractRobustConnection,
+    drain_queue,
+    make_message: MakeMessage,
+) -> None:
+    msgs = [make_message(n) for n in range(300)]
+    await broker.publish_many(msgs)
+    got = await drain_queue(raw_connection, broker.topology.work_queue("push"))
+    assert sorted(m.message_id or "" for m in got) == sorted(m.delivery_id for m in msgs)
+
+
+async def test_publish_many_reports_partial_failure(
+    broker: Broker, make_message: MakeMessage
+) -> None:
+    batch = [make_message(1), make_message(2, method="soap"), make_message(3)]
+    with pytest.raises(UnavailableError) as caught:
+        await broker.publish_many(batch)
+    assert caught.value.message.startswith("1 of 3 publishes failed")
+    assert (await broker.queue_depths())[broker.topology.work_queue("push")] == 2
+
+
+async def test_publish_after_close_is_unavailable(
+    test_broker, prefix: str, make_message: MakeMessage
+) -> None:
+    broker = await Broker.connect(test_broker.url, prefix=prefix, methods=("push",))
+    await broker.declare_topology()
+    await broker.aclose()
+    with pytest.raises(UnavailableError):
+        await broker.publish(make_message(1))
+    with pytest.raises(UnavailableError):
+        await broker.ping()
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"delivery_id": ""}, "delivery_id"),
+        ({"method": "fax"}, "method"),
+        ({"attempt": 0}, "attempt"),
+        ({"body": b""}, "body is empty"),
+        ({"claim_check_sha256": "ab" * 32}, "empty body"),
+        ({"body": None, "claim_check_sha256": "AB" * 32}, "SHA-256"),
+        ({"published_at": datetime(2024, 1, 1)}, "timezone"),
+    ],
+)
+def test_invalid_messages_are_refused(
+    make_message: MakeMessage, changes: dict[str, object], why: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        make_message(1, **changes)
+    assert caught.value.code == "broker.malformed_message"
+    assert why in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({}, "x-lgsp-document-pk is missing"),
+        ({"x-lgsp-attempt": "1"}, "x-lgsp-attempt"),
+        ({"x-lgsp-published-at": "yesterday"}, "ISO 8601"),
+        ({"x-lgsp-recipient": 5}, "not text"),
+    ],
+)
+def test_from_amqp_refuses_malformed_messages(headers: dict[str, object], why: str) -> None:
+    good: dict[str, object] = {
+        "x-lgsp-document-pk": "doc-1",
+        "x-lgsp-recipient": "000.00.01.H56",
+        "x-lgsp-method": "push",
+        "x-lgsp-attempt": 1,
+        "x-lgsp-published-at": datetime.now(UTC).isoformat(),
+    }
+    if headers:
+        good.update(headers)
+    else:
+        good = {}
+    message = aio_pika.Message(b"<x/>", headers=good, message_id="d-1")  # type: ignore[arg-type]
+    with pytest.raises(InputError) as caught:
+        DeliveryMessage.from_amqp(message)
+    assert why in caught.value.message
