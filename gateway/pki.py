@@ -31,11 +31,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.errors import ConfigError, NotFoundError
+from gateway.signatures.binding import ORGAN_ID_URI_PREFIX
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KeyType: TypeAlias = Literal["rsa", "ec"]
 
-ORGAN_ID_URI_PREFIX = "urn:lgsp:organ-id:"
 ROOT_CA_NAME = "LGSP Demo Root CA"
 GATEWAY_ID = "gateway"
 ROOT_VALID_DAYS = 3650
