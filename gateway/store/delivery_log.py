@@ -1,0 +1,439 @@
+"""The delivery log: every accepted document, its deliveries and every hop, durably recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.edxml.model import StatusCode
+from gateway.errors import ConfigError, ConflictError, InputError, NotFoundError
+from gateway.store.engine import Engines, create_engines, transaction
+from gateway.store.migrations import migrate
+from gateway.store.queries import (
+    delivery_record,
+    document_record,
+    document_values,
+    event_values,
+    select_documents,
+    utc_now,
+)
+from gateway.store.reads import LogReader
+from gateway.store.records import (
+    DeliveryMethod,
+    DeliveryRecord,
+    DeliveryState,
+    EventKind,
+    IntakeResult,
+    NewDocument,
+)
+from gateway.store.tables import deliveries, documents, events, packages
+
+_EVENT_FOR_STATE = {
+    DeliveryState.DELIVERED: EventKind.DELIVERED,
+    DeliveryState.RETRYING: EventKind.RETRY_SCHEDULED,
+    DeliveryState.FAILED: EventKind.FAILED,
+    DeliveryState.DEAD_LETTERED: EventKind.DEAD_LETTERED,
+}
+_REPLAYABLE = (DeliveryState.DEAD_LETTERED.value, DeliveryState.FAILED.value)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class DeliveryLog(LogReader):
+    """Documents, deliveries and events. Create it with ``await DeliveryLog.open(url)``."""
+
+    def __init__(self, engines: Engines, schema_version: int) -> None:
+        super().__init__(engines)
+        self.schema_version = schema_version
+
+    @classmethod
+    async def open(cls, url: str) -> DeliveryLog:
+        """Connect to ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…`` and migrate."""
+        engines = create_engines(url)
+        try:
+            version = await migrate(engines.writer)
+        except BaseException:
+            await engines.reader.dispose()
+            raise
+        return cls(engines, version)
+
+    async def aclose(self) -> None:
+        await self._engines.reader.dispose()
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def record_intake(
+        self, new: NewDocument, package: bytes, recipients: Sequence[tuple[str, str]]
+    ) -> IntakeResult:
+        """Record a package, its document, one delivery per ``(organ_id, method)``, atomically.
+
+        The same ``dedup_key`` with the same bytes returns the original records (created=False);
+        with other bytes it raises ``ConflictError`` (``conflict.duplicate_document``).
+        """
+        sha256 = hashlib.sha256(package).hexdigest()
+        routes = _routes(recipients)
+        try:
+            async with transaction(self._engines.writer) as conn:
+                known = await self._known_intake(conn, new.dedup_key, sha256)
+                if known is not None:
+                    return known
+                return await self._insert_intake(conn, new, sha256, package, routes)
+        except ConflictError as error:
+            if error.code != "conflict.constraint":
+                raise
+            # A concurrent intake of the same key committed first: answer with its records.
+            async with transaction(self._engines.reader) as conn:
+                known = await self._known_intake(conn, new.dedup_key, sha256)
+            if known is None:
+                raise
+            return known
+
+    async def _known_intake(
+        self, conn: AsyncConnection, dedup_key: str, sha256: str
+    ) -> IntakeResult | None:
+        row = (
+            await conn.execute(select_documents().where(documents.c.dedup_key == dedup_key))
+        ).first()
+        if row is None:
+            return None
+        document = document_record(row)
+        if document.package_sha256 != sha256:
+            raise ConflictError(
+                f"document {dedup_key!r} was already accepted as {document.id} with other content",
+                code="conflict.duplicate_document",
+            )
+        return IntakeResult(False, document, await self._deliveries_of(conn, document.id))
+
+    async def _insert_intake(
+        self,
+        conn: AsyncConnection,
+        new: NewDocument,
+        sha256: str,
+        package: bytes,
+        routes: Sequence[tuple[str, DeliveryMethod]],
+    ) -> IntakeResult:
+        now = utc_now()
+        await self._store_package(conn, sha256, package, now)
+        doc_id = _new_id()
+        await conn.execute(
+            insert(documents).values(id=doc_id, package_sha256=sha256, **document_values(new))
+        )
+        delivery_rows = [
+            {
+                "id": _new_id(),
+                "document": doc_id,
+                "recipient": organ_id,
+                "method": method.value,
+                "state": DeliveryState.ACCEPTED.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for organ_id, method in routes
+        ]
+        if delivery_rows:
+            await conn.execute(insert(deliveries), delivery_rows)
+        detail = {"sha256": sha256, "size_bytes": len(package), "recipients": len(routes)}
+        await self._append(
+            conn,
+            doc_id,
+            None,
+            EventKind.RECEIVED,
+            outcome="accepted",
+            detail=detail,
+            actor=new.caller,
+        )
+        row = (await conn.execute(select_documents().where(documents.c.id == doc_id))).one()
+        return IntakeResult(True, document_record(row), await self._deliveries_of(conn, doc_id))
+
+    async def _store_package(
+        self, conn: AsyncConnection, sha256: str, package: bytes, now: datetime
+    ) -> None:
+        """Insert the package unless the same bytes are already stored."""
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = dialect_insert(packages).values(
+            sha256=sha256, size_bytes=len(package), data=package, created_at=now
+        )
+        await conn.execute(statement.on_conflict_do_nothing(index_elements=["sha256"]))
+
+    # -- publication and the outbox -----------------------------------------------------------
+
+    async def mark_published(
+        self, delivery_ids: Sequence[str], *, republished: bool = False, actor: str = "gateway"
+    ) -> None:
+        """The broker confirmed these deliveries: accepted -> queued (later states stay)."""
+        if not delivery_ids:
+            return
+        kind = EventKind.REPUBLISHED if republished else EventKind.PUBLISHED
+        async with transaction(self._engines.writer) as conn:
+            rows = (
+                await conn.execute(select(deliveries).where(deliveries.c.id.in_(delivery_ids)))
+            ).all()
+            missing = set(delivery_ids) - {row.id for row in rows}
+            if missing:
+                raise NotFoundError(f"no deliveries {sorted(missing)}", code="not_found.delivery")
+            now = utc_now()
+            await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id.in_(delivery_ids),
+                    deliveries.c.state == DeliveryState.ACCEPTED.value,
+                )
+                .values(state=DeliveryState.QUEUED.value, updated_at=now)
+            )
+            await conn.execute(
+                insert(events),
+                [
+                    event_values(
+                        document=row.document,
+                        delivery=row.id,
+                        at=now,
+                        kind=kind,
+                        outcome="confirmed",
+                        detail={"state_before": row.state},
+                        actor=actor,
+                    )
+                    for row in rows
+                ],
+            )
+
+    # -- delivery attempts ----------------------------------------------------------------------
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        outcome: str,
+        detail: str,
+        next_state: DeliveryState,
+        error: str | None = None,
+        actor: str = "worker",
+    ) -> DeliveryRecord:
+        """One delivery attempt: count it, move to ``next_state``, append an event.
+
+        A delivery already ``delivered`` stays delivered (a redelivered message after success):
+        the late report is logged as an ``attempt`` event and changes nothing else.
+        """
+        if next_state is DeliveryState.ACCEPTED:
+            raise InputError(
+                "only replay() returns a delivery to accepted", code="input.invalid_transition"
+            )
+        async with transaction(self._engines.writer) as conn:
+            row = await self._locked_delivery(conn, delivery_id)
+            info: dict[str, object] = {"message": detail, "error": error}
+            if row.state == DeliveryState.DELIVERED.value:
+                info["ignored"] = "already delivered"
+                await self._append(
+                    conn,
+                    row.document,
+                    row.id,
+                    EventKind.ATTEMPT,
+                    outcome=outcome,
+                    detail=info,
+                    actor=actor,
+                )
+                return delivery_record(row)
+            now = utc_now()
+            values: dict[str, Any] = {
+                "state": next_state.value,
+                "attempts": row.attempts + 1,
+                "updated_at": now,
+            }
+            if error is not None:
+                values["last_error"] = error
+            if next_state is DeliveryState.DELIVERED:
+                values["delivered_at"] = now
+            info["attempt"] = row.attempts + 1
+            kind = _EVENT_FOR_STATE.get(next_state, EventKind.ATTEMPT)
+            await self._append(
+                conn, row.document, row.id, kind, outcome=outcome, detail=info, actor=actor
+            )
+            return await self._update_delivery(conn, delivery_id, values)
+
+    async def mark_delivered(
+        self, delivery_id: str, *, detail: str, actor: str = "worker"
+    ) -> DeliveryRecord:
+        """A successful attempt; repeating it changes nothing but the trail."""
+        return await self.record_attempt(
+            delivery_id,
+            outcome="delivered",
+            detail=detail,
+            next_state=DeliveryState.DELIVERED,
+            actor=actor,
+        )
+
+    # -- business status ------------------------------------------------------------------------
+
+    async def set_business_status(
+        self,
+        delivery_id: str,
+        code: str,
+        at: datetime,
+        status_document: str,
+        *,
+        actor: str = "gateway",
+    ) -> DeliveryRecord:
+        """A recipient's status package (``code`` 01..16, sent ``at``) about this delivery.
+
+        The delivery keeps the latest status by ``at``: a status that arrives after a newer one
+        is logged but does not replace it.
+        """
+        try:
+            status = StatusCode(code)
+        except ValueError as exc:
+            raise InputError(f"unknown status code {code!r}", code="edxml.bad_status_code") from exc
+        async with transaction(self._engines.writer) as conn:
+            row = await self._locked_delivery(conn, delivery_id)
+            current_at: datetime | None = row.business_status_at
+            newest = current_at is None or at >= current_at
+            detail = {
+                "status_document": status_document,
+                "at": at.isoformat(),
+                "superseded": not newest,
+            }
+            await self._append(
+                conn,
+                row.document,
+                row.id,
+                EventKind.BUSINESS_STATUS,
+                outcome=status.value,
+                detail=detail,
+                actor=actor,
+            )
+            if not newest:
+                return delivery_record(row)
+            values = {
+                "business_status": status.value,
+                "business_status_at": at,
+                "updated_at": utc_now(),
+            }
+            return await self._update_delivery(conn, delivery_id, values)
+
+    # -- mailbox --------------------------------------------------------------------------------
+
+    async def ack_inbox(self, recipient: str, delivery_id: str) -> DeliveryRecord:
+        """``recipient`` took the item from its mailbox (again: no change). Not theirs: 404."""
+        async with transaction(self._engines.writer) as conn:
+            row = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(
+                        deliveries.c.id == delivery_id,
+                        deliveries.c.recipient == recipient,
+                        deliveries.c.method == DeliveryMethod.MAILBOX.value,
+                        deliveries.c.state == DeliveryState.DELIVERED.value,
+                    )
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"no inbox item {delivery_id} for {recipient}", code="not_found.inbox_item"
+                )
+            if row.acked_at is not None:
+                return delivery_record(row)
+            now = utc_now()
+            await self._append(
+                conn,
+                row.document,
+                row.id,
+                EventKind.INBOX_ACKED,
+                outcome="acked",
+                detail={},
+                actor=recipient,
+            )
+            return await self._update_delivery(
+                conn, delivery_id, {"acked_at": now, "updated_at": now}
+            )
+
+    async def replay(self, delivery_id: str, actor: str) -> DeliveryRecord:
+        """A dead-lettered (or failed) delivery back to ``accepted``, same id, to be republished."""
+        async with transaction(self._engines.writer) as conn:
+            row = await self._locked_delivery(conn, delivery_id)
+            if row.state not in _REPLAYABLE:
+                raise ConflictError(
+                    f"delivery {delivery_id} is {row.state}, not dead-lettered",
+                    code="conflict.not_replayable",
+                )
+            await self._append(
+                conn,
+                row.document,
+                row.id,
+                EventKind.REPLAYED,
+                outcome="accepted",
+                detail={"state_before": row.state},
+                actor=actor,
+            )
+            values = {"state": DeliveryState.ACCEPTED.value, "updated_at": utc_now()}
+            return await self._update_delivery(conn, delivery_id, values)
+
+    # -- helpers (inside a caller's transaction) ----------------------------------------------
+    async def _locked_delivery(self, conn: AsyncConnection, delivery_id: str) -> Row[Any]:
+        row = (
+            await conn.execute(
+                select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no delivery {delivery_id}", code="not_found.delivery")
+        return row
+
+    async def _update_delivery(
+        self, conn: AsyncConnection, delivery_id: str, values: dict[str, Any]
+    ) -> DeliveryRecord:
+        row = (
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(**values)
+                .returning(*deliveries.c)
+            )
+        ).one()
+        return delivery_record(row)
+
+    async def _append(
+        self,
+        conn: AsyncConnection,
+        document: str,
+        delivery: str | None,
+        kind: EventKind,
+        *,
+        outcome: str,
+        detail: dict[str, object],
+        actor: str,
+    ) -> None:
+        await conn.execute(
+            insert(events).values(
+                **event_values(
+                    document=document,
+                    delivery=delivery,
+                    at=utc_now(),
+                    kind=kind,
+                    outcome=outcome,
+                    detail=detail,
+                    actor=actor,
+                )
+            )
+        )
+
+
+def _routes(recipients: Sequence[tuple[str, str]]) -> list[tuple[str, DeliveryMethod]]:
+    """``(organ_id, method)`` pairs, methods checked, each recipient once (first one wins)."""
+    routes: dict[str, DeliveryMethod] = {}
+    for organ_id, method in recipients:
+        try:
+            routes.setdefault(organ_id, DeliveryMethod(method))
+        except ValueError as exc:
+            raise ConfigError(
+                f"unknown delivery method {method!r} for {organ_id}", code="config.delivery_method"
+            ) from exc
+    return list(routes.items())

@@ -1,0 +1,112 @@
+"""The store's engines and transactions, and the one place SQLAlchemy errors become ours.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL``: the gateway tells a
+sender "accepted" only after the intake transaction commits, so a commit must survive a power cut
+(``NORMAL`` in WAL mode may lose the last commits on power loss; the cost of FULL is one fsync of
+the WAL per commit). Writers wait up to ``busy_timeout`` for each other, and write transactions
+start with ``BEGIN IMMEDIATE`` so that a read-then-write transaction never fails half-way on a
+stale snapshot. PostgreSQL gets a small pool per process (several gateway processes share it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gateway.errors import ConfigError, ConflictError, ServiceError, UnavailableError
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_POOL_SIZE = 5
+PG_MAX_OVERFLOW = 5
+CONNECT_TIMEOUT_S = 5.0
+_BEGIN_OPTION = "lgsp_sqlite_begin"
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """One pool, two ways in: ``reader`` for reads, ``writer`` for transactions that write."""
+
+    reader: AsyncEngine
+    writer: AsyncEngine
+
+    @property
+    def dialect(self) -> str:
+        return self.reader.dialect.name
+
+
+def create_engines(url: str) -> Engines:
+    """Engines for a ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as error:
+        raise ConfigError(f"not a database URL: {error}", code="config.store_url") from error
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_async_engine(
+            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        _configure_sqlite(engine)
+        return Engines(engine, engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}))
+    if backend == "postgresql":
+        engine = create_async_engine(
+            parsed,
+            pool_size=PG_POOL_SIZE,
+            max_overflow=PG_MAX_OVERFLOW,
+            pool_pre_ping=True,
+            pool_timeout=CONNECT_TIMEOUT_S,
+            connect_args={"timeout": CONNECT_TIMEOUT_S},
+        )
+        return Engines(engine, engine)
+    raise ConfigError(f"unsupported store backend {backend!r}", code="config.store_url")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """Pragmas on every new connection; BEGIN emitted by us (the driver's own BEGIN is off)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT from the driver
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction, committed on success; the store's SQLAlchemy errors are translated here."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except exc.IntegrityError as error:
+        raise ConflictError(
+            f"the store refused a write: {error.orig}", code="conflict.constraint"
+        ) from error
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError) as error:
+        raise UnavailableError(
+            f"the store is unavailable: {error}", code="unavailable.store"
+        ) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise UnavailableError(
+                f"lost the store connection: {error}", code="unavailable.store"
+            ) from error
+        raise ServiceError(f"store error: {error}", code="store.error") from error
+    except exc.SQLAlchemyError as error:
+        raise ServiceError(f"store error: {error}", code="store.error") from error

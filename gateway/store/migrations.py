@@ -1,0 +1,114 @@
+"""Schema versions of the delivery log and the ordered steps that bring a database up to date.
+
+``migrate`` runs at every start-up and is idempotent. Each step runs in its own transaction which
+also records the new version in ``schema_version``; on PostgreSQL the transaction first takes an
+advisory lock, so gateways starting together apply each step exactly once (the others wait, then
+see it done). On SQLite the write transaction (``BEGIN IMMEDIATE``) is the lock.
+
+A database without a ``schema_version`` row is created whole from ``tables.metadata`` (the current
+shape) and stamped ``LATEST``; the later steps exist for databases created by older releases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Text, bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.errors import ConfigError
+from gateway.store.engine import transaction
+from gateway.store.tables import documents, fold_text, metadata, schema_version
+
+# Any constant unique to this application: the key of the PostgreSQL advisory lock.
+ADVISORY_LOCK_KEY = 0x4C475350_4C4F47  # "LGSP" "LOG"
+BACKFILL_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Brings the schema from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[AsyncConnection], Awaitable[None]]
+
+
+async def _create_all(conn: AsyncConnection) -> None:
+    await conn.run_sync(metadata.create_all)
+
+
+async def _add_subject_folded(conn: AsyncConnection) -> None:
+    """Version 2: ``documents.subject_folded`` for diacritic-insensitive search, backfilled."""
+    column_type = Text().compile(dialect=conn.dialect)
+    await conn.execute(text(f"ALTER TABLE documents ADD COLUMN subject_folded {column_type}"))
+    last_id = ""
+    while True:
+        rows = (
+            await conn.execute(
+                select(documents.c.id, documents.c.subject)
+                .where(documents.c.id > last_id, documents.c.subject.is_not(None))
+                .order_by(documents.c.id)
+                .limit(BACKFILL_BATCH)
+            )
+        ).all()
+        if not rows:
+            return
+        await conn.execute(
+            update(documents)
+            .where(documents.c.id == bindparam("doc_id"))
+            .values(subject_folded=bindparam("folded")),
+            [{"doc_id": row.id, "folded": fold_text(row.subject)} for row in rows],
+        )
+        last_id = rows[-1].id
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "create all tables", _create_all),
+    Step(2, "documents.subject_folded for subject search", _add_subject_folded),
+)
+LATEST = STEPS[-1].version
+
+
+async def _locked_version(conn: AsyncConnection) -> int:
+    """Take the migration lock, then read the recorded version (0 for an empty database)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    await conn.run_sync(schema_version.create, checkfirst=True)
+    version = await conn.scalar(select(func.max(schema_version.c.version)))
+    return int(version or 0)
+
+
+async def _advance(conn: AsyncConnection) -> tuple[int, bool]:
+    """Apply the next step, if any, inside the caller's transaction: (version now, applied?)."""
+    version = await _locked_version(conn)
+    if version >= LATEST:
+        return version, False
+    if version == 0:
+        step = Step(LATEST, f"created at version {LATEST}", _create_all)
+    else:
+        step = STEPS[version]  # STEPS[i] has version i + 1
+    await step.apply(conn)
+    await conn.execute(
+        insert(schema_version).values(
+            version=step.version, description=step.description, applied_at=datetime.now(UTC)
+        )
+    )
+    return step.version, True
+
+
+async def migrate(engine: AsyncEngine) -> int:
+    """Bring the database to ``LATEST``, one step per transaction; returns the version reached."""
+    applied = True
+    version = 0
+    while applied:
+        async with transaction(engine) as conn:
+            version, applied = await _advance(conn)
+    if version > LATEST:
+        raise ConfigError(
+            f"the store is at schema version {version}, newer than this release ({LATEST})",
+            code="config.store_schema_newer",
+        )
+    return version

@@ -1,0 +1,196 @@
+"""Row <-> record mapping and the query builders the delivery log shares between its methods."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Row, Select, exists, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
+from gateway.errors import InputError
+from gateway.package_formats import PackageFormat
+from gateway.store.records import (
+    DeliveryItem,
+    DeliveryMethod,
+    DeliveryRecord,
+    DeliveryState,
+    DocumentFilter,
+    DocumentRecord,
+    EventKind,
+    EventRecord,
+    NewDocument,
+)
+from gateway.store.tables import deliveries, documents, fold_text, packages
+
+MAX_PAGE = 1000
+_E = TypeVar("_E", BusinessDocType, StatusCode)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def select_documents() -> Select[Any]:
+    """Documents with the size of their package."""
+    return select(documents, packages.c.size_bytes).join(
+        packages, packages.c.sha256 == documents.c.package_sha256
+    )
+
+
+def document_values(new: NewDocument) -> dict[str, object]:
+    """The ``documents`` columns for a new document (id and package added by the caller)."""
+    return {
+        "dedup_key": new.dedup_key,
+        "kind": new.kind.value,
+        "sender": new.sender,
+        "document_id": new.document_id,
+        "business_doc_type": _value(new.business_doc_type),
+        "status_code": _value(new.status_code),
+        "subject": new.subject,
+        "subject_folded": fold_text(new.subject) if new.subject is not None else None,
+        "format": new.format.value,
+        "signer_fingerprint": new.signer_fingerprint,
+        "signer_subject": new.signer_subject,
+        "algorithm": new.algorithm,
+        "caller": new.caller,
+        "received_at": new.received_at,
+        "in_reply_to": new.in_reply_to,
+    }
+
+
+def _value(member: BusinessDocType | StatusCode | None) -> str | None:
+    return member.value if member is not None else None
+
+
+def document_record(row: Row[Any]) -> DocumentRecord:
+    m = row._mapping
+    return DocumentRecord(
+        id=m["id"],
+        dedup_key=m["dedup_key"],
+        kind=PackageKind(m["kind"]),
+        sender=m["sender"],
+        document_id=m["document_id"],
+        business_doc_type=_optional(BusinessDocType, m["business_doc_type"]),
+        status_code=_optional(StatusCode, m["status_code"]),
+        subject=m["subject"],
+        package_sha256=m["package_sha256"],
+        size_bytes=m["size_bytes"],
+        format=PackageFormat(m["format"]),
+        signer_fingerprint=m["signer_fingerprint"],
+        signer_subject=m["signer_subject"],
+        algorithm=m["algorithm"],
+        caller=m["caller"],
+        received_at=m["received_at"],
+        in_reply_to=m["in_reply_to"],
+    )
+
+
+def delivery_record(row: Row[Any]) -> DeliveryRecord:
+    m = row._mapping
+    return DeliveryRecord(
+        id=m["id"],
+        document=m["document"],
+        recipient=m["recipient"],
+        method=DeliveryMethod(m["method"]),
+        state=DeliveryState(m["state"]),
+        attempts=m["attempts"],
+        last_error=m["last_error"],
+        business_status=_optional(StatusCode, m["business_status"]),
+        business_status_at=m["business_status_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        delivered_at=m["delivered_at"],
+        acked_at=m["acked_at"],
+    )
+
+
+def event_record(row: Row[Any]) -> EventRecord:
+    m = row._mapping
+    return EventRecord(
+        id=m["id"],
+        document=m["document"],
+        delivery=m["delivery"],
+        at=m["at"],
+        kind=EventKind(m["kind"]),
+        outcome=m["outcome"],
+        detail=json.loads(m["detail"]),
+        actor=m["actor"],
+    )
+
+
+def _optional(enum: type[_E], value: str | None) -> _E | None:
+    return enum(value) if value is not None else None
+
+
+def event_values(
+    *,
+    document: str,
+    delivery: str | None,
+    at: datetime,
+    kind: EventKind,
+    outcome: str,
+    detail: Mapping[str, object],
+    actor: str,
+) -> dict[str, object]:
+    """An ``events`` row; ``detail`` is stored as a JSON object."""
+    return {
+        "document": document,
+        "delivery": delivery,
+        "at": at,
+        "kind": kind.value,
+        "outcome": outcome,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+        "actor": actor,
+    }
+
+
+async def delivery_items(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[DeliveryItem]:
+    """Deliveries (``deliveries`` rows) paired with their documents, in the rows' order."""
+    doc_ids = {row._mapping["document"] for row in rows}
+    docs: dict[str, DocumentRecord] = {}
+    if doc_ids:
+        result = await conn.execute(select_documents().where(documents.c.id.in_(doc_ids)))
+        docs = {rec.id: rec for rec in map(document_record, result)}
+    return [DeliveryItem(delivery_record(row), docs[row._mapping["document"]]) for row in rows]
+
+
+def check_page(limit: int, offset: int = 0) -> None:
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise InputError(
+            f"page limit must be 1..{MAX_PAGE} and offset >= 0 (got {limit}, {offset})",
+            code="input.invalid_page",
+        )
+
+
+def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
+    """WHERE conditions for an admin search; delivery criteria must hold for the same delivery."""
+    conds: list[ColumnElement[bool]] = []
+    if f.sender is not None:
+        conds.append(documents.c.sender == f.sender)
+    if f.document_id is not None:
+        conds.append(documents.c.document_id == f.document_id)
+    if f.kind is not None:
+        conds.append(documents.c.kind == f.kind.value)
+    if f.since is not None:
+        conds.append(documents.c.received_at >= f.since)
+    if f.until is not None:
+        conds.append(documents.c.received_at < f.until)
+    if f.text:
+        conds.append(documents.c.subject_folded.contains(fold_text(f.text), autoescape=True))
+    per_delivery = list(_delivery_conditions(f))
+    if per_delivery:
+        conds.append(exists().where(deliveries.c.document == documents.c.id, *per_delivery))
+    return conds
+
+
+def _delivery_conditions(f: DocumentFilter) -> Iterable[ColumnElement[bool]]:
+    if f.recipient is not None:
+        yield deliveries.c.recipient == f.recipient
+    if f.state is not None:
+        yield deliveries.c.state == f.state.value
+    if f.business_status is not None:
+        yield deliveries.c.business_status == f.business_status.value

@@ -1,0 +1,201 @@
+"""Read-only queries over the delivery log: lookups, the outbox, mailboxes, admin search, tail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.edxml.model import PackageKind
+from gateway.errors import NotFoundError
+from gateway.store.engine import Engines, transaction
+from gateway.store.queries import (
+    check_page,
+    delivery_items,
+    delivery_record,
+    document_conditions,
+    document_record,
+    event_record,
+    select_documents,
+    utc_now,
+)
+from gateway.store.records import (
+    DeliveryItem,
+    DeliveryMethod,
+    DeliveryRecord,
+    DeliveryState,
+    DocumentFilter,
+    DocumentRecord,
+    DocumentView,
+    EventRecord,
+)
+from gateway.store.tables import deliveries, documents, events, packages
+
+
+class LogReader:
+    """What can be asked of the delivery log without changing it (``DeliveryLog`` extends it)."""
+
+    def __init__(self, engines: Engines) -> None:
+        self._engines = engines
+
+    async def ping(self) -> None:
+        """Raise ``UnavailableError`` unless the store answers (for readiness checks)."""
+        async with transaction(self._engines.reader) as conn:
+            await conn.execute(select(1))
+
+    async def pending_publication(self, older_than_s: float, limit: int) -> list[DeliveryItem]:
+        """The outbox: deliveries still ``accepted`` ``older_than_s`` after their last change."""
+        check_page(limit)
+        cutoff = utc_now() - timedelta(seconds=older_than_s)
+        async with transaction(self._engines.reader) as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(
+                        deliveries.c.state == DeliveryState.ACCEPTED.value,
+                        deliveries.c.updated_at <= cutoff,
+                    )
+                    .order_by(deliveries.c.updated_at, deliveries.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            return await delivery_items(conn, rows)
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        async with transaction(self._engines.reader) as conn:
+            row = (
+                await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
+            ).first()
+        return delivery_record(row) if row is not None else None
+
+    async def is_delivered(self, delivery_id: str) -> bool:
+        record = await self.get_delivery(delivery_id)
+        if record is None:
+            raise NotFoundError(f"no delivery {delivery_id}", code="not_found.delivery")
+        return record.state is DeliveryState.DELIVERED
+
+    async def find_delivery(self, document: str, recipient: str) -> DeliveryRecord | None:
+        """The delivery of document ``document`` (its id) to ``recipient``."""
+        async with transaction(self._engines.reader) as conn:
+            row = (
+                await conn.execute(
+                    select(deliveries).where(
+                        deliveries.c.document == document, deliveries.c.recipient == recipient
+                    )
+                )
+            ).first()
+        return delivery_record(row) if row is not None else None
+
+    async def inbox(self, recipient: str, *, limit: int = 100) -> list[DeliveryItem]:
+        """Mailbox deliveries to ``recipient`` stored in the mailbox and not yet acknowledged."""
+        check_page(limit)
+        async with transaction(self._engines.reader) as conn:
+            rows = (
+                await conn.execute(
+                    select(deliveries)
+                    .where(
+                        deliveries.c.recipient == recipient,
+                        deliveries.c.method == DeliveryMethod.MAILBOX.value,
+                        deliveries.c.state == DeliveryState.DELIVERED.value,
+                        deliveries.c.acked_at.is_(None),
+                    )
+                    .order_by(deliveries.c.delivered_at, deliveries.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            return await delivery_items(conn, rows)
+
+    async def find_document(
+        self, sender: str, document_id: str, kind: PackageKind = PackageKind.DOCUMENT
+    ) -> DocumentRecord | None:
+        """The first-received document from ``sender`` with that edXML DocumentId."""
+        async with transaction(self._engines.reader) as conn:
+            row = (
+                await conn.execute(
+                    select_documents()
+                    .where(
+                        documents.c.sender == sender,
+                        documents.c.document_id == document_id,
+                        documents.c.kind == kind.value,
+                    )
+                    .order_by(documents.c.received_at, documents.c.id)
+                    .limit(1)
+                )
+            ).first()
+        return document_record(row) if row is not None else None
+
+    async def get_document(self, id: str) -> DocumentView | None:
+        async with transaction(self._engines.reader) as conn:
+            row = (await conn.execute(select_documents().where(documents.c.id == id))).first()
+            if row is None:
+                return None
+            trail = await conn.execute(
+                select(events).where(events.c.document == id).order_by(events.c.id)
+            )
+            return DocumentView(
+                document_record(row),
+                await self._deliveries_of(conn, id),
+                tuple(map(event_record, trail)),
+            )
+
+    async def get_package(self, sha256: str) -> bytes:
+        async with transaction(self._engines.reader) as conn:
+            data = await conn.scalar(select(packages.c.data).where(packages.c.sha256 == sha256))
+        if data is None:
+            raise NotFoundError(f"no package {sha256}", code="not_found.package")
+        return bytes(data)
+
+    async def list_documents(self, f: DocumentFilter) -> list[DocumentRecord]:
+        """Documents matching ``f``, newest first, one page (``f.limit`` from ``f.offset``)."""
+        check_page(f.limit, f.offset)
+        query = (
+            select_documents()
+            .where(*document_conditions(f))
+            .order_by(documents.c.received_at.desc(), documents.c.id.desc())
+            .limit(f.limit)
+            .offset(f.offset)
+        )
+        async with transaction(self._engines.reader) as conn:
+            return [document_record(row) for row in await conn.execute(query)]
+
+    async def count_documents(self, f: DocumentFilter) -> int:
+        """How many documents match ``f`` (ignoring its page)."""
+        query = select(func.count()).select_from(documents).where(*document_conditions(f))
+        async with transaction(self._engines.reader) as conn:
+            return int(await conn.scalar(query) or 0)
+
+    async def tail(self, after_event_id: int = 0, limit: int = 100) -> list[EventRecord]:
+        """Events after ``after_event_id``, oldest first (for ``lgsp log tail``)."""
+        check_page(limit)
+        async with transaction(self._engines.reader) as conn:
+            result = await conn.execute(
+                select(events)
+                .where(events.c.id > after_event_id)
+                .order_by(events.c.id)
+                .limit(limit)
+            )
+            return [event_record(row) for row in result]
+
+    async def dead_letters(
+        self, *, recipient: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeliveryItem]:
+        """Dead-lettered deliveries, most recently given up first."""
+        check_page(limit, offset)
+        query = select(deliveries).where(deliveries.c.state == DeliveryState.DEAD_LETTERED.value)
+        if recipient is not None:
+            query = query.where(deliveries.c.recipient == recipient)
+        query = query.order_by(deliveries.c.updated_at.desc(), deliveries.c.id).limit(limit)
+        async with transaction(self._engines.reader) as conn:
+            rows = (await conn.execute(query.offset(offset))).all()
+            return await delivery_items(conn, rows)
+
+    async def _deliveries_of(
+        self, conn: AsyncConnection, document: str
+    ) -> tuple[DeliveryRecord, ...]:
+        result = await conn.execute(
+            select(deliveries)
+            .where(deliveries.c.document == document)
+            .order_by(deliveries.c.created_at, deliveries.c.recipient)
+        )
+        return tuple(map(delivery_record, result))

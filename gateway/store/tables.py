@@ -1,0 +1,158 @@
+"""The delivery log's tables (SQLAlchemy Core), portable across SQLite and PostgreSQL.
+
+This is the *current* schema: a fresh database is created from it, an older one is brought to it
+by ``migrations``. Enumerated columns are plain strings holding the ``records`` enum values (no
+CHECK constraints: SQLite can only change those by rebuilding the table). Timestamps are stored as
+UTC and always read back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no zone, so we add it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the delivery log; use timezone-aware UTC")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002 (the interface's)
+    ) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _uuid() -> String:
+    return String(36)
+
+
+# Integer on SQLite so that the column is the rowid (autoincrement); 64 bits on PostgreSQL.
+_EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def fold_text(text: str) -> str:
+    """Lowercase, without diacritics (Vietnamese ``đ`` included): ``Công Văn`` -> ``cong van``."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", bare).casefold()
+
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("sha256", String(64), primary_key=True),  # hex digest of exactly the received bytes
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", _uuid(), primary_key=True),
+    Column("dedup_key", String(512), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # PackageKind
+    Column("sender", String(64), nullable=False),
+    Column("document_id", String(255)),  # the edXML DocumentId (of the original, for a status)
+    Column("business_doc_type", String(2)),
+    Column("status_code", String(2)),
+    Column("subject", Text),
+    Column("subject_folded", Text),  # fold_text(subject), for search (schema version 2)
+    Column("package_sha256", String(64), ForeignKey("packages.sha256"), nullable=False),
+    Column("format", String(8), nullable=False),  # PackageFormat: xml | jws
+    Column("signer_fingerprint", String(64), nullable=False),
+    Column("signer_subject", Text, nullable=False),
+    Column("algorithm", String(128), nullable=False),
+    Column("caller", String(128), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("in_reply_to", _uuid(), ForeignKey("documents.id")),
+    Index(None, "received_at", "id"),
+    Index(None, "sender", "received_at"),
+    Index(None, "document_id", "sender", "kind"),
+    Index(None, "in_reply_to"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _uuid(), primary_key=True),
+    Column("document", _uuid(), ForeignKey("documents.id"), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("method", String(16), nullable=False),  # DeliveryMethod
+    Column("state", String(16), nullable=False),  # DeliveryState
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("business_status", String(2)),  # StatusCode 01..16
+    Column("business_status_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Column("acked_at", UtcDateTime),
+    UniqueConstraint("document", "recipient"),
+    Index(None, "recipient", "state"),
+    Index(None, "state", "updated_at"),  # outbox, dead letters, console state filter
+    Index(None, "business_status"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _EVENT_ID, primary_key=True, autoincrement=True),
+    Column("document", _uuid(), ForeignKey("documents.id"), nullable=False),
+    Column("delivery", _uuid(), ForeignKey("deliveries.id")),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),  # EventKind
+    Column("outcome", String(64), nullable=False),
+    Column("detail", Text, nullable=False),  # a JSON object
+    Column("actor", String(128), nullable=False),
+    Index(None, "document", "id"),
+    Index(None, "delivery", "id"),
+)
