@@ -19,7 +19,6 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TypeVar
 
@@ -103,11 +102,6 @@ def generate_api_key() -> tuple[str, str]:
 def normalize_fingerprint(fingerprint: str) -> str:
     """``AB:CD:…`` or ``abcd…`` as lowercase hex without separators."""
     return fingerprint.replace(":", "").strip().lower()
-
-
-def matches(organ_id: str, patterns: Iterable[str]) -> bool:
-    """Whether ``organ_id`` equals, or matches the shell-style pattern of, any of ``patterns``."""
-    return any(fnmatchcase(organ_id, pattern) for pattern in patterns)
 
 
 class Directory:
