@@ -1,35 +1,364 @@
-"""Hardened XML loading: no DTDs, no entities, no network, no XInclude, bounded size and shape."""
+"""Hardened XML loading: no DTDs, no entities, no network, no XInclude, bounded size and shape.
+
+``load_xml`` is the only way untrusted bytes become an lxml tree. It refuses, each with its own
+stable code (see the table in ``docs/architecture.md`` and ``tests/edxml/malicious/EXPECTED.toml``):
+
+* before parsing, from the bytes alone: oversize input (``edxml.too_large``), empty input, other
+  encodings than UTF-8 (UTF-16/32, EBCDIC, a declared non-UTF-8 encoding), NUL bytes and binary
+  garbage, non-XML text, XML versions other than 1.0 and any ``<!DOCTYPE`` in the prolog (so no
+  entity is ever declared, no external subset is named and nothing is fetched);
+* while parsing (libxml2 fed in chunks through ``XMLPullParser``; events are checked after each
+  chunk, so a 10,000-level nesting or a million elements are never fully built): depth, element
+  count, processing instructions and XInclude namespace declarations;
+* after parsing, on the finished tree: attachment count and the estimated decoded attachment size.
+
+libxml2's own syntax errors are translated once, here, into ``PackageError`` codes. Callers that
+receive a request body use ``check_size`` (Content-Length) and ``read_limited`` (the stream) to
+refuse oversize bodies before they are buffered.
+"""
 
 from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, cast
 
 from lxml import etree
 
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
+from gateway.edxml.model import EDXML_NS
 from gateway.errors import LimitError, PackageError
 
+FEED_CHUNK_BYTES = 256 * 1024
+"""Bytes handed to libxml2 per feed; the shape limits are checked between feeds."""
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
+READ_CHUNK_BYTES = 64 * 1024
+"""Bytes ``read_limited`` asks the stream for at a time."""
+
+XINCLUDE_NAMESPACES = frozenset(
+    {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"}
+)
+
+_UTF8_BOM = codecs.BOM_UTF8
+_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_EBCDIC_DECL = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+_SNIFF_BYTES = 512
+_MARKUP_START = b"< \t\r\n"
+
+_WHITESPACE = re.compile(rb"[ \t\r\n]*")
+_PROLOG = re.compile(rb"(?:[ \t\r\n]+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+_DECLARATION = re.compile(
+    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*([\"'])([^\"']*)\1"
+    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*([\"'])([^\"']*)\3)?"
+)
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r") + b"\x7f"
+_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
+
+_ATTACHMENT_PATH = f"{{{EDXML_NS}}}AttachmentEncoded/{{{EDXML_NS}}}Attachment"
+_ENCODED_TAG = f"{{{EDXML_NS}}}ContentTransferEncoded"
+
+# libxml2 error numbers (lxml.etree.ErrorTypes) and the codes they translate to.
+_ENTITY_ERRORS = (26, 27, 28, 29, 30, 88, 89, 90)  # undeclared/unparsed/external/loop
+_ENCODING_ERRORS = (31, 32, 81)  # unknown/unsupported encoding, invalid UTF-8 bytes
+_INVALID_CHAR = 9  # a character XML 1.0 forbids (control characters, &#0;, U+FFFE)
+_NAMESPACE_ERRORS = range(200, 300)  # unbound prefix, bad xml/xmlns binding, bad QName
+_RESOURCE_LIMIT = 114  # libxml2's own hard limits (depth 2048 with huge_tree)
+_CODE_BY_ERROR: dict[int, tuple[str, str]] = {
+    **dict.fromkeys(_ENTITY_ERRORS, ("edxml.entity_forbidden", "entity reference not allowed")),
+    **dict.fromkeys(_ENCODING_ERRORS, ("edxml.bad_encoding", "invalid UTF-8")),
+    _INVALID_CHAR: ("edxml.invalid_char", "character not allowed in XML"),
+    **dict.fromkeys(_NAMESPACE_ERRORS, ("edxml.bad_namespace", "namespace error")),
+}
+_LEVEL_ERROR, _LEVEL_FATAL = 2, 3  # lxml.etree.ErrorLevels
+
+
+class ByteStream(Protocol):
+    """What ``read_limited`` needs from a body stream (aiohttp's ``StreamReader`` fits)."""
+
+    async def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end of the stream."""
+        ...
+
+
+def check_size(length: int | None, limits: ParseLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a declared body length (e.g. Content-Length) over ``limits.max_bytes``.
+
+    ``None`` (length unknown) passes: ``read_limited`` then enforces the limit while reading.
+    """
+    if length is None:
+        return
+    if length < 0:
+        raise PackageError(f"invalid declared length {length}", code="edxml.bad_length")
+    if length > limits.max_bytes:
+        raise _too_large(length, limits)
+
+
+async def read_limited(
+    stream: ByteStream,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    *,
+    declared_length: int | None = None,
+    chunk_bytes: int = READ_CHUNK_BYTES,
+) -> bytes:
+    """Read a whole body, refusing it as soon as it exceeds ``limits.max_bytes``.
+
+    At most ``max_bytes + chunk_bytes`` are ever read, so an endless or huge body costs bounded
+    memory and the refusal comes before the rest is received.
+    """
+    check_size(declared_length, limits)
+    received = bytearray()
+    while chunk := await stream.read(chunk_bytes):
+        received += chunk
+        if len(received) > limits.max_bytes:
+            raise _too_large(len(received), limits, at_least=True)
+    return bytes(received)
+
+
+def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse untrusted bytes into an lxml root element, or raise ``PackageError``/``LimitError``.
+
+    Comments are kept (real producers write them); CDATA sections become plain text.
+    """
+    check_size(len(data), limits)
+    _check_bytes(data)
+    root = _parse(data, limits)
+    _check_tree(root, len(data), limits)
+    return root
+
+
+# --- before parsing: the bytes ------------------------------------------------------------------
+
+
+def _check_bytes(data: bytes) -> None:
+    """Encoding, emptiness, binary content, the XML declaration and the absence of a DOCTYPE."""
+    if data.startswith(_WIDE_BOMS) or data.startswith(_EBCDIC_DECL) or _is_wide_text(data[:4]):
+        raise PackageError(
+            "the package is not UTF-8 (UTF-16/UTF-32/EBCDIC detected)", code="edxml.bad_encoding"
+        )
+    if b"\x00" in data:
+        at = data.index(b"\x00")
+        raise PackageError(f"NUL byte at offset {at}: binary data", code="edxml.binary")
+    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    first = _skip_whitespace(data, start)
+    if first == len(data):
+        raise PackageError("the package is empty", code="edxml.empty")
+    if data[first] != ord("<"):
+        _refuse_non_xml(data[first : first + _SNIFF_BYTES])
+    _check_declaration(data, start)
+    prolog_end = _PROLOG.match(data, start)
+    assert prolog_end is not None  # the pattern matches the empty string
+    if data[prolog_end.end() : prolog_end.end() + 9].upper() == b"<!DOCTYPE":
+        raise PackageError("DOCTYPE declarations are not allowed", code="edxml.dtd_forbidden")
+
+
+def _is_wide_text(head: bytes) -> bool:
+    """UTF-16/UTF-32 without a BOM: ``<`` or whitespace as a 2- or 4-byte code unit."""
+    if len(head) < 4:
+        return False
+    little = head[0] in _MARKUP_START and head[1] == 0
+    big = head[1] in _MARKUP_START and head[0] == 0
+    big32 = head[:3] == b"\x00\x00\x00" and head[3] in _MARKUP_START
+    return little or big or big32
+
+
+def _skip_whitespace(data: bytes, start: int) -> int:
+    match = _WHITESPACE.match(data, start)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
+def _refuse_non_xml(head: bytes) -> None:
+    """The first significant byte is not ``<``: binary garbage or some other text format."""
+    try:
+        codecs.utf_8_decode(head, "strict", False)
+    except UnicodeDecodeError as exc:
+        raise PackageError("binary data, not an XML document", code="edxml.binary") from exc
+    if head.translate(None, _NOT_CONTROL):
+        raise PackageError("binary data, not an XML document", code="edxml.binary")
+    raise PackageError("not an XML document (it does not start with '<')", code="edxml.not_xml")
+
+
+def _check_declaration(data: bytes, start: int) -> None:
+    """An XML declaration, if present, must say version 1.0 and (if anything) UTF-8."""
+    match = _DECLARATION.match(data, start)
+    if match is None:
+        return  # no declaration, or one libxml2 will refuse as malformed
+    version, encoding = match.group(2), match.group(4)
+    if version != b"1.0":
+        raise PackageError(
+            f"XML version {version.decode('ascii', 'replace')!r} is not supported (1.0 only)",
+            code="edxml.bad_version",
+        )
+    if encoding is not None and encoding.decode("ascii", "replace").lower() not in _UTF8_NAMES:
+        raise PackageError(
+            f"declared encoding {encoding.decode('ascii', 'replace')!r}: packages must be UTF-8",
+            code="edxml.bad_encoding",
+        )
+
+
+# --- while parsing: libxml2 in chunks, events checked between chunks ----------------------------
+
+
+class _ShapeGuard:
+    """Follows parse events: depth, element count, PIs and XInclude namespace declarations."""
+
+    __slots__ = ("depth", "elements", "max_depth", "max_elements")
+
+    def __init__(self, limits: ParseLimits) -> None:
+        self.depth = 0
+        self.elements = 0
+        self.max_depth = limits.max_depth
+        self.max_elements = limits.max_elements
+
+    def consume(self, events: Iterable[tuple[str, Any]]) -> None:
+        depth, elements = self.depth, self.elements
+        for event, item in events:
+            if event == "start":
+                depth += 1
+                elements += 1
+                if depth > self.max_depth:
+                    raise LimitError(
+                        f"elements nest deeper than {self.max_depth} levels",
+                        code="edxml.too_deep",
+                        path=f"line {item.sourceline}",
+                    )
+                if elements > self.max_elements:
+                    raise LimitError(
+                        f"the package has more than {self.max_elements} elements",
+                        code="edxml.too_many_elements",
+                        path=f"line {item.sourceline}",
+                    )
+            elif event == "end":
+                depth -= 1
+            elif event == "start-ns":
+                if item[1] in XINCLUDE_NAMESPACES:
+                    raise PackageError(
+                        f"the XInclude namespace {item[1]} is not allowed",
+                        code="edxml.xinclude_forbidden",
+                    )
+            else:  # "pi": the XML declaration is not one, so any PI is refused
+                raise PackageError(
+                    f"processing instruction <?{item.target} ...?> is not allowed",
+                    code="edxml.pi_forbidden",
+                    path=f"line {item.sourceline}",
+                )
+        self.depth, self.elements = depth, elements
+
+
+def _new_parser() -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("start", "end", "start-ns", "pi"),
+        encoding="utf-8",  # the declaration was checked; never let it switch the decoder
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=True,
+        attribute_defaults=False,
+        huge_tree=True,  # 20+ MB text nodes; our own limits replace libxml2's
         remove_blank_text=False,
+        remove_comments=False,
+        remove_pis=False,
     )
 
 
-def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
-    """Parse untrusted bytes into an lxml root element, or raise a ``PackageError``.
-
-    PRELIMINARY version: the full hardening (depth/element limits, DTD refusal, encoding checks)
-    lives here once implemented.
-    """
-    if not data:
-        raise PackageError("the package is empty", code="edxml.empty")
-    if len(data) > limits.max_bytes:
-        raise LimitError(f"the package exceeds {limits.max_bytes} bytes", code="edxml.too_large")
+def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
+    parser = _new_parser()
+    guard = _ShapeGuard(limits)
+    events = cast("Iterator[tuple[str, Any]]", parser.read_events())
+    _clear_error_log()
+    at_end = False
     try:
-        return etree.fromstring(data, _parser())
+        for offset in range(0, len(data), FEED_CHUNK_BYTES):
+            parser.feed(data[offset : offset + FEED_CHUNK_BYTES])
+            guard.consume(events)
+        at_end = True
+        root = parser.close()
+        guard.consume(events)
     except etree.XMLSyntaxError as exc:
-        raise PackageError(f"malformed XML: {exc}", code="edxml.malformed") from exc
+        try:
+            guard.consume(events)  # a limit crossed before the error is the better answer
+        except PackageError as refusal:
+            raise refusal from exc
+        raise _translate(exc, at_end=at_end) from exc
+    return root
+
+
+def _clear_error_log() -> None:
+    """Empty lxml's (thread-local) error log so that an exception lists only this parse."""
+    etree.clear_error_log()
+
+
+def _translate(exc: etree.XMLSyntaxError, *, at_end: bool) -> PackageError:
+    """One libxml2 syntax error -> the most specific ``PackageError``, judged by its first error."""
+    kind, fatal, detail = _first_error(exc)
+    if kind == _RESOURCE_LIMIT:
+        code = "edxml.too_deep" if "depth" in detail.lower() else "edxml.too_large"
+        return LimitError(f"parser limit: {detail}", code=code)
+    known = _CODE_BY_ERROR.get(kind)
+    if known is not None:
+        code, what = known
+        return PackageError(f"{what}: {detail}", code=code)
+    if at_end and fatal:  # libxml2 only stops at close() when the input ran out
+        return PackageError(f"the document ends prematurely: {detail}", code="edxml.truncated")
+    return PackageError(f"malformed XML: {detail}", code="edxml.malformed")
+
+
+def _first_error(exc: etree.XMLSyntaxError) -> tuple[int, bool, str]:
+    """(libxml2 error number, fatal?, message) of the first error this parse logged."""
+    for entry in cast("Iterable[Any]", exc.error_log):
+        if int(entry.level) >= _LEVEL_ERROR:
+            message = " ".join(str(entry.message).split())
+            return int(entry.type), int(entry.level) >= _LEVEL_FATAL, message
+    return int(getattr(exc, "code", 0)), True, str(exc.msg)
+
+
+# --- after parsing: the finished tree -----------------------------------------------------------
+
+
+def _check_tree(root: etree._Element, size_bytes: int, limits: ParseLimits) -> None:
+    docinfo = root.getroottree().docinfo
+    dtds = cast("tuple[etree.DTD | None, ...]", (docinfo.internalDTD, docinfo.externalDTD))
+    if any(dtd is not None for dtd in dtds):
+        raise PackageError("DOCTYPE declarations are not allowed", code="edxml.dtd_forbidden")
+    attachments = root.findall(_ATTACHMENT_PATH)
+    if len(attachments) > limits.max_attachments:
+        raise LimitError(
+            f"{len(attachments)} attachments, more than {limits.max_attachments}",
+            code="edxml.too_many_attachments",
+        )
+    if _decoded_upper_bound(size_bytes) <= limits.max_attachment_bytes:
+        return  # no attachment of this package can be that large: skip copying their text
+    for index, attachment in enumerate(attachments, start=1):
+        estimate = _decoded_estimate(attachment)
+        if estimate > limits.max_attachment_bytes:
+            raise LimitError(
+                f"attachment of about {estimate} bytes, more than {limits.max_attachment_bytes}",
+                code="edxml.attachment_too_large",
+                path=f"AttachmentEncoded/Attachment[{index}]",
+            )
+
+
+def _decoded_upper_bound(encoded_chars: int) -> int:
+    return (encoded_chars + 3) // 4 * 3
+
+
+def _decoded_estimate(attachment: etree._Element) -> int:
+    """Decoded size of an attachment, from the length of its base64 text (whitespace excluded)."""
+    encoded = attachment.find(_ENCODED_TAG)
+    if encoded is None:
+        return 0
+    chars = 0
+    for text in cast("Iterator[str]", encoded.itertext()):
+        blanks = text.count(" ") + text.count("\n") + text.count("\r") + text.count("\t")
+        chars += len(text) - blanks
+    return _decoded_upper_bound(chars)
+
+
+def _too_large(size: int, limits: ParseLimits, *, at_least: bool = False) -> LimitError:
+    more = "more than " if at_least else ""
+    return LimitError(
+        f"the package is {more}{size} bytes, over the limit of {limits.max_bytes}",
+        code="edxml.too_large",
+    )

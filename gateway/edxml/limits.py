@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from gateway.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +16,16 @@ class ParseLimits:
     max_elements: int = 100_000
     max_attachments: int = 200
     max_attachment_bytes: int = 48 * 1024 * 1024  # decoded size of one attachment
+
+    def __post_init__(self) -> None:
+        for limit in fields(self):
+            value = getattr(self, limit.name)
+            minimum = 0 if limit.name == "max_attachments" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ConfigError(
+                    f"parse limit {limit.name} must be an integer >= {minimum}, not {value!r}",
+                    code="config.parse_limits",
+                )
 
 
 DEFAULT_LIMITS = ParseLimits()
