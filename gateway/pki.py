@@ -42,14 +42,9 @@ ROOT_VALID_DAYS = 3650
 CRL_VALID_DAYS = 7
 CLOCK_SKEW = dt.timedelta(minutes=5)
 SIGNING_KEY_USAGE = frozenset({"digital_signature", "content_commitment"})
-_KEY_USAGE_FIELDS = (
-    "digital_signature",
-    "content_commitment",
-    "key_encipherment",
-    "data_encipherment",
-    "key_agreement",
-    "key_cert_sign",
-    "crl_sign",
+_KEY_USAGE_FIELDS = (  # x509.KeyUsage flags, without encipher_only / decipher_only
+    *("digital_signature", "content_commitment", "key_encipherment", "data_encipherment"),
+    *("key_agreement", "key_cert_sign", "crl_sign"),
 )
 
 
@@ -89,47 +84,15 @@ class DemoParticipant:
 # The Party code ``000.00.00.A56`` is a documented demo assumption: letter A = Đảng is a
 # recollection, not confirmed, and 56 mirrors the province number. Replace with the province's
 # published code list before production use.
+_P, _K, _L = DemoParticipant, ParticipantKind, ParticipantLevel
 DEMO_PARTICIPANTS: tuple[DemoParticipant, ...] = (
-    DemoParticipant(
-        "000.00.00.H56", "UBND tỉnh Thanh Hóa", ParticipantKind.STATE, ParticipantLevel.PROVINCE
-    ),
-    DemoParticipant(
-        "000.00.04.H56",
-        "Sở Nội vụ tỉnh Thanh Hóa",
-        ParticipantKind.STATE,
-        ParticipantLevel.PROVINCE,
-        parent="000.00.00.H56",
-    ),
-    DemoParticipant(
-        "000.00.15.H56",
-        "UBND huyện Quảng Xương",
-        ParticipantKind.STATE,
-        ParticipantLevel.DISTRICT,
-        parent="000.00.00.H56",
-    ),
-    DemoParticipant(
-        "000.01.15.H56",
-        "UBND xã Quảng Nham",
-        ParticipantKind.STATE,
-        ParticipantLevel.COMMUNE,
-        parent="000.00.15.H56",
-    ),
-    DemoParticipant(
-        "000.00.00.A56", "Tỉnh ủy Thanh Hóa", ParticipantKind.PARTY, ParticipantLevel.PROVINCE
-    ),
-    DemoParticipant(
-        "0101234567",
-        "Công ty Cổ phần Phần mềm Demo",
-        ParticipantKind.BUSINESS,
-        ParticipantLevel.PROVINCE,
-        tax_code="0101234567",
-    ),
-    DemoParticipant(
-        "000.00.00.G22",
-        "Văn phòng Chính phủ",
-        ParticipantKind.NATIONAL,
-        ParticipantLevel.NATIONAL,
-    ),
+    _P("000.00.00.H56", "UBND tỉnh Thanh Hóa", _K.STATE, _L.PROVINCE),
+    _P("000.00.04.H56", "Sở Nội vụ tỉnh Thanh Hóa", _K.STATE, _L.PROVINCE, "000.00.00.H56"),
+    _P("000.00.15.H56", "UBND huyện Quảng Xương", _K.STATE, _L.DISTRICT, "000.00.00.H56"),
+    _P("000.01.15.H56", "UBND xã Quảng Nham", _K.STATE, _L.COMMUNE, "000.00.15.H56"),
+    _P("000.00.00.A56", "Tỉnh ủy Thanh Hóa", _K.PARTY, _L.PROVINCE),
+    _P("0101234567", "Công ty Cổ phần Phần mềm Demo", _K.BUSINESS, _L.PROVINCE, None, "0101234567"),
+    _P("000.00.00.G22", "Văn phòng Chính phủ", _K.NATIONAL, _L.NATIONAL),
 )
 
 
@@ -223,15 +186,18 @@ def issue(
     uid: str | None = None,
     san: bool = True,
     save: bool = True,
+    issuer: Identity | None = None,
 ) -> Identity:
-    """Issue a certificate for ``organ_id`` under the CA in ``dir``.
+    """Issue a certificate for ``organ_id`` under the CA in ``dir`` (or under ``issuer``).
 
     ``key_usage`` names ``x509.KeyUsage`` flags (None = no KeyUsage extension); ``uid`` adds a
     subject UID such as ``MST:0101234567``; ``san=False`` leaves out the OrganId SAN URI;
-    ``save=False`` returns the identity without writing it (cheap variants for tests).
+    ``save=False`` returns the identity without writing it (cheap variants for tests);
+    ``issuer`` is an intermediate CA from :func:`issue_ca`.
     """
     layout = PkiLayout(dir)
-    ca_key, ca_cert = _load_ca(layout)
+    ca = issuer or load_ca(dir)
+    ca_key, ca_cert = ca.key, ca.certificate
     key = _new_key(key_type)
     start = valid_from or (_now() - CLOCK_SKEW)
     end = not_after or (start + dt.timedelta(days=valid_days))
@@ -255,10 +221,70 @@ def issue(
         uri = x509.UniformResourceIdentifier(ORGAN_ID_URI_PREFIX + organ_id)
         builder = builder.add_extension(x509.SubjectAlternativeName([uri]), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    identity = Identity(key=key, certificate=cert, chain=(cert, ca_cert))
+    identity = Identity(key=key, certificate=cert, chain=(cert, *ca.chain))
     if save:
         _save_identity(layout.identity_dir(organ_id), identity)
     return identity
+
+
+def issue_ca(
+    dir: Path,
+    name: str,
+    *,
+    key_type: KeyType = "rsa",
+    valid_from: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    issuer: Identity | None = None,
+) -> Identity:
+    """An intermediate CA named ``name`` under the root in ``dir`` (or ``issuer``); not saved."""
+    parent = issuer or load_ca(dir)
+    key = _new_key(key_type)
+    start = valid_from or (_now() - CLOCK_SKEW)
+    end = not_after or min(start + dt.timedelta(days=1825), parent.certificate.not_valid_after_utc)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name[:64]),
+        ]
+    )
+    cert = (
+        _ca_builder(subject, parent.certificate.subject, key, start, end)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()),
+            critical=False,
+        )
+        .sign(parent.key, hashes.SHA256())
+    )
+    return Identity(key=key, certificate=cert, chain=(cert, *parent.chain))
+
+
+def sign_crl(
+    ca: Identity,
+    revoked: Iterable[int | x509.RevokedCertificate] = (),
+    *,
+    last_update: dt.datetime | None = None,
+    next_update: dt.datetime | None = None,
+    number: int = 1,
+) -> x509.CertificateRevocationList:
+    """A CRL of ``ca`` listing ``revoked`` (serials or entries); e.g. a stale one in tests."""
+    start = last_update or _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(start)
+        .next_update(next_update or start + dt.timedelta(days=CRL_VALID_DAYS))
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            entry
+            if isinstance(entry, x509.RevokedCertificate)
+            else x509.RevokedCertificateBuilder()
+            .serial_number(entry)
+            .revocation_date(start)
+            .build()
+        )
+    return builder.sign(ca.key, hashes.SHA256())
 
 
 def revoke(dir: Path, organ_id: str) -> x509.CertificateRevocationList:
@@ -269,18 +295,12 @@ def revoke(dir: Path, organ_id: str) -> x509.CertificateRevocationList:
 def revoke_certificate(dir: Path, cert: x509.Certificate) -> x509.CertificateRevocationList:
     """Add ``cert``'s serial to the CRL of the CA in ``dir`` and re-sign the CRL."""
     layout = PkiLayout(dir)
-    ca_key, ca_cert = _load_ca(layout)
     current = x509.load_pem_x509_crl(layout.crl_path.read_bytes())
-    revoked = list(current)
+    revoked: list[int | x509.RevokedCertificate] = list(current)
     if current.get_revoked_certificate_by_serial_number(cert.serial_number) is None:
-        revoked.append(
-            x509.RevokedCertificateBuilder()
-            .serial_number(cert.serial_number)
-            .revocation_date(_now())
-            .build()
-        )
+        revoked.append(cert.serial_number)
     number = current.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
-    crl = _sign_crl(ca_key, ca_cert, revoked, number)
+    crl = sign_crl(load_ca(dir), revoked, number=number)
     _write(layout.crl_path, crl.public_bytes(serialization.Encoding.PEM))
     return crl
 
@@ -305,7 +325,17 @@ def load_identity(dir: Path, organ_id: str) -> Identity:
 
 def load_ca(dir: Path) -> Identity:
     """The root CA's key and certificate (e.g. to build intermediates or foreign CRLs in tests)."""
-    key, cert = _load_ca(PkiLayout(dir))
+    layout = PkiLayout(dir)
+    try:
+        key_pem = layout.ca_key_path.read_bytes()
+        cert = x509.load_pem_x509_certificate(layout.ca_cert_path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no demo CA under {dir}: run init first", code="config.pki_missing"
+        ) from exc
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigError("unsupported CA key type", code="config.pki_key_type")
     return Identity(key=key, certificate=cert, chain=(cert,))
 
 
@@ -319,54 +349,29 @@ def _create_root(layout: PkiLayout, key_type: KeyType) -> None:
         ]
     )
     start = _now() - CLOCK_SKEW
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(_serial())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=ROOT_VALID_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(frozenset({"key_cert_sign", "crl_sign"})), critical=True)
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    end = start + dt.timedelta(days=ROOT_VALID_DAYS)
+    cert = _ca_builder(name, name, key, start, end).sign(key, hashes.SHA256())
     _write_key(layout.ca_key_path, key)
     _write(layout.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    crl = _sign_crl(key, cert, [], 1)
+    crl = sign_crl(Identity(key=key, certificate=cert, chain=(cert,)))
     _write(layout.crl_path, crl.public_bytes(serialization.Encoding.PEM))
 
 
-def _load_ca(layout: PkiLayout) -> tuple[PrivateKey, x509.Certificate]:
-    try:
-        key_pem = layout.ca_key_path.read_bytes()
-        cert_pem = layout.ca_cert_path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"no demo CA under {layout.dir}: run init first", code="config.pki_missing"
-        ) from exc
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ConfigError("unsupported CA key type", code="config.pki_key_type")
-    return key, x509.load_pem_x509_certificate(cert_pem)
-
-
-def _sign_crl(
-    key: PrivateKey, ca_cert: x509.Certificate, revoked: list[x509.RevokedCertificate], number: int
-) -> x509.CertificateRevocationList:
-    now = _now()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(ca_cert.subject)
-        .last_update(now)
-        .next_update(now + dt.timedelta(days=CRL_VALID_DAYS))
-        .add_extension(x509.CRLNumber(number), critical=False)
+def _ca_builder(
+    subject: x509.Name, issuer: x509.Name, key: PrivateKey, start: dt.datetime, end: dt.datetime
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(_serial())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_key_usage(frozenset({"key_cert_sign", "crl_sign"})), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
-    for entry in revoked:
-        builder = builder.add_revoked_certificate(entry)
-    return builder.sign(key, hashes.SHA256())
 
 
 def _subject(organ_id: str, name: str | None, uid: str | None) -> x509.Name:
