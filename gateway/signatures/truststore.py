@@ -116,6 +116,7 @@ class TrustStore:
         *,
         require_crl: bool = False,
         refuse_stale_crl: bool = False,
+        reload_interval_s: float | None = 60.0,
         clock: Clock = _utc_now,
     ) -> TrustStore:
         """Read ``<path>/trust/ca/*.pem`` and ``<path>/trust/crl/*.{pem,crl}`` (see gateway.pki)."""
@@ -127,6 +128,7 @@ class TrustStore:
             crl_paths=(path / "trust" / "crl",),
             require_crl=require_crl,
             refuse_stale_crl=refuse_stale_crl,
+            reload_interval_s=reload_interval_s,
             clock=clock,
         )
 
