@@ -178,7 +178,8 @@ class DeliveryLog(LogReader):
             rows = (
                 await conn.execute(select(deliveries).where(deliveries.c.id.in_(delivery_ids)))
             ).all()
-            missing = set(delivery_ids) - {row.id for row in rows}
+            by_id = {row.id: row for row in rows}
+            missing = set(delivery_ids) - by_id.keys()
             if missing:
                 raise NotFoundError(f"no deliveries {sorted(missing)}", code="not_found.delivery")
             now = utc_now()
@@ -202,7 +203,7 @@ class DeliveryLog(LogReader):
                         detail={"state_before": row.state},
                         actor=actor,
                     )
-                    for row in rows
+                    for row in map(by_id.__getitem__, dict.fromkeys(delivery_ids))
                 ],
             )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -48,6 +49,7 @@ def create_engines(url: str) -> Engines:
         raise ConfigError(f"not a database URL: {error}", code="config.store_url") from error
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        _check_sqlite_dir(parsed.database)
         engine = create_async_engine(
             parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
@@ -64,6 +66,15 @@ def create_engines(url: str) -> Engines:
         )
         return Engines(engine, engine)
     raise ConfigError(f"unsupported store backend {backend!r}", code="config.store_url")
+
+
+def _check_sqlite_dir(database: str | None) -> None:
+    """A file database needs its directory (SQLite creates the file, not the directories)."""
+    if database and database != ":memory:" and not Path(database).parent.is_dir():
+        raise ConfigError(
+            f"the directory of the SQLite store {database} does not exist",
+            code="config.store_url",
+        )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
