@@ -1,0 +1,130 @@
+"""Schema versioning of the delivery log on real SQLite and PostgreSQL databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from gateway.errors import ConfigError
+from gateway.store import DeliveryLog, DocumentFilter, NewDocument
+from gateway.store.migrations import LATEST, STEPS
+
+MakeDocument = Callable[..., NewDocument]
+
+
+@asynccontextmanager
+async def raw(store_url: str) -> AsyncIterator[AsyncConnection]:
+    """A plain connection to the store, outside the delivery log, in one transaction."""
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+async def versions(store_url: str) -> list[tuple[int, str]]:
+    async with raw(store_url) as conn:
+        rows = await conn.execute(
+            text("SELECT version, description FROM schema_version ORDER BY version")
+        )
+        return [(row.version, row.description) for row in rows]
+
+
+async def test_steps_are_numbered_in_order() -> None:
+    assert [step.version for step in STEPS] == list(range(1, LATEST + 1))
+    assert LATEST >= 2
+
+
+async def test_a_fresh_store_is_created_at_the_latest_version(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    assert log.schema_version == LATEST
+    assert await versions(store_url) == [(LATEST, f"created at version {LATEST}")]
+
+
+async def test_reopening_changes_nothing(store_url: str, make_document: MakeDocument) -> None:
+    log = await DeliveryLog.open(store_url)
+    created = await log.record_intake(make_document(), b"<p/>", [("A", "push")])
+    await log.aclose()
+    before = await versions(store_url)
+
+    log = await DeliveryLog.open(store_url)
+    try:
+        assert log.schema_version == LATEST
+        assert await versions(store_url) == before
+        view = await log.get_document(created.document.id)
+        assert view is not None
+        assert view.document == created.document
+    finally:
+        await log.aclose()
+
+
+async def test_gateways_starting_together_migrate_once(store_url: str) -> None:
+    logs = await asyncio.gather(*(DeliveryLog.open(store_url) for _ in range(4)))
+    for log in logs:
+        assert log.schema_version == LATEST
+        await log.aclose()
+    assert len(await versions(store_url)) == 1
+
+
+async def test_version_1_store_is_migrated_to_2(
+    store_url: str, make_document: MakeDocument
+) -> None:
+    """A store written by a version-1 release: no ``subject_folded``, filled in by step 2."""
+    log = await DeliveryLog.open(store_url)
+    old = await log.record_intake(
+        make_document(subject="Về việc Đôn đốc thực hiện"), b"<p1/>", [("A", "push")]
+    )
+    untitled = await log.record_intake(make_document(subject=None), b"<p2/>", [("A", "push")])
+    await log.aclose()
+    async with raw(store_url) as conn:  # turn it into what version 1 created
+        await conn.execute(text("ALTER TABLE documents DROP COLUMN subject_folded"))
+        await conn.execute(text("DELETE FROM schema_version"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (1, 'create all tables', CURRENT_TIMESTAMP)"
+            )
+        )
+
+    log = await DeliveryLog.open(store_url)
+    try:
+        assert log.schema_version == 2
+        assert [v for v, _ in await versions(store_url)] == [1, 2]
+        found = await log.list_documents(DocumentFilter(text="don doc"))
+        assert [d.id for d in found] == [old.document.id]
+        assert await log.get_document(untitled.document.id) is not None
+        new = await log.record_intake(
+            make_document(subject="Đôn đốc lần 2"), b"<p3/>", [("A", "push")]
+        )
+        found = await log.list_documents(DocumentFilter(text="ĐÔN ĐỐC"))
+        assert [d.id for d in found] == [new.document.id, old.document.id]
+    finally:
+        await log.aclose()
+    async with raw(store_url) as conn:
+        folded = await conn.scalar(
+            text("SELECT subject_folded FROM documents WHERE id = :id"), {"id": old.document.id}
+        )
+    assert folded == "ve viec don doc thuc hien"
+
+
+async def test_a_store_newer_than_the_release_is_refused(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    async with raw(store_url) as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (:v, 'from the future', CURRENT_TIMESTAMP)"
+            ),
+            {"v": LATEST + 1},
+        )
+    with pytest.raises(ConfigError) as caught:
+        await DeliveryLog.open(store_url)
+    assert caught.value.code == "config.store_schema_newer"
