@@ -220,11 +220,8 @@ class Broker:
         moved = 0
         async with self._scratch_channel(f"requeue dead letters of {method}") as channel:
             dead = await channel.declare_queue(self.topology.dead_queue(method), passive=True)
-            held: list[AbstractIncomingMessage] = []
-            for _ in range(dead.declaration_result.message_count or 0):
-                raw = await dead.get(no_ack=False, fail=False)
-                if raw is None:
-                    break
+            held: list[AbstractIncomingMessage] = []  # unacked, so ``get`` moves past them
+            while (raw := await dead.get(no_ack=False, fail=False)) is not None:
                 fresh = _replayable(raw, delivery_ids)
                 if fresh is None:
                     held.append(raw)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import aio_pika
@@ -116,6 +118,46 @@ async def test_publish_after_close_is_unavailable(
         await broker.publish(make_message(1))
     with pytest.raises(UnavailableError):
         await broker.ping()
+
+
+async def test_requeue_dead_moves_chosen_dead_letters_back_as_attempt_one(
+    broker: Broker,
+    make_message: MakeMessage,
+    raw_connection: AbstractRobustConnection,
+    drain_queue,
+) -> None:
+    msgs = [make_message(n, attempt=3) for n in range(3)]
+    dead, work = broker.topology.dead_queue("push"), broker.topology.work_queue("push")
+    async with raw_connection.channel() as channel:
+        for msg in msgs:
+            letter = msg.to_amqp()
+            letter.headers.update({"x-lgsp-dead-reason": "refused", "x-lgsp-attempts": 3})
+            await channel.default_exchange.publish(letter, dead)
+        junk = aio_pika.Message(b"junk", message_id=msgs[0].delivery_id)  # same id, unreadable
+        await channel.default_exchange.publish(junk, dead)
+
+    assert await broker.requeue_dead("push", delivery_ids={msgs[0].delivery_id}) == 1
+    [back] = await drain_queue(raw_connection, work)
+    assert back.headers["x-lgsp-attempt"] == 1
+    assert "x-lgsp-dead-reason" not in back.headers
+    assert DeliveryMessage.from_amqp(back) == replace(msgs[0], attempt=1)
+    await dead_depth_becomes(broker, 3)  # the others were given back to the dead queue
+
+    assert await broker.requeue_dead("push") == 2  # the unreadable one stays dead
+    assert sorted(m.message_id or "" for m in await drain_queue(raw_connection, work)) == sorted(
+        m.delivery_id for m in msgs[1:]
+    )
+    await dead_depth_becomes(broker, 1)
+    assert await broker.requeue_dead("push") == 0
+
+
+async def dead_depth_becomes(broker: Broker, count: int) -> None:
+    name = broker.topology.dead_queue("push")
+    for _ in range(500):
+        if (await broker.queue_depths())[name] == count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{name} never held {count} messages")
 
 
 @pytest.mark.parametrize(

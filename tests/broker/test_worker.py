@@ -1,4 +1,4 @@
-"""The worker loop on the real broker: ack, retry via TTL queues, dead letters, drain, replay."""
+"""The worker loop on the real broker: ack, retry via TTL queues, dead letters, graceful drain."""
 
 from __future__ import annotations
 
@@ -389,39 +389,6 @@ async def test_a_message_unacked_when_its_connection_dies_is_delivered_again(
     [line] = [e for e in logs if e["event"] == "delivery.settled"]
     assert line["delivery_id"] == msg.delivery_id
     assert line["redelivered"] is True
-
-
-async def test_requeue_dead_moves_chosen_dead_letters_back_as_attempt_one(
-    broker: Broker,
-    make_message: MakeMessage,
-    raw_connection: AbstractRobustConnection,
-    drain_queue,
-) -> None:
-    msgs = [make_message(n) for n in range(3)]
-    await broker.publish_many(msgs)
-    async with raw_connection.channel() as channel:
-        junk = aio_pika.Message(b"junk", message_id=msgs[0].delivery_id)  # same id, unreadable
-        await channel.default_exchange.publish(junk, broker.topology.work_queue("push"))
-
-    async def refuse(m: DeliveryMessage) -> None:
-        raise Permanent("refused")
-
-    worker = Worker(broker, "push", RULES)
-    await worker.start(refuse)
-    await eventually(settled(worker, "dead_lettered", 4), "4 dead letters")
-    await worker.stop()
-
-    dead, work = broker.topology.dead_queue("push"), broker.topology.work_queue("push")
-    assert await broker.requeue_dead("push", delivery_ids={msgs[0].delivery_id}) == 1
-    await eventually(depth(broker, dead, 3), "3 left dead")
-    [back] = await drain_queue(raw_connection, work)
-    assert back.headers["x-lgsp-attempt"] == 1
-    assert "x-lgsp-dead-reason" not in back.headers
-    assert DeliveryMessage.from_amqp(back) == msgs[0]
-
-    assert await broker.requeue_dead("push") == 2  # the unreadable one stays dead
-    await eventually(depth(broker, dead, 1), "the unreadable one left")
-    assert await broker.requeue_dead("push") == 0
 
 
 async def test_run_returns_after_sigterm(broker: Broker, make_message: MakeMessage) -> None:
