@@ -1,0 +1,239 @@
+"""HTTP push delivery: POST the package to the recipient's URL, signed by the gateway (JWS).
+
+Every request carries ``X-LGSP-Signature``, a compact JWS with detached payload (RFC 7515
+Appendix F): the payload is the request body itself, so the signature covers exactly the bytes
+delivered (RS256/ES256 hash them with SHA-256), and the protected header carries the delivery id
+(``lgsp-delivery-id``) and the signing time (``iat``), both marked ``crit``. The header names the
+gateway certificate by ``x5t#S256``; receivers pin that certificate and check the signature with
+:func:`verify_push_signature` (or any JOSE library that supports detached content).
+
+Outcome: 2xx delivered; 408, 429, 5xx, timeouts and connection errors are transient (429/503
+``Retry-After`` is honoured); other statuses (4xx, and 3xx: redirects are not followed) are
+permanent, with the status and the start of the response body as the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeAlias
+
+import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+from joserfc.registry import HeaderParameter
+
+from adapters.base import (
+    Adapter,
+    DeliveryOutcome,
+    OutboundDelivery,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from gateway.errors import SignatureError
+
+SigningKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+SIGNATURE_HEADER = "X-LGSP-Signature"
+DELIVERY_ID_HEADER = "X-LGSP-Delivery-Id"
+DOCUMENT_ID_HEADER = "X-LGSP-Document-Id"
+ATTEMPT_HEADER = "X-LGSP-Attempt"
+DELIVERY_ID_PARAM = "lgsp-delivery-id"
+ALGORITHMS = ("RS256", "ES256")
+MAX_REASON_CHARS = 300
+SIGN_IN_THREAD_BYTES = 1024 * 1024  # sign larger bodies off the event loop
+_REGISTRY = jws.JWSRegistry(
+    header_registry={
+        "iat": HeaderParameter("signing time, seconds since the epoch", "int", required=True),
+        DELIVERY_ID_PARAM: HeaderParameter("the LGSP delivery id", "str", required=True),
+    },
+    algorithms=list(ALGORITHMS),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSignature:
+    """What a verified ``X-LGSP-Signature`` says."""
+
+    delivery_id: str
+    issued_at: datetime
+    algorithm: str
+
+
+def certificate_thumbprint(certificate: x509.Certificate) -> str:
+    """``x5t#S256``: base64url (unpadded) SHA-256 of the certificate's DER."""
+    digest = certificate.fingerprint(hashes.SHA256())
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def sign_push(
+    body: bytes, delivery_id: str, key: SigningKey, certificate: x509.Certificate,
+    *, now: float | None = None,
+) -> str:
+    """The ``X-LGSP-Signature`` value for ``body``: compact JWS, payload detached."""
+    jwk: RSAKey | ECKey
+    if isinstance(key, rsa.RSAPrivateKey):
+        alg, jwk = "RS256", RSAKey.import_key(key)
+    else:
+        alg, jwk = "ES256", ECKey.import_key(key)  # P-256 keys only
+    protected = {
+        "alg": alg,
+        "x5t#S256": certificate_thumbprint(certificate),
+        "iat": int(time.time() if now is None else now),
+        DELIVERY_ID_PARAM: delivery_id,
+        "crit": ["iat", DELIVERY_ID_PARAM],
+    }
+    header, _payload, signature = jws.serialize_compact(
+        protected, body, jwk, registry=_REGISTRY).split(".")
+    return f"{header}..{signature}"
+
+
+def verify_push_signature(
+    headers: Mapping[str, str],
+    body: bytes,
+    trusted_cert: x509.Certificate,
+    *,
+    max_age_s: float = 300.0,
+    now: float | None = None,
+) -> PushSignature:
+    """Check a pushed request came from the gateway holding ``trusted_cert``, unchanged and fresh.
+
+    Raises ``SignatureError``: ``jws.malformed`` (missing or unreadable), ``jws.unknown_key``
+    (signed with another certificate), ``jws.invalid`` (body or header changed),
+    ``jws.delivery_mismatch`` (the delivery id header differs), ``jws.stale`` (too old or new).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    token = lowered.get(SIGNATURE_HEADER.lower())
+    if not token:
+        raise SignatureError(f"no {SIGNATURE_HEADER} header", code="jws.malformed")
+    public = trusted_cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise SignatureError("the trusted certificate has no RSA or EC key", code="jws.unknown_key")
+    jwk = RSAKey.import_key(public) if isinstance(public, rsa.RSAPublicKey) else ECKey.import_key(
+        public)
+    try:
+        header = jws.extract_compact(token.encode("ascii"), None, _REGISTRY).headers()
+    except (JoseError, ValueError, UnicodeError) as exc:
+        raise SignatureError(f"{SIGNATURE_HEADER} is unreadable: {exc}",
+                             code="jws.malformed") from exc
+    if header.get("x5t#S256") != certificate_thumbprint(trusted_cert):
+        raise SignatureError("signed with another certificate", code="jws.unknown_key")
+    try:
+        jws.deserialize_compact(token, jwk, registry=_REGISTRY, payload=body)
+    except (JoseError, ValueError) as exc:
+        raise SignatureError(f"{SIGNATURE_HEADER} does not verify: {exc}",
+                             code="jws.invalid") from exc
+    return _checked_claims(header, lowered, max_age_s, time.time() if now is None else now)
+
+
+def _checked_claims(
+    header: Mapping[str, object], lowered: Mapping[str, str], max_age_s: float, now: float
+) -> PushSignature:
+    delivery_id = header[DELIVERY_ID_PARAM]
+    iat = header["iat"]
+    assert isinstance(delivery_id, str)  # types checked by the registry when verifying
+    assert isinstance(iat, int)
+    if lowered.get(DELIVERY_ID_HEADER.lower()) != delivery_id:
+        raise SignatureError(f"{DELIVERY_ID_HEADER} is not the signed delivery id",
+                             code="jws.delivery_mismatch")
+    if abs(now - iat) > max_age_s:
+        raise SignatureError(f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s",
+                             code="jws.stale")
+    return PushSignature(delivery_id, datetime.fromtimestamp(iat, UTC), str(header["alg"]))
+
+
+class HttpPushAdapter(Adapter):
+    """POSTs packages to the recipients' URLs; one connection pool for all recipients.
+
+    Pass ``session`` to share a ``ClientSession`` (the caller closes it); otherwise the adapter
+    creates one on first use and closes it in :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        key: SigningKey,
+        certificate: x509.Certificate,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._key = key
+        self._certificate = certificate
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def deliver(self, delivery: OutboundDelivery) -> DeliveryOutcome:
+        if not delivery.url:
+            raise PermanentDeliveryError(f"no push URL for {delivery.organ_id}",
+                                         code="delivery.no_url")
+        headers = await self._headers(delivery)
+        try:
+            async with self._client().post(
+                delivery.url, data=delivery.package, headers=headers,
+                timeout=self._timeout, allow_redirects=False,
+            ) as response:
+                return await _outcome(response)
+        except TimeoutError as exc:
+            raise TransientDeliveryError(f"no answer from {delivery.url} in time",
+                                         code="delivery.timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientDeliveryError(f"cannot reach {delivery.url}: {exc}",
+                                         code="delivery.connection") from exc
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _headers(self, delivery: OutboundDelivery) -> dict[str, str]:
+        args = (delivery.package, delivery.delivery_id, self._key, self._certificate)
+        if len(delivery.package) > SIGN_IN_THREAD_BYTES:
+            signature = await asyncio.to_thread(sign_push, *args)
+        else:
+            signature = sign_push(*args)
+        return {
+            "Content-Type": delivery.content_type,
+            "Idempotency-Key": delivery.delivery_id,
+            DELIVERY_ID_HEADER: delivery.delivery_id,
+            DOCUMENT_ID_HEADER: delivery.document_id,
+            ATTEMPT_HEADER: str(delivery.attempt),
+            SIGNATURE_HEADER: signature,
+        }
+
+
+async def _outcome(response: aiohttp.ClientResponse) -> DeliveryOutcome:
+    status = response.status
+    if 200 <= status < 300:
+        return DeliveryOutcome(True, f"HTTP {status}", status)
+    text = (await response.content.read(MAX_REASON_CHARS * 4)).decode("utf-8", "replace")
+    reason = f"HTTP {status}: {text[:MAX_REASON_CHARS]}" if text else f"HTTP {status}"
+    if status in (408, 429) or status >= 500:
+        raise TransientDeliveryError(reason, code="delivery.http_status", status_code=status,
+                                     retry_after_s=_retry_after_s(response.headers))
+    raise PermanentDeliveryError(reason, code="delivery.refused", status_code=status)
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    value = headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
