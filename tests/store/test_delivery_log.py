@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -493,6 +495,13 @@ async def test_postgresql_down_is_unavailable() -> None:
         await DeliveryLog.open("postgresql+asyncpg://postgres@127.0.0.1:1/test")
     assert caught.value.code == "unavailable.store"
     assert caught.value.retryable
+
+
+async def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    await log.aclose()
+    with closing(sqlite3.connect(tmp_path / "log.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_sqlite_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
