@@ -31,6 +31,7 @@ PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 DEFAULT_ALLOWED_ALGS: Final = frozenset({"RS256", "ES256"})
 DEFAULT_MAX_JWS_BYTES: Final = 96 * 1024 * 1024
 MAX_HEADER_BYTES: Final = 64 * 1024
+MAX_SIGNATURE_BYTES: Final = 2048
 MAX_CHAIN_LENGTH: Final = 8
 ALLOWED_HEADERS: Final = frozenset({"alg", "typ", "cty", "kid", "x5c", "x5t", "x5t#S256"})
 FORBIDDEN_HEADERS: Final = frozenset({"jku", "x5u", "jwk", "crit", "b64"})
@@ -70,7 +71,9 @@ def sign_jws(
         "x5t#S256": _b64url(hashlib.sha256(leaf_der).digest()),
     }
     try:
-        return rfc_jws.serialize_compact(header, payload, _private_jwk(key), algorithms=[algorithm])
+        return rfc_jws.serialize_compact(
+            header, payload, _private_jwk(key), registry=_registry(algorithm, len(payload))
+        )
     except JoseError as exc:
         raise SignatureError(
             f"cannot sign JWS with {algorithm}: {exc}", code="jws.unsupported_algorithm"
@@ -90,7 +93,9 @@ def verify_jws(
     chain = _chain_from(header)
     public_key = _public_jwk(chain[0], algorithm)
     try:
-        verified = rfc_jws.deserialize_compact(raw, public_key, algorithms=[algorithm])
+        verified = rfc_jws.deserialize_compact(
+            raw, public_key, registry=_registry(algorithm, len(raw))
+        )
     except BadSignatureError as exc:
         raise SignatureError("the JWS signature does not verify", code="jws.invalid") from exc
     except JoseError as exc:
@@ -101,6 +106,15 @@ def verify_jws(
         signer_certificate=chain[0],
         certificates=chain,
     )
+
+
+def _registry(algorithm: str, max_payload_bytes: int) -> rfc_jws.JWSRegistry:
+    """joserfc's registry for one algorithm, with size bounds fitting x5c headers and packages."""
+    registry = rfc_jws.JWSRegistry(algorithms=[algorithm])
+    registry.max_header_length = MAX_HEADER_BYTES
+    registry.max_payload_length = max(max_payload_bytes, 1)
+    registry.max_signature_length = MAX_SIGNATURE_BYTES
+    return registry
 
 
 def _as_ascii(token: str | bytes, max_bytes: int) -> bytes:
