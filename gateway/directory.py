@@ -107,7 +107,7 @@ def normalize_fingerprint(fingerprint: str) -> str:
 class Directory:
     """An immutable snapshot of the participants, indexed by OrganId and by credential."""
 
-    __slots__ = ("_by_api_key", "_by_cert", "_by_id")
+    __slots__ = ("_by_api_key", "_by_cert", "_by_id", "_national")
 
     def __init__(self, participants: Iterable[Participant] = ()) -> None:
         self._by_id: dict[str, Participant] = {}
@@ -115,6 +115,8 @@ class Directory:
         self._by_cert: dict[str, str] = {}
         for p in participants:
             self._index(p)
+        self._national = next(
+            (p for p in self if p.enabled and p.kind is ParticipantKind.NATIONAL), None)
 
     def _index(self, p: Participant) -> None:
         _check_participant(p)
@@ -136,7 +138,7 @@ class Directory:
         return len(self._by_id)
 
     def __iter__(self) -> Iterator[Participant]:
-        return iter(tuple(self._by_id.values()))
+        return iter(self._by_id.values())  # never changes after __init__
 
     def __contains__(self, organ_id: object) -> bool:
         return organ_id in self._by_id
@@ -159,7 +161,7 @@ class Directory:
 
     def national(self) -> Participant | None:
         """The enabled national platform participant, if the directory has one."""
-        return next((p for p in self if p.enabled and p.kind is ParticipantKind.NATIONAL), None)
+        return self._national
 
     def with_participant(self, participant: Participant) -> Directory:
         """A new snapshot with ``participant`` added, or replacing the one with its OrganId."""

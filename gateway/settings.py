@@ -111,11 +111,24 @@ def load_settings(path: Path | None, env: Mapping[str, str] = os.environ) -> Set
         for key, text in env_values.items():
             values[key] = _coerce_env(str(text), types_[key], f"{name}.{key}")
         bases = {key: Path.cwd() for key in env_values}
-        sections[name] = _resolve_paths(cls(**values), bases, base_dir)
+        sections[name] = _resolve_paths(_build(cls, values, name), bases, base_dir)
     sections["log"] = replace(sections["log"], level=sections["log"].level.upper())
     settings = Settings(**sections)
     _validate(settings)
     return settings
+
+
+def _build(cls: type[Any], values: Mapping[str, object], name: str) -> Any:
+    """``cls(**values)``; a section's own check (e.g. ``ParseLimits``) is reported by key."""
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        for key, value in values.items():
+            try:
+                cls(**{key: value})
+            except ConfigError:
+                raise _invalid(f"{name}.{key}", exc.message) from exc
+        raise _invalid(name, exc.message) from exc
 
 
 def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]]:
@@ -268,9 +281,6 @@ def _validate(s: Settings) -> None:
     _validate_http(s.http)
     _validate_broker(s.broker)
     _validate_store(s.store)
-    for f in fields(s.limits):
-        if getattr(s.limits, f.name) <= 0:
-            raise _invalid(f"limits.{f.name}", "must be positive")
     for token_hash in s.admin.api_token_hashes:
         if not _SHA256_HEX.fullmatch(token_hash):
             raise _invalid("admin.api_token_hashes", "each must be 64 lowercase hex digits")

@@ -144,6 +144,8 @@ def test_postgres_url_is_kept_as_written(tmp_path: Path) -> None:
         ("[store]\nurl = \"mysql://x/y\"\n", {}, "store.url"),
         ("[store]\nurl = \"not a url\"\n", {}, "store.url"),
         ("[limits]\nmax_depth = 0\n", {}, "limits.max_depth"),
+        ("[limits]\nmax_bytes = 5\nmax_attachment_bytes = -1\n", {},
+         "limits.max_attachment_bytes"),
         ("[admin]\napi_token_hashes = [\"plaintext-token\"]\n", {}, "admin.api_token_hashes"),
         ("[log]\nlevel = \"chatty\"\n", {}, "log.level"),
         ("", {"LGSP_LOG__JSON": "maybe"}, "log.json"),
