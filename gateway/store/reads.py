@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.edxml.model import PackageKind
@@ -48,26 +49,18 @@ class LogReader:
         """The outbox: deliveries still ``accepted`` ``older_than_s`` after their last change."""
         check_page(limit)
         cutoff = utc_now() - timedelta(seconds=older_than_s)
-        async with transaction(self._engines.reader) as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries)
-                    .where(
-                        deliveries.c.state == DeliveryState.ACCEPTED.value,
-                        deliveries.c.updated_at <= cutoff,
-                    )
-                    .order_by(deliveries.c.updated_at, deliveries.c.id)
-                    .limit(limit)
-                )
-            ).all()
-            return await delivery_items(conn, rows)
+        return await self._items(
+            select(deliveries)
+            .where(
+                deliveries.c.state == DeliveryState.ACCEPTED.value,
+                deliveries.c.updated_at <= cutoff,
+            )
+            .order_by(deliveries.c.updated_at, deliveries.c.id)
+            .limit(limit)
+        )
 
     async def get_delivery(self, delivery_id: str) -> DeliveryRecord | None:
-        async with transaction(self._engines.reader) as conn:
-            row = (
-                await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))
-            ).first()
-        return delivery_record(row) if row is not None else None
+        return await self._delivery(deliveries.c.id == delivery_id)
 
     async def is_delivered(self, delivery_id: str) -> bool:
         record = await self.get_delivery(delivery_id)
@@ -77,34 +70,24 @@ class LogReader:
 
     async def find_delivery(self, document: str, recipient: str) -> DeliveryRecord | None:
         """The delivery of document ``document`` (its id) to ``recipient``."""
-        async with transaction(self._engines.reader) as conn:
-            row = (
-                await conn.execute(
-                    select(deliveries).where(
-                        deliveries.c.document == document, deliveries.c.recipient == recipient
-                    )
-                )
-            ).first()
-        return delivery_record(row) if row is not None else None
+        return await self._delivery(
+            deliveries.c.document == document, deliveries.c.recipient == recipient
+        )
 
     async def inbox(self, recipient: str, *, limit: int = 100) -> list[DeliveryItem]:
         """Mailbox deliveries to ``recipient`` stored in the mailbox and not yet acknowledged."""
         check_page(limit)
-        async with transaction(self._engines.reader) as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries)
-                    .where(
-                        deliveries.c.recipient == recipient,
-                        deliveries.c.method == DeliveryMethod.MAILBOX.value,
-                        deliveries.c.state == DeliveryState.DELIVERED.value,
-                        deliveries.c.acked_at.is_(None),
-                    )
-                    .order_by(deliveries.c.delivered_at, deliveries.c.id)
-                    .limit(limit)
-                )
-            ).all()
-            return await delivery_items(conn, rows)
+        return await self._items(
+            select(deliveries)
+            .where(
+                deliveries.c.recipient == recipient,
+                deliveries.c.method == DeliveryMethod.MAILBOX.value,
+                deliveries.c.state == DeliveryState.DELIVERED.value,
+                deliveries.c.acked_at.is_(None),
+            )
+            .order_by(deliveries.c.delivered_at, deliveries.c.id)
+            .limit(limit)
+        )
 
     async def find_document(
         self, sender: str, document_id: str, kind: PackageKind = PackageKind.DOCUMENT
@@ -185,10 +168,21 @@ class LogReader:
         query = select(deliveries).where(deliveries.c.state == DeliveryState.DEAD_LETTERED.value)
         if recipient is not None:
             query = query.where(deliveries.c.recipient == recipient)
-        query = query.order_by(deliveries.c.updated_at.desc(), deliveries.c.id).limit(limit)
+        return await self._items(
+            query.order_by(deliveries.c.updated_at.desc(), deliveries.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+
+    async def _delivery(self, *where: ColumnElement[bool]) -> DeliveryRecord | None:
         async with transaction(self._engines.reader) as conn:
-            rows = (await conn.execute(query.offset(offset))).all()
-            return await delivery_items(conn, rows)
+            row = (await conn.execute(select(deliveries).where(*where))).first()
+        return delivery_record(row) if row is not None else None
+
+    async def _items(self, query: Select[Any]) -> list[DeliveryItem]:
+        """The deliveries ``query`` selects, each with its document."""
+        async with transaction(self._engines.reader) as conn:
+            return await delivery_items(conn, (await conn.execute(query)).all())
 
     async def _deliveries_of(
         self, conn: AsyncConnection, document: str
