@@ -42,6 +42,7 @@ from gateway.edxml.validate import (
     validate_package,
     validate_schema,
 )
+from gateway.edxml.xml_codec import parse_package, serialize_package
 from gateway.errors import PackageError
 
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
@@ -385,6 +386,46 @@ def test_status_warnings_reserved_code_and_timestamp() -> None:
     }
 
 
+# -- the conformance packages -------------------------------------------------------------------
+
+EXPECTED_WARNINGS = {  # everything else: no issue at all
+    "edoc_new.edxml": {
+        ("edxml.non_strict_organ_id", f"{H}/To[1]/OrganId"),  # 28.22.H17
+        ("edxml.zip_name_mismatch", "/edXML/AttachmentEncoded/Attachment[1]/AttachmentName"),
+    },
+    **{
+        name: {("edxml.zip_name_mismatch", "/edXML/AttachmentEncoded/Attachment[1]/AttachmentName")}
+        for name in ("edoc_replacement.edxml", "edoc_revocation.edxml", "edoc_update.edxml",
+                     "edoc_uuid_dc0bdef0.edxml")
+    },
+}
+
+
+@pytest.mark.parametrize("path", WELL_FORMED, ids=lambda p: p.name)
+def test_conformance_packages_have_warnings_only(path: Path) -> None:
+    report = validate_package(parse_package(path.read_bytes()))
+    assert report.errors == ()
+    assert {(i.code, i.path) for i in report.warnings} == EXPECTED_WARNINGS.get(path.name, set())
+
+
+def test_a_broken_conformance_package_is_reported_at_its_element() -> None:
+    data = (SHARED / "conformance" / "edxml" / "edoc_replacement.edxml").read_bytes()
+    broken = data.replace(b"<edXML:OrganId>000.00.00.H14</edXML:OrganId>",
+                          b"<edXML:OrganId>H14</edXML:OrganId>", 1)
+    broken = broken.replace(b"<edXML:ContentId>cid:209</edXML:ContentId>",
+                            b"<edXML:ContentId>cid:210</edXML:ContentId>", 1)
+    report = validate_package(parse_package(broken))
+    assert {(i.code, i.path) for i in report.errors} == {
+        ("edxml.bad_organ_id", f"{H}/To[2]/OrganId"),
+        ("edxml.attachment_mismatch",
+         "/edXML/edXMLEnvelope/edXMLBody/edXMLManifest/Reference[1]/ContentId"),
+        ("edxml.attachment_mismatch", "/edXML/AttachmentEncoded/Attachment[1]/ContentId"),
+    }
+    with pytest.raises(PackageError) as caught:
+        report.raise_for_errors()
+    assert caught.value.code == "edxml.bad_organ_id"
+
+
 # -- XSD -------------------------------------------------------------------------------------------
 
 
@@ -392,6 +433,12 @@ def test_status_warnings_reserved_code_and_timestamp() -> None:
 def test_every_well_formed_conformance_package_matches_the_schema(path: Path) -> None:
     report = validate_schema(load_xml(path.read_bytes()))
     assert report.issues == ()
+
+
+@pytest.mark.parametrize("path", WELL_FORMED, ids=lambda p: p.name)
+def test_what_the_xml_codec_writes_matches_the_schema(path: Path) -> None:
+    data = serialize_package(parse_package(path.read_bytes()))
+    assert validate_schema(load_xml(data)).issues == ()
 
 
 def test_the_not_well_formed_sample_never_reaches_the_schema() -> None:
