@@ -13,11 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.edxml.model import StatusCode
-from gateway.errors import ConfigError, ConflictError, InputError, NotFoundError
+from gateway.errors import ConflictError, InputError, NotFoundError
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.migrations import migrate
 from gateway.store.queries import (
     delivery_record,
+    delivery_routes,
     document_record,
     document_values,
     event_values,
@@ -80,7 +81,7 @@ class DeliveryLog(LogReader):
         with other bytes it raises ``ConflictError`` (``conflict.duplicate_document``).
         """
         sha256 = hashlib.sha256(package).hexdigest()
-        routes = _routes(recipients)
+        routes = delivery_routes(recipients)
         try:
             async with transaction(self._engines.writer) as conn:
                 known = await self._known_intake(conn, new.dedup_key, sha256)
@@ -143,15 +144,16 @@ class DeliveryLog(LogReader):
         if delivery_rows:
             await conn.execute(insert(deliveries), delivery_rows)
         detail = {"sha256": sha256, "size_bytes": len(package), "recipients": len(routes)}
-        await self._append(
-            conn,
-            doc_id,
-            None,
-            EventKind.RECEIVED,
+        received = event_values(
+            document=doc_id,
+            delivery=None,
+            at=now,
+            kind=EventKind.RECEIVED,
             outcome="accepted",
             detail=detail,
             actor=new.caller,
         )
+        await conn.execute(insert(events).values(**received))
         row = (await conn.execute(select_documents().where(documents.c.id == doc_id))).one()
         return IntakeResult(True, document_record(row), await self._deliveries_of(conn, doc_id))
 
@@ -235,8 +237,7 @@ class DeliveryLog(LogReader):
                 info["ignored"] = "already delivered"
                 await self._append(
                     conn,
-                    row.document,
-                    row.id,
+                    row,
                     EventKind.ATTEMPT,
                     outcome=outcome,
                     detail=info,
@@ -255,9 +256,7 @@ class DeliveryLog(LogReader):
                 values["delivered_at"] = now
             info["attempt"] = row.attempts + 1
             kind = _EVENT_FOR_STATE.get(next_state, EventKind.ATTEMPT)
-            await self._append(
-                conn, row.document, row.id, kind, outcome=outcome, detail=info, actor=actor
-            )
+            await self._append(conn, row, kind, outcome=outcome, detail=info, actor=actor)
             return await self._update_delivery(conn, delivery_id, values)
 
     async def mark_delivered(
@@ -303,8 +302,7 @@ class DeliveryLog(LogReader):
             }
             await self._append(
                 conn,
-                row.document,
-                row.id,
+                row,
                 EventKind.BUSINESS_STATUS,
                 outcome=status.value,
                 detail=detail,
@@ -345,8 +343,7 @@ class DeliveryLog(LogReader):
             now = utc_now()
             await self._append(
                 conn,
-                row.document,
-                row.id,
+                row,
                 EventKind.INBOX_ACKED,
                 outcome="acked",
                 detail={},
@@ -367,8 +364,7 @@ class DeliveryLog(LogReader):
                 )
             await self._append(
                 conn,
-                row.document,
-                row.id,
+                row,
                 EventKind.REPLAYED,
                 outcome="accepted",
                 detail={"state_before": row.state},
@@ -378,6 +374,7 @@ class DeliveryLog(LogReader):
             return await self._update_delivery(conn, delivery_id, values)
 
     # -- helpers (inside a caller's transaction) ----------------------------------------------
+
     async def _locked_delivery(self, conn: AsyncConnection, delivery_id: str) -> Row[Any]:
         row = (
             await conn.execute(
@@ -404,37 +401,21 @@ class DeliveryLog(LogReader):
     async def _append(
         self,
         conn: AsyncConnection,
-        document: str,
-        delivery: str | None,
+        delivery: Row[Any],
         kind: EventKind,
         *,
         outcome: str,
         detail: dict[str, object],
         actor: str,
     ) -> None:
-        await conn.execute(
-            insert(events).values(
-                **event_values(
-                    document=document,
-                    delivery=delivery,
-                    at=utc_now(),
-                    kind=kind,
-                    outcome=outcome,
-                    detail=detail,
-                    actor=actor,
-                )
-            )
+        """An event about ``delivery`` (a ``deliveries`` row)."""
+        values = event_values(
+            document=delivery.document,
+            delivery=delivery.id,
+            at=utc_now(),
+            kind=kind,
+            outcome=outcome,
+            detail=detail,
+            actor=actor,
         )
-
-
-def _routes(recipients: Sequence[tuple[str, str]]) -> list[tuple[str, DeliveryMethod]]:
-    """``(organ_id, method)`` pairs, methods checked, each recipient once (first one wins)."""
-    routes: dict[str, DeliveryMethod] = {}
-    for organ_id, method in recipients:
-        try:
-            routes.setdefault(organ_id, DeliveryMethod(method))
-        except ValueError as exc:
-            raise ConfigError(
-                f"unknown delivery method {method!r} for {organ_id}", code="config.delivery_method"
-            ) from exc
-    return list(routes.items())
+        await conn.execute(insert(events).values(**values))

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Row, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
-from gateway.errors import InputError
+from gateway.errors import ConfigError, InputError
 from gateway.package_formats import PackageFormat
 from gateway.store.records import (
     DeliveryItem,
@@ -194,3 +194,16 @@ def _delivery_conditions(f: DocumentFilter) -> Iterable[ColumnElement[bool]]:
         yield deliveries.c.state == f.state.value
     if f.business_status is not None:
         yield deliveries.c.business_status == f.business_status.value
+
+
+def delivery_routes(recipients: Sequence[tuple[str, str]]) -> list[tuple[str, DeliveryMethod]]:
+    """``(organ_id, method)`` pairs, methods checked, each recipient once (first one wins)."""
+    routes: dict[str, DeliveryMethod] = {}
+    for organ_id, method in recipients:
+        try:
+            routes.setdefault(organ_id, DeliveryMethod(method))
+        except ValueError as exc:
+            raise ConfigError(
+                f"unknown delivery method {method!r} for {organ_id}", code="config.delivery_method"
+            ) from exc
+    return list(routes.items())
