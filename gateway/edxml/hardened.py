@@ -70,8 +70,9 @@ _ENCODING_ERRORS = (31, 32, 81)  # unknown/unsupported encoding, invalid UTF-8 b
 _INVALID_CHAR = 9  # a character XML 1.0 forbids (control characters, &#0;, U+FFFE)
 _NAMESPACE_ERRORS = range(200, 300)  # unbound prefix, bad xml/xmlns binding, bad QName
 _RESOURCE_LIMIT = 114  # libxml2's own hard limits (depth 2048 with huge_tree)
+_CHARACTER_ERRORS = (*_ENCODING_ERRORS, _INVALID_CHAR)
+_ENTITY_CODE = "edxml.entity_forbidden"
 _CODE_BY_ERROR: dict[int, tuple[str, str]] = {
-    **dict.fromkeys(_ENTITY_ERRORS, ("edxml.entity_forbidden", "entity reference not allowed")),
     **dict.fromkeys(_ENCODING_ERRORS, ("edxml.bad_encoding", "invalid UTF-8")),
     _INVALID_CHAR: ("edxml.invalid_char", "character not allowed in XML"),
     **dict.fromkeys(_NAMESPACE_ERRORS, ("edxml.bad_namespace", "namespace error")),
@@ -306,7 +307,7 @@ def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
             _refuse_nul(data)  # XML never allows NUL: looked for only once libxml2 has failed
         except PackageError as refusal:
             raise refusal from exc
-        raise _translate(exc, at_end=at_end) from exc
+        raise _translate(exc, data, at_end=at_end) from exc
     return root
 
 
@@ -329,28 +330,44 @@ def _clear_error_log() -> None:
     etree.clear_error_log()
 
 
-def _translate(exc: etree.XMLSyntaxError, *, at_end: bool) -> PackageError:
-    """One libxml2 syntax error -> the most specific ``PackageError``, judged by its first error."""
-    kind, fatal, detail = _first_error(exc)
+def _translate(exc: etree.XMLSyntaxError, data: bytes, *, at_end: bool) -> PackageError:
+    """One libxml2 failure -> the most specific ``PackageError``.
+
+    ``at_end``: libxml2 gave up in ``close()``, i.e. only once it knew the input had run out.
+    """
+    errors = _logged_errors(exc)
+    for kind, _fatal, detail in errors:
+        if kind in _ENTITY_ERRORS:
+            return PackageError(f"entity reference not allowed: {detail}", code=_ENTITY_CODE)
+    kind, _fatal, detail = errors[0]
     if kind == _RESOURCE_LIMIT:
         code = "edxml.too_deep" if "depth" in detail.lower() else "edxml.too_large"
         return LimitError(f"parser limit: {detail}", code=code)
-    known = _CODE_BY_ERROR.get(kind)
-    if known is not None:
-        code, what = known
-        return PackageError(f"{what}: {detail}", code=code)
-    if at_end and fatal:  # libxml2 only stops at close() when the input ran out
+    cut_short = at_end and (
+        _ends_mid_character(data) if kind in _CHARACTER_ERRORS else any(e[1] for e in errors)
+    )
+    if cut_short:
         return PackageError(f"the document ends prematurely: {detail}", code="edxml.truncated")
-    return PackageError(f"malformed XML: {detail}", code="edxml.malformed")
+    code, what = _CODE_BY_ERROR.get(kind, ("edxml.malformed", "malformed XML"))
+    return PackageError(f"{what}: {detail}", code=code)
 
 
-def _first_error(exc: etree.XMLSyntaxError) -> tuple[int, bool, str]:
-    """(libxml2 error number, fatal?, message) of the first error this parse logged."""
-    for entry in cast("Iterable[Any]", exc.error_log):
-        if int(entry.level) >= _LEVEL_ERROR:
-            message = " ".join(str(entry.message).split())
-            return int(entry.type), int(entry.level) >= _LEVEL_FATAL, message
-    return int(getattr(exc, "code", 0)), True, str(exc.msg)
+def _logged_errors(exc: etree.XMLSyntaxError) -> list[tuple[int, bool, str]]:
+    """(libxml2 error number, fatal?, message) of each error this parse logged, first first."""
+    errors = [
+        (int(entry.type), int(entry.level) >= _LEVEL_FATAL, " ".join(str(entry.message).split()))
+        for entry in cast("Iterable[Any]", exc.error_log)
+        if int(entry.level) >= _LEVEL_ERROR
+    ]
+    return errors or [(int(getattr(exc, "code", 0)), True, str(exc.msg))]
+
+
+def _ends_mid_character(data: bytes) -> bool:
+    """Whether the last bytes are the start of a UTF-8 sequence that the input cut off."""
+    decoder = codecs.getincrementaldecoder("utf-8")("ignore")
+    decoder.decode(data[-4:], False)
+    pending, _flags = decoder.getstate()
+    return bool(pending)
 
 
 # --- after parsing: the finished tree -----------------------------------------------------------
