@@ -210,6 +210,11 @@ class TrustStore:
                 _check_period(current, at, "an intermediate CA certificate")
             except TrustError as err:
                 return err
+        for anchor in (a for a in self._anchors if _issued_by(current, a)):
+            try:
+                _check_period(anchor, at, "the root CA certificate")
+            except TrustError as err:
+                return err
         return TrustError(f"the certificate chain is invalid: {why}", code="trust.chain_invalid")
 
     def _check_revocation(self, chain: tuple[x509.Certificate, ...], at: dt.datetime) -> None:

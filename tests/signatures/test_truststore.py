@@ -284,3 +284,11 @@ def test_deleted_crl_files_are_forgotten(own_pki: Path) -> None:
     copy.unlink()
     store.reload()
     assert len(store.crls) == 1
+
+
+def test_validating_after_the_root_expired(pki_dir: Path) -> None:
+    store = TrustStore.from_dir(pki_dir)
+    root = pki.load_ca(pki_dir).certificate
+    leaf = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_days=5000, save=False)
+    assert leaf.certificate.not_valid_after_utc > root.not_valid_after_utc
+    assert trust_code(store, leaf, at=root.not_valid_after_utc + DAY) == "trust.expired"
