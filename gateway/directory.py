@@ -176,11 +176,26 @@ class DirectoryHolder:
     new snapshot and swap the reference, which is atomic on the event loop (no awaits inside).
     """
 
-    __slots__ = ("_current", "path")
+    __slots__ = ("_current", "_mtime_ns", "path")
 
     def __init__(self, directory: Directory, path: Path | None = None) -> None:
         self._current = directory
         self.path = path
+        self._mtime_ns = self._file_mtime_ns()
+
+    def _file_mtime_ns(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns if self.path else None
+        except OSError:
+            return None
+
+    def reload_if_changed(self) -> bool:
+        """Reload when the file changed on disk (another gateway or an admin edited it)."""
+        mtime_ns = self._file_mtime_ns()
+        if mtime_ns is None or mtime_ns == self._mtime_ns:
+            return False
+        self.reload()
+        return True
 
     @property
     def current(self) -> Directory:
@@ -192,6 +207,7 @@ class DirectoryHolder:
     def reload(self) -> Directory:
         """Load ``path`` again (e.g. after an edit by hand) and make it current."""
         self._current = load_directory(self._require_path(None))
+        self._mtime_ns = self._file_mtime_ns()
         return self._current
 
     def upsert(self, participant: Participant) -> Directory:
@@ -208,6 +224,8 @@ class DirectoryHolder:
         """Write the current snapshot as TOML, atomically (temporary file, fsync, rename)."""
         target = self._require_path(path)
         _write_atomically(target, dump_directory(self._current))
+        if target == self.path:
+            self._mtime_ns = self._file_mtime_ns()
         return target
 
     def _require_path(self, path: Path | None) -> Path:
@@ -236,11 +254,14 @@ def load_directory(path: Path) -> Directory:
     entries = data.get("participant", [])
     if not isinstance(entries, list):
         raise ConfigError("participant must be an array of tables", path="participant")
-    return Directory(_participant_from_toml(entry, i) for i, entry in enumerate(entries))
+    return Directory(
+        participant_from_mapping(entry, f"participant[{i}]") for i, entry in enumerate(entries)
+    )
 
 
-def _participant_from_toml(entry: Mapping[str, object], index: int) -> Participant:
-    reader = _EntryReader(entry, f"participant[{index}]")
+def participant_from_mapping(entry: Mapping[str, object], where: str) -> Participant:
+    """One participant from a TOML table or a JSON object of the same shape."""
+    reader = _EntryReader(entry, where)
     delivery = reader.table("delivery")
     delivery_reader = _EntryReader(delivery, f"{reader.where}.delivery")
     participant = Participant(

@@ -24,12 +24,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gateway.cli import document_commands, pki_commands  # noqa: PLC0415 (keeps --help fast)
+    from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
+        document_commands,
+        ops_commands,
+        pki_commands,
+        service_commands,
+    )
 
     parser = _Parser(prog="lgsp", description="Provincial document exchange gateway (LGSP).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pki_commands.register(commands)
     document_commands.register(commands)
+    ops_commands.register(commands)  # config check, demo init, log list|show|tail
+    service_commands.register(commands)  # run, send
     return parser
 
 

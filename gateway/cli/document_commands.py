@@ -7,6 +7,7 @@ import json
 import mimetypes
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway import pki
 from gateway.edxml import build, json_codec
@@ -21,7 +22,7 @@ from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.signatures.xmldsig import sign_xml
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: argparse._SubParsersAction[Any]) -> None:
     sign = commands.add_parser("sign", help="sign a package as a participant")
     sign.add_argument("input", type=Path, metavar="IN")
     sign.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")

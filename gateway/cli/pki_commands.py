@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from gateway import pki
 from gateway.signatures.binding import fingerprint
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: argparse._SubParsersAction[Any]) -> None:
     group = commands.add_parser("pki", help="demo PKI: root CA and participant certificates")
     sub = group.add_subparsers(dest="pki_command", required=True, parser_class=type(group))
 

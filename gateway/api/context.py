@@ -1,0 +1,32 @@
+"""Typed application keys: everything a handler needs comes from the app, never from globals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.broker import Broker
+from gateway.directory import DirectoryHolder
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store import DeliveryLog
+
+
+@dataclass
+class Lifecycle:
+    """Shutdown state: once draining, intake answers 503 with Retry-After."""
+
+    draining: bool = False
+    retry_after_s: int = 5
+    in_flight: set[object] = field(default_factory=set)
+
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+DIRECTORY = web.AppKey("directory", DirectoryHolder)
+DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)
+BROKER = web.AppKey("broker", Broker)
+INTAKE = web.AppKey("intake", Intake)

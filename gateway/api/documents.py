@@ -1,0 +1,150 @@
+"""``/api/v1/documents``: submit a signed package; read a document's deliveries and trace."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.auth import authenticate
+from gateway.api.context import DELIVERY_LOG, INTAKE, LIFECYCLE, METRICS, SETTINGS
+from gateway.edxml.hardened import read_limited
+from gateway.errors import InputError, LgspError, NotFoundError, UnavailableError
+from gateway.intake import IntakeOutcome
+from gateway.package_formats import PackageFormat
+from gateway.store.records import DeliveryRecord, DocumentView, EventRecord
+
+routes = web.RouteTableDef()
+
+_MEDIA_TYPES = {
+    "application/xml": PackageFormat.XML,
+    "text/xml": PackageFormat.XML,
+    "application/edxml+xml": PackageFormat.XML,
+    "application/jose": PackageFormat.JWS,
+}
+
+
+class ShuttingDown(UnavailableError):
+    default_code = "unavailable.shutting_down"
+
+
+class UnsupportedMediaType(InputError):
+    http_status = 415
+    default_code = "http.unsupported_media_type"
+
+
+def _format_of(request: web.Request) -> PackageFormat:
+    fmt = _MEDIA_TYPES.get(request.content_type)
+    if fmt is None:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {request.content_type!r}: send application/xml (edXML) "
+            "or application/jose (JWS)"
+        )
+    return fmt
+
+
+@routes.post("/api/v1/documents")
+async def submit(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    app = request.app
+    if app[LIFECYCLE].draining:
+        raise ShuttingDown("the gateway is shutting down; retry shortly")
+    caller = authenticate(request)
+    fmt = _format_of(request)
+    try:
+        body = await read_limited(
+            request.content, app[SETTINGS].limits, declared_length=request.content_length
+        )
+        outcome = await app[INTAKE].submit(caller, body, fmt)
+    except LgspError as exc:
+        app[METRICS].rejected.labels(exc.code).inc()
+        raise
+    app[METRICS].accepted.labels(outcome.document.kind.value).inc()
+    app[METRICS].accept_latency_s.observe(time.perf_counter() - started)
+    return web.json_response(_accepted_body(outcome), status=202 if outcome.created else 200)
+
+
+def _accepted_body(outcome: IntakeOutcome) -> dict[str, Any]:
+    doc = outcome.document
+    return {
+        "id": doc.id,
+        "document_id": doc.document_id,
+        "kind": doc.kind.value,
+        "duplicate": not outcome.created,
+        "recipients": [
+            {"organ_id": d.recipient, "state": d.state.value, "delivery_id": d.id,
+             "method": d.method.value}
+            for d in outcome.deliveries
+        ],
+        "receipt": outcome.receipt,
+    }
+
+
+@routes.get("/api/v1/documents/{id}")
+async def show(request: web.Request) -> web.Response:
+    caller = authenticate(request)
+    view = await request.app[DELIVERY_LOG].get_document(request.match_info["id"])
+    if view is None or not _visible_to(view, caller.organ_id):
+        raise NotFoundError("no such document", code="not_found.document")
+    return web.json_response(document_json(view))
+
+
+def _visible_to(view: DocumentView, organ_id: str) -> bool:
+    doc = view.document
+    return organ_id in (doc.sender, doc.caller) or any(
+        d.recipient == organ_id for d in view.deliveries
+    )
+
+
+def _event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "kind": event.kind.value,
+        "outcome": event.outcome,
+        "detail": dict(event.detail),
+        "actor": event.actor,
+        "delivery_id": event.delivery,
+    }
+
+
+def _delivery_json(delivery: DeliveryRecord, events: list[EventRecord]) -> dict[str, Any]:
+    return {
+        "organ_id": delivery.recipient,
+        "delivery_id": delivery.id,
+        "method": delivery.method.value,
+        "state": delivery.state.value,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "business_status": delivery.business_status.value if delivery.business_status else None,
+        "business_status_at": (
+            delivery.business_status_at.isoformat() if delivery.business_status_at else None
+        ),
+        "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "trace": [_event_json(e) for e in events if e.delivery == delivery.id],
+    }
+
+
+def document_json(view: DocumentView) -> dict[str, Any]:
+    doc = view.document
+    events = list(view.events)
+    return {
+        "id": doc.id,
+        "document_id": doc.document_id,
+        "kind": doc.kind.value,
+        "sender": doc.sender,
+        "caller": doc.caller,
+        "format": doc.format.value,
+        "subject": doc.subject,
+        "business_doc_type": doc.business_doc_type.value if doc.business_doc_type else None,
+        "status_code": doc.status_code.value if doc.status_code else None,
+        "in_reply_to": doc.in_reply_to,
+        "received_at": doc.received_at.isoformat(),
+        "package_sha256": doc.package_sha256,
+        "size_bytes": doc.size_bytes,
+        "signer": {"subject": doc.signer_subject, "fingerprint": doc.signer_fingerprint,
+                   "algorithm": doc.algorithm},
+        "recipients": [_delivery_json(d, events) for d in view.deliveries],
+        "trace": [_event_json(e) for e in events],
+    }

@@ -1,0 +1,62 @@
+"""Liveness, readiness, Prometheus metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.api.context import BROKER, DELIVERY_LOG, LIFECYCLE, METRICS
+from gateway.errors import LgspError
+
+routes = web.RouteTableDef()
+
+OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
+READY_TIMEOUT_S = 3.0
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
+    try:
+        await asyncio.wait_for(probe, READY_TIMEOUT_S)
+    except (LgspError, TimeoutError, OSError) as exc:
+        return name, f"down: {exc}"
+    return name, "ok"
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    checks = dict(await asyncio.gather(
+        _check("store", app[DELIVERY_LOG].ping()),
+        _check("broker", app[BROKER].ping()),
+    ))
+    ready = all(v == "ok" for v in checks.values()) and not app[LIFECYCLE].draining
+    if app[LIFECYCLE].draining:
+        checks["gateway"] = "draining"
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    try:
+        depths = await app[BROKER].queue_depths()
+    except LgspError:
+        depths = {}
+    for queue, depth in depths.items():
+        app[METRICS].queue_depth.labels(queue).set(depth)
+    return web.Response(body=app[METRICS].render(),
+                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+

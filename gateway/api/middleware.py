@@ -1,0 +1,65 @@
+"""Middlewares: a request id bound to every log line, and errors answered as RFC 9457 problems."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import LgspError
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def problem_response(error: LgspError, request_id: str | None = None) -> web.Response:
+    body = error.to_problem()
+    if request_id:
+        body["request_id"] = request_id
+    headers = {}
+    if error.retryable:
+        headers["Retry-After"] = str(getattr(error, "retry_after_s", 5))
+    return web.Response(
+        status=error.http_status,
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        content_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _http_problem(exc: web.HTTPException) -> web.Response:
+    code = {404: "not_found.route", 405: "http.method_not_allowed", 413: "edxml.too_large"}.get(
+        exc.status, f"http.{exc.status}"
+    )
+    body = {"type": f"urn:lgsp:error:{code}", "title": code, "status": exc.status,
+            "detail": exc.reason, "code": code, "retryable": False}
+    return web.Response(status=exc.status, body=json.dumps(body).encode(),
+                        content_type=PROBLEM_JSON, headers={"Allow": exc.headers.get("Allow", "")}
+                        if exc.status == 405 else None)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id (the caller's X-Request-Id if sane, else a new one) for the request."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if 0 < len(given) <= 64 and given.isascii() else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
+        response = await handler(request)
+    except LgspError as exc:
+        log.info("request_refused", path=request.path, code=exc.code, status=exc.http_status)
+        response = problem_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _http_problem(exc)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response

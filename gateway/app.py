@@ -1,0 +1,125 @@
+"""``create_app(settings)``: the intake HTTP application, its routes and its resources."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from gateway.api import admin, documents, health, inbox
+from gateway.api.context import (
+    BROKER,
+    DELIVERY_LOG,
+    DIRECTORY,
+    INTAKE,
+    LIFECYCLE,
+    METRICS,
+    SETTINGS,
+    Lifecycle,
+)
+from gateway.api.middleware import request_context
+from gateway.broker import Broker
+from gateway.components import build_receipt_signer, build_verifier
+from gateway.directory import DirectoryHolder, load_directory
+from gateway.errors import ConfigError, LgspError
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.outbox import relay_forever
+from gateway.settings import Settings
+from gateway.store import DeliveryLog
+
+log = structlog.get_logger(__name__)
+
+DIRECTORY_POLL_S = 2.0
+OUTBOX_INTERVAL_S = 5.0
+OUTBOX_AGE_S = 15.0
+
+
+def open_directory(settings: Settings) -> DirectoryHolder:
+    path = settings.directory.path
+    return DirectoryHolder(load_directory(path), path)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[DELIVERY_LOG] = await DeliveryLog.open(app[SETTINGS].store.url)
+    yield
+    await app[DELIVERY_LOG].aclose()
+
+
+async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    conf = app[SETTINGS].broker
+    broker = await Broker.connect(conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s)
+    try:
+        await broker.declare_topology()
+    except LgspError:
+        await broker.aclose()
+        raise
+    app[BROKER] = broker
+    yield
+    await broker.aclose()
+
+
+async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[INTAKE] = Intake(
+        verifier=build_verifier(settings, app[DIRECTORY]),
+        directory=app[DIRECTORY],
+        delivery_log=app[DELIVERY_LOG],
+        broker=app[BROKER],
+        receipts=build_receipt_signer(settings),
+        metrics=app[METRICS],
+        claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
+    )
+    yield
+
+
+async def _cancel_on_cleanup(task: asyncio.Task[None]) -> AsyncIterator[None]:
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(
+        relay_forever(app[INTAKE], app[DELIVERY_LOG], interval_s=OUTBOX_INTERVAL_S,
+                      older_than_s=OUTBOX_AGE_S),
+        name="outbox-relay",
+    )
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
+async def watch_directory(holder: DirectoryHolder, interval_s: float = DIRECTORY_POLL_S) -> None:
+    """Pick up directory edits made by another gateway or by hand, without a restart."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if holder.reload_if_changed():
+                log.info("directory_reloaded", participants=len(holder.current.participants))
+        except ConfigError as exc:
+            log.error("directory_reload_failed", code=exc.code, error=exc.message)
+
+
+async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(watch_directory(app[DIRECTORY]), name="directory-watch")
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
+def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
+    """The gateway's HTTP application; resources open on startup and close on cleanup."""
+    app = web.Application(
+        middlewares=[request_context], client_max_size=settings.http.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or Metrics()
+    app[LIFECYCLE] = Lifecycle()
+    app[DIRECTORY] = open_directory(settings)
+    app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx])
+    for module in (documents, inbox, admin, health):
+        app.add_routes(module.routes)
+    return app

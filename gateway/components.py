@@ -1,0 +1,64 @@
+"""Build the gateway's components from settings: verifier, receipt signer, delivery adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from adapters.base import Adapter
+from adapters.http_push import HttpPushAdapter
+from adapters.mailbox import MailboxAdapter
+from gateway import pki
+from gateway.delivery_service import LogMailbox
+from gateway.directory import DirectoryHolder
+from gateway.receipts import ReceiptSigner
+from gateway.settings import Settings
+from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
+from gateway.signatures.truststore import TrustStore
+from gateway.signatures.verify import Verifier
+
+
+def _algorithms_for(holder: DirectoryHolder) -> Callable[[str], frozenset[SignatureAlgorithm]]:
+    def algorithms(sender: str) -> frozenset[SignatureAlgorithm]:
+        participant = holder.current.get(sender)
+        if participant is None:
+            return DEFAULT_ALLOWED
+        return frozenset(
+            SignatureAlgorithm.from_short_name(name) for name in participant.allowed_algorithms
+        )
+
+    return algorithms
+
+
+def _fingerprints_for(holder: DirectoryHolder) -> Callable[[str], frozenset[str]]:
+    def fingerprints(sender: str) -> frozenset[str]:
+        participant = holder.current.get(sender)
+        return frozenset(participant.signing_cert_fingerprints) if participant else frozenset()
+
+    return fingerprints
+
+
+def build_verifier(settings: Settings, holder: DirectoryHolder) -> Verifier:
+    """The verifier over the configured trust store, reading policy from the live directory."""
+    return Verifier(
+        TrustStore.from_dir(settings.pki.dir),
+        limits=settings.limits,
+        algorithms_for=_algorithms_for(holder),
+        bound_fingerprints=_fingerprints_for(holder),
+    )
+
+
+def gateway_identity(settings: Settings) -> pki.Identity:
+    return pki.load_identity(settings.pki.dir, pki.GATEWAY_ID)
+
+
+def build_receipt_signer(settings: Settings) -> ReceiptSigner:
+    return ReceiptSigner(gateway_identity(settings))
+
+
+def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[str, Adapter]:
+    """One adapter per delivery method this process can serve (the caller closes them)."""
+    identity = gateway_identity(settings)
+    return {
+        "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s),
+        "mailbox": MailboxAdapter(LogMailbox()),
+    }

@@ -1,0 +1,234 @@
+"""Intake: verify a package, authorise the caller, route, record durably, publish, then receipt.
+
+The order is the contract (each step refuses with its own error code):
+
+    1. verify        signature, trust and signer-to-sender binding  (signature.*, trust.*, binding.*)
+    2. speak-for     the caller may submit for the sender            (acl.cannot_speak_for, 403)
+    3. route         every recipient is known and allowed           (acl.*, 422 listing them all)
+    4. record        package + one delivery per recipient, deduplicated (200 same / 409 other bytes)
+    5. publish       one confirmed message per delivery             (503 if unconfirmed; the outbox
+                                                                     relay publishes it later)
+    6. receipt       a JWS signed by the gateway
+
+Status packages go to the sender of the document they answer and set that recipient's business
+status in the log. Nothing here knows HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from gateway.broker import Broker, DeliveryMessage
+from gateway.directory import DirectoryHolder, Participant
+from gateway.edxml.model import DocumentPackage, StatusPackage
+from gateway.errors import ForbiddenError
+from gateway.metrics import Metrics
+from gateway.package_formats import PackageFormat
+from gateway.receipts import Receipt, ReceiptSigner
+from gateway.routing import Refusal, route
+from gateway.routing import may_speak_for as caller_may_speak_for
+from gateway.signatures.verify import VerifiedDocument, Verifier
+from gateway.store import DeliveryLog
+from gateway.store.records import DeliveryRecord, DocumentRecord, IntakeResult, NewDocument
+
+log = structlog.get_logger(__name__)
+
+VERIFY_IN_THREAD_BYTES = 64 * 1024  # verify larger packages off the event loop
+
+
+class RecipientsRefused(ForbiddenError):
+    """Some recipients are unknown, disabled or denied by the ACL: the whole package is refused."""
+
+    http_status = 422
+    default_code = "acl.recipients_refused"
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        listed = ", ".join(f"{r.organ_id} ({r.reason.value})" for r in refusals)
+        super().__init__(f"refused recipients: {listed}")
+        self.refusals = tuple(refusals)
+
+    def to_problem(self) -> dict[str, object]:
+        problem = super().to_problem()
+        problem["recipients"] = [
+            {"organ_id": r.organ_id, "reason": r.reason.value, "code": r.code, "detail": r.detail}
+            for r in self.refusals
+        ]
+        return problem
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeOutcome:
+    """What the caller is told: the record, its deliveries, whether it is new, and the receipt."""
+
+    created: bool
+    document: DocumentRecord
+    deliveries: tuple[DeliveryRecord, ...]
+    receipt: str
+
+
+class Intake:
+    """The intake pipeline over the verifier, the directory, the delivery log and the broker."""
+
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        directory: DirectoryHolder,
+        delivery_log: DeliveryLog,
+        broker: Broker,
+        receipts: ReceiptSigner,
+        metrics: Metrics,
+        claim_check_threshold_bytes: int,
+    ) -> None:
+        self._verifier = verifier
+        self._directory = directory
+        self._log = delivery_log
+        self._broker = broker
+        self._receipts = receipts
+        self._metrics = metrics
+        self._claim_check_bytes = claim_check_threshold_bytes
+
+    async def submit(self, caller: Participant, body: bytes, fmt: PackageFormat) -> IntakeOutcome:
+        verified = await self._verify(body, fmt)
+        if not caller_may_speak_for(caller, verified.sender):
+            raise ForbiddenError(
+                f"{caller.organ_id} may not submit packages for {verified.sender}",
+                code="acl.cannot_speak_for",
+            )
+        result = await self._record(caller, verified, fmt)
+        if result.created:
+            await self._after_record(verified, result)
+            await self.publish(result.document, result.deliveries, body)
+        return IntakeOutcome(
+            created=result.created,
+            document=result.document,
+            deliveries=result.deliveries,
+            receipt=self._receipt(result.document),
+        )
+
+    async def _verify(self, body: bytes, fmt: PackageFormat) -> VerifiedDocument:
+        verify = self._verifier.verify_xml if fmt is PackageFormat.XML else self._verifier.verify_jws
+        started = asyncio.get_running_loop().time()
+        if len(body) > VERIFY_IN_THREAD_BYTES:
+            verified = await asyncio.to_thread(verify, body)
+        else:
+            verified = verify(body)
+        elapsed_s = asyncio.get_running_loop().time() - started
+        self._metrics.verify_latency_s.labels(fmt.value).observe(elapsed_s)
+        return verified
+
+    async def _record(
+        self, caller: Participant, verified: VerifiedDocument, fmt: PackageFormat
+    ) -> IntakeResult:
+        package = verified.package
+        in_reply_to = None
+        if isinstance(package, StatusPackage):
+            original = await self._original_of(package)
+            in_reply_to = original.id if original else None
+        decision = route(package.sender, package.recipients, self._directory.current)
+        if not decision.ok:
+            raise RecipientsRefused(decision.refusals)
+        new = _new_document(caller, verified, fmt, in_reply_to)
+        routes = [(r.organ_id, r.method.value) for r in decision.routes]
+        return await self._log.record_intake(new, verified.signed_bytes, routes)
+
+    async def _original_of(self, status: StatusPackage) -> DocumentRecord | None:
+        ref = status.header.response_for
+        if not ref.organ_id or not ref.document_id:
+            return None
+        return await self._log.find_document(ref.organ_id, ref.document_id)
+
+    async def _after_record(self, verified: VerifiedDocument, result: IntakeResult) -> None:
+        """A status package sets the business status of the delivery it answers."""
+        package = verified.package
+        original_id = result.document.in_reply_to
+        if not isinstance(package, StatusPackage) or original_id is None:
+            return
+        answered = await self._log.find_delivery(original_id, package.sender)
+        if answered is None:
+            log.warning("status_for_unknown_delivery", original=original_id)
+            return
+        await self._log.set_business_status(
+            answered.id, package.header.status_code.value, result.document.received_at,
+            result.document.id,
+        )
+
+    async def publish(
+        self,
+        document: DocumentRecord,
+        deliveries: Sequence[DeliveryRecord],
+        body: bytes | None,
+        *,
+        republished: bool = False,
+    ) -> None:
+        """Publish one confirmed message per delivery, then mark them queued in the log.
+
+        ``body`` None (the outbox relay) or above the threshold sends a claim check instead.
+        """
+        by_reference = body is None or len(body) > self._claim_check_bytes
+        messages = [
+            DeliveryMessage(
+                delivery_id=d.id,
+                document_pk=document.id,
+                recipient=d.recipient,
+                method=d.method.value,
+                body=None if by_reference else body,
+                claim_check_sha256=document.package_sha256 if by_reference else None,
+                content_type=PackageFormat(document.format).media_type,
+            )
+            for d in deliveries
+        ]
+        await self._broker.publish_many(messages)
+        await self._log.mark_published([d.id for d in deliveries], republished=republished)
+
+    def _receipt(self, document: DocumentRecord) -> str:
+        return self._receipts.sign(
+            Receipt(
+                id=document.id,
+                package_sha256=document.package_sha256,
+                sender=document.sender,
+                document_id=document.document_id,
+                accepted_at=document.received_at,
+            )
+        )
+
+
+def dedup_key(verified: VerifiedDocument) -> str:
+    """Same sender and DocumentId (and kind of business) is the same submission."""
+    package = verified.package
+    doc_id = package.document_id or hashlib.sha256(verified.signed_bytes).hexdigest()
+    if isinstance(package, StatusPackage):
+        header = package.header
+        return f"status|{package.sender}|{doc_id}|{header.status_code.value}|{header.timestamp}"
+    business = package.business_doc_type
+    return f"document|{package.sender}|{doc_id}|{business.value if business else '-'}"
+
+
+def _new_document(
+    caller: Participant, verified: VerifiedDocument, fmt: PackageFormat, in_reply_to: str | None
+) -> NewDocument:
+    package = verified.package
+    document = package if isinstance(package, DocumentPackage) else None
+    status = package if isinstance(package, StatusPackage) else None
+    return NewDocument(
+        dedup_key=dedup_key(verified),
+        kind=package.kind,
+        sender=package.sender,
+        document_id=package.document_id,
+        format=fmt,
+        signer_fingerprint=verified.certificate_fingerprint,
+        signer_subject=verified.signer_subject,
+        algorithm=verified.algorithm,
+        caller=caller.organ_id,
+        received_at=datetime.now(UTC),
+        business_doc_type=document.business_doc_type if document else None,
+        status_code=status.header.status_code if status else None,
+        subject=document.header.subject if document else None,
+        in_reply_to=in_reply_to,
+    )

@@ -1,0 +1,44 @@
+"""Intake receipts: a JWS signed by the gateway over what it accepted, and when."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.pki import Identity
+from gateway.signatures.jws import sign_jws
+
+RECEIPT_TYPE = "lgsp-receipt+jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that the gateway received a package: its id, SHA-256, sender and acceptance time."""
+
+    id: str
+    package_sha256: str
+    sender: str
+    document_id: str | None
+    accepted_at: datetime
+
+    def claims(self) -> dict[str, object]:
+        return {
+            "typ": RECEIPT_TYPE,
+            "id": self.id,
+            "package_sha256": self.package_sha256,
+            "sender": self.sender,
+            "document_id": self.document_id,
+            "accepted_at": self.accepted_at.isoformat(),
+        }
+
+
+class ReceiptSigner:
+    """Signs receipts with the gateway's own identity (``pki/gateway``)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    def sign(self, receipt: Receipt) -> str:
+        payload = json.dumps(receipt.claims(), separators=(",", ":"), sort_keys=True).encode()
+        return sign_jws(payload, self._identity.key, self._identity.chain)

@@ -1,0 +1,74 @@
+"""The worker role: one worker per local delivery method, sharing a broker, a log and adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from adapters.base import Adapter
+from gateway.app import open_directory, watch_directory
+from gateway.broker import Broker
+from gateway.components import build_adapters
+from gateway.delivery_service import DeliveryHandler
+from gateway.directory import DirectoryHolder
+from gateway.metrics import Metrics
+from gateway.settings import Settings
+from gateway.store import DeliveryLog
+from gateway.worker import Worker, WorkerRules
+
+log = structlog.get_logger(__name__)
+
+
+class WorkerGroup:
+    """Starts the workers of every method that has an adapter; ``stop()`` drains them all."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
+                 drain_timeout_s: float = 30.0) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.rules = WorkerRules(
+            delays_s=tuple(settings.broker.retry_delays_s),
+            max_tries=settings.broker.max_tries,
+            prefetch=settings.broker.prefetch,
+            drain_timeout_s=drain_timeout_s,
+        )
+        self._workers: list[Worker] = []
+        self._adapters: dict[str, Adapter] = {}
+        self._broker: Broker | None = None
+        self._log: DeliveryLog | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        conf = self.settings.broker
+        directory: DirectoryHolder = open_directory(self.settings)
+        self._log = await DeliveryLog.open(self.settings.store.url)
+        self._broker = await Broker.connect(conf.url, prefix=conf.prefix,
+                                            retry_delays_s=conf.retry_delays_s)
+        await self._broker.declare_topology()
+        self._adapters = build_adapters(self.settings)
+        handler = DeliveryHandler(delivery_log=self._log, directory=directory,
+                                  adapters=self._adapters, metrics=self.metrics,
+                                  max_tries=self.rules.max_tries)
+        for method in self._adapters:
+            worker = Worker(self._broker, method, self.rules)
+            await worker.start(handler)
+            self._workers.append(worker)
+        self._watch = asyncio.create_task(watch_directory(directory), name="directory-watch")
+        log.info("workers_started", methods=list(self._adapters))
+
+    async def stop(self) -> None:
+        """Drain every worker, then release adapters, the broker and the store."""
+        await asyncio.gather(*(w.stop() for w in self._workers))
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for adapter in self._adapters.values():
+            await adapter.aclose()
+        if self._broker is not None:
+            await self._broker.aclose()
+        if self._log is not None:
+            await self._log.aclose()
+        log.info("workers_stopped", outcomes={w.method: dict(w.outcomes) for w in self._workers})
