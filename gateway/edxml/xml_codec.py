@@ -320,7 +320,9 @@ def _read_signature(header: _Kids) -> str | None:
 def _check_root(root: _Element) -> None:
     name = etree.QName(root)
     if name.localname != "edXML":
-        raise _error(f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name}")
+        raise _error(
+            f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name.localname}"
+        )
     if name.namespace != m.EDXML_NS:
         raise _error(f"the root is in namespace {name.namespace!r}", "wrong_namespace", "/edXML")
 
