@@ -1,0 +1,186 @@
+"""``lgsp demo init``: a complete demo setup (settings, directory, PKI, credentials) in a dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import pki
+from gateway.directory import (
+    Delivery,
+    DeliveryMethod,
+    Directory,
+    Participant,
+    ParticipantKind,
+    ParticipantLevel,
+    dump_directory,
+    generate_api_key,
+    hash_api_key,
+)
+from gateway.errors import ConfigError
+from gateway.signatures.binding import fingerprint
+
+DEFAULT_PORT = 8080
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+ADMIN_TOKEN_PREFIX = "lgsp_admin_"  # noqa: S105 (a prefix, not a secret)
+ADMIN_ENTRY = "_admin"
+CONFIG_NAME = "gateway.toml"
+DIRECTORY_NAME = "participants.toml"
+CREDENTIALS_NAME = "credentials.json"
+PKI_NAME = "pki"
+STORE_NAME = "var/delivery-log.db"
+_WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSetup:
+    """Where ``init_demo`` wrote things, and the plaintext secrets it made (only kept here)."""
+
+    dir: Path
+    config_path: Path
+    directory_path: Path
+    credentials_path: Path
+    pki_dir: Path
+    store_url: str
+    broker_url: str
+    broker_prefix: str
+    port: int
+    api_keys: Mapping[str, str]  # OrganId -> plaintext API key
+    admin_token: str
+
+
+def init_demo(
+    dir: Path,
+    *,
+    port: int = DEFAULT_PORT,
+    broker_url: str = DEFAULT_BROKER_URL,
+    store_url: str | None = None,
+    prefix: str | None = None,
+    force: bool = False,
+) -> DemoSetup:
+    """Write ``gateway.toml``, ``participants.toml``, ``pki/`` and ``credentials.json`` in ``dir``.
+
+    Refuses (``config.demo_exists``) when ``dir`` already holds a demo, unless ``force``; then
+    the PKI, every key and the admin token are made anew.
+    """
+    root = dir.resolve()
+    existing = [name for name in _WRITTEN if (root / name).exists()]
+    if existing and not force:
+        raise ConfigError(
+            f"{root} already holds a demo ({', '.join(existing)}); use --force to replace it",
+            code="config.demo_exists",
+            path=str(root / existing[0]),
+        )
+    (root / "var").mkdir(parents=True, exist_ok=True)
+    pki_dir = root / PKI_NAME
+    pki.init_pki(pki_dir, force=force)
+    api_keys, directory = _demo_directory(pki_dir)
+    admin_token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    setup = DemoSetup(
+        dir=root,
+        config_path=root / CONFIG_NAME,
+        directory_path=root / DIRECTORY_NAME,
+        credentials_path=root / CREDENTIALS_NAME,
+        pki_dir=pki_dir,
+        store_url=store_url or f"sqlite+aiosqlite:///{root / STORE_NAME}",
+        broker_url=broker_url,
+        broker_prefix=prefix or demo_prefix(root),
+        port=port,
+        api_keys=api_keys,
+        admin_token=admin_token,
+    )
+    setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
+    setup.config_path.write_text(settings_toml(setup), encoding="utf-8")
+    _write_private(setup.credentials_path, credentials_json(setup))
+    return setup
+
+
+def demo_prefix(dir: Path) -> str:
+    """A broker prefix of its own for each demo directory, so demos can share one broker."""
+    digest = hashlib.sha256(str(dir.resolve()).encode("utf-8")).hexdigest()
+    return f"lgsp-demo-{digest[:8]}"
+
+
+def _demo_directory(pki_dir: Path) -> tuple[dict[str, str], Directory]:
+    """One participant per demo identity, each with a fresh API key (only its hash is kept)."""
+    api_keys: dict[str, str] = {}
+    participants: list[Participant] = []
+    for demo in pki.DEMO_PARTICIPANTS:
+        plaintext, key_hash = generate_api_key()
+        api_keys[demo.organ_id] = plaintext
+        cert = pki.load_identity(pki_dir, demo.organ_id).certificate
+        kind = ParticipantKind(demo.kind.value)
+        national = kind is ParticipantKind.NATIONAL
+        method = DeliveryMethod.NATIONAL if national else DeliveryMethod.MAILBOX
+        participants.append(
+            Participant(
+                organ_id=demo.organ_id,
+                name=demo.name,
+                kind=kind,
+                parent=demo.parent,
+                level=ParticipantLevel(demo.level.value),
+                api_key_hashes=(key_hash,),
+                signing_cert_fingerprints=(fingerprint(cert),),
+                delivery=Delivery(method=method),
+            )
+        )
+    return api_keys, Directory(participants)
+
+
+def settings_toml(setup: DemoSetup) -> str:
+    """The demo's ``gateway.toml``; paths are relative to the file's directory."""
+    admin_hash = hash_api_key(setup.admin_token)
+    return "\n".join([
+        "# LGSP demo gateway settings (written by `lgsp demo init`).",
+        "# The participants' API keys and the admin token are in credentials.json (mode 0600).",
+        "",
+        "[http]",
+        'host = "127.0.0.1"',
+        f"port = {setup.port}",
+        "",
+        "[broker]",
+        f"url = {_toml_string(setup.broker_url)}",
+        f"prefix = {_toml_string(setup.broker_prefix)}",
+        "",
+        "[store]",
+        f"url = {_toml_string(setup.store_url)}",
+        "",
+        "[pki]",
+        f"dir = {_toml_string(PKI_NAME)}",
+        "",
+        "[directory]",
+        f"path = {_toml_string(DIRECTORY_NAME)}",
+        "",
+        "[admin]",
+        "# SHA-256 of the admin API token.",
+        f"api_token_hashes = [{_toml_string(admin_hash)}]",
+        "",
+    ])
+
+
+def credentials_json(setup: DemoSetup) -> str:
+    """``{OrganId: {"api_key", "name"}, …, "_admin": {"token"}}`` as JSON text."""
+    names = {p.organ_id: p.name for p in pki.DEMO_PARTICIPANTS}
+    data: dict[str, dict[str, str]] = {
+        organ_id: {"api_key": key, "name": names[organ_id]}
+        for organ_id, key in setup.api_keys.items()
+    }
+    data[ADMIN_ENTRY] = {"token": setup.admin_token}
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)

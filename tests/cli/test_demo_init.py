@@ -1,0 +1,137 @@
+"""``lgsp demo init``: the setup loads, authenticates every participant, is not clobbered."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway import pki
+from gateway.cli import main
+from gateway.demo_setup import DemoSetup, demo_prefix, init_demo
+from gateway.directory import DeliveryMethod, hash_api_key, load_directory
+from gateway.settings import load_settings
+from gateway.signatures.binding import fingerprint
+
+LGSP = Path(sys.executable).with_name("lgsp")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSetup:
+    return init_demo(tmp_path_factory.mktemp("demo") / "site", port=9090)
+
+
+def test_layout_and_credentials_file_is_private(demo: DemoSetup) -> None:
+    root = demo.dir
+    for name in ("gateway.toml", "participants.toml", "credentials.json", "var",
+                 "pki/trust/ca/root.pem", "pki/trust/crl/root.crl.pem", "pki/gateway/cert.pem"):
+        assert (root / name).exists(), name
+    assert stat.S_IMODE(demo.credentials_path.stat().st_mode) == 0o600
+
+    creds = json.loads(demo.credentials_path.read_text(encoding="utf-8"))
+    organ_ids = [p.organ_id for p in pki.DEMO_PARTICIPANTS]
+    assert sorted(creds) == sorted([*organ_ids, "_admin"])
+    for p in pki.DEMO_PARTICIPANTS:
+        assert creds[p.organ_id]["name"] == p.name
+        assert creds[p.organ_id]["api_key"] == demo.api_keys[p.organ_id]
+        assert creds[p.organ_id]["api_key"].startswith("lgsp_")
+    assert creds["_admin"] == {"token": demo.admin_token}
+
+
+def test_settings_load_with_the_demo_values(demo: DemoSetup) -> None:
+    settings = load_settings(demo.config_path, env={})
+
+    assert settings.http.port == 9090
+    assert settings.broker.url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert settings.broker.prefix == demo.broker_prefix == demo_prefix(demo.dir)
+    assert settings.store.url == f"sqlite+aiosqlite:///{demo.dir}/var/delivery-log.db"
+    assert settings.pki.dir == demo.dir / "pki"
+    assert settings.directory.path == demo.dir / "participants.toml"
+    assert settings.admin.api_token_hashes == (hash_api_key(demo.admin_token),)
+
+
+def test_directory_has_every_demo_participant_and_keys_authenticate(demo: DemoSetup) -> None:
+    directory = load_directory(demo.directory_path)
+    creds = json.loads(demo.credentials_path.read_text(encoding="utf-8"))
+
+    assert len(directory) == len(pki.DEMO_PARTICIPANTS)
+    for expected in pki.DEMO_PARTICIPANTS:
+        found = directory.get(expected.organ_id)
+        assert found is not None
+        assert (found.name, found.kind.value, found.level, found.parent) == (
+            expected.name, expected.kind.value, expected.level.value, expected.parent)
+        method = (DeliveryMethod.NATIONAL if expected.kind is pki.ParticipantKind.NATIONAL
+                  else DeliveryMethod.MAILBOX)
+        assert found.delivery.method is method
+        cert = pki.load_identity(demo.pki_dir, expected.organ_id).certificate
+        assert found.signing_cert_fingerprints == (fingerprint(cert),)
+        key = creds[expected.organ_id]["api_key"]
+        assert directory.by_api_key(key) == found
+    assert directory.by_api_key(creds["_admin"]["token"]) is None
+    national = directory.national()
+    assert national is not None
+    assert national.organ_id == "000.00.00.G22"
+
+
+def test_no_plaintext_secret_is_written_outside_credentials(demo: DemoSetup) -> None:
+    written = demo.config_path.read_text(encoding="utf-8") + demo.directory_path.read_text(
+        encoding="utf-8")
+    for secret in [*demo.api_keys.values(), demo.admin_token]:
+        assert secret not in written
+
+
+def test_each_demo_dir_gets_its_own_broker_prefix(tmp_path: Path) -> None:
+    assert demo_prefix(tmp_path / "a") != demo_prefix(tmp_path / "b")
+    assert demo_prefix(tmp_path / "a") == demo_prefix(tmp_path / "x" / ".." / "a")
+
+
+def test_cli_init_prints_next_steps_and_refuses_to_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    store_url = f"sqlite+aiosqlite:///{tmp_path}/elsewhere.db"
+    assert main(["demo", "init", str(site), "--port", "8181", "--store-url", store_url,
+                 "--broker-url", "amqp://lgsp:pw@127.0.0.1:5672/"]) == 0
+    out = capsys.readouterr().out
+    config = site.resolve() / "gateway.toml"
+    assert f"lgsp run --config {config}" in out
+    assert f"lgsp send FILE --config {config} --as 000.00.00.H56" in out
+    settings = load_settings(config, env={})
+    assert (settings.http.port, settings.store.url) == (8181, store_url)
+    assert settings.broker.url == "amqp://lgsp:pw@127.0.0.1:5672/"
+    before = (site / "credentials.json").read_text(encoding="utf-8")
+
+    assert main(["demo", "init", str(site)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "config.demo_exists" in captured.err
+    assert "--force" in captured.err
+    assert (site / "credentials.json").read_text(encoding="utf-8") == before
+
+    assert main(["demo", "init", str(site), "--force"]) == 0
+    after = json.loads((site / "credentials.json").read_text(encoding="utf-8"))
+    old = json.loads(before)
+    assert after["000.00.00.H56"]["api_key"] != old["000.00.00.H56"]["api_key"]
+    assert stat.S_IMODE((site / "credentials.json").stat().st_mode) == 0o600
+    directory = load_directory(site / "participants.toml")
+    assert directory.by_api_key(old["000.00.00.H56"]["api_key"]) is None
+    assert directory.by_api_key(after["000.00.00.H56"]["api_key"]) is not None
+
+
+def test_console_script_init_then_config_check(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    init = subprocess.run([str(LGSP), "demo", "init", str(site)],
+                          capture_output=True, text=True, check=False)
+    assert init.returncode == 0, init.stderr
+    assert "next steps" in init.stdout
+
+    check = subprocess.run([str(LGSP), "config", "check", "--config", str(site / "gateway.toml")],
+                           capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+    assert "http.port = 8080" in check.stdout
+    assert f"broker.prefix = {demo_prefix(site)}" in check.stdout
