@@ -1,11 +1,17 @@
-"""Fixtures shared by every test: where the reference material and conformance packages are."""
+"""Fixtures shared by every test: reference samples, a throw-away RabbitMQ vhost, empty stores."""
 
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from service_sites import BASE_URL, PG_ADMIN_URL, BrokerSite, rabbitmqctl
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
@@ -21,3 +27,42 @@ def conformance_dir() -> Path:
 
 def conformance_ids() -> list[str]:
     return [p.name for p in CONFORMANCE_FILES]
+
+
+# --- RabbitMQ: one throw-away vhost per test session --------------------------------------
+
+@pytest.fixture(scope="session")
+def test_broker() -> Iterator[BrokerSite]:
+    vhost = f"lgsp-test-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        parts = urlsplit(BASE_URL)
+        url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+        yield BrokerSite(vhost, url)
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+
+# --- Stores: every store test runs on SQLite and on PostgreSQL -----------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty store: a file under tmp_path, or a fresh PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/log.db"
+        return
+    name = f"lgsp_test_{secrets.token_hex(6)}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+

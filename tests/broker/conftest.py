@@ -1,72 +1,21 @@
 """Broker test fixtures: a throw-away vhost on the real RabbitMQ, and a fresh prefix per test.
 
-The session creates vhost ``lgsp-test-<random>`` with ``rabbitmqctl`` and deletes it at the end,
-so nothing is left on the broker. ``LGSP_TEST_AMQP_URL`` names the broker (default: the local
-one); its vhost part is replaced by the test vhost.
+The session-wide vhost (``test_broker``) comes from ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from service_sites import BrokerSite
 
 from gateway.broker import Broker, DeliveryMessage
 
-BASE_URL = os.environ.get("LGSP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TEST_DELAYS_S = (0.2, 0.5)
-
-
-def rabbitmqctl(*args: str) -> str:
-    exe = shutil.which("rabbitmqctl")
-    assert exe, "rabbitmqctl is needed to create the test vhost (RabbitMQ must be installed)"
-    done = subprocess.run(
-        [exe, "-q", *args], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, f"rabbitmqctl {args}: {done.stderr}"
-    return done.stdout
-
-
-@dataclass(frozen=True)
-class BrokerSite:
-    """Where the tests' broker lives."""
-
-    vhost: str
-    url: str
-
-    def list_queues(self) -> dict[str, dict[str, object]]:
-        """Queue name -> {type, arguments: {name: value}, messages}, as the broker reports them."""
-        out = rabbitmqctl(
-            "list_queues", "-p", self.vhost, "--formatter", "json",
-            "name", "type", "arguments", "messages",
-        )  # fmt: skip
-        queues: dict[str, dict[str, object]] = {}
-        for row in json.loads(out):
-            row["arguments"] = {name: value for name, _type, value in row["arguments"]}
-            queues[row["name"]] = row
-        return queues
-
-
-@pytest.fixture(scope="session")
-def test_broker() -> Iterator[BrokerSite]:
-    vhost = f"lgsp-test-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        parts = urlsplit(BASE_URL)
-        url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
-        yield BrokerSite(vhost, url)
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture
