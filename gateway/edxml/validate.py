@@ -22,6 +22,7 @@ from lxml import etree
 from gateway.edxml.attachments import check_attachments
 from gateway.edxml.issues import Issue, Severity, ValidationReport, error, warning
 from gateway.edxml.model import (
+    EDXML_NS,
     BusinessDocType,
     DocumentPackage,
     MessageHeader,
@@ -37,6 +38,7 @@ __all__ = ["Issue", "Severity", "ValidationReport", "validate_package", "validat
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 TRACE = "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList"
 BUSINESS = f"{TRACE}/Bussiness"
+ROOT_TAG = f"{{{EDXML_NS}}}edXML"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.xsd"
 VIETNAM_TZ = timezone(timedelta(hours=7))
 
@@ -359,7 +361,15 @@ def _schema() -> etree.XMLSchema:
 
 
 def validate_schema(root: etree._Element) -> ValidationReport:
-    """Validate an edXML tree against ``schemas/edxml.xsd``; each violation is ``edxml.schema``."""
+    """Validate an edXML tree against ``schemas/edxml.xsd``; each violation is ``edxml.schema``.
+
+    The root must be ``edXML``: the schema declares some inner elements globally (see its header),
+    and XSD cannot say which global element may be a document's root.
+    """
+    if root.tag != ROOT_TAG:
+        message = f"line {root.sourceline}: the root element is {root.tag}, not {ROOT_TAG}"
+        path = f"/{etree.QName(root).localname}"
+        return ValidationReport((error("edxml.schema", path, message),))
     schema = _schema()
     with _schema_lock:  # the validator's error log is shared state
         valid = schema.validate(root)

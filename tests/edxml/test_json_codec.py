@@ -5,21 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from strategies import package_strategy
 
 from gateway.edxml import model
 from gateway.edxml.json_codec import SCHEMA_PATH, dumps, from_json_dict, loads, to_json_dict
 from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
-from gateway.edxml.xml_codec import parse_package
+from gateway.edxml.xml_codec import parse_package, serialize_package
 from gateway.errors import LimitError, PackageError
 
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
@@ -113,42 +111,22 @@ def test_schema_is_valid_draft_2020_12_and_covers_every_field() -> None:
         assert set(definition.get("required", ())) - {"kind"} == required, name
 
 
-# -- hypothesis: any record survives the round trip ---------------------------------------------
-
-XML_TEXT = st.text(
-    alphabet=st.characters(exclude_categories=("Cs", "Cc", "Cn")) | st.sampled_from("\t\n\r"),
-    max_size=12,
-)
-
-
-def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is not None and type(None) in args:
-        (inner,) = (a for a in args if a is not type(None))
-        return st.none() | strategy_for(inner)
-    if origin is tuple and args[-1] is Ellipsis:
-        return st.lists(strategy_for(args[0]), max_size=2).map(tuple)
-    if origin is tuple:
-        return st.tuples(*(strategy_for(a) for a in args))
-    if isinstance(hint, type) and issubclass(hint, Enum):
-        return st.sampled_from(list(hint))
-    if dataclasses.is_dataclass(hint):
-        return records(hint)
-    assert hint is str, hint
-    return XML_TEXT
-
-
-def records(cls: Any) -> st.SearchStrategy[Any]:
-    hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: strategy_for(hints[f.name]) for f in dataclasses.fields(cls)})
+# -- hypothesis: any package survives the round trip -------------------------------------------
 
 
 @settings(max_examples=60, deadline=None)
-@given(records(DocumentPackage) | records(StatusPackage))
+@given(package_strategy())
 def test_any_package_survives_dumps_and_loads(pkg: Package) -> None:
     data = dumps(pkg)
     assert loads(data) == pkg
     assert dumps(loads(data)) == data
+
+
+@settings(max_examples=30, deadline=None)
+@given(package_strategy())
+def test_one_model_two_codecs(pkg: Package) -> None:
+    from_xml = parse_package(serialize_package(pkg))
+    assert loads(dumps(from_xml)) == from_xml == pkg
 
 
 # -- schema violations: PackageError json.schema with a JSON pointer -----------------------------

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from strategies import package_strategy
 
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import (
@@ -24,6 +26,7 @@ from gateway.edxml.model import (
     MessageHeader,
     Organization,
     OtherInfo,
+    Package,
     PromulgationInfo,
     Receiver,
     ReplacementInfo,
@@ -441,6 +444,13 @@ def test_what_the_xml_codec_writes_matches_the_schema(path: Path) -> None:
     assert validate_schema(load_xml(data)).issues == ()
 
 
+@settings(max_examples=40, deadline=None)
+@given(package_strategy())
+def test_the_schema_accepts_every_package_the_codec_writes(pkg: Package) -> None:
+    assert validate_schema(load_xml(serialize_package(pkg))).issues == ()
+    validate_package(pkg)  # and the semantic rules cope with any record the model allows
+
+
 def test_the_not_well_formed_sample_never_reaches_the_schema() -> None:
     assert len(CONFORMANCE) == 16
     assert len(WELL_FORMED) == 15
@@ -460,6 +470,14 @@ def wrap(message_header: str, *, header_extra: str = "", root: str = "edXML") ->
     ).encode()
 
 
+def test_open_containers_accept_unknown_elements_of_any_namespace() -> None:
+    unknown = '<ReplyFors>a<Code>1/X</Code></ReplyFors><x:Note xmlns:x="urn:example"/>'
+    trace = f"<TraceHeaderList><Bussiness>{unknown}<Paper>0</Paper></Bussiness></TraceHeaderList>"
+    data = wrap(f"<MessageHeader>{FROM}{unknown}<OtherInfo>{unknown}</OtherInfo></MessageHeader>",
+                header_extra=trace)
+    assert validate_schema(load_xml(data)).issues == ()
+
+
 def test_a_minimal_status_like_package_and_foreign_extras_are_valid() -> None:
     signature = (
         '<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo><Reference URI="">'
@@ -475,19 +493,23 @@ def test_a_minimal_status_like_package_and_foreign_extras_are_valid() -> None:
     ("data", "path", "needle"),
     [
         (wrap(f"<MessageHeader>{FROM}</MessageHeader>", root="Envelope"), "/Envelope",
-         "No matching global declaration"),
+         "the root element is {http://www.mic.gov.vn/TBT/QCVN_102_2016}Envelope, not"),
+        (f"<Subject {NS}>x</Subject>".encode(), "/Subject", "the root element is"),
         (wrap("", header_extra="<TraceHeaderList/>"),
          "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList", "MessageHeader"),
         (wrap("<MessageHeader><From>000.00.00.G22</From></MessageHeader>"),
          f"{H}/From", "element-only"),
         (wrap(f"<MessageHeader>{FROM}<To>x<OrganId>a</OrganId></To><To/></MessageHeader>"),
          f"{H}/To[1]", "element-only"),
-        (wrap(f"<MessageHeader>{FROM}<Unknown/></MessageHeader>"), f"{H}/Unknown",
-         "not expected"),
+        (wrap("<MessageHeader><From><OrganId>x</OrganId><Unknown/></From></MessageHeader>"),
+         f"{H}/From/Unknown", "not expected"),
+        (wrap(f"<MessageHeader>{FROM}<OtherInfo><Appendixes>x</Appendixes></OtherInfo>"
+              "</MessageHeader>"), f"{H}/OtherInfo/Appendixes", "element-only"),
         (wrap(f"<MessageHeader><To>{FROM[6:-7]}</To></MessageHeader>"), f"{H}/To",
          "Expected is ( {http://www.mic.gov.vn/TBT/QCVN_102_2016}From )"),
     ],
-    ids=["wrong root", "missing MessageHeader", "text in From", "text in To", "unknown element",
+    ids=["wrong root", "a global element as root", "missing MessageHeader", "text in From",
+         "text in To", "unknown element", "text in an open container's known child",
          "From missing"],
 )
 def test_the_schema_rejects_structural_errors(data: bytes, path: str, needle: str) -> None:
