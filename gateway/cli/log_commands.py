@@ -97,8 +97,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for view in views:
         print(_document_line(view))
-    shown = f"{flt.offset + 1}-{flt.offset + len(views)}" if views else "none"
-    print(f"({shown} of {total} documents)")
+    if views:
+        print(f"({flt.offset + 1}-{flt.offset + len(views)} of {total} documents)")
+    else:
+        print(f"(none of {total} documents)" if total else "(no documents)")
     return 0
 
 

@@ -156,6 +156,17 @@ def test_list_filters(filled: Filled, capsys: pytest.CaptureFixture[str]) -> Non
     assert _list_ids(capsys, filled, "--limit", "1", "--offset", "1") == [first]
 
 
+def test_list_on_an_empty_store_and_past_the_end(
+    filled: Filled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text(f'[store]\nurl = "sqlite+aiosqlite:///{tmp_path}/empty.db"\n',
+                     encoding="utf-8")
+    assert _run(capsys, "log", "list", "--config", str(empty)) == (0, "(no documents)\n", "")
+    assert _run(capsys, "log", "list", "--config", str(filled.config), "--offset", "5") == (
+        0, "(none of 2 documents)\n", "")
+
+
 def test_list_json(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "log", "list", "--config", str(filled.config), "--json")
 
