@@ -23,6 +23,7 @@ from gateway.edxml.attachments import check_attachments
 from gateway.edxml.issues import Issue, Severity, ValidationReport, error, warning
 from gateway.edxml.model import (
     EDXML_NS,
+    Business,
     BusinessDocType,
     DocumentPackage,
     MessageHeader,
@@ -232,15 +233,14 @@ def _business(pkg: DocumentPackage) -> list[Issue]:
             message = "a revocation must name the revoked document in ResponseFor/DocumentId"
             issues.append(error("edxml.missing_reference", f"{HEADER}/ResponseFor", message))
     elif kind is BusinessDocType.UPDATE:
-        issues += _update(pkg)
+        issues += _update(business)
     elif kind is BusinessDocType.REPLACE:
-        issues += _replace(pkg)
+        issues += _replace(business)
     return issues
 
 
-def _update(pkg: DocumentPackage) -> list[Issue]:
-    business = pkg.trace_header_list.business
-    info = business.business_document_info if business else None
+def _update(business: Business) -> list[Issue]:
+    info = business.business_document_info
     path = f"{BUSINESS}/BussinessDocumentInfo"
     if info is None:
         message = "an update must say what it changes in BussinessDocumentInfo"
@@ -253,9 +253,8 @@ def _update(pkg: DocumentPackage) -> list[Issue]:
     return issues
 
 
-def _replace(pkg: DocumentPackage) -> list[Issue]:
-    business = pkg.trace_header_list.business
-    infos = (business.replacement_info_list if business else None) or ()
+def _replace(business: Business) -> list[Issue]:
+    infos = business.replacement_info_list or ()
     path = f"{BUSINESS}/ReplacementInfoList"
     if not infos:
         message = "a replacement must name what it replaces in ReplacementInfoList"
@@ -288,7 +287,7 @@ def _joined(values: tuple[str, ...] | None) -> str | None:
 def _organ_id(
     value: str | None, path: str, role: str, severity: Severity = Severity.ERROR
 ) -> list[Issue]:
-    if value is None or not value:
+    if not value:
         return [Issue("edxml.bad_organ_id", path, f"the {role} has no OrganId", severity)]
     if ORGAN_ID_STRICT.fullmatch(value) or TAX_CODE.fullmatch(value):
         return []
