@@ -23,7 +23,7 @@ import codecs
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from lxml import etree
 
@@ -330,36 +330,70 @@ def _clear_error_log() -> None:
     etree.clear_error_log()
 
 
+class _LoggedError(NamedTuple):
+    kind: int  # libxml2 error number
+    fatal: bool
+    message: str
+    line: int
+    column: int  # in characters, from 1
+
+
 def _translate(exc: etree.XMLSyntaxError, data: bytes, *, at_end: bool) -> PackageError:
     """One libxml2 failure -> the most specific ``PackageError``.
 
-    ``at_end``: libxml2 gave up in ``close()``, i.e. only once it knew the input had run out.
+    ``at_end``: libxml2 gave up in ``close()``. That alone does not mean the input was cut off
+    (libxml2 also waits for the ``;`` of ``AT&T`` until the end); it was if no ``>`` follows the
+    error (the input stopped inside markup or text), or it ends in the middle of a character.
     """
     errors = _logged_errors(exc)
-    for kind, _fatal, detail in errors:
-        if kind in _ENTITY_ERRORS:
-            return PackageError(f"entity reference not allowed: {detail}", code=_ENTITY_CODE)
-    kind, _fatal, detail = errors[0]
-    if kind == _RESOURCE_LIMIT:
-        code = "edxml.too_deep" if "depth" in detail.lower() else "edxml.too_large"
-        return LimitError(f"parser limit: {detail}", code=code)
-    cut_short = at_end and (
-        _ends_mid_character(data) if kind in _CHARACTER_ERRORS else any(e[1] for e in errors)
-    )
-    if cut_short:
-        return PackageError(f"the document ends prematurely: {detail}", code="edxml.truncated")
-    code, what = _CODE_BY_ERROR.get(kind, ("edxml.malformed", "malformed XML"))
-    return PackageError(f"{what}: {detail}", code=code)
+    for error in errors:
+        if error.kind in _ENTITY_ERRORS:
+            return PackageError(f"entity reference not allowed: {error.message}", code=_ENTITY_CODE)
+    first = errors[0]
+    if first.kind == _RESOURCE_LIMIT:
+        code = "edxml.too_deep" if "depth" in first.message.lower() else "edxml.too_large"
+        return LimitError(f"parser limit: {first.message}", code=code)
+    if at_end and (
+        _ends_mid_character(data)
+        if first.kind in _CHARACTER_ERRORS
+        else any(e.fatal and _nothing_closes_after(data, e.line, e.column) for e in errors)
+    ):
+        return PackageError(
+            f"the document ends prematurely: {first.message}", code="edxml.truncated"
+        )
+    code, what = _CODE_BY_ERROR.get(first.kind, ("edxml.malformed", "malformed XML"))
+    return PackageError(f"{what}: {first.message}", code=code)
 
 
-def _logged_errors(exc: etree.XMLSyntaxError) -> list[tuple[int, bool, str]]:
-    """(libxml2 error number, fatal?, message) of each error this parse logged, first first."""
+def _logged_errors(exc: etree.XMLSyntaxError) -> list[_LoggedError]:
+    """The errors this parse logged (warnings left out), first first."""
     errors = [
-        (int(entry.type), int(entry.level) >= _LEVEL_FATAL, " ".join(str(entry.message).split()))
+        _LoggedError(
+            int(entry.type),
+            int(entry.level) >= _LEVEL_FATAL,
+            " ".join(str(entry.message).split()),
+            int(entry.line),
+            int(entry.column),
+        )
         for entry in cast("Iterable[Any]", exc.error_log)
         if int(entry.level) >= _LEVEL_ERROR
     ]
-    return errors or [(int(getattr(exc, "code", 0)), True, str(exc.msg))]
+    if errors:
+        return errors
+    line, column = exc.position
+    return [_LoggedError(int(getattr(exc, "code", 0)), True, str(exc.msg), line, column)]
+
+
+def _nothing_closes_after(data: bytes, line: int, column: int) -> bool:
+    """Whether no ``>`` follows libxml2's error position (line from 1, column in characters)."""
+    end = len(data)
+    start = data.rfind(b"\n") + 1
+    for _ in range(data.count(b"\n") + 1 - line):  # walk back to the error's line
+        if b">" in data[start:end]:
+            return False
+        end = start - 1
+        start = data.rfind(b"\n", 0, end) + 1
+    return ">" not in data[start:end].decode("utf-8", "ignore")[column - 1 :]
 
 
 def _ends_mid_character(data: bytes) -> bool:
