@@ -8,77 +8,51 @@ container is layout. Unknown children of ``MessageHeader``, ``OtherInfo`` and ``
 (``extras``, ``signature_xml``) are stored self-contained, without unused declarations of the
 standard ``xmlns``/``xmlns:edXML`` bindings, so they read back identically after writing.
 
-Writing emits the prefix layout and VNPT element order real systems expect; fragments are spliced
-in at processing-instruction placeholders so that lxml cannot rewrite their prefixes.
+Writing (``serialize_package``) lives in ``xml_layout`` with the element tables; it is re-exported
+here, the codec's public face.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from lxml import etree
 
 from gateway.edxml import model as m
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
+from gateway.edxml.xml_layout import (
+    ATTACHMENT,
+    BUSINESS,
+    BUSINESS_NAMES,
+    CODE,
+    DIRECTION,
+    DOCUMENT_INFO,
+    DOCUMENT_TYPE,
+    MESSAGE_HEADER_NAMES,
+    NS,
+    ORGANIZATION,
+    OTHER_INFO,
+    OTHER_INFO_NAMES,
+    PROMULGATION,
+    REFERENCE,
+    RESPONSE_FOR,
+    SIGNER,
+    STAFF,
+    STATUS_HEADER_NAMES,
+    Table,
+    serialize_package,
+)
 from gateway.errors import PackageError
+
+__all__ = ["parse_package", "read_package", "serialize_package"]
 
 _Element = etree._Element
 _T = TypeVar("_T")
-_Table = tuple[tuple[str, str], ...]  # (element local name, record attribute), in wire order
-
-XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
-_NS = f"{{{m.EDXML_NS}}}"
 _DSIG_SIGNATURE = f"{{{m.XMLDSIG_NS}}}Signature"
-_XLINK_NS = "http://www.w3.org/1999/xlink"
-_PI_TARGET = "lgsp-verbatim"
 _NON_ELEMENTS = (etree._Comment, etree._ProcessingInstruction, etree._Entity)
-
-
-def _table(names: str) -> _Table:
-    """``"OrganId OrganName"`` -> ``(("OrganId", "organ_id"), ("OrganName", "organ_name"))``."""
-    snake = [
-        re.sub(r"(?<!^)(?=[A-Z])", "_", n).lower().replace("bussi", "busi") for n in names.split()
-    ]
-    return tuple(zip(names.split(), snake, strict=True))
-
-
-def _names(names: str) -> frozenset[str]:
-    return frozenset(names.split())
-
-
-ORGANIZATION = _table("OrganId OrganizationInCharge OrganName OrganAdd Email Telephone Fax Website")
-CODE = _table("CodeNumber CodeNotation")
-PROMULGATION = _table("Place PromulgationDate")
-DOCUMENT_TYPE = _table("Type TypeDetail TypeName")
-SIGNER = _table("Competence Position FullName")
-RESPONSE_FOR = _table("OrganId Code PromulgationDate DocumentId")
-STAFF = _table("Department DepartmentId Staff StaffId Email Mobile")
-OTHER_INFO = _table("Priority SphereOfPromulgation TyperNotation PromulgationAmount PageAmount")
-DIRECTION = _table("Direction")
-TRACE_HEADER = _table("OrganId Timestamp")
-RECEIVER = _table("OrganId ReceiverType")
-DOCUMENT_INFO = _table("DocumentInfo DocumentReceiver")
-BUSINESS = _table("DocumentId BussinessDocType BussinessDocReason Paper")
-REFERENCE = _table("ContentId ContentType Description AttachmentName")
-ATTACHMENT = _table("ContentId AttachmentName Description FieldName MimeType ContentType")
-STATUS_HEADER = _table("StatusCode Description Timestamp")
-MESSAGE_HEADER_NAMES = _names(
-    "From To DocumentId Code PromulgationInfo DocumentType Subject Content SignerInfo DueDate "
-    "OtherInfo ResponseFor SteeringType ResponseForTask ApplicationType ToPlaces"
-)
-STATUS_HEADER_NAMES = _names("From ResponseFor StaffInfo StatusCode Description Timestamp")
-BUSINESS_NAMES = _names(
-    "DocumentId BussinessDocType BussinessDocReason Paper BussinessDocumentInfo "
-    "ReplacementInfoList StaffInfo"
-)
-OTHER_INFO_NAMES = _names(
-    "Priority SphereOfPromulgation TyperNotation PromulgationAmount PageAmount Direction Appendixes"
-)
 
 
 def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Package:
@@ -91,8 +65,8 @@ def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Packag
 
 def _edxml_local(tag: str) -> str | None:
     """The local name of a tag in the edXML namespace or in no namespace; None for others."""
-    if tag.startswith(_NS):
-        return tag[len(_NS) :]
+    if tag.startswith(NS):
+        return tag[len(NS) :]
     return None if tag.startswith("{") else tag
 
 
@@ -167,14 +141,14 @@ class _Kids:
     def each(self, name: str) -> list[_Kids]:
         return [_Kids(el, self.at(name, i)) for i, el in enumerate(self.named.get(name, []), 1)]
 
-    def leaves(self, table: _Table, *skip: str) -> dict[str, str | None]:
+    def leaves(self, table: Table, *skip: str) -> dict[str, str | None]:
         return {attr: self.text(name) for name, attr in table if attr not in skip}
 
     def extras(self, known: frozenset[str]) -> tuple[str, ...]:
         return tuple(_fragment(c) for local, c in self.order if local not in known)
 
 
-def _plain(cls: Callable[..., _T], table: _Table) -> Callable[[_Kids], _T]:
+def _plain(cls: Callable[..., _T], table: Table) -> Callable[[_Kids], _T]:
     """A reader for a record made only of optional leaves."""
     return lambda kids: cls(**kids.leaves(table))
 
@@ -356,191 +330,3 @@ def read_package(root: _Element) -> m.Package:
         attachments=tuple(_read_attachment(k) for k in attachments),
         signature_xml=signature,
     )
-
-
-# --------------------------------------------------------------------------------------- writing
-
-
-class _Writer:
-    """Builds the tree; verbatim fragments become placeholders, spliced into the bytes after."""
-
-    def __init__(self) -> None:
-        self.nonce = uuid.uuid4().hex
-        self.fragments: list[bytes] = []
-
-    def verbatim(self, parent: _Element, fragments: Sequence[str]) -> None:
-        for xml in fragments:
-            element = load_xml(xml.encode("utf-8"))
-            self.fragments.append(etree.tostring(element, encoding="UTF-8", xml_declaration=False))
-            marker = f"{self.nonce}-{len(self.fragments) - 1}"
-            parent.append(etree.ProcessingInstruction(_PI_TARGET, marker))
-
-    def splice(self, body: bytes) -> bytes:
-        if not self.fragments:
-            return body
-        first, *rest = body.split(f"<?{_PI_TARGET} {self.nonce}-".encode("ascii"))
-        out = [first]
-        for part in rest:
-            index, _, tail = part.partition(b"?>")
-            out += [self.fragments[int(index)], tail]
-        return b"".join(out)
-
-
-def _sub(parent: _Element, name: str, text: str | None = None) -> _Element:
-    el = etree.SubElement(parent, _NS + name)
-    if text is not None:
-        el.text = text
-    return el
-
-
-def _leaves(parent: _Element, record: Any, table: _Table) -> _Element:
-    for name, attr in table:
-        value = getattr(record, attr)
-        if value is not None:
-            _sub(parent, name, getattr(value, "value", value))  # str enums: their value
-    return parent
-
-
-def _texts(parent: _Element, container: str, item: str, values: Sequence[str] | None) -> None:
-    if values is not None:
-        el = _sub(parent, container)
-        for value in values:
-            _sub(el, item, value)
-
-
-def _record(parent: _Element, name: str, record: Any, table: _Table) -> None:
-    if record is not None:
-        _leaves(_sub(parent, name), record, table)
-
-
-def _write_other_info(w: _Writer, parent: _Element, info: m.OtherInfo | None) -> None:
-    if info is not None:
-        el = _leaves(_sub(parent, "OtherInfo"), info, OTHER_INFO + DIRECTION)
-        _texts(el, "Appendixes", "Appendix", info.appendixes)
-        w.verbatim(el, info.extras)
-
-
-def _write_message_header(w: _Writer, parent: _Element, h: m.MessageHeader) -> None:
-    mh = _sub(parent, "MessageHeader")
-    for name, org in [("From", h.from_), *(("To", t) for t in h.to)]:
-        _record(mh, name, org, ORGANIZATION)
-    _leaves(mh, h, _table("DocumentId"))
-    _record(mh, "Code", h.code, CODE)
-    _record(mh, "PromulgationInfo", h.promulgation_info, PROMULGATION)
-    _record(mh, "DocumentType", h.document_type, DOCUMENT_TYPE)
-    _leaves(mh, h, _table("Subject Content"))
-    _record(mh, "SignerInfo", h.signer_info, SIGNER)
-    _leaves(mh, h, _table("DueDate"))
-    _write_other_info(w, mh, h.other_info)
-    for ref in h.response_for:
-        _record(mh, "ResponseFor", ref, RESPONSE_FOR)
-    _leaves(mh, h, _table("SteeringType"))
-    _texts(mh, "ResponseForTask", "TaskCode", h.response_for_task)
-    _leaves(mh, h, _table("ApplicationType"))
-    _texts(mh, "ToPlaces", "Place", h.to_places)
-    w.verbatim(mh, h.extras)
-
-
-def _write_business(w: _Writer, parent: _Element, b: m.Business) -> None:
-    el = _leaves(_sub(parent, "Bussiness"), b, BUSINESS)
-    info = b.business_document_info
-    if info is not None:
-        info_el = _leaves(_sub(el, "BussinessDocumentInfo"), info, DOCUMENT_INFO)
-        if info.receivers is not None:
-            listing = _sub(info_el, "ReceiverList")
-            for receiver in info.receivers:
-                _record(listing, "Receiver", receiver, RECEIVER)
-    if b.replacement_info_list is not None:
-        listing = _sub(el, "ReplacementInfoList")
-        for replaced in b.replacement_info_list:
-            item = _leaves(_sub(listing, "ReplacementInfo"), replaced, _table("DocumentId"))
-            _texts(item, "OrganIdList", "OrganId", replaced.organ_ids)
-    _record(el, "StaffInfo", b.staff_info, STAFF)
-    w.verbatim(el, b.extras)
-
-
-def _write_trace_header_list(w: _Writer, parent: _Element, t: m.TraceHeaderList) -> None:
-    el = _sub(parent, "TraceHeaderList")
-    for hop in t.trace_headers:
-        _record(el, "TraceHeader", hop, TRACE_HEADER)
-    if t.business is not None:
-        _write_business(w, el, t.business)
-
-
-def _write_body(parent: _Element, manifest: m.Manifest | None) -> None:
-    body = _sub(parent, "edXMLBody")
-    if manifest is None:
-        return
-    el = _sub(body, "edXMLManifest")
-    if manifest.version is not None:
-        el.set("version", manifest.version)
-    for ref in manifest.references:
-        xlink = any(name.startswith(f"{{{_XLINK_NS}}}") for name, _ in ref.attributes)
-        nsmap = {"xlink": _XLINK_NS} if xlink else None
-        item = etree.SubElement(el, _NS + "Reference", nsmap=nsmap)
-        for name, value in ref.attributes:
-            item.set(name, value)
-        _leaves(item, ref, REFERENCE)
-
-
-def _write_attachments(root: _Element, attachments: Sequence[m.Attachment]) -> None:
-    if not attachments:
-        return
-    encoded = _sub(root, "AttachmentEncoded")  # in the root's default namespace: unprefixed
-    for att in attachments:
-        el = _leaves(_sub(encoded, "Attachment"), att, ATTACHMENT)
-        nsmap = {"edXML": m.EDXML_NS}
-        etree.SubElement(el, _NS + "ContentTransferEncoded", nsmap=nsmap).text = att.content_b64
-
-
-def _write_status_header(w: _Writer, parent: _Element, h: m.StatusHeader) -> None:
-    mh = _sub(parent, "MessageHeader")
-    _record(mh, "From", h.from_, ORGANIZATION)
-    _record(mh, "ResponseFor", h.response_for, RESPONSE_FOR)
-    _record(mh, "StaffInfo", h.staff_info, STAFF)
-    _leaves(mh, h, STATUS_HEADER)
-    w.verbatim(mh, h.extras)
-
-
-def _indent(el: _Element, depth: int) -> None:
-    """Pretty-print containers with 2 spaces; leaf text (and so base64) is never touched."""
-    if len(el) == 0:
-        return
-    inner = "\n" + "  " * (depth + 1)
-    el.text = inner
-    for child in el:
-        _indent(child, depth + 1)
-        child.tail = inner
-    el[-1].tail = inner[:-2]
-
-
-def _build(w: _Writer, pkg: m.Package) -> _Element:
-    root = etree.Element(_NS + "edXML", nsmap={None: m.EDXML_NS})  # type: ignore[dict-item]
-    envelope = etree.SubElement(root, _NS + "edXMLEnvelope", nsmap={"edXML": m.EDXML_NS})
-    header = _sub(envelope, "edXMLHeader")
-    if isinstance(pkg, m.StatusPackage):
-        _write_status_header(w, header, pkg.header)
-    else:
-        _write_message_header(w, header, pkg.header)
-        _write_trace_header_list(w, header, pkg.trace_header_list)
-    if pkg.signature_xml is not None:
-        w.verbatim(header, [pkg.signature_xml])
-    if isinstance(pkg, m.DocumentPackage):
-        _write_body(envelope, pkg.manifest)
-        _write_attachments(root, pkg.attachments)
-    _indent(root, 0)
-    return root
-
-
-def serialize_package(pkg: m.Package) -> bytes:
-    """The package as UTF-8 edXML bytes, in the prefix layout and element order of real systems.
-
-    ``None`` fields are omitted, ``""`` fields written as empty elements; attachment base64 is
-    written as-is. Raises ``PackageError`` (``edxml.unserializable``) for text XML cannot carry.
-    """
-    w = _Writer()
-    try:
-        root = _build(w, pkg)
-    except ValueError as exc:  # lxml refuses control characters, invalid names…
-        raise PackageError(f"cannot write as XML: {exc}", code="edxml.unserializable") from exc
-    return XML_DECLARATION + w.splice(etree.tostring(root, encoding="UTF-8", xml_declaration=False))
