@@ -43,7 +43,6 @@ _ROOT, _ENVELOPE, _HEADER = (
     f"{{{EDXML_NS}}}{n}" for n in ("edXML", "edXMLEnvelope", "edXMLHeader")
 )
 _SIGNED_BEFORE = frozenset(f"{{{EDXML_NS}}}{n}" for n in ("MessageHeader", "TraceHeaderList"))
-_KEY_INFO_CHILDREN = frozenset({"X509Data", "KeyName", "KeyValue"})
 _XML_DECLARATION = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml[^>]*\?>(\s*)")
 _E = TypeVar("_E", SignatureAlgorithm, DigestAlgorithm, C14nMethod)
 
@@ -94,7 +93,7 @@ def verify_xml_signature(
     namespace = etree.QName(signature).namespace or ""
     info = _read_signed_info(signature, namespace, allowed)
     certificates = _certificates(signature, namespace)
-    leaf = _verifying_certificate(certificates, info, _c14n(info.element, info.c14n))
+    leaf = _verifying_certificate(certificates, info, _subtree_c14n(info.element, info.c14n))
     actual = _enveloped_digest(root, signature, info.reference_c14n, info.digest_algorithm)
     if not hmac.compare_digest(actual, info.digest_value):
         raise _fail("digest_mismatch", "the document does not match the signed digest")
@@ -247,10 +246,8 @@ def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certif
     key_info = [el for name, el in _elements(signature, namespace) if name == "KeyInfo"]
     if not key_info:
         raise _fail("no_certificate", "the Signature has no KeyInfo")
-    encoded: list[etree._Element] = []
+    encoded: list[etree._Element] = []  # other KeyInfo content (KeyName, KeyValue...) is ignored
     for name, element in _elements(key_info[0], namespace):
-        if name not in _KEY_INFO_CHILDREN:
-            raise _fail("malformed", f"KeyInfo/{name} is not part of the edXML profile")
         if name == "X509Data":
             encoded += [el for n, el in _elements(element, namespace) if n == "X509Certificate"]
     if not encoded:
@@ -286,6 +283,18 @@ def _c14n(element: etree._Element, method: C14nMethod) -> bytes:
         return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=False)
     except etree.LxmlError as exc:
         raise _fail("canonicalization_failed", f"lxml cannot canonicalise: {exc}") from exc
+
+
+def _subtree_c14n(element: etree._Element, method: C14nMethod) -> bytes:
+    """C14n of a subtree (SignedInfo), as the W3C specifies it.
+
+    lxml's c14n of a non-root element emits a spurious ``xmlns=""`` two levels down when the
+    default namespace is declared above it (so ``Reference/Transforms`` of a default-namespace
+    Signature come out in no namespace). Serialising the subtree first declares every in-scope
+    namespace on it; canonicalising that copy gives the correct result.
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return _c14n(etree.fromstring(etree.tostring(element), parser), method)
 
 
 def _enveloped_digest(
@@ -360,7 +369,7 @@ def sign_xml(
     _place(root, signature)
     digest_value = _enveloped_digest(root, signature, c14n, digest)
     _ds_child(signature, "SignedInfo/ds:Reference/ds:DigestValue").text = _b64(digest_value)
-    signed_info = _c14n(_ds_child(signature, "SignedInfo"), c14n)
+    signed_info = _subtree_c14n(_ds_child(signature, "SignedInfo"), c14n)
     _ds_child(signature, "SignatureValue").text = _b64(chosen.sign(key, signed_info))
     declaration = _XML_DECLARATION.match(data)
     tree = root.getroottree()
