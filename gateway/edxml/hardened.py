@@ -1,20 +1,17 @@
 """Hardened XML loading: no DTDs, no entities, no network, no XInclude, bounded size and shape.
 
-``load_xml`` is the only way untrusted bytes become an lxml tree. It refuses, each with its own
-stable code (see the table in ``docs/architecture.md`` and ``tests/edxml/malicious/EXPECTED.toml``):
+``load_xml`` is the only way untrusted bytes become an lxml tree. Each refusal has its own code
+(the catalogue is ``tests/edxml/malicious/EXPECTED.toml``):
 
-* before parsing, from the bytes alone: oversize input (``edxml.too_large``), empty input, other
-  encodings than UTF-8 (UTF-16/32, EBCDIC, a declared non-UTF-8 encoding), NUL bytes and binary
-  garbage, non-XML text, XML versions other than 1.0 and any ``<!DOCTYPE`` in the prolog (so no
-  entity is ever declared, no external subset is named and nothing is fetched);
-* while parsing (libxml2 fed in chunks through ``XMLPullParser``; events are checked after each
-  chunk, so a 10,000-level nesting or a million elements are never fully built): depth, element
-  count, processing instructions and XInclude namespace declarations;
-* after parsing, on the finished tree: attachment count and the estimated decoded attachment size.
+* from the bytes, before parsing: size, emptiness, encodings other than UTF-8, binary or non-XML
+  input, XML 1.1, and any ``<!DOCTYPE`` (so no entity is declared and nothing can be fetched);
+* while parsing (libxml2 fed in chunks via ``XMLPullParser``, events checked between chunks, so
+  10,000-level nesting or a million elements are never fully built): element count, depth,
+  processing instructions and XInclude namespaces;
+* on the finished tree: exact depth, attachment count and estimated decoded attachment size.
 
-libxml2's own syntax errors are translated once, here, into ``PackageError`` codes. Callers that
-receive a request body use ``check_size`` (Content-Length) and ``read_limited`` (the stream) to
-refuse oversize bodies before they are buffered.
+libxml2's errors are translated here, once. HTTP intake refuses oversize bodies before buffering
+them with ``check_size`` / ``read_limited`` (from ``limits``, re-exported here).
 """
 
 from __future__ import annotations
@@ -23,13 +20,21 @@ import codecs
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, cast
 
 from lxml import etree
 
-from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
+from gateway.edxml.limits import (
+    DEFAULT_LIMITS,
+    ByteStream,
+    ParseLimits,
+    check_size,
+    read_limited,
+)
 from gateway.edxml.model import EDXML_NS
 from gateway.errors import LimitError, PackageError
+
+__all__ = ["ByteStream", "check_size", "load_xml", "read_limited"]
 
 FEED_CHUNK_BYTES = 64 * 1024
 """Bytes handed to libxml2 per feed; the shape limits are checked between feeds. Small chunks
@@ -37,9 +42,6 @@ keep memory near the package size plus its tree (libxml2 copies whatever it is f
 
 SINGLE_FEED_MAX_BYTES = 512 * 1024
 """Packages up to this size are fed in one piece: fastest, and at most ~130,000 elements."""
-
-READ_CHUNK_BYTES = 64 * 1024
-"""Bytes ``read_limited`` asks the stream for at a time."""
 
 XINCLUDE_NAMESPACES = frozenset(
     {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"}
@@ -78,48 +80,6 @@ _CODE_BY_ERROR: dict[int, tuple[str, str]] = {
     **dict.fromkeys(_NAMESPACE_ERRORS, ("edxml.bad_namespace", "namespace error")),
 }
 _LEVEL_ERROR, _LEVEL_FATAL = 2, 3  # lxml.etree.ErrorLevels
-
-
-class ByteStream(Protocol):
-    """What ``read_limited`` needs from a body stream (aiohttp's ``StreamReader`` fits)."""
-
-    async def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; ``b""`` at the end of the stream."""
-        ...
-
-
-def check_size(length: int | None, limits: ParseLimits = DEFAULT_LIMITS) -> None:
-    """Refuse a declared body length (e.g. Content-Length) over ``limits.max_bytes``.
-
-    ``None`` (length unknown) passes: ``read_limited`` then enforces the limit while reading.
-    """
-    if length is None:
-        return
-    if length < 0:
-        raise PackageError(f"invalid declared length {length}", code="edxml.bad_length")
-    if length > limits.max_bytes:
-        raise _too_large(length, limits)
-
-
-async def read_limited(
-    stream: ByteStream,
-    limits: ParseLimits = DEFAULT_LIMITS,
-    *,
-    declared_length: int | None = None,
-    chunk_bytes: int = READ_CHUNK_BYTES,
-) -> bytes:
-    """Read a whole body, refusing it as soon as it exceeds ``limits.max_bytes``.
-
-    At most ``max_bytes + chunk_bytes`` are ever read, so an endless or huge body costs bounded
-    memory and the refusal comes before the rest is received.
-    """
-    check_size(declared_length, limits)
-    received = bytearray()
-    while chunk := await stream.read(chunk_bytes):
-        received += chunk
-        if len(received) > limits.max_bytes:
-            raise _too_large(len(received), limits, at_least=True)
-    return bytes(received)
 
 
 def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
@@ -444,11 +404,3 @@ def _decoded_estimate(attachment: etree._Element) -> int:
         blanks = text.count(" ") + text.count("\n") + text.count("\r") + text.count("\t")
         chars += len(text) - blanks
     return _decoded_upper_bound(chars)
-
-
-def _too_large(size: int, limits: ParseLimits, *, at_least: bool = False) -> LimitError:
-    more = "more than " if at_least else ""
-    return LimitError(
-        f"the package is {more}{size} bytes, over the limit of {limits.max_bytes}",
-        code="edxml.too_large",
-    )
