@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
 from lxml import etree
 from signxml.algorithms import SignatureConstructionMethod
 from signxml.signer import XMLSigner
@@ -466,3 +468,91 @@ def test_conformance_placeholders_are_rejected_by_both(
         data = conformance_bytes(name)
         assert dsig.ours(data) == "signature.bad_certificate"
         assert dsig.reference(data) != VALID  # signxml cannot see an edXML-namespace Signature
+
+
+# --- property: random mutations of signed packages get the same verdict ------------------------
+
+MUTATION_BASES = [
+    ("status_acceptance_03.edxml", "rsa-sha256", EXC),
+    ("edoc_uuid_dc0bdef0.edxml", "ecdsa-sha1-digest", INC),
+    ("edoc_revocation.edxml", "rsa-sha1", INC),
+]
+MUTATIONS = (
+    "flip a bit",
+    "change a text character",
+    "change an attribute",
+    "add an attribute",
+    "insert an element",
+    "delete an element",
+    "swap two siblings",
+    "add whitespace",
+    "add whitespace outside the root",
+)
+
+
+def _mutate(original: bytes, kind: str, data: st.DataObject, dsig: Dsig) -> bytes:
+    """``original`` with one random change of the given kind."""
+
+    def pick(items: list[etree._Element]) -> etree._Element:
+        return items[data.draw(st.integers(0, len(items) - 1))]
+
+    if kind == "flip a bit":
+        index = data.draw(st.integers(original.index(b"<edXML"), len(original) - 1))
+        flipped = bytearray(original)
+        flipped[index] ^= 1 << data.draw(st.integers(0, 7))
+        return bytes(flipped)
+    if kind == "add whitespace outside the root":
+        return original.replace(b"?>", b"?>\n\t ", 1) + b"\n"
+    root = dsig.parse(original)
+    signature = dsig.signature_of(root)
+    everything = list(dsig.elements(root))
+    unsigned_parts = set(signature.iter()) - set(dsig.child(signature, "SignedInfo").iter())
+    if kind == "change a text character":
+        element = pick([el for el in everything if el.text and el.text.strip()])
+        text = element.text or ""
+        at = data.draw(st.integers(0, len(text) - 1))
+        new = data.draw(st.sampled_from("Aa0+/Z.").filter(lambda c: c != text[at]))
+        element.text = text[:at] + new + text[at + 1 :]
+    elif kind == "change an attribute":
+        element = pick([el for el in everything if el.attrib])
+        name = data.draw(st.sampled_from(sorted(element.attrib)))
+        element.set(name, element.get(name, "") + data.draw(st.sampled_from(["x", " ", "#a"])))
+    elif kind == "add an attribute":  # outside the Signature: signxml schema-checks its elements
+        pick([el for el in everything if el not in unsigned_parts]).set("extra", "1")
+    elif kind == "insert an element":
+        parent = pick([el for el in everything if any(isinstance(c.tag, str) for c in el)])
+        parent.insert(data.draw(st.integers(0, len(parent))), etree.Element(f"{EDX}Extra"))
+    elif kind == "delete an element":
+        element = pick(everything[1:])
+        container = element.getparent()
+        assert container is not None
+        container.remove(element)
+    elif kind == "swap two siblings":
+        parent = pick(
+            [el for el in everything if len([c for c in el if isinstance(c.tag, str)]) > 1]
+        )
+        children = [c for c in parent if isinstance(c.tag, str)]
+        first = data.draw(st.integers(0, len(children) - 2))
+        second = data.draw(st.integers(first + 1, len(children) - 1))
+        children[first].addprevious(copy.deepcopy(children[second]))
+        parent.remove(children[second])
+    else:  # add whitespace, as text or as tail, anywhere (inside or outside the signed scope)
+        element = pick(everything)
+        if element is root or data.draw(st.booleans()):
+            element.text = (element.text or "") + " "
+        else:
+            element.tail = (element.tail or "") + "\n"
+    return dsig.tostring(root)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_packages_get_the_same_verdict_from_both(
+    data: st.DataObject, signed: SignFn, dsig: Dsig
+) -> None:
+    base = data.draw(st.sampled_from(MUTATION_BASES))
+    kind = data.draw(st.sampled_from(MUTATIONS))
+    mutated = _mutate(signed(*base), kind, data, dsig)
+    ours, reference = dsig.ours(mutated), dsig.reference(mutated)
+    note(f"{kind} on {base[0]}: ours={ours} signxml={reference}")
+    assert (ours == VALID) is (reference == VALID)
