@@ -375,9 +375,10 @@ def sign_xml(
     tree = root.getroottree()
     body = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
     assert isinstance(body, bytes)
-    if declaration is None:
-        return body
-    return declaration.group(0)[: declaration.start(1)] + (b"\n" if declaration[1] else b"") + body
+    head = b""
+    if declaration is not None:  # kept verbatim, then one newline if any whitespace followed it
+        head = declaration.group(0)[: declaration.start(1)] + (b"\n" if declaration[1] else b"")
+    return head + body + (b"\n" if data[-1:].isspace() else b"")
 
 
 def _signing_algorithm(
