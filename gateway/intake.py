@@ -2,7 +2,7 @@
 
 The order is the contract (each step refuses with its own error code):
 
-    1. verify        signature, trust and signer-to-sender binding  (signature.*, trust.*, binding.*)
+    1. verify        signature, trust, signer-to-sender binding  (signature.*, trust.*, binding.*)
     2. speak-for     the caller may submit for the sender            (acl.cannot_speak_for, 403)
     3. route         every recipient is known and allowed           (acl.*, 422 listing them all)
     4. record        package + one delivery per recipient, deduplicated (200 same / 409 other bytes)
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -35,14 +35,20 @@ from gateway.routing import Refusal, route
 from gateway.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
-from gateway.store.records import DeliveryRecord, DocumentRecord, IntakeResult, NewDocument
+from gateway.store.records import (
+    DeliveryRecord,
+    DeliveryState,
+    DocumentRecord,
+    IntakeResult,
+    NewDocument,
+)
 
 log = structlog.get_logger(__name__)
 
 VERIFY_IN_THREAD_BYTES = 64 * 1024  # verify larger packages off the event loop
 
 
-class RecipientsRefused(ForbiddenError):
+class RecipientsRefusedError(ForbiddenError):
     """Some recipients are unknown, disabled or denied by the ACL: the whole package is refused."""
 
     http_status = 422
@@ -102,18 +108,21 @@ class Intake:
                 code="acl.cannot_speak_for",
             )
         result = await self._record(caller, verified, fmt)
+        deliveries = result.deliveries
         if result.created:
             await self._after_record(verified, result)
-            await self.publish(result.document, result.deliveries, body)
+            await self.publish(result.document, deliveries, body)
+            deliveries = tuple(_queued(d) for d in deliveries)
         return IntakeOutcome(
             created=result.created,
             document=result.document,
-            deliveries=result.deliveries,
+            deliveries=deliveries,
             receipt=self._receipt(result.document),
         )
 
     async def _verify(self, body: bytes, fmt: PackageFormat) -> VerifiedDocument:
-        verify = self._verifier.verify_xml if fmt is PackageFormat.XML else self._verifier.verify_jws
+        verifier = self._verifier
+        verify = verifier.verify_xml if fmt is PackageFormat.XML else verifier.verify_jws
         started = asyncio.get_running_loop().time()
         if len(body) > VERIFY_IN_THREAD_BYTES:
             verified = await asyncio.to_thread(verify, body)
@@ -133,7 +142,7 @@ class Intake:
             in_reply_to = original.id if original else None
         decision = route(package.sender, package.recipients, self._directory.current)
         if not decision.ok:
-            raise RecipientsRefused(decision.refusals)
+            raise RecipientsRefusedError(decision.refusals)
         new = _new_document(caller, verified, fmt, in_reply_to)
         routes = [(r.organ_id, r.method.value) for r in decision.routes]
         return await self._log.record_intake(new, verified.signed_bytes, routes)
@@ -197,6 +206,13 @@ class Intake:
                 accepted_at=document.received_at,
             )
         )
+
+
+def _queued(delivery: DeliveryRecord) -> DeliveryRecord:
+    """The state the log moved a just-published delivery to."""
+    if delivery.state is DeliveryState.ACCEPTED:
+        return replace(delivery, state=DeliveryState.QUEUED)
+    return delivery
 
 
 def dedup_key(verified: VerifiedDocument) -> str:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from enum import Enum
+from enum import StrEnum
 
 from gateway.errors import PackageError
 
 _BOM = b"\xef\xbb\xbf"
 
 
-class PackageFormat(str, Enum):
+class PackageFormat(StrEnum):
     XML = "xml"
     JSON = "json"
     JWS = "jws"

@@ -25,11 +25,11 @@ _MEDIA_TYPES = {
 }
 
 
-class ShuttingDown(UnavailableError):
+class ShuttingDownError(UnavailableError):
     default_code = "unavailable.shutting_down"
 
 
-class UnsupportedMediaType(InputError):
+class UnsupportedMediaTypeError(InputError):
     http_status = 415
     default_code = "http.unsupported_media_type"
 
@@ -37,7 +37,7 @@ class UnsupportedMediaType(InputError):
 def _format_of(request: web.Request) -> PackageFormat:
     fmt = _MEDIA_TYPES.get(request.content_type)
     if fmt is None:
-        raise UnsupportedMediaType(
+        raise UnsupportedMediaTypeError(
             f"unsupported Content-Type {request.content_type!r}: send application/xml (edXML) "
             "or application/jose (JWS)"
         )
@@ -49,7 +49,7 @@ async def submit(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
     if app[LIFECYCLE].draining:
-        raise ShuttingDown("the gateway is shutting down; retry shortly")
+        raise ShuttingDownError("the gateway is shutting down; retry shortly")
     caller = authenticate(request)
     fmt = _format_of(request)
     try:

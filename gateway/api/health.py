@@ -18,7 +18,7 @@ READY_TIMEOUT_S = 3.0
 
 
 @routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
 
@@ -57,6 +57,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
+async def openapi(_request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
 

@@ -40,27 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _report(exc: BaseException) -> int:
+    """One line on stderr for an error, and the exit code it deserves."""
+    if isinstance(exc, LgspError):
+        sys.stderr.write(f"lgsp: {exc}\n")
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    if isinstance(exc, FileNotFoundError):
+        sys.stderr.write(f"lgsp: error: no such file: {exc.filename}\n")
+        return EXIT_USAGE
+    if isinstance(exc, PermissionError):
+        sys.stderr.write(f"lgsp: error: permission denied: {exc.filename}\n")
+        return EXIT_USAGE
+    if isinstance(exc, OSError):
+        sys.stderr.write(f"lgsp: error: {exc.strerror or exc}\n")
+        return EXIT_FAILED
+    sys.stderr.write("lgsp: interrupted\n")
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        sys.stderr.write(f"lgsp: {exc}\n")
-        return EXIT_USAGE
-    except LgspError as exc:
-        sys.stderr.write(f"lgsp: {exc}\n")
-        return EXIT_FAILED
-    except FileNotFoundError as exc:
-        sys.stderr.write(f"lgsp: error: no such file: {exc.filename}\n")
-        return EXIT_USAGE
-    except PermissionError as exc:
-        sys.stderr.write(f"lgsp: error: permission denied: {exc.filename}\n")
-        return EXIT_USAGE
-    except OSError as exc:
-        sys.stderr.write(f"lgsp: error: {exc.strerror or exc}\n")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        sys.stderr.write("lgsp: interrupted\n")
-        return 130
+    except (LgspError, OSError, KeyboardInterrupt) as exc:
+        return _report(exc)

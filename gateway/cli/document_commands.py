@@ -43,7 +43,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     new_doc = commands.add_parser("new-document", help="build an unsigned document package")
     new_doc.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
-    new_doc.add_argument("--to", dest="recipients", action="append", required=True, metavar="ORGANID")
+    new_doc.add_argument("--to", dest="recipients", action="append", required=True,
+                         metavar="ORGANID")
     new_doc.add_argument("--number", default="1", help="CodeNumber (số)")
     new_doc.add_argument("--notation", default="UBND-VP", help="CodeNotation (ký hiệu)")
     new_doc.add_argument("--subject", default="V/v thử nghiệm liên thông văn bản")
@@ -53,7 +54,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     new_doc.add_argument("-o", "--output", type=Path, metavar="OUT")
     new_doc.set_defaults(handler=_new_document)
 
-    new_status = commands.add_parser("new-status", help="build a status package answering a document")
+    new_status = commands.add_parser("new-status", help="build a status package answering one")
     new_status.add_argument("--for", dest="document", type=Path, required=True, metavar="FILE")
     new_status.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
     new_status.add_argument("--code", required=True, help="StatusCode 01-16")

@@ -1,4 +1,4 @@
-"""``lgsp pki init|issue``: the demo PKI (root CA, participant keys and certificates, trust store)."""
+"""``lgsp pki init|issue``: the demo PKI: root CA, participant keys and certificates, trust."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def _init(args: argparse.Namespace) -> int:
     print(f"root CA and trust store in {args.dir}")
     for participant in pki.DEMO_PARTICIPANTS:
         ident = pki.load_identity(args.dir, participant.organ_id)
-        print(f"  {participant.organ_id:<16} {participant.name}  sha256:{fingerprint(ident.certificate)}")
+        fp = fingerprint(ident.certificate)
+        print(f"  {participant.organ_id:<16} {participant.name}  sha256:{fp}")
     return 0
 
 

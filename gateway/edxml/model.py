@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TypeAlias
 
 EDXML_NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -19,7 +19,7 @@ XMLDSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 ZIP_MAGIC = b"PK\x03\x04"
 
 
-class BusinessDocType(str, Enum):
+class BusinessDocType(StrEnum):
     """``Bussiness/BussinessDocType``: what a document package does."""
 
     NEW = "0"
@@ -28,8 +28,8 @@ class BusinessDocType(str, Enum):
     REPLACE = "3"
 
 
-class StatusCode(str, Enum):
-    """``StatusCode`` of a status package. 07-12 and 14 are reserved: accepted, logged as unknown."""
+class StatusCode(StrEnum):
+    """``StatusCode`` of a status package; 07-12 and 14 are reserved (accepted, logged)."""
 
     INBOX = "01"
     REJECTION = "02"
@@ -53,7 +53,7 @@ class StatusCode(str, Enum):
         return self.name.startswith("RESERVED_")
 
 
-class PackageKind(str, Enum):
+class PackageKind(StrEnum):
     DOCUMENT = "document"
     STATUS = "status"
 

@@ -113,13 +113,14 @@ class LogReader:
             row = (await conn.execute(select_documents().where(documents.c.id == id))).first()
             if row is None:
                 return None
+            # Deliveries before events: events are append-only, so under READ COMMITTED the trail
+            # read second holds at least every event behind the states read first.
+            deliveries_now = await self._deliveries_of(conn, id)
             trail = await conn.execute(
                 select(events).where(events.c.document == id).order_by(events.c.id)
             )
             return DocumentView(
-                document_record(row),
-                await self._deliveries_of(conn, id),
-                tuple(map(event_record, trail)),
+                document_record(row), deliveries_now, tuple(map(event_record, trail))
             )
 
     async def get_package(self, sha256: str) -> bytes:
