@@ -151,12 +151,14 @@ def _check_placement(root: etree._Element, signature: etree._Element) -> None:
 
 
 def _elements(parent: etree._Element, namespace: str) -> list[tuple[str, etree._Element]]:
-    """(local name, element) of the element children; other namespaces get a Clark name."""
-    out = []
-    for child in parent:
-        if isinstance(child.tag, str):
-            qname = etree.QName(child)
-            out.append((qname.localname if qname.namespace == namespace else child.tag, child))
+    """(local name, element) of the element children; other namespaces keep a ``{ns}`` prefix."""
+    prefix, out = f"{{{namespace}}}", []
+    for child in parent.iterchildren(etree.Element):  # not comments or processing instructions
+        tag = child.tag
+        if tag.startswith(prefix):
+            out.append((tag[len(prefix) :], child))
+        else:  # another namespace, or none: never equal to a bare local name
+            out.append((tag if tag.startswith("{") else "{}" + tag, child))
     return out
 
 
@@ -310,7 +312,7 @@ def _enveloped_digest(
         canonical = _c14n(root, method)
     head = canonical.find(start)
     tail = canonical.find(end, head + len(start))
-    if head < 0 or tail < 0 or canonical.find(start, head + 1) >= 0:
+    if head < 0 or tail < 0:  # cannot happen: both markers are in the text lxml serialises
         raise _fail("canonicalization_failed", "could not locate the Signature in the c14n output")
     hasher, view = hashes.Hash(digest.hash_algorithm()), memoryview(canonical)
     hasher.update(view[:head])

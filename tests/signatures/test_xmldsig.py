@@ -318,6 +318,13 @@ def _set_text(local_name: str, text: str) -> Callable[[Dsig, etree._Element], No
     return change
 
 
+def _rename(local_name: str, tag: str) -> Callable[[Dsig, etree._Element], None]:
+    def change(dsig: Dsig, signature: etree._Element) -> None:
+        dsig.child(signature, local_name).tag = tag
+
+    return change
+
+
 def _swap_signed_info_and_value(dsig: Dsig, signature: etree._Element) -> None:
     signature.insert(0, dsig.child(signature, "SignatureValue"))
 
@@ -395,6 +402,14 @@ REFUSALS: dict[str, tuple[Callable[[Dsig, etree._Element], None], str]] = {
     "an Object": (_add("Signature", "Object"), "signature.object_not_allowed"),
     "a Manifest": (_add("Signature", "Manifest"), "signature.object_not_allowed"),
     "no SignatureValue": (_drop("SignatureValue"), "signature.malformed"),
+    "SignedInfo in another namespace": (
+        _rename("SignedInfo", "{urn:other}SignedInfo"),
+        "signature.malformed",
+    ),
+    "DigestValue in the edXML namespace": (
+        _rename("DigestValue", f"{EDX}DigestValue"),
+        "signature.malformed",
+    ),
 }
 
 
@@ -407,6 +422,15 @@ def test_each_profile_rule_has_its_own_code(rule: str, dsig: Dsig, conformance_b
         lambda root: change(dsig, dsig.signature_of(root)),
     )
     assert _code(data) == code
+
+
+def test_signature_parts_in_no_namespace_are_not_the_signatures(
+    dsig: Dsig, conformance_bytes: Read
+) -> None:
+    data = _signed(conformance_bytes, dsig.pki.rsa, STATUS)
+    assert (
+        _code(data.replace(b"<SignedInfo>", b'<SignedInfo xmlns="">', 1)) == "signature.malformed"
+    )
 
 
 def test_the_document_and_the_signature_value_are_both_checked(
