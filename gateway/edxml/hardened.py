@@ -5,10 +5,11 @@
 
 * from the bytes, before parsing: size, emptiness, encodings other than UTF-8, binary or non-XML
   input, XML 1.1, and any ``<!DOCTYPE`` (so no entity is declared and nothing can be fetched);
-* while parsing (libxml2 fed in chunks via ``XMLPullParser``, events checked between chunks, so
-  10,000-level nesting or a million elements are never fully built): element count, depth,
-  processing instructions and XInclude namespaces;
-* on the finished tree: exact depth, attachment count and estimated decoded attachment size.
+* while parsing: packages over ``SINGLE_FEED_MAX_BYTES`` go to libxml2 in chunks and the start
+  events are checked between chunks, so a million elements or 10,000 levels are never fully built
+  (libxml2 itself stops at 2048 levels; smaller packages cannot hold more than ~130,000 elements);
+* on the finished tree, in C: processing instructions, XInclude elements, the exact element count
+  and depth, the attachment count and each attachment's estimated decoded size.
 
 libxml2's errors are translated here, once. HTTP intake refuses oversize bodies before buffering
 them with ``check_size`` / ``read_limited`` (from ``limits``, re-exported here).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, cast
 
@@ -41,7 +43,8 @@ FEED_CHUNK_BYTES = 64 * 1024
 keep memory near the package size plus its tree (libxml2 copies whatever it is fed)."""
 
 SINGLE_FEED_MAX_BYTES = 512 * 1024
-"""Packages up to this size are fed in one piece: fastest, and at most ~130,000 elements."""
+"""Packages up to this size are parsed in one piece (fastest; at most ~130,000 elements) and
+their shape checked on the finished tree; larger ones are fed in chunks."""
 
 XINCLUDE_NAMESPACES = frozenset(
     {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"}
@@ -161,128 +164,103 @@ def _check_declaration(data: bytes, start: int) -> None:
         )
 
 
-# --- while parsing: libxml2 in chunks, events checked between chunks ----------------------------
-
-
-class _ShapeGuard:
-    """Follows parse events: element count, open depth, PIs and XInclude namespace declarations.
-
-    Only start events are watched (an end event costs as much again, per element): the depth of
-    the innermost open element is checked after each chunk, libxml2 itself stops at 2048 levels,
-    and ``check_depth`` measures the finished tree exactly, in C.
-    """
-
-    __slots__ = ("elements", "last", "max_depth", "max_elements")
-
-    def __init__(self, limits: ParseLimits) -> None:
-        self.elements = 0
-        self.last: etree._Element | None = None
-        self.max_depth = limits.max_depth
-        self.max_elements = limits.max_elements
-
-    def consume(self, events: Iterable[tuple[str, Any]]) -> None:
-        elements, last = self.elements, self.last
-        for event, item in events:
-            if event == "start":
-                elements += 1
-                last = item
-                if elements > self.max_elements:
-                    raise LimitError(
-                        f"the package has more than {self.max_elements} elements",
-                        code="edxml.too_many_elements",
-                        path=f"line {item.sourceline}",
-                    )
-            elif event == "start-ns":
-                if item[1] in XINCLUDE_NAMESPACES:
-                    raise PackageError(
-                        f"the XInclude namespace {item[1]} is not allowed",
-                        code="edxml.xinclude_forbidden",
-                    )
-            else:  # "pi": the XML declaration is not one, so any PI is refused
-                raise PackageError(
-                    f"processing instruction <?{item.target} ...?> is not allowed",
-                    code="edxml.pi_forbidden",
-                    path=f"line {item.sourceline}",
-                )
-        self.elements, self.last = elements, last
-        if last is not None and elements > self.max_depth:
-            depth = 1 + sum(1 for _ in last.iterancestors())
-            if depth > self.max_depth:
-                raise self._too_deep(last)
-
-    def check_depth(self, root: etree._Element) -> None:
-        if self.elements <= self.max_depth:
-            return  # too few elements to nest that deep
-        too_deep = cast("list[etree._Element]", _depth_probe(self.max_depth)(root))
-        if too_deep:
-            raise self._too_deep(too_deep[0])
-
-    def _too_deep(self, element: etree._Element) -> LimitError:
-        return LimitError(
-            f"elements nest deeper than {self.max_depth} levels",
-            code="edxml.too_deep",
-            path=f"line {element.sourceline}",
-        )
-
-
-@functools.lru_cache(maxsize=8)
-def _depth_probe(max_depth: int) -> etree.XPath:
-    """XPath selecting the first element nested deeper than ``max_depth`` (the root is level 1)."""
-    return etree.XPath("(/" + "*/" * max_depth + "*)[1]")
-
-
-def _new_parser() -> etree.XMLPullParser:
-    return etree.XMLPullParser(
-        events=("start", "start-ns", "pi"),
-        encoding="utf-8",  # the declaration was checked; never let it switch the decoder
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        attribute_defaults=False,
-        huge_tree=True,  # 20+ MB text nodes; our own limits replace libxml2's
-        remove_blank_text=False,
-        remove_comments=False,
-        remove_pis=False,
-    )
+# --- parsing: whole (small packages) or in chunks with start events checked between chunks --------
 
 
 def _parse(data: bytes, limits: ParseLimits) -> etree._Element:
-    parser = _new_parser()
-    guard = _ShapeGuard(limits)
-    events = cast("Iterator[tuple[str, Any]]", parser.read_events())
     _clear_error_log()
+    if len(data) <= SINGLE_FEED_MAX_BYTES:
+        return _parse_whole(data)
+    return _parse_in_chunks(data, limits)
+
+
+def _parse_whole(data: bytes) -> etree._Element:
+    """One feed into this thread's reused parser: as fast as ``etree.fromstring``."""
+    parser = _thread_parser()
     at_end = False
     try:
-        for chunk in _chunks(data):
-            parser.feed(chunk)
+        parser.feed(data)
+        at_end = True
+        return parser.close()
+    except etree.XMLSyntaxError as exc:
+        _THREAD.parser = None  # never reuse a parser that failed
+        raise _failure(exc, data, at_end=at_end) from exc
+
+
+def _parse_in_chunks(data: bytes, limits: ParseLimits) -> etree._Element:
+    """Chunks into a pull parser; count and open depth are checked after every chunk."""
+    parser = etree.XMLPullParser(events=("start",), **_PARSER_OPTIONS)
+    events = cast("Iterator[tuple[str, etree._Element]]", parser.read_events())
+    guard = _ShapeGuard(limits)
+    at_end = False
+    try:
+        for offset in range(0, len(data), FEED_CHUNK_BYTES):
+            parser.feed(data[offset : offset + FEED_CHUNK_BYTES])
             guard.consume(events)
         at_end = True
-        root = parser.close()
-        guard.consume(events)
-        guard.check_depth(root)
+        return parser.close()
     except etree.XMLSyntaxError as exc:
         try:
             guard.consume(events)  # a limit crossed before the error is the better answer
-            _refuse_nul(data)  # XML never allows NUL: looked for only once libxml2 has failed
-        except PackageError as refusal:
+        except LimitError as refusal:
             raise refusal from exc
-        raise _translate(exc, data, at_end=at_end) from exc
-    return root
+        raise _failure(exc, data, at_end=at_end) from exc
 
 
-def _chunks(data: bytes) -> Iterator[bytes]:
-    if len(data) <= SINGLE_FEED_MAX_BYTES:
-        yield data
-        return
-    for offset in range(0, len(data), FEED_CHUNK_BYTES):
-        yield data[offset : offset + FEED_CHUNK_BYTES]
+_PARSER_OPTIONS: dict[str, Any] = {
+    "encoding": "utf-8",  # the declaration was checked; never let it switch the decoder
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "attribute_defaults": False,
+    "huge_tree": True,  # 20+ MB text nodes; our own limits replace libxml2's
+    "remove_blank_text": False,
+    "remove_comments": False,
+    "remove_pis": False,
+}
+_THREAD = threading.local()
 
 
-def _refuse_nul(data: bytes) -> None:
-    at = data.find(b"\x00")
+def _thread_parser() -> etree.XMLParser:
+    """This thread's parser (lxml parsers are reusable, not shareable between threads)."""
+    parser: etree.XMLParser | None = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = etree.XMLParser(**_PARSER_OPTIONS)
+    return parser
+
+
+class _ShapeGuard:
+    """Element count and the depth of the innermost open element, from start events.
+
+    End events would cost as much again per element; the exact depth is measured on the finished
+    tree, and libxml2 itself stops at 2048 levels within a chunk.
+    """
+
+    __slots__ = ("elements", "limits")
+
+    def __init__(self, limits: ParseLimits) -> None:
+        self.elements = 0
+        self.limits = limits
+
+    def consume(self, events: Iterator[tuple[str, etree._Element]]) -> None:
+        last: etree._Element | None = None
+        for _event, element in events:
+            self.elements += 1
+            if self.elements > self.limits.max_elements:
+                raise _too_many_elements(element, self.limits)
+            last = element
+        if last is not None and self.elements > self.limits.max_depth:
+            depth = 1 + len(list(last.iterancestors()))
+            if depth > self.limits.max_depth:
+                raise _too_deep(last, self.limits)
+
+
+def _failure(exc: etree.XMLSyntaxError, data: bytes, *, at_end: bool) -> PackageError:
+    at = data.find(b"\x00")  # XML never allows NUL: looked for only once libxml2 has failed
     if at >= 0:
-        raise PackageError(f"NUL byte at offset {at}: binary data", code="edxml.binary")
+        return PackageError(f"NUL byte at offset {at}: binary data", code="edxml.binary")
+    return _translate(exc, data, at_end=at_end)
 
 
 def _clear_error_log() -> None:
@@ -372,6 +350,72 @@ def _check_tree(root: etree._Element, size_bytes: int, limits: ParseLimits) -> N
     dtds = cast("tuple[etree.DTD | None, ...]", (docinfo.internalDTD, docinfo.externalDTD))
     if any(dtd is not None for dtd in dtds):
         raise PackageError("DOCTYPE declarations are not allowed", code="edxml.dtd_forbidden")
+    _refuse_foreign_nodes(root)
+    _check_shape(root, limits)
+    _check_attachments(root, size_bytes, limits)
+
+
+def _refuse_foreign_nodes(root: etree._Element) -> None:
+    """Processing instructions anywhere (the XML declaration is none) and XInclude elements."""
+    around = [*root.itersiblings(preceding=True), *root.itersiblings()]
+    inside = root.iter(etree.PI, *(f"{{{uri}}}*" for uri in XINCLUDE_NAMESPACES))
+    for node in (*(n for n in around if isinstance(n, etree._ProcessingInstruction)), *inside):
+        if isinstance(node, etree._ProcessingInstruction):
+            raise PackageError(
+                f"processing instruction <?{node.target!s} ...?> is not allowed",
+                code="edxml.pi_forbidden",
+                path=f"line {node.sourceline}",
+            )
+        raise PackageError(
+            "XInclude elements are not allowed",
+            code="edxml.xinclude_forbidden",
+            path=f"line {node.sourceline}",
+        )
+
+
+def _check_shape(root: etree._Element, limits: ParseLimits) -> None:
+    """Exact element count and depth, both evaluated in C."""
+    elements = int(cast("float", _COUNT_ELEMENTS(root)))
+    if elements > limits.max_elements:
+        first_extra = cast("list[etree._Element]", _nth_element(limits.max_elements + 1)(root))
+        raise _too_many_elements(first_extra[0], limits)
+    if elements > limits.max_depth:  # fewer elements cannot nest that deep
+        too_deep = cast("list[etree._Element]", _depth_probe(limits.max_depth)(root))
+        if too_deep:
+            raise _too_deep(too_deep[0], limits)
+
+
+_COUNT_ELEMENTS = etree.XPath("count(//*)")
+
+
+@functools.lru_cache(maxsize=8)
+def _nth_element(position: int) -> etree.XPath:
+    return etree.XPath(f"(//*)[{position}]")
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_probe(max_depth: int) -> etree.XPath:
+    """XPath selecting the first element nested deeper than ``max_depth`` (the root is level 1)."""
+    return etree.XPath("(/" + "*/" * max_depth + "*)[1]")
+
+
+def _too_many_elements(element: etree._Element, limits: ParseLimits) -> LimitError:
+    return LimitError(
+        f"the package has more than {limits.max_elements} elements",
+        code="edxml.too_many_elements",
+        path=f"line {element.sourceline}",
+    )
+
+
+def _too_deep(element: etree._Element, limits: ParseLimits) -> LimitError:
+    return LimitError(
+        f"elements nest deeper than {limits.max_depth} levels",
+        code="edxml.too_deep",
+        path=f"line {element.sourceline}",
+    )
+
+
+def _check_attachments(root: etree._Element, size_bytes: int, limits: ParseLimits) -> None:
     attachments = cast("list[etree._Element]", _ATTACHMENTS(root))
     if len(attachments) > limits.max_attachments:
         raise LimitError(
