@@ -289,7 +289,8 @@ def test_a_million_elements_are_never_fully_built() -> None:
     error = expect_refusal(data, "edxml.too_many_elements")
     assert error.path is not None
     stopped_at_line = int(error.path.removeprefix("line "))
-    assert stopped_at_line == 1 + DEFAULT_LIMITS.max_elements  # the first element too many
+    # the first element too many (libxml2 may report lines past 65535 one late)
+    assert stopped_at_line - (1 + DEFAULT_LIMITS.max_elements) in (0, 1)
 
 
 def test_element_count_exactly_at_the_limit_loads_and_one_more_is_refused() -> None:
