@@ -185,6 +185,9 @@ def _parse_whole(data: bytes) -> etree._Element:
     except etree.XMLSyntaxError as exc:
         _THREAD.parser = None  # never reuse a parser that failed
         raise _failure(exc, data, at_end=at_end) from exc
+    except BaseException:
+        _THREAD.parser = None
+        raise
 
 
 def _parse_in_chunks(data: bytes, limits: ParseLimits) -> etree._Element:
