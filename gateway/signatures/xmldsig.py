@@ -78,9 +78,6 @@ def _fail(code: str, message: str) -> SignatureError:
     return SignatureError(message, code=f"signature.{code}")
 
 
-# --- verification ------------------------------------------------------------------------------
-
-
 def verify_xml_signature(
     root: etree._Element, *, allowed: frozenset[SignatureAlgorithm] = ALL_SUPPORTED
 ) -> XmlSignatureCheck:
@@ -135,16 +132,8 @@ def _the_signature(root: etree._Element) -> etree._Element:
 
 
 def _check_placement(root: etree._Element, signature: etree._Element) -> None:
-    header = signature.getparent()
-    envelope = header.getparent() if header is not None else None
-    if (
-        root.tag != _ROOT
-        or header is None
-        or header.tag != _HEADER
-        or envelope is None
-        or envelope.tag != _ENVELOPE
-        or envelope.getparent() is not root
-    ):
+    ancestors = list(signature.iterancestors())
+    if [el.tag for el in ancestors] != [_HEADER, _ENVELOPE, _ROOT] or ancestors[-1] is not root:
         raise _fail("bad_placement", "the Signature must be a child of edXMLEnvelope/edXMLHeader")
     if any(sibling.tag in _SIGNED_BEFORE for sibling in signature.itersiblings()):
         raise _fail("bad_placement", "the Signature must follow MessageHeader and TraceHeaderList")
@@ -193,9 +182,7 @@ def _read_signed_info(
     if "Object" in names or "Manifest" in names:
         raise _fail("object_not_allowed", "Object elements are not part of the edXML profile")
     if names[:2] != ["SignedInfo", "SignatureValue"] or names[2:] not in ([], ["KeyInfo"]):
-        raise _fail(
-            "malformed", f"Signature must hold SignedInfo, SignatureValue, KeyInfo: {names}"
-        )
+        raise _fail("malformed", f"want SignedInfo, SignatureValue, KeyInfo, not {names}")
     signed_info = children[0][1]
     parts = _elements(signed_info, namespace)
     if [name for name, _ in parts[:2]] != ["CanonicalizationMethod", "SignatureMethod"]:
@@ -228,10 +215,8 @@ def _read_reference(
     parts = _elements(reference, namespace)
     names = [name for name, _ in parts]
     if names != ["Transforms", "DigestMethod", "DigestValue"]:
-        raise _fail(
-            "bad_transform" if names[:1] != ["Transforms"] else "malformed",
-            f"Reference must hold Transforms, DigestMethod, DigestValue: {names}",
-        )
+        code = "bad_transform" if names[:1] != ["Transforms"] else "malformed"
+        raise _fail(code, f"Reference must hold Transforms, DigestMethod, DigestValue: {names}")
     transforms = _elements(parts[0][1], namespace)
     if any(name != "Transform" for name, _ in transforms):
         raise _fail("bad_transform", "Transforms may only hold Transform elements")
@@ -274,9 +259,6 @@ def _verifying_certificate(
         if info.algorithm.verifies(key, info.signature_value, signed_info_c14n):
             return certificate
     raise _fail("invalid", "the SignatureValue does not verify with any certificate in KeyInfo")
-
-
-# --- canonicalisation and the enveloped-signature transform -------------------------------------
 
 
 def _c14n(element: etree._Element, method: C14nMethod) -> bytes:
@@ -348,9 +330,6 @@ def _set_text_before(element: etree._Element, text: str | None) -> None:
         parent.text = text
 
 
-# --- signing -----------------------------------------------------------------------------------
-
-
 def sign_xml(
     data: bytes,
     key: PrivateKey,
@@ -373,12 +352,16 @@ def sign_xml(
     _ds_child(signature, "SignedInfo/ds:Reference/ds:DigestValue").text = _b64(digest_value)
     signed_info = _subtree_c14n(_ds_child(signature, "SignedInfo"), c14n)
     _ds_child(signature, "SignatureValue").text = _b64(chosen.sign(key, signed_info))
-    declaration = _XML_DECLARATION.match(data)
-    tree = root.getroottree()
+    return _serialise(data, root)
+
+
+def _serialise(data: bytes, root: etree._Element) -> bytes:
+    """lxml's serialisation, no pretty printing; ``data``'s XML declaration kept verbatim."""
+    tree, head = root.getroottree(), b""
     body = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
     assert isinstance(body, bytes)
-    head = b""
-    if declaration is not None:  # kept verbatim, then one newline if any whitespace followed it
+    declaration = _XML_DECLARATION.match(data)
+    if declaration is not None:  # then one newline if any whitespace followed it
         head = declaration.group(0)[: declaration.start(1)] + (b"\n" if declaration[1] else b"")
     return head + body + (b"\n" if data[-1:].isspace() else b"")
 
@@ -391,10 +374,8 @@ def _signing_algorithm(
         key.public_key().public_bytes(*spki)
     ):
         raise ConfigError("the first certificate must be the key's", code="config.signing_key")
-    rsa_key = isinstance(key, rsa.RSAPrivateKey)
-    chosen = algorithm or (
-        SignatureAlgorithm.RSA_SHA256 if rsa_key else SignatureAlgorithm.ECDSA_SHA256
-    )
+    default = SignatureAlgorithm.RSA_SHA256, SignatureAlgorithm.ECDSA_SHA256
+    chosen = algorithm or default[0 if isinstance(key, rsa.RSAPrivateKey) else 1]
     if not chosen.fits(key):
         raise ConfigError(f"{chosen.short_name} does not fit the key", code="config.signing_key")
     return chosen
@@ -460,9 +441,7 @@ def _remove(element: etree._Element) -> None:
     """Remove ``element``, keeping the text around it (if only whitespace: what followed it)."""
     before, after = _text_before(element) or "", element.tail or ""
     element.tail = None
-    _set_text_before(
-        element, after if not (before or "").strip() + after.strip() else before + after
-    )
+    _set_text_before(element, after if not (before + after).strip() else before + after)
     parent = element.getparent()
     assert parent is not None
     parent.remove(element)
