@@ -55,7 +55,7 @@ class XmlSignatureCheck:
 
     algorithm: SignatureAlgorithm
     digest_algorithm: DigestAlgorithm
-    c14n_method: C14nMethod
+    c14n_method: C14nMethod  # the document's (the Reference's transform), not SignedInfo's
     signer_certificate: x509.Certificate
     certificates: tuple[x509.Certificate, ...]  # every X509Certificate, the verifying one first
     signature_namespace: str
