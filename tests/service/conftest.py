@@ -11,12 +11,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
 import pytest
 from aiohttp import web
 from service_sites import BrokerSite
 
 from gateway import pki
+from gateway.broker.messages import METHODS
+from gateway.broker.topology import Topology
 from gateway.demo_setup import DemoSetup, init_demo
 from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
 from gateway.edxml import build
@@ -171,6 +174,18 @@ async def start_gateway(
     for gateway in started:
         await gateway.session.close()
         await gateway.service.stop()
+        await delete_topology(gateway.settings)
+
+
+async def delete_topology(settings: Settings) -> None:
+    """Quorum queues are costly for a small broker: delete each test gateway's queues after it."""
+    conf = settings.broker
+    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
+    connection = await aio_pika.connect(conf.url)
+    async with connection, connection.channel() as channel:
+        for name in topology.queue_names():
+            await channel.queue_delete(name)
+        await channel.exchange_delete(topology.exchange)
 
 
 @pytest.fixture
