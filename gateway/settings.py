@@ -76,6 +76,21 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NationalSettings:
+    """The national platform (VDXP/X-Road REST adapter); used by the workers when enabled."""
+
+    enabled: bool = False
+    endpoint: str = ""  # e.g. http://host:8080/XrdAdapter/adapter
+    system_id: str = ""
+    secret: str = ""  # or secret_file (read at start-up)
+    secret_file: Path | None = None
+    poll_interval_s: float = 10.0
+    max_backoff_s: float = 300.0
+    sync_interval_s: float = 3600.0
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -85,6 +100,7 @@ class Settings:
     limits: ParseLimits = field(default_factory=ParseLimits)
     admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    national: NationalSettings = field(default_factory=NationalSettings)
 
 
 Raw = dict[str, dict[str, object]]
@@ -140,6 +156,7 @@ def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]
     out["broker"]["url"] = mask_url(settings.broker.url)
     out["store"]["url"] = mask_url(settings.store.url)
     out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
+    out["national"]["secret"] = MASK if settings.national.secret else ""
     return out
 
 
@@ -286,6 +303,7 @@ def _validate(s: Settings) -> None:
             raise _invalid("admin.api_token_hashes", "each must be 64 lowercase hex digits")
     if s.log.level.upper() not in LOG_LEVELS:
         raise _invalid("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    _validate_national(s.national)
 
 
 def _validate_http(h: HttpSettings) -> None:
@@ -321,6 +339,20 @@ def _validate_store(st: StoreSettings) -> None:
     backend = make_url(st.url).get_backend_name()  # parsed once already by _resolve_sqlite
     if backend not in ("sqlite", "postgresql"):
         raise _invalid("store.url", "must be a sqlite or postgresql URL")
+
+
+def _validate_national(n: NationalSettings) -> None:
+    if not n.enabled:
+        return
+    if URL(n.endpoint).scheme not in ("http", "https"):
+        raise _invalid("national.endpoint", "must be an http:// or https:// URL")
+    if not n.system_id:
+        raise _invalid("national.system_id", "is required when national is enabled")
+    if bool(n.secret) == (n.secret_file is not None):
+        raise _invalid("national.secret", "give exactly one of secret and secret_file")
+    for key in ("poll_interval_s", "max_backoff_s", "sync_interval_s", "timeout_s"):
+        if getattr(n, key) <= 0:
+            raise _invalid(f"national.{key}", "must be positive")
 
 
 def _plain(value: object) -> object:
