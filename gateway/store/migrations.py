@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import ConfigError
 from gateway.store.engine import transaction
-from gateway.store.tables import documents, fold_text, metadata, schema_version
+from gateway.store.tables import (
+    documents,
+    fold_text,
+    metadata,
+    national_inbox,
+    schema_version,
+)
 
 # Any constant unique to this application: the key of the PostgreSQL advisory lock.
 ADVISORY_LOCK_KEY = 0x4C475350_4C4F47  # "LGSP" "LOG"
@@ -65,9 +71,15 @@ async def _add_subject_folded(conn: AsyncConnection) -> None:
         last_id = rows[-1].id
 
 
+async def _add_national_inbox(conn: AsyncConnection) -> None:
+    """Version 3: ``national_inbox``, the national docIds the poller has processed."""
+    await conn.run_sync(national_inbox.create, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
+    Step(3, "national_inbox for the national platform poller", _add_national_inbox),
 )
 LATEST = STEPS[-1].version
 

@@ -156,3 +156,16 @@ events = Table(
     Index(None, "document", "id"),
     Index(None, "delivery", "id"),
 )
+
+national_inbox = Table(
+    "national_inbox",
+    metadata,
+    Column("doc_id", String(255), primary_key=True),  # the national platform's docId
+    Column("message_type", String(16), nullable=False),  # edoc | status
+    Column("outcome", String(16), nullable=False),  # done | fail (the updateStatus answer)
+    Column("document", _uuid(), ForeignKey("documents.id")),  # what intake recorded, if any
+    Column("detail", Text, nullable=False),
+    Column("processed_at", UtcDateTime, nullable=False),
+    Column("acked_at", UtcDateTime),  # updateStatus accepted by the platform
+    Index(None, "processed_at"),
+)
