@@ -34,8 +34,6 @@ from gateway.store import DeliveryLog
 log = structlog.get_logger(__name__)
 
 DIRECTORY_POLL_S = 2.0
-OUTBOX_INTERVAL_S = 5.0
-OUTBOX_AGE_S = 15.0
 
 
 def open_directory(settings: Settings) -> DirectoryHolder:
@@ -85,8 +83,9 @@ async def _cancel_on_cleanup(task: asyncio.Task[None]) -> AsyncIterator[None]:
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
-        relay_forever(app[INTAKE], app[DELIVERY_LOG], interval_s=OUTBOX_INTERVAL_S,
-                      older_than_s=OUTBOX_AGE_S),
+        relay_forever(app[INTAKE], app[DELIVERY_LOG],
+                      interval_s=app[SETTINGS].broker.outbox_interval_s,
+                      older_than_s=app[SETTINGS].broker.outbox_age_s),
         name="outbox-relay",
     )
     async for _ in _cancel_on_cleanup(task):

@@ -47,6 +47,8 @@ class BrokerSettings:
     retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
     max_tries: int = 6
     claim_check_threshold_bytes: int = 256 * 1024  # larger packages travel by sha256 reference
+    outbox_interval_s: float = 5.0  # how often the outbox relay looks for unpublished deliveries
+    outbox_age_s: float = 15.0  # deliveries still unpublished this long after intake
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,9 @@ def _validate_broker(b: BrokerSettings) -> None:
         raise _invalid("broker.max_tries", "must be at least 1")
     if b.claim_check_threshold_bytes < 0:
         raise _invalid("broker.claim_check_threshold_bytes", "must not be negative")
+    if b.outbox_interval_s <= 0 or b.outbox_age_s <= 0:
+        key = "outbox_interval_s" if b.outbox_interval_s <= 0 else "outbox_age_s"
+        raise _invalid(f"broker.{key}", "must be positive")
 
 
 def _validate_store(st: StoreSettings) -> None:
