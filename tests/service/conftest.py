@@ -153,7 +153,8 @@ async def start_gateway(
     """``await start_gateway(push={organ_id: url})``: a demo gateway in this event loop."""
     started: list[Gateway] = []
 
-    async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL) -> Gateway:
+    async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL,
+                    env: Mapping[str, str] | None = None) -> Gateway:
         setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
                           broker_url=test_broker.url, store_url=store_url,
                           prefix=f"e{secrets.token_hex(4)}")
@@ -163,7 +164,7 @@ async def start_gateway(
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.PUSH, url)))
         holder.save()
-        settings = load_settings(setup.config_path, env=TEST_ENV)
+        settings = load_settings(setup.config_path, env={**TEST_ENV, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
         await service.start()
         gateway = Gateway(setup, settings, service, aiohttp.ClientSession())
