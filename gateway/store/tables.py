@@ -115,10 +115,18 @@ documents = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("in_reply_to", _uuid(), ForeignKey("documents.id")),
     Index(None, "received_at", "id"),
-    Index(None, "sender", "received_at"),
+    Index(None, "sender", "received_at", "id"),  # schema version 4 (was sender, received_at)
     Index(None, "document_id", "sender", "kind"),
     Index(None, "in_reply_to"),
 )
+
+# Version 4: subject search by trigrams on PostgreSQL (pg_trgm); SQLite scans the column.
+SUBJECT_TRIGRAM_INDEX = Index(
+    "ix_documents_subject_folded_trgm",
+    documents.c.subject_folded,
+    postgresql_using="gin",
+    postgresql_ops={"subject_folded": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
 
 deliveries = Table(
     "deliveries",
