@@ -7,7 +7,8 @@ import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -69,6 +70,21 @@ class DirectorySettings:
 @dataclass(frozen=True, slots=True)
 class AdminSettings:
     api_token_hashes: tuple[str, ...] = ()  # SHA-256 hex of admin tokens, never the tokens
+    user: tuple[ConsoleUser, ...] = ()  # [[admin.user]]: who may log in to the web console
+
+
+class ConsoleRole(StrEnum):
+    VIEWER = "viewer"  # reads everything, changes nothing
+    OPERATOR = "operator"  # may also replay, disable participants and edit the directory
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """A web console user; ``password_hash`` as ``lgsp admin hash-password`` prints it."""
+
+    username: str
+    password_hash: str
+    role: ConsoleRole = ConsoleRole.VIEWER
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +174,8 @@ def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]
     out["broker"]["url"] = mask_url(settings.broker.url)
     out["store"]["url"] = mask_url(settings.store.url)
     out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
+    out["admin"]["user"] = [{"username": u.username, "role": u.role.value, "password_hash": MASK}
+                            for u in settings.admin.user]
     out["national"]["secret"] = MASK if settings.national.secret else ""
     return out
 
@@ -225,6 +243,8 @@ def _coerce(value: object, tp: Any, key: str) -> object:
             raise _invalid(key, "must be an array")
         item_tp = get_args(inner)[0]
         return tuple(_coerce(item, item_tp, key) for item in value)
+    if isinstance(inner, type) and (is_dataclass(inner) or issubclass(inner, StrEnum)):
+        return _coerce_record(value, inner, key)
     if inner is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if inner is Path and isinstance(value, str):
@@ -234,9 +254,30 @@ def _coerce(value: object, tp: Any, key: str) -> object:
     raise _invalid(key, f"must be of type {getattr(inner, '__name__', inner)}, got {value!r}")
 
 
+def _coerce_record(value: object, cls: type[Any], key: str) -> object:
+    """A string as the str enum ``cls``, or a TOML table (one ``[[admin.user]]``) as the
+    dataclass ``cls``, its keys checked."""
+    if issubclass(cls, StrEnum):
+        if value not in {m.value for m in cls}:
+            raise _invalid(key, f"must be one of {', '.join(m.value for m in cls)}")
+        return cls(value)
+    if not isinstance(value, dict):
+        raise _invalid(key, "must be an array of tables")
+    hints = get_type_hints(cls)
+    unknown = sorted(set(value) - set(hints))
+    if unknown:
+        raise _invalid(f"{key}.{unknown[0]}", "unknown setting")
+    try:
+        return cls(**{k: _coerce(v, hints[k], f"{key}.{k}") for k, v in value.items()})
+    except TypeError as exc:
+        raise _invalid(key, f"incomplete entry: {exc}") from exc
+
+
 def _coerce_env(text: str, tp: Any, key: str) -> object:
     """An environment string converted to the field type ``tp`` (arrays are comma-separated)."""
     inner, optional = _split_optional(tp)
+    if get_origin(inner) is tuple and is_dataclass(get_args(inner)[0]):
+        raise _invalid(key, "tables cannot be set in the environment; use the settings file")
     if optional and text.strip() == "":
         return None
     if get_origin(inner) is tuple:
@@ -303,9 +344,20 @@ def _validate(s: Settings) -> None:
     for token_hash in s.admin.api_token_hashes:
         if not _SHA256_HEX.fullmatch(token_hash):
             raise _invalid("admin.api_token_hashes", "each must be 64 lowercase hex digits")
+    _validate_console_users(s.admin.user)
     if s.log.level.upper() not in LOG_LEVELS:
         raise _invalid("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
     _validate_national(s.national)
+
+
+def _validate_console_users(users: tuple[ConsoleUser, ...]) -> None:
+    names = [u.username for u in users]
+    if not all(name.strip() and name == name.strip() for name in names):
+        raise _invalid("admin.user.username", "must be non-empty, without surrounding spaces")
+    if len(set(names)) != len(names):
+        raise _invalid("admin.user.username", "each console user must have a different name")
+    if not all(u.password_hash for u in users):
+        raise _invalid("admin.user.password_hash", "must not be empty")
 
 
 def _validate_http(h: HttpSettings) -> None:
