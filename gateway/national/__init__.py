@@ -1,0 +1,1 @@
+"""The national document exchange platform: protocol, client, simulator, southbound server."""
