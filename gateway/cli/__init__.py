@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -13,6 +14,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 EXIT_FAILED = 1  # the input was refused (bad package, failed verification, refused request)
 EXIT_USAGE = 2  # the command line or the configuration is wrong
+DEBUG_ENV = "LGSP_DEBUG"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,8 +56,12 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         sys.stderr.write(f"lgsp: error: {exc.strerror or exc}\n")
         return EXIT_FAILED
-    sys.stderr.write("lgsp: interrupted\n")
-    return 130
+    if isinstance(exc, KeyboardInterrupt):
+        sys.stderr.write("lgsp: interrupted\n")
+        return 130
+    sys.stderr.write(f"lgsp: internal error: {type(exc).__name__}: {exc} "
+                     f"(set {DEBUG_ENV}=1 for the traceback)\n")
+    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,4 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (LgspError, OSError, KeyboardInterrupt) as exc:
+        return _report(exc)
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if os.environ.get(DEBUG_ENV):
+            raise
         return _report(exc)

@@ -34,6 +34,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.add_argument("--pki", type=Path, required=True, metavar="DIR")
     verify.add_argument("--allow-sha1", action="store_true", help="accept RSA-SHA1 signatures")
+    verify.add_argument("-v", "--verbose", action="store_true", help="list every warning")
     verify.set_defaults(handler=_verify)
 
     inspect = commands.add_parser("inspect", help="header summary and attachments of a package")
@@ -90,11 +91,11 @@ def _verify(args: argparse.Namespace) -> int:
         raise PackageError("a bare JSON document carries no signature; sign it as JWS first",
                            code="jws.malformed")
     result = verifier.verify_xml(data) if fmt is PackageFormat.XML else verifier.verify_jws(data)
-    _print_verified(result)
+    _print_verified(result, verbose=args.verbose)
     return 0
 
 
-def _print_verified(result: VerifiedDocument) -> None:
+def _print_verified(result: VerifiedDocument, *, verbose: bool) -> None:
     print(f"OK: signature valid and trusted ({result.format})")
     print(f"  sender      {result.sender}")
     print(f"  signer      {result.signer_subject}")
@@ -104,8 +105,12 @@ def _print_verified(result: VerifiedDocument) -> None:
     print("  chain")
     for depth, cert in enumerate(result.chain):
         print(f"    {depth}: {cert.subject.rfc4514_string()}")
-    for issue in result.warnings:
-        print(f"  warning {issue.code} at {issue.path}: {issue.message}")
+    if verbose:
+        for issue in result.warnings:
+            print(f"  warning {issue.code} at {issue.path}: {issue.message}")
+    elif result.warnings:
+        codes = sorted({issue.code for issue in result.warnings})
+        print(f"  {len(result.warnings)} validation warnings ({', '.join(codes)}); -v lists them")
 
 
 def _read_package(path: Path) -> tuple[Package, PackageFormat]:
