@@ -107,7 +107,7 @@ class Intake:
                 f"{caller.organ_id} may not submit packages for {verified.sender}",
                 code="acl.cannot_speak_for",
             )
-        result = await self._record(caller, verified, fmt)
+        result = await self._record(caller, verified, fmt, body)
         deliveries = result.deliveries
         if result.created:
             await self._after_record(verified, result)
@@ -133,8 +133,9 @@ class Intake:
         return verified
 
     async def _record(
-        self, caller: Participant, verified: VerifiedDocument, fmt: PackageFormat
+        self, caller: Participant, verified: VerifiedDocument, fmt: PackageFormat, body: bytes
     ) -> IntakeResult:
+        """Log the bytes as received (a JWS stays the token), so every reader gets the same."""
         package = verified.package
         in_reply_to = None
         if isinstance(package, StatusPackage):
@@ -145,7 +146,7 @@ class Intake:
             raise RecipientsRefusedError(decision.refusals)
         new = _new_document(caller, verified, fmt, in_reply_to)
         routes = [(r.organ_id, r.method.value) for r in decision.routes]
-        return await self._log.record_intake(new, verified.signed_bytes, routes)
+        return await self._log.record_intake(new, body, routes)
 
     async def _original_of(self, status: StatusPackage) -> DocumentRecord | None:
         ref = status.header.response_for
