@@ -1,0 +1,1 @@
+"""The admin web console under ``/admin``: ``gateway.console.setup.setup_console(app)``."""
