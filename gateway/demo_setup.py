@@ -7,10 +7,11 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import pki
+from gateway.console.passwords import hash_password
 from gateway.directory import (
     Delivery,
     DeliveryMethod,
@@ -29,6 +30,8 @@ DEFAULT_PORT = 8080
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 ADMIN_TOKEN_PREFIX = "lgsp_admin_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_ENTRY = "_admin"
+CONSOLE_ENTRY = "_console"
+CONSOLE_USERS = (("viewer", "viewer"), ("operator", "operator"))  # (username, role)
 CONFIG_NAME = "gateway.toml"
 DIRECTORY_NAME = "participants.toml"
 CREDENTIALS_NAME = "credentials.json"
@@ -52,6 +55,7 @@ class DemoSetup:
     port: int
     api_keys: Mapping[str, str]  # OrganId -> plaintext API key
     admin_token: str
+    console_passwords: Mapping[str, str] = field(default_factory=dict)  # username -> password
 
 
 def init_demo(
@@ -93,6 +97,7 @@ def init_demo(
         port=port,
         api_keys=api_keys,
         admin_token=admin_token,
+        console_passwords={name: secrets.token_urlsafe(12) for name, _ in CONSOLE_USERS},
     )
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
     setup.config_path.write_text(settings_toml(setup), encoding="utf-8")
@@ -160,18 +165,34 @@ def settings_toml(setup: DemoSetup) -> str:
         "# SHA-256 of the admin API token.",
         f"api_token_hashes = [{_toml_string(admin_hash)}]",
         "",
+        *_console_users_toml(setup),
     ])
 
 
+def _console_users_toml(setup: DemoSetup) -> list[str]:
+    """``[[admin.user]]`` tables of the web console users (scrypt hashes of their passwords)."""
+    lines = ["# Web console users (/admin); their passwords are in credentials.json."]
+    for name, role in CONSOLE_USERS:
+        password_hash = hash_password(setup.console_passwords[name])
+        lines += ["[[admin.user]]", f"username = {_toml_string(name)}",
+                  f"password_hash = {_toml_string(password_hash)}",
+                  f"role = {_toml_string(role)}", ""]
+    return lines
+
+
 def credentials_json(setup: DemoSetup) -> str:
-    """``{OrganId: {"api_key", "name"}, …, "_admin": {"token"}}`` as JSON text."""
+    """``{OrganId: {"api_key", "name"}, …, "_admin": {"token"},
+    "_console": {username: {"password", "role"}}}`` as JSON text."""
     names = {p.organ_id: p.name for p in pki.DEMO_PARTICIPANTS}
     data: dict[str, dict[str, str]] = {
         organ_id: {"api_key": key, "name": names[organ_id]}
         for organ_id, key in setup.api_keys.items()
     }
     data[ADMIN_ENTRY] = {"token": setup.admin_token}
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    roles = dict(CONSOLE_USERS)
+    console = {name: {"password": password, "role": roles[name]}
+               for name, password in setup.console_passwords.items()}
+    return json.dumps({**data, CONSOLE_ENTRY: console}, ensure_ascii=False, indent=2) + "\n"
 
 
 def _toml_string(value: str) -> str:

@@ -34,7 +34,7 @@ def test_layout_and_credentials_file_is_private(demo: DemoSetup) -> None:
 
     creds = json.loads(demo.credentials_path.read_text(encoding="utf-8"))
     organ_ids = [p.organ_id for p in pki.DEMO_PARTICIPANTS]
-    assert sorted(creds) == sorted([*organ_ids, "_admin"])
+    assert sorted(creds) == sorted([*organ_ids, "_admin", "_console"])
     for p in pki.DEMO_PARTICIPANTS:
         assert creds[p.organ_id]["name"] == p.name
         assert creds[p.organ_id]["api_key"] == demo.api_keys[p.organ_id]
