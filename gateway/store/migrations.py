@@ -22,6 +22,8 @@ from gateway.errors import ConfigError
 from gateway.store.engine import transaction
 from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,
+    console_audit,
+    console_sessions,
     documents,
     fold_text,
     metadata,
@@ -110,11 +112,18 @@ async def _add_search_indexes(conn: AsyncConnection) -> None:
     await conn.run_sync(_create_v4_indexes)
 
 
+async def _add_console_tables(conn: AsyncConnection) -> None:
+    """Version 5: the web console's audit trail and sessions."""
+    for table in (console_audit, console_sessions):
+        await conn.run_sync(table.create, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
     Step(3, "national_inbox for the national platform poller", _add_national_inbox),
     Step(4, "search indexes for the admin console", _add_search_indexes),
+    Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
 )
 LATEST = STEPS[-1].version
 

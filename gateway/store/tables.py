@@ -177,3 +177,27 @@ national_inbox = Table(
     Column("acked_at", UtcDateTime),  # updateStatus accepted by the platform
     Index(None, "processed_at"),
 )
+
+# Version 5: the web console's append-only audit trail of operator actions, and its sessions.
+console_audit = Table(
+    "console_audit",
+    metadata,
+    Column("id", _EVENT_ID, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),  # console username
+    Column("action", String(64), nullable=False),  # e.g. replay, participant.disable
+    Column("target", String(255), nullable=False),  # a delivery id, an OrganId, …
+    Column("detail", Text, nullable=False),  # a JSON object
+    Index(None, "at"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),  # the cookie holds the token itself
+    Column("username", String(128), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
