@@ -24,18 +24,15 @@ import aiohttp
 from gateway.errors import AuthError, InputError, UnavailableError
 from gateway.national.protocol import (
     FILE_PART,
-    SERVICE_TYPE,
     AckStatus,
-    Agency,
     MessageType,
     Operation,
     Param,
-    ReceivedItem,
-    SentItem,
     base_params,
     java_hex_sha256,
     signed_headers,
 )
+from gateway.national.records import SERVICE_TYPE, Agency, ReceivedItem, SentItem
 
 DEFAULT_TIMEOUT_S = 30.0
 JSON = "application/json"

@@ -37,7 +37,6 @@ VERSION_HEADER = "XroadVnpt-version"
 SDK_VERSION = "3.0.201608"
 SDK_USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
 FILE_PART = "file_doc"  # the multipart field of sendEdoc
-SERVICE_TYPE = "eDoc"
 DEFAULT_ENDPOINT_PATH = "/XrdAdapter/adapter"
 DEFAULT_TIMESTAMP_WINDOW_S = 3600.0
 OK_CODE = "0"
@@ -88,109 +87,10 @@ class Param(StrEnum):
     CONTENT_TYPE = "Content-Type"
 
 
-# --- records -------------------------------------------------------------------------------------
+class HashFileError(InputError):
+    """The uploaded file is not the one the signed ``hash-file`` header names."""
 
-
-@dataclass(frozen=True, slots=True)
-class ReceivedItem:
-    """One entry of ``getReceivedEdocList``: a package waiting for this system."""
-
-    doc_id: str
-    message_type: str
-    from_: str
-    to: str
-    service_type: str = SERVICE_TYPE
-    created_time: str = ""
-    updated_time: str = ""
-    status: str = ""
-    status_desc: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "docId": self.doc_id, "serviceType": self.service_type,
-            "messageType": self.message_type, "created_time": self.created_time,
-            "updated_time": self.updated_time, "from": self.from_, "to": self.to,
-            "status": self.status, "status_desc": self.status_desc,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, object]) -> ReceivedItem:
-        return cls(
-            doc_id=_text(obj, "docId"), message_type=_text(obj, "messageType"),
-            from_=_text(obj, "from"), to=_text(obj, "to"),
-            service_type=_text(obj, "serviceType") or SERVICE_TYPE,
-            created_time=_text(obj, "created_time"), updated_time=_text(obj, "updated_time"),
-            status=_text(obj, "status"), status_desc=_text(obj, "status_desc"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SentItem:
-    """One entry of ``getSentEdocList``: a package this system sent, per recipient."""
-
-    sender_doc_id: str
-    receiver_doc_id: str
-    from_code: str
-    to_code: str
-    message_type: str
-    send_status: str = ""
-    receive_status: str = ""
-    sent_time: str = ""
-    received_time: str = ""
-    title: str = ""
-    notation: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "serviceType": SERVICE_TYPE, "senderDocId": self.sender_doc_id,
-            "receiverDocId": self.receiver_doc_id, "fromCode": self.from_code,
-            "toCode": self.to_code, "messageType": self.message_type,
-            "sendStatus": self.send_status, "sendStatusDesc": self.send_status,
-            "receiveStatus": self.receive_status, "receiveStatusDesc": self.receive_status,
-            "sentTime": self.sent_time, "receivedTime": self.received_time,
-            "title": self.title, "notation": self.notation,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, object]) -> SentItem:
-        return cls(
-            sender_doc_id=_text(obj, "senderDocId"), receiver_doc_id=_text(obj, "receiverDocId"),
-            from_code=_text(obj, "fromCode"), to_code=_text(obj, "toCode"),
-            message_type=_text(obj, "messageType"), send_status=_text(obj, "sendStatus"),
-            receive_status=_text(obj, "receiveStatus"), sent_time=_text(obj, "sentTime"),
-            received_time=_text(obj, "receivedTime"), title=_text(obj, "title"),
-            notation=_text(obj, "notation"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Agency:
-    """An agency known to the platform (``getAgenciesList``, ``registerAgency``)."""
-
-    code: str  # the OrganId
-    name: str
-    pcode: str = ""  # the parent's OrganId
-    id: str = ""
-    mail: str = ""
-    mobile: str = ""
-    fax: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "pcode": self.pcode, "code": self.code,
-                "mail": self.mail, "mobile": self.mobile, "fax": self.fax}
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, object]) -> Agency:
-        return cls(code=_text(obj, "code"), name=_text(obj, "name"), pcode=_text(obj, "pcode"),
-                   id=_text(obj, "id"), mail=_text(obj, "mail"), mobile=_text(obj, "mobile"),
-                   fax=_text(obj, "fax"))
-
-
-def _text(obj: Mapping[str, object], key: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    default_code = "national.hash_mismatch"
 
 
 # --- hashes and timestamps -----------------------------------------------------------------------
@@ -250,7 +150,7 @@ def signed_headers(params: Mapping[str, str], secret: str) -> dict[str, str]:
     sign_header = json.dumps(signed, ensure_ascii=False, separators=(",", ":"))
     headers = dict(signed)
     if Param.CONTENT_TYPE in params:
-        headers[Param.CONTENT_TYPE] = params[Param.CONTENT_TYPE]
+        headers[Param.CONTENT_TYPE.value] = params[Param.CONTENT_TYPE.value]
     headers[SIGN_HEADER_KEY] = ";".join(params)
     headers[SIGN_HEADER] = sign_header
     headers[HASH_HEADER] = hmac_hex(secret, sign_header)
