@@ -32,12 +32,12 @@ def problem_response(error: LgspError, request_id: str | None = None) -> web.Res
     )
 
 
-def _http_problem(exc: web.HTTPException) -> web.Response:
+def _http_problem(exc: web.HTTPException, request_id: str) -> web.Response:
     code = {404: "not_found.route", 405: "http.method_not_allowed", 413: "edxml.too_large"}.get(
         exc.status, f"http.{exc.status}"
     )
     body = {"type": f"urn:lgsp:error:{code}", "title": code, "status": exc.status,
-            "detail": exc.reason, "code": code, "retryable": False}
+            "detail": exc.reason, "code": code, "retryable": False, "request_id": request_id}
     return web.Response(status=exc.status, body=json.dumps(body).encode(),
                         content_type=PROBLEM_JSON, headers={"Allow": exc.headers.get("Allow", "")}
                         if exc.status == 405 else None)
@@ -58,7 +58,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = _http_problem(exc)
+        response = _http_problem(exc, request_id)
     finally:
         structlog.contextvars.clear_contextvars()
     response.headers[REQUEST_ID_HEADER] = request_id
