@@ -109,6 +109,14 @@ class NationalSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SouthboundSettings:
+    """The national SDK protocol served to local systems under /XrdAdapter/adapter/."""
+
+    systems_path: Path | None = None  # TOML [[system]] system_id, secret, organ_id (mode 0600)
+    timestamp_window_s: float = 3600.0  # default per system (SDK timestamps age); 0: any
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -119,6 +127,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
     national: NationalSettings = field(default_factory=NationalSettings)
+    southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
 
 
 Raw = dict[str, dict[str, object]]
