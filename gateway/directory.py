@@ -55,6 +55,7 @@ class DeliveryMethod(StrEnum):
     PUSH = "push"  # POSTed to the participant's URL
     MAILBOX = "mailbox"  # kept for the participant to pull
     NATIONAL = "national"  # relayed through the national document exchange platform
+    SOAP = "soap"  # a SOAP service call; the delivery url names the route (adapters.soap_routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +426,9 @@ def _check_participant(p: Participant) -> None:
     if p.delivery.method is DeliveryMethod.PUSH:
         if not p.delivery.url or not p.delivery.url.startswith(("https://", "http://")):
             raise _invalid(p.organ_id, "delivery.url", "push delivery needs an http(s) URL")
+    elif p.delivery.method is DeliveryMethod.SOAP:
+        if not p.delivery.url:
+            raise _invalid(p.organ_id, "delivery.url", "soap delivery needs a SOAP route name")
     elif p.delivery.url is not None:
         raise _invalid(p.organ_id, "delivery.url", f"is not used by {p.delivery.method} delivery")
     if not p.allowed_algorithms:
