@@ -117,6 +117,13 @@ class SouthboundSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SoapSettings:
+    """SOAP services called for participants whose delivery method is ``soap``."""
+
+    routes_path: Path | None = None  # TOML [[route]] tables (see adapters/soap_routes.py)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -128,6 +135,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     national: NationalSettings = field(default_factory=NationalSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
+    soap: SoapSettings = field(default_factory=SoapSettings)
 
 
 Raw = dict[str, dict[str, object]]
