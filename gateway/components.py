@@ -7,6 +7,8 @@ from collections.abc import Callable
 from adapters.base import Adapter
 from adapters.http_push import HttpPushAdapter
 from adapters.mailbox import MailboxAdapter
+from adapters.soap import SoapAdapter
+from adapters.soap_routes import load_routes
 from gateway import pki
 from gateway.delivery_service import LogMailbox
 from gateway.directory import DirectoryHolder
@@ -61,4 +63,6 @@ def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[
     return {
         "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s),
         "mailbox": MailboxAdapter(LogMailbox()),
+        "soap": SoapAdapter(
+            load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
     }
