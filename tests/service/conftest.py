@@ -154,7 +154,8 @@ async def start_gateway(
     started: list[Gateway] = []
 
     async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL,
-                    env: Mapping[str, str] | None = None) -> Gateway:
+                    env: Mapping[str, str] | None = None,
+                    soap: Mapping[str, str] | None = None) -> Gateway:
         setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
                           broker_url=test_broker.url, store_url=store_url,
                           prefix=f"e{secrets.token_hex(4)}")
@@ -163,6 +164,10 @@ async def start_gateway(
             current = holder.current.get(organ_id)
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.PUSH, url)))
+        for organ_id, route in (soap or {}).items():  # soap={organ_id: SOAP route name}
+            current = holder.current.get(organ_id)
+            assert current is not None, organ_id
+            holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
         holder.save()
         settings = load_settings(setup.config_path, env={**TEST_ENV, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
