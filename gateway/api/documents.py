@@ -48,11 +48,11 @@ def _format_of(request: web.Request) -> PackageFormat:
 async def submit(request: web.Request) -> web.Response:
     started = time.perf_counter()
     app = request.app
-    if app[LIFECYCLE].draining:
-        raise ShuttingDownError("the gateway is shutting down; retry shortly")
-    caller = authenticate(request)
-    fmt = _format_of(request)
     try:
+        if app[LIFECYCLE].draining:
+            raise ShuttingDownError("the gateway is shutting down; retry shortly")
+        caller = authenticate(request)
+        fmt = _format_of(request)
         body = await read_limited(
             request.content, app[SETTINGS].limits, declared_length=request.content_length
         )
