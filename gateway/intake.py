@@ -108,6 +108,9 @@ class Intake:
                 code="acl.cannot_speak_for",
             )
         result = await self._record(caller, verified, fmt, body)
+        structlog.contextvars.bind_contextvars(document=result.document.id)
+        log.info("document_recorded", created=result.created, kind=result.document.kind.value,
+                 sender=result.document.sender, recipients=len(result.deliveries))
         deliveries = result.deliveries
         if result.created:
             await self._after_record(verified, result)
