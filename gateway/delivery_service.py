@@ -58,6 +58,7 @@ class DeliveryHandler:
 
     async def _handle(self, msg: DeliveryMessage) -> None:
         if await self._log.is_delivered(msg.delivery_id):
+            self._metrics.deliveries.labels(msg.method, "redelivered").inc()
             log.info("delivery_already_done", attempt=msg.attempt)
             return
         adapter = self._adapters.get(msg.method)
