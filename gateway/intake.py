@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway.broker import Broker, DeliveryMessage
-from gateway.directory import DirectoryHolder, Participant
+from gateway.directory import DeliveryMethod, DirectoryHolder, Participant, ParticipantKind
 from gateway.edxml.model import DocumentPackage, StatusPackage
 from gateway.errors import ForbiddenError
 from gateway.metrics import Metrics
@@ -91,8 +91,10 @@ class Intake:
         receipts: ReceiptSigner,
         metrics: Metrics,
         claim_check_threshold_bytes: int,
+        national_fallback: bool = False,
     ) -> None:
         self._verifier = verifier
+        self._national_fallback = national_fallback  # unknown recipients go to the national
         self._directory = directory
         self._log = delivery_log
         self._broker = broker
@@ -144,11 +146,16 @@ class Intake:
         if isinstance(package, StatusPackage):
             original = await self._original_of(package)
             in_reply_to = original.id if original else None
-        decision = route(package.sender, package.recipients, self._directory.current)
+        decision = route(package.sender, package.recipients, self._directory.current,
+                         national_fallback=self._national_fallback)
         if not decision.ok:
             raise RecipientsRefusedError(decision.refusals)
         new = _new_document(caller, verified, fmt, in_reply_to)
-        routes = [(r.organ_id, r.method.value) for r in decision.routes]
+        # What the national platform delivered here is not sent back to it (it reaches the
+        # other recipients itself): only the local recipients get deliveries.
+        from_national = caller.kind is ParticipantKind.NATIONAL
+        routes = [(r.organ_id, r.method.value) for r in decision.routes
+                  if not (from_national and r.method is DeliveryMethod.NATIONAL)]
         return await self._log.record_intake(new, body, routes)
 
     async def _original_of(self, status: StatusPackage) -> DocumentRecord | None:
