@@ -70,6 +70,7 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         receipts=build_receipt_signer(settings),
         metrics=app[METRICS],
         claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
+        national_fallback=settings.national.enabled,
     )
     yield
 
