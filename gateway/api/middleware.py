@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import structlog
@@ -14,6 +15,7 @@ from gateway.errors import LgspError
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # scraped and probed all day
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
@@ -43,6 +45,25 @@ def _http_problem(exc: web.HTTPException, request_id: str) -> web.Response:
                         if exc.status == 405 else None)
 
 
+async def _respond(
+    request: web.Request, handler: Handler, request_id: str
+) -> web.StreamResponse:
+    """The handler's response, or the problem response for our errors and HTTP errors."""
+    try:
+        return await handler(request)
+    except LgspError as exc:
+        log.info("request_refused", path=request.path, code=exc.code, status=exc.http_status)
+        return problem_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _http_problem(exc, request_id)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id (the caller's X-Request-Id if sane, else a new one) for the request."""
@@ -50,15 +71,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = given if 0 < len(given) <= 64 and given.isascii() else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
     try:
-        response = await handler(request)
-    except LgspError as exc:
-        log.info("request_refused", path=request.path, code=exc.code, status=exc.http_status)
-        response = problem_response(exc, request_id)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = _http_problem(exc, request_id)
+        response = await _respond(request, handler, request_id)
+        if request.path not in _QUIET_PATHS:
+            log.info("request", method=request.method, path=request.path,
+                     status=response.status, duration_ms=_ms_since(started))
     finally:
         structlog.contextvars.clear_contextvars()
     response.headers[REQUEST_ID_HEADER] = request_id
