@@ -4,7 +4,7 @@ Errors (the one boundary where aiohttp exceptions become ours):
 
 - the platform cannot be reached, times out, answers 5xx/429 or not JSON -> ``UnavailableError``
   (``unavailable.national``, retryable);
-- 401/403 -> ``AuthError`` (``auth.national_rejected``): our system id or secret is wrong;
+- 401 -> ``AuthError`` (``auth.national_rejected``): our system id or secret is wrong;
 - an answer ``{"status": "FAIL", …}`` otherwise -> ``PlatformRefusedError``
   (``national.refused``) carrying the platform's ``ErrorCode`` / ``ErrorDesc``.
 
@@ -198,7 +198,7 @@ def _answer(operation: Operation, status: int, raw: bytes) -> dict[str, Any]:
         answer = json.loads(raw)
     except ValueError:
         answer = None
-    if status in (401, 403):
+    if status == 401:
         desc = answer.get("ErrorDesc", "") if isinstance(answer, dict) else ""
         raise AuthError(f"{operation.value}: the national platform refused our credentials "
                         f"(HTTP {status}) {desc}".rstrip(), code="auth.national_rejected")

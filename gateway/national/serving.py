@@ -1,0 +1,139 @@
+"""Server side of the national protocol over aiohttp, shared by the simulator and the southbound.
+
+Answers are always the protocol's JSON (``{status, ErrorCode, ErrorDesc, …}``), errors included,
+with the error's HTTP status: the SDK reads these keys, never an HTML or problem+json page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs, web
+from aiohttp.base_protocol import BaseProtocol
+
+from gateway.errors import InputError, LgspError, NotFoundError
+from gateway.national.protocol import (
+    DEFAULT_ENDPOINT_PATH,
+    FILE_PART,
+    HashFileError,
+    MessageType,
+    Operation,
+    Param,
+    SignedRequest,
+    error_answer,
+    hash_file_matches,
+)
+
+OperationHandler = Callable[[web.Request, Operation], Awaitable[web.Response]]
+OPERATION_ROUTE = DEFAULT_ENDPOINT_PATH + "/{operation}"
+
+
+def answer(body: dict[str, object], status: int = 200) -> web.Response:
+    """A protocol answer as JSON (UTF-8, non-ASCII kept)."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def operation_of(request: web.Request, supported: frozenset[Operation]) -> Operation:
+    """The operation named by the last path segment, if this server answers it."""
+    name = request.match_info.get("operation", "")
+    try:
+        operation = Operation(name)
+    except ValueError:
+        operation = None
+    if operation is None or operation not in supported:
+        raise NotFoundError(f"no operation {name!r} here", code="national.unknown_operation")
+    return operation
+
+
+def protocol_handler(
+    supported: frozenset[Operation], handle: OperationHandler
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An aiohttp handler: dispatch on the operation, answer our errors as FAIL JSON."""
+
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            return await handle(request, operation_of(request, supported))
+        except LgspError as exc:
+            return answer(error_answer(exc), status=exc.http_status)
+
+    return handler
+
+
+def message_type(signed: SignedRequest) -> MessageType:
+    """The ``messagetype`` parameter (``edoc`` when absent)."""
+    value = signed.get(Param.MESSAGE_TYPE.value) or MessageType.EDOC.value
+    try:
+        return MessageType(value.strip().lower())
+    except ValueError as exc:
+        raise InputError(f"messagetype must be edoc or status, not {value!r}",
+                         code="national.bad_messagetype") from exc
+
+
+def required(signed: SignedRequest, name: str) -> str:
+    value = signed.get(name)
+    if not value:
+        raise InputError(f"the signed header {name} is required", code="national.missing_param")
+    return value
+
+
+async def read_file_doc(request: web.Request, signed: SignedRequest) -> bytes:
+    """The ``file_doc`` part of a sendEdoc upload, checked against the signed ``hash-file``.
+
+    The Java SDK labels its multipart body ``Content-Type: application/octet-stream`` (its
+    explicit header replaces the entity's): the boundary is then read from the body's first line.
+    A bare edXML body is accepted as the file.
+    """
+    body = await request.read()
+    data = await _file_part(body, request.headers.get(hdrs.CONTENT_TYPE, ""))
+    given = signed.get(Param.HASH_FILE.value)
+    if not given:
+        raise InputError("the signed header hash-file is required", code="national.missing_param")
+    if not hash_file_matches(given, data):
+        raise HashFileError("hash-file is not the SHA-256 of file_doc")
+    return data
+
+
+async def _file_part(body: bytes, content_type: str) -> bytes:
+    boundary = _boundary(body, content_type)
+    if boundary is None:
+        if body.lstrip()[:1] == b"<":
+            return body
+        raise InputError("sendEdoc needs a multipart body with a file_doc part",
+                         code="national.no_file")
+    reader = MultipartReader({hdrs.CONTENT_TYPE: f"multipart/form-data; boundary={boundary}"},
+                             _stream_of(body))
+    try:
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name == FILE_PART:
+                return bytes(await part.read(decode=True))
+    except (ValueError, AssertionError) as exc:
+        raise InputError(f"malformed multipart body: {exc}", code="national.bad_multipart") from exc
+    raise InputError("no file_doc part in the upload", code="national.no_file")
+
+
+def _boundary(body: bytes, content_type: str) -> str | None:
+    media, _, rest = content_type.partition(";")
+    if media.strip().lower().startswith("multipart/"):
+        for param in rest.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "boundary" and value:
+                return value.strip('"')
+    first = body.lstrip(b"\r\n").split(b"\r\n", 1)[0]
+    if first.startswith(b"--") and 2 < len(first) <= 72 and first.isascii():
+        return first[2:].decode("ascii").strip()
+    return None
+
+
+def _stream_of(body: bytes) -> StreamReader:
+    """An aiohttp stream already holding ``body`` (limit above its size: never pauses)."""
+    loop = asyncio.get_running_loop()
+    stream = StreamReader(BaseProtocol(loop), limit=len(body) + 1, loop=loop)
+    stream.feed_data(body)
+    stream.feed_eof()
+    return stream
