@@ -91,6 +91,8 @@ class ConsoleUser:
 class LogSettings:
     level: str = "INFO"
     json: bool = True
+    metrics_port: int | None = None  # a GET /metrics listener of its own (e.g. --role worker)
+    metrics_host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +366,8 @@ def _validate(s: Settings) -> None:
     _validate_console_users(s.admin.user)
     if s.log.level.upper() not in LOG_LEVELS:
         raise _invalid("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if s.log.metrics_port is not None and not 0 <= s.log.metrics_port <= 65535:
+        raise _invalid("log.metrics_port", "must be between 0 and 65535")
     _validate_national(s.national)
 
 
