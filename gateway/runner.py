@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.api.context import LIFECYCLE
 from gateway.app import create_app
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, serve_metrics
 from gateway.settings import Settings
 from gateway.worker_group import WorkerGroup
 
@@ -55,6 +55,7 @@ class Service:
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._workers: WorkerGroup | None = None
+        self._metrics_runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         if self.role in (Role.GATEWAY, Role.ALL):
@@ -72,6 +73,11 @@ class Service:
             self._workers = WorkerGroup(self.settings, metrics=self.metrics,
                                         drain_timeout_s=self.shutdown_timeout_s)
             await self._workers.start()
+        conf = self.settings.log
+        if conf.metrics_port is not None:
+            self._metrics_runner = await serve_metrics(self.metrics, conf.metrics_host,
+                                                       conf.metrics_port)
+            log.info("metrics_listening", host=conf.metrics_host, port=conf.metrics_port)
 
     async def stop(self) -> None:
         if self.app is not None and self._runner is not None:
@@ -81,6 +87,8 @@ class Service:
             await self._runner.cleanup()
         if self._workers is not None:
             await self._workers.stop()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         log.info("stopped", role=self.role.value)
 
 
