@@ -1,12 +1,39 @@
-"""Prometheus metrics of one gateway process, in a registry of its own (no module globals)."""
+"""Prometheus metrics of one gateway process, in a registry of its own (no module globals).
+
+Names (see docs/operations.md and config/grafana-dashboard.json):
+
+    lgsp_documents_accepted_total{kind}            packages accepted at intake (202 or 200)
+    lgsp_documents_rejected_total{code}            submissions refused, by error code
+    lgsp_deliveries_total{adapter,outcome}         delivered | retry | dead_lettered | redelivered
+    lgsp_accept_latency_seconds                    intake request to answer (accepted ones)
+    lgsp_delivery_latency_seconds{adapter}         published on the broker to delivered
+    lgsp_signature_verify_seconds{format}          signature verification of one package
+    lgsp_queue_depth{queue}                        messages ready per broker queue (on scrape)
+    lgsp_national_poll_lag_seconds                 since the last successful national poll
+    process_*                                      CPU, memory and file descriptors
+"""
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+Refresh = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -14,9 +41,13 @@ class Metrics:
     """The metrics the gateway and its workers export on ``/metrics``."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Callable[[], float] = time.monotonic
+    _poll_baseline: float | None = field(default=None, init=False)
+    _last_poll: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
+        ProcessCollector(registry=r)
         self.accepted = Counter(
             "lgsp_documents_accepted", "Packages accepted at intake", ["kind"], registry=r
         )
@@ -43,9 +74,59 @@ class Metrics:
             "lgsp_queue_depth", "Messages waiting per queue", ["queue"], registry=r
         )
         self.national_poll_lag_s = Gauge(
-            "lgsp_national_poll_lag_seconds", "Age of the last successful national poll",
+            "lgsp_national_poll_lag_seconds",
+            "Seconds since the last successful national poll (NaN: no poller in this process)",
             registry=r,
         )
+        self.national_poll_lag_s.set_function(self._national_poll_lag_s)
+
+    # -- national polling: the poller reports, the lag is computed on every scrape ----------
+
+    def national_poller_started(self) -> None:
+        """A national poller runs here: until its first success, the lag counts from now."""
+        if self._poll_baseline is None:
+            self._poll_baseline = self.clock()
+
+    def national_poll_succeeded(self) -> None:
+        """A poll of the national platform completed: the lag restarts from zero."""
+        self._last_poll = self.clock()
+
+    def _national_poll_lag_s(self) -> float:
+        since = self._last_poll if self._last_poll is not None else self._poll_baseline
+        return math.nan if since is None else max(self.clock() - since, 0.0)
+
+    # -- queues and rendering -------------------------------------------------------------------
+
+    def set_queue_depths(self, depths: Mapping[str, int]) -> None:
+        for queue, depth in depths.items():
+            self.queue_depth.labels(queue).set(depth)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def metrics_response(metrics: Metrics) -> web.Response:
+    """The Prometheus text exposition of ``metrics``."""
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve_metrics(
+    metrics: Metrics, host: str, port: int, refresh: Refresh | None = None
+) -> web.AppRunner:
+    """A ``GET /metrics`` listener for a process without the HTTP API (``--role worker``).
+
+    ``refresh`` (e.g. reading queue depths) runs before each scrape. Stop it with
+    ``await runner.cleanup()``.
+    """
+
+    async def scrape(_request: web.Request) -> web.Response:
+        if refresh is not None:
+            await refresh()
+        return metrics_response(metrics)
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
