@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         ops_commands,
         pki_commands,
         service_commands,
+        sim_commands,
     )
 
     parser = _Parser(prog="lgsp", description="Provincial document exchange gateway (LGSP).")
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     document_commands.register(commands)
     ops_commands.register(commands)  # config check, demo init, log list|show|tail
     service_commands.register(commands)  # run, send
+    sim_commands.register(commands)  # sim national
     return parser
 
 
