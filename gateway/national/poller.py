@@ -1,0 +1,190 @@
+"""The national poller: received packages (``edoc``, ``status``) into the local bus, acknowledged.
+
+One round, per message type (``edoc`` first, then ``status``)::
+
+    getReceivedEdocList -> for each docId, in the platform's order:
+        already in national_inbox?  -> only repeat the updateStatus (the last ack was lost)
+        getEdoc -> Intake.submit(caller=national participant) -> national_inbox row
+        -> updateStatus done (recorded, or a duplicate of what was) | fail (refused for good)
+
+Who speaks: packages arrive with the *national participant* (the directory's enabled participant
+of kind ``national``, e.g. ``000.00.00.G22``) as the caller. For these packages alone it may speak
+for any sender (``may_speak_for = ("*",)`` on an in-memory copy): the signature, its trust chain
+and its binding to the sender's OrganId are what vouch for the sender. The directory entry itself
+is unchanged, so the national participant's own API credentials (and its ACL) gain nothing.
+A sender that is not in the directory triggers one agency sync per round, then one more try.
+
+Not lost, not repeated: a docId is acknowledged only after intake recorded it durably (or refused
+it for good); a crash in between makes the platform list it again, and the ``national_inbox`` row
+or intake's deduplication (same sender, DocumentId and bytes) keeps it from being injected twice.
+Refused packages (bad signature, unknown sender, conflicting duplicate…) are acknowledged
+``fail``. When the platform or our store/broker is unavailable the round stops and the next one
+waits ``interval_s`` doubled per failed round, up to ``max_backoff_s``. Another error leaves that
+docId on the platform for the next round (logged). ``national_poll_lag_s`` is the age of the last
+complete round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from gateway.directory import DirectoryHolder, Participant
+from gateway.errors import ConfigError, ForbiddenError, InputError, LgspError, UnavailableError
+from gateway.intake import Intake, IntakeOutcome
+from gateway.metrics import Metrics
+from gateway.national.client import NationalClient, PlatformRefusedError
+from gateway.national.protocol import AckStatus, MessageType
+from gateway.national.received import ProcessedDoc, ReceivedLog
+from gateway.national.records import ReceivedItem
+from gateway.package_formats import PackageFormat
+
+log = structlog.get_logger(__name__)
+
+SyncHook = Callable[[], Awaitable[object]]
+GONE_CODES = frozenset({"national.no_such_doc"})  # acknowledged or withdrawn meanwhile
+
+
+@dataclass
+class PollReport:
+    """What one round did, by docId."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+
+
+def inbound_caller(directory: DirectoryHolder) -> Participant:
+    """The national participant, allowed to speak for any sender (for polled packages only)."""
+    national = directory.current.national()
+    if national is None:
+        raise ConfigError("the directory has no enabled participant of kind 'national'",
+                          code="config.national_participant")
+    return replace(national, may_speak_for=("*",))
+
+
+class NationalPoller:
+    """Polls the platform with ``client`` and injects what it gets through ``intake``."""
+
+    def __init__(
+        self,
+        *,
+        client: NationalClient,
+        intake: Intake,
+        directory: DirectoryHolder,
+        received: ReceivedLog,
+        metrics: Metrics,
+        interval_s: float,
+        max_backoff_s: float,
+        on_unknown_sender: SyncHook | None = None,
+    ) -> None:
+        self._client = client
+        self._intake = intake
+        self._directory = directory
+        self._received = received
+        self._interval_s = interval_s
+        self._max_backoff_s = max(max_backoff_s, interval_s)
+        self._on_unknown_sender = on_unknown_sender
+        self._synced_this_round = False
+        self._last_round_at = time.monotonic()
+        self.failed_rounds = 0
+        metrics.national_poll_lag_s.set_function(self.lag_s)
+
+    def lag_s(self) -> float:
+        """Seconds since the last complete round (or since start)."""
+        return time.monotonic() - self._last_round_at
+
+    def next_delay_s(self) -> float:
+        """The pause before the next round: doubled per failed round, capped."""
+        if self.failed_rounds == 0:
+            return self._interval_s
+        return min(self._interval_s * 2.0 ** self.failed_rounds, self._max_backoff_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except LgspError as exc:
+                self.failed_rounds += 1
+                log.warning("national_poll_failed", code=exc.code, error=exc.message,
+                            failed_rounds=self.failed_rounds, retry_in_s=self.next_delay_s())
+            else:
+                self.failed_rounds = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.next_delay_s())
+
+    async def poll_once(self) -> PollReport:
+        """One round over both message types; raises ``UnavailableError`` when it had to stop."""
+        report = PollReport()
+        self._synced_this_round = False
+        for kind in (MessageType.EDOC, MessageType.STATUS):
+            for item in await self._client.get_received_edoc_list(kind):
+                await self._process(item, kind, report)
+        self._last_round_at = time.monotonic()
+        if report.done or report.failed:
+            log.info("national_polled", done=len(report.done), failed=len(report.failed),
+                     deferred=len(report.deferred))
+        return report
+
+    async def _process(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
+        processed = await self._received.get(item.doc_id)
+        if processed is None:
+            processed = await self._inject(item, kind)
+        if processed is None:
+            report.deferred.append(item.doc_id)
+            return
+        if processed.acked_at is None:
+            await self._acknowledge(processed)
+        (report.done if processed.outcome is AckStatus.DONE else report.failed).append(item.doc_id)
+
+    async def _inject(self, item: ReceivedItem, kind: MessageType) -> ProcessedDoc | None:
+        try:
+            data = await self._client.get_edoc(item.doc_id)
+        except PlatformRefusedError as exc:
+            log.warning("national_doc_unavailable", doc_id=item.doc_id, error=exc.message)
+            return None
+        try:
+            outcome = await self._submit(data)
+        except UnavailableError:
+            raise
+        except InputError as exc:
+            log.warning("national_doc_refused", doc_id=item.doc_id, code=exc.code,
+                        error=exc.message)
+            return await self._received.record(
+                item.doc_id, message_type=kind.value, outcome=AckStatus.FAIL, document=None,
+                detail=f"{exc.code}: {exc.message}")
+        except LgspError as exc:
+            log.error("national_doc_deferred", doc_id=item.doc_id, code=exc.code,
+                      error=exc.message)
+            return None
+        detail = "recorded" if outcome.created else "duplicate of a recorded document"
+        return await self._received.record(
+            item.doc_id, message_type=kind.value, outcome=AckStatus.DONE,
+            document=outcome.document.id, detail=detail)
+
+    async def _submit(self, data: bytes) -> IntakeOutcome:
+        sync = None if self._synced_this_round else self._on_unknown_sender
+        try:
+            return await self._intake.submit(inbound_caller(self._directory), data,
+                                             PackageFormat.XML)
+        except ForbiddenError as exc:
+            if exc.code != "acl.unknown_sender" or sync is None:
+                raise
+        self._synced_this_round = True
+        await sync()
+        return await self._intake.submit(inbound_caller(self._directory), data, PackageFormat.XML)
+
+    async def _acknowledge(self, processed: ProcessedDoc) -> None:
+        try:
+            await self._client.update_status(processed.doc_id, processed.outcome)
+        except PlatformRefusedError as exc:
+            if exc.error_code not in GONE_CODES:
+                log.warning("national_ack_refused", doc_id=processed.doc_id, error=exc.message)
+                return  # acknowledged again next round
+        await self._received.mark_acked(processed.doc_id)

@@ -1,0 +1,118 @@
+"""The worker role's national tasks: the agency sync and the poller, when ``[national]`` is enabled.
+
+Two tasks run from start until :meth:`NationalRunner.stop`: the poller (every
+``poll_interval_s``, backing off while the platform is down) and the agency sync (at once, then
+every ``sync_interval_s``, and on demand when the poller meets a sender the directory does not
+know; a platform that is down only delays it). Outbound routing needs no sync: recipients missing
+from the directory fall back to the national platform. Packages are injected through an
+``Intake`` of their own, over the worker's directory, delivery log and broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from gateway.broker import Broker
+from gateway.components import build_receipt_signer, build_verifier
+from gateway.directory import DirectoryHolder
+from gateway.errors import LgspError
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.national.agency_sync import AgencySync, SyncReport
+from gateway.national.client import NationalClient
+from gateway.national.connection import national_client
+from gateway.national.poller import NationalPoller
+from gateway.national.received import ReceivedLog
+from gateway.settings import Settings
+from gateway.store import DeliveryLog
+
+log = structlog.get_logger(__name__)
+
+
+class NationalRunner:
+    """Owns the national client, the ``national_inbox`` log and the two tasks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        directory: DirectoryHolder,
+        delivery_log: DeliveryLog,
+        broker: Broker,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self._directory = directory
+        self._delivery_log = delivery_log
+        self._broker = broker
+        self._metrics = metrics
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: NationalClient | None = None
+        self._received: ReceivedLog | None = None
+        self._sync_lock = asyncio.Lock()
+        self.sync: AgencySync | None = None
+        self.poller: NationalPoller | None = None
+
+    async def start(self) -> None:
+        conf = self.settings.national
+        self._client = national_client(conf)
+        self._received = await ReceivedLog.open(self.settings.store.url)
+        self.sync = AgencySync(self._client, self._directory)
+        self.poller = NationalPoller(
+            client=self._client, intake=self._intake(), directory=self._directory,
+            received=self._received, metrics=self._metrics, interval_s=conf.poll_interval_s,
+            max_backoff_s=conf.max_backoff_s, on_unknown_sender=self.sync_now,
+        )
+        self._tasks = [
+            asyncio.create_task(self.poller.run(self._stop), name="national-poller"),
+            asyncio.create_task(self._sync_forever(), name="national-agency-sync"),
+        ]
+        log.info("national_started", endpoint=conf.endpoint, system_id=conf.system_id)
+
+    def _intake(self) -> Intake:
+        settings = self.settings
+        return Intake(
+            verifier=build_verifier(settings, self._directory),
+            directory=self._directory,
+            delivery_log=self._delivery_log,
+            broker=self._broker,
+            receipts=build_receipt_signer(settings),
+            metrics=self._metrics,
+            claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
+            national_fallback=True,
+        )
+
+    async def sync_now(self) -> SyncReport:
+        """One agency sync (never two at once); errors propagate."""
+        assert self.sync is not None, "start() first"
+        async with self._sync_lock:
+            return await self.sync.run_once()
+
+    async def _sync_logged(self) -> None:
+        try:
+            await self.sync_now()
+        except LgspError as exc:
+            log.warning("national_sync_failed", code=exc.code, error=exc.message)
+
+    async def _sync_forever(self) -> None:
+        interval_s = self.settings.national.sync_interval_s
+        while not self._stop.is_set():
+            await self._sync_logged()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
+
+    async def stop(self) -> None:
+        """Finish the current round, then close the client and the log."""
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._client is not None:
+            await self._client.aclose()
+        if self._received is not None:
+            await self._received.aclose()
+        log.info("national_stopped")
