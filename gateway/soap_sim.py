@@ -22,7 +22,7 @@ import contextlib
 import socket
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -227,6 +227,20 @@ class SoapSimulator:
             AckId=ack, ReceivedAt=datetime.now(UTC), _soapheaders=dict(header))
         body = etree.tostring(message.content, xml_declaration=True, encoding="utf-8")
         return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+async def serve(host: str, port: int, *, wsdl: Path = DEFAULT_WSDL,
+                default: Behaviour = Behaviour.OK, slow_s: float = 30.0,
+                ready: Callable[[str], None] | None = None) -> None:
+    """Run a simulator until cancelled; ``ready(url)`` once it listens."""
+    simulator = SoapSimulator(wsdl, default=default, slow_s=slow_s)
+    url = await simulator.start(host, port)
+    if ready is not None:
+        ready(url)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()
 
 
 def _refused(message: str) -> InputError:
