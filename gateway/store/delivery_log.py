@@ -319,8 +319,14 @@ class DeliveryLog(LogReader):
 
     # -- mailbox --------------------------------------------------------------------------------
 
-    async def ack_inbox(self, recipient: str, delivery_id: str) -> DeliveryRecord:
-        """``recipient`` took the item from its mailbox (again: no change). Not theirs: 404."""
+    async def ack_inbox(
+        self, recipient: str, delivery_id: str, *, outcome: str = "acked", reason: str = ""
+    ) -> DeliveryRecord:
+        """``recipient`` took the item from its mailbox (again: no change). Not theirs: 404.
+
+        ``outcome`` "failed" (with a ``reason``) records that the recipient's system could not
+        take it in (the national protocol's ``updateStatus fail``); the item leaves the mailbox.
+        """
         async with transaction(self._engines.writer) as conn:
             row = (
                 await conn.execute(
@@ -345,8 +351,8 @@ class DeliveryLog(LogReader):
                 conn,
                 row,
                 EventKind.INBOX_ACKED,
-                outcome="acked",
-                detail={},
+                outcome=outcome,
+                detail={"reason": reason} if reason else {},
                 actor=recipient,
             )
             return await self._update_delivery(
