@@ -7,11 +7,13 @@ from collections.abc import Callable
 from adapters.base import Adapter
 from adapters.http_push import HttpPushAdapter
 from adapters.mailbox import MailboxAdapter
+from adapters.national import NationalAdapter
 from adapters.soap import SoapAdapter
 from adapters.soap_routes import load_routes
 from gateway import pki
 from gateway.delivery_service import LogMailbox
 from gateway.directory import DirectoryHolder
+from gateway.national.connection import national_client
 from gateway.receipts import ReceiptSigner
 from gateway.settings import Settings
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
@@ -60,9 +62,12 @@ def build_receipt_signer(settings: Settings) -> ReceiptSigner:
 def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[str, Adapter]:
     """One adapter per delivery method this process can serve (the caller closes them)."""
     identity = gateway_identity(settings)
-    return {
+    adapters: dict[str, Adapter] = {
         "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s),
         "mailbox": MailboxAdapter(LogMailbox()),
         "soap": SoapAdapter(
             load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
     }
+    if settings.national.enabled:  # else national deliveries wait in their queue
+        adapters["national"] = NationalAdapter(national_client(settings.national))
+    return adapters
