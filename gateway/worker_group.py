@@ -14,6 +14,7 @@ from gateway.components import build_adapters
 from gateway.delivery_service import DeliveryHandler
 from gateway.directory import DirectoryHolder
 from gateway.metrics import Metrics
+from gateway.national.runner import NationalRunner
 from gateway.settings import Settings
 from gateway.store import DeliveryLog
 from gateway.worker import Worker, WorkerRules
@@ -39,6 +40,7 @@ class WorkerGroup:
         self._broker: Broker | None = None
         self._log: DeliveryLog | None = None
         self._watch: asyncio.Task[None] | None = None
+        self.national: NationalRunner | None = None
 
     async def start(self) -> None:
         conf = self.settings.broker
@@ -56,10 +58,17 @@ class WorkerGroup:
             await worker.start(handler)
             self._workers.append(worker)
         self._watch = asyncio.create_task(watch_directory(directory), name="directory-watch")
+        if self.settings.national.enabled:  # the poller and the agency sync
+            self.national = NationalRunner(self.settings, directory=directory,
+                                           delivery_log=self._log, broker=self._broker,
+                                           metrics=self.metrics)
+            await self.national.start()
         log.info("workers_started", methods=list(self._adapters))
 
     async def stop(self) -> None:
         """Drain every worker, then release adapters, the broker and the store."""
+        if self.national is not None:
+            await self.national.stop()
         await asyncio.gather(*(w.stop() for w in self._workers))
         if self._watch is not None:
             self._watch.cancel()
