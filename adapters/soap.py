@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
@@ -120,7 +120,7 @@ class _Reply:
     encoding: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Bound:
     """A route with its loaded WSDL: the zeep client, operation, address and SOAPAction."""
 
@@ -131,7 +131,7 @@ class _Bound:
     proxy: Any
     address: str
     soap_action: str
-    headers: dict[str, object] = field(default_factory=dict)
+    headers: Mapping[str, object]
 
 
 def bind_route(route: SoapRoute) -> _Bound:
