@@ -23,6 +23,7 @@ from gateway.national.protocol import (
     Param,
     SignedRequest,
     error_answer,
+    fail_answer,
     hash_file_matches,
 )
 
@@ -61,6 +62,10 @@ def protocol_handler(
             return await handle(request, operation_of(request, supported))
         except LgspError as exc:
             return answer(error_answer(exc), status=exc.http_status)
+        except web.HTTPException as exc:  # e.g. 413 from reading a body over the size limit
+            if exc.status < 400:
+                raise
+            return answer(fail_answer(f"http.{exc.status}", exc.reason), status=exc.status)
 
     return handler
 

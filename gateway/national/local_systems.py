@@ -1,0 +1,130 @@
+"""The local systems allowed to speak the national protocol to this gateway, and their secrets.
+
+The server must know each secret to check an HMAC, so the secrets cannot live in the participant
+directory as hashes: they are kept in a file of their own (``settings.southbound.systems_path``,
+mode 0600) that is never printed::
+
+    [[system]]
+    system_id = "000.00.04.H56"     # what the SDK is configured with
+    secret = "…"
+    organ_id = "000.00.04.H56"      # the participant whose credentials the system uses
+    timestamp_window_s = 86400      # optional: the default comes from the settings; 0 = any
+
+The file is re-read when it changes, so systems can be added without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from gateway.errors import ConfigError
+from gateway.national.protocol import SystemCredentials
+
+log = structlog.get_logger(__name__)
+_KEYS = frozenset({"system_id", "secret", "organ_id", "timestamp_window_s"})
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSystem:
+    """A local document system: its protocol credentials and the participant it acts as."""
+
+    credentials: SystemCredentials
+    organ_id: str
+
+    @property
+    def system_id(self) -> str:
+        return self.credentials.system_id
+
+
+def load_local_systems(path: Path, default_window_s: float) -> dict[str, LocalSystem]:
+    """The systems in ``path`` by system id; ``ConfigError`` if the file is wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
+                          path=str(path)) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
+                          path=str(path)) from exc
+    entries = data.get("system", [])
+    if set(data) - {"system"} or not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected [[system]] tables only", code="config.invalid",
+                          path=str(path))
+    systems: dict[str, LocalSystem] = {}
+    for i, entry in enumerate(entries):
+        system = _system(entry, f"system[{i}]", default_window_s)
+        if system.system_id in systems:
+            raise ConfigError(f"system {system.system_id} is listed twice",
+                              code="config.invalid", path=f"system[{i}].system_id")
+        systems[system.system_id] = system
+    return systems
+
+
+def _system(entry: object, where: str, default_window_s: float) -> LocalSystem:
+    if not isinstance(entry, dict) or set(entry) - _KEYS:
+        raise ConfigError(f"{where}: only {', '.join(sorted(_KEYS))}", code="config.invalid",
+                          path=where)
+    texts = [entry.get(key) for key in ("system_id", "secret", "organ_id")]
+    window = entry.get("timestamp_window_s", default_window_s)
+    if not all(isinstance(t, str) and t for t in texts):
+        raise ConfigError(f"{where}: system_id, secret and organ_id are required strings",
+                          code="config.invalid", path=where)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
+        raise ConfigError(f"{where}.timestamp_window_s must be a number >= 0",
+                          code="config.invalid", path=f"{where}.timestamp_window_s")
+    system_id, secret, organ_id = (str(t) for t in texts)
+    return LocalSystem(SystemCredentials(system_id, secret, float(window) or None), organ_id)
+
+
+def local_systems_toml(systems: Iterable[tuple[str, str, str]]) -> str:
+    """The file for ``(system_id, secret, organ_id)`` triples (e.g. from ``lgsp demo init``)."""
+    lines = ["# Local systems speaking the national SDK protocol to this gateway "
+             "(/XrdAdapter/adapter/).", "# Secrets: keep this file private (mode 0600).", ""]
+    for system_id, secret, organ_id in systems:
+        lines += ["[[system]]", f"system_id = {json.dumps(system_id)}",
+                  f"secret = {json.dumps(secret)}", f"organ_id = {json.dumps(organ_id)}", ""]
+    return "\n".join(lines)
+
+
+class LocalSystems:
+    """The live set of local systems: re-read when the file changes (a bad edit keeps the old)."""
+
+    def __init__(self, path: Path | None, default_window_s: float) -> None:
+        self.path = path
+        self._default_window_s = default_window_s
+        self._mtime_ns: int | None = None
+        self._systems: Mapping[str, LocalSystem] = {}
+        if path is not None:
+            self._mtime_ns = self._stat()
+            self._systems = load_local_systems(path, default_window_s)
+
+    def _stat(self) -> int | None:
+        try:
+            return os.stat(self.path).st_mtime_ns if self.path else None
+        except OSError:
+            return None
+
+    def get(self, system_id: str) -> LocalSystem | None:
+        self._reload_if_changed()
+        return self._systems.get(system_id)
+
+    def credentials(self, system_id: str) -> SystemCredentials | None:
+        system = self.get(system_id)
+        return system.credentials if system else None
+
+    def _reload_if_changed(self) -> None:
+        mtime_ns = self._stat()
+        if self.path is None or mtime_ns is None or mtime_ns == self._mtime_ns:
+            return
+        self._mtime_ns = mtime_ns
+        try:
+            self._systems = load_local_systems(self.path, self._default_window_s)
+        except ConfigError as exc:
+            log.error("local_systems_reload_failed", code=exc.code, error=exc.message)
