@@ -24,6 +24,7 @@ from gateway.directory import (
     hash_api_key,
 )
 from gateway.errors import ConfigError
+from gateway.national.local_systems import local_systems_toml
 from gateway.signatures.binding import fingerprint
 
 DEFAULT_PORT = 8080
@@ -37,6 +38,7 @@ DIRECTORY_NAME = "participants.toml"
 CREDENTIALS_NAME = "credentials.json"
 PKI_NAME = "pki"
 STORE_NAME = "var/delivery-log.db"
+SYSTEMS_NAME = "national-systems.toml"  # southbound: local systems' protocol secrets
 _WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
 
 
@@ -56,6 +58,7 @@ class DemoSetup:
     api_keys: Mapping[str, str]  # OrganId -> plaintext API key
     admin_token: str
     console_passwords: Mapping[str, str] = field(default_factory=dict)  # username -> password
+    national_secrets: Mapping[str, str] = field(default_factory=dict)  # system_id = OrganId
 
 
 def init_demo(
@@ -98,7 +101,11 @@ def init_demo(
         api_keys=api_keys,
         admin_token=admin_token,
         console_passwords={name: secrets.token_urlsafe(12) for name, _ in CONSOLE_USERS},
+        national_secrets={p.organ_id: secrets.token_urlsafe(32) for p in directory
+                          if p.kind is not ParticipantKind.NATIONAL},
     )
+    _write_private(root / SYSTEMS_NAME, local_systems_toml(
+        (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()))
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
     setup.config_path.write_text(settings_toml(setup), encoding="utf-8")
     _write_private(setup.credentials_path, credentials_json(setup))
@@ -166,6 +173,9 @@ def settings_toml(setup: DemoSetup) -> str:
         f"api_token_hashes = [{_toml_string(admin_hash)}]",
         "",
         *_console_users_toml(setup),
+        "[southbound]  # the national SDK protocol for local systems (secrets: mode 0600)",
+        f"systems_path = {_toml_string(SYSTEMS_NAME)}",
+        "",
     ])
 
 
@@ -188,6 +198,8 @@ def credentials_json(setup: DemoSetup) -> str:
         organ_id: {"api_key": key, "name": names[organ_id]}
         for organ_id, key in setup.api_keys.items()
     }
+    for organ_id, secret in setup.national_secrets.items():  # the national SDK's credentials
+        data[organ_id] |= {"system_id": organ_id, "secret": secret}
     data[ADMIN_ENTRY] = {"token": setup.admin_token}
     roles = dict(CONSOLE_USERS)
     console = {name: {"password": password, "role": roles[name]}
