@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -31,6 +30,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+# The classic text format every Prometheus (2.x and 3.x) scrapes, as the API's /metrics sends.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 Refresh = Callable[[], Awaitable[None]]
@@ -107,7 +108,7 @@ class Metrics:
 
 def metrics_response(metrics: Metrics) -> web.Response:
     """The Prometheus text exposition of ``metrics``."""
-    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def serve_metrics(
