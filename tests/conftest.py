@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+from samples import CONFORMANCE_DIR
 from service_sites import BASE_URL, PG_ADMIN_URL, BrokerSite, rabbitmqctl
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
-CONFORMANCE_DIR = SHARED / "conformance" / "edxml"
-CONFORMANCE_FILES = sorted(CONFORMANCE_DIR.glob("*.edxml"))
 
 
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
     assert CONFORMANCE_DIR.is_dir(), f"reference samples missing at {CONFORMANCE_DIR}"
     return CONFORMANCE_DIR
-
-
-def conformance_ids() -> list[str]:
-    return [p.name for p in CONFORMANCE_FILES]
 
 
 # --- RabbitMQ: one throw-away vhost per test session --------------------------------------

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONFORMANCE_DIR
+from samples import CONFORMANCE_DIR
 
 from gateway.cli import main
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import COMMUNE, DEPARTMENT, DISTRICT, Gateway, StartGateway, new_document, states
 from cryptography.hazmat.primitives import serialization
+from service_kit import COMMUNE, DEPARTMENT, DISTRICT, Gateway, StartGateway, new_document, states
 
 from gateway import pki
 from gateway.edxml import json_codec

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COMMUNE, DEPARTMENT, DISTRICT, StartGateway, free_port, new_document
+from service_kit import COMMUNE, DEPARTMENT, DISTRICT, StartGateway, free_port, new_document
 
 from gateway.cli import main
 from gateway.demo_setup import init_demo

@@ -6,7 +6,7 @@ import asyncio
 import json
 from dataclasses import replace
 
-from conftest import (
+from service_kit import (
     BUSINESS,
     COMMUNE,
     DEPARTMENT,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import DEPARTMENT, DISTRICT, StartGateway, new_document, states
+from service_kit import DEPARTMENT, DISTRICT, StartGateway, new_document, states
 
 from gateway.edxml.model import DocumentPackage
 from gateway.soap_sim import Behaviour, SoapSimulator

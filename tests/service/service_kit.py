@@ -1,0 +1,216 @@
+"""End-to-end kit: a demo gateway (HTTP + workers) on the real broker and a real store.
+
+Test modules import names from here (``from service_kit import …``); ``conftest.py`` only
+re-exports the fixtures, because several ``conftest`` modules cannot be told apart by import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import pytest
+from aiohttp import web
+from service_sites import BrokerSite
+
+from gateway import pki
+from gateway.broker.messages import METHODS
+from gateway.broker.topology import Topology
+from gateway.demo_setup import DemoSetup, init_demo
+from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.edxml import build
+from gateway.edxml.model import DocumentPackage, Organization, StatusCode
+from gateway.edxml.xml_codec import serialize_package
+from gateway.runner import Role, Service
+from gateway.settings import Settings, load_settings
+from gateway.signatures.xmldsig import sign_xml
+
+DEPARTMENT = "000.00.04.H56"
+DISTRICT = "000.00.15.H56"
+COMMUNE = "000.01.15.H56"
+PROVINCE = "000.00.00.H56"
+BUSINESS = "0101234567"
+
+TEST_ENV = {
+    "LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.4,0.8",
+    "LGSP_BROKER__MAX_TRIES": "4",
+    "LGSP_LOG__JSON": "false",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def organization(organ_id: str) -> Organization:
+    name = next((p.name for p in pki.DEMO_PARTICIPANTS if p.organ_id == organ_id), organ_id)
+    return Organization(organ_id=organ_id, organ_name=name, organization_in_charge=name,
+                        organ_add="Thanh Hóa", email="vanthu@thanhhoa.gov.vn",
+                        telephone="0237 3852 000", fax="0237 3852 001",
+                        website="thanhhoa.gov.vn")
+
+
+def new_document(sender: str, recipients: list[str], *, number: str | None = None,
+                 attachment_bytes: int = 1024) -> DocumentPackage:
+    return build.new_document(
+        organization(sender), [organization(r) for r in recipients],
+        code_number=number or str(secrets.randbelow(10**6)), code_notation="UBND-VP",
+        subject="V/v thử nghiệm liên thông văn bản", content="Nội dung",
+        attachments=[("cong-van.pdf", secrets.token_bytes(attachment_bytes), "application/pdf")],
+    )
+
+
+@dataclass
+class PushReceiver:
+    """A real HTTP endpoint of a local system: answers with the scripted statuses, then 200."""
+
+    url: str = ""
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[Mapping[str, str], bytes]] = field(default_factory=list)
+    delivered: list[bytes] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append((dict(request.headers), body))
+        status = self.script.pop(0) if self.script else 200
+        if status == 200:
+            self.delivered.append(body)
+        return web.Response(status=status, text=f"status {status}")
+
+
+@dataclass
+class Gateway:
+    """A running demo gateway and a client for it."""
+
+    setup: DemoSetup
+    settings: Settings
+    service: Service
+    session: aiohttp.ClientSession
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http.port}"
+
+    def sign(self, package: DocumentPackage | bytes, organ_id: str) -> bytes:
+        data = package if isinstance(package, bytes) else serialize_package(package)
+        ident = pki.load_identity(self.setup.pki_dir, organ_id)
+        return sign_xml(data, ident.key, ident.chain)
+
+    def headers(self, organ_id: str, content_type: str = "application/xml") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.setup.api_keys[organ_id]}",
+                "Content-Type": content_type}
+
+    async def submit(self, body: bytes, organ_id: str,
+                     content_type: str = "application/xml") -> tuple[int, dict[str, Any]]:
+        async with self.session.post(f"{self.base_url}/api/v1/documents", data=body,
+                                     headers=self.headers(organ_id, content_type)) as r:
+            return r.status, json.loads(await r.text())
+
+    async def get(self, path: str, organ_id: str) -> tuple[int, Any]:
+        async with self.session.get(f"{self.base_url}{path}",
+                                    headers=self.headers(organ_id)) as r:
+            raw = await r.read()
+            is_json = r.content_type.endswith("json")
+            return r.status, json.loads(raw) if is_json else raw
+
+    async def post(self, path: str, organ_id: str) -> tuple[int, Any]:
+        async with self.session.post(f"{self.base_url}{path}",
+                                     headers=self.headers(organ_id)) as r:
+            return r.status, json.loads(await r.text())
+
+    async def wait_for(
+        self, doc_id: str, organ_id: str, done: Callable[[dict[str, Any]], bool],
+        timeout_s: float = 20,
+    ) -> dict[str, Any]:
+        """Poll ``GET /api/v1/documents/{id}`` until ``done(view)``; fail with the last view."""
+        view: dict[str, Any] = {}
+        for _ in range(int(timeout_s / 0.1)):
+            status, view = await self.get(f"/api/v1/documents/{doc_id}", organ_id)
+            assert status == 200, view
+            if done(view):
+                return view
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not done in {timeout_s}s: {json.dumps(view, indent=1)[:3000]}")
+
+
+def states(view: dict[str, Any]) -> dict[str, str]:
+    return {r["organ_id"]: r["state"] for r in view["recipients"]}
+
+
+StartGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway(
+    tmp_path: Path, test_broker: BrokerSite, store_url: str
+) -> AsyncIterator[StartGateway]:
+    """``await start_gateway(push={organ_id: url})``: a demo gateway in this event loop."""
+    started: list[Gateway] = []
+
+    async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL,
+                    env: Mapping[str, str] | None = None,
+                    soap: Mapping[str, str] | None = None) -> Gateway:
+        setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
+                          broker_url=test_broker.url, store_url=store_url,
+                          prefix=f"e{secrets.token_hex(4)}")
+        holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
+        for organ_id, url in (push or {}).items():
+            current = holder.current.get(organ_id)
+            assert current is not None, organ_id
+            holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.PUSH, url)))
+        for organ_id, route in (soap or {}).items():  # soap={organ_id: SOAP route name}
+            current = holder.current.get(organ_id)
+            assert current is not None, organ_id
+            holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
+        holder.save()
+        settings = load_settings(setup.config_path, env={**TEST_ENV, **(env or {})})
+        service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
+        await service.start()
+        gateway = Gateway(setup, settings, service, aiohttp.ClientSession())
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        await gateway.session.close()
+        await gateway.service.stop()
+        await delete_topology(gateway.settings)
+
+
+async def delete_topology(settings: Settings) -> None:
+    """Quorum queues are costly for a small broker: delete each test gateway's queues after it."""
+    conf = settings.broker
+    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
+    connection = await aio_pika.connect(conf.url)
+    async with connection, connection.channel() as channel:
+        for name in topology.queue_names():
+            await channel.queue_delete(name)
+        await channel.exchange_delete(topology.exchange)
+
+
+@pytest.fixture
+async def push_receiver() -> AsyncIterator[PushReceiver]:
+    receiver = PushReceiver()
+    app = web.Application()
+    app.router.add_post("/inbox", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    receiver.url = f"http://127.0.0.1:{port}/inbox"
+    yield receiver
+    await runner.cleanup()
+
+
+def status_for(document: DocumentPackage, sender: str, code: str) -> bytes:
+    return serialize_package(build.status_for(document, organization(sender), StatusCode(code)))
