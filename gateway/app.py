@@ -23,10 +23,12 @@ from gateway.api.context import (
 from gateway.api.middleware import request_context
 from gateway.broker import Broker
 from gateway.components import build_receipt_signer, build_verifier
+from gateway.console.setup import setup_console
 from gateway.directory import DirectoryHolder, load_directory
 from gateway.errors import ConfigError, LgspError
 from gateway.intake import Intake
 from gateway.metrics import Metrics
+from gateway.national.southbound import setup_southbound
 from gateway.outbox import relay_forever
 from gateway.settings import Settings
 from gateway.store import DeliveryLog
@@ -122,4 +124,6 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx])
     for module in (documents, inbox, admin, health):
         app.add_routes(module.routes)
+    setup_console(app)  # the admin web console under /admin
+    setup_southbound(app)  # the national SDK protocol under /XrdAdapter/adapter/
     return app
