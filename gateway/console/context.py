@@ -1,0 +1,45 @@
+"""Typed keys of the console sub-application and the records every page shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jinja2
+from aiohttp import web
+
+from gateway.console.db import ConsoleDb
+from gateway.console.passwords import ScryptHash
+from gateway.settings import ConsoleRole
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A console user from the settings, with the parsed password hash."""
+
+    username: str
+    role: ConsoleRole
+    password: ScryptHash
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """The user behind a request's valid session."""
+
+    username: str
+    role: ConsoleRole
+    csrf_token: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role is ConsoleRole.OPERATOR
+
+    @property
+    def actor(self) -> str:
+        """How this user is named in the delivery log's events."""
+        return f"console:{self.username}"
+
+
+CONSOLE_DB = web.AppKey("console_db", ConsoleDb)
+TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
+ACCOUNTS = web.AppKey("console_accounts", dict[str, Account])
+SECURE_COOKIES = web.AppKey("console_secure_cookies", bool)

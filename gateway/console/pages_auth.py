@@ -1,0 +1,72 @@
+"""``/admin/login`` and ``/admin/logout``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.console.auth import (
+    check_login_csrf,
+    check_password,
+    current_user,
+    login_form_token,
+    posted_form,
+    set_login_form_cookie,
+    sign_in,
+    sign_out,
+)
+from gateway.console.context import ACCOUNTS, CONSOLE_DB
+from gateway.console.render import render
+from gateway.errors import AuthError
+
+routes = web.RouteTableDef()
+HOME = "/admin/"
+
+
+def _safe_next(value: object) -> str:
+    """Only a console path may follow a log-in (no open redirect)."""
+    if isinstance(value, str) and value.startswith("/admin/") and "//" not in value:
+        return value
+    return HOME
+
+
+def _login_page(request: web.Request, next_path: str, *, failed: bool) -> web.Response:
+    token = login_form_token(request)
+    response = render(request, "login.html", status=401 if failed else 200, failed=failed,
+                      next_path=next_path, csrf_token=token)
+    set_login_form_cookie(request, response, token)
+    return response
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await current_user(request) is not None:
+        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    return _login_page(request, _safe_next(request.query.get("next")), failed=False)
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    check_login_csrf(request, form)
+    next_path = _safe_next(form.get("next"))
+    username, password = form.get("username"), form.get("password")
+    try:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise AuthError("username and password are required", code="console.bad_credentials")
+        account = await check_password(request.app[ACCOUNTS], username.strip(), password)
+    except AuthError:
+        return _login_page(request, next_path, failed=True)
+    response = web.HTTPSeeOther(next_path)
+    await sign_in(request, response, account)
+    await request.app[CONSOLE_DB].audit(account.username, "login", account.username,
+                                        {"role": account.role.value})
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    user, _ = await posted_form(request, operator=False)
+    response = web.HTTPSeeOther("/admin/login")
+    await sign_out(request, response)
+    await request.app[CONSOLE_DB].audit(user.username, "logout", user.username)
+    raise response

@@ -1,0 +1,98 @@
+"""``/admin/documents``: the delivery log search, paginated, newest first."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+
+from aiohttp import web
+
+from gateway.api.context import DELIVERY_LOG
+from gateway.console.auth import require_user
+from gateway.console.i18n import DISPLAY_TZ
+from gateway.console.render import render
+from gateway.edxml.model import StatusCode
+from gateway.errors import InputError
+from gateway.store import DeliveryState, DocumentFilter
+
+routes = web.RouteTableDef()
+PAGE_SIZE = 50
+MAX_PAGE = 10_000
+
+
+def _day_start(text: str, field: str) -> datetime:
+    """Midnight of a ``YYYY-MM-DD`` day in Vietnam's time."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError as exc:
+        raise InputError(f"{field}: not a date (YYYY-MM-DD)", code="console.bad_date") from exc
+    return datetime.combine(day, time(0), DISPLAY_TZ)
+
+
+def _choice(value: str, allowed: type[DeliveryState] | type[StatusCode], field: str) -> str:
+    if value not in {m.value for m in allowed}:
+        raise InputError(f"{field}: unknown value {value!r}", code="console.bad_choice")
+    return value
+
+
+def _page(query: Mapping[str, str]) -> int:
+    try:
+        page = int(query.get("page", "1"))
+    except ValueError as exc:
+        raise InputError("page: not a number", code="console.bad_page") from exc
+    if not 1 <= page <= MAX_PAGE:
+        raise InputError("page: out of range", code="console.bad_page")
+    return page
+
+
+def _since(query: Mapping[str, str]) -> datetime | None:
+    if query.get("since"):
+        return _day_start(query["since"], "since")
+    if query.get("since_h", "").isdigit():  # "the last N hours", from the dashboard's links
+        return datetime.now(DISPLAY_TZ) - timedelta(hours=int(query["since_h"]))
+    return None
+
+
+def search_filter(query: Mapping[str, str]) -> DocumentFilter:
+    """The search form's fields as a filter; ``until`` is inclusive (the whole last day)."""
+    def text(name: str) -> str | None:
+        return query.get(name, "").strip() or None
+
+    state = query.get("state") or None
+    status = query.get("status") or None
+    until = query.get("until")
+    return DocumentFilter(
+        document_id=text("document_id"),
+        sender=text("sender"),
+        recipient=text("recipient"),
+        text=text("text"),
+        state=DeliveryState(_choice(state, DeliveryState, "state")) if state else None,
+        business_status=StatusCode(_choice(status, StatusCode, "status")) if status else None,
+        since=_since(query),
+        until=_day_start(until, "until") + timedelta(days=1) if until else None,
+        limit=PAGE_SIZE,
+        offset=(_page(query) - 1) * PAGE_SIZE,
+    )
+
+
+@routes.get("/documents")
+async def search_page(request: web.Request) -> web.Response:
+    await require_user(request)
+    delivery_log = request.config_dict[DELIVERY_LOG]
+    error = None
+    documents, total = [], 0
+    try:
+        criteria = search_filter(request.query)
+    except InputError as exc:
+        error, criteria = exc.message, DocumentFilter(limit=PAGE_SIZE)
+    if error is None:
+        documents = await delivery_log.list_documents(criteria)
+        total = await delivery_log.count_documents(criteria)
+    page = criteria.offset // PAGE_SIZE + 1
+    return render(
+        request, "documents.html", status=400 if error else 200, error=error,
+        documents=documents, total=total, page=page,
+        pages=max(1, math.ceil(total / PAGE_SIZE)), states=list(DeliveryState),
+        statuses=[s for s in StatusCode if not s.is_reserved],
+    )

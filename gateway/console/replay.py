@@ -1,0 +1,84 @@
+"""Replaying dead letters from the console: same delivery id, so receivers see no new copy.
+
+Per batch: each delivery goes back to ``accepted`` in the log (``DeliveryLog.replay``, which
+refuses anything not dead-lettered or failed). Then, per method, the dead copies of exactly those
+deliveries move from ``<p>.dead.<method>`` back to the work queue (``Broker.requeue_dead``, same
+message id); when some copy is missing from the dead queue, the batch is published afresh by claim
+check instead (``Intake.publish``, body None). Either way the worker sends the same delivery id,
+which the push adapter uses as the ``Idempotency-Key``, and skips deliveries already delivered.
+If the broker is down the deliveries stay ``accepted`` and the outbox relay publishes them later.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.broker import Broker
+from gateway.errors import ConflictError, NotFoundError
+from gateway.intake import Intake
+from gateway.store import DeliveryLog, DeliveryRecord, DocumentRecord
+
+PAGE = 500
+MAX_PER_DESTINATION = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOutcome:
+    replayed: tuple[DeliveryRecord, ...]
+    refused: tuple[tuple[str, str], ...]  # (delivery id, error code)
+
+
+class Replayer:
+    """Replays deliveries through the delivery log, the broker and intake's publisher."""
+
+    def __init__(self, delivery_log: DeliveryLog, broker: Broker, intake: Intake) -> None:
+        self._log = delivery_log
+        self._broker = broker
+        self._intake = intake
+
+    async def replay(self, delivery_ids: Sequence[str], actor: str) -> ReplayOutcome:
+        """Replay each of ``delivery_ids`` (duplicates once); refusals are reported, not raised."""
+        replayed: list[DeliveryRecord] = []
+        refused: list[tuple[str, str]] = []
+        for delivery_id in dict.fromkeys(delivery_ids):
+            try:
+                replayed.append(await self._log.replay(delivery_id, actor))
+            except (ConflictError, NotFoundError) as exc:
+                refused.append((delivery_id, exc.code))
+        by_method: dict[str, list[DeliveryRecord]] = defaultdict(list)
+        for record in replayed:
+            by_method[record.method.value].append(record)
+        for method, records in by_method.items():
+            await self._requeue(method, records, actor)
+        return ReplayOutcome(tuple(replayed), tuple(refused))
+
+    async def dead_for(self, recipient: str) -> list[str]:
+        """The ids of every dead-lettered delivery to ``recipient`` (at most 10,000)."""
+        ids: list[str] = []
+        while len(ids) < MAX_PER_DESTINATION:
+            page = await self._log.dead_letters(recipient=recipient, limit=PAGE, offset=len(ids))
+            ids.extend(item.delivery.id for item in page)
+            if len(page) < PAGE:
+                break
+        return ids
+
+    async def _requeue(self, method: str, records: list[DeliveryRecord], actor: str) -> None:
+        ids = [r.id for r in records]
+        moved = await self._broker.requeue_dead(method, delivery_ids=set(ids))
+        if moved == len(ids):
+            await self._log.mark_published(ids, republished=True, actor=actor)
+            return
+        by_document: dict[str, list[DeliveryRecord]] = defaultdict(list)
+        for record in records:
+            by_document[record.document].append(record)
+        for document_id, group in by_document.items():
+            document = await self._document(document_id)
+            await self._intake.publish(document, group, None, republished=True)
+
+    async def _document(self, document_id: str) -> DocumentRecord:
+        view = await self._log.get_document(document_id)
+        if view is None:
+            raise NotFoundError(f"no document {document_id}", code="not_found.document")
+        return view.document
