@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, exists, select
+from sqlalchemy import ColumnElement, Row, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
@@ -27,6 +27,9 @@ from gateway.store.records import (
 from gateway.store.tables import deliveries, documents, fold_text, packages
 
 MAX_PAGE = 1000
+# count_documents counts no further: a count of COUNT_CAP reads "COUNT_CAP or more". Counting
+# every match of a broad filter at a million documents reads most of the table on each page.
+COUNT_CAP = 10_000
 _E = TypeVar("_E", BusinessDocType, StatusCode)
 
 
@@ -164,6 +167,35 @@ def check_page(limit: int, offset: int = 0) -> None:
             f"page limit must be 1..{MAX_PAGE} and offset >= 0 (got {limit}, {offset})",
             code="input.invalid_page",
         )
+
+
+def newest_first() -> tuple[ColumnElement[Any], ...]:
+    """The search order; the (received_at, id) and (sender, received_at, id) indexes give it."""
+    return documents.c.received_at.desc(), documents.c.id.desc()
+
+
+def document_page(f: DocumentFilter) -> Select[Any]:
+    """One page of the search: chosen on ``documents`` alone (ids through the indexes, so skipped
+    rows are never joined), then only the page's rows are joined to their packages."""
+    page = (
+        select(documents.c.id)
+        .where(*document_conditions(f))
+        .order_by(*newest_first())
+        .limit(f.limit)
+        .offset(f.offset)
+        .subquery("page")
+    )
+    return (
+        select_documents().join(page, page.c.id == documents.c.id).order_by(*newest_first())
+    )
+
+
+def document_count(f: DocumentFilter, cap: int | None) -> Select[Any]:
+    """``count(*)`` of the matches, stopping at ``cap`` (None: all of them)."""
+    matching = select(documents.c.id).where(*document_conditions(f))
+    if cap is not None:
+        matching = matching.limit(cap)
+    return select(func.count()).select_from(matching.subquery("matching"))
 
 
 def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
