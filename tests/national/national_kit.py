@@ -1,4 +1,7 @@
-"""National-protocol fixtures: a running simulator and a client that behaves like the Java SDK.
+"""National-protocol kit: a running simulator and a client that behaves like the Java SDK.
+
+Test modules import names from here (``from national_kit import …``); ``conftest.py`` only
+re-exports the fixtures (several ``conftest`` modules cannot be told apart by import).
 
 ``JavaSdkClient`` is written from the reference (§3.1a), independently of gateway/national: it
 keeps ONE header map per object (timestamp fixed at construction, keys accumulating across calls),

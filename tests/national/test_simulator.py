@@ -8,7 +8,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import H41_SYSTEM, H56_SYSTEM, VN, RunningSimulator, SdkFactory, java_unpadded_hex
+from national_kit import (
+    H41_SYSTEM,
+    H56_SYSTEM,
+    VN,
+    RunningSimulator,
+    SdkFactory,
+    java_unpadded_hex,
+)
 
 from gateway.edxml import build
 from gateway.edxml.model import Organization
