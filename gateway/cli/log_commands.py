@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from gateway.store import (
     DocumentView,
     EventRecord,
 )
+from gateway.store.queries import COUNT_CAP
 
 SUBJECT_WIDTH = 48
 TAIL_PAGE = 1000
@@ -98,10 +98,15 @@ def _list(args: argparse.Namespace) -> int:
     for view in views:
         print(_document_line(view))
     if views:
-        print(f"({flt.offset + 1}-{flt.offset + len(views)} of {total} documents)")
+        print(f"({flt.offset + 1}-{flt.offset + len(views)} of {_total(total)} documents)")
     else:
-        print(f"(none of {total} documents)" if total else "(no documents)")
+        print(f"(none of {_total(total)} documents)" if total else "(no documents)")
     return 0
+
+
+def _total(count: int) -> str:
+    """count_documents stops counting at COUNT_CAP: that many reads "or more"."""
+    return f"{count}+" if count >= COUNT_CAP else str(count)
 
 
 def _filter(args: argparse.Namespace) -> DocumentFilter:
@@ -239,15 +244,8 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 async def _latest_events(log: DeliveryLog, limit: int) -> Sequence[EventRecord]:
-    """The last ``limit`` events, oldest first (read forward page by page, keeping the end)."""
-    latest: deque[EventRecord] = deque(maxlen=max(limit, 0))
-    after = 0
-    while True:
-        page = await log.tail(after_event_id=after, limit=TAIL_PAGE)
-        latest.extend(page)
-        if len(page) < TAIL_PAGE:
-            return list(latest)
-        after = page[-1].id
+    """The last ``limit`` events, oldest first (read backwards by id, not the whole log)."""
+    return await log.latest_events(limit)
 
 
 def tail_line(e: EventRecord) -> str:

@@ -162,7 +162,8 @@ class LogReader:
 
     async def latest_events(self, limit: int = 100) -> list[EventRecord]:
         """The last ``limit`` events of the whole log, oldest first (``lgsp log tail``)."""
-        check_page(limit)
+        if limit <= 0:
+            return []
         async with transaction(self._engines.reader) as conn:
             result = await conn.execute(select(events).order_by(events.c.id.desc()).limit(limit))
             return [event_record(row) for row in reversed(result.all())]
