@@ -172,6 +172,7 @@ class Worker:
             return
         bound = log.bind(
             delivery_id=msg.delivery_id,
+            document=msg.document_pk,
             method=msg.method,
             recipient=msg.recipient,
             attempt=msg.attempt,
