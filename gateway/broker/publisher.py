@@ -98,6 +98,9 @@ class Broker:
         """A short-lived confirming channel: a failed passive declare closes only this one."""
         if self._connection.is_closed:
             raise UnavailableError(f"{action}: the connection is closed", code=BROKER_UNAVAILABLE)
+        if self._connection.transport is None:  # lost; aio-pika would raise a bare RuntimeError
+            raise UnavailableError(f"{action}: the connection is down, reconnecting",
+                                   code=BROKER_UNAVAILABLE)
         with broker_errors(action):
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             try:
