@@ -1,0 +1,178 @@
+"""A local system built on the national SDK drives the gateway through /XrdAdapter/adapter/.
+
+The client is ``national_kit.JavaSdkClient`` (written from the SDK's observed wire behaviour, not
+from gateway/national), against a whole demo gateway (HTTP + workers, real broker, SQLite store).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from national_kit import VN, JavaSdkClient, SdkFactory
+from service.service_kit import (  # noqa: F401 (start_gateway is a fixture)
+    Gateway,
+    StartGateway,
+    new_document,
+    start_gateway,
+    status_for,
+)
+
+DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
+ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
+ITEM_KEYS = {"docId", "serviceType", "messageType", "created_time", "updated_time", "from", "to",
+             "status", "status_desc"}
+sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+
+
+def endpoint(gateway: Gateway) -> str:
+    return f"{gateway.base_url}/XrdAdapter/adapter"
+
+
+def sdk_for(java_sdk: SdkFactory, gateway: Gateway, organ_id: str, **kwargs: Any) -> JavaSdkClient:
+    creds = json.loads(gateway.setup.credentials_path.read_text(encoding="utf-8"))[organ_id]
+    return java_sdk(endpoint(gateway), creds["system_id"], creds["secret"], **kwargs)
+
+
+def delivered_to(organ_id: str) -> Any:
+    return lambda view: any(r["organ_id"] == organ_id and r["state"] == "delivered"
+                            for r in view["recipients"])
+
+
+async def only_item(sdk: JavaSdkClient, messagetype: str) -> dict[str, Any]:
+    status, listed = await sdk.get_received_edoc_list(messagetype)
+    assert status == 200
+    assert set(listed) == ANSWER_KEYS | {"data"}
+    [item] = listed["data"]
+    assert set(item) == ITEM_KEYS
+    assert (item["messageType"], item["serviceType"]) == (messagetype, "eDoc")
+    return dict(item)
+
+
+@sqlite_only
+async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_gateway(
+    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+) -> None:
+    gateway = await start_gateway()
+    department = sdk_for(java_sdk, gateway, DEPARTMENT)
+    # A long-lived SDK object: its timestamp was set 20 minutes ago and is never refreshed.
+    district = sdk_for(java_sdk, gateway, DISTRICT,
+                       created_at=datetime.now(VN) - timedelta(minutes=20))
+    document = new_document(DEPARTMENT, [DISTRICT])
+    signed = gateway.sign(document, DEPARTMENT)
+
+    status, sent = await department.send_edoc(signed, "cong-van.edxml", from_=DEPARTMENT,
+                                              to=[DISTRICT])
+    assert (status, set(sent)) == (200, ANSWER_KEYS | {"DocId"})
+    assert (sent["status"], sent["ErrorCode"]) == ("OK", "0")
+    wire = department.sent[-1]
+    assert wire["Content-Type"] == "application/octet-stream"  # the multipart body says otherwise
+    assert wire["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP"
+    assert wire["XroadVnpt-hash-header"] == hmac.new(
+        department.secret.encode(), wire["XroadVnpt-sign-header"].encode(), hashlib.sha256,
+    ).hexdigest()
+    # Same pipeline and delivery log as /api/v1: the DocId is the document's id there.
+    view = await gateway.wait_for(sent["DocId"], DEPARTMENT, delivered_to(DISTRICT))
+    assert view["caller"] == DEPARTMENT
+
+    status, empty = await district.get_received_edoc_list("status")
+    assert (status, empty["data"]) == (200, [])
+    item = await only_item(district, "edoc")
+    assert (item["from"], item["to"]) == (DEPARTMENT, DISTRICT)
+    status, got = await district.get_edoc(item["docId"], "/opt/edoc/store=inbox")
+    assert (status, set(got)) == (200, ANSWER_KEYS | {"data"})
+    assert base64.b64decode(got["data"]) == signed
+    status, acked = await district.update_status(item["docId"], "done")
+    assert (status, set(acked), acked["status"]) == (200, ANSWER_KEYS, "OK")
+    last = district.sent[-1]  # docId and filePath from getEdoc are still in the map, and signed
+    assert {"docId", "filePath", "docid", "status"} <= set(
+        last["XroadVnpt-sign-header-key"].split(";"))
+    assert "\\u003d" in last["XroadVnpt-sign-header"]  # Gson's escape of '=' in filePath
+    status, listed = await district.get_received_edoc_list("edoc")
+    assert (status, listed["data"]) == (200, [])
+
+    # The district answers with a status package (03) through the same SDK object.
+    reply = gateway.sign(status_for(document, DISTRICT, "03"), DISTRICT)
+    status, sent_status = await district.send_edoc(reply, "status.edxml", from_=DISTRICT,
+                                                   to=[DEPARTMENT], messagetype="status")
+    assert (status, sent_status["status"]) == (200, "OK"), sent_status
+    await gateway.wait_for(sent_status["DocId"], DISTRICT, delivered_to(DEPARTMENT))
+    status_item = await only_item(department, "status")
+    status, fetched = await department.get_edoc(status_item["docId"], "/opt/edoc")
+    assert base64.b64decode(fetched["data"]) == reply
+    status, failed = await department.update_status(status_item["docId"], "fail")
+    assert (status, failed["status"]) == (200, "OK")
+
+    view = await gateway.wait_for(
+        sent["DocId"], DEPARTMENT,
+        lambda v: v["recipients"][0]["business_status"] == "03")
+    trail = view["recipients"][0]["trace"]
+    assert ("inbox_acked", "acked") in {(e["kind"], e["outcome"]) for e in trail}
+    _, status_view = await gateway.get(f"/api/v1/documents/{sent_status['DocId']}", DISTRICT)
+    outcomes = {(e["kind"], e["outcome"]) for e in status_view["trace"]}
+    assert ("inbox_acked", "failed") in outcomes
+
+    status, agencies = await department.get_agencies_list()
+    codes = {a["code"]: a for a in agencies["data"]}
+    assert set(codes[DISTRICT]) == {"id", "code", "name", "pcode", "mail", "mobile", "fax"}
+    assert codes[DISTRICT]["pcode"] == "000.00.00.H56"
+
+
+async def post_raw(gateway: Gateway, operation: str, headers: Any,
+                   body: Any = b"") -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{endpoint(gateway)}/{operation}", headers=headers, data=body) as response:
+        assert response.content_type == "application/json"
+        return response.status, await response.json()
+
+
+@sqlite_only
+async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_calls(
+    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+) -> None:
+    gateway = await start_gateway()
+    systems = gateway.settings.southbound.systems_path
+    assert systems is not None
+    # The file is re-read on change: the district now allows only 60 s of timestamp age.
+    text = systems.read_text(encoding="utf-8").replace(
+        f'organ_id = "{DISTRICT}"\n', f'organ_id = "{DISTRICT}"\ntimestamp_window_s = 60\n')
+    systems.write_text(text, encoding="utf-8")
+    two_minutes_ago = datetime.now(VN) - timedelta(minutes=2)
+
+    wrong = java_sdk(endpoint(gateway), DEPARTMENT, "not-the-secret")
+    stale = sdk_for(java_sdk, gateway, DISTRICT, created_at=two_minutes_ago)
+    for client, code in ((wrong, "auth.bad_hmac"), (stale, "auth.stale_timestamp")):
+        status, answer = await client.get_received_edoc_list("edoc")
+        assert (status, answer["status"], answer["ErrorCode"]) == (401, "FAIL", code)
+    ageing = sdk_for(java_sdk, gateway, DEPARTMENT, created_at=two_minutes_ago)  # 1 h window
+    assert (await ageing.get_received_edoc_list("edoc"))[0] == 200
+
+    department = sdk_for(java_sdk, gateway, DEPARTMENT)
+    await department.update_status("no-such-item", "done")
+    replayed = department.sent[-1]
+    status, answer = await post_raw(gateway, "updateStatus", replayed)
+    assert (status, answer["ErrorCode"]) == (401, "auth.replayed")
+    tampered = replayed.copy()
+    tampered["XroadVnpt-docid"] = "another-item"
+    status, answer = await post_raw(gateway, "updateStatus", tampered)
+    assert (status, answer["ErrorCode"]) == (401, "auth.tampered")
+    missing = replayed.copy()
+    del missing["XroadVnpt-status"]
+    status, answer = await post_raw(gateway, "updateStatus", missing)
+    assert (status, answer["ErrorCode"]) == (401, "auth.tampered")
+
+    unsigned = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
+    status, answer = await department.send_edoc(unsigned.replace(b"UBND-VP", b"UBND-XX"),
+                                                "sua.edxml", from_=DEPARTMENT, to=[DISTRICT])
+    assert (status, answer["status"]) == (422, "FAIL")
+    assert answer["ErrorCode"].startswith("signature.")
+    department.header_map["hash-file"] = "0" * 64
+    status, answer = await post_raw(gateway, "sendEdoc", department._wire_headers(),
+                                    body=unsigned)
+    assert (status, answer["ErrorCode"]) == (400, "national.hash_mismatch")
