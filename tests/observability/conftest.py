@@ -1,3 +1,5 @@
-"""Observability tests reuse the end-to-end fixtures of tests/service (gateway, push receiver)."""
+"""Observability tests reuse the end-to-end kit of tests/service (gateway, push receiver)."""
 
-from service.conftest import push_receiver, start_gateway  # noqa: F401 (fixtures)
+from service.service_kit import push_receiver, start_gateway
+
+__all__ = ["push_receiver", "start_gateway"]

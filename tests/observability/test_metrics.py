@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from service.conftest import (
+from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
     PushReceiver,
