@@ -88,9 +88,8 @@ def check_login_csrf(request: web.Request, form: Form) -> None:
 
 async def current_user(request: web.Request) -> SignedIn | None:
     """The signed-in user of this request (checked once per request), or None."""
-    known = request.get(USER_KEY)
-    if isinstance(known, SignedIn):
-        return known
+    if USER_KEY in request:
+        return request[USER_KEY]
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None

@@ -14,7 +14,7 @@ from gateway.console.i18n import LANG_COOKIE, LANGUAGES, Translator, choose_lang
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
-USER_KEY = "console_user"
+USER_KEY = web.RequestKey("console_user", SignedIn)
 
 
 def build_templates() -> jinja2.Environment:
@@ -44,8 +44,9 @@ def translator(request: web.Request) -> Translator:
 
 def signed_in(request: web.Request) -> SignedIn | None:
     """The user ``require_user`` found for this request, if it ran."""
-    user = request.get(USER_KEY)
-    return user if isinstance(user, SignedIn) else None
+    if USER_KEY not in request:
+        return None
+    return request[USER_KEY]
 
 
 def render(

@@ -1,0 +1,116 @@
+"""The console over plain HTTP: sessions and cookies, CSRF, roles, audit trail, participants."""
+
+from __future__ import annotations
+
+import re
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, urlsplit
+
+from console_kit import ConsoleClient, console_password, dead_letter
+from service.service_kit import (
+    DEPARTMENT,
+    DISTRICT,
+    PushReceiver,
+    StartGateway,
+)
+
+from gateway.directory import load_directory
+
+
+def _cookie(response: object, name: str) -> dict[str, str]:
+    """The attributes of the Set-Cookie for ``name`` (lower-case keys; flags map to '')."""
+    for header in response.headers.getall("Set-Cookie", []):  # type: ignore[attr-defined]
+        jar: SimpleCookie = SimpleCookie()
+        jar.load(header)
+        if name in jar:
+            morsel = jar[name]
+            attrs = {k: str(v) for k, v in morsel.items() if v}
+            return {"value": morsel.value, **attrs, "raw": header}
+    raise AssertionError(f"no Set-Cookie {name}")
+
+
+async def test_log_in_refusals_session_cookie_and_log_out(
+    start_gateway: StartGateway, console_clients: list[ConsoleClient]
+) -> None:
+    gw = await start_gateway()
+    client = ConsoleClient(gw.base_url)
+    console_clients.append(client)
+
+    for username, password in (("operator", "not-the-password"), ("nobody", "x"),
+                               ("viewer", console_password(gw, "operator"))):
+        response = await client.login(username, password)
+        assert response.status == 401, username
+        assert "lgsp_console=" not in " ".join(response.headers.getall("Set-Cookie", []))
+    status, page, _ = await client.post("/admin/login", {  # no token from the log-in form
+        "username": "operator", "password": console_password(gw, "operator")})
+    assert status == 403
+    assert "console.csrf_missing" in page
+
+    status, _, response = await client.get("/admin/documents")
+    assert status == 303
+    location = urlsplit(response.headers["Location"])
+    assert (location.path, parse_qs(location.query)) == ("/admin/login",
+                                                         {"next": ["/admin/documents"]})
+
+    response = await client.login("operator", console_password(gw, "operator"))
+    assert response.status == 303
+    session = _cookie(response, "lgsp_console")
+    assert "HttpOnly" in session["raw"]
+    assert session["samesite"] == "Strict"
+    assert session["path"] == "/admin"
+    assert "Secure" not in session["raw"]  # plain HTTP here; Secure when the gateway serves TLS
+    stolen = session["value"]
+    status, _, response = await client.get("/admin/documents")
+    assert status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+    status, _, response = await client.post("/admin/logout", {"csrf_token": client.csrf})
+    assert (status, response.headers["Location"]) == (303, "/admin/login")
+    replayed = ConsoleClient(gw.base_url)
+    console_clients.append(replayed)
+    replayed.session.cookie_jar.update_cookies({"lgsp_console": stolen})
+    status, _, _ = await replayed.get("/admin/documents")
+    assert status == 303  # the session is gone on the server, not only from the browser
+
+
+async def test_posts_without_a_valid_csrf_token_or_by_a_viewer_are_refused(
+    start_gateway: StartGateway, push_receiver: PushReceiver,
+    console_clients: list[ConsoleClient]
+) -> None:
+    dead = await dead_letter(start_gateway, push_receiver)
+    gw, doc_id, delivery_id = dead.gateway, dead.doc_id, dead.delivery_id
+    operator, viewer, anonymous = (ConsoleClient(gw.base_url) for _ in range(3))
+    console_clients.extend([operator, viewer, anonymous])
+    await operator.login("operator", console_password(gw, "operator"))
+    await viewer.login("viewer", console_password(gw, "viewer"))
+
+    attempts = [
+        (operator, {"one": delivery_id}, "console.csrf_missing"),
+        (operator, {"one": delivery_id, "csrf_token": "forged"}, "console.csrf_invalid"),
+        (operator, {"one": delivery_id, "csrf_token": viewer.csrf}, "console.csrf_invalid"),
+        (viewer, {"one": delivery_id, "csrf_token": viewer.csrf}, "console.operator_only"),
+        (anonymous, {"one": delivery_id, "csrf_token": "x"}, "console.csrf_missing"),
+    ]
+    for client, form, code in attempts:
+        status, page, _ = await client.post("/admin/dead-letters/replay", form)
+        assert status == 403, (form, page[:300])
+        assert code in page
+    status, page, _ = await viewer.get("/admin/dead-letters")
+    assert status == 200
+    assert delivery_id in page
+    assert 'name="one"' not in page
+    assert "/admin/dead-letters/replay-all" not in page
+    status, _, _ = await viewer.get("/admin/participants/new")
+    assert status == 403
+    status, _, _ = await viewer.post(f"/admin/participants/{DISTRICT}/disable",
+                                     {"csrf_token": viewer.csrf})
+    assert status == 403
+    assert load_directory(gw.setup.directory_path).get(DISTRICT).enabled  # type: ignore[union-attr]
+
+    status, view = await gw.get(f"/api/v1/documents/{doc_id}", DEPARTMENT)
+    assert status == 200
+    assert view["recipients"][0]["state"] == "dead_lettered"  # nothing was replayed
+    assert len(push_receiver.received) == 1
+    status, page, _ = await operator.get("/admin/audit")
+    assert "replay" not in re.findall(r'data-action="([^"]+)"', page)
