@@ -97,6 +97,9 @@ class LocalSystems:
     """The live set of local systems: re-read when the file changes (a bad edit keeps the old)."""
 
     def __init__(self, path: Path | None, default_window_s: float) -> None:
+        if default_window_s < 0:
+            raise ConfigError("southbound.timestamp_window_s must be >= 0 (0: any timestamp)",
+                              code="config.invalid", path="southbound.timestamp_window_s")
         self.path = path
         self._default_window_s = default_window_s
         self._mtime_ns: int | None = None

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import stat
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,11 @@ from service.service_kit import (  # noqa: F401 (start_gateway is a fixture)
     start_gateway,
     status_for,
 )
+
+from gateway.cli import main
+from gateway.demo_setup import DemoSetup
+from gateway.national.local_systems import load_local_systems
+from gateway.settings import load_settings
 
 DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
 ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
@@ -135,8 +141,10 @@ async def post_raw(gateway: Gateway, operation: str, headers: Any,
 @sqlite_only
 async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_calls(
     start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     gateway = await start_gateway()
+    check_demo_secrets(gateway.setup, capsys)
     systems = gateway.settings.southbound.systems_path
     assert systems is not None
     # The file is re-read on change: the district now allows only 60 s of timestamp age.
@@ -176,3 +184,30 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
     status, answer = await post_raw(gateway, "sendEdoc", department._wire_headers(),
                                     body=unsigned)
     assert (status, answer["ErrorCode"]) == (400, "national.hash_mismatch")
+
+
+def check_demo_secrets(setup: DemoSetup, capsys: pytest.CaptureFixture[str]) -> None:
+    """``lgsp demo init`` wrote the secrets file (0600) and credentials; config check loads the
+    file without printing a secret, and names it when it is broken."""
+    settings = load_settings(setup.config_path, env={})
+    systems = settings.southbound.systems_path
+    assert systems == setup.dir / "national-systems.toml"
+    assert stat.S_IMODE(systems.stat().st_mode) == 0o600
+    creds = json.loads(setup.credentials_path.read_text(encoding="utf-8"))
+    local = load_local_systems(systems, settings.southbound.timestamp_window_s)
+    assert set(local) == set(setup.national_secrets)
+    assert DEPARTMENT in local
+    for system_id, system in local.items():
+        assert creds[system.organ_id]["system_id"] == system_id
+        assert creds[system.organ_id]["secret"] == system.credentials.secret
+    assert "000.00.00.G22" not in local  # the national platform is not a local system
+
+    assert main(["config", "check", "--config", str(setup.config_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "southbound.systems_path" in printed
+    assert not any(secret in printed for secret in setup.national_secrets.values())
+    intact = systems.read_text(encoding="utf-8")
+    systems.write_text("[[system]]\nsystem_id = 1\n", encoding="utf-8")
+    assert main(["config", "check", "--config", str(setup.config_path)]) == 2
+    assert "southbound.systems_path" in capsys.readouterr().err
+    systems.write_text(intact, encoding="utf-8")
