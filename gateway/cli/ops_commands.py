@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.directory import Directory, load_directory
 from gateway.errors import ConfigError
+from gateway.national.local_systems import LocalSystems
 from gateway.settings import Settings, effective_settings_masked, load_settings
 from gateway.signatures.truststore import TrustStore
 
@@ -71,7 +72,18 @@ def check_config(path: Path) -> CheckedConfig:
     directory = _check_directory(settings.directory.path)
     anchors = _check_trust(settings.pki.dir)
     _check_store(settings.store.url)
+    _check_southbound(settings)
     return CheckedConfig(path, settings, directory, anchors)
+
+
+def _check_southbound(settings: Settings) -> None:
+    """The local systems' secrets file loads (its secrets are never printed)."""
+    conf = settings.southbound
+    try:
+        LocalSystems(conf.systems_path, conf.timestamp_window_s)
+    except ConfigError as exc:
+        raise ConfigError(f"southbound.systems_path: {exc.message}", code=exc.code,
+                          path="southbound.systems_path") from exc
 
 
 def _check_directory(path: Path) -> Directory:
