@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from console_kit import console_password, dead_letter, login_page, screenshot
 from playwright.async_api import Browser, Page, expect
 from service.service_kit import DISTRICT, PushReceiver, StartGateway
 
 WAIT_S = 20
+
+# The console's own behaviour does not depend on the store: run on SQLite (the store's
+# queries are tested on both backends in tests/store and test_console_stats).
+pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 async def _state_of(page: Page) -> str:

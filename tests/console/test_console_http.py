@@ -6,6 +6,7 @@ import re
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from console_kit import ConsoleClient, console_password, dead_letter
 from service.service_kit import (
     DEPARTMENT,
@@ -15,6 +16,10 @@ from service.service_kit import (
 )
 
 from gateway.directory import load_directory
+
+# The console's own behaviour does not depend on the store: run on SQLite (the store's
+# queries are tested on both backends in tests/store and test_console_stats).
+pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 def _cookie(response: object, name: str) -> dict[str, str]:
