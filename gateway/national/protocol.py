@@ -109,8 +109,9 @@ def java_hex_sha256(data: bytes) -> str:
 def hash_file_matches(given: str, data: bytes) -> bool:
     """``given`` is the SHA-256 of ``data`` in the SDK's unpadded form or in plain hex."""
     digest = hashlib.sha256(data).digest()
-    candidate = given.strip().lower()
-    return any(hmac.compare_digest(candidate, form) for form in (java_hex(digest), digest.hex()))
+    candidate = given.strip().lower().encode("utf-8")
+    return any(hmac.compare_digest(candidate, form.encode("ascii"))
+               for form in (java_hex(digest), digest.hex()))
 
 
 def format_timestamp(at: datetime | None = None) -> str:
@@ -219,7 +220,7 @@ def verify_signature(
     if credentials is None:
         raise AuthError(f"unknown system {system_id!r}", code="auth.unknown_system")
     expected = hmac_hex(credentials.secret, sign_header)
-    if not hmac.compare_digest(expected, given_hash.strip().lower()):
+    if not hmac.compare_digest(expected.encode("ascii"), given_hash.strip().lower().encode()):
         raise AuthError("XroadVnpt-hash-header does not match", code="auth.bad_hmac")
     for name, value in params.items():
         if value not in headers.getall(HEADER_PREFIX + name, []):

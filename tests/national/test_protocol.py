@@ -62,6 +62,7 @@ def test_hash_file_accepts_the_java_and_the_plain_hex_forms_only_of_the_same_byt
     assert hash_file_matches(hashlib.sha256(data).hexdigest().upper(), data)
     assert not hash_file_matches(java_hex_sha256(data + b" "), data)
     assert not hash_file_matches("", data)
+    assert not hash_file_matches("sha256 \u00e9", data)  # not hex, not even ASCII: just no
 
 
 def test_timestamp_is_ddmmyyyy_t_hhmmss_plus_four_digit_millis_in_vietnam_time() -> None:
@@ -112,6 +113,7 @@ def test_the_hmac_is_checked_over_the_sign_header_exactly_as_received() -> None:
         (lambda h: h.__setitem__("XroadVnpt-sign-header-key", "systemid;timestamp"),
          "auth.bad_sign_header"),
         (lambda h: h.__setitem__("XroadVnpt-hash-header", "0" * 64), "auth.bad_hmac"),
+        (lambda h: h.__setitem__("XroadVnpt-hash-header", "\u00e9" * 64), "auth.bad_hmac"),
         (lambda h: h.popall("XroadVnpt-hash-header"), "auth.unsigned"),
         (lambda h: h.__setitem__("XroadVnpt-sign-header", "[1]"), "auth.bad_sign_header"),
     ],
