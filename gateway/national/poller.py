@@ -133,6 +133,16 @@ class NationalPoller:
         return report
 
     async def _process(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
+        outer = structlog.contextvars.get_contextvars()
+        structlog.contextvars.bind_contextvars(national_doc_id=item.doc_id)
+        try:
+            await self._process_one(item, kind, report)
+        finally:  # intake binds the document id: none of it leaks into the next item's logs
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**outer)
+
+    async def _process_one(self, item: ReceivedItem, kind: MessageType,
+                           report: PollReport) -> None:
         processed = await self._received.get(item.doc_id)
         if processed is None:
             processed = await self._inject(item, kind)

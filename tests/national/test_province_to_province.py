@@ -111,12 +111,12 @@ async def test_simulator_stopped_during_a_burst_every_document_arrives_once(
     patient = {"LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.5,1", "LGSP_BROKER__MAX_TRIES": "60"}
     h56, h41 = await two_provinces(tmp_path, test_broker, second_broker, sim_process, patient)
     try:
-        burst = [new_document(H56_DEPARTMENT, [H41_PROVINCE]) for _ in range(16)]
+        burst = [new_document(H56_DEPARTMENT, [H41_PROVINCE]) for _ in range(12)]
         answers = [await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT)
-                   for doc in burst[:8]]
+                   for doc in burst[:6]]
         await sim_process.kill()  # mid-burst: some sent, some in flight, the rest still to come
         answers += [await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT)
-                    for doc in burst[8:]]
+                    for doc in burst[6:]]
         await sim_process.start()
 
         expected = sorted(doc.document_id or "" for doc in burst)
