@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
@@ -13,6 +15,7 @@ from service.service_kit import (
     DISTRICT,
     PushReceiver,
     StartGateway,
+    new_document,
 )
 
 from gateway.directory import load_directory
@@ -79,7 +82,7 @@ async def test_log_in_refusals_session_cookie_and_log_out(
     assert status == 303  # the session is gone on the server, not only from the browser
 
 
-async def test_posts_without_a_valid_csrf_token_or_by_a_viewer_are_refused(
+async def test_only_an_operator_posting_the_session_token_replays_selected_or_all(
     start_gateway: StartGateway, push_receiver: PushReceiver,
     console_clients: list[ConsoleClient]
 ) -> None:
@@ -119,3 +122,34 @@ async def test_posts_without_a_valid_csrf_token_or_by_a_viewer_are_refused(
     assert len(push_receiver.received) == 1
     status, page, _ = await operator.get("/admin/audit")
     assert "replay" not in re.findall(r'data-action="([^"]+)"', page)
+
+    # A second dead letter to the same destination; the operator replays the first as
+    # "selected", then "all for the destination" (only the second one is left).
+    push_receiver.script = [400]
+    status, second = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
+                                     DEPARTMENT)
+    assert status == 202, second
+    await gw.wait_for(second["id"], DEPARTMENT,
+                      lambda v: v["recipients"][0]["state"] == "dead_lettered")
+    second_delivery = second["recipients"][0]["delivery_id"]
+    status, _, response = await operator.post("/admin/dead-letters/replay", [
+        ("csrf_token", operator.csrf), ("delivery_id", delivery_id)])
+    assert status == 303
+    assert response.headers["Location"].endswith("?replayed=1&refused=0")
+    status, _, response = await operator.post("/admin/dead-letters/replay-all", {
+        "csrf_token": operator.csrf, "recipient": DISTRICT})
+    assert status == 303
+    assert response.headers["Location"].endswith("?replayed=1&refused=0")
+    for document in (doc_id, second["id"]):
+        await gw.wait_for(document, DEPARTMENT,
+                          lambda v: v["recipients"][0]["state"] == "delivered")
+    keys = sorted(headers["Idempotency-Key"] for headers, _ in push_receiver.received)
+    assert keys == sorted([delivery_id] * 2 + [second_delivery] * 2)
+    assert len(push_receiver.delivered) == 2
+    status, page, _ = await operator.get("/admin/dead-letters")
+    assert "data-delivery=" not in page
+    status, page, _ = await operator.get("/admin/audit")
+    replays = re.findall(r'data-action="replay">.*?<td>operator</td>.*?<code>([0-9a-f-]{36})'
+                         r'</code></td><td><code>(\{.*?\})</code>', html.unescape(page))
+    assert sorted((target, json.loads(detail)["mode"]) for target, detail in replays) == sorted(
+        [(delivery_id, "selected"), (second_delivery, "destination")])
