@@ -153,3 +153,70 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
                          r'</code></td><td><code>(\{.*?\})</code>', html.unescape(page))
     assert sorted((target, json.loads(detail)["mode"]) for target, detail in replays) == sorted(
         [(delivery_id, "selected"), (second_delivery, "destination")])
+
+
+async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secrets(
+    start_gateway: StartGateway, console_clients: list[ConsoleClient]
+) -> None:
+    gw = await start_gateway()
+    operator = ConsoleClient(gw.base_url)
+    console_clients.append(operator)
+    await operator.login("operator", console_password(gw, "operator"))
+    inbox = f"{gw.base_url}/api/v1/inbox"
+
+    status, page, _ = await operator.get("/admin/participants")
+    assert status == 200
+    district = load_directory(gw.setup.directory_path).get(DISTRICT)
+    assert district is not None
+    assert district.api_key_hashes[0][:12] in page
+    assert district.api_key_hashes[0] not in page
+    assert all(key not in page for key in gw.setup.api_keys.values())
+
+    new_id = "000.02.15.H56"
+    form = {"csrf_token": operator.csrf, "is_new": "1", "organ_id": new_id,
+            "name": "UBND xã Quảng Bình", "kind": "state", "level": "commune",
+            "parent": DISTRICT, "delivery_method": "mailbox", "delivery_url": "",
+            "allowed_algorithms": "rsa-sha256\necdsa-sha256", "may_send_to": "",
+            "may_speak_for": "", "signing_cert_fingerprints": "", "client_cert_fingerprints": "",
+            "enabled": "on", "generate_api_key": "on"}
+    status, page, _ = await operator.post("/admin/participants/save", form)
+    assert status == 200
+    found = re.search(r'id="api-key">(lgsp_[A-Za-z0-9_-]+)<', page)
+    assert found, page[:500]
+    api_key = found.group(1)
+    async with gw.session.get(inbox, headers={"Authorization": f"Bearer {api_key}"}) as r:
+        assert r.status == 200
+
+    status, page, _ = await operator.post("/admin/participants/save", form)
+    assert status == 400
+    assert "Đơn vị 000.02.15.H56 đã có." in page
+    status, page, _ = await operator.post("/admin/participants/save", {
+        **form, "is_new": "0", "delivery_method": "push", "generate_api_key": ""})
+    assert status == 400
+    assert "push delivery needs an http(s) URL" in page
+
+    edited = {**form, "is_new": "0", "name": "UBND xã Quảng Bình (mới)", "generate_api_key": ""}
+    status, _, _ = await operator.post("/admin/participants/save", edited)
+    assert status == 303
+    saved = load_directory(gw.setup.directory_path).get(new_id)
+    assert saved is not None
+    assert saved.name == "UBND xã Quảng Bình (mới)"
+    assert len(saved.api_key_hashes) == 1  # the edit kept the key
+
+    status, _, _ = await operator.post(f"/admin/participants/{new_id}/disable",
+                                       {"csrf_token": operator.csrf})
+    assert status == 303
+    disabled = load_directory(gw.setup.directory_path).get(new_id)
+    assert disabled is not None
+    assert not disabled.enabled
+    async with gw.session.get(inbox, headers={"Authorization": f"Bearer {api_key}"}) as r:
+        assert r.status == 401
+
+    status, page, _ = await operator.get("/admin/audit")
+    actions = re.findall(r'data-action="([^"]+)">.*?<td>(\w+)</td>.*?<code>[^<]*</code></td>'
+                         r'<td><code>([^<]*)</code>', page)
+    assert actions[:4] == [("participant.disable", "operator", new_id),
+                           ("participant.save", "operator", new_id),
+                           ("participant.save", "operator", new_id),
+                           ("login", "operator", "operator")]
+    assert api_key not in page
