@@ -1,8 +1,9 @@
 """Console sign-in: password checks, server-side sessions in cookies, roles and CSRF tokens.
 
 The session cookie is HttpOnly, SameSite=Strict, scoped to ``/admin`` and Secure when the gateway
-serves TLS. Every POST carries the session's CSRF token in a ``csrf_token`` field; the log-in form
-(before any session) uses a double-submit token from its own short-lived cookie.
+serves TLS (or a reverse proxy in front of it says ``X-Forwarded-Proto: https``). Every POST
+carries the session's CSRF token in a ``csrf_token`` field; the log-in form (before any session)
+uses a double-submit token from its own short-lived cookie.
 """
 
 from __future__ import annotations
@@ -52,10 +53,17 @@ async def check_password(accounts: dict[str, Account], username: str, password: 
     return account
 
 
+def _secure(request: web.Request) -> bool:
+    """Secure cookies when the gateway serves TLS, or a TLS-terminating proxy says it did (a
+    false claim only makes the browser withhold the cookie over plain HTTP)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.app[SECURE_COOKIES] or request.secure or forwarded == "https"
+
+
 def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
                 max_age_s: int) -> None:
     response.set_cookie(name, value, max_age=max_age_s, path=COOKIE_PATH, httponly=True,
-                        samesite="Strict", secure=request.app[SECURE_COOKIES])
+                        samesite="Strict", secure=_secure(request))
 
 
 async def sign_in(request: web.Request, response: web.StreamResponse, account: Account) -> None:
