@@ -25,7 +25,7 @@ from gateway.directory import (
     Participant,
     ParticipantKind,
 )
-from gateway.national.client import NationalClient
+from gateway.national.client import NationalClient, PlatformRefusedError
 from gateway.national.records import Agency
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,7 @@ class SyncReport:
     """What one sync did, by OrganId."""
 
     registered: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()  # local agencies the platform would not register for us
     added: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
 
@@ -100,24 +101,35 @@ class AgencySync:
         """One sync; ``UnavailableError`` / ``AuthError`` when the platform cannot be used."""
         self._directory.reload_if_changed()  # another process may have edited the file
         listed = await self._client.get_agencies_list()
-        registered = await self._register(listed)
+        registered, refused = await self._register(listed)
         merged, report = merge_agencies(self._directory.current, listed)
         if report.added or report.updated:
             self._directory.replace(merged)
             if self._directory.path is not None:
                 self._directory.save()
-        report = replace(report, registered=registered)
+        report = replace(report, registered=registered, refused=refused)
         log.info("national_agencies_synced", listed=len(listed), registered=len(registered),
-                 added=len(report.added), updated=len(report.updated))
+                 refused=len(refused), added=len(report.added), updated=len(report.updated))
         return report
 
-    async def _register(self, listed: Sequence[Agency]) -> tuple[str, ...]:
-        """Register the local agencies the platform does not list as they are."""
+    async def _register(
+        self, listed: Sequence[Agency]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Register the local agencies the platform does not list as they are: (done, refused).
+
+        A refusal (e.g. the OrganId is another system's) is logged and the others go on.
+        """
         known = {(a.code, a.name, a.pcode) for a in listed}
         done: list[str] = []
+        refused: list[str] = []
         for agency in local_agencies(self._directory.current):
             if (agency.code, agency.name, agency.pcode) in known:
                 continue
-            await self._client.register_agency(agency)
+            try:
+                await self._client.register_agency(agency)
+            except PlatformRefusedError as exc:
+                log.warning("national_agency_refused", organ_id=agency.code, error=exc.message)
+                refused.append(agency.code)
+                continue
             done.append(agency.code)
-        return tuple(done)
+        return tuple(done), tuple(refused)

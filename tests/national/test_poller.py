@@ -1,0 +1,276 @@
+"""The national poller and the agency sync: a real simulator, a real store and broker, real intake.
+
+Thanh Hóa (the demo directory) polls as ``lgsp-thanhhoa``; Nghệ An's system sends to it. Both
+provinces' certificates come from the demo root CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from national_kit import H41_SYSTEM, H56_SYSTEM, RunningSimulator
+from provinces import H41_PARTICIPANTS, H41_PROVINCE, delete_topology, organization
+from service_sites import BrokerSite
+
+from gateway import pki
+from gateway.broker import Broker
+from gateway.components import build_receipt_signer, build_verifier
+from gateway.demo_setup import init_demo
+from gateway.directory import DeliveryMethod, DirectoryHolder, load_directory
+from gateway.edxml import build
+from gateway.edxml.model import DocumentPackage, Package, StatusCode
+from gateway.edxml.xml_codec import parse_package, serialize_package
+from gateway.intake import Intake
+from gateway.metrics import Metrics
+from gateway.national.agency_sync import AgencySync
+from gateway.national.client import NationalClient
+from gateway.national.poller import NationalPoller, inbound_caller
+from gateway.national.protocol import AckStatus
+from gateway.national.received import ReceivedLog
+from gateway.national.records import Agency
+from gateway.package_formats import PackageFormat
+from gateway.settings import Settings, load_settings
+from gateway.signatures.xmldsig import sign_xml
+from gateway.store import DeliveryLog, DocumentFilter
+
+DEPARTMENT, NATIONAL = "000.00.04.H56", "000.00.00.G22"
+
+
+@dataclass
+class Receiving:
+    """Thanh Hóa's side: directory, log, broker, intake; Nghệ An's client to send with."""
+
+    settings: Settings
+    directory: DirectoryHolder
+    log: DeliveryLog
+    broker: Broker
+    intake: Intake
+    client: NationalClient  # Thanh Hóa's system
+    sender: NationalClient  # Nghệ An's system
+    metrics: Metrics
+
+    async def poller(self, **kwargs: float) -> tuple[NationalPoller, ReceivedLog]:
+        """A poller as after a (re)start: its own ``national_inbox`` connection."""
+        received = await ReceivedLog.open(self.settings.store.url)
+        sync = AgencySync(self.client, self.directory)
+        poller = NationalPoller(
+            client=self.client, intake=self.intake, directory=self.directory,
+            received=received, metrics=self.metrics, interval_s=kwargs.get("interval_s", 0.05),
+            max_backoff_s=kwargs.get("max_backoff_s", 0.4), on_unknown_sender=sync.run_once)
+        return poller, received
+
+    def signed(self, package: Package, organ_id: str) -> bytes:
+        ident = pki.load_identity(self.settings.pki.dir, organ_id)
+        return sign_xml(serialize_package(package), ident.key, ident.chain)
+
+    async def send(self, data: bytes, to: str = DEPARTMENT, messagetype: str = "edoc") -> None:
+        await self.sender.send_edoc(data, from_=H41_PROVINCE, to=[to], messagetype=messagetype)
+
+    async def acks(self, messagetype: str = "edoc") -> list[str]:
+        """What Thanh Hóa answered, as Nghệ An sees it (one per sent package, in order)."""
+        return [item.receive_status for item in await self.sender.get_sent_edoc_list(messagetype)]
+
+    async def documents(self) -> int:
+        return await self.log.count_documents(DocumentFilter())
+
+
+@pytest.fixture
+async def receiving(
+    tmp_path: Path, test_broker: BrokerSite, national_sim: RunningSimulator
+) -> AsyncIterator[Receiving]:
+    setup = init_demo(tmp_path / "h56", broker_url=test_broker.url,
+                      store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
+                      prefix=f"np{secrets.token_hex(4)}")
+    pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)  # Nghệ An's signers, same root
+    settings = load_settings(setup.config_path, env={"LGSP_LOG__JSON": "false"})
+    directory = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
+    log = await DeliveryLog.open(settings.store.url)
+    broker = await Broker.connect(settings.broker.url, prefix=settings.broker.prefix,
+                                  retry_delays_s=settings.broker.retry_delays_s)
+    await broker.declare_topology()
+    metrics = Metrics()
+    intake = Intake(verifier=build_verifier(settings, directory), directory=directory,
+                    delivery_log=log, broker=broker, receipts=build_receipt_signer(settings),
+                    metrics=metrics, claim_check_threshold_bytes=256 * 1024,
+                    national_fallback=True)
+    endpoint, keys = national_sim.endpoint, national_sim.secrets
+    side = Receiving(settings, directory, log, broker, intake,
+                     NationalClient(endpoint, H56_SYSTEM, keys[H56_SYSTEM], timeout_s=5),
+                     NationalClient(endpoint, H41_SYSTEM, keys[H41_SYSTEM], timeout_s=5), metrics)
+    yield side
+    await side.client.aclose()
+    await side.sender.aclose()
+    await broker.aclose()
+    await log.aclose()
+    await delete_topology(settings)
+
+
+def document(subject: str = "Gửi Sở Nội vụ", *others: str) -> DocumentPackage:
+    recipients = [organization(organ_id) for organ_id in (DEPARTMENT, *others)]
+    return build.new_document(organization(H41_PROVINCE), recipients,
+                              code_number=str(secrets.randbelow(10**6)), code_notation="UBND",
+                              subject=subject)
+
+
+async def test_documents_and_statuses_are_injected_once_and_acknowledged(
+    receiving: Receiving,
+) -> None:
+    original = build.new_document(organization(DEPARTMENT), [organization(H41_PROVINCE)],
+                                  code_number="9", code_notation="SNV", subject="Đã gửi")
+    doc = receiving.signed(document("Gửi Sở và Quảng Nam", "000.00.00.H47"), H41_PROVINCE)
+    status = receiving.signed(
+        build.status_for(original, organization(H41_PROVINCE), StatusCode.ACCEPTANCE),
+        H41_PROVINCE)
+    await receiving.send(doc)
+    await receiving.send(doc)  # the platform delivers the same package twice (two docIds)
+    await receiving.send(status, messagetype="status")
+    poller, received = await receiving.poller()
+
+    report = await poller.poll_once()
+
+    assert (len(report.done), report.failed, report.deferred) == (3, [], [])
+    assert await receiving.acks("edoc") == ["done", "done"]
+    assert await receiving.acks("status") == ["done"]
+    assert await receiving.documents() == 2  # the duplicate was recorded once
+    found = await receiving.log.find_document(H41_PROVINCE, parse_package(doc).document_id or "")
+    assert found is not None
+    assert found.caller == NATIONAL
+    view = await receiving.log.get_document(found.id)
+    assert view is not None
+    # only the local recipient: the platform itself brings the package to Quảng Nam
+    assert [(d.recipient, d.method.value) for d in view.deliveries] == [(DEPARTMENT, "mailbox")]
+    # the unknown sender made the poller sync the agencies once: Nghệ An is now national-routed
+    synced = load_directory(receiving.settings.directory.path).get(H41_PROVINCE)
+    assert synced is not None
+    assert synced.delivery.method is DeliveryMethod.NATIONAL
+    assert await received.count() == 3
+    assert await poller.poll_once() == type(report)()  # nothing left, nothing repeated
+    await received.aclose()
+
+
+async def test_refused_packages_are_acknowledged_fail_and_not_recorded(
+    receiving: Receiving,
+) -> None:
+    signed = receiving.signed(document("Văn bản gốc"), H41_PROVINCE)
+    tampered = signed.replace("Văn bản gốc".encode(), "Văn bản sửa".encode())
+    await receiving.send(tampered)
+    poller, received = await receiving.poller()
+
+    report = await poller.poll_once()
+
+    assert len(report.failed) == 1
+    assert await receiving.acks() == ["fail"]
+    assert await receiving.documents() == 0
+    row = await received.get(report.failed[0])
+    assert row is not None
+    assert row.outcome is AckStatus.FAIL
+    assert row.detail.startswith("signature.")
+    await received.aclose()
+
+
+async def test_a_restart_before_the_acknowledgement_neither_loses_nor_repeats(
+    receiving: Receiving,
+) -> None:
+    first, second = (receiving.signed(document(), H41_PROVINCE) for _ in range(2))
+    await receiving.send(first)
+    await receiving.send(second)
+    [item1, item2] = await receiving.client.get_received_edoc_list("edoc")
+    await AgencySync(receiving.client, receiving.directory).run_once()
+    # the previous process: recorded the first package, then died before writing its row …
+    caller = inbound_caller(receiving.directory)
+    crashed = await receiving.intake.submit(
+        caller, await receiving.client.get_edoc(item1.doc_id), PackageFormat.XML)
+    # … and recorded the second one and its row, then died before acknowledging it
+    recorded = await receiving.intake.submit(
+        caller, await receiving.client.get_edoc(item2.doc_id), PackageFormat.XML)
+    _, received_before = await receiving.poller()
+    await received_before.record(item2.doc_id, message_type="edoc", outcome=AckStatus.DONE,
+                                 document=recorded.document.id, detail="recorded")
+    await received_before.aclose()
+    assert await receiving.acks() == ["pending", "pending"]
+
+    poller, received = await receiving.poller()  # the restarted process
+    report = await poller.poll_once()
+
+    assert sorted(report.done) == sorted([item1.doc_id, item2.doc_id])
+    assert await receiving.acks() == ["done", "done"]
+    assert await receiving.documents() == 2  # neither injected again
+    row1, row2 = await received.get(item1.doc_id), await received.get(item2.doc_id)
+    assert row1 is not None
+    assert row2 is not None
+    assert (row1.document, row2.document) == (crashed.document.id, recorded.document.id)
+    assert row1.acked_at is not None
+    assert row2.acked_at is not None
+    await received.aclose()
+
+
+async def test_polling_backs_off_while_the_platform_is_down_and_lag_grows(
+    receiving: Receiving, national_sim: RunningSimulator,
+) -> None:
+    await national_sim.simulator.stop()
+    poller, received = await receiving.poller(interval_s=0.05, max_backoff_s=0.4)
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    try:
+        for _ in range(200):
+            if poller.failed_rounds >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert poller.failed_rounds >= 4
+        assert poller.next_delay_s() == 0.4  # 0.05 doubled per failed round, capped
+        lag_down = lag(receiving.metrics)
+        assert lag_down >= 0.05 + 0.1 + 0.2  # at least the first three back-off pauses
+
+        await national_sim.restart()
+        for _ in range(200):
+            if poller.failed_rounds == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert poller.failed_rounds == 0
+        assert lag(receiving.metrics) < lag_down
+    finally:
+        stop.set()
+        await task
+        await received.aclose()
+
+
+def lag(metrics: Metrics) -> float:
+    value = metrics.registry.get_sample_value("lgsp_national_poll_lag_seconds")
+    assert value is not None
+    return value
+
+
+async def test_agency_sync_registers_local_agencies_and_adds_the_others(
+    receiving: Receiving,
+) -> None:
+    await receiving.sender.register_agency(Agency(code="000.00.04.H41", name="Sở Nội vụ Nghệ An",
+                                                  pcode=H41_PROVINCE))
+    await receiving.sender.register_agency(Agency(code=DEPARTMENT, name="Not Thanh Hóa's"))
+    sync = AgencySync(receiving.client, receiving.directory)
+    local_before = receiving.directory.current.get(DEPARTMENT)
+
+    report = await sync.run_once()
+
+    local = {p.organ_id for p in pki.DEMO_PARTICIPANTS if p.organ_id != NATIONAL}
+    assert set(report.registered) == local - {DEPARTMENT}
+    assert report.refused == (DEPARTMENT,)  # Nghệ An's system holds that code: logged, skipped
+    assert set(report.added) == {"000.00.04.H41", H41_PROVINCE}
+    listed = {a.code for a in await receiving.sender.get_agencies_list()}
+    assert local <= listed
+    assert NATIONAL not in listed
+    on_disk = load_directory(receiving.settings.directory.path)
+    added = on_disk.get("000.00.04.H41")
+    assert added is not None
+    assert (added.delivery.method, added.parent) == (DeliveryMethod.NATIONAL, H41_PROVINCE)
+    assert on_disk.get(DEPARTMENT) == local_before  # a local agency is never replaced
+    mtime = receiving.settings.directory.path.stat().st_mtime_ns
+
+    again = await sync.run_once()
+
+    assert (again.registered, again.added, again.updated) == ((), (), ())
+    assert receiving.settings.directory.path.stat().st_mtime_ns == mtime  # not rewritten
