@@ -3,6 +3,7 @@ form, reading stored packages, and the ``[[admin.user]]`` settings."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from service.service_kit import DEPARTMENT, DISTRICT, new_document
 
 from gateway import pki
+from gateway.cli import main
 from gateway.console.detail import attachment_file, package_detail
 from gateway.console.i18n import MESSAGES, Translator, choose_language
 from gateway.console.pages_search import search_filter
@@ -213,3 +215,15 @@ def test_bad_console_users_name_the_key(tmp_path: Path, toml: str, key: str) -> 
     assert caught.value.path == key
     with pytest.raises(ConfigError):
         load_settings(None, env={"LGSP_ADMIN__USER": "a"})
+
+
+def test_cli_hashes_a_password_read_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("mật khẩu mới\n"))
+    assert main(["admin", "hash-password"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert verify_password("mật khẩu mới", parse_hash(printed))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["admin", "hash-password"]) == 2
+    assert "config.empty_password" in capsys.readouterr().err
