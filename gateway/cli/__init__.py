@@ -27,6 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
+        console_commands,
         document_commands,
         ops_commands,
         pki_commands,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops_commands.register(commands)  # config check, demo init, log list|show|tail
     service_commands.register(commands)  # run, send
     sim_commands.register(commands)  # sim national
+    console_commands.register(commands)  # admin hash-password
     return parser
 
 
