@@ -204,3 +204,25 @@ def test_shipped_config_is_valid_and_documents_the_defaults() -> None:
     assert shipped.admin == defaults.admin
     assert shipped.log == defaults.log
     assert shipped.directory.path == REPO / "config" / "participants.toml"
+
+
+def test_national_section_needs_its_connection_and_masks_the_secret(tmp_path: Path) -> None:
+    assert load_settings(REPO / "config" / "gateway.toml", {}).national == Settings().national
+    with pytest.raises(ConfigError) as missing:
+        load_settings(write(tmp_path, '[national]\nenabled = true\nendpoint = "http://n/a"\n'), {})
+    assert missing.value.path == "national.system_id"
+    path = write(tmp_path, """
+[national]
+enabled = true
+endpoint = "http://127.0.0.1:8090/XrdAdapter/adapter"
+system_id = "lgsp-h56"
+secret = "s3cret-hmac-key"
+""")
+    s = load_settings(path, {"LGSP_NATIONAL__POLL_INTERVAL_S": "2.5"})
+    assert (s.national.system_id, s.national.poll_interval_s) == ("lgsp-h56", 2.5)
+    masked = effective_settings_masked(s)
+    assert masked["national"]["secret"] == "***"
+    assert "s3cret-hmac-key" not in str(masked)
+    with pytest.raises(ConfigError) as both:
+        load_settings(path, {"LGSP_NATIONAL__SECRET_FILE": "key.txt"})
+    assert both.value.path == "national.secret"  # secret or secret_file, not both
