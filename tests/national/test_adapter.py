@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,7 +20,10 @@ from adapters.national import NationalAdapter
 from gateway.edxml import build
 from gateway.edxml.model import StatusCode
 from gateway.edxml.xml_codec import serialize_package
+from gateway.errors import ConfigError
 from gateway.national.client import NationalClient
+from gateway.national.connection import national_client
+from gateway.settings import NationalSettings
 
 DEPARTMENT, PROVINCE_H41 = "000.00.04.H56", "000.00.00.H41"
 
@@ -146,3 +150,18 @@ async def test_what_the_platform_cannot_carry_is_refused_without_a_call(
         await deliver(adapter(failing_platform, "secret"),
                       outbound(body, content_type=content_type))
     assert refused.value.code == "delivery.national_format"
+
+
+async def test_the_secret_can_come_from_a_file(
+    national_sim: RunningSimulator, tmp_path: Path,
+) -> None:
+    secret_file = tmp_path / "national.secret"
+    secret_file.write_text(national_sim.secrets[H56_SYSTEM] + "\n# rotated 2025-07\n")
+    conf = NationalSettings(enabled=True, endpoint=national_sim.endpoint, system_id=H56_SYSTEM,
+                            secret_file=secret_file)
+    outcome = await deliver(NationalAdapter(national_client(conf)), outbound(document()))
+    assert outcome.delivered
+    secret_file.write_text("\n")
+    with pytest.raises(ConfigError) as empty:
+        national_client(conf)
+    assert empty.value.path == "national.secret_file"
