@@ -38,4 +38,6 @@ async def relay_forever(
             await relay_once(intake, delivery_log, older_than_s=older_than_s)
         except LgspError as exc:
             log.warning("outbox_relay_failed", code=exc.code, error=exc.message)
+        except Exception:  # anything else must not end the relay: deliveries would wait forever
+            log.exception("outbox_relay_crashed")
         await asyncio.sleep(interval_s)
