@@ -137,6 +137,8 @@ async def _openapi_matches_the_router(gw: Gateway) -> None:
     served: set[tuple[str, str]] = set()
     for resource in gw.service.app.router.resources():
         info = resource.get_info()
+        if "app" in info:  # a sub-application (the /admin web console): HTML pages, not the API
+            continue
         path = str(info.get("path") or info.get("formatter"))
         served |= {(path, route.method.lower()) for route in resource if route.method != "HEAD"}
 
