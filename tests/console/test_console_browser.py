@@ -51,6 +51,9 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
 
     # -- an operator: failed log-in, then log-in -------------------------------------------
     page = await (await browser.new_context()).new_page()
+    await page.goto(f"{base}/admin/")
+    await expect(page.locator("h1")).to_have_text("Đăng nhập")  # redirected to the log-in form
+    await screenshot(page, "login")
     await login_page(page, base, "operator", "wrong password")
     await expect(page.locator("[role=alert]")).to_have_text("Sai tên đăng nhập hoặc mật khẩu.")
     await screenshot(page, "login-failed")
@@ -110,4 +113,7 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
     await page.click("header nav >> text=Đơn vị kết nối")
     await expect(page.locator(f'tr[data-organ="{DISTRICT}"]')).to_contain_text("push")
     await screenshot(page, "participants")
+    await page.click(f'tr[data-organ="{DISTRICT}"] >> text=Sửa')
+    await expect(page.locator("input[name=delivery_url]")).to_have_value(push_receiver.url)
+    await screenshot(page, "participant-edit")
     await asyncio.gather(viewer.context.close(), page.context.close())
