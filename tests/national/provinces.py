@@ -40,7 +40,13 @@ from gateway.directory import (
     generate_api_key,
 )
 from gateway.edxml import build
-from gateway.edxml.model import DocumentPackage, Organization, StatusCode
+from gateway.edxml.model import (
+    DocumentPackage,
+    Organization,
+    Package,
+    StatusCode,
+    StatusPackage,
+)
 from gateway.edxml.xml_codec import serialize_package
 from gateway.runner import Role, Service
 from gateway.settings import Settings, load_settings
@@ -75,8 +81,8 @@ def organization(organ_id: str) -> Organization:
                         telephone="0238 3844 000", fax="0238 3844 001", website="gov.vn")
 
 
-def new_document(sender: str, recipients: list[str], subject: str = "V/v liên thông") -> (
-        DocumentPackage):
+def new_document(sender: str, recipients: list[str],
+                 subject: str = "V/v liên thông") -> DocumentPackage:
     return build.new_document(
         organization(sender), [organization(r) for r in recipients],
         code_number=str(secrets.randbelow(10**6)), code_notation="UBND-VP", subject=subject,
@@ -84,7 +90,7 @@ def new_document(sender: str, recipients: list[str], subject: str = "V/v liên t
     )
 
 
-def status_of(document: DocumentPackage, sender: str, code: str) -> DocumentPackage | Any:
+def status_of(document: DocumentPackage, sender: str, code: str) -> StatusPackage:
     return build.status_for(document, organization(sender), StatusCode(code))
 
 
@@ -186,7 +192,7 @@ class Province:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http.port}"
 
-    def sign(self, package: DocumentPackage | Any, organ_id: str) -> bytes:
+    def sign(self, package: Package, organ_id: str) -> bytes:
         ident = pki.load_identity(self.settings.pki.dir, organ_id)
         return sign_xml(serialize_package(package), ident.key, ident.chain)
 
@@ -234,7 +240,7 @@ class Province:
         await delete_topology(self.settings)
 
 
-def national_toml(sim: SimProcess | Any, system_id: str, secret: str) -> str:
+def national_toml(sim: SimProcess, system_id: str, secret: str) -> str:
     return "\n".join([
         "", "[national]", "enabled = true", f'endpoint = "{sim.endpoint}"',
         f'system_id = "{system_id}"', f'secret = "{secret}"', "poll_interval_s = 0.2",
@@ -283,13 +289,6 @@ async def start_province(config_path: Path, api_keys: Mapping[str, str], nationa
     service = Service(settings, Role.ALL, drain_grace_s=0.1, shutdown_timeout_s=10)
     await service.start()
     return Province(config_path.parent, settings, api_keys, service, aiohttp.ClientSession())
-
-
-@dataclass
-class TwoProvinces:
-    h56: Province
-    h41: Province
-    sim: SimProcess
 
 
 async def two_provinces(tmp_path: Path, broker: BrokerSite, broker41: BrokerSite,
