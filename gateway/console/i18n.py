@@ -176,6 +176,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "dead.done": ("Đã gửi lại {n} gói tin.", "Replayed {n} deliveries."),
     "dead.refused": ("{n} mục không gửi lại được (đã được xử lý?).",
                      "{n} could not be replayed (already handled?)."),
+    "dead.deferred": ("{n} mục sẽ được gửi khi hàng đợi hoạt động trở lại.",
+                      "{n} will be sent when the broker is back."),
     "dead.nothing_selected": ("Chưa chọn mục nào.", "Nothing was selected."),
     "dead.viewer_note": ("Tài khoản chỉ xem không được gửi lại.", "Viewers cannot replay."),
     "part.title": ("Đơn vị kết nối", "Participants"),

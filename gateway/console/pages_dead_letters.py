@@ -42,7 +42,8 @@ async def dead_letters_page(request: web.Request) -> web.Response:
     has_next = len(items) > PAGE_SIZE
     return render(request, "dead_letters.html", items=items[:PAGE_SIZE], recipient=recipient,
                   page=page, pages=page + 1 if has_next else page,
-                  replayed=_count(request, "replayed"), refused=_count(request, "refused"))
+                  replayed=_count(request, "replayed"), refused=_count(request, "refused"),
+                  deferred=_count(request, "deferred"))
 
 
 def _count(request: web.Request, name: str) -> int | None:
@@ -53,11 +54,14 @@ def _count(request: web.Request, name: str) -> int | None:
 async def _after(request: web.Request, user: SignedIn, outcome: ReplayOutcome, mode: str,
                  back_to: str | None) -> web.HTTPSeeOther:
     await request.app[CONSOLE_DB].audit_many(user.username, "replay", [
-        (d.id, {"document": d.document, "recipient": d.recipient, "mode": mode})
+        (d.id, {"document": d.document, "recipient": d.recipient, "mode": mode,
+                "published": d.id not in outcome.deferred})
         for d in outcome.replayed
     ])
     query: dict[str, str | int] = {"replayed": len(outcome.replayed),
                                    "refused": len(outcome.refused)}
+    if outcome.deferred:
+        query["deferred"] = len(outcome.deferred)
     if back_to:
         query["recipient"] = back_to
     return web.HTTPSeeOther("/admin/dead-letters?" + urlencode(query))

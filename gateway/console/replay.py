@@ -6,7 +6,8 @@ deliveries move from ``<p>.dead.<method>`` back to the work queue (``Broker.requ
 message id); when some copy is missing from the dead queue, the batch is published afresh by claim
 check instead (``Intake.publish``, body None). Either way the worker sends the same delivery id,
 which the push adapter uses as the ``Idempotency-Key``, and skips deliveries already delivered.
-If the broker is down the deliveries stay ``accepted`` and the outbox relay publishes them later.
+If the broker is down the deliveries stay ``accepted`` (reported as ``deferred``) and the outbox
+relay publishes them once it is back.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from gateway.broker import Broker
-from gateway.errors import ConflictError, NotFoundError
+from gateway.errors import ConflictError, NotFoundError, UnavailableError
 from gateway.intake import Intake
 from gateway.store import DeliveryLog, DeliveryRecord, DocumentRecord
+
+log = structlog.get_logger(__name__)
 
 PAGE = 500
 MAX_PER_DESTINATION = 10_000
@@ -26,8 +31,9 @@ MAX_PER_DESTINATION = 10_000
 
 @dataclass(frozen=True, slots=True)
 class ReplayOutcome:
-    replayed: tuple[DeliveryRecord, ...]
+    replayed: tuple[DeliveryRecord, ...]  # back to accepted in the log
     refused: tuple[tuple[str, str], ...]  # (delivery id, error code)
+    deferred: frozenset[str] = frozenset()  # replayed, but left to the outbox (broker down)
 
 
 class Replayer:
@@ -50,9 +56,15 @@ class Replayer:
         by_method: dict[str, list[DeliveryRecord]] = defaultdict(list)
         for record in replayed:
             by_method[record.method.value].append(record)
+        deferred: set[str] = set()
         for method, records in by_method.items():
-            await self._requeue(method, records, actor)
-        return ReplayOutcome(tuple(replayed), tuple(refused))
+            try:
+                await self._requeue(method, records, actor)
+            except UnavailableError as exc:
+                log.warning("replay_deferred_to_outbox", method=method, code=exc.code,
+                            deliveries=len(records))
+                deferred.update(r.id for r in records)
+        return ReplayOutcome(tuple(replayed), tuple(refused), frozenset(deferred))
 
     async def dead_for(self, recipient: str) -> list[str]:
         """The ids of every dead-lettered delivery to ``recipient`` (at most 10,000)."""

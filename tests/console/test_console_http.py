@@ -18,6 +18,7 @@ from service.service_kit import (
     new_document,
 )
 
+from gateway.api.context import BROKER
 from gateway.directory import load_directory
 
 # The console's own behaviour does not depend on the store: run on SQLite (the store's
@@ -153,6 +154,30 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
                          r'</code></td><td><code>(\{.*?\})</code>', html.unescape(page))
     assert sorted((target, json.loads(detail)["mode"]) for target, detail in replays) == sorted(
         [(delivery_id, "selected"), (second_delivery, "destination")])
+
+    # With the gateway's broker connection gone, a replay is still recorded and audited, and
+    # left to the outbox relay.
+    push_receiver.script = [400]
+    status, third = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
+                                    DEPARTMENT)
+    assert status == 202, third
+    await gw.wait_for(third["id"], DEPARTMENT,
+                      lambda v: v["recipients"][0]["state"] == "dead_lettered")
+    assert gw.service.app is not None
+    await gw.service.app[BROKER].aclose()
+    third_delivery = third["recipients"][0]["delivery_id"]
+    status, _, response = await operator.post("/admin/dead-letters/replay", {
+        "csrf_token": operator.csrf, "one": third_delivery})
+    assert status == 303
+    assert response.headers["Location"].endswith("?replayed=1&refused=0&deferred=1")
+    status, view = await gw.get(f"/api/v1/documents/{third['id']}", DEPARTMENT)
+    assert view["recipients"][0]["state"] == "accepted"
+    status, page, _ = await operator.get("/admin/audit")
+    [(target, detail)] = re.findall(
+        r'data-action="replay">.*?<code>([0-9a-f-]{36})</code></td><td><code>(\{.*?\})</code>',
+        html.unescape(page))[:1]
+    assert target == third_delivery
+    assert json.loads(detail)["published"] is False
 
 
 async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secrets(
