@@ -31,6 +31,8 @@ from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)
 
+STOP_GRACE_S = 10.0
+
 
 class NationalRunner:
     """Owns the national client, the ``national_inbox`` log and the two tasks."""
@@ -105,10 +107,16 @@ class NationalRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
 
-    async def stop(self) -> None:
-        """Finish the current round, then close the client and the log."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Let the current round finish (cancelled after ``grace_s``), then close everything.
+
+        A round cut short loses nothing: what was not acknowledged is listed again next time.
+        """
         self._stop.set()
         if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._client is not None:
