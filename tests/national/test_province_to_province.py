@@ -63,6 +63,7 @@ async def _exchange(sender_gw: Province, sender: str, receiver_gw: Province,
     assert (local["organ_id"], local["method"], local["state"]) == (recipient, "mailbox",
                                                                     "delivered")
     assert {"received", "published", "delivered"} <= _kinds(inbound["trace"])
+    assert (inbound["trace"][0]["kind"], inbound["trace"][0]["actor"]) == ("received", NATIONAL)
 
     await receiver_gw.submit(receiver_gw.sign(status_of(document, recipient, "03"), recipient),
                              recipient)
