@@ -274,3 +274,24 @@ async def test_agency_sync_registers_local_agencies_and_adds_the_others(
 
     assert (again.registered, again.added, again.updated) == ((), (), ())
     assert receiving.settings.directory.path.stat().st_mtime_ns == mtime  # not rewritten
+
+
+async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)  # creates the schema, national_inbox included
+    await log.aclose()
+    received = await ReceivedLog.open(store_url)
+    try:
+        first = await received.record("n-1", message_type="edoc", outcome=AckStatus.FAIL,
+                                      document=None, detail="signature.invalid: …")
+        again = await received.record("n-1", message_type="edoc", outcome=AckStatus.DONE,
+                                      document=None, detail="recorded")
+        assert again == first  # a second processing of the docId changes nothing
+        assert first.acked_at is None
+        await received.mark_acked("n-1")
+        acked = await received.get("n-1")
+        assert acked is not None
+        assert acked.acked_at is not None
+        assert (acked.outcome, await received.get("n-2"), await received.count()) == (
+            AckStatus.FAIL, None, 1)
+    finally:
+        await received.aclose()
