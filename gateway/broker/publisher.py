@@ -98,16 +98,21 @@ class Broker:
         """A short-lived confirming channel: a failed passive declare closes only this one."""
         if self._connection.is_closed:
             raise UnavailableError(f"{action}: the connection is closed", code=BROKER_UNAVAILABLE)
-        if self._connection.transport is None:  # lost; aio-pika would raise a bare RuntimeError
-            raise UnavailableError(f"{action}: the connection is down, reconnecting",
-                                   code=BROKER_UNAVAILABLE)
         with broker_errors(action):
-            channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            channel = await self._open_channel(action, confirms=True)
             try:
                 yield channel
             finally:
                 if not channel.is_closed:
                     await channel.close()
+
+    async def _open_channel(self, action: str, *, confirms: bool) -> AbstractChannel:
+        try:
+            return await self._connection.channel(publisher_confirms=confirms,
+                                                  on_return_raises=confirms)
+        except RuntimeError as exc:  # aio-pika / aiormq between reconnects: "... closed"
+            raise UnavailableError(f"{action}: the connection is down ({exc})",
+                                   code=BROKER_UNAVAILABLE) from exc
 
     async def declare_topology(self) -> None:
         """Declare exchange, work, retry and dead queues (idempotent)."""
@@ -208,7 +213,7 @@ class Broker:
                 f"subscribe to {name}: the connection is closed", code=BROKER_UNAVAILABLE
             )
         with broker_errors(f"subscribe to {name}"):
-            channel = await self._connection.channel(publisher_confirms=False)
+            channel = await self._open_channel(f"subscribe to {name}", confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
             queue = await channel.get_queue(name, ensure=True)
         return Subscription(channel, queue)
