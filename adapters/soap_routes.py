@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from adapters.soap import (
     XRoadClient,
     XRoadService,
 )
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError
 
 _FIELD_PATH = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
@@ -54,14 +54,7 @@ _ROUTE_KEYS = frozenset({"name", "wsdl", "operation", "wsdl_service", "wsdl_port
 
 def load_routes(path: Path) -> dict[str, SoapRoute]:
     """Read a SOAP routes file into ``{route name: SoapRoute}``."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+    data = read_toml(path)
     entries = data.get("route", [])
     if set(data) - {"route"} or not isinstance(entries, list):
         raise ConfigError(f"{path}: only [[route]] tables are allowed", path=str(path))

@@ -15,13 +15,13 @@ import os
 import re
 import secrets
 import tempfile
-import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError, NotFoundError
 
 API_KEY_PREFIX = "lgsp_"
@@ -241,14 +241,7 @@ class DirectoryHolder:
 
 def load_directory(path: Path) -> Directory:
     """Read a directory file: ``[[participant]]`` tables (see ``config/participants.toml``)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+    data = read_toml(path)
     unknown = set(data) - {"participant"}
     if unknown:
         raise ConfigError(f"unknown top-level keys {sorted(unknown)}", path=str(path))

@@ -21,7 +21,6 @@ import secrets
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeAlias
 
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from gateway.directory import ParticipantKind, ParticipantLevel
 from gateway.errors import ConfigError, NotFoundError
 from gateway.signatures.binding import ORGAN_ID_URI_PREFIX
 
@@ -46,25 +46,6 @@ _KEY_USAGE_FIELDS = (  # x509.KeyUsage flags, without encipher_only / decipher_o
     *("digital_signature", "content_commitment", "key_encipherment", "data_encipherment"),
     *("key_agreement", "key_cert_sign", "crl_sign"),
 )
-
-
-class ParticipantKind(StrEnum):
-    """Which bloc a participant belongs to (the OrganId's level-1 letter, roughly)."""
-
-    STATE = "state"
-    PARTY = "party"
-    MASS = "mass"
-    BUSINESS = "business"
-    NATIONAL = "national"
-
-
-class ParticipantLevel(StrEnum):
-    """Administrative level of a participant."""
-
-    NATIONAL = "national"
-    PROVINCE = "province"
-    DISTRICT = "district"
-    COMMUNE = "commune"
 
 
 @dataclass(frozen=True, slots=True)

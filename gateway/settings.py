@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from yarl import URL
 
+from gateway.config_files import read_toml
 from gateway.edxml.limits import ParseLimits
 from gateway.errors import ConfigError
 
@@ -209,14 +209,7 @@ def mask_url(url: str) -> str:
 
 
 def _read_toml(path: Path) -> Raw:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+    data = read_toml(path)
     raw: Raw = {}
     for name, table in data.items():
         if name not in _SECTIONS:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from gateway.config_files import read_toml
 from gateway.errors import ConfigError
 from gateway.national.protocol import SystemCredentials
 
@@ -45,14 +45,7 @@ class LocalSystem:
 
 def load_local_systems(path: Path, default_window_s: float) -> dict[str, LocalSystem]:
     """The systems in ``path`` by system id; ``ConfigError`` if the file is wrong."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+    data = read_toml(path)
     entries = data.get("system", [])
     if set(data) - {"system"} or not isinstance(entries, list):
         raise ConfigError(f"{path}: expected [[system]] tables only", code="config.invalid",

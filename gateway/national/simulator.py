@@ -20,13 +20,13 @@ import asyncio
 import base64
 import fnmatch
 import json
-import tomllib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
+from gateway.config_files import read_toml
 from gateway.edxml.xml_codec import parse_package
 from gateway.errors import ConfigError, InputError, NotFoundError
 from gateway.national.protocol import (
@@ -101,14 +101,7 @@ def load_sim_config(path: Path | None, flags: Sequence[str] = ()) -> SimConfig:
 
 
 def _systems_from_toml(path: Path) -> list[SimSystem]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+    data = read_toml(path)
     entries = data.get("system", [])
     if not isinstance(entries, list) or set(data) - {"system"}:
         raise ConfigError(f"{path}: expected [[system]] tables only", code="config.sim_system")
