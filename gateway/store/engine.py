@@ -10,14 +10,16 @@ stale snapshot. PostgreSQL gets a small pool per process (several gateway proces
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.errors import ConfigError, ConflictError, ServiceError, UnavailableError
@@ -99,9 +101,39 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+_SQLITE_WRITE_LOCKS: WeakKeyDictionary[Engine, asyncio.Lock] = WeakKeyDictionary()
+
+
+def _sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """The lock a process's SQLite write transactions queue on, one at a time.
+
+    SQLite has a single writer; without this, every pooled connection races for the file lock
+    and the losers sleep in SQLite's busy handler (up to 100 ms a try), so under load the lock
+    sits idle while writers sleep, and waits reach ``busy_timeout``. Queued here, they take
+    turns at once; only other processes still contend on the file lock.
+    """
+    if engine.get_execution_options().get(_BEGIN_OPTION) != "IMMEDIATE":
+        return None
+    lock = _SQLITE_WRITE_LOCKS.get(engine.sync_engine)
+    if lock is None:
+        lock = _SQLITE_WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A transaction, committed on success; the store's SQLAlchemy errors are translated here."""
+    lock = _sqlite_write_lock(engine)
+    if lock is None:
+        async with _translated(engine) as conn:
+            yield conn
+        return
+    async with lock, _translated(engine) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _translated(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         async with engine.begin() as conn:
             yield conn
