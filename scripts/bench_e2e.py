@@ -1,0 +1,233 @@
+"""Benchmark: signed packages end to end through real gateway and worker processes.
+
+For each mix a fresh demo (``lgsp demo init`` in a temp dir: its own broker prefix, its own
+store) is started as real processes, ``lgsp run --role gateway`` (``--gateways N``, sharing the
+port with SO_REUSEPORT) and ``lgsp run --role worker`` (``--workers M``), with the department's
+deliveries pushed to a receiver subprocess that records when each delivery id first arrives.
+
+* small: distinct ~2 KB status packages from the district answering documents of the department
+  (the originals are submitted before the timed run, so each status also sets a business status);
+* real:  copies of the conformance sample edoc_new.edxml (~370 KB) from the district to the
+  department, each with its own DocumentId, re-signed.
+
+Every package is signed before the timed runs. First a closed-loop run (``--concurrency``
+requests in flight) gives the maximum rates; then an open-loop run at half the delivered rate
+gives the accept latency at half load. The last line is one JSON object with the figures.
+
+    .venv/bin/python scripts/bench_e2e.py [--quick] [--mix small|real|both]
+        [--gateways N] [--workers M] [--store-url postgresql+asyncpg://postgres@127.0.0.1/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_support import (
+    DEFAULT_BROKER_URL,
+    DEPARTMENT,
+    DISTRICT,
+    Signer,
+    Stack,
+    StackOptions,
+    Submission,
+    original_documents,
+    percentile,
+    real_packages,
+    running_stack,
+    status_packages,
+    submit_closed,
+    submit_open,
+    wait_delivered,
+)
+
+from gateway.edxml.xml_codec import serialize_package
+
+ORIGINALS = 50  # documents the small mix's status packages answer
+WARMUP = 20
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of a mix to send."""
+
+    name: str
+    count: int  # packages in the closed-loop (maximum rate) run
+    concurrency: int
+    half_load_s: float  # length of the open-loop run at half the delivered rate
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    accepted: int
+    refused: int
+    accepted_per_s: float
+    delivered_per_s: float
+    accept_ms: list[float]
+    e2e_ms: list[float]
+
+
+async def measure(stack: Stack, subs: Sequence[Submission], seen_before: int) -> RunFigures:
+    """Wait until every accepted delivery arrived, then compute the run's figures."""
+    accepted = [s for s in subs if s.status == 202]
+    ids = [(s, d) for s in accepted for d in s.delivery_ids]
+    await wait_delivered(stack, seen_before + len(ids))
+    arrivals = await stack.receiver.arrivals()
+    t0 = min(s.started_at for s in subs)
+    accept_end = max(s.started_at + s.accept_ms / 1000 for s in subs)
+    arrived = [arrivals[d] for _, d in ids]
+    return RunFigures(
+        accepted=len(accepted),
+        refused=len(subs) - len(accepted),
+        accepted_per_s=len(accepted) / (accept_end - t0),
+        delivered_per_s=len(ids) / (max(arrived) - t0) if ids else 0.0,
+        accept_ms=[s.accept_ms for s in accepted],
+        e2e_ms=[(arrivals[d] - s.started_at) * 1000 for s, d in ids],
+    )
+
+
+class Packages:
+    """Makes the signed packages of a mix (all distinct, however many batches are made)."""
+
+    def __init__(self, stack: Stack, mix: str) -> None:
+        self.mix = mix
+        self.signer = Signer(stack.setup, DISTRICT)
+        self.originals = original_documents(ORIGINALS) if mix == "small" else []
+        self.made = 0
+
+    async def submit_originals(self, stack: Stack) -> None:
+        """The documents the status packages answer (untimed)."""
+        department = Signer(stack.setup, DEPARTMENT)
+        bodies = [department.sign(serialize_package(doc)) for doc in self.originals]
+        subs = await submit_closed(stack, DEPARTMENT, bodies, concurrency=8)
+        assert all(s.status == 202 for s in subs), [s.status for s in subs]
+
+    def make(self, count: int) -> list[bytes]:
+        first, self.made = self.made, self.made + count
+        if self.mix == "small":
+            return status_packages(self.signer, self.originals, count, first=first)
+        return real_packages(self.signer, count, first=first)
+
+
+async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
+    async with running_stack(options) as stack:
+        packages = Packages(stack, plan.name)
+        await packages.submit_originals(stack)
+        started = time.perf_counter()
+        bodies = packages.make(WARMUP + plan.count)
+        print(f"# {plan.name}: signed {len(bodies)} packages of ~{len(bodies[-1]) // 1024} KB "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        warm = await submit_closed(stack, DISTRICT, bodies[:WARMUP], concurrency=4)
+        await measure(stack, warm, 0)
+        seen = await stack.receiver.count()
+        cpu_before = stack.cpu_s()
+        subs = await submit_closed(stack, DISTRICT, bodies[WARMUP:],
+                                   concurrency=plan.concurrency)
+        full = await measure(stack, subs, seen)
+        cpu = {k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
+               for k, v in stack.cpu_s().items()}
+        print(f"# {plan.name}: CPU ms per package {cpu}; load average "
+              f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+        _report(plan.name, f"max (concurrency {plan.concurrency})", full)
+        half_rate = max(1.0, full.delivered_per_s / 2)
+        extra = packages.make(round(half_rate * plan.half_load_s))
+        seen = await stack.receiver.count()
+        half_subs = await submit_open(stack, DISTRICT, extra, rate_per_s=half_rate)
+        half = await measure(stack, half_subs, seen)
+        _report(plan.name, f"half load ({half_rate:.0f}/s offered)", half)
+        rss = stack.peak_rss_mb()
+    figures = _figures(full, half, half_rate=half_rate, rss=rss, plan=plan, options=options)
+    figures["cpu_ms_per_package"] = cpu
+    figures["load_average_1m"] = round(os.getloadavg()[0], 1)
+    return figures
+
+
+def _report(mix: str, label: str, run: RunFigures) -> None:
+    print(f"{mix:5} {label:28} accepted {run.accepted} (refused {run.refused}) "
+          f"{run.accepted_per_s:7.1f}/s  delivered {run.delivered_per_s:7.1f}/s  "
+          f"accept p50 {percentile(run.accept_ms, 50):6.1f} ms p99 "
+          f"{percentile(run.accept_ms, 99):6.1f} ms  e2e p50 {percentile(run.e2e_ms, 50):7.1f}"
+          f" ms p99 {percentile(run.e2e_ms, 99):7.1f} ms", flush=True)
+
+
+def _figures(full: RunFigures, half: RunFigures, *, half_rate: float, rss: dict[str, float],
+             plan: Plan, options: StackOptions) -> dict[str, object]:
+    def r(x: float) -> float:
+        return round(x, 1)
+
+    return {
+        "accepted_per_s": r(full.accepted_per_s),
+        "delivered_per_s": r(full.delivered_per_s),
+        "accept_p50_ms": r(percentile(full.accept_ms, 50)),
+        "accept_p99_ms": r(percentile(full.accept_ms, 99)),
+        "e2e_p50_ms": r(percentile(full.e2e_ms, 50)),
+        "e2e_p99_ms": r(percentile(full.e2e_ms, 99)),
+        "peak_rss_mb": rss,
+        "accept_p99_ms_half_load": r(percentile(half.accept_ms, 99)),
+        "accept_p50_ms_half_load": r(percentile(half.accept_ms, 50)),
+        "e2e_p99_ms_half_load": r(percentile(half.e2e_ms, 99)),
+        "half_load_per_s": r(half_rate),
+        "packages": full.accepted,
+        "refused": full.refused + half.refused,
+        "concurrency": plan.concurrency,
+        "gateways": options.gateways,
+        "workers": options.workers,
+        "store": "postgresql" if (options.store_url or "").startswith("postgresql") else "sqlite",
+    }
+
+
+def _plans(args: argparse.Namespace) -> list[Plan]:
+    small = Plan("small", args.small_count or (1500 if args.quick else 12000),
+                 args.concurrency or 64, 4.0 if args.quick else 10.0)
+    real = Plan("real", args.real_count or (300 if args.quick else 2000),
+                args.concurrency or 16, 4.0 if args.quick else 10.0)
+    return [p for p in (small, real) if args.mix in (p.name, "both")]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    options = StackOptions(broker_url=args.broker_url, store_url=args.store_url,
+                           gateways=args.gateways, workers=args.workers, keep_dir=args.keep,
+                           profile_dir=args.profile_dir, code_dir=args.code_dir)
+    results: dict[str, object] = {}
+    for plan in _plans(args):
+        results[plan.name] = await run_mix(plan, options)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    parser.add_argument("--mix", choices=["small", "real", "both"], default="both")
+    parser.add_argument("--gateways", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="requests in flight (default: 64 small, 16 real)")
+    parser.add_argument("--small-count", type=int, default=None)
+    parser.add_argument("--real-count", type=int, default=None)
+    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
+    parser.add_argument("--store-url", default=None,
+                        help="PostgreSQL server URL (a fresh database is made on it per mix); "
+                             "default: SQLite in the demo dir")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
+    parser.add_argument("--code-dir", type=Path, default=None,
+                        help="run the processes from this copy of the code (e.g. `git archive` of "
+                             "an older commit) to compare versions")
+    parser.add_argument("--profile-dir", type=Path, default=None,
+                        help="run gateways and workers under cProfile (CPU time); stats here")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
