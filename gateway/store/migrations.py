@@ -15,7 +15,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Text, bindparam, exc, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Text,
+    bindparam,
+    exc,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import ConfigError
@@ -24,6 +35,7 @@ from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,
     console_audit,
     console_sessions,
+    deliveries,
     documents,
     fold_text,
     metadata,
@@ -94,22 +106,25 @@ async def _add_national_inbox(conn: AsyncConnection) -> None:
     await conn.run_sync(national_inbox.create, checkfirst=True)
 
 
-_V4_INDEXES = frozenset({"ix_documents_sender_received_at_id", SUBJECT_TRIGRAM_INDEX.name})
+def _create_indexes(*names: str) -> Callable[[Connection], None]:
+    """Create these indexes as ``tables`` defines them (each one's dialect rule kept)."""
 
+    def create(sync: Connection) -> None:
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                if index.name in names:
+                    index.create(sync, checkfirst=True)
 
-def _create_v4_indexes(sync: Connection) -> None:
-    """The indexes version 4 added, as ``tables`` defines them (each one's dialect rule kept)."""
-    for table in metadata.sorted_tables:
-        for index in table.indexes:
-            if index.name in _V4_INDEXES:
-                index.create(sync, checkfirst=True)
+    return create
 
 
 async def _add_search_indexes(conn: AsyncConnection) -> None:
     """Version 4: search indexes: (sender, received_at, id); subject trigrams on PostgreSQL."""
     await _enable_trigrams(conn)
     await conn.execute(text("DROP INDEX IF EXISTS ix_documents_sender_received_at"))
-    await conn.run_sync(_create_v4_indexes)
+    await conn.run_sync(
+        _create_indexes("ix_documents_sender_received_at_id", str(SUBJECT_TRIGRAM_INDEX.name))
+    )
 
 
 async def _add_console_tables(conn: AsyncConnection) -> None:
@@ -118,12 +133,48 @@ async def _add_console_tables(conn: AsyncConnection) -> None:
         await conn.run_sync(table.create, checkfirst=True)
 
 
+def _column_names(sync: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(sync).get_columns(table)}
+
+
+async def _add_delivery_search(conn: AsyncConnection) -> None:
+    """Version 6: ``deliveries.received_at`` and ``sender`` (the document's, backfilled) and
+    the indexes that page delivery-filtered searches in time order."""
+    present = await conn.run_sync(_column_names, "deliveries")
+    for name in ("received_at", "sender"):
+        if name not in present:
+            column_type = deliveries.c[name].type.compile(dialect=conn.dialect)
+            await conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {column_type}"))
+    document = documents.alias("document")
+    own = document.c.id == deliveries.c.document
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.received_at.is_(None))
+        .values(
+            received_at=select(document.c.received_at).where(own).scalar_subquery(),
+            sender=select(document.c.sender).where(own).scalar_subquery(),
+        )
+    )
+    for replaced in ("ix_deliveries_recipient_state", "ix_deliveries_business_status"):
+        await conn.execute(text(f"DROP INDEX IF EXISTS {replaced}"))
+    await conn.run_sync(
+        _create_indexes(
+            "ix_deliveries_recipient_state_received_at_document",
+            "ix_deliveries_recipient_received_at_document",
+            "ix_deliveries_state_received_at_document",
+            "ix_deliveries_business_status_received_at_document",
+            "ix_deliveries_sender_received_at_document",
+        )
+    )
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
     Step(3, "national_inbox for the national platform poller", _add_national_inbox),
     Step(4, "search indexes for the admin console", _add_search_indexes),
     Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
+    Step(6, "deliveries.received_at, sender and delivery search indexes", _add_delivery_search),
 )
 LATEST = STEPS[-1].version
 

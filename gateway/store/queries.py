@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from gateway.store.tables import deliveries, documents, fold_text, packages
 MAX_PAGE = 1000
 # count_documents counts no further: a count of COUNT_CAP reads "COUNT_CAP or more". Counting
 # every match of a broad filter at a million documents reads most of the table on each page.
-COUNT_CAP = 10_000
+COUNT_CAP = 1000
 _E = TypeVar("_E", BusinessDocType, StatusCode)
 
 
@@ -175,31 +176,58 @@ def newest_first() -> tuple[ColumnElement[Any], ...]:
 
 
 def document_page(f: DocumentFilter) -> Select[Any]:
-    """One page of the search: chosen on ``documents`` alone (ids through the indexes, so skipped
-    rows are never joined), then only the page's rows are joined to their packages."""
-    page = (
-        select(documents.c.id)
-        .where(*document_conditions(f))
-        .order_by(*newest_first())
-        .limit(f.limit)
-        .offset(f.offset)
-        .subquery("page")
-    )
+    """One page of the search: the page's ids are chosen through the indexes first (skipped rows
+    are never read whole), then only the page's documents are joined to their packages."""
+    page = _matching_ids(f, ordered=True).limit(f.limit).offset(f.offset).subquery("page")
     return (
         select_documents().join(page, page.c.id == documents.c.id).order_by(*newest_first())
     )
 
 
 def document_count(f: DocumentFilter, cap: int | None) -> Select[Any]:
-    """``count(*)`` of the matches, stopping at ``cap`` (None: all of them)."""
-    matching = select(documents.c.id).where(*document_conditions(f))
+    """``count(*)`` of the matching documents, stopping at ``cap`` (None: all of them)."""
+    matching = _matching_ids(f, ordered=False)
     if cap is not None:
         matching = matching.limit(cap)
     return select(func.count()).select_from(matching.subquery("matching"))
 
 
-def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
-    """WHERE conditions for an admin search; delivery criteria must hold for the same delivery."""
+def _matching_ids(f: DocumentFilter, *, ordered: bool) -> Select[Any]:
+    """The ids of the documents matching ``f`` (newest first if ``ordered``).
+
+    Without delivery criteria the documents' own indexes serve it. With any, it runs on
+    ``deliveries`` (which carry their document's received_at and sender): the (recipient |
+    state | business_status | sender, received_at, document) indexes list matching documents
+    in time order, so a page or a capped count reads only its own stretch of an index.
+    """
+    per_delivery = list(_delivery_conditions(f))
+    if not per_delivery:
+        query = select(documents.c.id).where(*document_conditions(f))
+        return query.order_by(*newest_first()) if ordered else query
+    when, document_id = deliveries.c.received_at, deliveries.c.document
+    query = select(document_id.label("id")).where(*per_delivery, *_period(when, f))
+    if f.sender is not None:
+        query = query.where(deliveries.c.sender == f.sender)
+    own = _document_conditions(replace(f, sender=None))
+    if own:
+        query = query.join(documents, documents.c.id == document_id).where(*own)
+    if f.recipient is None:  # several deliveries of a document may match: one row each
+        query = query.group_by(when, document_id)
+        ordered = True  # the index order lets the grouping stream (no hash of every match)
+    return query.order_by(when.desc(), document_id.desc()) if ordered else query
+
+
+def _period(at: ColumnElement[datetime], f: DocumentFilter) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if f.since is not None:
+        conds.append(at >= f.since)
+    if f.until is not None:
+        conds.append(at < f.until)
+    return conds
+
+
+def _document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
+    """The criteria on the document itself, but its period."""
     conds: list[ColumnElement[bool]] = []
     if f.sender is not None:
         conds.append(documents.c.sender == f.sender)
@@ -207,12 +235,14 @@ def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
         conds.append(documents.c.document_id == f.document_id)
     if f.kind is not None:
         conds.append(documents.c.kind == f.kind.value)
-    if f.since is not None:
-        conds.append(documents.c.received_at >= f.since)
-    if f.until is not None:
-        conds.append(documents.c.received_at < f.until)
     if f.text:
         conds.append(documents.c.subject_folded.contains(fold_text(f.text), autoescape=True))
+    return conds
+
+
+def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
+    """WHERE conditions for an admin search; delivery criteria must hold for the same delivery."""
+    conds = [*_document_conditions(f), *_period(documents.c.received_at, f)]
     per_delivery = list(_delivery_conditions(f))
     if per_delivery:
         conds.append(exists().where(deliveries.c.document == documents.c.id, *per_delivery))

@@ -144,10 +144,18 @@ deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),
     Column("acked_at", UtcDateTime),
+    # The document's received_at and sender, copied so that a search by a delivery's
+    # recipient, state or business status (and the sender) is answered from deliveries alone,
+    # paging through these indexes in time order (schema version 6).
+    Column("received_at", UtcDateTime),
+    Column("sender", String(64)),
     UniqueConstraint("document", "recipient"),
-    Index(None, "recipient", "state"),
-    Index(None, "state", "updated_at"),  # outbox, dead letters, console state filter
-    Index(None, "business_status"),
+    Index(None, "recipient", "state", "received_at", "document"),  # inbox; search (version 6)
+    Index(None, "recipient", "received_at", "document"),  # search (version 6)
+    Index(None, "state", "updated_at"),  # outbox, dead letters
+    Index(None, "state", "received_at", "document"),  # search (version 6)
+    Index(None, "business_status", "received_at", "document"),  # search (version 6)
+    Index(None, "sender", "received_at", "document"),  # search (version 6)
 )
 
 events = Table(
