@@ -1,4 +1,4 @@
-"""XML-DSig, narrow edXML profile: verify a package's one enveloped signature, or sign a package.
+"""XML-DSig, narrow edXML profile: verify a package's one enveloped signature.
 
 Profile: one ``Signature`` (xmldsig or edXML namespace) in ``edXMLEnvelope/edXMLHeader`` after
 ``MessageHeader``/``TraceHeaderList``; one ``Reference URI=""`` with transforms enveloped-signature
@@ -6,6 +6,7 @@ Profile: one ``Signature`` (xmldsig or edXML namespace) in ``edXMLEnvelope/edXML
 ``KeyInfo/X509Data/X509Certificate``. Anything else is a ``SignatureError`` with its own code.
 ``URI=""`` signs the whole document, so what a reader could see unsigned is what c14n drops:
 comments (refused where they split text), a DTD and processing instructions outside the root.
+The digest itself is ``enveloped.enveloped_digest``; ``sign_xml`` lives in ``xmldsig_signer``.
 """
 
 from __future__ import annotations
@@ -13,22 +14,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import TypeVar, cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
-from gateway.edxml.hardened import load_xml
-from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import ConfigError, PackageError, SignatureError
+from gateway.errors import SignatureError
 from gateway.signatures.algorithms import (
     ALL_SUPPORTED,
     ENVELOPED_SIGNATURE,
@@ -36,17 +30,27 @@ from gateway.signatures.algorithms import (
     DigestAlgorithm,
     SignatureAlgorithm,
 )
+from gateway.signatures.enveloped import (
+    ENVELOPE_TAG,
+    HEADER_TAG,
+    ROOT_TAG,
+    SIGNATURE_TAGS,
+    SIGNED_BEFORE,
+    enveloped_digest,
+    subtree_c14n,
+)
+from gateway.signatures.xmldsig_signer import PrivateKey, sign_xml
+
+__all__ = [
+    "MAX_CERTIFICATES",
+    "PrivateKey",
+    "XmlSignatureCheck",
+    "sign_xml",
+    "verify_xml_signature",
+]
 
 MAX_CERTIFICATES = 16
-_SIGNATURE_TAGS = (f"{{{XMLDSIG_NS}}}Signature", f"{{{EDXML_NS}}}Signature")
-_ROOT, _ENVELOPE, _HEADER = (
-    f"{{{EDXML_NS}}}{n}" for n in ("edXML", "edXMLEnvelope", "edXMLHeader")
-)
-_SIGNED_BEFORE = frozenset(f"{{{EDXML_NS}}}{n}" for n in ("MessageHeader", "TraceHeaderList"))
-_XML_DECLARATION = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml[^>]*\?>(\s*)")
 _E = TypeVar("_E", SignatureAlgorithm, DigestAlgorithm, C14nMethod)
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,8 @@ def verify_xml_signature(
     namespace = etree.QName(signature).namespace or ""
     info = _read_signed_info(signature, namespace, allowed)
     certificates = _certificates(signature, namespace)
-    leaf = _verifying_certificate(certificates, info, _subtree_c14n(info.element, info.c14n))
-    actual = _enveloped_digest(root, signature, info.reference_c14n, info.digest_algorithm)
+    leaf = _verifying_certificate(certificates, info, subtree_c14n(info.element, info.c14n))
+    actual = enveloped_digest(root, signature, info.reference_c14n, info.digest_algorithm)
     if not hmac.compare_digest(actual, info.digest_value):
         raise _fail("digest_mismatch", "the document does not match the signed digest")
     others = tuple(c for c in certificates if c is not leaf)
@@ -115,7 +119,7 @@ def _the_signature(root: etree._Element) -> etree._Element:
         if isinstance(sibling, etree._ProcessingInstruction):
             raise _fail("unsigned_content", "processing instruction outside the root element")
     found: list[etree._Element] = []
-    for node in root.iter(etree.Comment, etree.Entity, *_SIGNATURE_TAGS):
+    for node in root.iter(etree.Comment, etree.Entity, *SIGNATURE_TAGS):
         if isinstance(node, etree._Entity):
             raise _fail("dtd_not_allowed", f"entity reference {node.text} in a signed package")
         if isinstance(node, etree._Comment):
@@ -133,9 +137,10 @@ def _the_signature(root: etree._Element) -> etree._Element:
 
 def _check_placement(root: etree._Element, signature: etree._Element) -> None:
     ancestors = list(signature.iterancestors())
-    if [el.tag for el in ancestors] != [_HEADER, _ENVELOPE, _ROOT] or ancestors[-1] is not root:
+    placed = [el.tag for el in ancestors] == [HEADER_TAG, ENVELOPE_TAG, ROOT_TAG]
+    if not placed or ancestors[-1] is not root:
         raise _fail("bad_placement", "the Signature must be a child of edXMLEnvelope/edXMLHeader")
-    if any(sibling.tag in _SIGNED_BEFORE for sibling in signature.itersiblings()):
+    if any(sibling.tag in SIGNED_BEFORE for sibling in signature.itersiblings()):
         raise _fail("bad_placement", "the Signature must follow MessageHeader and TraceHeaderList")
 
 
@@ -259,189 +264,3 @@ def _verifying_certificate(
         if info.algorithm.verifies(key, info.signature_value, signed_info_c14n):
             return certificate
     raise _fail("invalid", "the SignatureValue does not verify with any certificate in KeyInfo")
-
-
-def _c14n(element: etree._Element, method: C14nMethod) -> bytes:
-    try:
-        exclusive = method.exclusive
-        return etree.tostring(element, method="c14n", exclusive=exclusive, with_comments=False)
-    except etree.LxmlError as exc:
-        raise _fail("canonicalization_failed", f"lxml cannot canonicalise: {exc}") from exc
-
-
-def _subtree_c14n(element: etree._Element, method: C14nMethod) -> bytes:
-    """C14n of a subtree (SignedInfo), as the W3C specifies it.
-
-    lxml's c14n of a non-root element emits a spurious ``xmlns=""`` two levels down when the
-    default namespace is declared above it (so ``Reference/Transforms`` of a default-namespace
-    Signature come out in no namespace). Serialising the subtree first declares every in-scope
-    namespace on it; canonicalising that copy gives the correct result.
-    """
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return _c14n(etree.fromstring(etree.tostring(element), parser), method)
-
-
-def _enveloped_digest(
-    root: etree._Element, signature: etree._Element, method: C14nMethod, digest: DigestAlgorithm
-) -> bytes:
-    """Digest of the document without the Signature element (its tail text stays), per URI="".
-
-    Detaching the element would make lxml rewrite its namespace declarations, so instead two random
-    markers bracket it in the surrounding text, and the bytes between them are left out of the hash.
-    """
-    start, end = (f"lgsp{secrets.token_hex(16)}".encode("ascii") for _ in range(2))
-    with _bracketed(signature, start.decode("ascii"), end.decode("ascii")):
-        canonical = _c14n(root, method)
-    head = canonical.find(start)
-    tail = canonical.find(end, head + len(start))
-    if head < 0 or tail < 0:  # cannot happen: both markers are in the text lxml serialises
-        raise _fail("canonicalization_failed", "could not locate the Signature in the c14n output")
-    hasher, view = hashes.Hash(digest.hash_algorithm()), memoryview(canonical)
-    hasher.update(view[:head])
-    hasher.update(view[tail + len(end) :])
-    return hasher.finalize()
-
-
-@contextmanager
-def _bracketed(signature: etree._Element, start: str, end: str) -> Iterator[None]:
-    """Put ``start`` just before and ``end`` just after ``signature``; restore the text on exit."""
-    before, after = _text_before(signature), signature.tail
-    try:
-        _set_text_before(signature, (before or "") + start)
-        signature.tail = end + (after or "")
-        yield
-    finally:
-        _set_text_before(signature, before)
-        signature.tail = after
-
-
-def _text_before(element: etree._Element) -> str | None:
-    previous, parent = element.getprevious(), element.getparent()
-    assert parent is not None
-    return previous.tail if previous is not None else parent.text
-
-
-def _set_text_before(element: etree._Element, text: str | None) -> None:
-    previous, parent = element.getprevious(), element.getparent()
-    assert parent is not None
-    if previous is not None:
-        previous.tail = text
-    else:
-        parent.text = text
-
-
-def sign_xml(
-    data: bytes,
-    key: PrivateKey,
-    certificates: Sequence[x509.Certificate],
-    *,
-    algorithm: SignatureAlgorithm | None = None,
-    c14n: C14nMethod = C14nMethod.EXC_C14N,
-    digest: DigestAlgorithm = DigestAlgorithm.SHA256,
-) -> bytes:
-    """Sign an edXML package: replace any Signature with one enveloped xmldsig Signature.
-
-    The rest of the document is re-serialised by lxml without pretty printing, so it keeps its
-    layout; the original XML declaration is kept verbatim.
-    """
-    chosen = _signing_algorithm(key, certificates, algorithm)
-    root = load_xml(data)
-    signature = _new_signature(chosen, c14n, digest, certificates)
-    _place(root, signature)
-    digest_value = _enveloped_digest(root, signature, c14n, digest)
-    _ds_child(signature, "SignedInfo/ds:Reference/ds:DigestValue").text = _b64(digest_value)
-    signed_info = _subtree_c14n(_ds_child(signature, "SignedInfo"), c14n)
-    _ds_child(signature, "SignatureValue").text = _b64(chosen.sign(key, signed_info))
-    return _serialise(data, root)
-
-
-def _serialise(data: bytes, root: etree._Element) -> bytes:
-    """lxml's serialisation, no pretty printing; ``data``'s XML declaration kept verbatim."""
-    tree, head = root.getroottree(), b""
-    body = etree.tostring(tree, encoding=tree.docinfo.encoding or "UTF-8", xml_declaration=False)
-    assert isinstance(body, bytes)
-    declaration = _XML_DECLARATION.match(data)
-    if declaration is not None:  # then one newline if any whitespace followed it
-        head = declaration.group(0)[: declaration.start(1)] + (b"\n" if declaration[1] else b"")
-    return head + body + (b"\n" if data[-1:].isspace() else b"")
-
-
-def _signing_algorithm(
-    key: PrivateKey, certificates: Sequence[x509.Certificate], algorithm: SignatureAlgorithm | None
-) -> SignatureAlgorithm:
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if not certificates or certificates[0].public_key().public_bytes(*spki) != (
-        key.public_key().public_bytes(*spki)
-    ):
-        raise ConfigError("the first certificate must be the key's", code="config.signing_key")
-    default = SignatureAlgorithm.RSA_SHA256, SignatureAlgorithm.ECDSA_SHA256
-    chosen = algorithm or default[0 if isinstance(key, rsa.RSAPrivateKey) else 1]
-    if not chosen.fits(key):
-        raise ConfigError(f"{chosen.short_name} does not fit the key", code="config.signing_key")
-    return chosen
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _ds_child(element: etree._Element, path: str) -> etree._Element:
-    found = element.find(f"ds:{path}", namespaces={"ds": XMLDSIG_NS})
-    assert found is not None
-    return found
-
-
-def _new_signature(
-    algorithm: SignatureAlgorithm,
-    c14n: C14nMethod,
-    digest: DigestAlgorithm,
-    certificates: Sequence[x509.Certificate],
-) -> etree._Element:
-    def sub(parent: etree._Element, name: str, **attrib: str) -> etree._Element:
-        return etree.SubElement(parent, f"{{{XMLDSIG_NS}}}{name}", attrib)
-
-    signature = etree.fromstring(f'<Signature xmlns="{XMLDSIG_NS}"/>')
-    signed_info = sub(signature, "SignedInfo")
-    sub(signed_info, "CanonicalizationMethod", Algorithm=c14n.value)
-    sub(signed_info, "SignatureMethod", Algorithm=algorithm.value)
-    reference = sub(signed_info, "Reference", URI="")
-    transforms = sub(reference, "Transforms")
-    sub(transforms, "Transform", Algorithm=ENVELOPED_SIGNATURE)
-    sub(transforms, "Transform", Algorithm=c14n.value)
-    sub(reference, "DigestMethod", Algorithm=digest.value)
-    sub(reference, "DigestValue")
-    sub(signature, "SignatureValue")
-    x509_data = sub(sub(signature, "KeyInfo"), "X509Data")
-    sub(x509_data, "X509SubjectName").text = certificates[0].subject.rfc4514_string()
-    for certificate in certificates:
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        sub(x509_data, "X509Certificate").text = _b64(der)
-    return signature
-
-
-def _place(root: etree._Element, signature: etree._Element) -> None:
-    """Put ``signature`` after TraceHeaderList (documents) or MessageHeader (status packages)."""
-    header = root.find(f"{{{EDXML_NS}}}edXMLEnvelope/{{{EDXML_NS}}}edXMLHeader")
-    if root.tag != _ROOT or header is None:
-        raise PackageError("no edXMLEnvelope/edXMLHeader to sign", code="edxml.missing_field")
-    for old in list(root.iter(*_SIGNATURE_TAGS)):
-        _remove(old)
-    anchors = [child for child in header if child.tag in _SIGNED_BEFORE]
-    if not anchors:
-        header.append(signature)
-        return
-    anchor = anchors[-1]
-    indent = _text_before(anchor)
-    anchor.addnext(signature)
-    if indent is not None and not indent.strip() and anchor.tail is not None:
-        signature.tail, anchor.tail = anchor.tail, indent
-
-
-def _remove(element: etree._Element) -> None:
-    """Remove ``element``, keeping the text around it (if only whitespace: what followed it)."""
-    before, after = _text_before(element) or "", element.tail or ""
-    element.tail = None
-    _set_text_before(element, after if not (before + after).strip() else before + after)
-    parent = element.getparent()
-    assert parent is not None
-    parent.remove(element)
