@@ -4,7 +4,8 @@ Three packages, each re-signed with RSA-2048 / SHA-256 / exc-c14n by ``sign_xml`
 a 2 KB status package (status_acceptance_03), a ~370 KB document (edoc_new) and a ~20 MB
 document (edoc_new with a random attachment). For each:
 
-* ours:   ``load_xml`` (the hardened loader) + ``verify_xml_signature``;
+* ours:   ``load_xml`` (the hardened loader) + ``verify_xml_signature``, which hashes leaf texts
+          of ``LARGE_TEXT_CHARS`` or more beside lxml's c14n (``gateway.signatures.enveloped``);
 * floor:  ``etree.fromstring`` + c14n (exclusive) of the whole tree + SHA-256 + one RSA
           PKCS#1 v1.5 SHA-256 verify, done directly with lxml and cryptography;
 * signxml ``XMLVerifier.verify`` (pinned location, signer certificate given), for reference.
