@@ -74,7 +74,12 @@ def subtree_c14n(element: etree._Element, method: C14nMethod) -> bytes:
     Signature come out in no namespace). Serialising the subtree first declares every in-scope
     namespace on it; canonicalising that copy gives the correct result.
     """
-    return c14n(etree.fromstring(etree.tostring(element), _thread_parser()), method)
+    try:
+        copy = etree.fromstring(etree.tostring(element), _thread_parser())
+    except etree.XMLSyntaxError as exc:  # a text over libxml2's 10 MB limit, say
+        _THREAD.parser = None  # never reuse a parser that failed
+        raise _canonicalization_failed(f"cannot copy {element.tag} for c14n: {exc}") from exc
+    return c14n(copy, method)
 
 
 _THREAD = threading.local()

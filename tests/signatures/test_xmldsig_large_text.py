@@ -24,9 +24,10 @@ from signxml.signer import XMLSigner
 
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
+from gateway.errors import SignatureError
 from gateway.signatures.algorithms import C14nMethod, DigestAlgorithm
 from gateway.signatures.enveloped import HASH_SLICE_BYTES, LARGE_TEXT_CHARS, enveloped_digest
-from gateway.signatures.xmldsig import sign_xml
+from gateway.signatures.xmldsig import sign_xml, verify_xml_signature
 
 if TYPE_CHECKING:
     from conftest import Dsig
@@ -197,3 +198,22 @@ def test_a_big_package_signed_by_signxml_verifies(
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in dsig.pki.rsa.chain]
     data = etree.tostring(xml_signer.sign(root, key=dsig.pki.rsa.key, cert=pems))
     assert dsig.ours(data) == VALID
+
+
+def test_a_signed_info_text_over_libxml2s_limit_is_a_signature_error(
+    conformance_bytes: Callable[[str], bytes], dsig: Dsig
+) -> None:
+    """SignedInfo is canonicalised from a copy, which libxml2 refuses past 10 MB of text."""
+    signer = dsig.pki.rsa
+    root = dsig.parse(
+        sign_xml(conformance_bytes("status_acceptance_03.edxml"), signer.key, signer.chain)
+    )
+    dsig.child(root, "DigestValue").text = "QUJD" * (11 * 1024 * 1024 // 4)
+    loaded = load_xml(dsig.tostring(root))
+    before = etree.tostring(loaded.getroottree())
+
+    with pytest.raises(SignatureError) as caught:
+        verify_xml_signature(loaded)
+
+    assert caught.value.code == "signature.canonicalization_failed"
+    assert etree.tostring(loaded.getroottree()) == before
