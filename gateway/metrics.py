@@ -64,7 +64,7 @@ class Metrics:
             registry=r,
         )
         self.delivery_latency_s = Histogram(
-            "lgsp_delivery_latency_seconds", "Acceptance to delivered", ["adapter"],
+            "lgsp_delivery_latency_seconds", "Broker publication to delivered", ["adapter"],
             buckets=_LATENCY_BUCKETS_S, registry=r,
         )
         self.verify_latency_s = Histogram(
