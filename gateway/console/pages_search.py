@@ -15,6 +15,7 @@ from gateway.console.render import render
 from gateway.edxml.model import StatusCode
 from gateway.errors import InputError
 from gateway.store import DeliveryState, DocumentFilter
+from gateway.store.queries import COUNT_CAP
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
@@ -92,7 +93,7 @@ async def search_page(request: web.Request) -> web.Response:
     page = criteria.offset // PAGE_SIZE + 1
     return render(
         request, "documents.html", status=400 if error else 200, error=error,
-        documents=documents, total=total, page=page,
+        documents=documents, total=f"{total}+" if total >= COUNT_CAP else total, page=page,
         pages=max(1, math.ceil(total / PAGE_SIZE)), states=list(DeliveryState),
         statuses=[s for s in StatusCode if not s.is_reserved],
     )

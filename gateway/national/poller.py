@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
@@ -91,13 +90,9 @@ class NationalPoller:
         self._max_backoff_s = max(max_backoff_s, interval_s)
         self._on_unknown_sender = on_unknown_sender
         self._synced_this_round = False
-        self._last_round_at = time.monotonic()
+        self._metrics = metrics
         self.failed_rounds = 0
-        metrics.national_poll_lag_s.set_function(self.lag_s)
-
-    def lag_s(self) -> float:
-        """Seconds since the last complete round (or since start)."""
-        return time.monotonic() - self._last_round_at
+        metrics.national_poller_started()
 
     def next_delay_s(self) -> float:
         """The pause before the next round: doubled per failed round, capped."""
@@ -126,7 +121,7 @@ class NationalPoller:
         for kind in (MessageType.EDOC, MessageType.STATUS):
             for item in await self._client.get_received_edoc_list(kind):
                 await self._process(item, kind, report)
-        self._last_round_at = time.monotonic()
+        self._metrics.national_poll_succeeded()
         if report.done or report.failed:
             log.info("national_polled", done=len(report.done), failed=len(report.failed),
                      deferred=len(report.deferred))
