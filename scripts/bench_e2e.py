@@ -196,7 +196,8 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     options = StackOptions(broker_url=args.broker_url, store_url=args.store_url,
                            gateways=args.gateways, workers=args.workers, keep_dir=args.keep,
-                           profile_dir=args.profile_dir, code_dir=args.code_dir)
+                           profile_dir=args.profile_dir, code_dir=args.code_dir,
+                           env=dict(item.split("=", 1) for item in args.set))
     results: dict[str, object] = {}
     for plan in _plans(args):
         results[plan.name] = await run_mix(plan, options)
@@ -217,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store-url", default=None,
                         help="PostgreSQL server URL (a fresh database is made on it per mix); "
                              "default: SQLite in the demo dir")
+    parser.add_argument("--set", action="append", default=[], metavar="LGSP_SECTION__KEY=VALUE",
+                        help="a setting for the gateway and worker processes (repeatable), e.g. "
+                             "LGSP_BROKER__CLAIM_CHECK_THRESHOLD_BYTES=1048576")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
     parser.add_argument("--code-dir", type=Path, default=None,
                         help="run the processes from this copy of the code (e.g. `git archive` of "

@@ -348,10 +348,10 @@ async def fresh_database(server_url: str | None) -> AsyncIterator[str | None]:
         await admin.dispose()
 
 
-async def delete_topology(settings: Settings) -> None:
+async def delete_topology(settings: Settings, methods: Sequence[str] = METHODS) -> None:
     """Delete the quorum queues and the exchange of this demo's broker prefix."""
     conf = settings.broker
-    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
+    topology = Topology(conf.prefix, tuple(methods), tuple(conf.retry_delays_s))
     connection = await aio_pika.connect(conf.url)
     async with connection, connection.channel() as channel:
         for name in topology.queue_names():
