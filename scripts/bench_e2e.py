@@ -186,10 +186,10 @@ def _figures(full: RunFigures, half: RunFigures, *, half_rate: float, rss: dict[
 
 
 def _plans(args: argparse.Namespace) -> list[Plan]:
-    small = Plan("small", args.small_count or (1500 if args.quick else 12000),
-                 args.concurrency or 64, 4.0 if args.quick else 10.0)
-    real = Plan("real", args.real_count or (300 if args.quick else 2000),
-                args.concurrency or 16, 4.0 if args.quick else 10.0)
+    small = Plan("small", args.small_count or (600 if args.quick else 12000),
+                 args.concurrency or 64, 3.0 if args.quick else 10.0)
+    real = Plan("real", args.real_count or (150 if args.quick else 2000),
+                args.concurrency or 16, 3.0 if args.quick else 10.0)
     return [p for p in (small, real) if args.mix in (p.name, "both")]
 
 
