@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
@@ -117,6 +118,7 @@ class NationalPoller:
     async def poll_once(self) -> PollReport:
         """One round over both message types; raises ``UnavailableError`` when it had to stop."""
         report = PollReport()
+        started = time.monotonic()
         self._synced_this_round = False
         for kind in (MessageType.EDOC, MessageType.STATUS):
             for item in await self._client.get_received_edoc_list(kind):
@@ -124,7 +126,7 @@ class NationalPoller:
         self._metrics.national_poll_succeeded()
         if report.done or report.failed:
             log.info("national_polled", done=len(report.done), failed=len(report.failed),
-                     deferred=len(report.deferred))
+                     deferred=len(report.deferred), round_s=round(time.monotonic() - started, 3))
         return report
 
     async def _process(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
