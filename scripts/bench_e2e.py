@@ -14,7 +14,7 @@ Every package is signed before the timed runs. First a closed-loop run (``--conc
 requests in flight) gives the maximum rates; then an open-loop run at half the delivered rate
 gives the accept latency at half load. The last line is one JSON object with the figures.
 
-    .venv/bin/python scripts/bench_e2e.py [--quick] [--mix small|real|both]
+    .venv/bin/python scripts/bench_e2e.py [--quick] [--mix small|real|both|national] [--national]
         [--gateways N] [--workers M] [--store-url postgresql+asyncpg://postgres@127.0.0.1/test]
 """
 
@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_national import national_plan, run_national
 from bench_support import (
     DEFAULT_BROKER_URL,
     DEPARTMENT,
@@ -201,13 +202,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     results: dict[str, object] = {}
     for plan in _plans(args):
         results[plan.name] = await run_mix(plan, options)
+    if args.national or args.mix == "national":  # scripts/bench_national.py
+        results["national"] = await run_national(national_plan(args.quick), options)
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
-    parser.add_argument("--mix", choices=["small", "real", "both"], default="both")
+    parser.add_argument("--mix", choices=["small", "real", "both", "national"], default="both")
+    parser.add_argument("--national", action="store_true",
+                        help="also the national mix (H56 -> national simulator -> H41)")
     parser.add_argument("--gateways", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=None,
