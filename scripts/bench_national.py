@@ -75,6 +75,7 @@ from gateway.edxml.xml_codec import serialize_package
 
 WARMUP = 10  # also lets H41 learn the sender (one agency sync) before the timed runs
 STALL_S = 60.0
+ROUND_LOG_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ class Provinces:
               for s, b in zip(subs, bodies, strict=True) if s.status in (200, 202)]
         await self.wait_arrived(seen + len(ok))
         arrivals = await self.h41.arrivals()
+        rounds = await self.rounds_covering(log_from, len(ok))
         t0 = min(s.started_at for s in subs)
         accept_end = max(s.started_at + s.accept_ms / 1000 for s in subs)
         last_arrival = max((arrivals[d] for _, d in ok), default=t0)
@@ -193,8 +195,22 @@ class Provinces:
             delivered_per_s=len(ok) / (last_arrival - t0) if ok else 0.0,
             accept_ms=[s.accept_ms for s, _ in ok],
             e2e_ms=[(arrivals[d] - s.started_at) * 1000 for s, d in ok],
-            rounds=self.h41.poll_rounds(log_from),
+            rounds=rounds,
         )
+
+    async def rounds_covering(self, log_from: int, docs: int) -> list[tuple[int, float]]:
+        """The poll rounds logged since ``log_from``, once they account for ``docs`` documents
+        (a round is logged after its last document was acknowledged, maybe after it arrived)."""
+        deadline = time.monotonic() + ROUND_LOG_WAIT_S
+        while True:
+            rounds = self.h41.poll_rounds(log_from)
+            if sum(d for d, _ in rounds) >= docs:
+                return rounds
+            if time.monotonic() > deadline:
+                print(f"# national: poll rounds for {docs} documents not logged in "
+                      f"{ROUND_LOG_WAIT_S} s", file=sys.stderr)
+                return rounds
+            await asyncio.sleep(0.05)
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds so far of every part (the broker's figure covers all its users)."""
