@@ -307,7 +307,8 @@ async def run_national(plan: NationalPlan, options: StackOptions) -> dict[str, o
             if options.code_dir is not None:
                 h41_env["PYTHONPATH"] = str(options.code_dir.resolve())
             h41 = await stack.enter_async_context(
-                running_h41(root / "h41", sim, vhost_url, h56, h41_env))
+                running_h41(root / "h41", sim, vhost_url, h56, h41_env,
+                            profile_dir=options.profile_dir))
             parts, docs = Provinces(h56, h41, sim), Documents(h56.setup)
             by_interval = {f"{interval:g}": await run_interval(parts, docs, plan, interval)
                            for interval in plan.poll_intervals_s}
@@ -335,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
     parser.add_argument("--store-url", default=None, help="PostgreSQL server for H56's store")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
+    parser.add_argument("--profile-dir", type=Path, default=None,
+                        help="run both stacks' gateways and workers under cProfile; stats here")
     args = parser.parse_args(argv)
     default = national_plan(args.quick)
     intervals = (tuple(float(s) for s in args.poll_intervals.split(","))
@@ -343,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         concurrency=args.concurrency or default.concurrency,
                         half_load_s=default.half_load_s, poll_intervals_s=intervals)
     options = StackOptions(broker_url=args.broker_url, store_url=args.store_url,
-                           keep_dir=args.keep)
+                           keep_dir=args.keep, profile_dir=args.profile_dir)
     print(json.dumps({"national": asyncio.run(run_national(plan, options))}))
     return 0
 

@@ -31,6 +31,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_support
 from bench_support import LGSP, Proc, Stack, free_port, peak_rss_mb, spawn, stop
 
 from gateway import pki
@@ -205,12 +206,18 @@ class NgheAn:
     session: aiohttp.ClientSession
     receiver_url: str
     env: dict[str, str]
+    profile_dir: Path | None = None  # run under cProfile (bench_support's ``profiled``)
     gateway: Proc | None = None
     worker: Proc | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
 
     def _spawn(self, role: str, poll_interval_s: float) -> Proc:
         args = [str(LGSP), "run", "--config", str(self.setup.config_path), "--role", role]
+        if self.profile_dir is not None:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            out = self.profile_dir / f"h41_{role}-{poll_interval_s:g}"
+            args = [sys.executable, str(Path(bench_support.__file__)), "profiled", str(out),
+                    *args[1:]]
         env = {**self.env, **national_env(self.sim, H41_SYSTEM, poll_interval_s)}
         return spawn(f"h41_{role}", args, self.root / f"{role}-{poll_interval_s}.log", env)
 
@@ -261,7 +268,8 @@ class NgheAn:
 
 @contextlib.asynccontextmanager
 async def running_h41(root: Path, sim: Simulator, broker_url: str, h56: Stack,
-                      env: dict[str, str]) -> AsyncIterator[NgheAn]:
+                      env: dict[str, str], *, profile_dir: Path | None = None,
+                      ) -> AsyncIterator[NgheAn]:
     await asyncio.to_thread(root.mkdir)
     recv_port = free_port()
     receiver = spawn("h41_receiver", [sys.executable, __file__, "receiver", "--port",
@@ -271,7 +279,7 @@ async def running_h41(root: Path, sim: Simulator, broker_url: str, h56: Stack,
         await wait_ready([receiver], port=recv_port)
         recv = f"http://127.0.0.1:{recv_port}"
         setup = make_h41(root / "demo", broker_url, h56.setup.pki_dir, f"{recv}/inbox")
-        h41 = NgheAn(root, setup, sim, h56.session, recv, env)
+        h41 = NgheAn(root, setup, sim, h56.session, recv, env, profile_dir)
         yield h41
     finally:
         stop([*(h41.procs() if h41 else []), receiver])
