@@ -180,7 +180,7 @@ def settings_toml(setup: DemoSetup) -> str:
 
 
 def _console_users_toml(setup: DemoSetup) -> list[str]:
-    """``[[admin.user]]`` tables of the web console users (scrypt hashes of their passwords)."""
+    """``[[admin.user]]`` tables of the web console users (argon2id hashes of their passwords)."""
     lines = ["# Web console users (/admin); their passwords are in credentials.json."]
     for name, role in CONSOLE_USERS:
         password_hash = hash_password(setup.console_passwords[name])

@@ -8,7 +8,7 @@ import jinja2
 from aiohttp import web
 
 from gateway.console.db import ConsoleDb
-from gateway.console.passwords import ScryptHash
+from gateway.console.passwords import StoredHash
 from gateway.settings import ConsoleRole
 
 
@@ -18,7 +18,7 @@ class Account:
 
     username: str
     role: ConsoleRole
-    password: ScryptHash
+    password: StoredHash
 
 
 @dataclass(frozen=True, slots=True)

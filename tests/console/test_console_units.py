@@ -40,18 +40,19 @@ CONSOLE = TEMPLATES.parent
 
 def test_password_hashes_verify_and_carry_their_parameters() -> None:
     stored = hash_password("mật khẩu đúng")
-    assert re.fullmatch(r"scrypt\$15\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+", stored)
+    assert re.fullmatch(r"\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+",
+                        stored)
     parsed = parse_hash(stored)
     assert verify_password("mật khẩu đúng", parsed)
     assert not verify_password("mật khẩu sai", parsed)
     assert hash_password("mật khẩu đúng") != stored  # a fresh salt each time
-    cheaper = str(parsed).replace("scrypt$15$", "scrypt$10$")  # other parameters, same format
-    assert not verify_password("mật khẩu đúng", parse_hash(cheaper))
+    other = str(parsed).replace(",t=3,", ",t=2,")  # other parameters: the same key won't match
+    assert not verify_password("mật khẩu đúng", parse_hash(other))
 
 
 @pytest.mark.parametrize("bad", [
-    "", "bcrypt$x", "scrypt$15$8$1$c2FsdHNhbHQ=", "scrypt$40$8$1$c2FsdHNhbHQ=$" + "A" * 44,
-    "scrypt$15$8$1$not base64$" + "A" * 44, "scrypt$x$8$1$c2FsdHNhbHQ=$" + "A" * 44,
+    "", "bcrypt$x", "scrypt$15$8$1$c2FsdHNhbHQ=$" + "A" * 44, "$argon2id$v=19$m=x$salt$hash",
+    "$argon2id$v=19", "argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "A" * 43,
 ])
 def test_malformed_password_hashes_are_configuration_errors(bad: str) -> None:
     with pytest.raises(ConfigError) as caught:
