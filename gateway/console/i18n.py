@@ -30,6 +30,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "login.password": ("Mật khẩu", "Password"),
     "login.submit": ("Đăng nhập", "Log in"),
     "login.failed": ("Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."),
+    "login.locked": ("Đăng nhập sai quá nhiều lần. Hãy thử lại sau {n} phút.",
+                     "Too many failed log-ins. Try again in {n} minutes."),
     "dash.title": ("Tổng quan", "Dashboard"),
     "dash.states": ("Văn bản trong 24 giờ qua, theo trạng thái chuyển",
                     "Documents of the last 24 hours, by delivery state"),

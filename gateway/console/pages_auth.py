@@ -14,7 +14,7 @@ from gateway.console.auth import (
     sign_in,
     sign_out,
 )
-from gateway.console.context import ACCOUNTS, CONSOLE_DB
+from gateway.console.context import ACCOUNTS, CONSOLE_DB, LOGIN_THROTTLE
 from gateway.console.render import render
 from gateway.errors import AuthError
 
@@ -29,10 +29,15 @@ def _safe_next(value: object) -> str:
     return HOME
 
 
-def _login_page(request: web.Request, next_path: str, *, failed: bool) -> web.Response:
+def _login_page(request: web.Request, next_path: str, *, failed: bool,
+                locked_s: float = 0.0) -> web.Response:
     token = login_form_token(request)
-    response = render(request, "login.html", status=401 if failed else 200, failed=failed,
+    status = 429 if locked_s else 401 if failed else 200
+    response = render(request, "login.html", status=status, failed=failed and not locked_s,
+                      locked_minutes=int(locked_s // 60) + 1 if locked_s else 0,
                       next_path=next_path, csrf_token=token)
+    if locked_s:
+        response.headers["Retry-After"] = str(int(locked_s) + 1)
     set_login_form_cookie(request, response, token)
     return response
 
@@ -50,12 +55,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     check_login_csrf(request, form)
     next_path = _safe_next(form.get("next"))
     username, password = form.get("username"), form.get("password")
+    name = username.strip() if isinstance(username, str) else ""
+    address = request.remote or "-"
+    throttle = request.app[LOGIN_THROTTLE]
+    locked_s = throttle.retry_after_s(name, address)
+    if locked_s:
+        return _login_page(request, next_path, failed=True, locked_s=locked_s)
     try:
-        if not isinstance(username, str) or not isinstance(password, str):
+        if not isinstance(password, str) or not name:
             raise AuthError("username and password are required", code="console.bad_credentials")
-        account = await check_password(request.app[ACCOUNTS], username.strip(), password)
+        account = await check_password(request.app[ACCOUNTS], name, password)
     except AuthError:
+        throttle.failed(name, address)
         return _login_page(request, next_path, failed=True)
+    throttle.succeeded(name, address)
     response = web.HTTPSeeOther(next_path)
     await sign_in(request, response, account)
     await request.app[CONSOLE_DB].audit(account.username, "login", account.username,

@@ -18,10 +18,17 @@ from gateway.console import (
     pages_search,
 )
 from gateway.console.auth import accounts_from
-from gateway.console.context import ACCOUNTS, CONSOLE_DB, SECURE_COOKIES, TEMPLATES
+from gateway.console.context import (
+    ACCOUNTS,
+    CONSOLE_DB,
+    LOGIN_THROTTLE,
+    SECURE_COOKIES,
+    TEMPLATES,
+)
 from gateway.console.db import ConsoleDb
 from gateway.console.middleware import console_errors
 from gateway.console.render import build_templates
+from gateway.console.throttle import LoginThrottle
 from gateway.settings import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -36,6 +43,7 @@ def console_app(settings: Settings) -> web.Application:
     console[TEMPLATES] = build_templates()
     console[ACCOUNTS] = accounts_from(settings.admin.user)
     console[SECURE_COOKIES] = settings.http.tls_cert is not None
+    console[LOGIN_THROTTLE] = LoginThrottle()
     console.cleanup_ctx.append(_db_ctx(settings.store.url))
     for module in PAGES:
         console.add_routes(module.routes)

@@ -245,3 +245,21 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
                            ("participant.save", "operator", new_id),
                            ("login", "operator", "operator")]
     assert api_key not in page
+
+
+async def test_repeated_failed_log_ins_lock_that_name_out(
+    start_gateway: StartGateway, console_clients: list[ConsoleClient]
+) -> None:
+    gw = await start_gateway()
+    client = ConsoleClient(gw.base_url)
+    console_clients.append(client)
+    for _ in range(5):
+        assert (await client.login("operator", "guess")).status == 401
+
+    locked = await client.login("operator", console_password(gw, "operator"))
+
+    assert locked.status == 429  # even the right password waits out the lockout
+    assert int(locked.headers["Retry-After"]) > 0
+    assert "lgsp_console=" not in " ".join(locked.headers.getall("Set-Cookie", []))
+    viewer = await client.login("viewer", console_password(gw, "viewer"))
+    assert viewer.status == 303  # other names are not locked
