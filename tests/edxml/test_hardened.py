@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from samples import CONFORMANCE_DIR, CONFORMANCE_FILES, MALFORMED_SAMPLES
 
 from gateway.edxml import hardened
 from gateway.edxml.hardened import check_size, load_xml, read_limited
@@ -32,12 +33,10 @@ CORPUS = Path(__file__).resolve().parent / "malicious"
 EXPECTED: dict[str, dict[str, str]] = tomllib.loads(
     (CORPUS / "EXPECTED.toml").read_text(encoding="utf-8")
 )
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-CONFORMANCE_FILES = sorted((SHARED / "conformance" / "edxml").glob("*.edxml"))
 # Published malformed upstream: <edXML:From><edXML:From>… never closes the outer From, and two
 # prefixes are undeclared. A hardened loader must refuse it (recovering would change the tree).
-MALFORMED_SAMPLES = {"edoc.edxml": "edxml.malformed"}
-HEALTH_CHECK = SHARED / "conformance" / "edxml" / "edoc_new.edxml"
+MALFORMED_CODES = dict.fromkeys(MALFORMED_SAMPLES, "edxml.malformed")
+HEALTH_CHECK = CONFORMANCE_DIR / "edoc_new.edxml"
 LIMIT_CODES = {
     "edxml.too_large",
     "edxml.too_deep",
@@ -145,7 +144,7 @@ def test_all_sixteen_conformance_packages_are_present() -> None:
 def test_conformance_package_loads_like_a_plain_parse(path: Path) -> None:
     data = path.read_bytes()
     if path.name in MALFORMED_SAMPLES:
-        expect_refusal(data, MALFORMED_SAMPLES[path.name])
+        expect_refusal(data, MALFORMED_CODES[path.name])
         return
     root = load_xml(data)
     assert root.tag == f"{{{EDXML_NS}}}edXML"
@@ -154,7 +153,7 @@ def test_conformance_package_loads_like_a_plain_parse(path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["status.edxml", "edoc_uuid_dc0bdef0.edxml"])
 def test_every_cut_of_a_real_package_is_truncated(name: str) -> None:
-    data = (SHARED / "conformance" / "edxml" / name).read_bytes()
+    data = (CONFORMANCE_DIR / name).read_bytes()
     end = data.rindex(b">") + 1
     for cut in range(1, end):
         with pytest.raises(PackageError) as caught:
@@ -379,7 +378,7 @@ def test_arbitrary_bytes_either_load_or_raise_a_package_error(data: bytes) -> No
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_corrupted_real_packages_either_load_or_raise_a_package_error(data: st.DataObject) -> None:
-    sample = bytearray((SHARED / "conformance" / "edxml" / "status.edxml").read_bytes())
+    sample = bytearray((CONFORMANCE_DIR / "status.edxml").read_bytes())
     for _ in range(data.draw(st.integers(1, 4))):
         sample[data.draw(st.integers(0, len(sample) - 1))] = data.draw(st.integers(0, 255))
     code = outcome(bytes(sample))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from lxml import etree
+from samples import CONFORMANCE_DIR, CONFORMANCE_FILES, MALFORMED_SAMPLES, WELL_FORMED_FILES
 from strategies import package_strategy
 
 from gateway.edxml.hardened import load_xml
@@ -29,10 +29,8 @@ from gateway.errors import PackageError
 # edoc.edxml is published malformed: <From><From>…</From> never closes the outer From, and the
 # xlink: and (on AttachmentEncoded) edXML: prefixes are undeclared. No XML parser may accept it;
 # the repaired copy below exercises its sloppiness.
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-CONFORMANCE_FILES = sorted((SHARED / "conformance" / "edxml").glob("*.edxml"))
-MALFORMED = {"edoc.edxml"}
-WELL_FORMED = [p for p in CONFORMANCE_FILES if p.name not in MALFORMED]
+MALFORMED = MALFORMED_SAMPLES
+WELL_FORMED = WELL_FORMED_FILES
 NS_DECL = f'xmlns:edXML="{EDXML_NS}"'
 DSIG = '<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignatureValue>AA==</SignatureValue></Signature>'
 
@@ -42,7 +40,7 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 def _sample(name: str) -> bytes:
-    return (SHARED / "conformance" / "edxml" / name).read_bytes()
+    return (CONFORMANCE_DIR / name).read_bytes()
 
 
 def _repaired_edoc() -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 from lxml import etree
+from samples import CONFORMANCE_DIR, MALFORMED_SAMPLES
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
@@ -36,12 +36,8 @@ from gateway.errors import LgspError
 from gateway.signatures.algorithms import ALL_SUPPORTED, SignatureAlgorithm
 from gateway.signatures.xmldsig import verify_xml_signature
 
-_REPO = Path(__file__).resolve().parents[2]
-CONFORMANCE_DIR = (
-    Path(os.environ.get("LGSP_SHARED_DIR", _REPO.parent / "shared")) / "conformance" / "edxml"
-)
 # edoc.edxml is not well-formed (a <From> inside <From> is never closed): it cannot be signed.
-UNSIGNABLE = frozenset({"edoc.edxml"})
+UNSIGNABLE = MALFORMED_SAMPLES
 SIGNABLE = sorted(p.name for p in CONFORMANCE_DIR.glob("*.edxml") if p.name not in UNSIGNABLE)
 
 DS = {"ds": XMLDSIG_NS}
