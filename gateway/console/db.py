@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -52,18 +52,27 @@ def _now() -> datetime:
 
 
 class ConsoleDb:
-    """Sessions and audit entries; create with ``ConsoleDb.open(store_url)`` once migrated."""
+    """Sessions and audit entries, on the delivery log's engines (``ConsoleDb(lambda:
+    log.engines)``, looked up when first used) or on engines of its own
+    (``ConsoleDb.open(store_url)``, closed by ``aclose``)."""
 
-    def __init__(self, engines: Engines) -> None:
-        self.engines = engines
+    def __init__(self, engines: Callable[[], Engines], *, owns_engines: bool = False) -> None:
+        self._engines_of = engines
+        self._owns_engines = owns_engines
+
+    @property
+    def engines(self) -> Engines:
+        return self._engines_of()
 
     @classmethod
     def open(cls, url: str) -> ConsoleDb:
         """Engines for the store at ``url`` (the delivery log has already migrated it)."""
-        return cls(create_engines(url))
+        engines = create_engines(url)
+        return cls(lambda: engines, owns_engines=True)
 
     async def aclose(self) -> None:
-        await self.engines.reader.dispose()
+        if self._owns_engines:
+            await self.engines.reader.dispose()
 
     # -- sessions -------------------------------------------------------------------------------
 

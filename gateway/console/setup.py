@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway.api.context import SETTINGS
+from gateway.api.context import DELIVERY_LOG, SETTINGS
 from gateway.console import (
     pages_audit,
     pages_auth,
@@ -37,32 +36,21 @@ PAGES = (pages_auth, pages_dashboard, pages_search, pages_document, pages_dead_l
          pages_participants, pages_audit)
 
 
-def console_app(settings: Settings) -> web.Application:
+def console_app(settings: Settings, gateway: web.Application) -> web.Application:
     """The console as a sub-application; the gateway's resources are reached via config_dict."""
     console = web.Application(middlewares=[console_errors])
     console[TEMPLATES] = build_templates()
     console[ACCOUNTS] = accounts_from(settings.admin.user)
     console[SECURE_COOKIES] = settings.http.tls_cert is not None
     console[LOGIN_THROTTLE] = LoginThrottle()
-    console.cleanup_ctx.append(_db_ctx(settings.store.url))
+    # The console's tables live in the delivery log's database: it shares the log's engines.
+    console[CONSOLE_DB] = ConsoleDb(lambda: gateway[DELIVERY_LOG].engines)
     for module in PAGES:
         console.add_routes(module.routes)
     console.router.add_static("/static", STATIC_DIR, name="static")
     return console
 
 
-def _db_ctx(store_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The console's store engines: they open after the delivery log (which migrated the
-    store) and close after it."""
-
-    async def ctx(console: web.Application) -> AsyncIterator[None]:
-        console[CONSOLE_DB] = ConsoleDb.open(store_url)
-        yield
-        await console[CONSOLE_DB].aclose()
-
-    return ctx
-
-
 def setup_console(app: web.Application) -> None:
     """Mount the console on the gateway's ``app`` (call once, before the app starts)."""
-    app.add_subapp(PREFIX, console_app(app[SETTINGS]))
+    app.add_subapp(PREFIX, console_app(app[SETTINGS], app))

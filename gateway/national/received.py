@@ -50,8 +50,10 @@ def _record(row: Row[Any]) -> ProcessedDoc:
 class ReceivedLog:
     """Reads and writes ``national_inbox``. Create it with ``await ReceivedLog.open(url)``."""
 
-    def __init__(self, engines: Engines) -> None:
+    def __init__(self, engines: Engines, *, owns_engines: bool = False) -> None:
+        """On the delivery log's engines (already migrated), or on engines of its own."""
         self._engines = engines
+        self._owns_engines = owns_engines
 
     @classmethod
     async def open(cls, url: str) -> ReceivedLog:
@@ -62,10 +64,11 @@ class ReceivedLog:
         except BaseException:
             await engines.reader.dispose()
             raise
-        return cls(engines)
+        return cls(engines, owns_engines=True)
 
     async def aclose(self) -> None:
-        await self._engines.reader.dispose()
+        if self._owns_engines:
+            await self._engines.reader.dispose()
 
     async def get(self, doc_id: str) -> ProcessedDoc | None:
         async with transaction(self._engines.reader) as conn:

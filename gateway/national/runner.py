@@ -62,7 +62,7 @@ class NationalRunner:
     async def start(self) -> None:
         conf = self.settings.national
         self._client = national_client(conf)
-        self._received = await ReceivedLog.open(self.settings.store.url)
+        self._received = ReceivedLog(self._delivery_log.engines)
         self.sync = AgencySync(self._client, self._directory)
         self.poller = NationalPoller(
             client=self._client, intake=self._intake(), directory=self._directory,

@@ -53,6 +53,12 @@ class LogReader:
     def __init__(self, engines: Engines) -> None:
         self._engines = engines
 
+    @property
+    def engines(self) -> Engines:
+        """The store's connection pools, for other tables of the same database (console,
+        national inbox): one pool per process, and one SQLite write lock, not one per user."""
+        return self._engines
+
     async def ping(self) -> None:
         """Raise ``UnavailableError`` unless the store answers (for readiness checks)."""
         async with transaction(self._engines.reader) as conn:

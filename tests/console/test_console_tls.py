@@ -13,7 +13,7 @@ from aiohttp import web
 from service.service_kit import free_port
 
 from gateway import pki
-from gateway.api.context import SETTINGS
+from gateway.api.context import DELIVERY_LOG, SETTINGS
 from gateway.console.passwords import hash_password
 from gateway.console.setup import setup_console
 from gateway.settings import Settings, load_settings
@@ -54,8 +54,16 @@ async def tls_console(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
 
 
 def _console_only(settings: Settings) -> web.Application:
+    """The console and the delivery log it shares its database engines with; nothing else."""
     app = web.Application()
     app[SETTINGS] = settings
+
+    async def delivery_log(app: web.Application) -> AsyncIterator[None]:
+        app[DELIVERY_LOG] = await DeliveryLog.open(settings.store.url)
+        yield
+        await app[DELIVERY_LOG].aclose()
+
+    app.cleanup_ctx.append(delivery_log)
     setup_console(app)
     return app
 
