@@ -354,9 +354,7 @@ async def delete_topology(settings: Settings, methods: Sequence[str] = METHODS) 
     topology = Topology(conf.prefix, tuple(methods), tuple(conf.retry_delays_s))
     connection = await aio_pika.connect(conf.url)
     async with connection, connection.channel() as channel:
-        for name in topology.queue_names():
-            await channel.queue_delete(name)
-        await channel.exchange_delete(topology.exchange)
+        await topology.delete(channel)
 
 
 def _make_demo(root: Path, options: StackOptions, store_url: str | None,

@@ -93,6 +93,13 @@ class Topology:
             names.append(self.dead_queue(method))
         return tuple(names)
 
+    async def delete(self, channel: AbstractChannel) -> None:
+        """Delete every queue and the exchange (a decommissioned prefix; test teardown).
+        Messages still queued are lost: never call it on a prefix in service."""
+        for name in self.queue_names():
+            await channel.queue_delete(name)
+        await channel.exchange_delete(self.exchange)
+
     async def declare(self, channel: AbstractChannel) -> None:
         """Declare exchange, queues and bindings; safe to call at every start-up."""
         exchange = await channel.declare_exchange(self.exchange, ExchangeType.TOPIC, durable=True)

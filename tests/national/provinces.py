@@ -20,14 +20,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aio_pika
 import aiohttp
 import pytest
+from service.service_kit import delete_topology
 from service_sites import BASE_URL, BrokerSite, rabbitmqctl
 
 from gateway import pki
-from gateway.broker.messages import METHODS
-from gateway.broker.topology import Topology
 from gateway.demo_setup import init_demo
 from gateway.directory import (
     Delivery,
@@ -108,17 +106,6 @@ def second_broker() -> Iterator[BrokerSite]:
         yield BrokerSite(vhost, urlunsplit(parts._replace(path="/" + quote(vhost, safe=""))))
     finally:
         rabbitmqctl("delete_vhost", vhost)
-
-
-async def delete_topology(settings: Settings) -> None:
-    """Quorum queues are costly for a small broker: delete a test gateway's queues after it."""
-    conf = settings.broker
-    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
-    connection = await aio_pika.connect(conf.url)
-    async with connection, connection.channel() as channel:
-        for name in topology.queue_names():
-            await channel.queue_delete(name)
-        await channel.exchange_delete(topology.exchange)
 
 
 # --- the national simulator as a subprocess ------------------------------------------------------

@@ -193,9 +193,7 @@ async def delete_topology(settings: Settings) -> None:
     topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
     connection = await aio_pika.connect(conf.url)
     async with connection, connection.channel() as channel:
-        for name in topology.queue_names():
-            await channel.queue_delete(name)
-        await channel.exchange_delete(topology.exchange)
+        await topology.delete(channel)
 
 
 @pytest.fixture
