@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Any
 
-from gateway.edxml.model import DocumentPackage, Package, StatusPackage
+from gateway.edxml.model import Attachment, DocumentPackage, Package, StatusPackage
 from gateway.package_formats import PackageFormat
 
 
-def _attachment_size(content_b64: str) -> int | None:
+def _attachment_size(attachment: Attachment) -> int | None:
     try:
-        return len(base64.b64decode("".join(content_b64.split()), validate=True))
+        return len(attachment.data())
     except (binascii.Error, ValueError):
         return None
 
@@ -57,7 +56,7 @@ def _document_fields(package: DocumentPackage) -> dict[str, Any]:
                 "content_id": a.content_id,
                 "name": a.attachment_name,
                 "content_type": a.content_type,
-                "size_bytes": _attachment_size(a.content_b64),
+                "size_bytes": _attachment_size(a),
                 "zip": a.is_zip(),
             }
             for a in package.attachments
