@@ -6,11 +6,11 @@ recipient has the package, and raises otherwise:
 - ``TransientDeliveryError`` (``retryable``): try again later, after ``retry_after_s`` if set;
 - ``PermanentDeliveryError``: retrying the same delivery cannot succeed.
 
-Why not raise ``gateway.worker.Retry`` / ``Permanent`` directly: those are the broker loop's
-control-flow signals, and importing them would tie every adapter (and every receiver that only
-wants ``verify_push_signature``) to the worker and aio-pika. These two errors belong to the one
-error tree in ``gateway.errors`` instead, so the worker's handler maps any adapter failure with
-one rule and no knowledge of adapters::
+Why not raise ``gateway.delivery.worker.Retry`` / ``Permanent`` directly: those are the
+broker loop's control-flow signals, and importing them would tie every adapter (and every
+receiver that only wants ``verify_push_signature``) to the worker and aio-pika. These two errors
+belong to the one error tree in ``gateway.core.errors`` instead, so the worker's handler maps any
+adapter failure with one rule and no knowledge of adapters::
 
     except LgspError as exc:
         if exc.retryable:
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Self
 
-from gateway.errors import ServiceError, UnavailableError
+from gateway.core.errors import ServiceError, UnavailableError
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from gateway.errors import SignatureError
+from gateway.core.errors import SignatureError
 
 SigningKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 SIGNATURE_HEADER = "X-LGSP-Signature"

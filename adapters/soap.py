@@ -43,8 +43,8 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from gateway.core.errors import ConfigError, PackageError
 from gateway.edxml.xml_codec import parse_package
-from gateway.errors import ConfigError, PackageError
 
 WSDL_DIR: Final = Path(__file__).resolve().parents[1] / "schemas" / "wsdl"
 PROTOCOL_VERSION: Final = "4.0"

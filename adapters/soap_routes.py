@@ -43,8 +43,8 @@ from adapters.soap import (
     XRoadClient,
     XRoadService,
 )
-from gateway.config_files import read_toml
-from gateway.errors import ConfigError
+from gateway.core.config_files import read_toml
+from gateway.core.errors import ConfigError
 
 _FIELD_PATH = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _ROUTE_KEYS = frozenset({"name", "wsdl", "operation", "wsdl_service", "wsdl_port", "endpoint",

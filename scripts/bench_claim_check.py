@@ -47,9 +47,9 @@ from bench_support import (
 )
 
 from gateway.broker import Broker, DeliveryMessage, Received, Subscription
+from gateway.core.settings import BrokerSettings, Settings
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
-from gateway.package_formats import PackageFormat
-from gateway.settings import BrokerSettings, Settings
 from gateway.store import DeliveryLog
 from gateway.store.records import NewDocument
 

@@ -69,7 +69,7 @@ from bench_support import (
     submit_open,
 )
 
-from gateway.demo_setup import DemoSetup
+from gateway.demo.setup import DemoSetup
 from gateway.edxml import build
 from gateway.edxml.xml_codec import serialize_package
 

@@ -34,9 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_support
 from bench_support import LGSP, Proc, Stack, free_port, peak_rss_mb, spawn, stop
 
-from gateway import pki
-from gateway.demo_setup import DemoSetup, init_demo
-from gateway.directory import (
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
@@ -45,6 +43,8 @@ from gateway.directory import (
     ParticipantLevel,
     dump_directory,
 )
+from gateway.demo import pki
+from gateway.demo.setup import DemoSetup, init_demo
 
 H41_PROVINCE, H41_DEPARTMENT, NATIONAL = "000.00.00.H41", "000.00.04.H41", "000.00.00.G22"
 H56_SYSTEM, H41_SYSTEM = "lgsp-h56", "lgsp-h41"

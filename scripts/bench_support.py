@@ -36,11 +36,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway import pki  # noqa: E402
 from gateway.broker.messages import METHODS  # noqa: E402
 from gateway.broker.topology import Topology  # noqa: E402
-from gateway.demo_setup import DemoSetup, init_demo  # noqa: E402
-from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory  # noqa: E402
+from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory  # noqa: E402
+from gateway.core.settings import Settings, load_settings  # noqa: E402
+from gateway.demo import pki  # noqa: E402
+from gateway.demo.setup import DemoSetup, init_demo  # noqa: E402
 from gateway.edxml import build  # noqa: E402
 from gateway.edxml.model import (  # noqa: E402
     DocumentPackage,
@@ -49,7 +50,6 @@ from gateway.edxml.model import (  # noqa: E402
     TraceHeader,
 )
 from gateway.edxml.xml_codec import parse_package, serialize_package  # noqa: E402
-from gateway.settings import Settings, load_settings  # noqa: E402
 from gateway.signatures.xmldsig import sign_xml  # noqa: E402
 
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.directory import (
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
@@ -20,8 +20,8 @@ from gateway.directory import (
     hash_api_key,
     load_directory,
 )
-from gateway.errors import ConfigError, NotFoundError
-from gateway.pki import DEMO_PARTICIPANTS
+from gateway.core.errors import ConfigError, NotFoundError
+from gateway.demo.pki import DEMO_PARTICIPANTS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "participants.toml"
 FP = "ab" * 32

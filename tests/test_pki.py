@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway import pki
-from gateway.errors import ConfigError, NotFoundError
+from gateway.core.errors import ConfigError, NotFoundError
+from gateway.demo import pki
 from gateway.signatures.binding import organ_ids_in
 
 ORGAN_ID = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")

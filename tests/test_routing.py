@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.directory import (
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
     Participant,
     ParticipantKind,
 )
-from gateway.errors import ForbiddenError
-from gateway.routing import (
+from gateway.core.errors import ForbiddenError
+from gateway.intake.routing import (
     Refusal,
     RefusalReason,
     Route,

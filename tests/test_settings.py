@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.edxml.limits import DEFAULT_LIMITS
-from gateway.errors import ConfigError
-from gateway.settings import (
+from gateway.core.errors import ConfigError
+from gateway.core.settings import (
     BrokerSettings,
     Settings,
     effective_settings_masked,
     load_settings,
 )
+from gateway.edxml.limits import DEFAULT_LIMITS
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_HASH = "a" * 64

@@ -10,9 +10,9 @@ import structlog
 from aiohttp import web
 
 from gateway.api.auth import require_admin
-from gateway.api.context import DIRECTORY
-from gateway.directory import Participant, generate_api_key, participant_from_mapping
-from gateway.errors import ConfigError, InputError
+from gateway.core.directory import Participant, generate_api_key, participant_from_mapping
+from gateway.core.errors import ConfigError, InputError
+from gateway.web.keys import DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)

@@ -8,9 +8,9 @@ import ssl
 
 from aiohttp import web
 
-from gateway.api.context import DIRECTORY, SETTINGS
-from gateway.directory import Participant, hash_api_key
-from gateway.errors import AuthError
+from gateway.core.directory import Participant, hash_api_key
+from gateway.core.errors import AuthError
+from gateway.web.keys import DIRECTORY, SETTINGS
 
 
 def _bearer(request: web.Request) -> str | None:

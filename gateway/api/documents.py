@@ -8,12 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.auth import authenticate
-from gateway.api.context import DELIVERY_LOG, INTAKE, LIFECYCLE, METRICS, SETTINGS
+from gateway.core.errors import InputError, LgspError, NotFoundError, UnavailableError
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.hardened import read_limited
-from gateway.errors import InputError, LgspError, NotFoundError, UnavailableError
-from gateway.intake import IntakeOutcome
-from gateway.package_formats import PackageFormat
+from gateway.intake.pipeline import IntakeOutcome
 from gateway.store.records import DeliveryRecord, DocumentView, EventRecord
+from gateway.web.keys import DELIVERY_LOG, INTAKE, LIFECYCLE, METRICS, SETTINGS
 
 routes = web.RouteTableDef()
 

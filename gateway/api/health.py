@@ -8,8 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.api.context import BROKER, DELIVERY_LOG, LIFECYCLE, METRICS
-from gateway.errors import LgspError
+from gateway.core.errors import LgspError
+from gateway.web.keys import BROKER, DELIVERY_LOG, LIFECYCLE, METRICS
 
 routes = web.RouteTableDef()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.auth import authenticate
-from gateway.api.context import DELIVERY_LOG
-from gateway.errors import InputError, NotFoundError
-from gateway.package_formats import PackageFormat
+from gateway.core.errors import InputError, NotFoundError
+from gateway.edxml.formats import PackageFormat
 from gateway.store.records import DeliveryMethod, DeliveryState
+from gateway.web.keys import DELIVERY_LOG
 
 routes = web.RouteTableDef()
 

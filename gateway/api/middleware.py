@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import LgspError
+from gateway.core.errors import LgspError
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from gateway.broker.failures import broker_errors
 from gateway.broker.messages import DeliveryMessage
-from gateway.errors import InputError
+from gateway.core.errors import InputError
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import aiormq.exceptions as amqp
 
-from gateway.errors import ConfigError, UnavailableError
+from gateway.core.errors import ConfigError, UnavailableError
 
 BROKER_UNAVAILABLE = "unavailable.broker"
 TOPOLOGY_MISMATCH = "config.broker_topology"

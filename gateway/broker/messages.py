@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import aio_pika
 from aio_pika.abc import AbstractMessage, DeliveryMode, HeadersType
 
-from gateway.errors import InputError
+from gateway.core.errors import InputError
 
 METHODS: tuple[str, ...] = ("push", "mailbox", "national", "soap")
 DEFAULT_CONTENT_TYPE = "application/xml"

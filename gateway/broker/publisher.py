@@ -35,7 +35,7 @@ from gateway.broker.messages import (
     DeliveryMessage,
 )
 from gateway.broker.topology import DEFAULT_PREFIX, DEFAULT_RETRY_DELAYS_S, Topology
-from gateway.errors import InputError, UnavailableError
+from gateway.core.errors import InputError, UnavailableError
 
 
 class Broker:

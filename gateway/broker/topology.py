@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, ExchangeType
 from pamqp.common import Arguments, FieldTable
 
 from gateway.broker.messages import METHODS
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 DEFAULT_PREFIX = "lgsp"
 DEFAULT_RETRY_DELAYS_S: tuple[float, ...] = (5, 30, 120, 600, 3600)

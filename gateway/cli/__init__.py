@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from gateway.errors import ConfigError, LgspError
+from gateway.core.errors import ConfigError, LgspError
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from gateway.console.passwords import hash_password
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:

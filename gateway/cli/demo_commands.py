@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gateway.demo_setup import DEFAULT_BROKER_URL, DEFAULT_PORT, DemoSetup, init_demo
-from gateway.settings import mask_url
+from gateway.core.settings import mask_url
+from gateway.demo.setup import DEFAULT_BROKER_URL, DEFAULT_PORT, DemoSetup, init_demo
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:

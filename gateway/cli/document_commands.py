@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import pki
+from gateway.core.errors import ConfigError, PackageError
+from gateway.demo import pki
 from gateway.edxml import build, json_codec
+from gateway.edxml.formats import PackageFormat, jws_payload, sniff_format
 from gateway.edxml.model import DocumentPackage, Organization, Package, StatusCode
 from gateway.edxml.xml_codec import parse_package, serialize_package
-from gateway.errors import ConfigError, PackageError
-from gateway.package_formats import PackageFormat, jws_payload, sniff_format
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.jws import sign_jws
 from gateway.signatures.truststore import TrustStore
@@ -123,7 +123,7 @@ def _read_package(path: Path) -> tuple[Package, PackageFormat]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from gateway.package_summary import summarize, summary_lines  # noqa: PLC0415
+    from gateway.edxml.summary import summarize, summary_lines  # noqa: PLC0415
 
     package, fmt = _read_package(args.file)
     summary = summarize(package, fmt)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.cli.ops_commands import add_config_option, settings_from
+from gateway.core.errors import ConfigError, NotFoundError
 from gateway.edxml.model import StatusCode
-from gateway.errors import ConfigError, NotFoundError
 from gateway.store import (
     DeliveryLog,
     DeliveryRecord,

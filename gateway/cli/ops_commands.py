@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from gateway.directory import Directory, load_directory
-from gateway.errors import ConfigError
+from gateway.core.directory import Directory, load_directory
+from gateway.core.errors import ConfigError
+from gateway.core.settings import Settings, effective_settings_masked, load_settings
 from gateway.national.local_systems import LocalSystems
-from gateway.settings import Settings, effective_settings_masked, load_settings
 from gateway.signatures.truststore import TrustStore
 
 CONFIG_ENV = "LGSP_CONFIG"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gateway import pki
+from gateway.demo import pki
 from gateway.signatures.binding import fingerprint
 
 

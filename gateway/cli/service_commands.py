@@ -11,13 +11,13 @@ from typing import Any
 
 import aiohttp
 
-from gateway import pki
 from gateway.cli.ops_commands import add_config_option, config_path, settings_from
-from gateway.errors import ConfigError, InputError, UnavailableError
-from gateway.logs import configure_logging
-from gateway.package_formats import PackageFormat, jws_payload, sniff_format
-from gateway.runner import Role, serve
-from gateway.settings import Settings
+from gateway.core.errors import ConfigError, InputError, UnavailableError
+from gateway.core.logs import configure_logging
+from gateway.core.settings import Settings
+from gateway.demo import pki
+from gateway.edxml.formats import PackageFormat, jws_payload, sniff_format
+from gateway.service.runner import Role, serve
 from gateway.signatures.jws import sign_jws
 from gateway.signatures.xmldsig import sign_xml
 

@@ -40,7 +40,7 @@ def _register_national(sims: argparse._SubParsersAction[Any]) -> None:
 
 
 def _national(args: argparse.Namespace) -> int:
-    from gateway.errors import ConfigError  # noqa: PLC0415 (keeps --help fast)
+    from gateway.core.errors import ConfigError  # noqa: PLC0415 (keeps --help fast)
     from gateway.national.simulator import load_sim_config, serve  # noqa: PLC0415
 
     config = load_sim_config(args.config, args.system)
@@ -77,7 +77,7 @@ def _register_soap(sims: argparse._SubParsersAction[Any]) -> None:
 
 
 def _soap(args: argparse.Namespace) -> int:
-    from gateway import soap_sim  # noqa: PLC0415 (keeps --help fast)
+    from gateway.demo import soap_sim  # noqa: PLC0415 (keeps --help fast)
 
     def ready(url: str) -> None:
         print(f"SOAP simulator on {url} (WSDL at {url}?wsdl)", flush=True)

@@ -18,8 +18,8 @@ from multidict import MultiDictProxy
 from gateway.console.context import ACCOUNTS, CONSOLE_DB, SECURE_COOKIES, Account, SignedIn
 from gateway.console.passwords import dummy_hash, parse_hash, verify_password
 from gateway.console.render import USER_KEY
-from gateway.errors import AuthError, ForbiddenError
-from gateway.settings import ConsoleUser
+from gateway.core.errors import AuthError, ForbiddenError
+from gateway.core.settings import ConsoleUser
 
 SESSION_COOKIE = "lgsp_console"
 LOGIN_CSRF_COOKIE = "lgsp_console_login"

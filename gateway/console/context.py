@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.console.db import ConsoleDb
 from gateway.console.passwords import StoredHash
 from gateway.console.throttle import LoginThrottle
-from gateway.settings import ConsoleRole
+from gateway.core.settings import ConsoleRole
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Row, delete, func, insert, select
 
-from gateway.errors import InputError
+from gateway.core.errors import InputError
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.tables import console_audit, console_sessions
 

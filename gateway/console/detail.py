@@ -15,14 +15,14 @@ from datetime import datetime
 from cryptography import x509
 from lxml import etree
 
+from gateway.core.errors import LgspError, NotFoundError
 from gateway.edxml import json_codec
 from gateway.edxml.attachments import decode_attachment
+from gateway.edxml.formats import PackageFormat, jws_payload
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package
 from gateway.edxml.xml_codec import read_package
-from gateway.errors import LgspError, NotFoundError
-from gateway.package_formats import PackageFormat, jws_payload
 from gateway.signatures.binding import fingerprint
 from gateway.signatures.jws import verify_jws
 from gateway.signatures.verify import JWS_ALGORITHMS

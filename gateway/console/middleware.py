@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.console.auth import LoginRequiredError
 from gateway.console.render import render
-from gateway.errors import LgspError
+from gateway.core.errors import LgspError
 
 log = structlog.get_logger(__name__)
 

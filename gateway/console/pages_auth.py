@@ -16,7 +16,7 @@ from gateway.console.auth import (
 )
 from gateway.console.context import ACCOUNTS, CONSOLE_DB, LOGIN_THROTTLE
 from gateway.console.render import render
-from gateway.errors import AuthError
+from gateway.core.errors import AuthError
 
 routes = web.RouteTableDef()
 HOME = "/admin/"

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.api.context import BROKER, DELIVERY_LOG, METRICS, SETTINGS
 from gateway.broker import Broker
 from gateway.console.auth import require_user
 from gateway.console.chart import throughput_chart
 from gateway.console.context import CONSOLE_DB
 from gateway.console.render import render
 from gateway.console.stats import dashboard
-from gateway.errors import LgspError
+from gateway.core.errors import LgspError
+from gateway.web.keys import BROKER, DELIVERY_LOG, METRICS, SETTINGS
 
 routes = web.RouteTableDef()
 PROBE_TIMEOUT_S = 3.0

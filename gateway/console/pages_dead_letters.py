@@ -6,12 +6,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.api.context import BROKER, DELIVERY_LOG, INTAKE
 from gateway.console.auth import Form, posted_form, require_user
 from gateway.console.context import CONSOLE_DB, SignedIn
 from gateway.console.render import render
 from gateway.console.replay import Replayer, ReplayOutcome
-from gateway.errors import InputError
+from gateway.core.errors import InputError
+from gateway.web.keys import BROKER, DELIVERY_LOG, INTAKE
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50

@@ -9,14 +9,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from gateway.api.context import DELIVERY_LOG, SETTINGS
 from gateway.console.auth import require_user
 from gateway.console.detail import attachment_file, package_detail
 from gateway.console.render import render
-from gateway.errors import NotFoundError
-from gateway.package_formats import PackageFormat
+from gateway.core.errors import NotFoundError
+from gateway.edxml.formats import PackageFormat
 from gateway.store import DocumentView
 from gateway.store.tables import fold_text
+from gateway.web.keys import DELIVERY_LOG, SETTINGS
 
 routes = web.RouteTableDef()
 PARSE_IN_THREAD_BYTES = 64 * 1024

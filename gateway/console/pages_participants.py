@@ -9,12 +9,11 @@ import structlog
 from aiohttp import web
 
 from gateway.api.admin import participant_json
-from gateway.api.context import DIRECTORY
 from gateway.console.auth import posted_form, require_user
 from gateway.console.context import CONSOLE_DB, SignedIn
 from gateway.console.participant_form import directory_entry, form_values, posted_values
 from gateway.console.render import render, translator
-from gateway.directory import (
+from gateway.core.directory import (
     DeliveryMethod,
     DirectoryHolder,
     Participant,
@@ -23,7 +22,8 @@ from gateway.directory import (
     generate_api_key,
     participant_from_mapping,
 )
-from gateway.errors import ConfigError, ForbiddenError, NotFoundError
+from gateway.core.errors import ConfigError, ForbiddenError, NotFoundError
+from gateway.web.keys import DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)

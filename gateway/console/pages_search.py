@@ -8,14 +8,14 @@ from datetime import date, datetime, time, timedelta
 
 from aiohttp import web
 
-from gateway.api.context import DELIVERY_LOG
 from gateway.console.auth import require_user
 from gateway.console.i18n import DISPLAY_TZ
 from gateway.console.render import render
+from gateway.core.errors import InputError
 from gateway.edxml.model import StatusCode
-from gateway.errors import InputError
 from gateway.store import DeliveryState, DocumentFilter
 from gateway.store.queries import COUNT_CAP
+from gateway.web.keys import DELIVERY_LOG
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.directory import DEFAULT_ALGORITHMS, Participant
+from gateway.core.directory import DEFAULT_ALGORITHMS, Participant
 
 LIST_FIELDS = ("allowed_algorithms", "may_send_to", "may_speak_for",
                "signing_cert_fingerprints", "client_cert_fingerprints")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 "low memory" defaults
 _DUMMY_PASSWORD = "lgsp: no password matches this hash"  # noqa: S105 - not a credential

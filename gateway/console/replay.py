@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.broker import Broker
-from gateway.errors import ConflictError, NotFoundError, UnavailableError
-from gateway.intake import Intake
+from gateway.core.errors import ConflictError, NotFoundError, UnavailableError
+from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog, DeliveryRecord, DocumentRecord
 
 log = structlog.get_logger(__name__)

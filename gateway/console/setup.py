@@ -6,7 +6,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.api.context import DELIVERY_LOG, SETTINGS
 from gateway.console import (
     pages_audit,
     pages_auth,
@@ -28,7 +27,8 @@ from gateway.console.db import ConsoleDb
 from gateway.console.middleware import console_errors
 from gateway.console.render import build_templates
 from gateway.console.throttle import LoginThrottle
-from gateway.settings import Settings
+from gateway.core.settings import Settings
+from gateway.web.keys import DELIVERY_LOG, SETTINGS
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREFIX = "/admin"

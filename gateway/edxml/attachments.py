@@ -9,6 +9,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterable
 
+from gateway.core.errors import LimitError, PackageError
 from gateway.edxml.issues import Issue, error, warning
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
 from gateway.edxml.model import (
@@ -18,7 +19,6 @@ from gateway.edxml.model import (
     ManifestReference,
     Package,
 )
-from gateway.errors import LimitError, PackageError
 
 ATTACHMENT_PATH = "/edXML/AttachmentEncoded/Attachment"
 REFERENCE_PATH = "/edXML/edXMLEnvelope/edXMLBody/edXMLManifest/Reference"

@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
 
+from gateway.core.errors import PackageError
 from gateway.edxml.model import (
     Attachment,
     Business,
@@ -42,7 +43,6 @@ from gateway.edxml.model import (
     TraceHeader,
     TraceHeaderList,
 )
-from gateway.errors import PackageError
 
 VIETNAM_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")  # UTC+7, no daylight saving
 DATE_FORMAT = "%Y/%m/%d"

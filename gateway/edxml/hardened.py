@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, cast
 
 from lxml import etree
 
+from gateway.core.errors import LimitError, PackageError
 from gateway.edxml.limits import (
     DEFAULT_LIMITS,
     ByteStream,
@@ -34,7 +35,6 @@ from gateway.edxml.limits import (
     read_limited,
 )
 from gateway.edxml.model import EDXML_NS
-from gateway.errors import LimitError, PackageError
 
 __all__ = ["ByteStream", "check_size", "load_xml", "read_limited"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.errors import PackageError
+from gateway.core.errors import PackageError
 
 
 class Severity(StrEnum):

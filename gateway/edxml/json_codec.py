@@ -23,9 +23,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from gateway.core.errors import LimitError, PackageError
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
-from gateway.errors import LimitError, PackageError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.schema.json"
 _PACKAGE_TYPES: dict[str, type[DocumentPackage] | type[StatusPackage]] = {

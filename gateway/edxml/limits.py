@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from gateway.errors import ConfigError, LimitError, PackageError
+from gateway.core.errors import ConfigError, LimitError, PackageError
 
 READ_CHUNK_BYTES = 64 * 1024
 """Bytes ``read_limited`` asks the stream for at a time."""

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from lxml import etree
 
+from gateway.core.errors import PackageError
 from gateway.edxml import model as m
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
@@ -45,7 +46,6 @@ from gateway.edxml.xml_layout import (
     Table,
     serialize_package,
 )
-from gateway.errors import PackageError
 
 __all__ = ["parse_package", "read_package", "serialize_package"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.core.errors import PackageError
 from gateway.edxml import model as m
 from gateway.edxml.hardened import load_xml
-from gateway.errors import PackageError
 
 _Element = etree._Element
 Table = tuple[tuple[str, str], ...]  # (element local name, record attribute), in wire order

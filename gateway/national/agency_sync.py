@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from gateway.directory import (
+from adapters.national.client import NationalClient, PlatformRefusedError
+from adapters.national.records import Agency
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
@@ -25,8 +27,6 @@ from gateway.directory import (
     Participant,
     ParticipantKind,
 )
-from gateway.national.client import NationalClient, PlatformRefusedError
-from gateway.national.records import Agency
 
 log = structlog.get_logger(__name__)
 

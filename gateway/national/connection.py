@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.errors import ConfigError
-from gateway.national.client import NationalClient
-from gateway.settings import NationalSettings
+from adapters.national.client import NationalClient
+from gateway.core.errors import ConfigError
+from gateway.core.settings import NationalSettings
 
 
 def read_secret(conf: NationalSettings) -> str:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import structlog
 
-from gateway.config_files import read_toml
-from gateway.errors import ConfigError
-from gateway.national.protocol import SystemCredentials
+from adapters.national.protocol import SystemCredentials
+from gateway.core.config_files import read_toml
+from gateway.core.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 _KEYS = frozenset({"system_id", "secret", "organ_id", "timestamp_window_s"})

@@ -34,15 +34,15 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from gateway.directory import DirectoryHolder, Participant
-from gateway.errors import ConfigError, ForbiddenError, InputError, LgspError, UnavailableError
-from gateway.intake import Intake, IntakeOutcome
-from gateway.metrics import Metrics
-from gateway.national.client import NationalClient, PlatformRefusedError
-from gateway.national.protocol import AckStatus, MessageType
+from adapters.national.client import NationalClient, PlatformRefusedError
+from adapters.national.protocol import AckStatus, MessageType
+from adapters.national.records import ReceivedItem
+from gateway.core.directory import DirectoryHolder, Participant
+from gateway.core.errors import ConfigError, ForbiddenError, InputError, LgspError, UnavailableError
+from gateway.core.metrics import Metrics
+from gateway.edxml.formats import PackageFormat
+from gateway.intake.pipeline import Intake, IntakeOutcome
 from gateway.national.received import ProcessedDoc, ReceivedLog
-from gateway.national.records import ReceivedItem
-from gateway.package_formats import PackageFormat
 
 log = structlog.get_logger(__name__)
 

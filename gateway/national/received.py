@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.national.protocol import AckStatus
+from adapters.national.protocol import AckStatus
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.migrations import migrate
 from gateway.store.tables import national_inbox

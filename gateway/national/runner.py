@@ -15,18 +15,18 @@ import contextlib
 
 import structlog
 
+from adapters.national.client import NationalClient
 from gateway.broker import Broker
-from gateway.components import build_receipt_signer, build_verifier
-from gateway.directory import DirectoryHolder
-from gateway.errors import LgspError
-from gateway.intake import Intake
-from gateway.metrics import Metrics
+from gateway.core.directory import DirectoryHolder
+from gateway.core.errors import LgspError
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Settings
+from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync, SyncReport
-from gateway.national.client import NationalClient
 from gateway.national.connection import national_client
 from gateway.national.poller import NationalPoller
 from gateway.national.received import ReceivedLog
-from gateway.settings import Settings
+from gateway.service.components import build_receipt_signer, build_verifier
 from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)

@@ -13,8 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs, web
 from aiohttp.base_protocol import BaseProtocol
 
-from gateway.errors import InputError, LgspError, NotFoundError
-from gateway.national.protocol import (
+from adapters.national.protocol import (
     DEFAULT_ENDPOINT_PATH,
     FILE_PART,
     HashFileError,
@@ -26,6 +25,7 @@ from gateway.national.protocol import (
     fail_answer,
     hash_file_matches,
 )
+from gateway.core.errors import InputError, LgspError, NotFoundError
 
 OperationHandler = Callable[[web.Request, Operation], Awaitable[web.Response]]
 OPERATION_ROUTE = DEFAULT_ENDPOINT_PATH + "/{operation}"

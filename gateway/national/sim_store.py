@@ -28,9 +28,9 @@ from sqlalchemy import (
     update,
 )
 
-from gateway.errors import ForbiddenError
-from gateway.national.protocol import PLATFORM_TZ
-from gateway.national.records import Agency
+from adapters.national.protocol import PLATFORM_TZ
+from adapters.national.records import Agency
+from gateway.core.errors import ForbiddenError
 from gateway.store.engine import Engines, create_engines, transaction
 
 PENDING = "pending"

@@ -26,10 +26,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.config_files import read_toml
-from gateway.edxml.xml_codec import parse_package
-from gateway.errors import ConfigError, InputError, NotFoundError
-from gateway.national.protocol import (
+from adapters.national.protocol import (
     DEFAULT_TIMESTAMP_WINDOW_S,
     AckStatus,
     HeaderAuthenticator,
@@ -40,7 +37,10 @@ from gateway.national.protocol import (
     ok_answer,
     parse_to,
 )
-from gateway.national.records import Agency, ReceivedItem, SentItem
+from adapters.national.records import Agency, ReceivedItem, SentItem
+from gateway.core.config_files import read_toml
+from gateway.core.errors import ConfigError, InputError, NotFoundError
+from gateway.edxml.xml_codec import parse_package
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,

@@ -22,12 +22,7 @@ import time
 import structlog
 from aiohttp import web
 
-from gateway.api.context import DELIVERY_LOG, DIRECTORY, INTAKE, LIFECYCLE, METRICS, SETTINGS
-from gateway.directory import Participant
-from gateway.edxml.model import PackageKind
-from gateway.errors import AuthError, LgspError, NotFoundError, PackageError, UnavailableError
-from gateway.national.local_systems import LocalSystems
-from gateway.national.protocol import (
+from adapters.national.protocol import (
     AckStatus,
     HeaderAuthenticator,
     MessageType,
@@ -37,7 +32,12 @@ from gateway.national.protocol import (
     ok_answer,
     parse_to,
 )
-from gateway.national.records import Agency, ReceivedItem
+from adapters.national.records import Agency, ReceivedItem
+from gateway.core.directory import Participant
+from gateway.core.errors import AuthError, LgspError, NotFoundError, PackageError, UnavailableError
+from gateway.edxml.formats import PackageFormat, sniff_format
+from gateway.edxml.model import PackageKind
+from gateway.national.local_systems import LocalSystems
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,
@@ -46,9 +46,9 @@ from gateway.national.serving import (
     read_file_doc,
     required,
 )
-from gateway.package_formats import PackageFormat, sniff_format
 from gateway.store import DeliveryLog
 from gateway.store.records import DeliveryMethod, DeliveryState
+from gateway.web.keys import DELIVERY_LOG, DIRECTORY, INTAKE, LIFECYCLE, METRICS, SETTINGS
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from gateway.errors import BindingError
+from gateway.core.errors import BindingError
 
 ORGAN_ID_URI_PREFIX: Final = "urn:lgsp:organ-id:"
 UID_PREFIXES: Final = ("ORGANID:", "MST:")

@@ -22,8 +22,8 @@ from typing import cast
 from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
+from gateway.core.errors import SignatureError
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import SignatureError
 from gateway.signatures.algorithms import C14nMethod, DigestAlgorithm
 
 SIGNATURE_TAGS = (f"{{{XMLDSIG_NS}}}Signature", f"{{{EDXML_NS}}}Signature")

@@ -24,7 +24,7 @@ from joserfc import jwk
 from joserfc import jws as rfc_jws
 from joserfc.errors import BadSignatureError, JoseError
 
-from gateway.errors import LimitError, SignatureError
+from gateway.core.errors import LimitError, SignatureError
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

@@ -36,7 +36,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from gateway.errors import ConfigError, TrustError
+from gateway.core.errors import ConfigError, TrustError
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +119,7 @@ class TrustStore:
         reload_interval_s: float | None = 60.0,
         clock: Clock = _utc_now,
     ) -> TrustStore:
-        """Read ``<path>/trust/ca/*.pem`` and ``<path>/trust/crl/*.{pem,crl}`` (see gateway.pki)."""
+        """Read ``<path>/trust/ca/*.pem`` and ``<path>/trust/crl/*.{pem,crl}``."""
         ca_dir = path / "trust" / "ca"
         if not ca_dir.is_dir():
             raise ConfigError(f"no trusted CA directory at {ca_dir}", code="config.trust_missing")

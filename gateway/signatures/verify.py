@@ -15,6 +15,7 @@ from typing import Final
 
 from cryptography import x509
 
+from gateway.core.errors import SignatureError
 from gateway.edxml import json_codec
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.issues import Issue, Severity
@@ -22,7 +23,6 @@ from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
 from gateway.edxml.model import EDXML_NS, Package
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
-from gateway.errors import SignatureError
 from gateway.signatures.algorithms import ALL_SUPPORTED, DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.binding import check_binding, fingerprint
 from gateway.signatures.jws import verify_jws

@@ -22,7 +22,7 @@ from typing import TypeVar, cast
 from cryptography import x509
 from lxml import etree
 
-from gateway.errors import SignatureError
+from gateway.core.errors import SignatureError
 from gateway.signatures.algorithms import (
     ALL_SUPPORTED,
     ENVELOPED_SIGNATURE,

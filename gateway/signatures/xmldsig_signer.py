@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
+from gateway.core.errors import ConfigError, PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import ConfigError, PackageError
 from gateway.signatures.algorithms import (
     ENVELOPED_SIGNATURE,
     C14nMethod,

@@ -14,8 +14,8 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.edxml.model import StatusCode
-from gateway.errors import ConflictError, InputError, NotFoundError
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.migrations import migrate
 from gateway.store.queries import (

@@ -22,7 +22,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gateway.errors import ConfigError, ConflictError, ServiceError, UnavailableError
+from gateway.core.errors import ConfigError, ConflictError, ServiceError, UnavailableError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_POOL_SIZE = 5

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.store.engine import transaction
 from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,

@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Row, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.core.errors import ConfigError, InputError
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
-from gateway.errors import ConfigError, InputError
-from gateway.package_formats import PackageFormat
 from gateway.store.records import (
     DeliveryItem,
     DeliveryMethod,

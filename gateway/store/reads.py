@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.core.errors import NotFoundError
 from gateway.edxml.model import PackageKind
-from gateway.errors import NotFoundError
 from gateway.store.engine import Engines, transaction
 from gateway.store.queries import (
     COUNT_CAP,

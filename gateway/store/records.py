@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
-from gateway.package_formats import PackageFormat
 
 
 class DeliveryState(StrEnum):

@@ -29,8 +29,8 @@ from adapters.http_push import (
     sign_push,
     verify_push_signature,
 )
-from gateway import pki
-from gateway.errors import SignatureError
+from gateway.core.errors import SignatureError
+from gateway.demo import pki
 
 
 @dataclass

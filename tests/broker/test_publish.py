@@ -13,7 +13,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection, DeliveryMode
 
 from gateway.broker import Broker, DeliveryMessage
-from gateway.errors import InputError, UnavailableError
+from gateway.core.errors import InputError, UnavailableError
 
 MakeMessage = Callable[..., DeliveryMessage]
 

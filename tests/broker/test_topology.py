@@ -9,7 +9,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from gateway.broker import Broker, DeliveryMessage, Topology
-from gateway.errors import ConfigError, UnavailableError
+from gateway.core.errors import ConfigError, UnavailableError
 
 
 def test_names_follow_the_prefix() -> None:

@@ -14,8 +14,8 @@ from aio_pika.abc import AbstractRobustConnection
 from structlog.testing import capture_logs
 
 from gateway.broker import Broker, DeliveryMessage
-from gateway.errors import ConfigError
-from gateway.worker import Permanent, Retry, Worker, WorkerRules
+from gateway.core.errors import ConfigError
+from gateway.delivery.worker import Permanent, Retry, Worker, WorkerRules
 
 MakeMessage = Callable[..., DeliveryMessage]
 RULES = WorkerRules(delays_s=(0.2, 0.5), max_tries=3, prefetch=8, drain_timeout_s=5)

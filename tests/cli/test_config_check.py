@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.demo_setup import DemoSetup, init_demo
-from gateway.directory import hash_api_key
-from gateway.settings import effective_settings_masked, load_settings
+from gateway.core.directory import hash_api_key
+from gateway.core.settings import effective_settings_masked, load_settings
+from gateway.demo.setup import DemoSetup, init_demo
 
 BROKER_PASSWORD = "s3cret-broker-pw"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pki
 from gateway.cli import main
-from gateway.demo_setup import DemoSetup, demo_prefix, init_demo
-from gateway.directory import DeliveryMethod, hash_api_key, load_directory
-from gateway.settings import load_settings
+from gateway.core.directory import DeliveryMethod, hash_api_key, load_directory
+from gateway.core.settings import load_settings
+from gateway.demo import pki
+from gateway.demo.setup import DemoSetup, demo_prefix, init_demo
 from gateway.signatures.binding import fingerprint
 
 LGSP = Path(sys.executable).with_name("lgsp")

@@ -20,8 +20,8 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.cli import main
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
-from gateway.package_formats import PackageFormat
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"

@@ -18,8 +18,8 @@ from service.service_kit import (
     new_document,
 )
 
-from gateway.api.context import BROKER
-from gateway.directory import load_directory
+from gateway.core.directory import load_directory
+from gateway.web.keys import BROKER
 
 # The console's own behaviour does not depend on the store: run on SQLite (the store's
 # queries are tested on both backends in tests/store and test_console_stats).

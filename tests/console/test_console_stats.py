@@ -11,8 +11,8 @@ import pytest
 from gateway.console.chart import nice_ceiling, throughput_chart
 from gateway.console.db import ConsoleDb
 from gateway.console.stats import HourCount, dashboard
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
-from gateway.package_formats import PackageFormat
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 
 X, Y = "000.00.15.H56", "000.01.15.H56"

@@ -12,12 +12,12 @@ import pytest
 from aiohttp import web
 from service.service_kit import free_port
 
-from gateway import pki
-from gateway.api.context import DELIVERY_LOG, SETTINGS
 from gateway.console.passwords import hash_password
 from gateway.console.setup import setup_console
-from gateway.settings import Settings, load_settings
+from gateway.core.settings import Settings, load_settings
+from gateway.demo import pki
 from gateway.store import DeliveryLog
+from gateway.web.keys import DELIVERY_LOG, SETTINGS
 
 PASSWORD = "mật khẩu của An"
 

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from service.service_kit import DEPARTMENT, DISTRICT, new_document
 
-from gateway import pki
 from gateway.cli import main
 from gateway.console.detail import attachment_file, package_detail
 from gateway.console.i18n import MESSAGES, Translator, choose_language
 from gateway.console.pages_search import search_filter
 from gateway.console.participant_form import directory_entry, form_values
 from gateway.console.passwords import hash_password, parse_hash, verify_password
-from gateway.directory import Delivery, DeliveryMethod, Participant, participant_from_mapping
+from gateway.core.directory import Delivery, DeliveryMethod, Participant, participant_from_mapping
+from gateway.core.errors import ConfigError, InputError, NotFoundError
+from gateway.core.settings import ConsoleRole, effective_settings_masked, load_settings
+from gateway.demo import pki
 from gateway.edxml import json_codec
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.limits import DEFAULT_LIMITS
 from gateway.edxml.model import StatusCode
 from gateway.edxml.xml_codec import serialize_package
-from gateway.errors import ConfigError, InputError, NotFoundError
-from gateway.package_formats import PackageFormat
-from gateway.settings import ConsoleRole, effective_settings_masked, load_settings
 from gateway.signatures.binding import fingerprint
 from gateway.signatures.jws import sign_jws
 from gateway.signatures.xmldsig import sign_xml

@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 
+from gateway.core.errors import LimitError, PackageError
 from gateway.edxml.attachments import (
     check_attachments,
     decode_attachment,
@@ -28,7 +29,6 @@ from gateway.edxml.model import (
     StatusPackage,
     TraceHeaderList,
 )
-from gateway.errors import LimitError, PackageError
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
 

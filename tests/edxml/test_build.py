@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from gateway.core.errors import PackageError
 from gateway.edxml.build import (
     BUSINESS_REASONS,
     STATUS_DESCRIPTIONS,
@@ -30,7 +31,6 @@ from gateway.edxml.model import (
 )
 from gateway.edxml.validate import validate_package, validate_schema
 from gateway.edxml.xml_codec import parse_package, serialize_package
-from gateway.errors import PackageError
 
 THANH_HOA = Organization(
     "000.00.00.H56", "UBND tỉnh Thanh Hóa", "Văn phòng UBND tỉnh Thanh Hóa",

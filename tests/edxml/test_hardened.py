@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from samples import CONFORMANCE_DIR, CONFORMANCE_FILES, MALFORMED_SAMPLES
 
+from gateway.core.errors import ConfigError, LimitError, PackageError
 from gateway.edxml import hardened
 from gateway.edxml.hardened import check_size, load_xml, read_limited
 from gateway.edxml.limits import DEFAULT_LIMITS, READ_CHUNK_BYTES, ParseLimits
 from gateway.edxml.model import EDXML_NS
-from gateway.errors import ConfigError, LimitError, PackageError
 
 CORPUS = Path(__file__).resolve().parent / "malicious"
 EXPECTED: dict[str, dict[str, str]] = tomllib.loads(

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from jsonschema import Draft202012Validator
 from strategies import package_strategy
 
+from gateway.core.errors import LimitError, PackageError
 from gateway.edxml import model
 from gateway.edxml.json_codec import SCHEMA_PATH, dumps, from_json_dict, loads, to_json_dict
 from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
 from gateway.edxml.xml_codec import parse_package, serialize_package
-from gateway.errors import LimitError, PackageError
 
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
 WELL_FORMED = sorted(

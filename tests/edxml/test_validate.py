@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from strategies import package_strategy
 
+from gateway.core.errors import PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import (
     Attachment,
@@ -46,7 +47,6 @@ from gateway.edxml.validate import (
     validate_schema,
 )
 from gateway.edxml.xml_codec import parse_package, serialize_package
-from gateway.errors import PackageError
 
 SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
 CONFORMANCE = sorted((SHARED / "conformance" / "edxml").glob("*.edxml"))

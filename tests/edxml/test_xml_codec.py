@@ -12,6 +12,7 @@ from lxml import etree
 from samples import CONFORMANCE_DIR, CONFORMANCE_FILES, MALFORMED_SAMPLES, WELL_FORMED_FILES
 from strategies import package_strategy
 
+from gateway.core.errors import PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import (
     EDXML_NS,
@@ -24,7 +25,6 @@ from gateway.edxml.model import (
     StatusPackage,
 )
 from gateway.edxml.xml_codec import parse_package, read_package, serialize_package
-from gateway.errors import PackageError
 
 # edoc.edxml is published malformed: <From><From>…</From> never closes the outer From, and the
 # xlink: and (on AttachmentEncoded) edXML: prefixes are undeclared. No XML parser may accept it;

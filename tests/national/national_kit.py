@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from gateway.national.protocol import SystemCredentials
+from adapters.national.protocol import SystemCredentials
 from gateway.national.simulator import NationalSimulator, SimConfig, SimSystem
 
 VN = timezone(timedelta(hours=7))

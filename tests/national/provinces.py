@@ -25,9 +25,7 @@ import pytest
 from service.service_kit import delete_topology
 from service_sites import BASE_URL, BrokerSite, rabbitmqctl
 
-from gateway import pki
-from gateway.demo_setup import init_demo
-from gateway.directory import (
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
@@ -37,6 +35,9 @@ from gateway.directory import (
     dump_directory,
     generate_api_key,
 )
+from gateway.core.settings import Settings, load_settings
+from gateway.demo import pki
+from gateway.demo.setup import init_demo
 from gateway.edxml import build
 from gateway.edxml.model import (
     DocumentPackage,
@@ -46,8 +47,7 @@ from gateway.edxml.model import (
     StatusPackage,
 )
 from gateway.edxml.xml_codec import serialize_package
-from gateway.runner import Role, Service
-from gateway.settings import Settings, load_settings
+from gateway.service.runner import Role, Service
 from gateway.signatures.binding import fingerprint
 from gateway.signatures.xmldsig import sign_xml
 

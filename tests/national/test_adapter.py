@@ -16,14 +16,14 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from adapters.national import NationalAdapter
+from adapters.national.adapter import NationalAdapter
+from adapters.national.client import NationalClient
+from gateway.core.errors import ConfigError
+from gateway.core.settings import NationalSettings
 from gateway.edxml import build
 from gateway.edxml.model import StatusCode
 from gateway.edxml.xml_codec import serialize_package
-from gateway.errors import ConfigError
-from gateway.national.client import NationalClient
 from gateway.national.connection import national_client
-from gateway.settings import NationalSettings
 
 DEPARTMENT, PROVINCE_H41 = "000.00.04.H56", "000.00.00.H41"
 

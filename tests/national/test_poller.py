@@ -17,24 +17,24 @@ from national_kit import H41_SYSTEM, H56_SYSTEM, RunningSimulator
 from provinces import H41_PARTICIPANTS, H41_PROVINCE, delete_topology, organization
 from service_sites import BrokerSite
 
-from gateway import pki
+from adapters.national.client import NationalClient
+from adapters.national.protocol import AckStatus
+from adapters.national.records import Agency
 from gateway.broker import Broker
-from gateway.components import build_receipt_signer, build_verifier
-from gateway.demo_setup import init_demo
-from gateway.directory import DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Settings, load_settings
+from gateway.demo import pki
+from gateway.demo.setup import init_demo
 from gateway.edxml import build
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import DocumentPackage, Package, StatusCode
 from gateway.edxml.xml_codec import parse_package, serialize_package
-from gateway.intake import Intake
-from gateway.metrics import Metrics
+from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync
-from gateway.national.client import NationalClient
 from gateway.national.poller import NationalPoller, inbound_caller
-from gateway.national.protocol import AckStatus
 from gateway.national.received import ReceivedLog
-from gateway.national.records import Agency
-from gateway.package_formats import PackageFormat
-from gateway.settings import Settings, load_settings
+from gateway.service.components import build_receipt_signer, build_verifier
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
 

@@ -13,9 +13,8 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.errors import AuthError, InputError, UnavailableError
-from gateway.national.client import NationalClient, PlatformRefusedError
-from gateway.national.protocol import (
+from adapters.national.client import NationalClient, PlatformRefusedError
+from adapters.national.protocol import (
     PLATFORM_TZ,
     HeaderAuthenticator,
     Operation,
@@ -32,6 +31,7 @@ from gateway.national.protocol import (
     signed_headers,
     verify_signature,
 )
+from gateway.core.errors import AuthError, InputError, UnavailableError
 
 SECRET = "s3cret-ThanhHoa"
 AT = datetime(2024, 3, 5, 14, 23, 1, 7000, tzinfo=PLATFORM_TZ)

@@ -21,7 +21,7 @@ from provinces import (
 )
 from service_sites import BrokerSite
 
-from gateway.directory import DeliveryMethod, load_directory
+from gateway.core.directory import DeliveryMethod, load_directory
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage
 

@@ -17,13 +17,13 @@ from national_kit import (
     java_unpadded_hex,
 )
 
+from adapters.national.client import NationalClient, PlatformRefusedError
+from adapters.national.protocol import base_params, signed_headers
+from adapters.national.records import Agency
+from gateway.core.errors import AuthError
 from gateway.edxml import build
 from gateway.edxml.model import Organization
 from gateway.edxml.xml_codec import serialize_package
-from gateway.errors import AuthError
-from gateway.national.client import NationalClient, PlatformRefusedError
-from gateway.national.protocol import base_params, signed_headers
-from gateway.national.records import Agency
 
 DEPARTMENT_H56, PROVINCE_H41 = "000.00.04.H56", "000.00.00.H41"
 

@@ -26,9 +26,9 @@ from service.service_kit import (  # noqa: F401 (start_gateway is a fixture)
 )
 
 from gateway.cli import main
-from gateway.demo_setup import DemoSetup
+from gateway.core.settings import load_settings
+from gateway.demo.setup import DemoSetup
 from gateway.national.local_systems import load_local_systems
-from gateway.settings import load_settings
 
 DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
 ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
@@ -145,7 +145,7 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
 ) -> None:
     gateway = await start_gateway()
     check_demo_secrets(gateway.setup, capsys)
-    systems = gateway.settings.southbound.systems_path
+    systems = gateway.core.settings.southbound.systems_path
     assert systems is not None
     # The file is re-read on change: the district now allows only 60 s of timestamp age.
     text = systems.read_text(encoding="utf-8").replace(

@@ -30,11 +30,11 @@ from service.service_kit import (
 from service_sites import BrokerSite
 from structlog.testing import capture_logs
 
-from gateway import pki
-from gateway.demo_setup import DemoSetup, init_demo
-from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.settings import load_settings
+from gateway.demo import pki
+from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml.xml_codec import serialize_package
-from gateway.settings import load_settings
 from gateway.signatures.xmldsig import sign_xml
 
 LGSP = Path(sys.executable).with_name("lgsp")

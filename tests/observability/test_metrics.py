@@ -21,8 +21,8 @@ from service.service_kit import (
     states,
 )
 
-from gateway.metrics import Metrics
-from gateway.runner import Role, Service
+from gateway.core.metrics import Metrics
+from gateway.service.runner import Role, Service
 
 # The gateway scenarios run on SQLite: the metrics do not depend on the store.
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

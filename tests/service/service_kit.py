@@ -21,16 +21,16 @@ import pytest
 from aiohttp import web
 from service_sites import BrokerSite
 
-from gateway import pki
 from gateway.broker.messages import METHODS
 from gateway.broker.topology import Topology
-from gateway.demo_setup import DemoSetup, init_demo
-from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.settings import Settings, load_settings
+from gateway.demo import pki
+from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage, Organization, StatusCode
 from gateway.edxml.xml_codec import serialize_package
-from gateway.runner import Role, Service
-from gateway.settings import Settings, load_settings
+from gateway.service.runner import Role, Service
 from gateway.signatures.xmldsig import sign_xml
 
 DEPARTMENT = "000.00.04.H56"
@@ -184,7 +184,7 @@ async def start_gateway(
     for gateway in started:
         await gateway.session.close()
         await gateway.service.stop()
-        await delete_topology(gateway.settings)
+        await delete_topology(gateway.core.settings)
 
 
 async def delete_topology(settings: Settings) -> None:

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from service_kit import COMMUNE, DEPARTMENT, DISTRICT, Gateway, StartGateway, new_document, states
 
-from gateway import pki
+from gateway.demo import pki
 from gateway.edxml import json_codec
 from gateway.signatures.binding import fingerprint
 from gateway.signatures.jws import sign_jws

@@ -15,7 +15,7 @@ import pytest
 from service_kit import COMMUNE, DEPARTMENT, DISTRICT, StartGateway, free_port, new_document
 
 from gateway.cli import main
-from gateway.demo_setup import init_demo
+from gateway.demo.setup import init_demo
 from gateway.edxml.xml_codec import serialize_package
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -18,7 +18,7 @@ from service_kit import (
     status_for,
 )
 
-from gateway.directory import DirectoryHolder, load_directory
+from gateway.core.directory import DirectoryHolder, load_directory
 from gateway.signatures.jws import verify_jws
 
 

@@ -31,12 +31,12 @@ from service_kit import (
 )
 from service_sites import BrokerSite
 
-from gateway import pki
-from gateway.demo_setup import DemoSetup, init_demo
-from gateway.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.settings import Settings, load_settings
+from gateway.demo import pki
+from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml.xml_codec import serialize_package
-from gateway.runner import Service
-from gateway.settings import Settings, load_settings
+from gateway.service.runner import Service
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DeliveryState
 
@@ -124,7 +124,7 @@ async def lgsp_run(
         yield gateway
     finally:
         gateway.kill()
-        await delete_topology(gateway.settings)
+        await delete_topology(gateway.core.settings)
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes,

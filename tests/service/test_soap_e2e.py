@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from service_kit import DEPARTMENT, DISTRICT, StartGateway, new_document, states
 
+from gateway.demo.soap_sim import Behaviour, SoapSimulator
 from gateway.edxml.model import DocumentPackage
-from gateway.soap_sim import Behaviour, SoapSimulator
 
 ROUTE = "national-documents"
 ROUTES_TOML = """

@@ -30,9 +30,9 @@ from samples import CONFORMANCE_DIR, MALFORMED_SAMPLES
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from gateway.core.errors import LgspError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import LgspError
 from gateway.signatures.algorithms import ALL_SUPPORTED, SignatureAlgorithm
 from gateway.signatures.xmldsig import verify_xml_signature
 

@@ -1,4 +1,4 @@
-"""One demo PKI per test session (built with gateway.pki), shared by the signature test modules.
+"""One demo PKI per test session, shared by the signature test modules.
 
 Each module declares its own session fixture calling :func:`shared_pki`; the module-level cache
 makes every module get the same directory, so the CA and keys are generated once.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pki
+from gateway.demo import pki
 
 # Senders of the conformance samples, besides the demo participants (G22 is one of those).
 CONFORMANCE_SENDERS = ("000.00.00.A80", "000.00.00.H41", "777.77.04.D77")

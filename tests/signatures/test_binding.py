@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 from pki_fixtures import shared_pki
 
-from gateway import pki
-from gateway.errors import BindingError
+from gateway.core.errors import BindingError
+from gateway.demo import pki
 from gateway.signatures.binding import check_binding, fingerprint, organ_ids_in
 
 

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from pki_fixtures import shared_pki
 
-from gateway import pki
-from gateway.errors import LimitError, SignatureError
+from gateway.core.errors import LimitError, SignatureError
+from gateway.demo import pki
 from gateway.signatures.jws import sign_jws, verify_jws
 
 PAYLOAD = json.dumps({"header": {"from": {"organ_id": "000.00.00.H56"}}}).encode()

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from pki_fixtures import other_pki, shared_pki
 
-from gateway import pki
-from gateway.errors import ConfigError, TrustError
+from gateway.core.errors import ConfigError, TrustError
+from gateway.demo import pki
 from gateway.signatures.truststore import TrustStore
 
 NOW = dt.datetime.now(dt.UTC)

@@ -13,12 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from pki_fixtures import other_pki, shared_pki
 
-from gateway import pki
-from gateway.edxml import json_codec
-from gateway.edxml.issues import Severity
-from gateway.edxml.limits import ParseLimits
-from gateway.edxml.xml_codec import parse_package
-from gateway.errors import (
+from gateway.core.errors import (
     BindingError,
     LgspError,
     LimitError,
@@ -26,6 +21,11 @@ from gateway.errors import (
     SignatureError,
     TrustError,
 )
+from gateway.demo import pki
+from gateway.edxml import json_codec
+from gateway.edxml.issues import Severity
+from gateway.edxml.limits import ParseLimits
+from gateway.edxml.xml_codec import parse_package
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.binding import fingerprint
 from gateway.signatures.jws import sign_jws

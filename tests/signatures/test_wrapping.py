@@ -18,10 +18,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
+from gateway.core.errors import LgspError, SignatureError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 from gateway.edxml.xml_codec import read_package
-from gateway.errors import LgspError, SignatureError
 from gateway.signatures.algorithms import C14nMethod
 from gateway.signatures.xmldsig import sign_xml, verify_xml_signature
 

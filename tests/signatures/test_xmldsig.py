@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from lxml import etree
 
+from gateway.core.errors import ConfigError, PackageError, SignatureError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import ConfigError, PackageError, SignatureError
 from gateway.signatures.algorithms import (
     ALL_SUPPORTED,
     DEFAULT_ALLOWED,

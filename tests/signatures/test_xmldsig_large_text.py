@@ -22,9 +22,9 @@ from lxml import etree
 from signxml.algorithms import SignatureConstructionMethod
 from signxml.signer import XMLSigner
 
+from gateway.core.errors import SignatureError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import SignatureError
 from gateway.signatures.algorithms import C14nMethod, DigestAlgorithm
 from gateway.signatures.enveloped import HASH_SLICE_BYTES, LARGE_TEXT_CHARS, enveloped_digest
 from gateway.signatures.xmldsig import sign_xml, verify_xml_signature

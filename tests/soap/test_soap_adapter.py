@@ -12,9 +12,9 @@ import pytest
 from adapters.base import OutboundDelivery, PermanentDeliveryError, TransientDeliveryError
 from adapters.soap import WSDL_DIR, SoapAdapter, SoapRoute
 from adapters.soap_routes import load_routes
+from gateway.core.errors import ConfigError
+from gateway.demo.soap_sim import Behaviour, SoapSimulator
 from gateway.edxml.xml_codec import parse_package
-from gateway.errors import ConfigError
-from gateway.soap_sim import Behaviour, SoapSimulator
 
 SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/conformance/edxml/edoc_new.edxml"
 RECIPIENT = "000.00.00.G22"

@@ -14,7 +14,7 @@ from lxml import etree
 
 from adapters.base import OutboundDelivery, PermanentDeliveryError
 from adapters.soap import SoapAdapter, SoapRoute, XRoadClient, XRoadService
-from gateway.soap_sim import SoapSimulator
+from gateway.demo.soap_sim import SoapSimulator
 
 SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/conformance/edxml/edoc_new.edxml"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"

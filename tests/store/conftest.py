@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
-from gateway.package_formats import PackageFormat
 from gateway.store import DeliveryLog, NewDocument
 
 

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.core.errors import (
+    ConfigError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    UnavailableError,
+)
 from gateway.edxml.model import PackageKind, StatusCode
-from gateway.errors import ConfigError, ConflictError, InputError, NotFoundError, UnavailableError
 from gateway.store import (
     DeliveryLog,
     DeliveryMethod,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.store import DeliveryLog, DocumentFilter, NewDocument
 from gateway.store.migrations import LATEST, STEPS
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-from gateway.directory import DeliveryMethod, Directory, Participant
-from gateway.errors import ForbiddenError
+from gateway.core.directory import DeliveryMethod, Directory, Participant
+from gateway.core.errors import ForbiddenError
 
 
 class RefusalReason(StrEnum):

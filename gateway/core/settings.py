@@ -15,9 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from yarl import URL
 
-from gateway.config_files import read_toml
+from gateway.core.config_files import read_toml
+from gateway.core.errors import ConfigError
 from gateway.edxml.limits import ParseLimits
-from gateway.errors import ConfigError
 
 ENV_PREFIX = "LGSP_"
 MASK = "***"

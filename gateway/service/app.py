@@ -10,7 +10,19 @@ import structlog
 from aiohttp import web
 
 from gateway.api import admin, documents, health, inbox
-from gateway.api.context import (
+from gateway.api.middleware import request_context
+from gateway.broker import Broker
+from gateway.console.setup import setup_console
+from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.errors import ConfigError, LgspError
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Settings
+from gateway.dispatch.outbox import relay_forever
+from gateway.intake.pipeline import Intake
+from gateway.national.southbound import setup_southbound
+from gateway.service.components import build_receipt_signer, build_verifier
+from gateway.store import DeliveryLog
+from gateway.web.keys import (
     BROKER,
     DELIVERY_LOG,
     DIRECTORY,
@@ -20,18 +32,6 @@ from gateway.api.context import (
     SETTINGS,
     Lifecycle,
 )
-from gateway.api.middleware import request_context
-from gateway.broker import Broker
-from gateway.components import build_receipt_signer, build_verifier
-from gateway.console.setup import setup_console
-from gateway.directory import DirectoryHolder, load_directory
-from gateway.errors import ConfigError, LgspError
-from gateway.intake import Intake
-from gateway.metrics import Metrics
-from gateway.national.southbound import setup_southbound
-from gateway.outbox import relay_forever
-from gateway.settings import Settings
-from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)
 

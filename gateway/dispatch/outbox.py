@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import structlog
 
-from gateway.errors import LgspError
-from gateway.intake import Intake
+from gateway.core.errors import LgspError
+from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog
 from gateway.store.records import DeliveryRecord, DocumentRecord
 

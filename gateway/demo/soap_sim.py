@@ -36,11 +36,11 @@ from zeep import Client, Settings
 from zeep.exceptions import Error as ZeepError
 from zeep.helpers import serialize_object
 
+from gateway.core.errors import ConfigError, InputError, LgspError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import ParseLimits
-from gateway.errors import ConfigError, InputError, LgspError
 
-WSDL_DIR: Final = Path(__file__).resolve().parents[1] / "schemas" / "wsdl"
+WSDL_DIR: Final = Path(__file__).resolve().parents[2] / "schemas" / "wsdl"
 DEFAULT_WSDL: Final = WSDL_DIR / "document-service.wsdl"
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 XROAD_NS: Final = "http://x-road.eu/xsd/xroad.xsd"

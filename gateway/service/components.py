@@ -7,15 +7,15 @@ from collections.abc import Callable
 from adapters.base import Adapter
 from adapters.http_push import HttpPushAdapter
 from adapters.mailbox import MailboxAdapter
-from adapters.national import NationalAdapter
+from adapters.national.adapter import NationalAdapter
 from adapters.soap import SoapAdapter
 from adapters.soap_routes import load_routes
-from gateway import pki
-from gateway.delivery_service import LogMailbox
-from gateway.directory import DirectoryHolder
+from gateway.core.directory import DirectoryHolder
+from gateway.core.settings import Settings
+from gateway.delivery.handler import LogMailbox
+from gateway.demo import pki
+from gateway.intake.receipts import ReceiptSigner
 from gateway.national.connection import national_client
-from gateway.receipts import ReceiptSigner
-from gateway.settings import Settings
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier

@@ -19,12 +19,12 @@ import structlog
 
 from adapters.base import Adapter, OutboundDelivery
 from gateway.broker import DeliveryMessage
-from gateway.directory import DirectoryHolder
-from gateway.errors import LgspError
-from gateway.metrics import Metrics
+from gateway.core.directory import DirectoryHolder
+from gateway.core.errors import LgspError
+from gateway.core.metrics import Metrics
+from gateway.delivery.worker import Permanent, Retry
 from gateway.store import DeliveryLog
 from gateway.store.records import DeliveryState
-from gateway.worker import Permanent, Retry
 
 log = structlog.get_logger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from gateway.broker import Broker, DeliveryMessage, Received, Subscription
-from gateway.errors import ConfigError, UnavailableError
+from gateway.core.errors import ConfigError, UnavailableError
 
 log = structlog.get_logger(__name__)
 

@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway.broker import Broker, DeliveryMessage
-from gateway.directory import DeliveryMethod, DirectoryHolder, Participant, ParticipantKind
+from gateway.core.directory import DeliveryMethod, DirectoryHolder, Participant, ParticipantKind
+from gateway.core.errors import ForbiddenError
+from gateway.core.metrics import Metrics
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import DocumentPackage, StatusPackage
-from gateway.errors import ForbiddenError
-from gateway.metrics import Metrics
-from gateway.package_formats import PackageFormat
-from gateway.receipts import Receipt, ReceiptSigner
-from gateway.routing import Refusal, route
-from gateway.routing import may_speak_for as caller_may_speak_for
+from gateway.intake.receipts import Receipt, ReceiptSigner
+from gateway.intake.routing import Refusal, route
+from gateway.intake.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
 from gateway.store.records import (

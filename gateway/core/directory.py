@@ -21,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.config_files import read_toml
-from gateway.errors import ConfigError, NotFoundError
+from gateway.core.config_files import read_toml
+from gateway.core.errors import ConfigError, NotFoundError
 
 API_KEY_PREFIX = "lgsp_"
 DEFAULT_ALGORITHMS = ("rsa-sha256", "ecdsa-sha256")

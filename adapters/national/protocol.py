@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Protocol
 
-from gateway.errors import AuthError, InputError, LgspError
+from gateway.core.errors import AuthError, InputError, LgspError
 
 PLATFORM_TZ = timezone(timedelta(hours=7), "ICT")  # the SDK formats the JVM's local time
 TIMESTAMP_FORMAT = "%d%m%YT%H%M%S"  # then "+SSSS": the milliseconds on 4 digits

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 
 def read_toml(path: Path) -> dict[str, Any]:

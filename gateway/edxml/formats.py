@@ -6,7 +6,7 @@ import base64
 import binascii
 from enum import StrEnum
 
-from gateway.errors import PackageError
+from gateway.core.errors import PackageError
 
 _BOM = b"\xef\xbb\xbf"
 

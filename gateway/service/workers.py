@@ -8,16 +8,16 @@ import contextlib
 import structlog
 
 from adapters.base import Adapter
-from gateway.app import open_directory, watch_directory
 from gateway.broker import Broker
-from gateway.components import build_adapters
-from gateway.delivery_service import DeliveryHandler
-from gateway.directory import DirectoryHolder
-from gateway.metrics import Metrics
+from gateway.core.directory import DirectoryHolder
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Settings
+from gateway.delivery.handler import DeliveryHandler
+from gateway.delivery.worker import Worker, WorkerRules
 from gateway.national.runner import NationalRunner
-from gateway.settings import Settings
+from gateway.service.app import open_directory, watch_directory
+from gateway.service.components import build_adapters
 from gateway.store import DeliveryLog
-from gateway.worker import Worker, WorkerRules
 
 log = structlog.get_logger(__name__)
 

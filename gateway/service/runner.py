@@ -15,11 +15,11 @@ from enum import StrEnum
 import structlog
 from aiohttp import web
 
-from gateway.api.context import LIFECYCLE
-from gateway.app import create_app
-from gateway.metrics import Metrics, serve_metrics
-from gateway.settings import Settings
-from gateway.worker_group import WorkerGroup
+from gateway.core.metrics import Metrics, serve_metrics
+from gateway.core.settings import Settings
+from gateway.service.app import create_app
+from gateway.service.workers import WorkerGroup
+from gateway.web.keys import LIFECYCLE
 
 log = structlog.get_logger(__name__)
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.errors import AuthError, InputError, UnavailableError
-from gateway.national.protocol import (
+from adapters.national.protocol import (
     FILE_PART,
     AckStatus,
     MessageType,
@@ -32,7 +31,8 @@ from gateway.national.protocol import (
     java_hex_sha256,
     signed_headers,
 )
-from gateway.national.records import SERVICE_TYPE, Agency, ReceivedItem, SentItem
+from adapters.national.records import SERVICE_TYPE, Agency, ReceivedItem, SentItem
+from gateway.core.errors import AuthError, InputError, UnavailableError
 
 DEFAULT_TIMEOUT_S = 30.0
 JSON = "application/json"

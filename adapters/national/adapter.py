@@ -25,11 +25,11 @@ from adapters.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from adapters.national.client import NationalClient, PlatformRefusedError
+from adapters.national.protocol import MessageType
+from gateway.core.errors import AuthError, InputError, UnavailableError
 from gateway.edxml.model import StatusPackage
 from gateway.edxml.xml_codec import parse_package
-from gateway.errors import AuthError, InputError, UnavailableError
-from gateway.national.client import NationalClient, PlatformRefusedError
-from gateway.national.protocol import MessageType
 
 XML_TYPES = frozenset({"application/xml", "text/xml", "application/edxml+xml"})
 AUTH_RETRY_AFTER_S = 60.0

@@ -10,9 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway import pki
 from gateway.console.passwords import hash_password
-from gateway.directory import (
+from gateway.core.directory import (
     Delivery,
     DeliveryMethod,
     Directory,
@@ -23,7 +22,8 @@ from gateway.directory import (
     generate_api_key,
     hash_api_key,
 )
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
+from gateway.demo import pki
 from gateway.national.local_systems import local_systems_toml
 from gateway.signatures.binding import fingerprint
 

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.directory import ParticipantKind, ParticipantLevel
-from gateway.errors import ConfigError, NotFoundError
+from gateway.core.directory import ParticipantKind, ParticipantLevel
+from gateway.core.errors import ConfigError, NotFoundError
 from gateway.signatures.binding import ORGAN_ID_URI_PREFIX
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.broker import Broker
-from gateway.directory import DirectoryHolder
-from gateway.intake import Intake
-from gateway.metrics import Metrics
-from gateway.settings import Settings
+from gateway.core.directory import DirectoryHolder
+from gateway.core.metrics import Metrics
+from gateway.core.settings import Settings
+from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog
 
 

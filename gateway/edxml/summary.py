@@ -5,8 +5,8 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
+from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import Attachment, DocumentPackage, Package, StatusPackage
-from gateway.package_formats import PackageFormat
 
 
 def _attachment_size(attachment: Attachment) -> int | None:

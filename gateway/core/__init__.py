@@ -1,0 +1,1 @@
+"""Foundations: errors, settings, metrics, logs, configuration files, the participant directory."""

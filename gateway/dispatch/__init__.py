@@ -1,0 +1,1 @@
+"""Dispatch: the one place that turns delivery records into confirmed broker messages."""
