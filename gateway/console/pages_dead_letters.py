@@ -11,7 +11,7 @@ from gateway.console.context import CONSOLE_DB, SignedIn
 from gateway.console.render import render
 from gateway.console.replay import Replayer, ReplayOutcome
 from gateway.core.errors import InputError
-from gateway.web.keys import BROKER, DELIVERY_LOG, INTAKE
+from gateway.web.keys import BROKER, DELIVERY_LOG, DISPATCHER
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
@@ -20,7 +20,7 @@ MAX_PAGES = 1000
 
 def _replayer(request: web.Request) -> Replayer:
     config = request.config_dict
-    return Replayer(config[DELIVERY_LOG], config[BROKER], config[INTAKE])
+    return Replayer(config[DELIVERY_LOG], config[BROKER], config[DISPATCHER])
 
 
 def _page(request: web.Request) -> int:

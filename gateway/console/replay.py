@@ -4,7 +4,7 @@ Per batch: each delivery goes back to ``accepted`` in the log (``DeliveryLog.rep
 refuses anything not dead-lettered or failed). Then, per method, the dead copies of exactly those
 deliveries move from ``<p>.dead.<method>`` back to the work queue (``Broker.requeue_dead``, same
 message id); when some copy is missing from the dead queue, the batch is published afresh by claim
-check instead (``Intake.publish``, body None). Either way the worker sends the same delivery id,
+check instead (``Dispatcher.publish``, body None). Either way the worker sends the same delivery id,
 which the push adapter uses as the ``Idempotency-Key``, and skips deliveries already delivered.
 If the broker is down the deliveries stay ``accepted`` (reported as ``deferred``) and the outbox
 relay publishes them once it is back.
@@ -20,7 +20,7 @@ import structlog
 
 from gateway.broker import Broker
 from gateway.core.errors import ConflictError, NotFoundError, UnavailableError
-from gateway.intake.pipeline import Intake
+from gateway.dispatch.publishing import Dispatcher
 from gateway.store import DeliveryLog, DeliveryRecord, DocumentRecord
 
 log = structlog.get_logger(__name__)
@@ -37,12 +37,12 @@ class ReplayOutcome:
 
 
 class Replayer:
-    """Replays deliveries through the delivery log, the broker and intake's publisher."""
+    """Replays deliveries through the delivery log, the broker and the dispatcher."""
 
-    def __init__(self, delivery_log: DeliveryLog, broker: Broker, intake: Intake) -> None:
+    def __init__(self, delivery_log: DeliveryLog, broker: Broker, dispatcher: Dispatcher) -> None:
         self._log = delivery_log
         self._broker = broker
-        self._intake = intake
+        self._dispatcher = dispatcher
 
     async def replay(self, delivery_ids: Sequence[str], actor: str) -> ReplayOutcome:
         """Replay each of ``delivery_ids`` (duplicates once); refusals are reported, not raised."""
@@ -87,7 +87,7 @@ class Replayer:
             by_document[record.document].append(record)
         for document_id, group in by_document.items():
             document = await self._document(document_id)
-            await self._intake.publish(document, group, None, republished=True)
+            await self._dispatcher.publish(document, group, None, republished=True)
 
     async def _document(self, document_id: str) -> DocumentRecord:
         view = await self._log.get_document(document_id)

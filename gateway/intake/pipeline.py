@@ -24,10 +24,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from gateway.broker import Broker, DeliveryMessage
 from gateway.core.directory import DeliveryMethod, DirectoryHolder, Participant, ParticipantKind
 from gateway.core.errors import ForbiddenError
 from gateway.core.metrics import Metrics
+from gateway.dispatch.publishing import Dispatcher
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import DocumentPackage, StatusPackage
 from gateway.intake.receipts import Receipt, ReceiptSigner
@@ -79,7 +79,7 @@ class IntakeOutcome:
 
 
 class Intake:
-    """The intake pipeline over the verifier, the directory, the delivery log and the broker."""
+    """The intake pipeline over the verifier, the directory, the delivery log and dispatch."""
 
     def __init__(
         self,
@@ -87,20 +87,18 @@ class Intake:
         verifier: Verifier,
         directory: DirectoryHolder,
         delivery_log: DeliveryLog,
-        broker: Broker,
+        dispatcher: Dispatcher,
         receipts: ReceiptSigner,
         metrics: Metrics,
-        claim_check_threshold_bytes: int,
         national_fallback: bool = False,
     ) -> None:
         self._verifier = verifier
         self._national_fallback = national_fallback  # unknown recipients go to the national
         self._directory = directory
         self._log = delivery_log
-        self._broker = broker
+        self._dispatcher = dispatcher
         self._receipts = receipts
         self._metrics = metrics
-        self._claim_check_bytes = claim_check_threshold_bytes
 
     async def submit(self, caller: Participant, body: bytes, fmt: PackageFormat) -> IntakeOutcome:
         verified = await self._verify(body, fmt)
@@ -116,7 +114,7 @@ class Intake:
         deliveries = result.deliveries
         if result.created:
             await self._after_record(verified, result)
-            await self.publish(result.document, deliveries, body)
+            await self._dispatcher.publish(result.document, deliveries, body)
             deliveries = tuple(_queued(d) for d in deliveries)
         return IntakeOutcome(
             created=result.created,
@@ -178,34 +176,6 @@ class Intake:
             answered.id, package.header.status_code.value, result.document.received_at,
             result.document.id,
         )
-
-    async def publish(
-        self,
-        document: DocumentRecord,
-        deliveries: Sequence[DeliveryRecord],
-        body: bytes | None,
-        *,
-        republished: bool = False,
-    ) -> None:
-        """Publish one confirmed message per delivery, then mark them queued in the log.
-
-        ``body`` None (the outbox relay) or above the threshold sends a claim check instead.
-        """
-        by_reference = body is None or len(body) > self._claim_check_bytes
-        messages = [
-            DeliveryMessage(
-                delivery_id=d.id,
-                document_pk=document.id,
-                recipient=d.recipient,
-                method=d.method.value,
-                body=None if by_reference else body,
-                claim_check_sha256=document.package_sha256 if by_reference else None,
-                content_type=PackageFormat(document.format).media_type,
-            )
-            for d in deliveries
-        ]
-        await self._broker.publish_many(messages)
-        await self._log.mark_published([d.id for d in deliveries], republished=republished)
 
     def _receipt(self, document: DocumentRecord) -> str:
         return self._receipts.sign(

@@ -4,8 +4,8 @@ Two tasks run from start until :meth:`NationalRunner.stop`: the poller (every
 ``poll_interval_s``, backing off while the platform is down) and the agency sync (at once, then
 every ``sync_interval_s``, and on demand when the poller meets a sender the directory does not
 know; a platform that is down only delays it). Outbound routing needs no sync: recipients missing
-from the directory fall back to the national platform. Packages are injected through an
-``Intake`` of their own, over the worker's directory, delivery log and broker.
+from the directory fall back to the national platform. Packages are injected through the
+``Intake`` the worker role builds for them (``build_intake``, national fallback on).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import structlog
 
 from adapters.national.client import NationalClient
-from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder
 from gateway.core.errors import LgspError
 from gateway.core.metrics import Metrics
@@ -26,7 +25,6 @@ from gateway.national.agency_sync import AgencySync, SyncReport
 from gateway.national.connection import national_client
 from gateway.national.poller import NationalPoller
 from gateway.national.received import ReceivedLog
-from gateway.service.components import build_receipt_signer, build_verifier
 from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)
@@ -43,13 +41,13 @@ class NationalRunner:
         *,
         directory: DirectoryHolder,
         delivery_log: DeliveryLog,
-        broker: Broker,
+        intake: Intake,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
         self._directory = directory
         self._delivery_log = delivery_log
-        self._broker = broker
+        self._intake = intake
         self._metrics = metrics
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -65,7 +63,7 @@ class NationalRunner:
         self._received = ReceivedLog(self._delivery_log.engines)
         self.sync = AgencySync(self._client, self._directory)
         self.poller = NationalPoller(
-            client=self._client, intake=self._intake(), directory=self._directory,
+            client=self._client, intake=self._intake, directory=self._directory,
             received=self._received, metrics=self._metrics, interval_s=conf.poll_interval_s,
             max_backoff_s=conf.max_backoff_s, on_unknown_sender=self.sync_now,
         )
@@ -74,19 +72,6 @@ class NationalRunner:
             asyncio.create_task(self._sync_forever(), name="national-agency-sync"),
         ]
         log.info("national_started", endpoint=conf.endpoint, system_id=conf.system_id)
-
-    def _intake(self) -> Intake:
-        settings = self.settings
-        return Intake(
-            verifier=build_verifier(settings, self._directory),
-            directory=self._directory,
-            delivery_log=self._delivery_log,
-            broker=self._broker,
-            receipts=build_receipt_signer(settings),
-            metrics=self._metrics,
-            claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
-            national_fallback=True,
-        )
 
     async def sync_now(self) -> SyncReport:
         """One agency sync (never two at once); errors propagate."""

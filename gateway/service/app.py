@@ -18,14 +18,14 @@ from gateway.core.errors import ConfigError, LgspError
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.outbox import relay_forever
-from gateway.intake.pipeline import Intake
 from gateway.national.southbound import setup_southbound
-from gateway.service.components import build_receipt_signer, build_verifier
+from gateway.service.components import build_dispatcher, build_intake
 from gateway.store import DeliveryLog
 from gateway.web.keys import (
     BROKER,
     DELIVERY_LOG,
     DIRECTORY,
+    DISPATCHER,
     INTAKE,
     LIFECYCLE,
     METRICS,
@@ -64,14 +64,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[INTAKE] = Intake(
-        verifier=build_verifier(settings, app[DIRECTORY]),
-        directory=app[DIRECTORY],
-        delivery_log=app[DELIVERY_LOG],
-        broker=app[BROKER],
-        receipts=build_receipt_signer(settings),
-        metrics=app[METRICS],
-        claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
+    app[DISPATCHER] = build_dispatcher(settings, app[BROKER], app[DELIVERY_LOG])
+    app[INTAKE] = build_intake(
+        settings, directory=app[DIRECTORY], delivery_log=app[DELIVERY_LOG],
+        dispatcher=app[DISPATCHER], metrics=app[METRICS],
         national_fallback=settings.national.enabled,
     )
     yield
@@ -86,7 +82,7 @@ async def _cancel_on_cleanup(task: asyncio.Task[None]) -> AsyncIterator[None]:
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
-        relay_forever(app[INTAKE], app[DELIVERY_LOG],
+        relay_forever(app[DISPATCHER], app[DELIVERY_LOG],
                       interval_s=app[SETTINGS].broker.outbox_interval_s,
                       older_than_s=app[SETTINGS].broker.outbox_age_s),
         name="outbox-relay",

@@ -10,15 +10,20 @@ from adapters.mailbox import MailboxAdapter
 from adapters.national.adapter import NationalAdapter
 from adapters.soap import SoapAdapter
 from adapters.soap_routes import load_routes
+from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder
+from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.delivery.handler import LogMailbox
 from gateway.demo import pki
+from gateway.dispatch.publishing import Dispatcher
+from gateway.intake.pipeline import Intake
 from gateway.intake.receipts import ReceiptSigner
 from gateway.national.connection import national_client
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier
+from gateway.store import DeliveryLog
 
 
 def _algorithms_for(holder: DirectoryHolder) -> Callable[[str], frozenset[SignatureAlgorithm]]:
@@ -48,6 +53,32 @@ def build_verifier(settings: Settings, holder: DirectoryHolder) -> Verifier:
         limits=settings.limits,
         algorithms_for=_algorithms_for(holder),
         bound_fingerprints=_fingerprints_for(holder),
+    )
+
+
+def build_dispatcher(settings: Settings, broker: Broker, delivery_log: DeliveryLog) -> Dispatcher:
+    return Dispatcher(broker=broker, delivery_log=delivery_log,
+                      claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes)
+
+
+def build_intake(
+    settings: Settings,
+    *,
+    directory: DirectoryHolder,
+    delivery_log: DeliveryLog,
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+    national_fallback: bool,
+) -> Intake:
+    """The one way an ``Intake`` is built (the HTTP app and the national poller)."""
+    return Intake(
+        verifier=build_verifier(settings, directory),
+        directory=directory,
+        delivery_log=delivery_log,
+        dispatcher=dispatcher,
+        receipts=build_receipt_signer(settings),
+        metrics=metrics,
+        national_fallback=national_fallback,
     )
 
 

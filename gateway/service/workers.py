@@ -16,7 +16,7 @@ from gateway.delivery.handler import DeliveryHandler
 from gateway.delivery.worker import Worker, WorkerRules
 from gateway.national.runner import NationalRunner
 from gateway.service.app import open_directory, watch_directory
-from gateway.service.components import build_adapters
+from gateway.service.components import build_adapters, build_dispatcher, build_intake
 from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)
@@ -59,8 +59,12 @@ class WorkerGroup:
             self._workers.append(worker)
         self._watch = asyncio.create_task(watch_directory(directory), name="directory-watch")
         if self.settings.national.enabled:  # the poller and the agency sync
+            intake = build_intake(
+                self.settings, directory=directory, delivery_log=self._log,
+                dispatcher=build_dispatcher(self.settings, self._broker, self._log),
+                metrics=self.metrics, national_fallback=True)
             self.national = NationalRunner(self.settings, directory=directory,
-                                           delivery_log=self._log, broker=self._broker,
+                                           delivery_log=self._log, intake=intake,
                                            metrics=self.metrics)
             await self.national.start()
         log.info("workers_started", methods=list(self._adapters))

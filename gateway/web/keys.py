@@ -10,6 +10,7 @@ from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
+from gateway.dispatch.publishing import Dispatcher
 from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog
 
@@ -30,3 +31,4 @@ DIRECTORY = web.AppKey("directory", DirectoryHolder)
 DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)
 BROKER = web.AppKey("broker", Broker)
 INTAKE = web.AppKey("intake", Intake)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -34,7 +34,7 @@ from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync
 from gateway.national.poller import NationalPoller, inbound_caller
 from gateway.national.received import ReceivedLog
-from gateway.service.components import build_receipt_signer, build_verifier
+from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
 
@@ -94,10 +94,9 @@ async def receiving(
                                   retry_delays_s=settings.broker.retry_delays_s)
     await broker.declare_topology()
     metrics = Metrics()
-    intake = Intake(verifier=build_verifier(settings, directory), directory=directory,
-                    delivery_log=log, broker=broker, receipts=build_receipt_signer(settings),
-                    metrics=metrics, claim_check_threshold_bytes=256 * 1024,
-                    national_fallback=True)
+    intake = build_intake(settings, directory=directory, delivery_log=log,
+                          dispatcher=build_dispatcher(settings, broker, log), metrics=metrics,
+                          national_fallback=True)
     endpoint, keys = national_sim.endpoint, national_sim.secrets
     side = Receiving(settings, directory, log, broker, intake,
                      NationalClient(endpoint, H56_SYSTEM, keys[H56_SYSTEM], timeout_s=5),

@@ -145,7 +145,7 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
 ) -> None:
     gateway = await start_gateway()
     check_demo_secrets(gateway.setup, capsys)
-    systems = gateway.core.settings.southbound.systems_path
+    systems = gateway.settings.southbound.systems_path
     assert systems is not None
     # The file is re-read on change: the district now allows only 60 s of timestamp age.
     text = systems.read_text(encoding="utf-8").replace(

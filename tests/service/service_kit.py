@@ -184,7 +184,7 @@ async def start_gateway(
     for gateway in started:
         await gateway.session.close()
         await gateway.service.stop()
-        await delete_topology(gateway.core.settings)
+        await delete_topology(gateway.settings)
 
 
 async def delete_topology(settings: Settings) -> None:

@@ -124,7 +124,7 @@ async def lgsp_run(
         yield gateway
     finally:
         gateway.kill()
-        await delete_topology(gateway.core.settings)
+        await delete_topology(gateway.settings)
 
 
 async def post(session: aiohttp.ClientSession, url: str, body: bytes,
