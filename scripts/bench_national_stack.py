@@ -36,13 +36,13 @@ from bench_support import LGSP, Proc, Stack, free_port, peak_rss_mb, spawn, stop
 
 from gateway.core.directory import (
     Delivery,
-    DeliveryMethod,
     Directory,
     Participant,
     ParticipantKind,
     ParticipantLevel,
     dump_directory,
 )
+from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(REPO))
 
 from gateway.broker.messages import METHODS  # noqa: E402
 from gateway.broker.topology import Topology  # noqa: E402
-from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory  # noqa: E402
+from gateway.core.directory import Delivery, DirectoryHolder, load_directory  # noqa: E402
+from gateway.core.methods import DeliveryMethod  # noqa: E402
 from gateway.core.settings import Settings, load_settings  # noqa: E402
 from gateway.demo import pki  # noqa: E402
 from gateway.demo.setup import DemoSetup, init_demo  # noqa: E402

@@ -9,7 +9,6 @@ import pytest
 
 from gateway.core.directory import (
     Delivery,
-    DeliveryMethod,
     Directory,
     DirectoryHolder,
     Participant,
@@ -21,6 +20,7 @@ from gateway.core.directory import (
     load_directory,
 )
 from gateway.core.errors import ConfigError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.demo.pki import DEMO_PARTICIPANTS
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "participants.toml"

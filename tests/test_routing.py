@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.directory import (
-    Delivery,
-    DeliveryMethod,
-    Directory,
-    Participant,
-    ParticipantKind,
-)
+from gateway.core.directory import Delivery, Directory, Participant, ParticipantKind
 from gateway.core.errors import ForbiddenError
+from gateway.core.methods import DeliveryMethod
 from gateway.intake.routing import (
     Refusal,
     RefusalReason,

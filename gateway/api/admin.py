@@ -10,32 +10,12 @@ import structlog
 from aiohttp import web
 
 from gateway.api.auth import require_admin
-from gateway.core.directory import Participant, generate_api_key, participant_from_mapping
+from gateway.core.directory import generate_api_key, participant_from_mapping, participant_json
 from gateway.core.errors import ConfigError, InputError
 from gateway.web.keys import DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
-
-
-def participant_json(p: Participant) -> dict[str, Any]:
-    """A participant as admins see it: credential fingerprints and counts, never secrets."""
-    return {
-        "organ_id": p.organ_id,
-        "name": p.name,
-        "kind": p.kind.value,
-        "level": p.level.value if p.level else None,
-        "parent": p.parent,
-        "enabled": p.enabled,
-        "api_keys": len(p.api_key_hashes),
-        "api_key_fingerprints": [h[:12] for h in p.api_key_hashes],
-        "client_cert_fingerprints": list(p.client_cert_fingerprints),
-        "signing_cert_fingerprints": list(p.signing_cert_fingerprints),
-        "delivery": {"method": p.delivery.method.value, "url": p.delivery.url},
-        "allowed_algorithms": list(p.allowed_algorithms),
-        "may_send_to": list(p.may_send_to) if p.may_send_to is not None else None,
-        "may_speak_for": list(p.may_speak_for),
-    }
 
 
 @routes.get("/api/v1/admin/participants")

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from gateway.api.auth import authenticate
 from gateway.core.errors import InputError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat
-from gateway.store.records import DeliveryMethod, DeliveryState
+from gateway.store.records import DeliveryState
 from gateway.web.keys import DELIVERY_LOG
 
 routes = web.RouteTableDef()

@@ -17,8 +17,9 @@ import aio_pika
 from aio_pika.abc import AbstractMessage, DeliveryMode, HeadersType
 
 from gateway.core.errors import InputError
+from gateway.core.methods import DeliveryMethod
 
-METHODS: tuple[str, ...] = ("push", "mailbox", "national", "soap")
+METHODS: tuple[str, ...] = tuple(m.value for m in DeliveryMethod)
 DEFAULT_CONTENT_TYPE = "application/xml"
 
 H_DOCUMENT_PK = "x-lgsp-document-pk"

@@ -8,21 +8,21 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
-from gateway.api.admin import participant_json
 from gateway.console.auth import posted_form, require_user
 from gateway.console.context import CONSOLE_DB, SignedIn
 from gateway.console.participant_form import directory_entry, form_values, posted_values
 from gateway.console.render import render, translator
 from gateway.core.directory import (
-    DeliveryMethod,
     DirectoryHolder,
     Participant,
     ParticipantKind,
     ParticipantLevel,
     generate_api_key,
     participant_from_mapping,
+    participant_json,
 )
 from gateway.core.errors import ConfigError, ForbiddenError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.web.keys import DIRECTORY
 
 routes = web.RouteTableDef()

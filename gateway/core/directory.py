@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 
 API_KEY_PREFIX = "lgsp_"
 DEFAULT_ALGORITHMS = ("rsa-sha256", "ecdsa-sha256")
@@ -47,15 +48,6 @@ class ParticipantLevel(StrEnum):
     PROVINCE = "province"
     DISTRICT = "district"
     COMMUNE = "commune"
-
-
-class DeliveryMethod(StrEnum):
-    """How documents reach a participant (the name of the adapter and of its queue)."""
-
-    PUSH = "push"  # POSTed to the participant's URL
-    MAILBOX = "mailbox"  # kept for the participant to pull
-    NATIONAL = "national"  # relayed through the national document exchange platform
-    SOAP = "soap"  # a SOAP service call; the delivery url names the route (adapters.soap_routes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,3 +418,23 @@ def _check_participant(p: Participant) -> None:
         raise _invalid(p.organ_id, "delivery.url", f"is not used by {p.delivery.method} delivery")
     if not p.allowed_algorithms:
         raise _invalid(p.organ_id, "allowed_algorithms", "must not be empty")
+
+
+def participant_json(p: Participant) -> dict[str, Any]:
+    """A participant as admins see it: credential fingerprints and counts, never secrets."""
+    return {
+        "organ_id": p.organ_id,
+        "name": p.name,
+        "kind": p.kind.value,
+        "level": p.level.value if p.level else None,
+        "parent": p.parent,
+        "enabled": p.enabled,
+        "api_keys": len(p.api_key_hashes),
+        "api_key_fingerprints": [h[:12] for h in p.api_key_hashes],
+        "client_cert_fingerprints": list(p.client_cert_fingerprints),
+        "signing_cert_fingerprints": list(p.signing_cert_fingerprints),
+        "delivery": {"method": p.delivery.method.value, "url": p.delivery.url},
+        "allowed_algorithms": list(p.allowed_algorithms),
+        "may_send_to": list(p.may_send_to) if p.may_send_to is not None else None,
+        "may_speak_for": list(p.may_speak_for),
+    }

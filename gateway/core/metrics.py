@@ -10,6 +10,8 @@ Names (see docs/operations.md and config/grafana-dashboard.json):
     lgsp_signature_verify_seconds{format}          signature verification of one package
     lgsp_queue_depth{queue}                        messages ready per broker queue (on scrape)
     lgsp_national_poll_lag_seconds                 since the last successful national poll
+    lgsp_loop_last_success_timestamp_seconds{loop} a background loop's last successful round
+    lgsp_loop_failures_total{loop}                 failed rounds of a background loop
     process_*                                      CPU, memory and file descriptors
 """
 
@@ -29,6 +31,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
+from gateway.core.loops import LoopHealth, Loops
 
 # The classic text format every Prometheus (2.x and 3.x) scrapes, as the API's /metrics sends.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -80,6 +84,20 @@ class Metrics:
             registry=r,
         )
         self.national_poll_lag_s.set_function(self._national_poll_lag_s)
+        self.loop_last_success = Gauge(
+            "lgsp_loop_last_success_timestamp_seconds",
+            "Wall-clock time of a background loop's last successful round", ["loop"], registry=r,
+        )
+        self.loop_failures = Counter(
+            "lgsp_loop_failures", "Failed rounds of a background loop", ["loop"], registry=r
+        )
+        self.loops = Loops(on_change=self._loop_changed)
+
+    def _loop_changed(self, health: LoopHealth, failed: bool) -> None:
+        if failed:
+            self.loop_failures.labels(health.name).inc()
+        elif health.last_success_at is not None:
+            self.loop_last_success.labels(health.name).set(health.last_success_at)
 
     # -- national polling: the poller reports, the lag is computed on every scrape ----------
 

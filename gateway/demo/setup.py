@@ -13,7 +13,6 @@ from pathlib import Path
 from gateway.console.passwords import hash_password
 from gateway.core.directory import (
     Delivery,
-    DeliveryMethod,
     Directory,
     Participant,
     ParticipantKind,
@@ -23,6 +22,7 @@ from gateway.core.directory import (
     hash_api_key,
 )
 from gateway.core.errors import ConfigError
+from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki
 from gateway.national.local_systems import local_systems_toml
 from gateway.signatures.binding import fingerprint

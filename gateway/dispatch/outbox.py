@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 
 import structlog
 
-from gateway.core.errors import LgspError
+from gateway.core.loops import Loops, supervise
 from gateway.dispatch.publishing import Dispatcher
 from gateway.store import DeliveryLog
 from gateway.store.records import DeliveryRecord, DocumentRecord
@@ -32,14 +31,16 @@ async def relay_once(
 
 
 async def relay_forever(
-    dispatcher: Dispatcher, delivery_log: DeliveryLog, *, interval_s: float, older_than_s: float
+    dispatcher: Dispatcher,
+    delivery_log: DeliveryLog,
+    *,
+    interval_s: float,
+    older_than_s: float,
+    loops: Loops | None = None,
 ) -> None:
-    """Run ``relay_once`` every ``interval_s`` until cancelled; failures wait for the next round."""
-    while True:
-        try:
-            await relay_once(dispatcher, delivery_log, older_than_s=older_than_s)
-        except LgspError as exc:
-            log.warning("outbox_relay_failed", code=exc.code, error=exc.message)
-        except Exception:  # anything else must not end the relay: deliveries would wait forever
-            log.exception("outbox_relay_crashed")
-        await asyncio.sleep(interval_s)
+    """Run ``relay_once`` every ``interval_s`` until cancelled (a supervised loop)."""
+
+    async def round_() -> None:
+        await relay_once(dispatcher, delivery_log, older_than_s=older_than_s)
+
+    await supervise("outbox-relay", round_, interval_s=interval_s, loops=loops)

@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 
 import structlog
 
-from gateway.core.directory import DeliveryMethod, DirectoryHolder, Participant, ParticipantKind
+from gateway.core.directory import DirectoryHolder, Participant, ParticipantKind
 from gateway.core.errors import ForbiddenError
+from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.dispatch.publishing import Dispatcher
 from gateway.edxml.formats import PackageFormat

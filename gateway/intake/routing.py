@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
 
-from gateway.core.directory import DeliveryMethod, Directory, Participant
+from gateway.core.directory import Directory, Participant
 from gateway.core.errors import ForbiddenError
+from gateway.core.methods import DeliveryMethod
 
 
 class RefusalReason(StrEnum):

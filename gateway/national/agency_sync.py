@@ -21,12 +21,12 @@ from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.records import Agency
 from gateway.core.directory import (
     Delivery,
-    DeliveryMethod,
     Directory,
     DirectoryHolder,
     Participant,
     ParticipantKind,
 )
+from gateway.core.methods import DeliveryMethod
 
 log = structlog.get_logger(__name__)
 

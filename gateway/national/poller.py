@@ -27,7 +27,6 @@ complete round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -39,6 +38,7 @@ from adapters.national.protocol import AckStatus, MessageType
 from adapters.national.records import ReceivedItem
 from gateway.core.directory import DirectoryHolder, Participant
 from gateway.core.errors import ConfigError, ForbiddenError, InputError, LgspError, UnavailableError
+from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.edxml.formats import PackageFormat
 from gateway.intake.pipeline import Intake, IntakeOutcome
@@ -47,6 +47,7 @@ from gateway.national.received import ProcessedDoc, ReceivedLog
 log = structlog.get_logger(__name__)
 
 SyncHook = Callable[[], Awaitable[object]]
+LOOP_NAME = "national-poller"
 GONE_CODES = frozenset({"national.no_such_doc"})  # acknowledged or withdrawn meanwhile
 
 
@@ -92,8 +93,13 @@ class NationalPoller:
         self._on_unknown_sender = on_unknown_sender
         self._synced_this_round = False
         self._metrics = metrics
-        self.failed_rounds = 0
+        self._health = metrics.loops.register(LOOP_NAME, interval_s)
         metrics.national_poller_started()
+
+    @property
+    def failed_rounds(self) -> int:
+        """Rounds failed in a row (0 after a success)."""
+        return self._health.consecutive_failures
 
     def next_delay_s(self) -> float:
         """The pause before the next round: doubled per failed round, capped."""
@@ -102,18 +108,9 @@ class NationalPoller:
         return min(self._interval_s * 2.0 ** self.failed_rounds, self._max_backoff_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except LgspError as exc:
-                self.failed_rounds += 1
-                log.warning("national_poll_failed", code=exc.code, error=exc.message,
-                            failed_rounds=self.failed_rounds, retry_in_s=self.next_delay_s())
-            else:
-                self.failed_rounds = 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.next_delay_s())
+        """Poll until ``stop`` is set (a supervised loop: failures back off, never end it)."""
+        await supervise(LOOP_NAME, self.poll_once, interval_s=self._interval_s,
+                        max_backoff_s=self._max_backoff_s, loops=self._metrics.loops, stop=stop)
 
     async def poll_once(self) -> PollReport:
         """One round over both message types; raises ``UnavailableError`` when it had to stop."""

@@ -11,13 +11,12 @@ from the directory fall back to the national platform. Packages are injected thr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
 from adapters.national.client import NationalClient
 from gateway.core.directory import DirectoryHolder
-from gateway.core.errors import LgspError
+from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.intake.pipeline import Intake
@@ -79,18 +78,10 @@ class NationalRunner:
         async with self._sync_lock:
             return await self.sync.run_once()
 
-    async def _sync_logged(self) -> None:
-        try:
-            await self.sync_now()
-        except LgspError as exc:
-            log.warning("national_sync_failed", code=exc.code, error=exc.message)
-
     async def _sync_forever(self) -> None:
         interval_s = self.settings.national.sync_interval_s
-        while not self._stop.is_set():
-            await self._sync_logged()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=interval_s)
+        await supervise("national-agency-sync", self.sync_now, interval_s=interval_s,
+                        max_backoff_s=interval_s, loops=self._metrics.loops, stop=self._stop)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Let the current round finish (cancelled after ``grace_s``), then close everything.
@@ -102,7 +93,9 @@ class NationalRunner:
             _, late = await asyncio.wait(self._tasks, timeout=grace_s)
             for task in late:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for outcome in await asyncio.gather(*self._tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):  # supervised loops do not raise: a bug
+                    log.error("national_task_failed", error=repr(outcome))
         self._tasks = []
         if self._client is not None:
             await self._client.aclose()

@@ -35,6 +35,7 @@ from adapters.national.protocol import (
 from adapters.national.records import Agency, ReceivedItem
 from gateway.core.directory import Participant
 from gateway.core.errors import AuthError, LgspError, NotFoundError, PackageError, UnavailableError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat, sniff_format
 from gateway.edxml.model import PackageKind
 from gateway.national.local_systems import LocalSystems
@@ -47,7 +48,7 @@ from gateway.national.serving import (
     required,
 )
 from gateway.store import DeliveryLog
-from gateway.store.records import DeliveryMethod, DeliveryState
+from gateway.store.records import DeliveryState
 from gateway.web.keys import DELIVERY_LOG, DIRECTORY, INTAKE, LIFECYCLE, METRICS, SETTINGS
 
 log = structlog.get_logger(__name__)

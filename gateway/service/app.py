@@ -13,13 +13,17 @@ from gateway.api import admin, documents, health, inbox
 from gateway.api.middleware import request_context
 from gateway.broker import Broker
 from gateway.console.setup import setup_console
-from gateway.core.directory import DirectoryHolder, load_directory
-from gateway.core.errors import ConfigError, LgspError
+from gateway.core.errors import LgspError
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.outbox import relay_forever
 from gateway.national.southbound import setup_southbound
-from gateway.service.components import build_dispatcher, build_intake
+from gateway.service.components import (
+    build_dispatcher,
+    build_intake,
+    open_directory,
+    watch_directory,
+)
 from gateway.store import DeliveryLog
 from gateway.web.keys import (
     BROKER,
@@ -34,14 +38,6 @@ from gateway.web.keys import (
 )
 
 log = structlog.get_logger(__name__)
-
-DIRECTORY_POLL_S = 2.0
-
-
-def open_directory(settings: Settings) -> DirectoryHolder:
-    path = settings.directory.path
-    return DirectoryHolder(load_directory(path), path)
-
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DELIVERY_LOG] = await DeliveryLog.open(app[SETTINGS].store.url)
@@ -84,26 +80,17 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
         relay_forever(app[DISPATCHER], app[DELIVERY_LOG],
                       interval_s=app[SETTINGS].broker.outbox_interval_s,
-                      older_than_s=app[SETTINGS].broker.outbox_age_s),
+                      older_than_s=app[SETTINGS].broker.outbox_age_s,
+                      loops=app[METRICS].loops),
         name="outbox-relay",
     )
     async for _ in _cancel_on_cleanup(task):
         yield
 
 
-async def watch_directory(holder: DirectoryHolder, interval_s: float = DIRECTORY_POLL_S) -> None:
-    """Pick up directory edits made by another gateway or by hand, without a restart."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            if holder.reload_if_changed():
-                log.info("directory_reloaded", participants=len(holder.current.participants))
-        except ConfigError as exc:
-            log.error("directory_reload_failed", code=exc.code, error=exc.message)
-
-
 async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(watch_directory(app[DIRECTORY]), name="directory-watch")
+    task = asyncio.create_task(watch_directory(app[DIRECTORY], loops=app[METRICS].loops),
+                               name="directory-watch")
     async for _ in _cancel_on_cleanup(task):
         yield
 

@@ -1,29 +1,28 @@
-"""Build the gateway's components from settings: verifier, receipt signer, delivery adapters."""
+"""Build the gateway's components from settings: directory, verifier, receipts, dispatch, intake."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapters.base import Adapter
-from adapters.http_push import HttpPushAdapter
-from adapters.mailbox import MailboxAdapter
-from adapters.national.adapter import NationalAdapter
-from adapters.soap import SoapAdapter
-from adapters.soap_routes import load_routes
+import structlog
+
 from gateway.broker import Broker
-from gateway.core.directory import DirectoryHolder
+from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.loops import Loops, supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
-from gateway.delivery.handler import LogMailbox
 from gateway.demo import pki
 from gateway.dispatch.publishing import Dispatcher
 from gateway.intake.pipeline import Intake
 from gateway.intake.receipts import ReceiptSigner
-from gateway.national.connection import national_client
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier
 from gateway.store import DeliveryLog
+
+log = structlog.get_logger(__name__)
+
+DIRECTORY_POLL_S = 2.0
 
 
 def _algorithms_for(holder: DirectoryHolder) -> Callable[[str], frozenset[SignatureAlgorithm]]:
@@ -54,6 +53,24 @@ def build_verifier(settings: Settings, holder: DirectoryHolder) -> Verifier:
         algorithms_for=_algorithms_for(holder),
         bound_fingerprints=_fingerprints_for(holder),
     )
+
+
+def open_directory(settings: Settings) -> DirectoryHolder:
+    path = settings.directory.path
+    return DirectoryHolder(load_directory(path), path)
+
+
+async def watch_directory(
+    holder: DirectoryHolder, interval_s: float = DIRECTORY_POLL_S, *, loops: Loops | None = None
+) -> None:
+    """Pick up directory edits made by another gateway or by hand, without a restart."""
+
+    async def round_() -> None:
+        if holder.reload_if_changed():
+            log.info("directory_reloaded", participants=len(holder.current.participants))
+
+    await supervise("directory-watch", round_, interval_s=interval_s, loops=loops,
+                    first_delay_s=interval_s)
 
 
 def build_dispatcher(settings: Settings, broker: Broker, delivery_log: DeliveryLog) -> Dispatcher:
@@ -88,17 +105,3 @@ def gateway_identity(settings: Settings) -> pki.Identity:
 
 def build_receipt_signer(settings: Settings) -> ReceiptSigner:
     return ReceiptSigner(gateway_identity(settings))
-
-
-def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[str, Adapter]:
-    """One adapter per delivery method this process can serve (the caller closes them)."""
-    identity = gateway_identity(settings)
-    adapters: dict[str, Adapter] = {
-        "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s),
-        "mailbox": MailboxAdapter(LogMailbox()),
-        "soap": SoapAdapter(
-            load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
-    }
-    if settings.national.enabled:  # else national deliveries wait in their queue
-        adapters["national"] = NationalAdapter(national_client(settings.national))
-    return adapters

@@ -15,8 +15,13 @@ from gateway.core.settings import Settings
 from gateway.delivery.handler import DeliveryHandler
 from gateway.delivery.worker import Worker, WorkerRules
 from gateway.national.runner import NationalRunner
-from gateway.service.app import open_directory, watch_directory
-from gateway.service.components import build_adapters, build_dispatcher, build_intake
+from gateway.service.components import (
+    build_dispatcher,
+    build_intake,
+    open_directory,
+    watch_directory,
+)
+from gateway.service.registry import build_adapters
 from gateway.store import DeliveryLog
 
 log = structlog.get_logger(__name__)
@@ -57,7 +62,8 @@ class WorkerGroup:
             worker = Worker(self._broker, method, self.rules)
             await worker.start(handler)
             self._workers.append(worker)
-        self._watch = asyncio.create_task(watch_directory(directory), name="directory-watch")
+        self._watch = asyncio.create_task(watch_directory(directory, loops=self.metrics.loops),
+                                          name="directory-watch")
         if self.settings.national.enabled:  # the poller and the agency sync
             intake = build_intake(
                 self.settings, directory=directory, delivery_log=self._log,

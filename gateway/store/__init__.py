@@ -1,9 +1,9 @@
 """The delivery log store: documents, deliveries and events in SQLite or PostgreSQL."""
 
+from gateway.core.methods import DeliveryMethod
 from gateway.store.delivery_log import DeliveryLog
 from gateway.store.records import (
     DeliveryItem,
-    DeliveryMethod,
     DeliveryRecord,
     DeliveryState,
     DocumentFilter,

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConflictError, InputError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import StatusCode
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.migrations import migrate
@@ -29,7 +30,6 @@ from gateway.store.queries import (
 )
 from gateway.store.reads import LogReader
 from gateway.store.records import (
-    DeliveryMethod,
     DeliveryRecord,
     DeliveryState,
     EventKind,

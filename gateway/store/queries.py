@@ -12,11 +12,11 @@ from sqlalchemy import ColumnElement, Row, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConfigError, InputError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
 from gateway.store.records import (
     DeliveryItem,
-    DeliveryMethod,
     DeliveryRecord,
     DeliveryState,
     DocumentFilter,

@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind
 from gateway.store.engine import Engines, transaction
 from gateway.store.queries import (
@@ -25,7 +26,6 @@ from gateway.store.queries import (
 )
 from gateway.store.records import (
     DeliveryItem,
-    DeliveryMethod,
     DeliveryRecord,
     DeliveryState,
     DocumentFilter,

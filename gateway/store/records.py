@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
 
@@ -20,15 +21,6 @@ class DeliveryState(StrEnum):
     RETRYING = "retrying"  # an attempt failed; another is scheduled
     FAILED = "failed"  # refused for good by the recipient side
     DEAD_LETTERED = "dead_lettered"  # retries exhausted; waits for an admin to replay it
-
-
-class DeliveryMethod(StrEnum):
-    """How a recipient is reached (one adapter each)."""
-
-    PUSH = "push"
-    MAILBOX = "mailbox"
-    NATIONAL = "national"
-    SOAP = "soap"
 
 
 class EventKind(StrEnum):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.core.directory import DeliveryMethod, hash_api_key, load_directory
+from gateway.core.directory import hash_api_key, load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, demo_prefix, init_demo

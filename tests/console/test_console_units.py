@@ -17,8 +17,9 @@ from gateway.console.i18n import MESSAGES, Translator, choose_language
 from gateway.console.pages_search import search_filter
 from gateway.console.participant_form import directory_entry, form_values
 from gateway.console.passwords import hash_password, parse_hash, verify_password
-from gateway.core.directory import Delivery, DeliveryMethod, Participant, participant_from_mapping
+from gateway.core.directory import Delivery, Participant, participant_from_mapping
 from gateway.core.errors import ConfigError, InputError, NotFoundError
+from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import ConsoleRole, effective_settings_masked, load_settings
 from gateway.demo import pki
 from gateway.edxml import json_codec

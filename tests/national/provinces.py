@@ -27,7 +27,6 @@ from service_sites import BASE_URL, BrokerSite, rabbitmqctl
 
 from gateway.core.directory import (
     Delivery,
-    DeliveryMethod,
     Directory,
     Participant,
     ParticipantKind,
@@ -35,6 +34,7 @@ from gateway.core.directory import (
     dump_directory,
     generate_api_key,
 )
+from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
 from gateway.demo.setup import init_demo

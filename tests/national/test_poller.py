@@ -21,7 +21,8 @@ from adapters.national.client import NationalClient
 from adapters.national.protocol import AckStatus
 from adapters.national.records import Agency
 from gateway.broker import Broker
-from gateway.core.directory import DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki

@@ -21,7 +21,8 @@ from provinces import (
 )
 from service_sites import BrokerSite
 
-from gateway.core.directory import DeliveryMethod, load_directory
+from gateway.core.directory import load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage
 

@@ -30,7 +30,8 @@ from service.service_kit import (
 from service_sites import BrokerSite
 from structlog.testing import capture_logs
 
-from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DirectoryHolder, load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo

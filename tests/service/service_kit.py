@@ -23,7 +23,8 @@ from service_sites import BrokerSite
 
 from gateway.broker.messages import METHODS
 from gateway.broker.topology import Topology
-from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DirectoryHolder, load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo

@@ -18,10 +18,10 @@ from gateway.core.errors import (
     NotFoundError,
     UnavailableError,
 )
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import (
     DeliveryLog,
-    DeliveryMethod,
     DeliveryState,
     DocumentFilter,
     EventKind,
