@@ -40,7 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(v == "ok" for v in checks.values()) and not app[LIFECYCLE].draining
     if app[LIFECYCLE].draining:
         checks["gateway"] = "draining"
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": checks, "loops": app[METRICS].loops.snapshot()}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 @routes.get("/metrics")
