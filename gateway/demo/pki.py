@@ -30,14 +30,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.core.directory import ParticipantKind, ParticipantLevel
-from gateway.core.errors import ConfigError, NotFoundError
+from gateway.core.errors import ConfigError
 from gateway.signatures.binding import ORGAN_ID_URI_PREFIX
+from gateway.signatures.identity import GATEWAY_DIR, Identity, PrivateKey, load_identity_dir
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KeyType: TypeAlias = Literal["rsa", "ec"]
 
 ROOT_CA_NAME = "LGSP Demo Root CA"
-GATEWAY_ID = "gateway"
+GATEWAY_ID = GATEWAY_DIR
 ROOT_VALID_DAYS = 3650
 CRL_VALID_DAYS = 7
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -75,15 +75,6 @@ DEMO_PARTICIPANTS: tuple[DemoParticipant, ...] = (
     _P("0101234567", "Công ty Cổ phần Phần mềm Demo", _K.BUSINESS, _L.PROVINCE, None, "0101234567"),
     _P("000.00.00.G22", "Văn phòng Chính phủ", _K.NATIONAL, _L.NATIONAL),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A private key with its certificate and chain (leaf first, up to and including the root)."""
-
-    key: PrivateKey
-    certificate: x509.Certificate
-    chain: tuple[x509.Certificate, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,20 +279,7 @@ def revoke_certificate(dir: Path, cert: x509.Certificate) -> x509.CertificateRev
 
 def load_identity(dir: Path, organ_id: str) -> Identity:
     """Load a saved identity (``GATEWAY_ID`` loads the gateway's own)."""
-    where = PkiLayout(dir).identity_dir(organ_id)
-    try:
-        key_pem = (where / "key.pem").read_bytes()
-        cert_pem = (where / "cert.pem").read_bytes()
-        chain_pem = (where / "chain.pem").read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(
-            f"no identity for {organ_id} under {dir}", code="not_found.identity"
-        ) from exc
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ConfigError(f"unsupported key type in {where}", code="config.pki_key_type")
-    chain = tuple(x509.load_pem_x509_certificates(chain_pem))
-    return Identity(key=key, certificate=x509.load_pem_x509_certificate(cert_pem), chain=chain)
+    return load_identity_dir(PkiLayout(dir).identity_dir(organ_id), organ_id)
 
 
 def load_ca(dir: Path) -> Identity:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.demo.pki import Identity
+from gateway.signatures.identity import Identity
 from gateway.signatures.jws import sign_jws
 
 RECEIPT_TYPE = "lgsp-receipt+jwt"

@@ -11,11 +11,11 @@ from gateway.core.directory import DirectoryHolder, load_directory
 from gateway.core.loops import Loops, supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
-from gateway.demo import pki
 from gateway.dispatch.publishing import Dispatcher
 from gateway.intake.pipeline import Intake
 from gateway.intake.receipts import ReceiptSigner
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
+from gateway.signatures.identity import Identity, load_gateway_identity
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier
 from gateway.store import DeliveryLog
@@ -99,8 +99,8 @@ def build_intake(
     )
 
 
-def gateway_identity(settings: Settings) -> pki.Identity:
-    return pki.load_identity(settings.pki.dir, pki.GATEWAY_ID)
+def gateway_identity(settings: Settings) -> Identity:
+    return load_gateway_identity(settings.pki.dir)
 
 
 def build_receipt_signer(settings: Settings) -> ReceiptSigner:
