@@ -1,1 +1,1 @@
-"""The national document exchange platform: protocol, client, simulator, southbound server."""
+"""The national platform, served and polled: southbound server, simulator, poller, agency sync."""
