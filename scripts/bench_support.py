@@ -53,8 +53,7 @@ from gateway.edxml.model import (  # noqa: E402
 from gateway.edxml.xml_codec import parse_package, serialize_package  # noqa: E402
 from gateway.signatures.xmldsig import sign_xml  # noqa: E402
 
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
-REAL_SAMPLE = SHARED / "conformance" / "edxml" / "edoc_new.edxml"
+REAL_SAMPLE = REPO / "tests" / "data" / "conformance" / "edoc_new.edxml"
 LGSP = Path(sys.executable).parent / "lgsp"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEPARTMENT = "000.00.04.H56"  # the push recipient

@@ -47,8 +47,7 @@ from gateway.edxml.hardened import load_xml  # noqa: E402
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS  # noqa: E402
 from gateway.signatures.xmldsig import sign_xml, verify_xml_signature  # noqa: E402
 
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
-CONFORMANCE = SHARED / "conformance" / "edxml"
+CONFORMANCE = REPO / "tests" / "data" / "conformance"
 TARGET_FLOOR_SHARE = 0.70  # ours / floor for the 370 KB package
 TARGET_RSS_FACTOR = 4.0  # peak RSS growth / package size for the 20 MB package
 ENCODED = re.compile(rb"(<edXML:ContentTransferEncoded[^>]*>)([^<]*)(<)")

@@ -1,13 +1,11 @@
-"""Where the shared reference material and the real conformance packages are."""
+"""Where the real conformance packages are: in the repository (``tests/data/conformance/``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", REPO.parent / "shared"))
-CONFORMANCE_DIR = SHARED / "conformance" / "edxml"
+CONFORMANCE_DIR = REPO / "tests" / "data" / "conformance"
 CONFORMANCE_FILES = sorted(CONFORMANCE_DIR.glob("*.edxml"))
 # Not well-formed XML as published (an unclosed <From>, undeclared prefixes): refused by design.
 MALFORMED_SAMPLES = frozenset({"edoc.edxml"})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from jsonschema import Draft202012Validator
+from samples import CONFORMANCE_DIR
 from strategies import package_strategy
 
 from gateway.core.errors import LimitError, PackageError
@@ -20,9 +20,8 @@ from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
 from gateway.edxml.xml_codec import parse_package, serialize_package
 
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
 WELL_FORMED = sorted(
-    p for p in (SHARED / "conformance" / "edxml").glob("*.edxml") if p.name != "edoc.edxml"
+    p for p in CONFORMANCE_DIR.glob("*.edxml") if p.name != "edoc.edxml"
 )
 
 STATUS_JSON: dict[str, Any] = {
@@ -49,7 +48,7 @@ def test_conformance_packages_survive_json(path: Path) -> None:
 
 
 def test_json_shape_mirrors_the_dataclasses() -> None:
-    pkg = parse_package((SHARED / "conformance" / "edxml" / "edoc_update.edxml").read_bytes())
+    pkg = parse_package((CONFORMANCE_DIR / "edoc_update.edxml").read_bytes())
     obj = to_json_dict(pkg)
     assert list(obj) == ["kind", "header", "trace_header_list", "manifest", "attachments",
                          "signature_xml"]

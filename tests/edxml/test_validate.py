@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from samples import CONFORMANCE_DIR, CONFORMANCE_FILES
 from strategies import package_strategy
 
 from gateway.core.errors import PackageError
@@ -48,8 +48,7 @@ from gateway.edxml.validate import (
 )
 from gateway.edxml.xml_codec import parse_package, serialize_package
 
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-CONFORMANCE = sorted((SHARED / "conformance" / "edxml").glob("*.edxml"))
+CONFORMANCE = CONFORMANCE_FILES
 NOT_WELL_FORMED = {"edoc.edxml"}  # mismatched <From> tag, undeclared xlink prefix
 WELL_FORMED = [p for p in CONFORMANCE if p.name not in NOT_WELL_FORMED]
 
@@ -412,7 +411,7 @@ def test_conformance_packages_have_warnings_only(path: Path) -> None:
 
 
 def test_a_broken_conformance_package_is_reported_at_its_element() -> None:
-    data = (SHARED / "conformance" / "edxml" / "edoc_replacement.edxml").read_bytes()
+    data = (CONFORMANCE_DIR / "edoc_replacement.edxml").read_bytes()
     broken = data.replace(b"<edXML:OrganId>000.00.00.H14</edXML:OrganId>",
                           b"<edXML:OrganId>H14</edXML:OrganId>", 1)
     broken = broken.replace(b"<edXML:ContentId>cid:209</edXML:ContentId>",
@@ -455,7 +454,7 @@ def test_the_not_well_formed_sample_never_reaches_the_schema() -> None:
     assert len(CONFORMANCE) == 16
     assert len(WELL_FORMED) == 15
     with pytest.raises(PackageError) as caught:
-        load_xml((SHARED / "conformance" / "edxml" / "edoc.edxml").read_bytes())
+        load_xml((CONFORMANCE_DIR / "edoc.edxml").read_bytes())
     assert caught.value.code == "edxml.malformed"
 
 

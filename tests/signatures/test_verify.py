@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from pki_fixtures import other_pki, shared_pki
+from samples import CONFORMANCE_DIR, CONFORMANCE_FILES
 
 from gateway.core.errors import (
     BindingError,
@@ -33,12 +33,10 @@ from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.signatures.xmldsig import sign_xml
 
-# Same location rule as tests/conftest.py (LGSP_SHARED_DIR overrides it).
-SHARED = Path(os.environ.get("LGSP_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared"))
-SAMPLES = sorted((SHARED / "conformance" / "edxml").glob("*.edxml"))
+SAMPLES = CONFORMANCE_FILES
 MALFORMED_SAMPLES = {"edoc.edxml"}  # a doubled <From> start tag: not well-formed XML
-NEW_DOCUMENT = SHARED / "conformance" / "edxml" / "edoc_new.edxml"
-STATUS = SHARED / "conformance" / "edxml" / "status_inbox_01.edxml"
+NEW_DOCUMENT = CONFORMANCE_DIR / "edoc_new.edxml"
+STATUS = CONFORMANCE_DIR / "status_inbox_01.edxml"
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
 
@@ -75,7 +73,7 @@ def failure(verify: Callable[[], VerifiedDocument]) -> LgspError:
 
 
 def test_samples_are_present() -> None:
-    assert len(SAMPLES) >= 16, f"conformance samples missing under {SHARED}"
+    assert len(SAMPLES) >= 16, f"conformance samples missing under {CONFORMANCE_DIR}"
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)

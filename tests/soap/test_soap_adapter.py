@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from samples import CONFORMANCE_DIR
 
 from adapters.base import OutboundDelivery, PermanentDeliveryError, TransientDeliveryError
 from adapters.soap import WSDL_DIR, SoapAdapter, SoapRoute
@@ -16,7 +17,7 @@ from gateway.core.errors import ConfigError
 from gateway.demo.soap_sim import Behaviour, SoapSimulator
 from gateway.edxml.xml_codec import parse_package
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/conformance/edxml/edoc_new.edxml"
+SAMPLE = CONFORMANCE_DIR / "edoc_new.edxml"
 RECIPIENT = "000.00.00.G22"
 
 ROUTES_TOML = """

@@ -11,12 +11,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from lxml import etree
+from samples import CONFORMANCE_DIR
 
 from adapters.base import OutboundDelivery, PermanentDeliveryError
 from adapters.soap import SoapAdapter, SoapRoute, XRoadClient, XRoadService
 from gateway.demo.soap_sim import SoapSimulator
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared/conformance/edxml/edoc_new.edxml"
+SAMPLE = CONFORMANCE_DIR / "edoc_new.edxml"
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 XRD = "http://x-road.eu/xsd/xroad.xsd"
 ID = "http://x-road.eu/xsd/identifiers"
