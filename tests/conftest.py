@@ -1,15 +1,14 @@
-"""Fixtures shared by every test: reference samples, a throw-away RabbitMQ vhost, empty stores."""
+"""Fixtures shared by every test: reference samples, the run's broker names, empty stores."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 from samples import CONFORMANCE_DIR
-from service_sites import BASE_URL, PG_ADMIN_URL, BrokerSite, rabbitmqctl
+from service_sites import PG_ADMIN_URL, BrokerSite
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -20,20 +19,19 @@ def conformance_dir() -> Path:
     return CONFORMANCE_DIR
 
 
-# --- RabbitMQ: one throw-away vhost per test session --------------------------------------
+# --- RabbitMQ: one name prefix per test session, in the default vhost ------------------------
 
 @pytest.fixture(scope="session")
 def test_broker() -> Iterator[BrokerSite]:
-    vhost = f"lgsp-test-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
+    """The run's broker site; at the end (pass or fail) every queue and exchange named under its
+    prefix is deleted, whichever test or process declared it."""
+    site = BrokerSite.for_this_run()
     try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        parts = urlsplit(BASE_URL)
-        url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
-        yield BrokerSite(vhost, url)
+        yield site
     finally:
-        rabbitmqctl("delete_vhost", vhost)
-
+        site.delete_declared()
+        left = (list(site.list_queues()), site.list_exchanges())
+        assert left == ([], []), f"broker names left behind by this run: {left}"
 
 
 # --- Stores: every store test runs on SQLite and on PostgreSQL -----------------------------

@@ -1,6 +1,7 @@
-"""Broker test fixtures: a throw-away vhost on the real RabbitMQ, and a fresh prefix per test.
+"""Broker test fixtures on the real RabbitMQ: a fresh topology prefix per test, inside the run's.
 
-The session-wide vhost (``test_broker``) comes from ``tests/conftest.py``.
+The run's site (``test_broker``, whose teardown deletes every name under its prefix) comes from
+``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ TEST_DELAYS_S = (0.2, 0.5)
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{secrets.token_hex(3)}"
+def prefix(test_broker: BrokerSite) -> str:
+    return test_broker.new_prefix("t")
 
 
 @pytest.fixture
 async def broker(test_broker: BrokerSite, prefix: str) -> AsyncIterator[Broker]:
-    """A connected broker with the topology of one method ('push') and short test delays."""
+    """A connected broker with the topology of one method ('push') and short test delays;
+    its queues and exchange are deleted after the test."""
     async with await Broker.connect(
         test_broker.url, prefix=prefix, methods=("push",), retry_delays_s=TEST_DELAYS_S
     ) as connected:
         await connected.declare_topology()
         yield connected
+    connection = await aio_pika.connect(test_broker.url)
+    async with connection, connection.channel() as channel:
+        await connected.topology.delete(channel)
 
 
 @pytest.fixture

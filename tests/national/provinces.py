@@ -3,7 +3,8 @@
 Thanh Hóa (H56) is the ordinary demo; Nghệ An (H41) is a demo whose directory holds Nghệ An's
 agencies instead. Both PKIs share one root CA (as every Vietnamese agency certificate chains to
 the national root), so each gateway verifies the other province's signatures. Each gateway has
-its own SQLite store and its own RabbitMQ vhost, and polls the simulator as its own system.
+its own SQLite store and its own RabbitMQ topology prefix, and polls the simulator as its own
+system.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import secrets
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 import pytest
 from service.service_kit import delete_topology
-from service_sites import BASE_URL, BrokerSite, rabbitmqctl
+from service_sites import BrokerSite
 
 from gateway.core.directory import (
     Delivery,
@@ -96,16 +96,10 @@ def status_of(document: DocumentPackage, sender: str, code: str) -> StatusPackag
 
 
 @pytest.fixture(scope="session")
-def second_broker() -> Iterator[BrokerSite]:
-    """A second throw-away vhost: the other province's broker."""
-    vhost = f"lgsp-test-h41-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        parts = urlsplit(BASE_URL)
-        yield BrokerSite(vhost, urlunsplit(parts._replace(path="/" + quote(vhost, safe=""))))
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
+def second_broker(test_broker: BrokerSite) -> BrokerSite:
+    """The other province's broker: the same server and vhost as the first (the project's rule:
+    no vhost per run), kept apart by its own topology prefix; the run's teardown deletes it."""
+    return test_broker
 
 
 # --- the national simulator as a subprocess ------------------------------------------------------
@@ -239,7 +233,7 @@ def thanh_hoa_setup(dir: Path, broker: BrokerSite) -> tuple[Path, dict[str, str]
     """The ordinary demo (H56); returns its config path and API keys."""
     setup = init_demo(dir, port=free_port(), broker_url=broker.url,
                       store_url=f"sqlite+aiosqlite:///{dir}/log.db",
-                      prefix=f"h56{secrets.token_hex(3)}")
+                      prefix=broker.new_prefix("h56"))
     return setup.config_path, dict(setup.api_keys)
 
 
@@ -247,7 +241,7 @@ def nghe_an_setup(dir: Path, broker: BrokerSite, shared_pki: Path) -> tuple[Path
     """A demo whose agencies are Nghệ An's (H41), under the same root CA as ``shared_pki``."""
     setup = init_demo(dir, port=free_port(), broker_url=broker.url,
                       store_url=f"sqlite+aiosqlite:///{dir}/log.db",
-                      prefix=f"h41{secrets.token_hex(3)}")
+                      prefix=broker.new_prefix("h41"))
     shutil.rmtree(setup.pki_dir)
     shutil.copytree(shared_pki, setup.pki_dir)
     pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)

@@ -86,7 +86,7 @@ async def receiving(
 ) -> AsyncIterator[Receiving]:
     setup = init_demo(tmp_path / "h56", broker_url=test_broker.url,
                       store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-                      prefix=f"np{secrets.token_hex(4)}")
+                      prefix=test_broker.new_prefix("np"))
     pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)  # Nghệ An's signers, same root
     settings = load_settings(setup.config_path, env={"LGSP_LOG__JSON": "false"})
     directory = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)

@@ -1,4 +1,4 @@
-"""Thanh Hóa and Nghệ An, each its own gateway, store and vhost, through ``lgsp sim national``."""
+"""Thanh Hóa and Nghệ An, each its own gateway, store and broker prefix, via `lgsp sim national`."""
 
 from __future__ import annotations
 

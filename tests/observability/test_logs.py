@@ -131,7 +131,7 @@ async def demo(tmp_path: Path, test_broker: BrokerSite,
                push_receiver: PushReceiver) -> AsyncIterator[DemoSetup]:
     """A demo whose district is a push recipient; its broker topology deleted afterwards."""
     setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      prefix=f"o{secrets.token_hex(4)}")
+                      prefix=test_broker.new_prefix("o"))
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     district = holder.current.get(DISTRICT)
     assert district is not None

@@ -163,7 +163,7 @@ async def start_gateway(
                     soap: Mapping[str, str] | None = None) -> Gateway:
         setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
                           broker_url=test_broker.url, store_url=store_url,
-                          prefix=f"e{secrets.token_hex(4)}")
+                          prefix=test_broker.new_prefix("e"))
         holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
         for organ_id, url in (push or {}).items():
             current = holder.current.get(organ_id)

@@ -1,8 +1,9 @@
 """The broker drops mid-burst: nothing acknowledged is lost, nothing is delivered under two ids.
 
-The outage is real and confined to the test vhost: the guest user's permissions on it are cleared
-(so reconnects are refused) and its open connections are closed; later the permissions come back
-and the gateway's robust connections reconnect by themselves.
+The outage is real and confined to this test: the gateway connects as a throw-away broker user,
+whose permissions are cleared (so reconnects are refused) and whose open connections are closed;
+later the permissions come back and the gateway's robust connections reconnect by themselves.
+Nobody else's connections on the shared default vhost are touched.
 """
 
 from __future__ import annotations
@@ -63,22 +64,29 @@ class Burst:
         await asyncio.gather(*(self.sender() for _ in range(CONCURRENCY)))
 
 
+@pytest.fixture
+def test_broker(test_broker: BrokerSite) -> Iterator[BrokerSite]:
+    """The run's broker site reached as a user of this test's own (deleted afterwards)."""
+    with test_broker.own_user() as site:
+        yield site
+
+
 @contextmanager
 def permissions_restored(broker: BrokerSite) -> Iterator[None]:
-    """Whatever happens in the block, the guest user gets its permissions on the vhost back."""
+    """Whatever happens in the block, the test's user gets its permissions on the vhost back."""
     try:
         yield
     finally:
-        rabbitmqctl("set_permissions", "-p", broker.vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", broker.vhost, broker.user, ".*", ".*", ".*")
 
 
 async def take_broker_away(broker: BrokerSite, burst: Burst) -> None:
-    """Once the burst is going, revoke access to the vhost (publishes are refused at once),
+    """Once the burst is going, revoke the user's access (publishes are refused at once),
     then close its connections (and the reconnects are refused too)."""
     await wait_until(lambda: len(burst.answers) >= 8, 30, "the burst under way")
-    await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", broker.vhost, "guest")
+    await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", broker.vhost, broker.user)
     burst.outage.set()
-    await asyncio.to_thread(rabbitmqctl, "close_all_connections", "-p", broker.vhost,
+    await asyncio.to_thread(rabbitmqctl, "close_all_user_connections", broker.user,
                             "test: broker outage")
     burst.dropped.set()
 

@@ -1,14 +1,14 @@
 """SIGTERM to ``lgsp run`` in the middle of a burst: clean answers, exit 0, and nothing lost.
 
-The gateway runs as a real process (``lgsp run --role all``) on the test vhost and a SQLite log;
-the recipient is a push endpoint in this test process, so it sees every delivery of both runs.
+The gateway runs as a real process (``lgsp run --role all``) under the run's broker prefix and a
+SQLite log; the recipient is a push endpoint in this test process, so it sees every delivery of
+both runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sys
 import time
@@ -113,7 +113,7 @@ async def lgsp_run(
     """A demo whose district takes pushes at ``push_receiver``; not started yet."""
     setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
                       store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-                      prefix=f"s{secrets.token_hex(4)}")
+                      prefix=test_broker.new_prefix("s"))
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     district = holder.current.get(DISTRICT)
     assert district is not None
