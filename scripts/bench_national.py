@@ -4,7 +4,7 @@ Everything runs as real processes: ``lgsp sim national`` (its own SQLite file; s
 ``lgsp-h56`` owning ``*.H56`` and ``lgsp-h41`` owning ``*.H41``), the H56 demo exactly as in the
 local mixes (``bench_support.running_stack``, with ``[national]`` enabled through
 ``LGSP_NATIONAL__*``), and Nghệ An's stack (``bench_national_stack``: gateway + worker, own
-directory, SQLite store and RabbitMQ vhost, PKI under H56's root CA).
+directory, SQLite store and broker prefix, PKI under H56's root CA).
 
 The department ``000.00.04.H56`` submits ~3 KB documents to ``000.00.00.H41``, which is not in
 H56's directory, so the national fallback routes them: H56 intake -> broker -> H56 worker
@@ -49,7 +49,6 @@ from bench_national_stack import (
     H56_SYSTEM,
     NgheAn,
     Simulator,
-    fresh_vhost,
     national_env,
     running_h41,
     running_simulator,
@@ -302,12 +301,11 @@ async def run_national(plan: NationalPlan, options: StackOptions) -> dict[str, o
                 broker_url=options.broker_url, store_url=options.store_url,
                 gateways=options.gateways, workers=options.workers, keep_dir=options.keep_dir,
                 profile_dir=options.profile_dir, code_dir=options.code_dir, env=h56_env)))
-            vhost_url = await stack.enter_async_context(fresh_vhost(options.broker_url))
             h41_env = dict(options.env)
             if options.code_dir is not None:
                 h41_env["PYTHONPATH"] = str(options.code_dir.resolve())
             h41 = await stack.enter_async_context(
-                running_h41(root / "h41", sim, vhost_url, h56, h41_env,
+                running_h41(root / "h41", sim, options.broker_url, h56, h41_env,
                             profile_dir=options.profile_dir))
             parts, docs = Provinces(h56, h41, sim), Documents(h56.setup)
             by_interval = {f"{interval:g}": await run_interval(parts, docs, plan, interval)

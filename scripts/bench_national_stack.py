@@ -2,11 +2,11 @@
 
 Used by ``bench_national.py``. The H41 stack is ``lgsp run --role gateway`` + ``--role worker``
 on a demo directory of Nghệ An's agencies (as tests/national/provinces.py builds it): its PKI is
-issued under Thanh Hóa's root CA, its store is SQLite in its directory, its broker a throw-away
-RabbitMQ vhost, and its province ``000.00.00.H41`` is pushed to a receiver subprocess
-(``python scripts/bench_national_stack.py receiver --port P``) that records the first arrival
-(``time.time()``) per SHA-256 of the body: the bytes delivered are the bytes H56 was sent, so the
-bench matches arrivals to submissions without knowing H41's ids.
+issued under Thanh Hóa's root CA, its store is SQLite in its directory, its broker names its own
+prefix in the default vhost (deleted afterwards), and its province ``000.00.00.H41`` is pushed
+to a receiver subprocess (``python scripts/bench_national_stack.py receiver --port P``) that
+records the first arrival (``time.time()``) per SHA-256 of the body: the bytes delivered are the
+bytes H56 was sent, so the bench matches arrivals to submissions without knowing H41's ids.
 """
 
 from __future__ import annotations
@@ -18,13 +18,11 @@ import hashlib
 import json
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -32,7 +30,16 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_support
-from bench_support import LGSP, Proc, Stack, free_port, peak_rss_mb, spawn, stop
+from bench_support import (
+    LGSP,
+    Proc,
+    Stack,
+    delete_topology,
+    free_port,
+    peak_rss_mb,
+    spawn,
+    stop,
+)
 
 from gateway.core.directory import (
     Delivery,
@@ -43,6 +50,7 @@ from gateway.core.directory import (
     dump_directory,
 )
 from gateway.core.methods import DeliveryMethod
+from gateway.core.settings import load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo
 
@@ -152,30 +160,6 @@ def national_env(sim: Simulator, system_id: str, poll_interval_s: float) -> dict
             f"{prefix}SYNC_INTERVAL_S": "3600", f"{prefix}TIMEOUT_S": "10"}
 
 
-def rabbitmqctl(*args: str) -> None:
-    exe = shutil.which("rabbitmqctl")
-    if exe is None:
-        raise RuntimeError("the national mix needs rabbitmqctl (it makes H41 a vhost)")
-    done = subprocess.run([exe, "-q", *args], capture_output=True, text=True, timeout=60,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
-
-
-@contextlib.asynccontextmanager
-async def fresh_vhost(broker_url: str) -> AsyncIterator[str]:
-    """A throw-away RabbitMQ vhost (H41's broker); deleting it deletes its queues."""
-    vhost = f"lgsp-bench-h41-{secrets.token_hex(4)}"
-    await asyncio.to_thread(rabbitmqctl, "add_vhost", vhost)
-    try:
-        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", vhost, "guest",
-                                ".*", ".*", ".*")
-        parts = urlsplit(broker_url)
-        yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
-    finally:
-        await asyncio.to_thread(rabbitmqctl, "delete_vhost", vhost)
-
-
 def make_h41(root: Path, broker_url: str, h56_pki: Path, receiver_url: str) -> DemoSetup:
     """Nghệ An's demo: H41 agencies (the province pushed to ``receiver_url``) under H56's CA."""
     setup = init_demo(root, port=free_port(), broker_url=broker_url,
@@ -283,6 +267,8 @@ async def running_h41(root: Path, sim: Simulator, broker_url: str, h56: Stack,
         yield h41
     finally:
         stop([*(h41.procs() if h41 else []), receiver])
+        if h41 is not None:  # H41 shares the default vhost under its own prefix: clean it
+            await delete_topology(load_settings(h41.setup.config_path, env={}))
 
 
 def receiver_main(argv: Sequence[str]) -> int:
