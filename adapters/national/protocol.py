@@ -8,8 +8,11 @@ one of the national SDK's Java client (reference §3.1a):
   compact JSON ``{"XroadVnpt-k": v, …}`` in ``XroadVnpt-sign-header``, the unprefixed names joined
   by ``;`` in ``XroadVnpt-sign-header-key``, and ``XroadVnpt-hash-header`` is the lowercase hex of
   HMAC-SHA256(secret, sign-header) — verified over the sign-header string *as received*;
-- ``systemid`` and ``timestamp`` (``ddMMyyyy'T'HHmmss+SSSS``, Vietnam time) are in every call;
-- answers are JSON ``{"status": "OK"|"FAIL", "ErrorCode": "0"|<code>, "ErrorDesc": …, …}``.
+- ``systemid`` and ``timestamp`` (``ddMMyyyy'T'HHmmss+SSSS``, the JVM's local time, set once per
+  SDK object: it ages, and its zone is whatever the JVM's is) are in every call;
+- ``sendEdoc``'s body is the file (raw, the vendor jar adding CRLF; or a multipart ``file_doc``);
+- answers are JSON ``{"status": "OK"|"FAIL", "ErrorCode": "0"|<code>, "ErrorDesc": …, …}``, each
+  with the field its caller reads (``DocId``, ``data``), FAIL answers included.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ SDK_VERSION = "3.0.201608"
 SDK_USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
 FILE_PART = "file_doc"  # the multipart field of sendEdoc
 DEFAULT_ENDPOINT_PATH = "/XrdAdapter/adapter"
-DEFAULT_TIMESTAMP_WINDOW_S = 3600.0
+DEFAULT_TIMESTAMP_WINDOW_S = 3600.0  # the simulator's default; the southbound's is none
 OK_CODE = "0"
 
 
@@ -57,6 +60,47 @@ class Operation(StrEnum):
     def changes_state(self) -> bool:
         """Calls whose replay would act twice; the Java SDK repeats identical reads legitimately."""
         return self in (Operation.SEND_EDOC, Operation.UPDATE_STATUS, Operation.REGISTER_AGENCY)
+
+    @property
+    def replay_rule(self) -> ReplayRule:
+        """How often one signed header set may be used for this call (see :class:`ReplayRule`)."""
+        if self.changes_state:
+            return ReplayRule.ONCE
+        if self is Operation.GET_EDOC:
+            return ReplayRule.SAME_OPERATION
+        return ReplayRule.REPEATABLE
+
+    def answer_fields(self) -> dict[str, object]:
+        """The fields the SDK reads from this call's answer, empty (added to FAIL answers)."""
+        if self is Operation.SEND_EDOC:
+            return {"DocId": ""}
+        if self is Operation.GET_EDOC:
+            return {"data": ""}
+        if self in (Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_SENT_EDOC_LIST,
+                    Operation.GET_AGENCIES_LIST):
+            return {"data": []}
+        return {}
+
+
+class ReplayRule(StrEnum):
+    """What the SDK allows a server to refuse, given that its timestamp is set once per object.
+
+    One SDK object sends byte-identical headers (same hash-header) whenever its header map did not
+    change, and keys accumulate in the map (a ``docId`` read once stays in every later call):
+
+    - ``once``: sendEdoc, updateStatus, registerAgency. A legitimate second use only repeats the
+      same change (the map holds the same file hash or docid/status), so any earlier use refuses.
+    - ``same_operation``: getEdoc. A retry of the same read repeats its headers and must work;
+      headers first used by another targeted call (an updateStatus, whose map still holds the
+      docId it fetched) are refused, so captured acknowledgements cannot fetch packages.
+    - ``repeatable``: list and agency calls. Identical polls are the SDK's normal behaviour and
+      their map carries the stale keys of every earlier call, so they are neither refused nor
+      remembered (a list's headers equal an earlier getEdoc/updateStatus's, which is remembered).
+    """
+
+    ONCE = "once"
+    SAME_OPERATION = "same_operation"
+    REPEATABLE = "repeatable"
 
 
 class MessageType(StrEnum):
@@ -112,6 +156,14 @@ def hash_file_matches(given: str, data: bytes) -> bool:
     candidate = given.strip().lower().encode("utf-8")
     return any(hmac.compare_digest(candidate, form.encode("ascii"))
                for form in (java_hex(digest), digest.hex()))
+
+
+def raw_file_of(body: bytes, given: str) -> bytes | None:
+    """The file in a raw sendEdoc body, by ``hash-file``: the body less one trailing CRLF (the
+    vendor jar appends it) or the whole body, whichever the hash names; ``None`` if neither."""
+    if body.endswith(b"\r\n") and hash_file_matches(given, body[:-2]):
+        return body[:-2]
+    return body if hash_file_matches(given, body) else None
 
 
 def format_timestamp(at: datetime | None = None) -> str:
@@ -193,11 +245,8 @@ class SignedRequest:
     hash_header: str
 
     def get(self, name: str) -> str | None:
-        """The value of ``name``, spelled exactly, else of the only case-insensitive match."""
-        if name in self.params:
-            return self.params[name]
-        matches = [v for k, v in self.params.items() if k.lower() == name.lower()]
-        return matches[0] if len(matches) == 1 else None
+        """The value of ``name`` spelled exactly as the SDK does (``docid`` is not ``docId``)."""
+        return self.params.get(name)
 
 
 def verify_signature(
@@ -261,40 +310,69 @@ def check_timestamp(signed: SignedRequest, window_s: float | None, now: datetime
                         code="auth.stale_timestamp")
 
 
+class ReplayMemory(Protocol):
+    """Where the hash-header values already used are remembered (in memory, or the store)."""
+
+    async def first_use(self, system_id: str, hash_header: str,
+                        operation: Operation) -> Operation | None:
+        """Remember ``hash_header`` for ``operation`` if new; else the operation it was first
+        used for (``None``: this is its first use)."""
+        ...
+
+
 class ReplayCache:
-    """Hash-header values already accepted, each kept ``retention_s`` (bounded, oldest dropped)."""
+    """An in-process :class:`ReplayMemory` (the simulator's): bounded, each kept ``retention_s``."""
 
     def __init__(self, *, max_entries: int = 100_000, retention_s: float = 86_400.0) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str, tuple[float, Operation]] = OrderedDict()
         self._max_entries = max_entries
         self._retention_s = retention_s
 
-    def check_and_remember(self, hash_header: str, now_s: float | None = None) -> None:
-        """``AuthError`` (``auth.replayed``) if seen and not expired; else remember it."""
+    async def first_use(self, system_id: str, hash_header: str, operation: Operation,
+                        now_s: float | None = None) -> Operation | None:
         now_s = time.monotonic() if now_s is None else now_s
-        while self._seen and next(iter(self._seen.values())) < now_s:
+        while self._seen and next(iter(self._seen.values()))[0] < now_s:
             self._seen.popitem(last=False)
-        if hash_header in self._seen:
-            raise AuthError("this signed request was already used", code="auth.replayed")
-        self._seen[hash_header] = now_s + self._retention_s
+        key = f"{system_id}\n{hash_header}"
+        if key in self._seen:
+            return self._seen[key][1]
+        self._seen[key] = (now_s + self._retention_s, operation)
         if len(self._seen) > self._max_entries:
             self._seen.popitem(last=False)
+        return None
+
+
+async def check_replay(memory: ReplayMemory, signed: SignedRequest, operation: Operation) -> None:
+    """``AuthError`` (``auth.replayed``) if ``operation``'s :class:`ReplayRule` refuses these
+    headers, given the operation they were first used for."""
+    rule = operation.replay_rule
+    if rule is ReplayRule.REPEATABLE:
+        return
+    first = await memory.first_use(signed.system_id, signed.hash_header, operation)
+    if first is None or (rule is ReplayRule.SAME_OPERATION and first is operation):
+        return
+    raise AuthError(f"these signed headers were already used (for {first.value})",
+                    code="auth.replayed")
 
 
 class HeaderAuthenticator:
-    """HMAC, per-system timestamp window, and replay cache (for calls that change state)."""
+    """HMAC, the per-system timestamp window, and the replay rule of each call."""
 
     def __init__(self, lookup: Callable[[str], SystemCredentials | None],
-                 replay_cache: ReplayCache | None = None) -> None:
+                 replays: ReplayMemory | None = None) -> None:
         self._lookup = lookup
-        self._replays = replay_cache or ReplayCache()
+        self._replays: ReplayMemory = replays or ReplayCache()
 
-    def authenticate(self, headers: HeaderSource, operation: Operation,
-                     now: datetime | None = None) -> SignedRequest:
+    async def authenticate(self, headers: HeaderSource, operation: Operation,
+                           now: datetime | None = None,
+                           admit: Callable[[SignedRequest], None] | None = None) -> SignedRequest:
+        """The verified call; ``admit`` (e.g. a network check) may refuse it before the replay
+        memory records its headers."""
         signed, credentials = verify_signature(headers, self._lookup)
         check_timestamp(signed, credentials.timestamp_window_s, now or datetime.now(PLATFORM_TZ))
-        if operation.changes_state:
-            self._replays.check_and_remember(signed.hash_header)
+        if admit is not None:
+            admit(signed)
+        await check_replay(self._replays, signed, operation)
         return signed
 
 
@@ -306,13 +384,17 @@ def ok_answer(**fields: object) -> dict[str, object]:
     return {"status": "OK", "ErrorCode": OK_CODE, "ErrorDesc": "Success", **fields}
 
 
-def fail_answer(error_code: str, error_desc: str) -> dict[str, object]:
-    return {"status": "FAIL", "ErrorCode": error_code, "ErrorDesc": error_desc}
+def fail_answer(error_code: str, error_desc: str,
+                operation: Operation | None = None) -> dict[str, object]:
+    """A FAIL answer, with the empty fields ``operation``'s caller reads (the SDK reads ``DocId``
+    unconditionally and would hide the error behind a null without it)."""
+    fields = operation.answer_fields() if operation is not None else {}
+    return {"status": "FAIL", "ErrorCode": error_code, "ErrorDesc": error_desc, **fields}
 
 
-def error_answer(error: LgspError) -> dict[str, object]:
+def error_answer(error: LgspError, operation: Operation | None = None) -> dict[str, object]:
     """A FAIL answer for one of our errors: its stable code as ``ErrorCode``."""
-    return fail_answer(error.code, error.message)
+    return fail_answer(error.code, error.message, operation)
 
 
 def parse_to(value: str | None) -> tuple[str, ...]:

@@ -162,7 +162,7 @@ class NationalSimulator:
     # --- operations ------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request, operation: Operation) -> web.Response:
-        signed = self._auth.authenticate(request.headers, operation)
+        signed = await self._auth.authenticate(request.headers, operation)
         store = request.app[_STORE]
         if operation is Operation.SEND_EDOC:
             return answer(ok_answer(DocId=await self._send(request, signed, store)))
