@@ -13,53 +13,31 @@ import hmac
 import json
 import stat
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-import aiohttp
 import pytest
-from national_kit import UTC_JVM, VN, JavaSdkClient, SdkFactory, sdk_agencies, sdk_doc_id
+from national_kit import UTC_JVM, VN, SdkFactory, sdk_agencies, sdk_doc_id
 from service.service_kit import (  # noqa: F401 (start_gateway is a fixture)
-    Gateway,
     StartGateway,
     new_document,
     start_gateway,
     status_for,
+)
+from southbound_kit import (
+    ANSWER_KEYS,
+    DEPARTMENT,
+    DISTRICT,
+    delivered_to,
+    endpoint,
+    only_item,
+    post_raw,
+    sdk_for,
+    sqlite_only,
 )
 
 from gateway.cli import main
 from gateway.core.settings import load_settings
 from gateway.demo.setup import DemoSetup
 from gateway.national.local_systems import load_local_systems
-
-DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
-ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
-ITEM_KEYS = {"docId", "serviceType", "messageType", "created_time", "updated_time", "from", "to",
-             "status", "status_desc"}
-sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-
-
-def endpoint(gateway: Gateway) -> str:
-    return f"{gateway.base_url}/XrdAdapter/adapter"
-
-
-def sdk_for(java_sdk: SdkFactory, gateway: Gateway, organ_id: str, **kwargs: Any) -> JavaSdkClient:
-    creds = json.loads(gateway.setup.credentials_path.read_text(encoding="utf-8"))[organ_id]
-    return java_sdk(endpoint(gateway), creds["system_id"], creds["secret"], **kwargs)
-
-
-def delivered_to(organ_id: str) -> Any:
-    return lambda view: any(r["organ_id"] == organ_id and r["state"] == "delivered"
-                            for r in view["recipients"])
-
-
-async def only_item(sdk: JavaSdkClient, messagetype: str) -> dict[str, Any]:
-    status, listed = await sdk.get_received_edoc_list(messagetype)
-    assert status == 200, listed
-    assert set(listed) == ANSWER_KEYS | {"data"}
-    [item] = listed["data"]
-    assert set(item) == ITEM_KEYS
-    assert (item["messageType"], item["serviceType"]) == (messagetype, "eDoc")
-    return dict(item)
 
 
 @sqlite_only
@@ -139,14 +117,6 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
     _, status_view = await gateway.get(f"/api/v1/documents/{sent_status['DocId']}", DISTRICT)
     outcomes = {(e["kind"], e["outcome"]) for e in status_view["trace"]}
     assert ("inbox_acked", "failed") in outcomes
-
-
-async def post_raw(gateway: Gateway, operation: str, headers: Any,
-                   body: Any = b"") -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{endpoint(gateway)}/{operation}", headers=headers, data=body) as response:
-        assert response.content_type == "application/json"
-        return response.status, await response.json()
 
 
 @sqlite_only
