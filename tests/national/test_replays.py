@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.national.protocol import Operation
+from adapters.national.protocol import Operation
 from gateway.national.replays import StoredReplayMemory
 from gateway.store import DeliveryLog
 

@@ -31,7 +31,7 @@ from southbound_kit import (
     sqlite_only,
 )
 
-from gateway.runner import Role, Service
+from gateway.service.runner import Role, Service
 
 
 async def deliver_one(gateway: Gateway, java_sdk: SdkFactory) -> bytes:
