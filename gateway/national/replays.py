@@ -26,7 +26,7 @@ CLEANUP_INTERVAL_S = 60.0
 
 
 class StoredReplayMemory:
-    """A ``protocol.ReplayMemory`` on the delivery log's engines (looked up when first used)."""
+    """An ``authentication.ReplayMemory`` on the delivery log's engines (looked up when used)."""
 
     def __init__(self, engines: Callable[[], Engines], *,
                  retention_s: float = DEFAULT_RETENTION_S,

@@ -29,7 +29,6 @@ from aiohttp import web
 from adapters.national.protocol import (
     DEFAULT_TIMESTAMP_WINDOW_S,
     AckStatus,
-    HeaderAuthenticator,
     Operation,
     Param,
     SignedRequest,
@@ -41,6 +40,7 @@ from adapters.national.records import Agency, ReceivedItem, SentItem
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError, InputError, NotFoundError
 from gateway.edxml.xml_codec import parse_package
+from gateway.national.authentication import HeaderAuthenticator
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,

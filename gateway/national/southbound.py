@@ -28,11 +28,9 @@ from aiohttp import web
 
 from adapters.national.protocol import (
     AckStatus,
-    HeaderAuthenticator,
     MessageType,
     Operation,
     Param,
-    ReplayMemory,
     SignedRequest,
     ok_answer,
     parse_to,
@@ -50,6 +48,7 @@ from gateway.core.errors import (
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat, sniff_format
 from gateway.edxml.model import PackageKind
+from gateway.national.authentication import HeaderAuthenticator, ReplayMemory
 from gateway.national.local_systems import LocalSystems
 from gateway.national.replays import StoredReplayMemory
 from gateway.national.serving import (

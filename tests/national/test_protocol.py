@@ -16,9 +16,7 @@ from multidict import CIMultiDict
 from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.protocol import (
     PLATFORM_TZ,
-    HeaderAuthenticator,
     Operation,
-    ReplayCache,
     SystemCredentials,
     base_params,
     check_timestamp,
@@ -34,6 +32,7 @@ from adapters.national.protocol import (
     verify_signature,
 )
 from gateway.core.errors import AuthError, InputError, UnavailableError
+from gateway.national.authentication import HeaderAuthenticator, ReplayCache
 
 SECRET = "s3cret-ThanhHoa"
 AT = datetime(2024, 3, 5, 14, 23, 1, 7000, tzinfo=PLATFORM_TZ)
