@@ -65,6 +65,10 @@ class ReplayMemory(Protocol):
         used for (``None``: this is its first use)."""
         ...
 
+    async def forget(self, system_id: str, hash_header: str) -> None:
+        """Forget ``hash_header`` (its call failed on our side: the SDK's retry must work)."""
+        ...
+
 
 class ReplayCache:
     """An in-process :class:`ReplayMemory` (the simulator's): bounded, each kept ``retention_s``."""
@@ -86,6 +90,9 @@ class ReplayCache:
         if len(self._seen) > self._max_entries:
             self._seen.popitem(last=False)
         return None
+
+    async def forget(self, system_id: str, hash_header: str) -> None:
+        self._seen.pop(f"{system_id}\n{hash_header}", None)
 
 
 async def check_replay(memory: ReplayMemory, signed: SignedRequest, operation: Operation) -> None:
@@ -120,3 +127,10 @@ class HeaderAuthenticator:
             admit(signed)
         await check_replay(self._replays, signed, operation)
         return signed
+
+    async def release(self, signed: SignedRequest, operation: Operation) -> None:
+        """The call failed on our side (retryable): its headers may be used again. The SDK
+        retries with the very same headers, which would otherwise be refused for the life of
+        its object."""
+        if replay_rule(operation) is not ReplayRule.REPEATABLE:
+            await self._replays.forget(signed.system_id, signed.hash_header)

@@ -66,6 +66,12 @@ class StoredReplayMemory:
             )
             return None
 
+    async def forget(self, system_id: str, hash_header: str) -> None:
+        table = southbound_replays
+        async with transaction(self._engines_of().writer) as conn:
+            await conn.execute(delete(table).where(table.c.system_id == system_id,
+                                                   table.c.hash_header == hash_header))
+
     async def _cleanup_if_due(self, conn: AsyncConnection, now: datetime) -> None:
         if time.monotonic() < self._next_cleanup_s:
             return

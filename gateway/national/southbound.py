@@ -85,6 +85,15 @@ class Southbound:
     async def handle(self, request: web.Request, operation: Operation) -> web.Response:
         signed = await self._auth.authenticate(
             request.headers, operation, admit=lambda s: self._check_network(request, s))
+        try:
+            return await self._answer(request, operation, signed)
+        except LgspError as exc:
+            if exc.retryable:  # e.g. the store or broker down: the SDK's retry must not be a replay
+                await self._auth.release(signed, operation)
+            raise
+
+    async def _answer(self, request: web.Request, operation: Operation,
+                      signed: SignedRequest) -> web.Response:
         caller = self._caller(request, signed.system_id)
         if operation is Operation.SEND_EDOC:
             return answer(ok_answer(DocId=await self._send(request, signed, caller)))

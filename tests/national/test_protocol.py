@@ -168,6 +168,16 @@ async def test_each_call_kind_has_its_replay_rule() -> None:
         assert caught.value.code == "auth.replayed", operation
 
 
+async def test_headers_of_a_call_that_failed_on_our_side_can_be_used_again() -> None:
+    auth = HeaderAuthenticator(lookup(window_s=None))
+    ack = signed({"docid": "A1", "status": "done"})
+    request = await auth.authenticate(ack, Operation.UPDATE_STATUS)
+    await auth.release(request, Operation.UPDATE_STATUS)  # e.g. the store was down
+    await auth.authenticate(ack, Operation.UPDATE_STATUS)  # the SDK's retry: same headers
+    with pytest.raises(AuthError):
+        await auth.authenticate(ack, Operation.UPDATE_STATUS)
+
+
 async def test_the_replay_cache_forgets_after_its_retention_and_stays_bounded() -> None:
     cache = ReplayCache(max_entries=2, retention_s=10.0)
     ack = Operation.UPDATE_STATUS

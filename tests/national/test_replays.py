@@ -31,6 +31,9 @@ async def test_a_hash_header_is_remembered_per_system_with_its_first_operation(
     assert await memory.first_use("sys-b", "h1", FETCH) is None
     restarted = StoredReplayMemory(lambda: log.engines)  # another process, or after a restart
     assert await restarted.first_use("sys-a", "h1", FETCH) is ACK
+    await restarted.forget("sys-a", "h1")  # its call failed on our side
+    assert await memory.first_use("sys-a", "h1", ACK) is None
+    assert await memory.first_use("sys-b", "h1", ACK) is FETCH  # other systems' kept
 
 
 async def test_racing_first_uses_of_one_header_have_exactly_one_winner(log: DeliveryLog) -> None:

@@ -32,6 +32,7 @@ from southbound_kit import (
 )
 
 from gateway.service.runner import Role, Service
+from gateway.web.keys import LIFECYCLE
 
 
 async def deliver_one(gateway: Gateway, java_sdk: SdkFactory) -> bytes:
@@ -182,3 +183,27 @@ async def test_the_replay_memory_is_shared_by_gateways_and_survives_a_restart(
     finally:
         await restarted.service.stop()
 
+
+
+@sqlite_only
+async def test_a_call_that_failed_on_our_side_can_be_retried_with_the_same_headers(
+    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+) -> None:
+    """The SDK retries with byte-identical headers: a retryable failure must not burn them."""
+    gateway = await start_gateway()
+    assert gateway.service.app is not None
+    lifecycle = gateway.service.app[LIFECYCLE]
+    department = sdk_for(java_sdk, gateway, DEPARTMENT)
+    signed = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
+    lifecycle.draining = True
+    try:
+        status, answer = await department.send_edoc(signed, "vb.edxml", from_=DEPARTMENT,
+                                                    to=[DISTRICT])
+    finally:
+        lifecycle.draining = False
+    assert (status, answer["ErrorCode"], answer["DocId"]) == (503, "unavailable.shutting_down", "")
+    status, answer = await post_raw(gateway, "sendEdoc", department.sent[-1],
+                                    body=department.bodies[-1])
+    assert (status, answer["status"]) == (200, "OK"), answer
+    again = await post_raw(gateway, "sendEdoc", department.sent[-1], body=department.bodies[-1])
+    assert code_of(again) == (401, "auth.replayed")
