@@ -203,7 +203,20 @@ def test_shipped_config_is_valid_and_documents_the_defaults() -> None:
     assert shipped.limits == defaults.limits
     assert shipped.admin == defaults.admin
     assert shipped.log == defaults.log
+    assert shipped.southbound == defaults.southbound
     assert shipped.directory.path == REPO / "config" / "participants.toml"
+
+
+def test_southbound_defaults_accept_any_timestamp_and_values_are_checked(tmp_path: Path) -> None:
+    conf = Settings().southbound
+    assert (conf.timestamp_window_s, conf.acked_grace_s) == (0.0, 300.0)
+    assert conf.replay_retention_s >= conf.acked_grace_s
+    for body, key in (("acked_grace_s = -1", "southbound.acked_grace_s"),
+                      ("replay_retention_s = 10\nacked_grace_s = 60",
+                       "southbound.replay_retention_s")):
+        with pytest.raises(ConfigError) as bad:
+            load_settings(write(tmp_path, f"[southbound]\n{body}\n"), {})
+        assert bad.value.path == key
 
 
 def test_national_section_needs_its_connection_and_masks_the_secret(tmp_path: Path) -> None:

@@ -150,7 +150,7 @@ class NationalClient:
 
     async def register_agency(self, agency: Agency) -> None:
         """Register (or update) an agency of this system; the JSON body is the agency."""
-        await self._call(Operation.REGISTER_AGENCY, {}, json_body=agency.to_json())
+        await self._call(Operation.REGISTER_AGENCY, {}, json_body=agency.register_json())
 
     # --- transport -------------------------------------------------------------------------------
 

@@ -8,8 +8,11 @@ one of the national SDK's Java client (reference §3.1a):
   compact JSON ``{"XroadVnpt-k": v, …}`` in ``XroadVnpt-sign-header``, the unprefixed names joined
   by ``;`` in ``XroadVnpt-sign-header-key``, and ``XroadVnpt-hash-header`` is the lowercase hex of
   HMAC-SHA256(secret, sign-header) — verified over the sign-header string *as received*;
-- ``systemid`` and ``timestamp`` (``ddMMyyyy'T'HHmmss+SSSS``, Vietnam time) are in every call;
-- answers are JSON ``{"status": "OK"|"FAIL", "ErrorCode": "0"|<code>, "ErrorDesc": …, …}``.
+- ``systemid`` and ``timestamp`` (``ddMMyyyy'T'HHmmss+SSSS``, the JVM's local time, set once per
+  SDK object: it ages, and its zone is whatever the JVM's is) are in every call;
+- ``sendEdoc``'s body is the file (raw, the vendor jar adding CRLF; or a multipart ``file_doc``);
+- answers are JSON ``{"status": "OK"|"FAIL", "ErrorCode": "0"|<code>, "ErrorDesc": …, …}``, each
+  with the field its caller reads (``DocId``, ``data``), FAIL answers included.
 """
 
 from __future__ import annotations
@@ -17,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -38,7 +39,7 @@ SDK_VERSION = "3.0.201608"
 SDK_USER_AGENT = "JAVASDKAgent/1.0.0 XRoad/VPCP"
 FILE_PART = "file_doc"  # the multipart field of sendEdoc
 DEFAULT_ENDPOINT_PATH = "/XrdAdapter/adapter"
-DEFAULT_TIMESTAMP_WINDOW_S = 3600.0
+DEFAULT_TIMESTAMP_WINDOW_S = 3600.0  # the simulator's default; the southbound's is none
 OK_CODE = "0"
 
 
@@ -57,6 +58,17 @@ class Operation(StrEnum):
     def changes_state(self) -> bool:
         """Calls whose replay would act twice; the Java SDK repeats identical reads legitimately."""
         return self in (Operation.SEND_EDOC, Operation.UPDATE_STATUS, Operation.REGISTER_AGENCY)
+
+    def answer_fields(self) -> dict[str, object]:
+        """The fields the SDK reads from this call's answer, empty (added to FAIL answers)."""
+        if self is Operation.SEND_EDOC:
+            return {"DocId": ""}
+        if self is Operation.GET_EDOC:
+            return {"data": ""}
+        if self in (Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_SENT_EDOC_LIST,
+                    Operation.GET_AGENCIES_LIST):
+            return {"data": []}
+        return {}
 
 
 class MessageType(StrEnum):
@@ -112,6 +124,14 @@ def hash_file_matches(given: str, data: bytes) -> bool:
     candidate = given.strip().lower().encode("utf-8")
     return any(hmac.compare_digest(candidate, form.encode("ascii"))
                for form in (java_hex(digest), digest.hex()))
+
+
+def raw_file_of(body: bytes, given: str) -> bytes | None:
+    """The file in a raw sendEdoc body, by ``hash-file``: the body less one trailing CRLF (the
+    vendor jar appends it) or the whole body, whichever the hash names; ``None`` if neither."""
+    if body.endswith(b"\r\n") and hash_file_matches(given, body[:-2]):
+        return body[:-2]
+    return body if hash_file_matches(given, body) else None
 
 
 def format_timestamp(at: datetime | None = None) -> str:
@@ -193,11 +213,8 @@ class SignedRequest:
     hash_header: str
 
     def get(self, name: str) -> str | None:
-        """The value of ``name``, spelled exactly, else of the only case-insensitive match."""
-        if name in self.params:
-            return self.params[name]
-        matches = [v for k, v in self.params.items() if k.lower() == name.lower()]
-        return matches[0] if len(matches) == 1 else None
+        """The value of ``name`` spelled exactly as the SDK does (``docid`` is not ``docId``)."""
+        return self.params.get(name)
 
 
 def verify_signature(
@@ -261,43 +278,6 @@ def check_timestamp(signed: SignedRequest, window_s: float | None, now: datetime
                         code="auth.stale_timestamp")
 
 
-class ReplayCache:
-    """Hash-header values already accepted, each kept ``retention_s`` (bounded, oldest dropped)."""
-
-    def __init__(self, *, max_entries: int = 100_000, retention_s: float = 86_400.0) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._max_entries = max_entries
-        self._retention_s = retention_s
-
-    def check_and_remember(self, hash_header: str, now_s: float | None = None) -> None:
-        """``AuthError`` (``auth.replayed``) if seen and not expired; else remember it."""
-        now_s = time.monotonic() if now_s is None else now_s
-        while self._seen and next(iter(self._seen.values())) < now_s:
-            self._seen.popitem(last=False)
-        if hash_header in self._seen:
-            raise AuthError("this signed request was already used", code="auth.replayed")
-        self._seen[hash_header] = now_s + self._retention_s
-        if len(self._seen) > self._max_entries:
-            self._seen.popitem(last=False)
-
-
-class HeaderAuthenticator:
-    """HMAC, per-system timestamp window, and replay cache (for calls that change state)."""
-
-    def __init__(self, lookup: Callable[[str], SystemCredentials | None],
-                 replay_cache: ReplayCache | None = None) -> None:
-        self._lookup = lookup
-        self._replays = replay_cache or ReplayCache()
-
-    def authenticate(self, headers: HeaderSource, operation: Operation,
-                     now: datetime | None = None) -> SignedRequest:
-        signed, credentials = verify_signature(headers, self._lookup)
-        check_timestamp(signed, credentials.timestamp_window_s, now or datetime.now(PLATFORM_TZ))
-        if operation.changes_state:
-            self._replays.check_and_remember(signed.hash_header)
-        return signed
-
-
 # --- answers -------------------------------------------------------------------------------------
 
 
@@ -306,13 +286,17 @@ def ok_answer(**fields: object) -> dict[str, object]:
     return {"status": "OK", "ErrorCode": OK_CODE, "ErrorDesc": "Success", **fields}
 
 
-def fail_answer(error_code: str, error_desc: str) -> dict[str, object]:
-    return {"status": "FAIL", "ErrorCode": error_code, "ErrorDesc": error_desc}
+def fail_answer(error_code: str, error_desc: str,
+                operation: Operation | None = None) -> dict[str, object]:
+    """A FAIL answer, with the empty fields ``operation``'s caller reads (the SDK reads ``DocId``
+    unconditionally and would hide the error behind a null without it)."""
+    fields = operation.answer_fields() if operation is not None else {}
+    return {"status": "FAIL", "ErrorCode": error_code, "ErrorDesc": error_desc, **fields}
 
 
-def error_answer(error: LgspError) -> dict[str, object]:
+def error_answer(error: LgspError, operation: Operation | None = None) -> dict[str, object]:
     """A FAIL answer for one of our errors: its stable code as ``ErrorCode``."""
-    return fail_answer(error.code, error.message)
+    return fail_answer(error.code, error.message, operation)
 
 
 def parse_to(value: str | None) -> tuple[str, ...]:

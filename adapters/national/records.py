@@ -83,7 +83,11 @@ class SentItem:
 
 @dataclass(frozen=True, slots=True)
 class Agency:
-    """An agency known to the platform (``getAgenciesList``, ``registerAgency``)."""
+    """An agency known to the platform (``getAgenciesList``, ``registerAgency``).
+
+    The parent's OrganId is written as ``pid`` (what the SDK 2.0.1 reads) and ``pcode`` (what
+    ``registerAgency`` and other clients use); either is read.
+    """
 
     code: str  # the OrganId
     name: str
@@ -94,12 +98,18 @@ class Agency:
     fax: str = ""
 
     def to_json(self) -> dict[str, str]:
+        """As listed by ``getAgenciesList``: the parent under ``pid`` and ``pcode``."""
+        return {"pid": self.pcode, **self.register_json()}
+
+    def register_json(self) -> dict[str, str]:
+        """The ``registerAgency`` body: ``{id, name, pcode, code, mail, mobile, fax}``."""
         return {"id": self.id, "name": self.name, "pcode": self.pcode, "code": self.code,
                 "mail": self.mail, "mobile": self.mobile, "fax": self.fax}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, object]) -> Agency:
-        return cls(code=_text(obj, "code"), name=_text(obj, "name"), pcode=_text(obj, "pcode"),
+        return cls(code=_text(obj, "code"), name=_text(obj, "name"),
+                   pcode=_text(obj, "pcode") or _text(obj, "pid"),
                    id=_text(obj, "id"), mail=_text(obj, "mail"), mobile=_text(obj, "mobile"),
                    fax=_text(obj, "fax"))
 

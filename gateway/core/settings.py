@@ -115,7 +115,20 @@ class SouthboundSettings:
     """The national SDK protocol served to local systems under /XrdAdapter/adapter/."""
 
     systems_path: Path | None = None  # TOML [[system]] system_id, secret, organ_id (mode 0600)
-    timestamp_window_s: float = 3600.0  # default per system (SDK timestamps age); 0: any
+    # Default per system; 0: any. The SDK's timestamp is set once per object, in the JVM's zone,
+    # so by default none is refused: replays are refused by the signed headers' hash instead.
+    timestamp_window_s: float = 0.0
+    acked_grace_s: float = 300.0  # getEdoc still serves a package this long after updateStatus
+    replay_retention_s: float = 30 * 86_400.0  # how long a used hash-header is remembered
+
+    def __post_init__(self) -> None:
+        for name in ("timestamp_window_s", "acked_grace_s", "replay_retention_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0", code="config.invalid")
+        if self.replay_retention_s < self.acked_grace_s:
+            raise ConfigError("replay_retention_s must be at least acked_grace_s",
+                              code="config.invalid")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,15 @@ mode 0600) that is never printed::
     system_id = "000.00.04.H56"     # what the SDK is configured with
     secret = "…"
     organ_id = "000.00.04.H56"      # the participant whose credentials the system uses
-    timestamp_window_s = 86400      # optional: the default comes from the settings; 0 = any
+    timestamp_window_s = 300        # optional: the default comes from the settings; 0 = any
+    allowed_networks = ["10.1.2.0/24"]  # optional: the addresses it may call from (default: any)
 
 The file is re-read when it changes, so systems can be added without a restart.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -28,19 +30,34 @@ from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError
 
 log = structlog.get_logger(__name__)
-_KEYS = frozenset({"system_id", "secret", "organ_id", "timestamp_window_s"})
+_KEYS = frozenset({"system_id", "secret", "organ_id", "timestamp_window_s", "allowed_networks"})
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
 class LocalSystem:
-    """A local document system: its protocol credentials and the participant it acts as."""
+    """A local document system: its protocol credentials, the participant it acts as, and the
+    networks it may call from (empty: any)."""
 
     credentials: SystemCredentials
     organ_id: str
+    allowed_networks: tuple[Network, ...] = ()
 
     @property
     def system_id(self) -> str:
         return self.credentials.system_id
+
+    def allows(self, address: str | None) -> bool:
+        """Whether a call from ``address`` (the peer's IP) is allowed."""
+        if not self.allowed_networks:
+            return True
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.allowed_networks)
 
 
 def load_local_systems(path: Path, default_window_s: float) -> dict[str, LocalSystem]:
@@ -73,7 +90,18 @@ def _system(entry: object, where: str, default_window_s: float) -> LocalSystem:
         raise ConfigError(f"{where}.timestamp_window_s must be a number >= 0",
                           code="config.invalid", path=f"{where}.timestamp_window_s")
     system_id, secret, organ_id = (str(t) for t in texts)
-    return LocalSystem(SystemCredentials(system_id, secret, float(window) or None), organ_id)
+    return LocalSystem(SystemCredentials(system_id, secret, float(window) or None), organ_id,
+                       _networks(entry.get("allowed_networks", []), f"{where}.allowed_networks"))
+
+
+def _networks(value: object, where: str) -> tuple[Network, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of CIDR strings", code="config.invalid",
+                          path=where)
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}", code="config.invalid", path=where) from exc
 
 
 def local_systems_toml(systems: Iterable[tuple[str, str, str]]) -> str:

@@ -1,7 +1,8 @@
 """Server side of the national protocol over aiohttp, shared by the simulator and the southbound.
 
 Answers are always the protocol's JSON (``{status, ErrorCode, ErrorDesc, …}``), errors included,
-with the error's HTTP status: the SDK reads these keys, never an HTML or problem+json page.
+with the error's HTTP status and the empty fields the caller's SDK reads (``DocId``, ``data``): the
+SDK reads these keys, never an HTML or problem+json page.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from adapters.national.protocol import (
     error_answer,
     fail_answer,
     hash_file_matches,
+    raw_file_of,
 )
 from gateway.core.errors import InputError, LgspError, NotFoundError
 
@@ -58,14 +60,17 @@ def protocol_handler(
     """An aiohttp handler: dispatch on the operation, answer our errors as FAIL JSON."""
 
     async def handler(request: web.Request) -> web.Response:
+        operation: Operation | None = None
         try:
-            return await handle(request, operation_of(request, supported))
+            operation = operation_of(request, supported)
+            return await handle(request, operation)
         except LgspError as exc:
-            return answer(error_answer(exc), status=exc.http_status)
+            return answer(error_answer(exc, operation), status=exc.http_status)
         except web.HTTPException as exc:  # e.g. 413 from reading a body over the size limit
             if exc.status < 400:
                 raise
-            return answer(fail_answer(f"http.{exc.status}", exc.reason), status=exc.status)
+            return answer(fail_answer(f"http.{exc.status}", exc.reason, operation),
+                          status=exc.status)
 
     return handler
 
@@ -88,29 +93,30 @@ def required(signed: SignedRequest, name: str) -> str:
 
 
 async def read_file_doc(request: web.Request, signed: SignedRequest) -> bytes:
-    """The ``file_doc`` part of a sendEdoc upload, checked against the signed ``hash-file``.
+    """The file of a sendEdoc upload: exactly the bytes the signed ``hash-file`` names.
 
-    The Java SDK labels its multipart body ``Content-Type: application/octet-stream`` (its
-    explicit header replaces the entity's): the boundary is then read from the body's first line.
-    A bare edXML body is accepted as the file.
+    Three bodies are accepted: the vendor jar's (the raw file followed by CRLF, labelled
+    ``application/octet-stream``), the raw file alone, and a multipart body with a ``file_doc``
+    part (whose ``Content-Type`` may also say ``application/octet-stream``: the boundary is then
+    read from the body's first line). The hash decides whether a trailing CRLF is the file's.
     """
-    body = await request.read()
-    data = await _file_part(body, request.headers.get(hdrs.CONTENT_TYPE, ""))
     given = signed.get(Param.HASH_FILE.value)
     if not given:
         raise InputError("the signed header hash-file is required", code="national.missing_param")
+    body = await request.read()
+    raw = raw_file_of(body, given)
+    if raw is not None:
+        return raw
+    boundary = _boundary(body, request.headers.get(hdrs.CONTENT_TYPE, ""))
+    if boundary is None:
+        raise HashFileError("hash-file is not the SHA-256 of the body (less one final CRLF)")
+    data = await _file_part(body, boundary)
     if not hash_file_matches(given, data):
         raise HashFileError("hash-file is not the SHA-256 of file_doc")
     return data
 
 
-async def _file_part(body: bytes, content_type: str) -> bytes:
-    boundary = _boundary(body, content_type)
-    if boundary is None:
-        if body.lstrip()[:1] == b"<":
-            return body
-        raise InputError("sendEdoc needs a multipart body with a file_doc part",
-                         code="national.no_file")
+async def _file_part(body: bytes, boundary: str) -> bytes:
     reader = MultipartReader({hdrs.CONTENT_TYPE: f"multipart/form-data; boundary={boundary}"},
                              _stream_of(body))
     try:

@@ -29,7 +29,6 @@ from aiohttp import web
 from adapters.national.protocol import (
     DEFAULT_TIMESTAMP_WINDOW_S,
     AckStatus,
-    HeaderAuthenticator,
     Operation,
     Param,
     SignedRequest,
@@ -41,6 +40,7 @@ from adapters.national.records import Agency, ReceivedItem, SentItem
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError, InputError, NotFoundError
 from gateway.edxml.xml_codec import parse_package
+from gateway.national.authentication import HeaderAuthenticator
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,
@@ -162,7 +162,7 @@ class NationalSimulator:
     # --- operations ------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request, operation: Operation) -> web.Response:
-        signed = self._auth.authenticate(request.headers, operation)
+        signed = await self._auth.authenticate(request.headers, operation)
         store = request.app[_STORE]
         if operation is Operation.SEND_EDOC:
             return answer(ok_answer(DocId=await self._send(request, signed, store)))

@@ -10,21 +10,24 @@ go through the same pipeline and delivery log as ``/api/v1``:
 - ``updateStatus``        -> ``done``: acknowledged; ``fail``: recorded as failed; both end it;
 - ``getAgenciesList``     -> the directory.
 
-HMAC per system id, the timestamp window per system, and a replay cache for sendEdoc/updateStatus
-(an SDK object repeats byte-identical polls, so reads are not refused as replays).
+HMAC per system id; a timestamp window only for the systems configured with one (the SDK's timestamp
+is set once per object in the JVM's time zone); the replay rule of each call (``ReplayRule``) over
+the store's durable, shared memory of used hash-headers (``replays.py``); an optional network
+allow-list per system. A system reads only packages addressed to its participant, and getEdoc
+stops serving a package ``acked_grace_s`` after its updateStatus.
 """
 
 from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiohttp import web
 
 from adapters.national.protocol import (
     AckStatus,
-    HeaderAuthenticator,
     MessageType,
     Operation,
     Param,
@@ -34,11 +37,20 @@ from adapters.national.protocol import (
 )
 from adapters.national.records import Agency, ReceivedItem
 from gateway.core.directory import Participant
-from gateway.core.errors import AuthError, LgspError, NotFoundError, PackageError, UnavailableError
+from gateway.core.errors import (
+    AuthError,
+    ForbiddenError,
+    LgspError,
+    NotFoundError,
+    PackageError,
+    UnavailableError,
+)
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat, sniff_format
 from gateway.edxml.model import PackageKind
+from gateway.national.authentication import HeaderAuthenticator, ReplayMemory
 from gateway.national.local_systems import LocalSystems
+from gateway.national.replays import StoredReplayMemory
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,
@@ -64,12 +76,24 @@ _KIND = {MessageType.EDOC: PackageKind.DOCUMENT, MessageType.STATUS: PackageKind
 class Southbound:
     """The protocol's handlers over one application's intake, delivery log and directory."""
 
-    def __init__(self, systems: LocalSystems) -> None:
+    def __init__(self, systems: LocalSystems, replays: ReplayMemory, *,
+                 acked_grace_s: float) -> None:
         self.systems = systems
-        self._auth = HeaderAuthenticator(systems.credentials)
+        self._auth = HeaderAuthenticator(systems.credentials, replays)
+        self._acked_grace = timedelta(seconds=acked_grace_s)
 
     async def handle(self, request: web.Request, operation: Operation) -> web.Response:
-        signed = self._auth.authenticate(request.headers, operation)
+        signed = await self._auth.authenticate(
+            request.headers, operation, admit=lambda s: self._check_network(request, s))
+        try:
+            return await self._answer(request, operation, signed)
+        except LgspError as exc:
+            if exc.retryable:  # e.g. the store or broker down: the SDK's retry must not be a replay
+                await self._auth.release(signed, operation)
+            raise
+
+    async def _answer(self, request: web.Request, operation: Operation,
+                      signed: SignedRequest) -> web.Response:
         caller = self._caller(request, signed.system_id)
         if operation is Operation.SEND_EDOC:
             return answer(ok_answer(DocId=await self._send(request, signed, caller)))
@@ -82,10 +106,17 @@ class Southbound:
             return answer(ok_answer(data=[item.to_json() for item in items]))
         if operation is Operation.GET_EDOC:
             data = await _package(delivery_log, caller.organ_id,
-                                  required(signed, Param.DOC_ID.value))
+                                  required(signed, Param.DOC_ID.value),
+                                  datetime.now(UTC) - self._acked_grace)
             return answer(ok_answer(data=base64.b64encode(data).decode("ascii")))
         await _acknowledge(delivery_log, caller.organ_id, signed)
         return answer(ok_answer())
+
+    def _check_network(self, request: web.Request, signed: SignedRequest) -> None:
+        system = self.systems.get(signed.system_id)
+        if system is not None and not system.allows(request.remote):
+            raise ForbiddenError(f"system {signed.system_id} may not call from {request.remote}",
+                                 code="acl.network")
 
     def _caller(self, request: web.Request, system_id: str) -> Participant:
         system = self.systems.get(system_id)
@@ -138,11 +169,15 @@ async def _mailbox(delivery_log: DeliveryLog, organ_id: str,
     ]
 
 
-async def _package(delivery_log: DeliveryLog, organ_id: str, doc_id: str) -> bytes:
+async def _package(delivery_log: DeliveryLog, organ_id: str, doc_id: str,
+                   acked_since: datetime) -> bytes:
+    """The package of ``organ_id``'s mailbox item ``doc_id``, unless acknowledged before
+    ``acked_since``; anything else is the same 404 (no telling whose it is)."""
     delivery = await delivery_log.get_delivery(doc_id)
     if (delivery is None or delivery.recipient != organ_id
             or delivery.method is not DeliveryMethod.MAILBOX
-            or delivery.state is not DeliveryState.DELIVERED):
+            or delivery.state is not DeliveryState.DELIVERED
+            or (delivery.acked_at is not None and delivery.acked_at < acked_since)):
         raise NotFoundError(f"no document {doc_id} for you", code="national.no_such_doc")
     view = await delivery_log.get_document(delivery.document)
     assert view is not None  # a delivery always has its document (foreign key)
@@ -176,6 +211,9 @@ _SOUTHBOUND = web.AppKey("southbound", Southbound)
 def setup_southbound(app: web.Application) -> None:
     """Serve the protocol under ``/XrdAdapter/adapter/<operation>`` (needs ``app[SETTINGS]``)."""
     conf = app[SETTINGS].southbound
-    southbound = Southbound(LocalSystems(conf.systems_path, conf.timestamp_window_s))
+    replays = StoredReplayMemory(lambda: app[DELIVERY_LOG].engines,
+                                 retention_s=conf.replay_retention_s)
+    southbound = Southbound(LocalSystems(conf.systems_path, conf.timestamp_window_s), replays,
+                            acked_grace_s=conf.acked_grace_s)
     app[_SOUTHBOUND] = southbound
     app.router.add_post(OPERATION_ROUTE, protocol_handler(SUPPORTED, southbound.handle))

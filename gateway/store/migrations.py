@@ -41,6 +41,7 @@ from gateway.store.tables import (
     metadata,
     national_inbox,
     schema_version,
+    southbound_replays,
 )
 
 # Any constant unique to this application: the key of the PostgreSQL advisory lock.
@@ -168,6 +169,11 @@ async def _add_delivery_search(conn: AsyncConnection) -> None:
     )
 
 
+async def _add_southbound_replays(conn: AsyncConnection) -> None:
+    """Version 7: ``southbound_replays``, the southbound's durable replay memory."""
+    await conn.run_sync(southbound_replays.create, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -175,6 +181,7 @@ STEPS: tuple[Step, ...] = (
     Step(4, "search indexes for the admin console", _add_search_indexes),
     Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
     Step(6, "deliveries.received_at, sender and delivery search indexes", _add_delivery_search),
+    Step(7, "southbound_replays for the southbound's replay memory", _add_southbound_replays),
 )
 LATEST = STEPS[-1].version
 

@@ -209,3 +209,17 @@ console_sessions = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
 )
+
+# Version 7: the southbound's replay memory: the signed headers' hash (``XroadVnpt-hash-header``)
+# of each call whose reuse is refused, with the operation it was first used for. Shared by every
+# gateway process; rows are deleted once ``expires_at`` has passed.
+southbound_replays = Table(
+    "southbound_replays",
+    metadata,
+    Column("system_id", String(128), primary_key=True),
+    Column("hash_header", String(128), primary_key=True),
+    Column("operation", String(32), nullable=False),  # protocol.Operation of the first use
+    Column("first_used_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
+)

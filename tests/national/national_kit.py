@@ -3,10 +3,14 @@
 Test modules import names from here (``from national_kit import …``); ``conftest.py`` only
 re-exports the fixtures (several ``conftest`` modules cannot be told apart by import).
 
-``JavaSdkClient`` is written from the reference (§3.1a), independently of gateway/national: it
-keeps ONE header map per object (timestamp fixed at construction, keys accumulating across calls),
-iterates it in Java ``HashMap`` order, serialises the sign-header as Gson does (HTML-safe
-escapes), and labels its multipart upload ``Content-Type: application/octet-stream``.
+``JavaSdkClient`` is written from the reference (§3.1a), independently of gateway/national, to
+reproduce the vendor jar (SDKVXP 2.0.1) byte for byte: it keeps ONE header map per object (the
+timestamp formatted once, at construction, from the JVM's time zone, then ageing; keys
+accumulating across calls), iterates it in Java ``HashMap`` order, serialises the sign-header as
+Gson does (HTML-safe escapes), sends ``Content-Type`` also under its own name, and uploads a file
+as its raw bytes followed by CRLF (``application/octet-stream``, ``Content-Length`` = size + 2)
+with the unpadded-hex ``hash-file`` of the file alone. ``sdk_doc_id`` and ``sdk_agencies`` read
+answers as the SDK does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,8 @@ from multidict import CIMultiDict
 from adapters.national.protocol import SystemCredentials
 from gateway.national.simulator import NationalSimulator, SimConfig, SimSystem
 
-VN = timezone(timedelta(hours=7))
+VN = timezone(timedelta(hours=7))  # a JVM in Vietnam time
+UTC_JVM = UTC  # a JVM in a container's default zone
 H56_SYSTEM, H41_SYSTEM = "lgsp-thanhhoa", "lgsp-nghean"
 
 
@@ -80,11 +85,14 @@ class JavaSdkClient:
     system_id: str
     secret: str
     created_at: datetime = field(default_factory=lambda: datetime.now(VN))
+    zone: timezone = VN  # the JVM's default time zone (SimpleDateFormat formats local time)
+    multipart: bool = False  # True: a multipart file_doc upload, as other clients send
     header_map: dict[str, str] = field(default_factory=dict)
     sent: list[CIMultiDict[str]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        local = self.created_at.astimezone(VN)
+        local = self.created_at.astimezone(self.zone)
         stamp = local.strftime("%d%m%YT%H%M%S") + f"+{local.microsecond // 1000:04d}"
         self.header_map["timestamp"] = stamp  # never refreshed: it ages with the object
         self.header_map["systemid"] = self.system_id
@@ -112,6 +120,7 @@ class JavaSdkClient:
     async def _post(self, name: str, body: Any) -> tuple[int, dict[str, Any]]:
         headers = self._wire_headers()
         self.sent.append(headers)
+        self.bodies.append(body if isinstance(body, bytes) else b"")
         async with self.session.post(f"{self.endpoint}/{name}", data=body,
                                      headers=headers) as response:
             raw = await response.read()
@@ -130,6 +139,8 @@ class JavaSdkClient:
             "Content-Type": "application/octet-stream", "from": from_, "servicetype": "eDoc",
             "messagetype": messagetype, "to": json.dumps(to), "hash-file": java_unpadded_hex(data),
         })
+        if not self.multipart:  # the jar writes the file, then CRLF, and no boundary at all
+            return await self._post("sendEdoc", data + b"\r\n")
         writer = aiohttp.MultipartWriter("form-data", boundary=secrets.token_hex(16))
         part = writer.append(data, {"Content-Type": "application/octet-stream"})
         part.set_content_disposition("form-data", name="file_doc", filename=filename)
@@ -147,6 +158,20 @@ class JavaSdkClient:
 
     async def get_agencies_list(self) -> tuple[int, dict[str, Any]]:
         return await self.json_call("getAgenciesList", {})
+
+
+def sdk_doc_id(answer: dict[str, Any]) -> str | None:
+    """What ``sendEdoc`` returns to the SDK's caller: ``DocId`` read unconditionally (a missing
+    one throws inside the SDK, which returns null and hides the error code)."""
+    try:
+        return str(answer["DocId"])
+    except KeyError:
+        return None
+
+
+def sdk_agencies(answer: dict[str, Any]) -> dict[str, str | None]:
+    """``getAgenciesList`` as the SDK 2.0.1 reads it: code -> parent (read from ``pid``)."""
+    return {str(item["code"]): item.get("pid") for item in answer.get("data") or []}
 
 
 # --- fixtures ------------------------------------------------------------------------------------

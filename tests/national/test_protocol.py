@@ -16,22 +16,23 @@ from multidict import CIMultiDict
 from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.protocol import (
     PLATFORM_TZ,
-    HeaderAuthenticator,
     Operation,
-    ReplayCache,
     SystemCredentials,
     base_params,
     check_timestamp,
+    fail_answer,
     format_timestamp,
     hash_file_matches,
     java_hex,
     java_hex_sha256,
     parse_timestamp,
     parse_to,
+    raw_file_of,
     signed_headers,
     verify_signature,
 )
 from gateway.core.errors import AuthError, InputError, UnavailableError
+from gateway.national.authentication import HeaderAuthenticator, ReplayCache
 
 SECRET = "s3cret-ThanhHoa"
 AT = datetime(2024, 3, 5, 14, 23, 1, 7000, tzinfo=PLATFORM_TZ)
@@ -146,27 +147,74 @@ def test_the_timestamp_window_is_per_system_and_can_be_off() -> None:
         assert caught.value.code == "auth.stale_timestamp"
 
 
-def test_replays_are_refused_for_calls_that_change_state_only() -> None:
+async def test_each_call_kind_has_its_replay_rule() -> None:
+    """State changes once; a getEdoc again only as getEdoc; polls always (the SDK repeats them)."""
     auth = HeaderAuthenticator(lookup(window_s=None))
     reads = signed({"messagetype": "edoc"})
-    auth.authenticate(reads, Operation.GET_RECEIVED_EDOC_LIST)
-    auth.authenticate(reads, Operation.GET_RECEIVED_EDOC_LIST)  # the SDK repeats identical polls
+    await auth.authenticate(reads, Operation.GET_RECEIVED_EDOC_LIST)
+    await auth.authenticate(reads, Operation.GET_RECEIVED_EDOC_LIST)  # identical polls
+    await auth.authenticate(reads, Operation.GET_AGENCIES_LIST)
+    fetch = signed({"docId": "A1", "filePath": "/store"})
+    await auth.authenticate(fetch, Operation.GET_EDOC)
+    await auth.authenticate(fetch, Operation.GET_EDOC)  # a retried read of the same package
+    await auth.authenticate(fetch, Operation.GET_RECEIVED_EDOC_LIST)  # the next poll, same map
+    ack = signed({"docId": "A1", "filePath": "/store", "docid": "A1", "status": "done"})
+    await auth.authenticate(ack, Operation.UPDATE_STATUS)
+    await auth.authenticate(ack, Operation.GET_RECEIVED_EDOC_LIST)  # stale docId/docid: polls
+    for reused, operation in ((ack, Operation.UPDATE_STATUS), (ack, Operation.GET_EDOC),
+                              (fetch, Operation.UPDATE_STATUS), (fetch, Operation.SEND_EDOC)):
+        with pytest.raises(AuthError) as caught:
+            await auth.authenticate(reused, operation)
+        assert caught.value.code == "auth.replayed", operation
+
+
+async def test_headers_of_a_call_that_failed_on_our_side_can_be_used_again() -> None:
+    auth = HeaderAuthenticator(lookup(window_s=None))
     ack = signed({"docid": "A1", "status": "done"})
-    auth.authenticate(ack, Operation.UPDATE_STATUS)
-    with pytest.raises(AuthError) as caught:
-        auth.authenticate(ack, Operation.UPDATE_STATUS)
-    assert caught.value.code == "auth.replayed"
-
-
-def test_the_replay_cache_forgets_after_its_retention_and_stays_bounded() -> None:
-    cache = ReplayCache(max_entries=2, retention_s=10.0)
-    cache.check_and_remember("a", now_s=0.0)
+    request = await auth.authenticate(ack, Operation.UPDATE_STATUS)
+    await auth.release(request, Operation.UPDATE_STATUS)  # e.g. the store was down
+    await auth.authenticate(ack, Operation.UPDATE_STATUS)  # the SDK's retry: same headers
     with pytest.raises(AuthError):
-        cache.check_and_remember("a", now_s=9.0)
-    cache.check_and_remember("a", now_s=11.0)
-    cache.check_and_remember("b", now_s=11.0)
-    cache.check_and_remember("c", now_s=11.0)  # "a" dropped: at most two kept
-    cache.check_and_remember("a", now_s=12.0)
+        await auth.authenticate(ack, Operation.UPDATE_STATUS)
+
+
+async def test_the_replay_cache_forgets_after_its_retention_and_stays_bounded() -> None:
+    cache = ReplayCache(max_entries=2, retention_s=10.0)
+    ack = Operation.UPDATE_STATUS
+    assert await cache.first_use("s", "a", ack, now_s=0.0) is None
+    assert await cache.first_use("s", "a", Operation.GET_EDOC, now_s=9.0) is ack
+    assert await cache.first_use("other", "a", ack, now_s=9.0) is None  # per system
+    assert await cache.first_use("s", "a", ack, now_s=11.0) is None  # expired
+    assert await cache.first_use("s", "b", ack, now_s=11.0) is None
+    assert await cache.first_use("s", "c", ack, now_s=11.0) is None  # "a" dropped: two kept
+    assert await cache.first_use("s", "a", ack, now_s=12.0) is None
+
+
+def test_parameter_names_are_matched_exactly_as_the_sdk_spells_them() -> None:
+    request, _ = verify_signature(signed({"docid": "A1"}), lookup())
+    assert request.get("docid") == "A1"
+    assert request.get("docId") is None  # updateStatus's docid is not getEdoc's docId
+    request, _ = verify_signature(signed({"DOCID": "A1"}), lookup())
+    assert (request.get("docid"), request.get("docId")) == (None, None)
+
+
+def test_a_raw_body_is_the_file_with_or_without_the_jars_crlf() -> None:
+    for file in (b"<edXML/>", b"<edXML/>\r\n", b"eyJhbGciOi.x.y"):
+        for hexed in (java_hex_sha256(file), hashlib.sha256(file).hexdigest()):
+            assert raw_file_of(file + b"\r\n", hexed) == file  # the vendor jar's body
+            assert raw_file_of(file, hexed) == file  # a raw body as it is
+            assert raw_file_of(file + b"\r\n\r\n", hexed) is None  # one CRLF only
+    assert raw_file_of(b"<edXML/>\r\n", java_hex_sha256(b"<other/>")) is None
+
+
+def test_fail_answers_carry_the_fields_the_sdk_reads() -> None:
+    assert fail_answer("x", "y", Operation.SEND_EDOC)["DocId"] == ""
+    assert fail_answer("x", "y", Operation.GET_EDOC)["data"] == ""
+    for listing in (Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_SENT_EDOC_LIST,
+                    Operation.GET_AGENCIES_LIST):
+        assert fail_answer("x", "y", listing)["data"] == []
+    assert set(fail_answer("x", "y", Operation.UPDATE_STATUS)) == {
+        "status", "ErrorCode", "ErrorDesc"}
 
 
 def test_to_is_a_json_array_and_a_bare_list_is_tolerated() -> None:

@@ -1,7 +1,8 @@
 """A local system built on the national SDK drives the gateway through /XrdAdapter/adapter/.
 
-The client is ``national_kit.JavaSdkClient`` (written from the SDK's observed wire behaviour, not
-from gateway/national), against a whole demo gateway (HTTP + workers, real broker, SQLite store).
+The client is ``national_kit.JavaSdkClient``, which reproduces the vendor jar's wire behaviour
+(written from the reference, not from gateway/national), against a whole demo gateway (HTTP +
+workers, real broker, SQLite store). Access control and replays: ``test_southbound_access.py``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,26 @@ import hashlib
 import hmac
 import json
 import stat
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta, timezone
 
-import aiohttp
 import pytest
-from national_kit import VN, JavaSdkClient, SdkFactory
+from national_kit import UTC_JVM, VN, SdkFactory, sdk_agencies, sdk_doc_id
 from service.service_kit import (  # noqa: F401 (start_gateway is a fixture)
-    Gateway,
     StartGateway,
     new_document,
     start_gateway,
     status_for,
+)
+from southbound_kit import (
+    ANSWER_KEYS,
+    DEPARTMENT,
+    DISTRICT,
+    delivered_to,
+    endpoint,
+    only_item,
+    post_raw,
+    sdk_for,
+    sqlite_only,
 )
 
 from gateway.cli import main
@@ -30,61 +39,43 @@ from gateway.core.settings import load_settings
 from gateway.demo.setup import DemoSetup
 from gateway.national.local_systems import load_local_systems
 
-DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
-ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
-ITEM_KEYS = {"docId", "serviceType", "messageType", "created_time", "updated_time", "from", "to",
-             "status", "status_desc"}
-sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-
-
-def endpoint(gateway: Gateway) -> str:
-    return f"{gateway.base_url}/XrdAdapter/adapter"
-
-
-def sdk_for(java_sdk: SdkFactory, gateway: Gateway, organ_id: str, **kwargs: Any) -> JavaSdkClient:
-    creds = json.loads(gateway.setup.credentials_path.read_text(encoding="utf-8"))[organ_id]
-    return java_sdk(endpoint(gateway), creds["system_id"], creds["secret"], **kwargs)
-
-
-def delivered_to(organ_id: str) -> Any:
-    return lambda view: any(r["organ_id"] == organ_id and r["state"] == "delivered"
-                            for r in view["recipients"])
-
-
-async def only_item(sdk: JavaSdkClient, messagetype: str) -> dict[str, Any]:
-    status, listed = await sdk.get_received_edoc_list(messagetype)
-    assert status == 200
-    assert set(listed) == ANSWER_KEYS | {"data"}
-    [item] = listed["data"]
-    assert set(item) == ITEM_KEYS
-    assert (item["messageType"], item["serviceType"]) == (messagetype, "eDoc")
-    return dict(item)
-
 
 @sqlite_only
-async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_gateway(
+@pytest.mark.parametrize(("zone", "age"), [
+    (VN, timedelta(minutes=20)),  # a JVM in Vietnam time, an SDK object 20 minutes old
+    (UTC_JVM, timedelta(hours=2)),  # a container's JVM (UTC: 7 h "behind"), object 2 h old
+], ids=["vietnam-time", "utc-2h-old"])
+async def test_the_vendor_jars_complete_cycle_works_unchanged(
     start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    zone: timezone, age: timedelta,
 ) -> None:
     gateway = await start_gateway()
-    department = sdk_for(java_sdk, gateway, DEPARTMENT)
-    # A long-lived SDK object: its timestamp was set 20 minutes ago and is never refreshed.
-    district = sdk_for(java_sdk, gateway, DISTRICT,
-                       created_at=datetime.now(VN) - timedelta(minutes=20))
+    created_at = datetime.now(zone) - age  # one SDK object per system, kept for its whole life
+    department = sdk_for(java_sdk, gateway, DEPARTMENT, zone=zone, created_at=created_at)
+    district = sdk_for(java_sdk, gateway, DISTRICT, zone=zone, created_at=created_at)
+
+    status, agencies = await department.get_agencies_list()
+    assert (status, agencies["status"]) == (200, "OK")
+    parents = sdk_agencies(agencies)  # the SDK reads the parent from "pid"
+    assert parents[DISTRICT] == parents[DEPARTMENT] == "000.00.00.H56"
+    assert {"pid", "pcode"} <= set(agencies["data"][0])
+
     document = new_document(DEPARTMENT, [DISTRICT])
     signed = gateway.sign(document, DEPARTMENT)
-
     status, sent = await department.send_edoc(signed, "cong-van.edxml", from_=DEPARTMENT,
                                               to=[DISTRICT])
-    assert (status, set(sent)) == (200, ANSWER_KEYS | {"DocId"})
+    assert (status, set(sent)) == (200, ANSWER_KEYS | {"DocId"}), sent
     assert (sent["status"], sent["ErrorCode"]) == ("OK", "0")
+    assert department.bodies[-1] == signed + b"\r\n"  # the jar's body: the file, then CRLF
     wire = department.sent[-1]
-    assert wire["Content-Type"] == "application/octet-stream"  # the multipart body says otherwise
+    assert wire["Content-Type"] == "application/octet-stream"
     assert wire["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP"
     assert wire["XroadVnpt-hash-header"] == hmac.new(
         department.secret.encode(), wire["XroadVnpt-sign-header"].encode(), hashlib.sha256,
     ).hexdigest()
-    # Same pipeline and delivery log as /api/v1: the DocId is the document's id there.
-    view = await gateway.wait_for(sent["DocId"], DEPARTMENT, delivered_to(DISTRICT))
+    # Same pipeline and delivery log as /api/v1: the DocId is the document's id there, and
+    # the delivered bytes are the file's, without the CRLF.
+    view = await gateway.wait_for(str(sdk_doc_id(sent)), DEPARTMENT, delivered_to(DISTRICT))
     assert view["caller"] == DEPARTMENT
 
     status, empty = await district.get_received_edoc_list("status")
@@ -95,13 +86,14 @@ async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_gateway
     assert (status, set(got)) == (200, ANSWER_KEYS | {"data"})
     assert base64.b64decode(got["data"]) == signed
     status, acked = await district.update_status(item["docId"], "done")
-    assert (status, set(acked), acked["status"]) == (200, ANSWER_KEYS, "OK")
+    assert (status, set(acked), acked["status"]) == (200, ANSWER_KEYS, "OK"), acked
     last = district.sent[-1]  # docId and filePath from getEdoc are still in the map, and signed
     assert {"docId", "filePath", "docid", "status"} <= set(
         last["XroadVnpt-sign-header-key"].split(";"))
     assert "\\u003d" in last["XroadVnpt-sign-header"]  # Gson's escape of '=' in filePath
-    status, listed = await district.get_received_edoc_list("edoc")
+    status, listed = await district.get_received_edoc_list("edoc")  # stale docId: still a poll
     assert (status, listed["data"]) == (200, [])
+    assert district.sent[-1]["XroadVnpt-hash-header"] == last["XroadVnpt-hash-header"]
 
     # The district answers with a status package (03) through the same SDK object.
     reply = gateway.sign(status_for(document, DISTRICT, "03"), DISTRICT)
@@ -114,6 +106,8 @@ async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_gateway
     assert base64.b64decode(fetched["data"]) == reply
     status, failed = await department.update_status(status_item["docId"], "fail")
     assert (status, failed["status"]) == (200, "OK")
+    for sdk in (department, district):  # every call carried the object's first timestamp
+        assert {h["XroadVnpt-timestamp"] for h in sdk.sent} == {sdk.header_map["timestamp"]}
 
     view = await gateway.wait_for(
         sent["DocId"], DEPARTMENT,
@@ -124,18 +118,61 @@ async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_gateway
     outcomes = {(e["kind"], e["outcome"]) for e in status_view["trace"]}
     assert ("inbox_acked", "failed") in outcomes
 
-    status, agencies = await department.get_agencies_list()
-    codes = {a["code"]: a for a in agencies["data"]}
-    assert set(codes[DISTRICT]) == {"id", "code", "name", "pcode", "mail", "mobile", "fax"}
-    assert codes[DISTRICT]["pcode"] == "000.00.00.H56"
 
+@sqlite_only
+async def test_every_answer_has_the_fields_the_sdk_reads_and_bodies_are_the_file_exactly(
+    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+) -> None:
+    gateway = await start_gateway()
+    department = sdk_for(java_sdk, gateway, DEPARTMENT)
+    signed = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
 
-async def post_raw(gateway: Gateway, operation: str, headers: Any,
-                   body: Any = b"") -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{endpoint(gateway)}/{operation}", headers=headers, data=body) as response:
-        assert response.content_type == "application/json"
-        return response.status, await response.json()
+    # A FAIL answer of sendEdoc carries DocId: the SDK's caller sees the error code.
+    status, answer = await department.send_edoc(signed.replace(b"UBND-VP", b"UBND-XX"),
+                                                "sua.edxml", from_=DEPARTMENT, to=[DISTRICT])
+    assert (status, answer["status"], sdk_doc_id(answer)) == (422, "FAIL", "")
+    assert answer["ErrorCode"].startswith("signature.")
+    department.header_map["hash-file"] = "0" * 64  # the body is not the file the hash names
+    status, answer = await post_raw(gateway, "sendEdoc", department._wire_headers(),
+                                    body=signed + b"\r\n")
+    assert (status, answer["ErrorCode"], sdk_doc_id(answer)) == (
+        400, "national.hash_mismatch", "")
+    wrong = java_sdk(endpoint(gateway), DEPARTMENT, "not-the-secret")
+    status, answer = await wrong.send_edoc(signed, "x.edxml", from_=DEPARTMENT, to=[DISTRICT])
+    assert (status, answer["ErrorCode"], sdk_doc_id(answer)) == (401, "auth.bad_hmac", "")
+    for call in (wrong.get_received_edoc_list("edoc"), wrong.get_agencies_list()):
+        status, answer = await call
+        assert (status, answer["status"], answer["data"]) == (401, "FAIL", [])
+    status, answer = await department.get_edoc("no-such-item", "/tmp")
+    assert (status, answer["ErrorCode"], answer["data"]) == (404, "national.no_such_doc", "")
+
+    # The same kind of file three ways: the jar's CRLF body, the raw file, a multipart file_doc.
+    files = set()
+    for sdk, body_of in (
+        (sdk_for(java_sdk, gateway, DEPARTMENT), lambda f: f + b"\r\n"),
+        (sdk_for(java_sdk, gateway, DEPARTMENT), lambda f: f),
+        (sdk_for(java_sdk, gateway, DEPARTMENT, multipart=True), None),
+    ):
+        file = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
+        if body_of is None:
+            status, answer = await sdk.send_edoc(file, "vb.edxml", from_=DEPARTMENT,
+                                                 to=[DISTRICT])
+        else:
+            sdk.header_map.update({"Content-Type": "application/octet-stream",
+                                   "hash-file": hashlib.sha256(file).hexdigest()})
+            status, answer = await post_raw(gateway, "sendEdoc", sdk._wire_headers(),
+                                            body=body_of(file))
+        assert (status, answer["status"]) == (200, "OK"), answer
+        await gateway.wait_for(answer["DocId"], DEPARTMENT, delivered_to(DISTRICT))
+        files.add(file)
+    district = sdk_for(java_sdk, gateway, DISTRICT)
+    status, listed = await district.get_received_edoc_list("edoc")
+    assert (status, len(listed["data"])) == (200, 3)
+    delivered = set()
+    for item in listed["data"]:
+        status, got = await district.get_edoc(item["docId"], "/opt/edoc")
+        delivered.add(base64.b64decode(got["data"]))
+    assert delivered == files  # exactly the files' bytes, without the jar's CRLF
 
 
 @sqlite_only
@@ -158,8 +195,9 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
     for client, code in ((wrong, "auth.bad_hmac"), (stale, "auth.stale_timestamp")):
         status, answer = await client.get_received_edoc_list("edoc")
         assert (status, answer["status"], answer["ErrorCode"]) == (401, "FAIL", code)
-    ageing = sdk_for(java_sdk, gateway, DEPARTMENT, created_at=two_minutes_ago)  # 1 h window
-    assert (await ageing.get_received_edoc_list("edoc"))[0] == 200
+    ancient = sdk_for(java_sdk, gateway, DEPARTMENT, created_at=datetime.now(VN)
+                      - timedelta(days=40))  # no window by default: any age, any zone
+    assert (await ancient.get_received_edoc_list("edoc"))[0] == 200
 
     department = sdk_for(java_sdk, gateway, DEPARTMENT)
     await department.update_status("no-such-item", "done")
@@ -174,16 +212,6 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
     del missing["XroadVnpt-status"]
     status, answer = await post_raw(gateway, "updateStatus", missing)
     assert (status, answer["ErrorCode"]) == (401, "auth.tampered")
-
-    unsigned = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
-    status, answer = await department.send_edoc(unsigned.replace(b"UBND-VP", b"UBND-XX"),
-                                                "sua.edxml", from_=DEPARTMENT, to=[DISTRICT])
-    assert (status, answer["status"]) == (422, "FAIL")
-    assert answer["ErrorCode"].startswith("signature.")
-    department.header_map["hash-file"] = "0" * 64
-    status, answer = await post_raw(gateway, "sendEdoc", department._wire_headers(),
-                                    body=unsigned)
-    assert (status, answer["ErrorCode"]) == (400, "national.hash_mismatch")
 
 
 def check_demo_secrets(setup: DemoSetup, capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,6 +228,7 @@ def check_demo_secrets(setup: DemoSetup, capsys: pytest.CaptureFixture[str]) -> 
     for system_id, system in local.items():
         assert creds[system.organ_id]["system_id"] == system_id
         assert creds[system.organ_id]["secret"] == system.credentials.secret
+        assert system.credentials.timestamp_window_s is None  # the default: any timestamp
     assert "000.00.00.G22" not in local  # the national platform is not a local system
 
     assert main(["config", "check", "--config", str(setup.config_path)]) == 0

@@ -114,6 +114,25 @@ async def test_version_1_store_is_migrated_to_2(
     assert folded == "ve viec don doc thuc hien"
 
 
+async def test_version_6_store_gains_the_southbound_replay_memory(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    async with raw(store_url) as conn:  # turn it into what version 6 created
+        await conn.execute(text("DROP TABLE southbound_replays"))
+        await conn.execute(text("DELETE FROM schema_version"))
+        await conn.execute(text(
+            "INSERT INTO schema_version (version, description, applied_at) "
+            "VALUES (6, 'as version 6 left it', CURRENT_TIMESTAMP)"))
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    assert [v for v, _ in await versions(store_url)] == [6, 7]
+    async with raw(store_url) as conn:
+        await conn.execute(text(
+            "INSERT INTO southbound_replays (system_id, hash_header, operation, first_used_at,"
+            " expires_at) VALUES ('s', 'h', 'getEdoc', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        assert await conn.scalar(text("SELECT count(*) FROM southbound_replays")) == 1
+
+
 async def test_a_store_newer_than_the_release_is_refused(store_url: str) -> None:
     log = await DeliveryLog.open(store_url)
     await log.aclose()
