@@ -20,10 +20,18 @@ adapter failure with one rule and no knowledge of adapters::
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Protocol, Self
 
 from gateway.core.errors import ServiceError, UnavailableError
+
+STREAM_BODY_BYTES = 1024 * 1024  # above this, aiohttp wants a stream, not raw bytes
+
+
+def request_body(data: bytes) -> bytes | io.BytesIO:
+    """An HTTP request body for aiohttp: large ones streamed from a buffer, not written at once."""
+    return io.BytesIO(data) if len(data) > STREAM_BODY_BYTES else data
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from adapters.base import (
     OutboundDelivery,
     PermanentDeliveryError,
     TransientDeliveryError,
+    request_body,
 )
 from gateway.core.errors import SignatureError
 
@@ -48,7 +48,6 @@ DELIVERY_ID_HEADER = "X-LGSP-Delivery-Id"
 DOCUMENT_ID_HEADER = "X-LGSP-Document-Id"
 ATTEMPT_HEADER = "X-LGSP-Attempt"
 DELIVERY_ID_PARAM = "lgsp-delivery-id"
-STREAM_BODY_BYTES = 1024 * 1024  # above this, aiohttp wants a stream, not raw bytes
 ALGORITHMS = ("RS256", "ES256")
 MAX_REASON_CHARS = 300
 SIGN_IN_THREAD_BYTES = 1024 * 1024  # sign larger bodies off the event loop
@@ -180,7 +179,7 @@ class HttpPushAdapter(Adapter):
         headers = await self._headers(delivery)
         try:
             async with self._client().post(
-                delivery.url, data=_body(delivery.package), headers=headers,
+                delivery.url, data=request_body(delivery.package), headers=headers,
                 timeout=self._timeout, allow_redirects=False,
             ) as response:
                 return await _outcome(response)
@@ -239,8 +238,3 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _body(package: bytes) -> bytes | io.BytesIO:
-    """Large bodies are streamed from a buffer (aiohttp writes raw bytes in one go, blocking)."""
-    return io.BytesIO(package) if len(package) > STREAM_BODY_BYTES else package

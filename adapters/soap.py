@@ -42,6 +42,7 @@ from adapters.base import (
     OutboundDelivery,
     PermanentDeliveryError,
     TransientDeliveryError,
+    request_body,
 )
 from gateway.core.errors import ConfigError, PackageError
 from gateway.edxml.xml_codec import parse_package
@@ -207,7 +208,7 @@ class SoapAdapter(Adapter):
                    "SOAPAction": f'"{bound.soap_action}"'}
         timeout = aiohttp.ClientTimeout(total=bound.route.timeout_s)
         try:
-            async with self._client().post(bound.address, data=body, headers=headers,
+            async with self._client().post(bound.address, data=request_body(body), headers=headers,
                                             timeout=timeout, allow_redirects=False) as response:
                 content = await _read_capped(response)
                 return _Reply(response.status, content, response.headers, response.charset)
