@@ -1,8 +1,13 @@
-"""The ``lgsp`` command: argument parsing, dispatch, and one-line errors with exit codes 1 or 2."""
+"""The ``lgsp`` command: argument parsing, dispatch, and one-line errors with exit codes 1 or 2.
+
+A refusal is one line on stderr, ``lgsp: CODE: message``; a command given ``--json`` also prints
+the full problem document (RFC 9457, as the HTTP API answers it) on stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
         console_commands,
         document_commands,
+        errors_commands,
         ops_commands,
         pki_commands,
+        push_commands,
         service_commands,
         sim_commands,
     )
@@ -41,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     document_commands.register(commands)
     ops_commands.register(commands)  # config check, demo init, log list|show|tail
     service_commands.register(commands)  # run, send
+    push_commands.register(commands)  # verify-push
+    errors_commands.register(commands)  # errors
     sim_commands.register(commands)  # sim national
     console_commands.register(commands)  # admin hash-password
     return parser
@@ -74,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (LgspError, OSError, KeyboardInterrupt) as exc:
+    except LgspError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps(exc.to_problem(), ensure_ascii=False, indent=2))
+        return _report(exc)
+    except (OSError, KeyboardInterrupt) as exc:
         return _report(exc)
     except Exception as exc:  # a bug: still one line, unless debugging
         if os.environ.get(DEBUG_ENV):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+import secrets
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +26,70 @@ from gateway.signatures.xmldsig import sign_xml
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     sign = commands.add_parser("sign", help="sign a package as a participant")
-    sign.add_argument("input", type=Path, metavar="IN")
-    sign.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
-    sign.add_argument("--pki", type=Path, required=True, metavar="DIR")
-    sign.add_argument("--as", dest="organ_id", required=True, metavar="ORGANID")
+    sign.add_argument("input", type=Path, metavar="IN", help="the package (edXML, JSON or JWS)")
+    sign.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                      help="where to write the signed package")
+    sign.add_argument("--pki", type=Path, required=True, metavar="DIR",
+                      help="the PKI directory holding the participant's key (lgsp pki init)")
+    sign.add_argument("--as", dest="organ_id", required=True, metavar="ORGANID",
+                      help="the participant whose key signs")
     sign.set_defaults(handler=_sign)
 
     verify = commands.add_parser("verify", help="verify a package's signature and trust")
-    verify.add_argument("file", type=Path, metavar="FILE")
-    verify.add_argument("--pki", type=Path, required=True, metavar="DIR")
+    verify.add_argument("file", type=Path, metavar="FILE", help="a signed edXML or JWS package")
+    verify.add_argument("--pki", type=Path, required=True, metavar="DIR",
+                        help="the trust store directory (trust/ca, trust/crl)")
     verify.add_argument("--allow-sha1", action="store_true", help="accept RSA-SHA1 signatures")
     verify.add_argument("-v", "--verbose", action="store_true", help="list every warning")
+    verify.add_argument("--json", action="store_true",
+                        help="on refusal, print the problem document (RFC 9457) as JSON")
     verify.set_defaults(handler=_verify)
 
     inspect = commands.add_parser("inspect", help="header summary and attachments of a package")
-    inspect.add_argument("file", type=Path, metavar="FILE")
+    inspect.add_argument("file", type=Path, metavar="FILE", help="an edXML, JSON or JWS package")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(handler=_inspect)
 
-    new_doc = commands.add_parser("new-document", help="build an unsigned document package")
-    new_doc.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
+    new_doc = commands.add_parser(
+        "new-document", help="build an unsigned document package",
+        description="Build an unsigned edXML (or JSON) document. Its DocumentId is the sender, "
+                    "today's date and the number/notation: without --number each document gets "
+                    "a new number, so sending another one the same day is not a duplicate.")
+    new_doc.add_argument("--from", dest="sender", required=True, metavar="ORGANID",
+                         help="the sender's OrganId")
     new_doc.add_argument("--to", dest="recipients", action="append", required=True,
-                         metavar="ORGANID")
-    new_doc.add_argument("--number", default="1", help="CodeNumber (số)")
+                         metavar="ORGANID", help="a recipient's OrganId; repeatable")
+    new_doc.add_argument("--number", default=None,
+                         help="CodeNumber (số); default: a new number from the time of day")
     new_doc.add_argument("--notation", default="UBND-VP", help="CodeNotation (ký hiệu)")
-    new_doc.add_argument("--subject", default="V/v thử nghiệm liên thông văn bản")
-    new_doc.add_argument("--content", default=None)
-    new_doc.add_argument("--attach", type=Path, action="append", default=[], metavar="FILE")
-    new_doc.add_argument("--format", choices=["xml", "json"], default="xml")
-    new_doc.add_argument("-o", "--output", type=Path, metavar="OUT")
+    new_doc.add_argument("--subject", default="V/v thử nghiệm liên thông văn bản",
+                         help="the subject (trích yếu)")
+    new_doc.add_argument("--content", default=None, help="the content (default: the subject)")
+    new_doc.add_argument("--attach", type=Path, action="append", default=[], metavar="FILE",
+                         help="a file to attach; repeatable")
+    new_doc.add_argument("--format", choices=["xml", "json"], default="xml",
+                         help="edXML (default) or the JSON document model")
+    new_doc.add_argument("-o", "--output", type=Path, metavar="OUT",
+                         help="where to write it (default: standard output)")
     new_doc.set_defaults(handler=_new_document)
 
     new_status = commands.add_parser("new-status", help="build a status package answering one")
-    new_status.add_argument("--for", dest="document", type=Path, required=True, metavar="FILE")
-    new_status.add_argument("--from", dest="sender", required=True, metavar="ORGANID")
+    new_status.add_argument("--for", dest="document", type=Path, required=True, metavar="FILE",
+                            help="the document package the status answers")
+    new_status.add_argument("--from", dest="sender", required=True, metavar="ORGANID",
+                            help="the OrganId answering (a recipient of the document)")
     new_status.add_argument("--code", required=True, help="StatusCode 01-16")
-    new_status.add_argument("--description", default=None)
-    new_status.add_argument("-o", "--output", type=Path, metavar="OUT")
+    new_status.add_argument("--description", default=None, help="a free-text description")
+    new_status.add_argument("-o", "--output", type=Path, metavar="OUT",
+                            help="where to write it (default: standard output)")
     new_status.set_defaults(handler=_new_status)
+
+
+def unique_number(now: datetime | None = None) -> str:
+    """A CodeNumber that differs from one call to the next: the time of day (HHMMSS) and three
+    random digits (two documents the same second almost never collide)."""
+    at = build.wall_clock(now)
+    return f"{at:%H%M%S}{secrets.randbelow(1000):03d}".lstrip("0") or "1"
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -151,14 +179,14 @@ def _new_document(args: argparse.Namespace) -> int:
     document = build.new_document(
         _organization(args.sender),
         [_organization(r) for r in args.recipients],
-        code_number=args.number,
+        code_number=args.number or unique_number(),
         code_notation=args.notation,
         subject=args.subject,
         content=args.content or args.subject,
         attachments=[_attachment(p) for p in args.attach],
     )
     data = serialize_package(document) if args.format == "xml" else json_codec.dumps(document)
-    _write(data, args.output)
+    _write(data, args.output, f"DocumentId {document.document_id}")
     return 0
 
 
@@ -178,9 +206,9 @@ def _new_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(data: bytes, output: Path | None) -> None:
+def _write(data: bytes, output: Path | None, what: str = "") -> None:
     if output is None:
         sys.stdout.buffer.write(data)
     else:
         output.write_bytes(data)
-        print(f"wrote {output} ({len(data)} bytes)")
+        print(f"wrote {output} ({len(data)} bytes{', ' + what if what else ''})")

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.cli.ops_commands import add_config_option, settings_from
-from gateway.core.errors import ConfigError, NotFoundError
-from gateway.edxml.model import StatusCode
+from gateway.core.errors import ConfigError, ConflictError, NotFoundError
+from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import (
     DeliveryLog,
     DeliveryRecord,
@@ -34,8 +34,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     listing = sub.add_parser("list", help="documents, newest first, one line each")
     add_config_option(listing)
-    listing.add_argument("--sender", metavar="ID")
-    listing.add_argument("--recipient", metavar="ID")
+    listing.add_argument("--sender", metavar="ID", help="sent by this OrganId")
+    listing.add_argument("--recipient", metavar="ID", help="with a delivery to this OrganId")
     listing.add_argument("--document-id", metavar="ID", help="the edXML DocumentId")
     listing.add_argument("--state", choices=[s.value for s in DeliveryState],
                          help="a delivery in this state")
@@ -43,15 +43,19 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--since", metavar="ISO", help="received at or after (naive = UTC)")
     listing.add_argument("--until", metavar="ISO", help="received before (naive = UTC)")
     listing.add_argument("--text", metavar="T", help="in the subject (ignoring case and accents)")
-    listing.add_argument("--limit", type=int, default=50, metavar="N")
-    listing.add_argument("--offset", type=int, default=0, metavar="N")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=50, metavar="N",
+                         help="documents per page (default 50)")
+    listing.add_argument("--offset", type=int, default=0, metavar="N",
+                         help="skip the first N matches (the next page)")
+    listing.add_argument("--json", action="store_true", help="print the documents as JSON")
     listing.set_defaults(handler=_list)
 
     show = sub.add_parser("show", help="one document: deliveries, business status and trail")
     add_config_option(show)
-    show.add_argument("id", metavar="ID", help="the gateway's document id (from log list)")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("id", metavar="ID",
+                      help="the gateway's document id (from log list or send), or the edXML "
+                           "DocumentId (e.g. 000.00.04.H56,2025/01/02,12/UBND-VP)")
+    show.add_argument("--json", action="store_true", help="print the document as JSON")
     show.set_defaults(handler=_show)
 
     tail = sub.add_parser("tail", help="the latest events; --follow keeps printing new ones")
@@ -160,18 +164,34 @@ def _delivery_brief(d: DeliveryRecord) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    async def work(log: DeliveryLog) -> DocumentView | None:
-        return await log.get_document(args.id)
-
-    view = _with_log(args, work)
-    if view is None:
-        raise NotFoundError(f"no document {args.id} in the delivery log",
-                            code="not_found.document")
+    view = _with_log(args, lambda log: find_view(log, args.id))
     if args.json:
         print(_dumps(_view_dict(view, events=True)))
     else:
         print("\n".join(show_lines(view)))
     return 0
+
+
+async def find_view(log: DeliveryLog, given: str) -> DocumentView:
+    """The document whose log id, else whose edXML DocumentId, is ``given``. A DocumentId that
+    several records share (a document and the statuses answering it, or two senders) names the
+    document if there is one, else is refused listing their ids."""
+    view = await log.get_document(given)
+    if view is not None:
+        return view
+    records = await log.list_documents(DocumentFilter(document_id=given, limit=20))
+    documents = [r for r in records if r.kind is PackageKind.DOCUMENT]
+    chosen = documents if len(documents) == 1 else records
+    if len(chosen) == 1:
+        found = await log.get_document(chosen[0].id)
+        if found is not None:
+            return found
+    if not records:
+        raise NotFoundError(f"no document {given} in the delivery log (neither a record id nor "
+                            "a DocumentId); `lgsp log list` lists them", code="not_found.document")
+    listed = ", ".join(f"{r.id} ({r.kind.value} from {r.sender})" for r in records)
+    raise ConflictError(f"DocumentId {given} names {len(records)} records: {listed}; "
+                        "give one of these ids", code="conflict.ambiguous_document")
 
 
 def show_lines(view: DocumentView) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,16 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     group = commands.add_parser("config", help="check the gateway configuration")
     sub = group.add_subparsers(dest="config_command", required=True, parser_class=type(group))
-    check = sub.add_parser("check", help="validate the configuration and print effective values")
+    check = sub.add_parser(
+        "check", help="validate the configuration and print effective values",
+        description="Load the settings, the participant directory, the trust store, the TLS "
+                    "files and the local systems' secrets; report participants no enabled "
+                    "delivery can reach (routing.no_adapter) as warnings.")
     add_config_option(check)
-    check.add_argument("--json", action="store_true", help="print the effective values as JSON")
+    check.add_argument("--json", action="store_true",
+                       help="print the effective values (or the problem) as JSON")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 2 on warnings (e.g. participants that no delivery reaches)")
     check.set_defaults(handler=_check)
 
     demo_commands.register(commands)
@@ -63,17 +72,43 @@ class CheckedConfig:
     settings: Settings
     directory: Directory
     trust_anchors: int
+    warnings: tuple[ConfigError, ...] = ()
 
 
 def check_config(path: Path) -> CheckedConfig:
     """Load the settings, the directory file and the trust store; raise ``ConfigError`` naming
     the bad key (``directory.path``, ``pki.dir``, ``store.url`` or a settings key)."""
+    from gateway.service.components import delivery_methods  # noqa: PLC0415 (keeps --help fast)
+    from gateway.intake.routing import dead_ends, no_adapter  # noqa: PLC0415
+
     settings = load_settings(path)
     directory = _check_directory(settings.directory.path)
     anchors = _check_trust(settings.pki.dir)
     _check_store(settings.store.url)
+    _check_tls(settings)
     _check_southbound(settings)
-    return CheckedConfig(path, settings, directory, anchors)
+    warnings = tuple(
+        ConfigError(f"participant {refusal.detail}: documents to it are refused",
+                    code=refusal.code, path="directory.path")
+        for refusal in (no_adapter(r) for r in dead_ends(directory, delivery_methods(settings)))
+    )
+    return CheckedConfig(path, settings, directory, anchors, warnings)
+
+
+def _check_tls(settings: Settings) -> None:
+    """The TLS certificate, key and client CA load as the listener will load them."""
+    http = settings.http
+    if http.tls_cert is None or http.tls_key is None:
+        return
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    key = "http.tls_cert"
+    try:
+        context.load_cert_chain(http.tls_cert, http.tls_key)
+        if http.tls_client_ca is not None:
+            key = "http.tls_client_ca"
+            context.load_verify_locations(http.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{key}: cannot load: {exc}", code="config.tls", path=key) from exc
 
 
 def _check_southbound(settings: Settings) -> None:
@@ -118,15 +153,20 @@ def _check_store(url: str) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     checked = check_config(config_path(args.config))
+    for warning in checked.warnings:
+        sys.stderr.write(f"lgsp: warning: {warning.code}: {warning.message}\n")
+    failed = 2 if args.strict and checked.warnings else 0
     masked = effective_settings_masked(checked.settings)
     if args.json:
         print(json.dumps(masked, ensure_ascii=False, indent=2))
-        return 0
+        return failed
+    count = len(checked.warnings)
+    warned = f", {count} warning{'s' if count > 1 else ''}" if count else ""
     print(f"OK: {checked.path} is valid ({len(checked.directory)} participants, "
-          f"{checked.trust_anchors} trusted CA certificates)")
+          f"{checked.trust_anchors} trusted CA certificates{warned})")
     for line in setting_lines(masked):
         print(line)
-    return 0
+    return failed
 
 
 def setting_lines(masked: dict[str, dict[str, object]]) -> list[str]:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from gateway.core.directory import (
     generate_api_key,
     hash_api_key,
 )
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, UnavailableError
 from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki
 from gateway.national.local_systems import local_systems_toml
@@ -39,7 +40,18 @@ CREDENTIALS_NAME = "credentials.json"
 PKI_NAME = "pki"
 STORE_NAME = "var/delivery-log.db"
 SYSTEMS_NAME = "national-systems.toml"  # southbound: local systems' protocol secrets
+SIM_CONFIG_NAME = "national-sim.toml"  # the national simulator's systems (with their secrets)
+SIM_DB_NAME = "var/national-sim.db"
+NATIONAL_SECRET_NAME = "national.secret"  # noqa: S105 (a file name: the gateway's national secret)
+GATEWAY_SYSTEM_ID = "lgsp-h56"  # the demo gateway's system on the (simulated) national platform
+NATIONAL_SYSTEM_ID = "vpcp"  # the simulated national agencies' system (owns 000.00.00.G22)
+PROVINCE_PATTERNS = ("*.H56", "*.A56", "0101234567")
+NATIONAL_POLL_S = 5.0
 _WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
+# Everything ``init_demo`` may create in its directory (``clean_demo`` removes these only).
+GENERATED = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME, SYSTEMS_NAME, SIM_CONFIG_NAME,
+             NATIONAL_SECRET_NAME, PKI_NAME, "var", "first.edxml")
+HEADER = "# LGSP demo gateway settings (written by `lgsp demo init`)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +71,14 @@ class DemoSetup:
     admin_token: str
     console_passwords: Mapping[str, str] = field(default_factory=dict)  # username -> password
     national_secrets: Mapping[str, str] = field(default_factory=dict)  # system_id = OrganId
+    national_port: int | None = None  # the national simulator's port, when the demo uses one
+
+    @property
+    def national_endpoint(self) -> str | None:
+        """The simulated national platform's URL (None: national delivery is not enabled)."""
+        if self.national_port is None:
+            return None
+        return f"http://127.0.0.1:{self.national_port}/XrdAdapter/adapter"
 
 
 def init_demo(
@@ -69,11 +89,15 @@ def init_demo(
     store_url: str | None = None,
     prefix: str | None = None,
     force: bool = False,
+    national_port: int | None = None,
 ) -> DemoSetup:
     """Write ``gateway.toml``, ``participants.toml``, ``pki/`` and ``credentials.json`` in ``dir``.
 
-    Refuses (``config.demo_exists``) when ``dir`` already holds a demo, unless ``force``; then
-    the PKI, every key and the admin token are made anew.
+    With ``national_port``, national delivery is enabled against the national simulator on that
+    port (``national-sim.toml`` holds its systems: this gateway and the national agencies'),
+    so documents to ``000.00.00.G22`` reach it; without, the gateway refuses them
+    (``routing.no_adapter``). Refuses (``config.demo_exists``) when ``dir`` already holds a
+    demo, unless ``force``; then the PKI, every key and the admin token are made anew.
     """
     root = dir.resolve()
     existing = [name for name in _WRITTEN if (root / name).exists()]
@@ -103,13 +127,32 @@ def init_demo(
         console_passwords={name: secrets.token_urlsafe(12) for name, _ in CONSOLE_USERS},
         national_secrets={p.organ_id: secrets.token_urlsafe(32) for p in directory
                           if p.kind is not ParticipantKind.NATIONAL},
+        national_port=national_port,
     )
+    if national_port is not None:
+        _write_national_sim(setup)
     _write_private(root / SYSTEMS_NAME, local_systems_toml(
         (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()))
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
     setup.config_path.write_text(settings_toml(setup), encoding="utf-8")
     _write_private(setup.credentials_path, credentials_json(setup))
     return setup
+
+
+def _write_national_sim(setup: DemoSetup) -> None:
+    """The gateway's national secret, and the simulator's systems (both mode 0600)."""
+    gateway_secret = secrets.token_urlsafe(32)
+    _write_private(setup.dir / NATIONAL_SECRET_NAME, gateway_secret + "\n")
+    national = [p.organ_id for p in pki.DEMO_PARTICIPANTS
+                if p.kind.value == ParticipantKind.NATIONAL.value]
+    systems = ((GATEWAY_SYSTEM_ID, gateway_secret, PROVINCE_PATTERNS),
+               (NATIONAL_SYSTEM_ID, secrets.token_urlsafe(32), tuple(national)))
+    lines = ["# The national platform simulator's systems (lgsp sim national --config THIS).", ""]
+    for system_id, secret, organ_ids in systems:
+        lines += ["[[system]]", f"system_id = {_toml_string(system_id)}",
+                  f"secret = {_toml_string(secret)}",
+                  f"organ_ids = [{', '.join(_toml_string(o) for o in organ_ids)}]", ""]
+    _write_private(setup.dir / SIM_CONFIG_NAME, "\n".join(lines))
 
 
 def demo_prefix(dir: Path) -> str:
@@ -148,7 +191,7 @@ def settings_toml(setup: DemoSetup) -> str:
     """The demo's ``gateway.toml``; paths are relative to the file's directory."""
     admin_hash = hash_api_key(setup.admin_token)
     return "\n".join([
-        "# LGSP demo gateway settings (written by `lgsp demo init`).",
+        HEADER,
         "# The participants' API keys and the admin token are in credentials.json (mode 0600).",
         "",
         "[http]",
@@ -176,7 +219,24 @@ def settings_toml(setup: DemoSetup) -> str:
         "[southbound]  # the national SDK protocol for local systems (secrets: mode 0600)",
         f"systems_path = {_toml_string(SYSTEMS_NAME)}",
         "",
+        *_national_toml(setup),
     ])
+
+
+def _national_toml(setup: DemoSetup) -> list[str]:
+    """``[national]`` against the simulator, when the demo has one."""
+    if setup.national_endpoint is None:
+        return ["# No [national] section: national delivery is disabled, and documents to the",
+                "# national platform (000.00.00.G22) are refused with routing.no_adapter.", ""]
+    return [
+        "[national]  # the national platform: here `lgsp sim national` (scripts/demo starts it)",
+        "enabled = true",
+        f"endpoint = {_toml_string(setup.national_endpoint)}",
+        f"system_id = {_toml_string(GATEWAY_SYSTEM_ID)}",
+        f"secret_file = {_toml_string(NATIONAL_SECRET_NAME)}",
+        f"poll_interval_s = {NATIONAL_POLL_S}",
+        "",
+    ]
 
 
 def _console_users_toml(setup: DemoSetup) -> list[str]:
@@ -217,3 +277,67 @@ def _write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Cleaned:
+    """What ``clean_demo`` removed."""
+
+    dir: Path
+    removed: tuple[str, ...]
+    broker_prefix: str | None  # None: the broker was left alone
+    dir_removed: bool
+
+
+def demo_config(dir: Path) -> Path:
+    """``dir/gateway.toml`` if ``lgsp demo init`` wrote it; else ``config.not_a_demo``."""
+    config = dir.resolve() / CONFIG_NAME
+    try:
+        first = config.read_text(encoding="utf-8").splitlines()[:1]
+    except OSError as exc:
+        raise ConfigError(f"{dir.resolve()} holds no demo ({config}: {exc.strerror})",
+                          code="config.not_a_demo", path=str(config)) from exc
+    if first != [HEADER]:
+        raise ConfigError(f"{config} was not written by `lgsp demo init`: not touching it",
+                          code="config.not_a_demo", path=str(config))
+    return config
+
+
+async def clean_demo(dir: Path, *, broker: bool = True) -> Cleaned:
+    """Delete the demo's broker queues and exchange (its own prefix), then the files and
+    directories ``init_demo`` generated in ``dir`` (and ``dir`` itself when left empty)."""
+    import aio_pika  # noqa: PLC0415 (only this command talks to the broker)
+
+    from gateway.broker.messages import METHODS  # noqa: PLC0415
+    from gateway.broker.topology import Topology  # noqa: PLC0415
+    from gateway.core.settings import load_settings  # noqa: PLC0415
+
+    config = demo_config(dir)
+    root = config.parent
+    prefix = None
+    if broker:
+        conf = load_settings(config).broker
+        topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
+        try:
+            connection = await aio_pika.connect(conf.url, timeout=10)
+        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            raise UnavailableError(
+                f"cannot reach the broker to delete the demo's queues ({exc}); start it, or "
+                "pass --keep-broker", code="unavailable.broker") from exc
+        async with connection, connection.channel() as channel:
+            await topology.delete(channel)
+        prefix = conf.prefix
+    removed = []
+    for name in GENERATED:
+        path = root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    dir_removed = not any(root.iterdir())
+    if dir_removed:
+        root.rmdir()
+    return Cleaned(root, tuple(removed), prefix, dir_removed)

@@ -4,8 +4,11 @@ The order is the contract (each step refuses with its own error code):
 
     1. verify        signature, trust, signer-to-sender binding  (signature.*, trust.*, binding.*)
     2. speak-for     the caller may submit for the sender            (acl.cannot_speak_for, 403)
-    3. route         every recipient is known and allowed           (acl.*, 422 listing them all)
-    4. record        package + one delivery per recipient, deduplicated (200 same / 409 other bytes)
+    3. route         every recipient is known, allowed, and its delivery method enabled here
+                                                          (acl.*, routing.no_adapter, 422 listing
+                                                           them all)
+    4. record        package + one delivery per recipient, deduplicated (200 same / 409 other bytes,
+                                                          with a hint naming the DocumentId)
     5. publish       one confirmed message per delivery             (503 if unconfirmed; the outbox
                                                                      relay publishes it later)
     6. receipt       a JWS signed by the gateway
@@ -18,21 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
 
 from gateway.core.directory import DirectoryHolder, Participant, ParticipantKind
-from gateway.core.errors import ForbiddenError
+from gateway.core.errors import ConflictError, ForbiddenError
 from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.dispatch.publishing import Dispatcher
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import DocumentPackage, StatusPackage
 from gateway.intake.receipts import Receipt, ReceiptSigner
-from gateway.intake.routing import Refusal, route
+from gateway.intake.routing import Refusal, RefusalReason, route
 from gateway.intake.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
@@ -57,7 +60,10 @@ class RecipientsRefusedError(ForbiddenError):
 
     def __init__(self, refusals: Sequence[Refusal]) -> None:
         listed = ", ".join(f"{r.organ_id} ({r.reason.value})" for r in refusals)
-        super().__init__(f"refused recipients: {listed}")
+        # Only dead routes (no enabled delivery for the method): the code says so directly.
+        dead = all(r.reason is RefusalReason.NO_ADAPTER for r in refusals)
+        message = "; ".join(r.detail for r in refusals) if dead else f"refused recipients: {listed}"
+        super().__init__(message, code="routing.no_adapter" if dead else None)
         self.refusals = tuple(refusals)
 
     def to_problem(self) -> dict[str, object]:
@@ -66,6 +72,32 @@ class RecipientsRefusedError(ForbiddenError):
             {"organ_id": r.organ_id, "reason": r.reason.value, "code": r.code, "detail": r.detail}
             for r in self.refusals
         ]
+        return problem
+
+
+class DuplicateDocumentError(ConflictError):
+    """The sender already sent this DocumentId with other content (409): it needs a new number."""
+
+    default_code = "conflict.duplicate_document"
+
+    def __init__(self, sender: str, document_id: str | None, accepted_as: str | None) -> None:
+        where = f" (accepted as document {accepted_as})" if accepted_as else ""
+        super().__init__(
+            f"{sender} already sent DocumentId {document_id or '-'} with other content{where}")
+        self.document_id = document_id
+        self.accepted_as = accepted_as
+        self.hint = (
+            "give this document a new number (CodeNumber; `lgsp new-document` picks a new one "
+            "unless --number is given): a DocumentId is the sender, the date and the "
+            "number/notation. Resending the very same bytes is not a conflict"
+        )
+
+    def to_problem(self) -> dict[str, object]:
+        problem = super().to_problem()
+        problem["document_id"] = self.document_id
+        problem["hint"] = self.hint
+        if self.accepted_as:
+            problem["accepted_as"] = self.accepted_as
         return problem
 
 
@@ -92,9 +124,11 @@ class Intake:
         receipts: ReceiptSigner,
         metrics: Metrics,
         national_fallback: bool = False,
+        delivery_methods: Collection[DeliveryMethod] | None = None,
     ) -> None:
         self._verifier = verifier
         self._national_fallback = national_fallback  # unknown recipients go to the national
+        self._methods = delivery_methods  # None: every method has a delivery (no dead routes)
         self._directory = directory
         self._log = delivery_log
         self._dispatcher = dispatcher
@@ -146,7 +180,7 @@ class Intake:
             original = await self._original_of(package)
             in_reply_to = original.id if original else None
         decision = route(package.sender, package.recipients, self._directory.current,
-                         national_fallback=self._national_fallback)
+                         national_fallback=self._national_fallback, methods=self._methods)
         if not decision.ok:
             raise RecipientsRefusedError(decision.refusals)
         new = _new_document(caller, verified, fmt, in_reply_to)
@@ -155,7 +189,15 @@ class Intake:
         from_national = caller.kind is ParticipantKind.NATIONAL
         routes = [(r.organ_id, r.method.value) for r in decision.routes
                   if not (from_national and r.method is DeliveryMethod.NATIONAL)]
-        return await self._log.record_intake(new, body, routes)
+        try:
+            return await self._log.record_intake(new, body, routes)
+        except ConflictError as exc:
+            if exc.code != DuplicateDocumentError.default_code:
+                raise
+            known = (await self._log.find_document(new.sender, new.document_id, new.kind)
+                     if new.document_id else None)
+            raise DuplicateDocumentError(new.sender, new.document_id,
+                                         known.id if known else None) from exc
 
     async def _original_of(self, status: StatusPackage) -> DocumentRecord | None:
         ref = status.header.response_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fnmatch import fnmatchcase
@@ -16,6 +16,7 @@ class RefusalReason(StrEnum):
     UNKNOWN_RECIPIENT = "unknown_recipient"
     RECIPIENT_DISABLED = "recipient_disabled"
     ACL_DENIED = "acl_denied"
+    NO_ADAPTER = "no_adapter"  # the recipient's delivery method has no enabled delivery here
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,10 @@ class Refusal:
 
     @property
     def code(self) -> str:
-        """Stable error code for this refusal, e.g. ``acl.unknown_recipient``."""
+        """Stable error code for this refusal, e.g. ``acl.unknown_recipient``,
+        ``routing.no_adapter``."""
+        if self.reason is RefusalReason.NO_ADAPTER:
+            return f"routing.{self.reason.value}"
         return f"acl.{self.reason.value}"
 
 
@@ -74,12 +78,16 @@ def route(
     directory: Directory,
     *,
     national_fallback: bool = False,
+    methods: Collection[DeliveryMethod] | None = None,
 ) -> RoutingDecision:
     """Route every recipient (duplicates once) and collect every refusal, not just the first.
 
     With ``national_fallback``, recipients missing from the directory are routed to the national
     platform when the directory has an enabled national participant; otherwise they are refused.
-    Raises ``ForbiddenError`` when the sender itself is unknown or disabled.
+    ``methods`` are the delivery methods this gateway has an enabled delivery for (None: all);
+    a recipient delivered by any other method is refused (``routing.no_adapter``) rather than
+    queued where no worker would ever take it. Raises ``ForbiddenError`` when the sender itself
+    is unknown or disabled.
     """
     origin = directory.get(sender)
     if origin is None:
@@ -91,6 +99,8 @@ def route(
     refusals: list[Refusal] = []
     for organ_id in dict.fromkeys(recipients):
         outcome = _route_one(origin, organ_id, directory.get(organ_id), fallback=fallback)
+        if isinstance(outcome, Route) and methods is not None and outcome.method not in methods:
+            outcome = no_adapter(outcome)
         if isinstance(outcome, Route):
             routes.append(outcome)
         else:
@@ -111,3 +121,21 @@ def _route_one(
     if not recipient.enabled:
         return Refusal(organ_id, RefusalReason.RECIPIENT_DISABLED, f"{organ_id} is disabled")
     return Route(organ_id, recipient.delivery.method)
+
+
+def no_adapter(dead: Route) -> Refusal:
+    """The refusal of a route whose delivery method has no enabled delivery on this gateway."""
+    method = dead.method.value
+    return Refusal(
+        dead.organ_id, RefusalReason.NO_ADAPTER,
+        f"{dead.organ_id} is delivered by '{method}', but this gateway has no enabled {method} "
+        f"delivery" + (" ([national] enabled = false)" if dead.method is DeliveryMethod.NATIONAL
+                       else ""),
+    )
+
+
+def dead_ends(directory: Directory, methods: Collection[DeliveryMethod]) -> list[Route]:
+    """The enabled participants whose delivery method is not among ``methods``: documents to
+    them would be refused with ``routing.no_adapter`` (``lgsp config check`` reports them)."""
+    return [Route(p.organ_id, p.delivery.method) for p in directory
+            if p.enabled and p.delivery.method not in methods]

@@ -21,6 +21,7 @@ from gateway.national.southbound import setup_southbound
 from gateway.service.components import (
     build_dispatcher,
     build_intake,
+    delivery_methods,
     open_directory,
     watch_directory,
 )
@@ -65,6 +66,7 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
         settings, directory=app[DIRECTORY], delivery_log=app[DELIVERY_LOG],
         dispatcher=app[DISPATCHER], metrics=app[METRICS],
         national_fallback=settings.national.enabled,
+        delivery_methods=delivery_methods(settings),
     )
     yield
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
 from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.methods import DeliveryMethod
 from gateway.core.loops import Loops, supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
@@ -86,8 +87,12 @@ def build_intake(
     dispatcher: Dispatcher,
     metrics: Metrics,
     national_fallback: bool,
+    delivery_methods: Collection[DeliveryMethod] | None = None,
 ) -> Intake:
-    """The one way an ``Intake`` is built (the HTTP app and the national poller)."""
+    """The one way an ``Intake`` is built (the HTTP app and the national poller).
+
+    ``delivery_methods``: the methods the workers serve; routes to others are refused at intake
+    (``routing.no_adapter``). None (the national poller, inside a worker): no such check."""
     return Intake(
         verifier=build_verifier(settings, directory),
         directory=directory,
@@ -96,7 +101,17 @@ def build_intake(
         receipts=build_receipt_signer(settings),
         metrics=metrics,
         national_fallback=national_fallback,
+        delivery_methods=delivery_methods,
     )
+
+
+def delivery_methods(settings: Settings) -> frozenset[DeliveryMethod]:
+    """The delivery methods the workers of these settings serve (the keys of
+    ``gateway.service.registry.build_adapters``, without importing the adapters)."""
+    methods = {DeliveryMethod.PUSH, DeliveryMethod.MAILBOX, DeliveryMethod.SOAP}
+    if settings.national.enabled:
+        methods.add(DeliveryMethod.NATIONAL)
+    return frozenset(methods)
 
 
 def gateway_identity(settings: Settings) -> Identity:

@@ -28,6 +28,7 @@ def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[
         "soap": SoapAdapter(
             load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
     }
-    if settings.national.enabled:  # else national deliveries wait in their queue
+    # Keep in step with components.delivery_methods: intake refuses routes to other methods.
+    if settings.national.enabled:
         adapters["national"] = NationalAdapter(national_client(settings.national))
     return adapters
