@@ -160,10 +160,11 @@ async def start_gateway(
 
     async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL,
                     env: Mapping[str, str] | None = None,
-                    soap: Mapping[str, str] | None = None) -> Gateway:
+                    soap: Mapping[str, str] | None = None,
+                    national_port: int | None = None) -> Gateway:
         setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
                           broker_url=test_broker.url, store_url=store_url,
-                          prefix=test_broker.new_prefix("e"))
+                          prefix=test_broker.new_prefix("e"), national_port=national_port)
         holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
         for organ_id, url in (push or {}).items():
             current = holder.current.get(organ_id)

@@ -71,7 +71,8 @@ async def test_send_prints_the_answer_and_log_show_traces_the_delivery(
     config = str(gw.setup.config_path)
     package = _unsigned(tmp_path, [COMMUNE, DISTRICT], "cong-van.edxml")
 
-    sent = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT)
+    sent = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT,
+                              "--json")
 
     assert sent.code == 0, sent
     answer: dict[str, Any] = json.loads(sent.out)
@@ -101,9 +102,12 @@ async def test_send_exits_1_with_the_problem_when_refused_or_unreachable(
     config = str(gw.setup.config_path)
     package = _unsigned(tmp_path, [COMMUNE, UNKNOWN], "unknown-recipient.edxml")
 
-    refused = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT)
+    refused = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT,
+                                 "--json")
 
     assert refused.code == 1, refused
+    [line] = refused.err.splitlines()
+    assert line.startswith(f"lgsp: acl.recipients_refused: refused recipients: {UNKNOWN}")
     problem = json.loads(refused.out)
     assert (problem["status"], problem["code"]) == (422, "acl.recipients_refused")
     assert [r["organ_id"] for r in problem["recipients"]] == [UNKNOWN]

@@ -114,6 +114,11 @@ async def test_duplicates_same_bytes_200_other_bytes_409(start_gateway: StartGat
     other_status, other = await gw.submit(gw.sign(changed, DEPARTMENT), DEPARTMENT)
     assert other_status == 409
     assert other["code"] == "conflict.duplicate_document"
+    # what to change: the DocumentId (not the internal key) and a new number
+    assert other["document_id"] == document.document_id
+    assert other["accepted_as"] == first["id"]
+    assert "new number" in other["hint"]
+    assert "document|" not in other["detail"]
 
 
 async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
