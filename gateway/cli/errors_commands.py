@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import adapters
-import gateway
+import adapters.base
+import gateway.errors
 
 # Codes answered outside the error classes (gateway/api/middleware.py maps aiohttp's own errors).
 HTTP_EXTRAS = (("not_found.route", 404), ("http.method_not_allowed", 405))
@@ -43,7 +43,8 @@ class _Class:
 
 
 def _roots() -> list[Path]:
-    return [Path(gateway.__file__).parent, Path(adapters.__file__).parent]
+    # From a module's file: a test runner may see ``adapters`` as a namespace package too.
+    return [Path(gateway.errors.__file__).parent, Path(adapters.base.__file__).parent]
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
@@ -109,6 +110,25 @@ def _is_error(classes: dict[str, _Class], name: str, seen: frozenset[str] = froz
     return any(_is_error(classes, base, seen | {name}) for base in info.bases)
 
 
+def _calls(tree: ast.Module) -> Iterator[tuple[ast.Call, str]]:
+    """Every call with the class it constructs: ``Name(...)``, ``mod.Name(...)``, and
+    ``super().__init__(...)`` inside a class (that class)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and _is_super_init(inner.func):
+                    yield inner, node.name
+        elif isinstance(node, ast.Call) and not _is_super_init(node.func):
+            name = _name(node.func)
+            if name is not None:
+                yield node, name
+
+
+def _is_super_init(func: ast.expr) -> bool:
+    return (isinstance(func, ast.Attribute) and func.attr == "__init__"
+            and isinstance(func.value, ast.Call) and _name(func.value.func) == "super")
+
+
 def _strings(node: ast.expr) -> list[str]:
     """The string constants ``node`` may be: a constant, or either branch of ``a if c else b``."""
     if isinstance(node, ast.IfExp):
@@ -129,11 +149,8 @@ def error_codes() -> list[ErrorCode]:
         if info.default_code and _is_error(classes, name):
             add(info.default_code, name, info.module)
     for module, tree in modules:
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            cls = _name(node.func)
-            if cls is None or not _is_error(classes, cls):
+        for node, cls in _calls(tree):
+            if not _is_error(classes, cls):
                 continue
             for kw in node.keywords:
                 if kw.arg == "code":

@@ -15,12 +15,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     sub = group.add_subparsers(dest="pki_command", required=True, parser_class=type(group))
 
     init = sub.add_parser("init", help="create a root CA and the demo participants in DIR")
-    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("dir", type=Path, metavar="DIR", help="the PKI directory (created)")
     init.set_defaults(handler=_init)
 
     issue = sub.add_parser("issue", help="issue a key and certificate for one more participant")
-    issue.add_argument("dir", type=Path, metavar="DIR")
-    issue.add_argument("organ_id", metavar="ORGANID")
+    issue.add_argument("dir", type=Path, metavar="DIR",
+                       help="a PKI directory `lgsp pki init` wrote")
+    issue.add_argument("organ_id", metavar="ORGANID", help="the participant's OrganId")
     issue.add_argument("--name", help="the participant's name (certificate subject)")
     issue.set_defaults(handler=_issue)
 

@@ -26,12 +26,15 @@ def _register_national(sims: argparse._SubParsersAction[Any]) -> None:
                     "state in SQLite. Systems come from --config (TOML [[system]] tables: "
                     "system_id, secret, organ_ids, timestamp_window_s) and/or --system flags.",
     )
-    national.add_argument("--host", default="127.0.0.1")
+    national.add_argument("--host", default="127.0.0.1",
+                          help="listen on this address (default 127.0.0.1)")
     national.add_argument("--port", type=int, default=DEFAULT_NATIONAL_PORT,
                           help=f"HTTP port (default {DEFAULT_NATIONAL_PORT})")
     national.add_argument("--db", type=Path, default=Path("national-sim.db"), metavar="PATH",
                           help="SQLite file of queues and agencies (default ./national-sim.db)")
-    national.add_argument("--config", type=Path, default=None, metavar="TOML")
+    national.add_argument("--config", type=Path, default=None, metavar="TOML",
+                          help="the connected systems: [[system]] tables (system_id, secret, "
+                               "organ_ids), e.g. the demo's national-sim.toml")
     national.add_argument("--system", action="append", default=[],
                           metavar="ID:SECRET:ORGAN[,ORGAN…]",
                           help="a connected system and the OrganIds (or patterns like *.H41) "
@@ -63,7 +66,8 @@ def _register_soap(sims: argparse._SubParsersAction[Any]) -> None:
                     "DocumentId via POST /_sim/script {document_id, behaviours}, default via "
                     "POST /_sim/default {behaviour}; GET /_sim/calls lists the calls.",
     )
-    soap.add_argument("--host", default="127.0.0.1")
+    soap.add_argument("--host", default="127.0.0.1",
+                      help="listen on this address (default 127.0.0.1)")
     soap.add_argument("--port", type=int, default=DEFAULT_SOAP_PORT,
                       help=f"HTTP port (default {DEFAULT_SOAP_PORT})")
     soap.add_argument("--wsdl", type=Path, default=None, metavar="PATH",

@@ -19,7 +19,8 @@ BROKER_PASSWORD = "s3cret-broker-pw"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSetup:
     return init_demo(tmp_path_factory.mktemp("cfg") / "config",
-                     broker_url=f"amqp://lgsp:{BROKER_PASSWORD}@127.0.0.1:5672/")
+                     broker_url=f"amqp://lgsp:{BROKER_PASSWORD}@127.0.0.1:5672/",
+                     national_port=8090)
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +147,37 @@ def test_broken_config_names_the_bad_key(
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
     assert key in err
+
+
+def test_participants_no_enabled_delivery_reaches_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    setup = init_demo(tmp_path / "site")  # national delivery disabled, G22 routed to it
+
+    code, out, err = _check(capsys, "--config", str(setup.config_path))
+
+    assert code == 0
+    assert out.startswith(f"OK: {setup.config_path} is valid (7 participants, 1 trusted CA "
+                          "certificates, 1 warning)")
+    [line] = err.splitlines()
+    assert line.startswith("lgsp: warning: routing.no_adapter: participant 000.00.00.G22 is "
+                           "delivered by 'national'")
+    assert "[national] enabled = false" in line
+
+    code, _, err = _check(capsys, "--config", str(setup.config_path), "--strict")
+    assert code == 2
+    assert "routing.no_adapter" in err
+
+
+def test_tls_files_that_do_not_load_are_named(
+    demo: DemoSetup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cert.pem").write_text("not a certificate", encoding="utf-8")
+    config = _variant(demo, tmp_path, **{"[http]\n": (
+        f'[http]\ntls_cert = "{tmp_path / "cert.pem"}"\ntls_key = "{tmp_path / "cert.pem"}"\n')})
+
+    code, out, err = _check(capsys, "--config", str(config), "--json")
+
+    assert code == 2
+    assert err.startswith("lgsp: config.tls: http.tls_cert: cannot load")
+    assert json.loads(out)["path"] == "http.tls_cert"  # --json: the problem document

@@ -99,11 +99,14 @@ def test_cli_init_prints_next_steps_and_refuses_to_overwrite(
                  "--broker-url", "amqp://lgsp:pw@127.0.0.1:5672/"]) == 0
     out = capsys.readouterr().out
     config = site.resolve() / "gateway.toml"
+    assert out.count("Next steps") == 1
     assert f"lgsp run --config {config}" in out
-    assert f"lgsp send FILE --config {config} --as 000.00.00.H56" in out
+    assert f"lgsp send {site.resolve() / 'first.edxml'} --config {config} --as 000.00.04.H56" in out
     settings = load_settings(config, env={})
     assert (settings.http.port, settings.store.url) == (8181, store_url)
     assert settings.broker.url == "amqp://lgsp:pw@127.0.0.1:5672/"
+    assert settings.national.enabled
+    assert settings.national.endpoint == "http://127.0.0.1:8191/XrdAdapter/adapter"
     before = (site / "credentials.json").read_text(encoding="utf-8")
 
     assert main(["demo", "init", str(site)]) == 2
@@ -129,7 +132,7 @@ def test_console_script_init_then_config_check(tmp_path: Path) -> None:
     init = subprocess.run([str(LGSP), "demo", "init", str(site)],
                           capture_output=True, text=True, check=False)
     assert init.returncode == 0, init.stderr
-    assert "next steps" in init.stdout
+    assert "Next steps" in init.stdout
 
     check = subprocess.run([str(LGSP), "config", "check", "--config", str(site / "gateway.toml")],
                            capture_output=True, text=True, check=False)

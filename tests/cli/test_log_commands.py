@@ -249,7 +249,33 @@ def test_show_unknown_document_exits_1(filled: Filled, capsys: pytest.CaptureFix
     code, out, err = _run(capsys, "log", "show", "no-such-id", "--config", str(filled.config))
 
     assert (code, out) == (1, "")
-    assert err == "lgsp: not_found.document: no document no-such-id in the delivery log\n"
+    assert err == ("lgsp: not_found.document: no document no-such-id in the delivery log "
+                   "(neither a record id nor a DocumentId); `lgsp log list` lists them\n")
+
+
+def test_show_by_document_id_and_an_ambiguous_one_lists_the_ids(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "log", "show", "000.00.00.A56,2024/05/02,45-BC/TU", "--config",
+                        str(filled.config))
+    assert code == 0
+    assert out.splitlines()[0] == f"document     {filled.second}"
+
+    async def same_id_again() -> str:  # another document with the first one's DocumentId
+        log = await DeliveryLog.open(filled.store_url)
+        try:
+            new = _new("000.00.00.H56", "123/UBND-VP", "Bản khác", T0 + timedelta(hours=2))
+            return (await log.record_intake(new, b"<three/>", [])).document.id
+        finally:
+            await log.aclose()
+
+    third = asyncio.run(same_id_again())
+    code, out, err = _run(capsys, "log", "show", "000.00.00.H56,2024/05/02,123/UBND-VP",
+                          "--config", str(filled.config))
+    assert (code, out) == (1, "")
+    assert err.startswith("lgsp: conflict.ambiguous_document: DocumentId ")
+    assert filled.first in err
+    assert third in err
 
 
 # --- tail ----------------------------------------------------------------------------------------
