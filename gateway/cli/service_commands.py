@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
                       help="sign FILE as this participant with its key under [pki] dir (demo)")
     send.add_argument("--api-key", default=None,
                       help=f"the participant's API key (default: ${API_KEY_ENV}, else with --as "
-                           "the credentials.json beside the config)")
+                           "the credentials.json beside the config; none with --cert)")
     send.add_argument("--no-sign", action="store_true",
                       help="with --as: submit FILE as it is, only use that participant's key")
     send.add_argument("--cacert", type=Path, default=None, metavar="PEM",
@@ -104,14 +104,17 @@ class RefusedError(InputError):
         return dict(self.problem)
 
 
-def _api_key(args: argparse.Namespace) -> str:
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The API key to send; None when a client certificate authenticates instead."""
     if args.api_key:
         return str(args.api_key)
     if os.environ.get(API_KEY_ENV):
         return os.environ[API_KEY_ENV]
+    if args.cert is not None:
+        return None
     if args.organ_id is None:
-        raise ConfigError(f"no API key: pass --api-key KEY or set ${API_KEY_ENV}",
-                          code="config.no_api_key")
+        raise ConfigError(f"no API key: pass --api-key KEY, set ${API_KEY_ENV}, or give a client "
+                          "certificate (--cert/--key)", code="config.no_api_key")
     credentials = config_path(args.config).parent / "credentials.json"
     try:
         entry = json.loads(credentials.read_text(encoding="utf-8")).get(args.organ_id)
@@ -161,11 +164,13 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-async def post_package(url: str, api_key: str, body: bytes, fmt: PackageFormat, *,
+async def post_package(url: str, api_key: str | None, body: bytes, fmt: PackageFormat, *,
                        tls: ssl.SSLContext | None = None,
                        timeout_s: float = SEND_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
     """POST one package; the status and the JSON answer (or problem) of the gateway."""
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": fmt.media_type}
+    headers = {"Content-Type": fmt.media_type}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
