@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import adapters.base
-import gateway.errors
+import gateway.core.errors
 
 # Codes answered outside the error classes (gateway/api/middleware.py maps aiohttp's own errors).
 HTTP_EXTRAS = (("not_found.route", 404), ("http.method_not_allowed", 405))
@@ -44,7 +44,7 @@ class _Class:
 
 def _roots() -> list[Path]:
     # From a module's file: a test runner may see ``adapters`` as a namespace package too.
-    return [Path(gateway.errors.__file__).parent, Path(adapters.base.__file__).parent]
+    return [Path(gateway.core.errors.__file__).parents[1], Path(adapters.base.__file__).parent]
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:

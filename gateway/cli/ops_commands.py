@@ -78,8 +78,8 @@ class CheckedConfig:
 def check_config(path: Path) -> CheckedConfig:
     """Load the settings, the directory file and the trust store; raise ``ConfigError`` naming
     the bad key (``directory.path``, ``pki.dir``, ``store.url`` or a settings key)."""
-    from gateway.service.components import delivery_methods  # noqa: PLC0415 (keeps --help fast)
     from gateway.intake.routing import dead_ends, no_adapter  # noqa: PLC0415
+    from gateway.service.components import delivery_methods  # noqa: PLC0415 (keeps --help fast)
 
     settings = load_settings(path)
     directory = _check_directory(settings.directory.path)

@@ -8,8 +8,8 @@ import structlog
 
 from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder, load_directory
-from gateway.core.methods import DeliveryMethod
 from gateway.core.loops import Loops, supervise
+from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.publishing import Dispatcher

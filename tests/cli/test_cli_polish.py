@@ -19,7 +19,7 @@ from service_sites import BrokerSite
 
 from gateway.cli import build_parser, main
 from gateway.cli.errors_commands import error_codes, markdown_table
-from gateway.demo_setup import init_demo
+from gateway.demo.setup import init_demo
 
 LGSP = Path(sys.executable).with_name("lgsp")
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,8 @@ def test_send_without_a_destination_or_key_says_what_to_give(
 
 
 def test_run_listens_on_the_host_and_port_given(tmp_path: Path, test_broker: BrokerSite) -> None:
-    setup = init_demo(tmp_path / "site", broker_url=test_broker.url)  # its port: 8080
+    setup = init_demo(tmp_path / "site", broker_url=test_broker.url,  # its port: 8080
+                      prefix=test_broker.new_prefix("run"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -115,8 +116,8 @@ def test_run_listens_on_the_host_and_port_given(tmp_path: Path, test_broker: Bro
             pytest.fail("the gateway did not listen on --port")
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    assert proc.returncode == 0
+        _, err = proc.communicate(timeout=30)  # also closes the pipe
+    assert proc.returncode == 0, err
 
 
 @pytest.mark.parametrize("doc", ["docs/integration.md", "docs/vi/integration.md"])

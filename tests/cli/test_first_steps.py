@@ -20,9 +20,9 @@ from service_sites import BrokerSite
 from gateway.broker.messages import METHODS
 from gateway.broker.topology import Topology
 from gateway.cli import main
-from gateway.demo_setup import GENERATED, init_demo
+from gateway.core.settings import load_settings
+from gateway.demo.setup import GENERATED, init_demo
 from gateway.edxml.xml_codec import parse_package
-from gateway.settings import load_settings
 
 LGSP = Path(sys.executable).with_name("lgsp")
 
@@ -131,7 +131,8 @@ async def _queues_exist(url: str, topology: Topology) -> list[bool]:
 async def test_demo_clean_removes_its_queues_and_generated_files(
     tmp_path: Path, test_broker: BrokerSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    setup = init_demo(tmp_path / "site", broker_url=test_broker.url, national_port=18124)
+    setup = init_demo(tmp_path / "site", broker_url=test_broker.url, national_port=18124,
+                      prefix=test_broker.new_prefix("clean"))
     settings = load_settings(setup.config_path, env={})
     topology = Topology(settings.broker.prefix, METHODS, tuple(settings.broker.retry_delays_s))
     connection = await aio_pika.connect(test_broker.url)
@@ -151,7 +152,7 @@ async def test_demo_clean_removes_its_queues_and_generated_files(
     assert set(GENERATED) >= {"gateway.toml", "pki", "var", "credentials.json"}
 
     (setup.dir / "notes.txt").unlink()
-    again = init_demo(setup.dir, broker_url=test_broker.url)
+    again = init_demo(setup.dir, broker_url=test_broker.url, prefix=test_broker.new_prefix("c"))
     assert await asyncio.to_thread(main, ["demo", "clean", str(again.dir), "--keep-broker"]) == 0
     assert not again.dir.exists()  # left empty: removed too
 

@@ -342,3 +342,6 @@ def test_tail_follow_prints_new_events_until_ctrl_c(filled: Filled) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdout, proc.stderr):  # the reader thread ends at end of file
+            if pipe is not None:
+                pipe.close()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway import pki
 from gateway.cli import build_parser
-from gateway.demo_setup import init_demo
-from gateway.settings import load_settings
+from gateway.core.settings import load_settings
+from gateway.demo import pki
+from gateway.demo.setup import init_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 LGSP = Path(sys.executable).with_name("lgsp")

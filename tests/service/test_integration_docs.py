@@ -27,7 +27,7 @@ from service_kit import (
 )
 
 from gateway.cli.push_commands import load_trusted, verify_push
-from gateway.errors import SignatureError
+from gateway.core.errors import SignatureError
 
 SQLITE = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
