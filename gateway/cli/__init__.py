@@ -78,11 +78,22 @@ def _report(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `lgsp … | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush does not fail again
+        return EXIT_FAILED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
+    except BrokenPipeError:
+        raise
     except LgspError as exc:
         if getattr(args, "json", False):
             print(json.dumps(exc.to_problem(), ensure_ascii=False, indent=2))
