@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway.national.client import NationalClient
 from service_kit import COMMUNE, DEPARTMENT, DISTRICT, StartGateway, free_port, new_document
 
+from adapters.national.client import NationalClient
 from gateway.national.simulator import NationalSimulator, load_sim_config
 
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
