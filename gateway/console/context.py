@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.console.db import ConsoleDb
 from gateway.console.passwords import StoredHash
+from gateway.console.report_cache import ReportCache
 from gateway.console.throttle import LoginThrottle
 from gateway.core.settings import ConsoleRole
 
@@ -45,3 +46,4 @@ TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 ACCOUNTS = web.AppKey("console_accounts", dict[str, Account])
 SECURE_COOKIES = web.AppKey("console_secure_cookies", bool)
 LOGIN_THROTTLE = web.AppKey("console_login_throttle", LoginThrottle)
+REPORT_CACHE = web.AppKey("console_report_cache", ReportCache)

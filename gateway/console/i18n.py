@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -12,6 +13,69 @@ LANG_COOKIE = "lgsp_lang"
 # Times are shown in Vietnam's time (UTC+7, no daylight saving), with the offset spelled out.
 DISPLAY_TZ = timezone(timedelta(hours=7), "UTC+7")
 
+# The reports page and its exports, in the terms of the provinces' e-government reports.
+REPORT_MESSAGES: Mapping[str, tuple[str, str]] = {
+    "rep.title": ("Báo cáo thống kê văn bản điện tử", "Electronic document reports"),
+    "rep.role": ("Thống kê đơn vị theo", "Agencies as"),
+    "rep.role.sender": ("Đơn vị gửi (văn bản đi)", "Senders (outgoing documents)"),
+    "rep.role.recipient": ("Đơn vị nhận (văn bản đến)", "Recipients (incoming documents)"),
+    "rep.granularity": ("Kỳ báo cáo", "Period"),
+    "gran.day": ("Ngày", "Day"),
+    "gran.month": ("Tháng", "Month"),
+    "gran.quarter": ("Quý", "Quarter"),
+    "gran.year": ("Năm", "Year"),
+    "rep.organ": ("Mã định danh đơn vị (để trống: toàn tỉnh)",
+                  "Agency OrganId (empty: the whole province)"),
+    "rep.submit": ("Xem báo cáo", "Show the report"),
+    "rep.export_csv": ("Xuất CSV", "Export CSV"),
+    "rep.export_xlsx": ("Xuất Excel (.xlsx)", "Export a spreadsheet (.xlsx)"),
+    "rep.range": ("Từ ngày {first} đến ngày {last} (giờ Việt Nam)",
+                  "From {first} to {last} (Vietnam time)"),
+    "rep.by_agency": ("Theo đơn vị", "By agency"),
+    "rep.by_level": ("Theo cấp và toàn tỉnh", "By level and for the province"),
+    "rep.total": ("Toàn tỉnh", "Province total"),
+    "rep.none": ("Không có văn bản nào trong kỳ báo cáo.", "No document in this period."),
+    "rep.chart.sender": ("Văn bản đi và lượt chuyển thành công, theo {period}",
+                         "Documents sent and deliveries completed, by {period}"),
+    "rep.chart.recipient": ("Văn bản đến và lượt chuyển thành công, theo {period}",
+                            "Documents received and deliveries completed, by {period}"),
+    "rep.organ_id": ("Mã định danh", "OrganId"),
+    "rep.organ_name": ("Tên đơn vị", "Agency"),
+    "rep.level": ("Cấp", "Level"),
+    "rep.documents.sender": ("Văn bản đi (văn bản)", "Documents sent (documents)"),
+    "rep.documents.recipient": ("Văn bản đến (văn bản)", "Documents received (documents)"),
+    "rep.new": ("Văn bản mới", "New"),
+    "rep.revoked": ("Thu hồi", "Revoked"),
+    "rep.updated": ("Cập nhật", "Updated"),
+    "rep.replaced": ("Thay thế", "Replaced"),
+    "rep.deliveries": ("Lượt chuyển (lượt)", "Deliveries (deliveries)"),
+    "rep.delivered": ("Chuyển thành công (lượt)", "Delivered (deliveries)"),
+    "rep.failed": ("Bị từ chối (lượt)", "Failed (deliveries)"),
+    "rep.dead_lettered": ("Lỗi, chờ gửi lại (lượt)", "Dead-lettered (deliveries)"),
+    "rep.pending": ("Đang chuyển (lượt)", "In progress (deliveries)"),
+    "rep.median": ("Thời gian chuyển, trung vị", "Delivery time, median"),
+    "rep.p95": ("Thời gian chuyển, 95%", "Delivery time, p95"),
+    "rep.statuses.sender": ("Trạng thái xử lý đã gửi (gói tin trạng thái)",
+                            "Status answers sent (status packages)"),
+    "rep.statuses.recipient": ("Trạng thái xử lý nhận được (gói tin trạng thái)",
+                               "Status answers received (status packages)"),
+    "rep.note": ("Văn bản tính theo ngày trục tiếp nhận. Đơn vị nhận: mỗi lượt nhận là một văn bản"
+                 " đến. Thời gian chuyển tính từ lúc trục tiếp nhận đến lúc chuyển xong, ước lượng"
+                 " từ phân bố theo khoảng.",
+                 "Documents count on the day the gateway received them. For a recipient, each "
+                 "delivery to it is one document received. Delivery time runs from the gateway's "
+                 "receipt to the completed delivery, estimated from a histogram."),
+    "level.province": ("Cấp tỉnh (cấp 1)", "Province (level 1)"),
+    "level.district": ("Cấp huyện, sở, ngành (cấp 2)", "District or department (level 2)"),
+    "level.commune": ("Cấp xã, phòng (cấp 3)", "Commune or office (level 3)"),
+    "level.unit": ("Cấp 4", "Level 4"),
+    "level.other": ("Khác (mã số thuế, mã khác)", "Other (tax codes, other forms)"),
+    "duration.s": ("{n} giây", "{n} s"),
+    "duration.min": ("{n} phút", "{n} min"),
+    "duration.h": ("{n} giờ", "{n} h"),
+    "duration.over_day": ("trên 1 ngày", "over a day"),
+}
+
 # key: (Vietnamese, English)
 MESSAGES: Mapping[str, tuple[str, str]] = {
     "app.title": ("Trục liên thông văn bản – Quản trị", "Document exchange gateway – Admin"),
@@ -20,6 +84,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "nav.dead_letters": ("Gói tin lỗi", "Dead letters"),
     "nav.participants": ("Đơn vị kết nối", "Participants"),
     "nav.audit": ("Nhật ký thao tác", "Audit trail"),
+    "nav.reports": ("Báo cáo thống kê", "Reports"),
     "nav.logout": ("Đăng xuất", "Log out"),
     "nav.signed_in": ("Đăng nhập: {user} ({role})", "Signed in: {user} ({role})"),
     "lang.other": ("English", "Tiếng Việt"),
@@ -221,6 +286,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "error.503": ("Dịch vụ tạm thời không sẵn sàng.", "A service is unavailable for now."),
     "error.code": ("Mã lỗi", "Error code"),
     "back": ("Quay lại", "Back"),
+    **REPORT_MESSAGES,
 }
 
 
@@ -239,6 +305,23 @@ class Translator:
         if when is None:
             return self("none")
         return when.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+    def number(self, value: float, digits: int = 1) -> str:
+        """``1.5`` as ``1,5`` in Vietnamese, ``1.5`` in English."""
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return text.replace(".", ",") if self.lang == "vi" else text
+
+    def duration(self, seconds: float | None) -> str:
+        """A delivery time: seconds under a minute, minutes under an hour, else hours."""
+        if seconds is None:
+            return self("none")
+        if math.isinf(seconds):
+            return self("duration.over_day")
+        if seconds < 60:
+            return self("duration.s", n=self.number(seconds))
+        if seconds < 3600:
+            return self("duration.min", n=self.number(seconds / 60))
+        return self("duration.h", n=self.number(seconds / 3600))
 
     def status(self, code: str | None) -> str:
         """A business status code with its name."""
