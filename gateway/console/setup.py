@@ -68,7 +68,7 @@ async def _report_cache_ctx(console: web.Application, gateway: web.Application
     task = asyncio.create_task(
         supervise("report-cache", console[REPORT_CACHE].refresh_recent,
                   interval_s=REPORT_REFRESH_S, first_delay_s=REPORT_FIRST_REFRESH_S,
-                  loops=gateway[METRICS].loops),
+                  loops=gateway[METRICS].loops if METRICS in gateway else None),
         name="report-cache")
     yield
     task.cancel()

@@ -184,6 +184,7 @@ national_inbox = Table(
     Column("processed_at", UtcDateTime, nullable=False),
     Column("acked_at", UtcDateTime),  # updateStatus accepted by the platform
     Index(None, "processed_at"),
+    Index(None, "document"),  # the docId of a document, on its console page (version 7)
 )
 
 # Version 5: the web console's append-only audit trail of operator actions, and its sessions.

@@ -92,7 +92,7 @@ async def test_reports_page_in_both_languages_and_its_exports_match_the_log(
     async with page.expect_download() as got_xlsx:
         await page.click("#export-xlsx")
     xlsx_path = await (await got_xlsx.value).path()
-    sheet = openpyxl.load_workbook(xlsx_path).active
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx_path.read_bytes())).active
     assert sheet is not None
     values = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert values[0][0] == "Báo cáo thống kê văn bản điện tử"
