@@ -19,6 +19,7 @@ from gateway.console import (
     pages_participants,
     pages_reports,
     pages_search,
+    pages_users,
 )
 from gateway.console.auth import accounts_from
 from gateway.console.context import (
@@ -28,12 +29,14 @@ from gateway.console.context import (
     REPORT_CACHE,
     SECURE_COOKIES,
     TEMPLATES,
+    USERS,
 )
 from gateway.console.db import ConsoleDb
 from gateway.console.middleware import console_errors
 from gateway.console.render import build_templates
 from gateway.console.report_cache import ReportCache
 from gateway.console.throttle import LoginThrottle
+from gateway.console.users import UserStore
 from gateway.core.loops import supervise
 from gateway.core.settings import Settings
 from gateway.web.keys import DELIVERY_LOG, METRICS, SETTINGS
@@ -43,7 +46,7 @@ PREFIX = "/admin"
 REPORT_REFRESH_S = 300.0
 REPORT_FIRST_REFRESH_S = 30.0
 PAGES = (pages_auth, pages_dashboard, pages_search, pages_document, pages_dead_letters,
-         pages_participants, pages_reports, pages_audit)
+         pages_participants, pages_reports, pages_audit, pages_users)
 
 
 def console_app(settings: Settings, gateway: web.Application) -> web.Application:
@@ -56,6 +59,7 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
     # The console's tables live in the delivery log's database: it shares the log's engines.
     console[CONSOLE_DB] = ConsoleDb(lambda: gateway[DELIVERY_LOG].engines)
     console[REPORT_CACHE] = ReportCache(lambda: gateway[DELIVERY_LOG].engines)
+    console[USERS] = UserStore(lambda: gateway[DELIVERY_LOG].engines)
     for module in PAGES:
         console.add_routes(module.routes)
     console.router.add_static("/static", STATIC_DIR, name="static")
@@ -64,7 +68,9 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
 
 async def _report_cache_ctx(console: web.Application, gateway: web.Application
                            ) -> AsyncIterator[None]:
-    """Keep the last year's report days computed, so no report waits for a cold cache."""
+    """Seed the configured users into the store; keep the last year's report days computed,
+    so no report waits for a cold cache."""
+    await console[USERS].seed(gateway[SETTINGS].admin.user)
     task = asyncio.create_task(
         supervise("report-cache", console[REPORT_CACHE].refresh_recent,
                   interval_s=REPORT_REFRESH_S, first_delay_s=REPORT_FIRST_REFRESH_S,

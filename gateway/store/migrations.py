@@ -35,6 +35,7 @@ from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,
     console_audit,
     console_sessions,
+    console_users,
     deliveries,
     documents,
     fold_text,
@@ -176,9 +177,10 @@ async def _add_southbound_replays(conn: AsyncConnection) -> None:
 
 
 async def _add_console_reports(conn: AsyncConnection) -> None:
-    """Version 8: the console's report cache (per day, agency and role); national docIds by
-    document."""
-    await conn.run_sync(report_days.create, checkfirst=True)
+    """Version 8: the console's report cache (per day, agency and role) and users; national
+    docIds by document."""
+    for table in (report_days, console_users):
+        await conn.run_sync(table.create, checkfirst=True)
     await conn.run_sync(_create_indexes("ix_national_inbox_document"))
 
 
@@ -190,7 +192,7 @@ STEPS: tuple[Step, ...] = (
     Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
     Step(6, "deliveries.received_at, sender and delivery search indexes", _add_delivery_search),
     Step(7, "southbound_replays for the southbound's replay memory", _add_southbound_replays),
-    Step(8, "report_days (console reports), national_inbox.document index",
+    Step(8, "report_days and console_users for the console, national_inbox.document index",
          _add_console_reports),
 )
 LATEST = STEPS[-1].version

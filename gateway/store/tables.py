@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -223,6 +224,20 @@ southbound_replays = Table(
     Column("first_used_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
+)
+
+# Version 8: the console's users (the configuration seeds the first ones; never overwritten).
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", Text, nullable=False),  # argon2id, PHC string
+    Column("role", String(16), nullable=False),  # ConsoleRole
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("must_change_password", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),  # a console username, or "config"
 )
 
 # Version 8: the console's report cache: per day (Vietnam time), agency and role, the figures of
