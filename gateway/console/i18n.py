@@ -347,6 +347,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "part.new_api_key": ("Khóa API mới (chỉ hiện một lần, hãy sao chép ngay):",
                          "New API key (shown once only, copy it now):"),
     "part.exists": ("Đơn vị {organ} đã có.", "{organ} already exists."),
+    "part.bad_organ_id": ("«{organ}» không phải mã định danh (NNN.NN.NN.XNN) hay mã số thuế.",
+                          "{organ!r} is neither an OrganId (NNN.NN.NN.XNN) nor a tax code."),
     "part.invalid": ("Thông tin chưa hợp lệ: {error}", "Invalid: {error}"),
     "field.organ_id": ("Mã định danh (OrganId)", "OrganId"),
     "field.name": ("Tên đơn vị", "Name"),
