@@ -287,6 +287,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "sig.chain_unavailable": ("Gói tin đã lưu không mang chuỗi chứng thư.",
                               "The stored package carries no certificate chain."),
     "doc.national_doc_id": ("Mã trên trục quốc gia (docId)", "National platform docId"),
+    "doc.via_national": ("qua trục quốc gia, docId {doc_id}",
+                         "via the national platform, docId {doc_id}"),
     "doc.resend": ("Gửi lại", "Send again"),
     "doc.resent": ("Đã đưa lượt chuyển vào hàng đợi gửi lại (giữ nguyên mã lượt chuyển).",
                    "The delivery is queued again (same delivery id)."),

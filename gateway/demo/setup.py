@@ -39,6 +39,12 @@ CREDENTIALS_NAME = "credentials.json"
 PKI_NAME = "pki"
 STORE_NAME = "var/delivery-log.db"
 SYSTEMS_NAME = "national-systems.toml"  # southbound: local systems' protocol secrets
+NATIONAL_SIM_NAME = "national-sim.toml"  # `lgsp sim national --config`: the simulated platform
+NATIONAL_SECRET_NAME = "national-secret.txt"  # noqa: S105 - a file name; the secret is inside
+SOAP_ROUTES_NAME = "soap-routes.toml"
+NATIONAL_SIM_ENDPOINT = "http://127.0.0.1:8090/XrdAdapter/adapter"  # lgsp sim national's default
+SOAP_SIM_ENDPOINT = "http://127.0.0.1:8091/DocumentReceivingService"  # lgsp sim soap's default
+PROVINCE = "000.00.00.H56"
 _WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
 
 
@@ -59,6 +65,7 @@ class DemoSetup:
     admin_token: str
     console_passwords: Mapping[str, str] = field(default_factory=dict)  # username -> password
     national_secrets: Mapping[str, str] = field(default_factory=dict)  # system_id = OrganId
+    platform_secret: str = ""  # this gateway's secret at the (simulated) national platform
 
 
 def init_demo(
@@ -103,7 +110,13 @@ def init_demo(
         console_passwords={name: secrets.token_urlsafe(12) for name, _ in CONSOLE_USERS},
         national_secrets={p.organ_id: secrets.token_urlsafe(32) for p in directory
                           if p.kind is not ParticipantKind.NATIONAL},
+        platform_secret=secrets.token_urlsafe(32),
     )
+    national = [p.organ_id for p in directory if p.kind is ParticipantKind.NATIONAL]
+    local = [p.organ_id for p in directory if p.kind is not ParticipantKind.NATIONAL]
+    _write_private(root / NATIONAL_SECRET_NAME, setup.platform_secret + "\n")
+    _write_private(root / NATIONAL_SIM_NAME, national_sim_toml(setup, local, national))
+    (root / SOAP_ROUTES_NAME).write_text(SOAP_ROUTES_TOML, encoding="utf-8")
     _write_private(root / SYSTEMS_NAME, local_systems_toml(
         (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()))
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
@@ -176,7 +189,68 @@ def settings_toml(setup: DemoSetup) -> str:
         "[southbound]  # the national SDK protocol for local systems (secrets: mode 0600)",
         f"systems_path = {_toml_string(SYSTEMS_NAME)}",
         "",
+        "[national]",
+        "# The national platform, simulated: run",
+        f"#   lgsp sim national --config {NATIONAL_SIM_NAME} --db var/national-sim.db",
+        "# then set enabled = true: national deliveries go there and the gateway polls it.",
+        "enabled = false",
+        f"endpoint = {_toml_string(NATIONAL_SIM_ENDPOINT)}",
+        f"system_id = {_toml_string(PROVINCE)}",
+        f"secret_file = {_toml_string(NATIONAL_SECRET_NAME)}",
+        "",
+        "[soap]",
+        "# SOAP services: a participant whose delivery method is \"soap\" and url",
+        "# \"national-documents\" is called through this route",
+        f"# (`lgsp sim soap` serves it on {SOAP_SIM_ENDPOINT}).",
+        f"routes_path = {_toml_string(SOAP_ROUTES_NAME)}",
+        "",
     ])
+
+
+def national_sim_toml(setup: DemoSetup, local: list[str], national: list[str]) -> str:
+    """``lgsp sim national --config``: this gateway (for the province's organs) and the
+    national participants, each a system of the simulated platform."""
+    lines = ["# Systems of the simulated national platform (`lgsp sim national --config`).", ""]
+    systems = [(PROVINCE, setup.platform_secret, local)]
+    systems += [(organ, secrets.token_urlsafe(32), [organ]) for organ in national]
+    for system_id, secret, organs in systems:
+        lines += ["[[system]]", f"system_id = {_toml_string(system_id)}",
+                  f"secret = {_toml_string(secret)}",
+                  "organ_ids = [" + ", ".join(_toml_string(o) for o in organs) + "]", ""]
+    return "\n".join(lines)
+
+
+SOAP_ROUTES_TOML = f"""# SOAP routes (adapters/soap_routes.py); `lgsp sim soap` answers this one.
+[[route]]
+name = "national-documents"
+wsdl = "document-service.wsdl"
+operation = "ReceiveDocument"
+endpoint = "{SOAP_SIM_ENDPOINT}"
+user_id = "lgsp-thanhhoa"
+
+[route.client]
+instance = "VN"
+member_class = "GOV"
+member_code = "{PROVINCE}"
+subsystem = "lgsp"
+
+[route.service]
+instance = "VN"
+member_class = "GOV"
+member_code = "000.00.00.G22"
+subsystem = "ndxp"
+service_code = "ReceiveDocument"
+service_version = "v1"
+
+[route.request]
+DocumentId = "header.document_id"
+Sender = "sender"
+Receiver = "recipient"
+Subject = "header.subject"
+CodeNumber = "header.code.code_number"
+CodeNotation = "header.code.code_notation"
+PackageBase64 = "package_base64"
+"""
 
 
 def _console_users_toml(setup: DemoSetup) -> list[str]:

@@ -136,3 +136,28 @@ def test_console_script_init_then_config_check(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert "http.port = 8080" in check.stdout
     assert f"broker.prefix = {demo_prefix(site)}" in check.stdout
+
+
+def test_national_section_points_at_the_simulator_and_a_soap_route_is_written(
+    demo: DemoSetup,
+) -> None:
+    from adapters.soap_routes import load_routes  # noqa: PLC0415 (the SOAP stack is heavy)
+    from gateway.core.settings import NationalSettings  # noqa: PLC0415
+    from gateway.national.simulator import load_sim_config  # noqa: PLC0415
+
+    settings = load_settings(demo.config_path, env={})
+    national = settings.national
+    assert national.enabled is False  # until `lgsp sim national` runs; then one flag
+    assert national.endpoint == "http://127.0.0.1:8090/XrdAdapter/adapter"
+    assert national.secret_file == demo.dir / "national-secret.txt"
+    assert stat.S_IMODE(national.secret_file.stat().st_mode) == 0o600
+    enabled = load_settings(demo.config_path, env={"LGSP_NATIONAL__ENABLED": "true"}).national
+    assert isinstance(enabled, NationalSettings)
+    sim = load_sim_config(demo.dir / "national-sim.toml")
+    credentials = sim.credentials(national.system_id)
+    assert credentials is not None
+    assert credentials.secret == national.secret_file.read_text(encoding="utf-8").strip()
+    assert "000.00.00.G22" in {o for s in sim.systems for o in s.organ_ids}
+    assert settings.soap.routes_path == demo.dir / "soap-routes.toml"
+    routes = load_routes(settings.soap.routes_path)
+    assert routes["national-documents"].endpoint == "http://127.0.0.1:8091/DocumentReceivingService"
