@@ -245,7 +245,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "field.level": ("Cấp", "Level"),
     "field.parent": ("Đơn vị cấp trên", "Parent"),
     "field.delivery_method": ("Cách nhận văn bản", "Delivery method"),
-    "field.delivery_url": ("Địa chỉ nhận (push)", "Push URL"),
+    "field.delivery_url": ("Địa chỉ nhận (đẩy qua HTTP) hoặc tuyến SOAP", "Push URL or SOAP route"),
     "field.allowed_algorithms": ("Thuật toán ký được phép", "Allowed signature algorithms"),
     "field.may_send_to": ("Được gửi tới (để trống: mọi đơn vị)", "May send to (empty: anyone)"),
     "field.may_speak_for": ("Được gửi thay cho", "May submit for"),

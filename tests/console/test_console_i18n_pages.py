@@ -32,9 +32,11 @@ TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
 
 def shown_text(page: str) -> str:
-    """What a reader sees: no scripts, styles, code, form values, or the raw-events table."""
+    """What a reader sees: no scripts, styles, code, form values, or the raw-events table;
+    nor usernames (data: the demo's users are named "viewer" and "operator")."""
     tree = html.fromstring(page)
-    for bad in tree.xpath("//script | //style | //code | //*[@id='events']"):
+    for bad in tree.xpath("//script | //style | //code | //*[@id='events'] | "
+                          "//*[@class='username']"):
         bad.drop_tree()
     return " ".join(tree.itertext())
 
@@ -42,7 +44,7 @@ def shown_text(page: str) -> str:
 def raw_values(text: str, lang: str) -> set[str]:
     found = set()
     for token in TOKEN.findall(text):
-        if token in MESSAGES:
+        if "." in token and token in MESSAGES:  # "any", "count"… are English words too
             found.add(token)
         elif token in INTERNAL and (lang == "vi" or "_" in token or "." in token):
             found.add(token)  # English prose may say "delivered"; never "dead_lettered"
