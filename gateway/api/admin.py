@@ -1,4 +1,5 @@
-"""``/api/v1/admin/participants``: the directory, changed at run time by an admin token holder."""
+"""``/api/v1/admin/participants``: the directory, changed at run time by an admin token holder;
+every change in the operators' audit trail, as the console's are."""
 
 from __future__ import annotations
 
@@ -12,10 +13,18 @@ from aiohttp import web
 from gateway.api.auth import require_admin
 from gateway.core.directory import generate_api_key, participant_from_mapping, participant_json
 from gateway.core.errors import ConfigError, InputError
-from gateway.web.keys import DIRECTORY
+from gateway.edxml.validate import is_organ_id
+from gateway.store.audit import append_audit
+from gateway.web.keys import DELIVERY_LOG, DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
+
+
+async def _audit(request: web.Request, actor: str, action: str, target: str,
+                 detail: dict[str, object]) -> None:
+    """The same audit trail as the console's (``console_audit``), the API's actor named."""
+    await append_audit(request.app[DELIVERY_LOG].engines, actor, action, [(target, detail)])
 
 
 @routes.get("/api/v1/admin/participants")
@@ -40,6 +49,11 @@ async def upsert_participant(request: web.Request) -> web.Response:
         participant = participant_from_mapping(entry, "participant")
     except ConfigError as exc:
         raise InputError(exc.message, code="admin.invalid_participant", path=exc.path) from exc
+    for field, value in (("organ_id", participant.organ_id), ("parent", participant.parent)):
+        if value is not None and not is_organ_id(value):
+            raise InputError(f"participant.{field}: {value!r} is neither an OrganId "
+                             "(NNN.NN.NN.XNN) nor a tax code", code="admin.invalid_organ_id",
+                             path=f"participant.{field}")
     answer: dict[str, Any] = {}
     if generate:
         plaintext, digest = generate_api_key()
@@ -50,6 +64,10 @@ async def upsert_participant(request: web.Request) -> web.Response:
     if holder.path is not None:
         holder.save()
     log.info("participant_saved", organ_id=participant.organ_id, actor=actor)
+    await _audit(request, actor, "participant.save", participant.organ_id,
+                 {"via": "api", "enabled": participant.enabled,
+                  "delivery_method": participant.delivery.method.value,
+                  "new_api_key": generate})
     return web.json_response({"participant": participant_json(participant), **answer})
 
 
@@ -61,6 +79,8 @@ async def disable_participant(request: web.Request) -> web.Response:
     if holder.path is not None:
         holder.save()
     log.info("participant_disabled", organ_id=request.match_info["organ_id"], actor=actor)
+    await _audit(request, actor, "participant.disable", request.match_info["organ_id"],
+                 {"via": "api"})
     participant = directory.get(request.match_info["organ_id"])
     assert participant is not None
     return web.json_response({"participant": participant_json(participant)})

@@ -74,10 +74,22 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     try:
         response = await _respond(request, handler, request_id)
-        if request.path not in _QUIET_PATHS:
-            log.info("request", method=request.method, path=request.path,
-                     status=response.status, duration_ms=_ms_since(started))
-    finally:
+    except web.HTTPException as exc:  # a redirect (or other non-error) raised by the handler
+        _access(request, exc.status, started)
+        exc.headers[REQUEST_ID_HEADER] = request_id
         structlog.contextvars.clear_contextvars()
+        raise
+    except BaseException:
+        structlog.contextvars.clear_contextvars()
+        raise
+    _access(request, response.status, started)
+    structlog.contextvars.clear_contextvars()
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def _access(request: web.Request, status: int, started: float) -> None:
+    """The access-log line of every request (redirects included), but the probes'."""
+    if request.path not in _QUIET_PATHS:
+        log.info("request", method=request.method, path=request.path, status=status,
+                 duration_ms=_ms_since(started))

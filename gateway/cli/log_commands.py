@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from gateway.cli.ops_commands import add_config_option, settings_from
 from gateway.core.errors import ConfigError, ConflictError, NotFoundError
 from gateway.edxml.model import PackageKind, StatusCode
+from gateway.national.received import ReceivedLog
 from gateway.store import (
     DeliveryLog,
     DeliveryRecord,
@@ -164,11 +165,15 @@ def _delivery_brief(d: DeliveryRecord) -> str:
 
 
 def _show(args: argparse.Namespace) -> int:
-    view = _with_log(args, lambda log: find_view(log, args.id))
+    async def work(log: DeliveryLog) -> tuple[DocumentView, list[str]]:
+        view = await find_view(log, args.id)
+        return view, await ReceivedLog(log.engines).doc_ids_of(view.document.id)
+
+    view, national_doc_ids = _with_log(args, work)
     if args.json:
-        print(_dumps(_view_dict(view, events=True)))
+        print(_dumps({**_view_dict(view, events=True), "national_doc_ids": national_doc_ids}))
     else:
-        print("\n".join(show_lines(view)))
+        print("\n".join(show_lines(view, national_doc_ids)))
     return 0
 
 
@@ -194,7 +199,7 @@ async def find_view(log: DeliveryLog, given: str) -> DocumentView:
                         "give one of these ids", code="conflict.ambiguous_document")
 
 
-def show_lines(view: DocumentView) -> list[str]:
+def show_lines(view: DocumentView, national_doc_ids: Sequence[str] = ()) -> list[str]:
     """A document, its deliveries (state and business status) and its trail, for reading."""
     doc = view.document
     lines = [
@@ -209,6 +214,8 @@ def show_lines(view: DocumentView) -> list[str]:
         f"{doc.size_bytes} bytes, sha256:{doc.package_sha256})",
         f"  signer     {doc.signer_subject} ({doc.algorithm}, sha256:{doc.signer_fingerprint})",
     ]
+    if national_doc_ids:
+        lines.append(f"  national   docId {', '.join(national_doc_ids)}")
     if doc.in_reply_to:
         lines.append(f"  reply to   {doc.in_reply_to}")
     lines.append("deliveries")

@@ -15,7 +15,7 @@ import secrets
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from gateway.console.context import ACCOUNTS, CONSOLE_DB, SECURE_COOKIES, Account, SignedIn
+from gateway.console.context import CONSOLE_DB, SECURE_COOKIES, USERS, Account, SignedIn
 from gateway.console.passwords import dummy_hash, parse_hash, verify_password
 from gateway.console.render import USER_KEY
 from gateway.core.errors import AuthError, ForbiddenError
@@ -27,6 +27,7 @@ SESSION_TTL_S = 8 * 3600
 LOGIN_FORM_TTL_S = 3600
 CSRF_FIELD = "csrf_token"
 COOKIE_PATH = "/admin"
+PASSWORD_PAGE = "/admin/account/password"  # noqa: S105 - a path, not a secret
 _UNKNOWN_USER = dummy_hash()
 
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
@@ -102,10 +103,11 @@ async def current_user(request: web.Request) -> SignedIn | None:
     if not token:
         return None
     session = await request.app[CONSOLE_DB].session(token)
-    account = request.app[ACCOUNTS].get(session.username) if session is not None else None
-    if session is None or account is None:  # expired, logged out, or no longer configured
+    account = await request.app[USERS].account(session.username) if session else None
+    if session is None or account is None or account.disabled:  # expired, out, or disabled
         return None
-    user = SignedIn(account.username, account.role, session.csrf_token)
+    user = SignedIn(account.username, account.role, session.csrf_token,
+                    account.must_change_password)
     request[USER_KEY] = user
     return user
 
@@ -114,6 +116,8 @@ async def require_user(request: web.Request) -> SignedIn:
     user = await current_user(request)
     if user is None:
         raise LoginRequiredError("log in first")
+    if user.must_change_password and request.path != PASSWORD_PAGE:
+        raise web.HTTPSeeOther(PASSWORD_PAGE)  # an administrator asked for a new password
     return user
 
 
@@ -125,6 +129,8 @@ async def posted_form(request: web.Request, *, operator: bool = True) -> tuple[S
     if user is None:
         raise ForbiddenError("no console session", code="console.csrf_missing")
     _same_token(form.get(CSRF_FIELD), user.csrf_token)
+    if user.must_change_password and request.path not in (PASSWORD_PAGE, "/admin/logout"):
+        raise ForbiddenError("choose a new password first", code="console.password_change")
     if operator and not user.is_operator:
         raise ForbiddenError("only operators may do this", code="console.operator_only")
     return user, form

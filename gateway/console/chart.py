@@ -1,4 +1,4 @@
-"""The throughput chart's geometry, computed here and drawn as inline SVG by the template."""
+"""Bar-and-line charts' geometry (throughput, reports), computed here and drawn as inline SVG."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ MARGIN_TOP = 12
 MARGIN_BOTTOM = 28
 Y_TICKS = 4
 LABEL_EVERY_H = 3
+MAX_X_LABELS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,23 +73,32 @@ def nice_ceiling(value: int) -> int:
 
 
 def throughput_chart(hours: Sequence[HourCount]) -> Chart:
-    """Geometry for ``hours`` (oldest first) in a ``WIDTH`` x ``HEIGHT`` box."""
+    """Received per hour (bars) and delivered per hour (line), labelled every three hours."""
+    return series_chart(
+        [(h.hour.astimezone(DISPLAY_TZ).strftime("%H:00"), h.received, h.delivered)
+         for h in hours],
+        label_every=LABEL_EVERY_H,
+    )
+
+
+def series_chart(series: Sequence[tuple[str, int, int]], *, label_every: int = 0) -> Chart:
+    """Geometry for ``(label, bar value, line value)`` slots in a ``WIDTH`` x ``HEIGHT`` box;
+    ``label_every`` 0 labels about a dozen slots."""
     left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
     top, bottom = MARGIN_TOP, HEIGHT - MARGIN_BOTTOM
-    top_value = nice_ceiling(max((max(h.received, h.delivered) for h in hours), default=0))
-    slot = (right - left) / max(len(hours), 1)
+    top_value = nice_ceiling(max((max(b, v) for _, b, v in series), default=0))
+    slot = (right - left) / max(len(series), 1)
+    every = label_every or max(1, math.ceil(len(series) / MAX_X_LABELS))
 
     def y_of(value: int) -> float:
         return bottom - (bottom - top) * value / top_value
 
     bars, points, x_ticks = [], [], []
-    for i, h in enumerate(hours):
-        label = h.hour.astimezone(DISPLAY_TZ).strftime("%H:00")
+    for i, (label, bar, value) in enumerate(series):
         x = left + i * slot
-        bars.append(Bar(x + slot * 0.15, y_of(h.received), slot * 0.7,
-                        bottom - y_of(h.received), h.received, label))
-        points.append(Point(x + slot / 2, y_of(h.delivered), h.delivered, label))
-        if i % LABEL_EVERY_H == 0:
+        bars.append(Bar(x + slot * 0.15, y_of(bar), slot * 0.7, bottom - y_of(bar), bar, label))
+        points.append(Point(x + slot / 2, y_of(value), value, label))
+        if i % every == 0:
             x_ticks.append(Tick(x + slot / 2, label))
     y_ticks = tuple(
         Tick(y_of(top_value * k // Y_TICKS), str(top_value * k // Y_TICKS))

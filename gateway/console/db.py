@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, select
 
 from gateway.core.errors import InputError
+from gateway.store.audit import append_audit
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.tables import console_audit, console_sessions
 
@@ -119,16 +120,7 @@ class ConsoleDb:
         self, actor: str, action: str, targets: Sequence[tuple[str, Mapping[str, object]]]
     ) -> None:
         """Append one entry per ``(target, detail)``, all in one transaction."""
-        if not targets:
-            return
-        now = _now()
-        rows = [
-            {"at": now, "actor": actor, "action": action, "target": target,
-             "detail": json.dumps(dict(detail), ensure_ascii=False, default=str)}
-            for target, detail in targets
-        ]
-        async with transaction(self.engines.writer) as conn:
-            await conn.execute(insert(console_audit), rows)
+        await append_audit(self.engines, actor, action, targets)
 
     async def audit_entries(self, *, limit: int, offset: int = 0) -> list[AuditEntry]:
         """Entries, newest first."""

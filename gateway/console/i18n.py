@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+
+from gateway.console.messages import REPORT_MESSAGES, USER_MESSAGES
 
 LANGUAGES = ("vi", "en")
 DEFAULT_LANGUAGE = "vi"
@@ -20,11 +23,13 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "nav.dead_letters": ("Gói tin lỗi", "Dead letters"),
     "nav.participants": ("Đơn vị kết nối", "Participants"),
     "nav.audit": ("Nhật ký thao tác", "Audit trail"),
+    "nav.reports": ("Báo cáo thống kê", "Reports"),
     "nav.logout": ("Đăng xuất", "Log out"),
     "nav.signed_in": ("Đăng nhập: {user} ({role})", "Signed in: {user} ({role})"),
     "lang.other": ("English", "Tiếng Việt"),
     "role.viewer": ("chỉ xem", "viewer"),
     "role.operator": ("vận hành", "operator"),
+    "role.administrator": ("quản trị", "administrator"),
     "login.title": ("Đăng nhập", "Log in"),
     "login.username": ("Tên đăng nhập", "Username"),
     "login.password": ("Mật khẩu", "Password"),
@@ -33,9 +38,15 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "login.locked": ("Đăng nhập sai quá nhiều lần. Hãy thử lại sau {n} phút.",
                      "Too many failed log-ins. Try again in {n} minutes."),
     "dash.title": ("Tổng quan", "Dashboard"),
-    "dash.states": ("Văn bản trong 24 giờ qua, theo trạng thái chuyển",
-                    "Documents of the last 24 hours, by delivery state"),
-    "dash.documents_24h": ("Văn bản nhận trong 24 giờ", "Documents received in 24 hours"),
+    "dash.states": ("Văn bản 24 giờ qua và lượt chuyển theo trạng thái",
+                    "The last 24 hours: documents, and their deliveries by state"),
+    "dash.documents_24h": ("văn bản nhận trong 24 giờ (văn bản)",
+                           "documents received in 24 hours (documents)"),
+    "dash.deliveries_24h": ("{n} lượt chuyển của các văn bản này, theo trạng thái:",
+                            "{n} deliveries of these documents, by state:"),
+    "dash.failing_count": ("Lượt chuyển lỗi hoặc đang thử lại (lượt)",
+                           "Deliveries failing or retrying (deliveries)"),
+    "dash.failing_dead": ("Trong đó chờ gửi lại (lượt)", "Of which dead-lettered (deliveries)"),
     "dash.throughput": ("Lưu lượng theo giờ (24 giờ qua)", "Throughput per hour (last 24 hours)"),
     "dash.received": ("Đã nhận", "Received"),
     "dash.delivered": ("Đã chuyển", "Delivered"),
@@ -87,6 +98,17 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "search.submit": ("Tìm", "Search"),
     "search.reset": ("Xóa điều kiện", "Clear"),
     "search.results": ("{n} văn bản", "{n} documents"),
+    "search.matching_deliveries": ("{n} lượt chuyển khớp điều kiện",
+                                   "{n} matching deliveries"),
+    "search.live": ("Tự động cập nhật (5 giây)", "Auto-refresh (every 5 s)"),
+    "search.live_updated": ("Cập nhật lúc {at}", "Updated at {at}"),
+    "search.export_csv": ("Xuất CSV kết quả tìm kiếm", "Export these results (CSV)"),
+    "search.next_retry": ("gửi lại lúc {at}", "next try {at}"),
+    "col.delivery_id": ("Mã lượt chuyển", "Delivery id"),
+    "method.push": ("Đẩy qua HTTP", "HTTP push"),
+    "method.mailbox": ("Hộp thư (đơn vị tự lấy)", "Mailbox"),
+    "method.national": ("Trục quốc gia", "National platform"),
+    "method.soap": ("Dịch vụ SOAP", "SOAP service"),
     "search.none": ("Không có văn bản nào phù hợp.", "No document matches."),
     "search.bad_input": ("Điều kiện tìm kiếm không hợp lệ: {error}", "Invalid search: {error}"),
     "search.dates_hint": ("Ngày theo giờ Việt Nam (UTC+7), tính cả ngày cuối.",
@@ -151,6 +173,28 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "sig.serial": ("Số hiệu", "Serial"),
     "sig.chain_unavailable": ("Gói tin đã lưu không mang chuỗi chứng thư.",
                               "The stored package carries no certificate chain."),
+    "doc.national_doc_id": ("Mã trên trục quốc gia (docId)", "National platform docId"),
+    "doc.via_national": ("qua trục quốc gia, docId {doc_id}",
+                         "via the national platform, docId {doc_id}"),
+    "doc.resend": ("Gửi lại", "Send again"),
+    "doc.resent": ("Đã đưa lượt chuyển vào hàng đợi gửi lại (giữ nguyên mã lượt chuyển).",
+                   "The delivery is queued again (same delivery id)."),
+    "doc.by_user": ("bởi {user}", "by {user}"),
+    "pkind.party": ("Khối Đảng", "Party"),
+    "pkind.state": ("Khối Nhà nước", "State"),
+    "pkind.mass": ("Khối đoàn thể", "Mass organisation"),
+    "pkind.business": ("Doanh nghiệp", "Business"),
+    "pkind.national": ("Trục quốc gia", "National platform"),
+    "plevel.national": ("Trung ương", "National"),
+    "plevel.province": ("Cấp tỉnh", "Province"),
+    "plevel.district": ("Cấp huyện", "District"),
+    "plevel.commune": ("Cấp xã", "Commune"),
+    "audit.action.login": ("Đăng nhập", "Logged in"),
+    "audit.action.logout": ("Đăng xuất", "Logged out"),
+    "audit.action.replay": ("Gửi lại gói tin lỗi", "Replayed a dead letter"),
+    "audit.action.resend": ("Gửi lại từ trang văn bản", "Sent again from the document page"),
+    "audit.action.participant.save": ("Lưu đơn vị kết nối", "Saved a participant"),
+    "audit.action.participant.disable": ("Ngừng kết nối đơn vị", "Disabled a participant"),
     "doc.recipients": ("Đơn vị nhận và trạng thái", "Recipients and their state"),
     "doc.timeline": ("Diễn biến", "Timeline"),
     "doc.events": ("Sự kiện gốc", "Raw events"),
@@ -192,6 +236,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "part.new_api_key": ("Khóa API mới (chỉ hiện một lần, hãy sao chép ngay):",
                          "New API key (shown once only, copy it now):"),
     "part.exists": ("Đơn vị {organ} đã có.", "{organ} already exists."),
+    "part.bad_organ_id": ("«{organ}» không phải mã định danh (NNN.NN.NN.XNN) hay mã số thuế.",
+                          "{organ!r} is neither an OrganId (NNN.NN.NN.XNN) nor a tax code."),
     "part.invalid": ("Thông tin chưa hợp lệ: {error}", "Invalid: {error}"),
     "field.organ_id": ("Mã định danh (OrganId)", "OrganId"),
     "field.name": ("Tên đơn vị", "Name"),
@@ -199,7 +245,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "field.level": ("Cấp", "Level"),
     "field.parent": ("Đơn vị cấp trên", "Parent"),
     "field.delivery_method": ("Cách nhận văn bản", "Delivery method"),
-    "field.delivery_url": ("Địa chỉ nhận (push)", "Push URL"),
+    "field.delivery_url": ("Địa chỉ nhận (đẩy qua HTTP) hoặc tuyến SOAP", "Push URL or SOAP route"),
     "field.allowed_algorithms": ("Thuật toán ký được phép", "Allowed signature algorithms"),
     "field.may_send_to": ("Được gửi tới (để trống: mọi đơn vị)", "May send to (empty: anyone)"),
     "field.may_speak_for": ("Được gửi thay cho", "May submit for"),
@@ -221,6 +267,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "error.503": ("Dịch vụ tạm thời không sẵn sàng.", "A service is unavailable for now."),
     "error.code": ("Mã lỗi", "Error code"),
     "back": ("Quay lại", "Back"),
+    **REPORT_MESSAGES,
+    **USER_MESSAGES,
 }
 
 
@@ -239,6 +287,28 @@ class Translator:
         if when is None:
             return self("none")
         return when.astimezone(DISPLAY_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+    def number(self, value: float, digits: int = 1) -> str:
+        """``1.5`` as ``1,5`` in Vietnamese, ``1.5`` in English."""
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return text.replace(".", ",") if self.lang == "vi" else text
+
+    def duration(self, seconds: float | None) -> str:
+        """A delivery time: seconds under a minute, minutes under an hour, else hours."""
+        if seconds is None:
+            return self("none")
+        if math.isinf(seconds):
+            return self("duration.over_day")
+        if seconds < 60:
+            return self("duration.s", n=self.number(seconds))
+        if seconds < 3600:
+            return self("duration.min", n=self.number(seconds / 60))
+        return self("duration.h", n=self.number(seconds / 3600))
+
+    def label(self, prefix: str, value: str) -> str:
+        """The name of ``prefix.value`` if there is one, else ``value`` itself."""
+        key = f"{prefix}.{value}"
+        return self(key) if key in MESSAGES else value
 
     def status(self, code: str | None) -> str:
         """A business status code with its name."""

@@ -14,7 +14,7 @@ from gateway.console.auth import (
     sign_in,
     sign_out,
 )
-from gateway.console.context import ACCOUNTS, CONSOLE_DB, LOGIN_THROTTLE
+from gateway.console.context import CONSOLE_DB, LOGIN_THROTTLE, USERS
 from gateway.console.render import render
 from gateway.core.errors import AuthError
 
@@ -64,7 +64,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     try:
         if not isinstance(password, str) or not name:
             raise AuthError("username and password are required", code="console.bad_credentials")
-        account = await check_password(request.app[ACCOUNTS], name, password)
+        account = await check_password(await request.app[USERS].accounts_named(name), name,
+                                       password)
     except AuthError:
         throttle.failed(name, address)
         return _login_page(request, next_path, failed=True)

@@ -1,25 +1,33 @@
-"""``/admin/documents/{id}``: a document, its package, signature, deliveries and trail; files."""
+"""``/admin/documents/{id}``: a document, its package, signature, deliveries and trail; files;
+resending one of its deliveries."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from urllib.parse import quote
 
 from aiohttp import web
+from sqlalchemy import select
 
-from gateway.console.auth import require_user
+from gateway.console.auth import posted_form, require_user
+from gateway.console.context import CONSOLE_DB
 from gateway.console.detail import attachment_file, package_detail
 from gateway.console.render import render
-from gateway.core.errors import NotFoundError
+from gateway.console.replay import Replayer
+from gateway.console.search import next_retry_at
+from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.edxml.formats import PackageFormat
-from gateway.store import DocumentView
-from gateway.store.tables import fold_text
-from gateway.web.keys import DELIVERY_LOG, SETTINGS
+from gateway.store import DeliveryState, DocumentView
+from gateway.store.engine import transaction
+from gateway.store.tables import fold_text, national_inbox
+from gateway.web.keys import BROKER, DELIVERY_LOG, DISPATCHER, SETTINGS
 
 routes = web.RouteTableDef()
 PARSE_IN_THREAD_BYTES = 64 * 1024
+RESENDABLE = frozenset({DeliveryState.DEAD_LETTERED, DeliveryState.FAILED})
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -60,8 +68,42 @@ async def document_page(request: web.Request) -> web.Response:
         (event, json.dumps(event.detail, ensure_ascii=False, sort_keys=True))
         for event in view.events
     ]
+    delays_s = request.config_dict[SETTINGS].broker.retry_delays_s
     return render(request, "document.html", view=view, doc=view.document, detail=detail,
-                  package=detail.package, recipient_of=recipient_of, raw_events=raw_events)
+                  package=detail.package, recipient_of=recipient_of, raw_events=raw_events,
+                  national_doc_ids=await _national_doc_ids(request, view.document.id),
+                  next_retry=functools.partial(next_retry_at, delays_s=delays_s),
+                  resendable=RESENDABLE, resent=request.query.get("resent"))
+
+
+async def _national_doc_ids(request: web.Request, document_id: str) -> list[str]:
+    """The national platform's docIds this document arrived under (a receiving gateway)."""
+    query = select(national_inbox.c.doc_id).where(national_inbox.c.document == document_id)
+    async with transaction(request.config_dict[DELIVERY_LOG].engines.reader) as conn:
+        return [doc_id for (doc_id,) in await conn.execute(query)]
+
+
+@routes.post("/documents/{id}/resend")
+async def resend(request: web.Request) -> web.StreamResponse:
+    """Send one dead-lettered or refused delivery again (operators): the same delivery id, so
+    the receiver sees the same Idempotency-Key; audited as ``resend``."""
+    user, form = await posted_form(request)
+    view = await _view(request)
+    delivery_id = form.get("delivery_id")
+    mine = {d.id: d for d in view.deliveries}
+    if not isinstance(delivery_id, str) or delivery_id not in mine:
+        raise InputError("no such delivery of this document", code="console.bad_delivery")
+    config = request.config_dict
+    outcome = await Replayer(config[DELIVERY_LOG], config[BROKER], config[DISPATCHER]).replay(
+        [delivery_id], user.actor)
+    if outcome.refused:
+        raise ConflictError("this delivery cannot be sent again now",
+                            code=outcome.refused[0][1])
+    await request.app[CONSOLE_DB].audit(user.username, "resend", delivery_id, {
+        "document": view.document.id, "recipient": mine[delivery_id].recipient,
+        "previous_state": mine[delivery_id].state.value,
+        "published": delivery_id not in outcome.deferred})
+    raise web.HTTPSeeOther(f"/admin/documents/{view.document.id}?resent={delivery_id}")
 
 
 @routes.get("/documents/{id}/attachments/{index:\\d+}")

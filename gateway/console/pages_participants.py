@@ -23,6 +23,7 @@ from gateway.core.directory import (
 )
 from gateway.core.errors import ConfigError, ForbiddenError, NotFoundError
 from gateway.core.methods import DeliveryMethod
+from gateway.edxml.validate import is_organ_id
 from gateway.web.keys import DIRECTORY
 
 routes = web.RouteTableDef()
@@ -93,6 +94,9 @@ async def save(request: web.Request) -> web.StreamResponse:
         return _form_page(request, values, is_new=True, error=error)
     if not is_new and existing is None:
         raise NotFoundError(f"no participant {organ_id}", code="not_found.participant")
+    if is_new and not is_organ_id(organ_id):
+        error = translator(request)("part.bad_organ_id", organ=organ_id)
+        return _form_page(request, values, is_new=True, error=error)
     try:
         participant = participant_from_mapping(directory_entry(values, existing), "participant")
         api_key = None

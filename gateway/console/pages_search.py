@@ -1,7 +1,8 @@
-"""``/admin/documents``: the delivery log search, paginated, newest first."""
+"""``/admin/documents``: the delivery log search, paginated and sorted; its live view and CSV."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
@@ -10,12 +11,20 @@ from aiohttp import web
 
 from gateway.console.auth import require_user
 from gateway.console.i18n import DISPLAY_TZ
-from gateway.console.render import render
+from gateway.console.render import render, translator
+from gateway.console.search import (
+    SearchRow,
+    SortKey,
+    count_deliveries,
+    export_csv,
+    next_retry_at,
+    search,
+)
 from gateway.core.errors import InputError
 from gateway.edxml.model import StatusCode
 from gateway.store import DeliveryState, DocumentFilter
 from gateway.store.queries import COUNT_CAP
-from gateway.web.keys import DELIVERY_LOG
+from gateway.web.keys import DELIVERY_LOG, SETTINGS
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
@@ -77,23 +86,70 @@ def search_filter(query: Mapping[str, str]) -> DocumentFilter:
     )
 
 
+def sort_order(query: Mapping[str, str]) -> tuple[SortKey, bool]:
+    """``?sort=<column>&dir=asc|desc``; newest first by default."""
+    key = query.get("sort") or SortKey.RECEIVED_AT.value
+    if key not in {k.value for k in SortKey}:
+        raise InputError(f"sort: unknown column {key!r}", code="console.bad_choice")
+    return SortKey(key), query.get("dir", "desc") != "asc"
+
+
+def _shown(count: int | None) -> str | int | None:
+    return f"{count}+" if count is not None and count >= COUNT_CAP else count
+
+
+async def _results(request: web.Request) -> dict[str, object]:
+    """What the results table and the live view show for this request's search."""
+    delivery_log = request.config_dict[DELIVERY_LOG]
+    error = None
+    rows: list[SearchRow] = []
+    total, matching = 0, None
+    try:
+        criteria = search_filter(request.query)
+        key, descending = sort_order(request.query)
+    except InputError as exc:
+        error, criteria = exc.message, DocumentFilter(limit=PAGE_SIZE)
+        key, descending = SortKey.RECEIVED_AT, True
+    if error is None:
+        rows = await search(delivery_log, criteria, key, descending)
+        total = await delivery_log.count_documents(criteria)
+        matching = await count_deliveries(delivery_log, criteria)
+    return {
+        "error": error, "rows": rows, "total": _shown(total), "matching": _shown(matching),
+        "page": criteria.offset // PAGE_SIZE + 1, "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "sort": key.value, "descending": descending,
+        "next_retry": functools.partial(
+            next_retry_at, delays_s=request.config_dict[SETTINGS].broker.retry_delays_s),
+    }
+
+
 @routes.get("/documents")
 async def search_page(request: web.Request) -> web.Response:
     await require_user(request)
-    delivery_log = request.config_dict[DELIVERY_LOG]
-    error = None
-    documents, total = [], 0
-    try:
-        criteria = search_filter(request.query)
-    except InputError as exc:
-        error, criteria = exc.message, DocumentFilter(limit=PAGE_SIZE)
-    if error is None:
-        documents = await delivery_log.list_documents(criteria)
-        total = await delivery_log.count_documents(criteria)
-    page = criteria.offset // PAGE_SIZE + 1
+    results = await _results(request)
     return render(
-        request, "documents.html", status=400 if error else 200, error=error,
-        documents=documents, total=f"{total}+" if total >= COUNT_CAP else total, page=page,
-        pages=max(1, math.ceil(total / PAGE_SIZE)), states=list(DeliveryState),
-        statuses=[s for s in StatusCode if not s.is_reserved],
+        request, "documents.html", status=400 if results["error"] else 200, **results,
+        states=list(DeliveryState), statuses=[s for s in StatusCode if not s.is_reserved],
+        sort_keys=list(SortKey),
     )
+
+
+@routes.get("/documents/live")
+async def live_rows(request: web.Request) -> web.Response:
+    """The results alone (count, table, pager): what the live view swaps in every few seconds."""
+    await require_user(request)
+    results = await _results(request)
+    return render(request, "_results.html", status=400 if results["error"] else 200,
+                  **results, sort_keys=list(SortKey))
+
+
+@routes.get("/documents/export.csv")
+async def export(request: web.Request) -> web.Response:
+    """The current search (every page, up to 10,000 documents), one line per delivery."""
+    await require_user(request)
+    criteria = search_filter(request.query)
+    key, descending = sort_order(request.query)
+    body = await export_csv(request.config_dict[DELIVERY_LOG], criteria, translator(request),
+                            key, descending)
+    return web.Response(body=body, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": 'attachment; filename="tra-cuu-van-ban.csv"'})

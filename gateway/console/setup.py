@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -13,27 +17,36 @@ from gateway.console import (
     pages_dead_letters,
     pages_document,
     pages_participants,
+    pages_reports,
     pages_search,
+    pages_users,
 )
 from gateway.console.auth import accounts_from
 from gateway.console.context import (
     ACCOUNTS,
     CONSOLE_DB,
     LOGIN_THROTTLE,
+    REPORT_CACHE,
     SECURE_COOKIES,
     TEMPLATES,
+    USERS,
 )
 from gateway.console.db import ConsoleDb
 from gateway.console.middleware import console_errors
 from gateway.console.render import build_templates
+from gateway.console.report_cache import ReportCache
 from gateway.console.throttle import LoginThrottle
+from gateway.console.users import UserStore
+from gateway.core.loops import supervise
 from gateway.core.settings import Settings
-from gateway.web.keys import DELIVERY_LOG, SETTINGS
+from gateway.web.keys import DELIVERY_LOG, METRICS, SETTINGS
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREFIX = "/admin"
+REPORT_REFRESH_S = 300.0
+REPORT_FIRST_REFRESH_S = 30.0
 PAGES = (pages_auth, pages_dashboard, pages_search, pages_document, pages_dead_letters,
-         pages_participants, pages_audit)
+         pages_participants, pages_reports, pages_audit, pages_users)
 
 
 def console_app(settings: Settings, gateway: web.Application) -> web.Application:
@@ -45,12 +58,32 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
     console[LOGIN_THROTTLE] = LoginThrottle()
     # The console's tables live in the delivery log's database: it shares the log's engines.
     console[CONSOLE_DB] = ConsoleDb(lambda: gateway[DELIVERY_LOG].engines)
+    console[REPORT_CACHE] = ReportCache(lambda: gateway[DELIVERY_LOG].engines)
+    console[USERS] = UserStore(lambda: gateway[DELIVERY_LOG].engines)
     for module in PAGES:
         console.add_routes(module.routes)
     console.router.add_static("/static", STATIC_DIR, name="static")
     return console
 
 
+async def _report_cache_ctx(console: web.Application, gateway: web.Application
+                           ) -> AsyncIterator[None]:
+    """Seed the configured users into the store; keep the last year's report days computed,
+    so no report waits for a cold cache."""
+    await console[USERS].seed(gateway[SETTINGS].admin.user)
+    task = asyncio.create_task(
+        supervise("report-cache", console[REPORT_CACHE].refresh_recent,
+                  interval_s=REPORT_REFRESH_S, first_delay_s=REPORT_FIRST_REFRESH_S,
+                  loops=gateway[METRICS].loops if METRICS in gateway else None),
+        name="report-cache")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def setup_console(app: web.Application) -> None:
     """Mount the console on the gateway's ``app`` (call once, before the app starts)."""
-    app.add_subapp(PREFIX, console_app(app[SETTINGS], app))
+    console = console_app(app[SETTINGS], app)
+    app.add_subapp(PREFIX, console)
+    app.cleanup_ctx.append(functools.partial(_report_cache_ctx, console))

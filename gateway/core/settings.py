@@ -76,6 +76,7 @@ class AdminSettings:
 class ConsoleRole(StrEnum):
     VIEWER = "viewer"  # reads everything, changes nothing
     OPERATOR = "operator"  # may also replay, disable participants and edit the directory
+    ADMINISTRATOR = "administrator"  # an operator who also manages the console's users
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 ADMIN_TOKEN_PREFIX = "lgsp_admin_"  # noqa: S105 (a prefix, not a secret)
 ADMIN_ENTRY = "_admin"
 CONSOLE_ENTRY = "_console"
-CONSOLE_USERS = (("viewer", "viewer"), ("operator", "operator"))  # (username, role)
+CONSOLE_USERS = (("viewer", "viewer"), ("operator", "operator"), ("admin", "administrator"))
 CONFIG_NAME = "gateway.toml"
 DIRECTORY_NAME = "participants.toml"
 CREDENTIALS_NAME = "credentials.json"
@@ -47,10 +47,13 @@ GATEWAY_SYSTEM_ID = "lgsp-h56"  # the demo gateway's system on the (simulated) n
 NATIONAL_SYSTEM_ID = "vpcp"  # the simulated national agencies' system (owns 000.00.00.G22)
 PROVINCE_PATTERNS = ("*.H56", "*.A56", "0101234567")
 NATIONAL_POLL_S = 5.0
+SOAP_ROUTES_NAME = "soap-routes.toml"
+SOAP_SIM_ENDPOINT = "http://127.0.0.1:8091/DocumentReceivingService"  # lgsp sim soap's default
+PROVINCE = "000.00.00.H56"
 _WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
 # Everything ``init_demo`` may create in its directory (``clean_demo`` removes these only).
 GENERATED = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME, SYSTEMS_NAME, SIM_CONFIG_NAME,
-             NATIONAL_SECRET_NAME, PKI_NAME, "var", "first.edxml")
+             NATIONAL_SECRET_NAME, SOAP_ROUTES_NAME, PKI_NAME, "var", "first.edxml")
 HEADER = "# LGSP demo gateway settings (written by `lgsp demo init`)."
 
 
@@ -131,6 +134,7 @@ def init_demo(
     )
     if national_port is not None:
         _write_national_sim(setup)
+    (root / SOAP_ROUTES_NAME).write_text(SOAP_ROUTES_TOML, encoding="utf-8")
     _write_private(root / SYSTEMS_NAME, local_systems_toml(
         (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()))
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
@@ -220,6 +224,12 @@ def settings_toml(setup: DemoSetup) -> str:
         f"systems_path = {_toml_string(SYSTEMS_NAME)}",
         "",
         *_national_toml(setup),
+        "[soap]",
+        "# SOAP services: a participant whose delivery method is \"soap\" and url",
+        "# \"national-documents\" is called through this route",
+        f"# (`lgsp sim soap` serves it on {SOAP_SIM_ENDPOINT}).",
+        f"routes_path = {_toml_string(SOAP_ROUTES_NAME)}",
+        "",
     ])
 
 
@@ -237,6 +247,39 @@ def _national_toml(setup: DemoSetup) -> list[str]:
         f"poll_interval_s = {NATIONAL_POLL_S}",
         "",
     ]
+
+
+SOAP_ROUTES_TOML = f"""# SOAP routes (adapters/soap_routes.py); `lgsp sim soap` answers this one.
+[[route]]
+name = "national-documents"
+wsdl = "document-service.wsdl"
+operation = "ReceiveDocument"
+endpoint = "{SOAP_SIM_ENDPOINT}"
+user_id = "lgsp-thanhhoa"
+
+[route.client]
+instance = "VN"
+member_class = "GOV"
+member_code = "{PROVINCE}"
+subsystem = "lgsp"
+
+[route.service]
+instance = "VN"
+member_class = "GOV"
+member_code = "000.00.00.G22"
+subsystem = "ndxp"
+service_code = "ReceiveDocument"
+service_version = "v1"
+
+[route.request]
+DocumentId = "header.document_id"
+Sender = "sender"
+Receiver = "recipient"
+Subject = "header.subject"
+CodeNumber = "header.code.code_number"
+CodeNotation = "header.code.code_notation"
+PackageBase64 = "package_base64"
+"""
 
 
 def _console_users_toml(setup: DemoSetup) -> list[str]:

@@ -298,6 +298,12 @@ def _organ_id(
     return [Issue("edxml.bad_organ_id", path, message, severity)]
 
 
+def is_organ_id(value: str) -> bool:
+    """An agency code (strict, or a lenient form the platforms use) or a tax code."""
+    return bool(ORGAN_ID_STRICT.fullmatch(value) or TAX_CODE.fullmatch(value)
+                or ORGAN_ID_TOLERANT.fullmatch(value))
+
+
 def _required(fields: Iterable[tuple[str, str | None]], base: str) -> list[Issue]:
     return [
         warning("edxml.missing_field", f"{base}/{name}", f"{name} is missing or empty")

@@ -151,6 +151,8 @@ class Intake:
             await self._after_record(verified, result)
             await self._dispatcher.publish(result.document, deliveries, body)
             deliveries = tuple(_queued(d) for d in deliveries)
+        else:  # the same bytes again: finish what a failure after the commit may have left
+            await self._after_record(verified, result, only_if_unset=True)
         return IntakeOutcome(
             created=result.created,
             document=result.document,
@@ -205,8 +207,10 @@ class Intake:
             return None
         return await self._log.find_document(ref.organ_id, ref.document_id)
 
-    async def _after_record(self, verified: VerifiedDocument, result: IntakeResult) -> None:
-        """A status package sets the business status of the delivery it answers."""
+    async def _after_record(self, verified: VerifiedDocument, result: IntakeResult, *,
+                            only_if_unset: bool = False) -> None:
+        """A status package sets the business status of the delivery it answers (on a
+        resubmission, ``only_if_unset``: unless this status, or a newer one, is already set)."""
         package = verified.package
         original_id = result.document.in_reply_to
         if not isinstance(package, StatusPackage) or original_id is None:
@@ -214,6 +218,9 @@ class Intake:
         answered = await self._log.find_delivery(original_id, package.sender)
         if answered is None:
             log.warning("status_for_unknown_delivery", original=original_id)
+            return
+        set_at = answered.business_status_at
+        if only_if_unset and set_at is not None and set_at >= result.document.received_at:
             return
         await self._log.set_business_status(
             answered.id, package.header.status_code.value, result.document.received_at,

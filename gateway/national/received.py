@@ -70,6 +70,12 @@ class ReceivedLog:
         if self._owns_engines:
             await self._engines.reader.dispose()
 
+    async def doc_ids_of(self, document: str) -> list[str]:
+        """The national docIds a recorded document arrived under (usually one)."""
+        query = select(national_inbox.c.doc_id).where(national_inbox.c.document == document)
+        async with transaction(self._engines.reader) as conn:
+            return [doc_id for (doc_id,) in await conn.execute(query)]
+
     async def get(self, doc_id: str) -> ProcessedDoc | None:
         async with transaction(self._engines.reader) as conn:
             row = (

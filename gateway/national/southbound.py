@@ -6,6 +6,7 @@ go through the same pipeline and delivery log as ``/api/v1``:
 
 - ``sendEdoc``            -> ``Intake.submit`` as that participant (``DocId`` = the document id);
 - ``getReceivedEdocList`` -> the participant's mailbox (``docId`` = the delivery id);
+- ``getSentEdocList``     -> what the participant sent, per recipient (``sent_list.py``);
 - ``getEdoc``             -> the stored package bytes, base64;
 - ``updateStatus``        -> ``done``: acknowledged; ``fail``: recorded as failed; both end it;
 - ``getAgenciesList``     -> the directory.
@@ -51,6 +52,7 @@ from gateway.edxml.model import PackageKind
 from gateway.national.authentication import HeaderAuthenticator, ReplayMemory
 from gateway.national.local_systems import LocalSystems
 from gateway.national.replays import StoredReplayMemory
+from gateway.national.sent_list import sent_items
 from gateway.national.serving import (
     OPERATION_ROUTE,
     answer,
@@ -67,7 +69,7 @@ log = structlog.get_logger(__name__)
 
 SUPPORTED = frozenset({
     Operation.SEND_EDOC, Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_EDOC,
-    Operation.UPDATE_STATUS, Operation.GET_AGENCIES_LIST,
+    Operation.UPDATE_STATUS, Operation.GET_AGENCIES_LIST, Operation.GET_SENT_EDOC_LIST,
 })
 LIST_LIMIT = 500
 _KIND = {MessageType.EDOC: PackageKind.DOCUMENT, MessageType.STATUS: PackageKind.STATUS}
@@ -104,6 +106,9 @@ class Southbound:
         if operation is Operation.GET_RECEIVED_EDOC_LIST:
             items = await _mailbox(delivery_log, caller.organ_id, message_type(signed))
             return answer(ok_answer(data=[item.to_json() for item in items]))
+        if operation is Operation.GET_SENT_EDOC_LIST:  # gateway/national/sent_list.py
+            sent = await sent_items(delivery_log, caller.organ_id, message_type(signed))
+            return answer(ok_answer(data=[item.to_json() for item in sent]))
         if operation is Operation.GET_EDOC:
             data = await _package(delivery_log, caller.organ_id,
                                   required(signed, Param.DOC_ID.value),

@@ -35,11 +35,13 @@ from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,
     console_audit,
     console_sessions,
+    console_users,
     deliveries,
     documents,
     fold_text,
     metadata,
     national_inbox,
+    report_days,
     schema_version,
     southbound_replays,
 )
@@ -174,6 +176,14 @@ async def _add_southbound_replays(conn: AsyncConnection) -> None:
     await conn.run_sync(southbound_replays.create, checkfirst=True)
 
 
+async def _add_console_reports(conn: AsyncConnection) -> None:
+    """Version 8: the console's report cache (per day, agency and role) and users; national
+    docIds by document."""
+    for table in (report_days, console_users):
+        await conn.run_sync(table.create, checkfirst=True)
+    await conn.run_sync(_create_indexes("ix_national_inbox_document"))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -182,6 +192,8 @@ STEPS: tuple[Step, ...] = (
     Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
     Step(6, "deliveries.received_at, sender and delivery search indexes", _add_delivery_search),
     Step(7, "southbound_replays for the southbound's replay memory", _add_southbound_replays),
+    Step(8, "report_days and console_users for the console, national_inbox.document index",
+         _add_console_reports),
 )
 LATEST = STEPS[-1].version
 

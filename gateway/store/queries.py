@@ -178,7 +178,7 @@ def newest_first() -> tuple[ColumnElement[Any], ...]:
 def document_page(f: DocumentFilter) -> Select[Any]:
     """One page of the search: the page's ids are chosen through the indexes first (skipped rows
     are never read whole), then only the page's documents are joined to their packages."""
-    page = _matching_ids(f, ordered=True).limit(f.limit).offset(f.offset).subquery("page")
+    page = matching_ids(f, ordered=True).limit(f.limit).offset(f.offset).subquery("page")
     return (
         select_documents().join(page, page.c.id == documents.c.id).order_by(*newest_first())
     )
@@ -186,13 +186,13 @@ def document_page(f: DocumentFilter) -> Select[Any]:
 
 def document_count(f: DocumentFilter, cap: int | None) -> Select[Any]:
     """``count(*)`` of the matching documents, stopping at ``cap`` (None: all of them)."""
-    matching = _matching_ids(f, ordered=False)
+    matching = matching_ids(f, ordered=False)
     if cap is not None:
         matching = matching.limit(cap)
     return select(func.count()).select_from(matching.subquery("matching"))
 
 
-def _matching_ids(f: DocumentFilter, *, ordered: bool) -> Select[Any]:
+def matching_ids(f: DocumentFilter, *, ordered: bool) -> Select[Any]:
     """The ids of the documents matching ``f`` (newest first if ``ordered``).
 
     Without delivery criteria the documents' own indexes serve it. With any, it runs on
@@ -200,12 +200,12 @@ def _matching_ids(f: DocumentFilter, *, ordered: bool) -> Select[Any]:
     state | business_status | sender, received_at, document) indexes list matching documents
     in time order, so a page or a capped count reads only its own stretch of an index.
     """
-    per_delivery = list(_delivery_conditions(f))
+    per_delivery = list(delivery_conditions(f))
     if not per_delivery:
         query = select(documents.c.id).where(*document_conditions(f))
         return query.order_by(*newest_first()) if ordered else query
     when, document_id = deliveries.c.received_at, deliveries.c.document
-    query = select(document_id.label("id")).where(*per_delivery, *_period(when, f))
+    query = select(document_id.label("id")).where(*per_delivery, *period_conditions(when, f))
     if f.sender is not None:
         query = query.where(deliveries.c.sender == f.sender)
     own = _document_conditions(replace(f, sender=None))
@@ -217,7 +217,7 @@ def _matching_ids(f: DocumentFilter, *, ordered: bool) -> Select[Any]:
     return query.order_by(when.desc(), document_id.desc()) if ordered else query
 
 
-def _period(at: ColumnElement[datetime], f: DocumentFilter) -> list[ColumnElement[bool]]:
+def period_conditions(at: ColumnElement[datetime], f: DocumentFilter) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if f.since is not None:
         conds.append(at >= f.since)
@@ -242,14 +242,14 @@ def _document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
 
 def document_conditions(f: DocumentFilter) -> list[ColumnElement[bool]]:
     """WHERE conditions for an admin search; delivery criteria must hold for the same delivery."""
-    conds = [*_document_conditions(f), *_period(documents.c.received_at, f)]
-    per_delivery = list(_delivery_conditions(f))
+    conds = [*_document_conditions(f), *period_conditions(documents.c.received_at, f)]
+    per_delivery = list(delivery_conditions(f))
     if per_delivery:
         conds.append(exists().where(deliveries.c.document == documents.c.id, *per_delivery))
     return conds
 
 
-def _delivery_conditions(f: DocumentFilter) -> Iterable[ColumnElement[bool]]:
+def delivery_conditions(f: DocumentFilter) -> Iterable[ColumnElement[bool]]:
     if f.recipient is not None:
         yield deliveries.c.recipient == f.recipient
     if f.state is not None:

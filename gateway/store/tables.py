@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -184,6 +185,7 @@ national_inbox = Table(
     Column("processed_at", UtcDateTime, nullable=False),
     Column("acked_at", UtcDateTime),  # updateStatus accepted by the platform
     Index(None, "processed_at"),
+    Index(None, "document"),  # the docId of a document, on its console page (version 7)
 )
 
 # Version 5: the web console's append-only audit trail of operator actions, and its sessions.
@@ -222,4 +224,39 @@ southbound_replays = Table(
     Column("first_used_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Index(None, "expires_at"),
+)
+
+# Version 8: the console's users (the configuration seeds the first ones; never overwritten).
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", Text, nullable=False),  # argon2id, PHC string
+    Column("role", String(16), nullable=False),  # ConsoleRole
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("must_change_password", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),  # a console username, or "config"
+)
+
+# Version 8: the console's report cache: per day (Vietnam time), agency and role, the figures of
+# the documents received that day (``gateway.console.report_cache`` keeps it fresh). A row with
+# organ "" and role "" marks a day as computed (a day may have no documents at all).
+REPORT_COUNTS = ("documents", "new", "revoked", "updated", "replaced", "deliveries", "delivered",
+                 "failed", "dead_lettered", "pending")
+REPORT_STATUS_COLUMNS = tuple(f"s{code:02d}" for code in range(1, 17))  # status packages by code
+REPORT_TIME_BINS_S = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200,
+                      86400)  # upper bounds; one more bin holds the deliveries slower than a day
+REPORT_TIME_COLUMNS = tuple(f"t{i:02d}" for i in range(len(REPORT_TIME_BINS_S) + 1))
+REPORT_METRICS = REPORT_COUNTS + REPORT_STATUS_COLUMNS + REPORT_TIME_COLUMNS
+
+report_days = Table(
+    "report_days",
+    metadata,
+    Column("role", String(9), primary_key=True),  # sender | recipient | "" (the day's marker)
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD in Vietnam's time (UTC+7)
+    Column("organ", String(64), primary_key=True),
+    Column("computed_at", UtcDateTime, nullable=False),  # minus a margin for late commits
+    *(Column(name, Integer, nullable=False, default=0) for name in REPORT_METRICS),
 )

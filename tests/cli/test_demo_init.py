@@ -139,3 +139,26 @@ def test_console_script_init_then_config_check(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     assert "http.port = 8080" in check.stdout
     assert f"broker.prefix = {demo_prefix(site)}" in check.stdout
+
+
+def test_national_section_points_at_the_simulator_and_a_soap_route_is_written(
+    tmp_path: Path,
+) -> None:
+    from adapters.soap_routes import load_routes  # noqa: PLC0415 (the SOAP stack is heavy)
+    from gateway.national.simulator import load_sim_config  # noqa: PLC0415
+
+    demo = init_demo(tmp_path / "site", port=9090, national_port=9100)
+    settings = load_settings(demo.config_path, env={})
+    national = settings.national
+    assert national.enabled is True
+    assert national.endpoint == "http://127.0.0.1:9100/XrdAdapter/adapter"
+    assert national.secret_file is not None
+    assert stat.S_IMODE(national.secret_file.stat().st_mode) == 0o600
+    sim = load_sim_config(demo.dir / "national-sim.toml")
+    credentials = sim.credentials(national.system_id)
+    assert credentials is not None
+    assert credentials.secret == national.secret_file.read_text(encoding="utf-8").strip()
+    assert "000.00.00.G22" in {o for s in sim.systems for o in s.organ_ids}
+    assert settings.soap.routes_path == demo.dir / "soap-routes.toml"
+    routes = load_routes(settings.soap.routes_path)
+    assert routes["national-documents"].endpoint == "http://127.0.0.1:8091/DocumentReceivingService"

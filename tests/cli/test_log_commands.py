@@ -19,9 +19,11 @@ import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from adapters.national.protocol import AckStatus
 from gateway.cli import main
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
+from gateway.national.received import ReceivedLog
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -243,6 +245,28 @@ def test_show_json_has_events_in_order(filled: Filled, capsys: pytest.CaptureFix
     assert shown["document"]["sender"] == "000.00.00.A56"
     assert [e["kind"] for e in shown["events"]] == ["received", "published"]
     assert shown["events"][0]["detail"]["recipients"] == 1
+
+
+def test_show_names_the_national_doc_id_a_document_arrived_under(
+    filled: Filled, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def remember() -> None:
+        received = await ReceivedLog.open(filled.store_url)
+        try:
+            await received.record("vdxp-7f3a", message_type="edoc", outcome=AckStatus.DONE,
+                                  document=filled.second, detail="recorded")
+        finally:
+            await received.aclose()
+
+    asyncio.run(remember())
+    code, out, _ = _run(capsys, "log", "show", filled.second, "--config", str(filled.config))
+    assert code == 0
+    assert "  national   docId vdxp-7f3a" in out
+    code, out, _ = _run(capsys, "log", "show", filled.second, "--json",
+                        "--config", str(filled.config))
+    assert json.loads(out)["national_doc_ids"] == ["vdxp-7f3a"]
+    code, out, _ = _run(capsys, "log", "show", filled.first, "--config", str(filled.config))
+    assert "national" not in out
 
 
 def test_show_unknown_document_exits_1(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:

@@ -111,7 +111,7 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
     await expect(replay_row).to_contain_text(dead.delivery_id)
     await screenshot(page, "audit")
     await page.click("header nav >> text=Đơn vị kết nối")
-    await expect(page.locator(f'tr[data-organ="{DISTRICT}"]')).to_contain_text("push")
+    await expect(page.locator(f'tr[data-organ="{DISTRICT}"]')).to_contain_text("Đẩy qua HTTP")
     await screenshot(page, "participants")
     await page.click(f'tr[data-organ="{DISTRICT}"] >> text=Sửa')
     await expect(page.locator("input[name=delivery_url]")).to_have_value(push_receiver.url)

@@ -238,7 +238,7 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
         assert r.status == 401
 
     status, page, _ = await operator.get("/admin/audit")
-    actions = re.findall(r'data-action="([^"]+)">.*?<td>(\w+)</td>.*?<code>[^<]*</code></td>'
+    actions = re.findall(r'data-action="([^"]+)">.*?<td>(\w+)</td><td>[^<]*</td>'
                          r'<td><code>([^<]*)</code>', page)
     assert actions[:4] == [("participant.disable", "operator", new_id),
                            ("participant.save", "operator", new_id),

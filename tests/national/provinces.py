@@ -262,10 +262,26 @@ def nghe_an_setup(dir: Path, broker: BrokerSite, shared_pki: Path) -> tuple[Path
     return setup.config_path, api_keys
 
 
+def _without_section(toml: str, name: str) -> str:
+    """``toml`` without its ``[name]`` table (up to the next table header)."""
+    kept, skipping = [], False
+    for line in toml.splitlines(keepends=True):
+        if line.startswith("["):
+            skipping = line.split("#")[0].strip() == f"[{name}]"
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _set_national(config_path: Path, national: str) -> None:
+    """The demo's own [national] section (the simulator, off) gives way to ``national``."""
+    text = config_path.read_text(encoding="utf-8")
+    config_path.write_text(_without_section(text, "national") + national, encoding="utf-8")
+
+
 async def start_province(config_path: Path, api_keys: Mapping[str, str], national: str,
                          env: Mapping[str, str] = QUICK_RETRIES) -> Province:
-    with config_path.open("a", encoding="utf-8") as out:
-        out.write(national)
+    _set_national(config_path, national)
     settings = load_settings(config_path, env={**GATEWAY_ENV, **env})
     service = Service(settings, Role.ALL, drain_grace_s=0.1, shutdown_timeout_s=10)
     await service.start()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from gateway.core.errors import ConfigError
@@ -125,7 +125,7 @@ async def test_version_6_store_gains_the_southbound_replay_memory(store_url: str
             "VALUES (6, 'as version 6 left it', CURRENT_TIMESTAMP)"))
     log = await DeliveryLog.open(store_url)
     await log.aclose()
-    assert [v for v, _ in await versions(store_url)] == [6, 7]
+    assert [v for v, _ in await versions(store_url)] == [6, *range(7, LATEST + 1)]
     async with raw(store_url) as conn:
         await conn.execute(text(
             "INSERT INTO southbound_replays (system_id, hash_header, operation, first_used_at,"
@@ -147,3 +147,25 @@ async def test_a_store_newer_than_the_release_is_refused(store_url: str) -> None
     with pytest.raises(ConfigError) as caught:
         await DeliveryLog.open(store_url)
     assert caught.value.code == "config.store_schema_newer"
+
+
+async def test_version_7_store_gains_the_console_reports_cache_and_users(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    async with raw(store_url) as conn:  # turn it into what version 7 created
+        await conn.execute(text("DROP TABLE report_days"))
+        await conn.execute(text("DROP TABLE console_users"))
+        await conn.execute(text("DROP INDEX ix_national_inbox_document"))
+        await conn.execute(text("DELETE FROM schema_version"))
+        await conn.execute(text(
+            "INSERT INTO schema_version (version, description, applied_at) "
+            "VALUES (7, 'as version 7 left it', CURRENT_TIMESTAMP)"))
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    assert [v for v, _ in await versions(store_url)] == [7, 8]
+    async with raw(store_url) as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM report_days")) == 0
+        assert await conn.scalar(text("SELECT count(*) FROM console_users")) == 0
+        indexes = await conn.run_sync(
+            lambda sync: {i["name"] for i in inspect(sync).get_indexes("national_inbox")})
+    assert "ix_national_inbox_document" in indexes
