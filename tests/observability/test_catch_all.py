@@ -1,4 +1,4 @@
-"""The catch-all of the HTTP middlewares: a bug is a logged 500 with the request id, not a traceback.
+"""The catch-all of the HTTP middlewares: a bug is a logged 500 with the request id.
 
 A real aiohttp server with the gateway's own middlewares (the API's ``request_context`` at the root,
 the console's ``console_errors`` on the ``/admin`` sub-application, its real templates) and one
@@ -51,11 +51,13 @@ async def test_an_unexpected_api_error_is_a_problem_500_with_the_request_id(
     problem = json.loads(body)
     assert problem["code"] == "internal"
     assert problem["request_id"] == "req-42"
-    assert "secret detail" not in body and "ZeroDivisionError" not in body
+    assert "secret detail" not in body
+    assert "ZeroDivisionError" not in body
     [failed] = [e for e in logs if e["event"] == "request_failed"]
     assert failed["log_level"] == "error"
     assert failed["path"] == "/api/v1/broken"
-    assert isinstance(failed["exc_info"], bool) and failed["exc_info"]  # the traceback goes along
+    assert isinstance(failed["exc_info"], bool)
+    assert failed["exc_info"]
 
 
 async def test_an_unexpected_console_error_is_the_500_page_with_the_request_id(
@@ -69,6 +71,7 @@ async def test_an_unexpected_console_error_is_the_500_page_with_the_request_id(
     assert response.status == 500
     assert response.content_type == "text/html"
     assert "req-43" in page
-    assert "secret detail" not in page and "Traceback" not in page
+    assert "secret detail" not in page
+    assert "Traceback" not in page
     assert response.headers["X-Frame-Options"] == "DENY"
     assert [e["path"] for e in logs if e["event"] == "console_request_failed"] == ["/admin/broken"]
