@@ -40,8 +40,8 @@ from typing import Final
 
 from lxml import etree
 
+from gateway.core.errors import PackageError
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
-from gateway.errors import PackageError
 
 __all__ = ["ONE_READING_CODES", "XSD_CODES", "check_structure"]
 

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from lxml import etree
 from samples import WELL_FORMED_FILES
 
+from gateway.core.errors import LgspError, PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS
 from gateway.edxml.structure import ONE_READING_CODES, RESERVED, check_structure
 from gateway.edxml.validate import validate_schema
 from gateway.edxml.xml_codec import parse_package
-from gateway.errors import LgspError, PackageError
 
 MALICIOUS_DIR = Path(__file__).parent / "malicious"
 NS = f'xmlns="{EDXML_NS}"'
