@@ -1,7 +1,8 @@
 """Certificates from untrusted bytes, parsed eagerly: a malformed one fails here, as ``ValueError``.
 
 cryptography parses a certificate's parts on first use: a bad version raises ``InvalidVersion`` at
-load, a bad key ``ValueError`` only at ``public_key()``, a bad extension at ``extensions``. The
+load, a bad key ``ValueError`` and an unknown key type or curve ``UnsupportedAlgorithm`` only at
+``public_key()``, a bad extension at ``extensions``. The
 verifiers would meet those deep inside (a crash the fuzzers found); loading through here touches
 every part the gateway reads, so the callers translate one exception type at one place.
 """
@@ -9,6 +10,7 @@ every part the gateway reads, so the callers translate one exception type at one
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 
 def load_untrusted_der(der: bytes) -> x509.Certificate:
@@ -21,6 +23,6 @@ def load_untrusted_der(der: bytes) -> x509.Certificate:
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
         _ = certificate.extensions
     except (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
-            ValueError) as exc:
+            UnsupportedAlgorithm, ValueError) as exc:
         raise ValueError(f"malformed certificate: {exc}") from exc
     return certificate
