@@ -2,7 +2,8 @@
 
 cryptography parses a certificate's parts on first use: a bad version raises ``InvalidVersion`` at
 load, a bad key ``ValueError`` and an unknown key type or curve ``UnsupportedAlgorithm`` only at
-``public_key()``, a bad extension at ``extensions``. The
+``public_key()``, a bad extension at ``extensions``, a name attribute of the wrong ASN.1 type
+``TypeError`` at ``subject``/``issuer``. The
 verifiers would meet those deep inside (a crash the fuzzers found); loading through here touches
 every part the gateway reads, so the callers translate one exception type at one place.
 """
@@ -23,6 +24,6 @@ def load_untrusted_der(der: bytes) -> x509.Certificate:
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
         _ = certificate.extensions
     except (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
-            UnsupportedAlgorithm, ValueError) as exc:
+            UnsupportedAlgorithm, ValueError, TypeError) as exc:
         raise ValueError(f"malformed certificate: {exc}") from exc
     return certificate
