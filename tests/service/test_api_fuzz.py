@@ -3,7 +3,8 @@
 Every operation of ``/api/v1/openapi.json`` gets generated requests (valid and invalid by the
 schema), with a participant's API key (the admin token on admin paths) and, for a share of them,
 without credentials. No answer may be a 5xx, and every error answer is problem+json with a stable
-``code``. The gateway runs in this event loop; schemathesis calls it from a worker thread.
+``code`` (the southbound ``/XrdAdapter/`` answers in the national SDK's JSON, ``status`` FAIL
+and an ``ErrorCode``, as its OpenAPI entry says). The gateway runs in this event loop; schemathesis calls it from a worker thread.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from service_kit import DEPARTMENT, Gateway, StartGateway
 
 EXAMPLES_PER_OPERATION = 25
+SOUTHBOUND = "/XrdAdapter/"  # answers in the SDK's JSON (status FAIL + ErrorCode), as documented
 pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
@@ -35,8 +37,12 @@ def check(gw: Gateway, operation: Any, failures: list[str]) -> None:
         label = f"{case.method} {case.formatted_path} -> {response.status_code}"
         if response.status_code >= 500:
             failures.append(f"{label}: {response.text[:300]}")
+        elif response.status_code >= 400 and case.path.startswith(SOUTHBOUND):
+            answer = json.loads(response.text)  # the national SDK's protocol, not RFC 9457
+            if answer.get("status") != "FAIL" or not answer.get("ErrorCode"):
+                failures.append(f"{label}: not a protocol FAIL answer: {response.text[:200]}")
         elif response.status_code >= 400:
-            content_type = response.headers.get("Content-Type", "")
+            content_type = ",".join(response.headers.get("content-type", []))  # lower-case keys
             if not content_type.startswith("application/problem+json"):
                 failures.append(f"{label}: not problem+json ({content_type})")
                 return
