@@ -4,7 +4,8 @@ Every operation of ``/api/v1/openapi.json`` gets generated requests (valid and i
 schema), with a participant's API key (the admin token on admin paths) and, for a share of them,
 without credentials. No answer may be a 5xx, and every error answer is problem+json with a stable
 ``code`` (the southbound ``/XrdAdapter/`` answers in the national SDK's JSON, ``status`` FAIL
-and an ``ErrorCode``, as its OpenAPI entry says). The gateway runs in this event loop; schemathesis calls it from a worker thread.
+and an ``ErrorCode``, as its OpenAPI entry says). The gateway runs in this event loop;
+schemathesis calls it from a worker thread.
 """
 
 from __future__ import annotations
