@@ -1,4 +1,9 @@
-"""Middlewares: a request id bound to every log line, and errors answered as RFC 9457 problems."""
+"""Middlewares: a request id bound to every log line, and errors answered as RFC 9457 problems.
+
+Any exception that is neither ours nor aiohttp's HTTP errors is a bug: it is logged with its
+traceback and answered as a problem+json 500 (``internal``) carrying the request id, never as
+aiohttp's plain-text page.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,15 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.core.errors import LgspError
+from gateway.core.errors import LgspError, ServiceError
 
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 _QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # scraped and probed all day
 REQUEST_ID_HEADER = "X-Request-Id"
+INTERNAL_ERROR = ServiceError("an unexpected error occurred; quote the request id",
+                              code="internal")
 
 
 def problem_response(error: LgspError, request_id: str | None = None) -> web.Response:
@@ -58,6 +65,9 @@ async def _respond(
         if exc.status < 400:
             raise
         return _http_problem(exc, request_id)
+    except Exception:  # the catch-all: a bug, answered without its details
+        log.exception("request_failed", method=request.method, path=request.path)
+        return problem_response(INTERNAL_ERROR, request_id)
 
 
 def _ms_since(started: float) -> float:

@@ -24,6 +24,7 @@ from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package
 from gateway.edxml.xml_codec import read_package
 from gateway.signatures.binding import fingerprint
+from gateway.signatures.certificates import load_untrusted_der
 from gateway.signatures.jws import verify_jws
 from gateway.signatures.verify import JWS_ALGORITHMS
 
@@ -86,7 +87,7 @@ def _xml_certificates(root: etree._Element) -> tuple[x509.Certificate, ...]:
             continue
         try:
             der = base64.b64decode("".join((element.text or "").split()), validate=True)
-            found.append(x509.load_der_x509_certificate(der))
+            found.append(load_untrusted_der(der))
         except (binascii.Error, ValueError):
             continue
     return tuple(found)

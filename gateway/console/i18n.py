@@ -266,6 +266,7 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "error.500": ("Lỗi hệ thống.", "Internal error."),
     "error.503": ("Dịch vụ tạm thời không sẵn sàng.", "A service is unavailable for now."),
     "error.code": ("Mã lỗi", "Error code"),
+    "error.request_id": ("Mã yêu cầu", "Request id"),
     "back": ("Quay lại", "Back"),
     **REPORT_MESSAGES,
     **USER_MESSAGES,

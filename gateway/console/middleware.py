@@ -1,4 +1,8 @@
-"""Console middlewares: errors as HTML pages (log-in redirects for pages), and security headers."""
+"""Console middlewares: errors as HTML pages (log-in redirects for pages), and security headers.
+
+An unexpected exception (a bug) is logged with its traceback and shown as the 500 page with the
+request id, never as aiohttp's plain-text traceback page.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ def login_url(next_path: str) -> str:
 
 def error_page(request: web.Request, status: int, code: str) -> web.Response:
     shown = status if status in _KNOWN_STATUSES else (500 if status >= 500 else 400)
-    return render(request, "error.html", status=status, message_key=f"error.{shown}", code=code)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return render(request, "error.html", status=status, message_key=f"error.{shown}", code=code,
+                  request_id=request_id)
 
 
 @web.middleware
@@ -50,6 +56,11 @@ async def console_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = error_page(request, exc.http_status, exc.code)
     except web.HTTPNotFound:
         response = error_page(request, 404, "not_found.route")
+    except web.HTTPException:
+        raise
+    except Exception:  # the catch-all: a bug, shown without its details
+        log.exception("console_request_failed", method=request.method, path=request.path)
+        response = error_page(request, 500, "internal")
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if response.content_type == "text/html":

@@ -29,14 +29,19 @@ from gateway.web.keys import DELIVERY_LOG, SETTINGS
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
 MAX_PAGE = 10_000
+FIRST_YEAR, LAST_YEAR = 1900, 9998
+MAX_SINCE_H = 24 * 366 * 100  # "the last N hours": a century at most
 
 
 def _day_start(text: str, field: str) -> datetime:
-    """Midnight of a ``YYYY-MM-DD`` day in Vietnam's time."""
+    """Midnight of a ``YYYY-MM-DD`` day in Vietnam's time, between years 1900 and 9998."""
     try:
         day = date.fromisoformat(text)
     except ValueError as exc:
         raise InputError(f"{field}: not a date (YYYY-MM-DD)", code="console.bad_date") from exc
+    if not FIRST_YEAR <= day.year <= LAST_YEAR:  # the day after, in UTC, must still be a date
+        raise InputError(f"{field}: a year from {FIRST_YEAR} to {LAST_YEAR}",
+                         code="console.bad_date")
     return datetime.combine(day, time(0), DISPLAY_TZ)
 
 
@@ -59,8 +64,11 @@ def _page(query: Mapping[str, str]) -> int:
 def _since(query: Mapping[str, str]) -> datetime | None:
     if query.get("since"):
         return _day_start(query["since"], "since")
-    if query.get("since_h", "").isdigit():  # "the last N hours", from the dashboard's links
-        return datetime.now(DISPLAY_TZ) - timedelta(hours=int(query["since_h"]))
+    hours = query.get("since_h", "")
+    if hours.isascii() and hours.isdigit():  # "the last N hours", from the dashboard's links
+        if len(hours) > 7 or int(hours) > MAX_SINCE_H:
+            raise InputError(f"since_h: at most {MAX_SINCE_H} hours", code="console.bad_date")
+        return datetime.now(DISPLAY_TZ) - timedelta(hours=int(hours))
     return None
 
 

@@ -1,7 +1,10 @@
 """edXML codec: a loaded lxml root -> frozen records, and records -> edXML bytes in the wire layout.
 
-Reading is namespace-aware and lenient: any child order, edXML namespace under any prefix or none,
-comments ignored, nested ``<From><From>`` = the inner one, ``StatusCode`` "1" = "01". Text rule: a
+Reading is namespace-aware and lenient: any child order, the edXML namespace under any prefix (or
+as the default namespace), comments ignored, ``StatusCode`` "1" = "01". Before anything is read,
+``structure.check_structure`` refuses trees whose header readers could read differently (nested
+or duplicated elements, look-alikes in other namespaces) and whatever ``schemas/edxml.xsd``
+refuses, so every consumer of ``read_package`` reads the one header. Text rule: a
 leaf keeps its text exactly (``""`` empty, ``None`` absent); whitespace between the children of a
 container is layout. Unknown children of ``MessageHeader``, ``OtherInfo`` and ``Bussiness`` go to
 ``extras`` verbatim; elsewhere the model has no place for them and they are dropped. Fragments
@@ -24,6 +27,7 @@ from gateway.core.errors import PackageError
 from gateway.edxml import model as m
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
+from gateway.edxml.structure import check_structure
 from gateway.edxml.xml_layout import (
     ATTACHMENT,
     BUSINESS,
@@ -64,10 +68,10 @@ def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Packag
 
 
 def _edxml_local(tag: str) -> str | None:
-    """The local name of a tag in the edXML namespace or in no namespace; None for others."""
+    """The local name of a tag in the edXML namespace; None for others (and for no namespace)."""
     if tag.startswith(NS):
         return tag[len(NS) :]
-    return None if tag.startswith("{") else tag
+    return None
 
 
 def _text(el: _Element) -> str:
@@ -154,9 +158,6 @@ def _plain(cls: Callable[..., _T], table: Table) -> Callable[[_Kids], _T]:
 
 
 def _read_org(kids: _Kids) -> m.Organization:
-    name = kids.path.rsplit("/", 1)[-1].split("[", 1)[0]
-    if kids.one(name) is not None:  # <From><From>…</From></From>: the inner one counts
-        return _read_org(kids.require(name))
     organ_id = _text(kids.require("OrganId").el)
     return m.Organization(organ_id=organ_id, **kids.leaves(ORGANIZATION, "organ_id"))
 
@@ -291,26 +292,16 @@ def _read_signature(header: _Kids) -> str | None:
     return _fragment(found[0]) if found else None
 
 
-def _check_root(root: _Element) -> None:
-    name = etree.QName(root)
-    if name.localname != "edXML":
-        raise _error(
-            f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name.localname}"
-        )
-    if name.namespace != m.EDXML_NS:
-        raise _error(f"the root is in namespace {name.namespace!r}", "wrong_namespace", "/edXML")
-
-
 def read_package(root: _Element) -> m.Package:
     """Read a root loaded by ``hardened.load_xml`` into a document or status record.
 
     A status package if ``MessageHeader`` has ``StatusCode``, else a document package if
     ``edXMLHeader`` has a ``TraceHeaderList`` (old layouts omit ``Bussiness``: ``business`` is then
-    None). The tree is not modified. Raises ``PackageError`` (``edxml.wrong_root``,
-    ``wrong_namespace``, ``unknown_kind``, ``missing_field``, ``bad_business_doc_type``,
-    ``bad_status_code``, ``duplicate_element``) with the element path.
+    None). The tree is not modified. Raises ``PackageError`` (the codes of
+    ``structure.check_structure``, and ``edxml.unknown_kind``, ``missing_field``,
+    ``bad_business_doc_type``, ``bad_status_code``) with the element path.
     """
-    _check_root(root)
+    check_structure(root)
     top = _Kids(root, "/edXML")
     envelope = top.require("edXMLEnvelope")
     header = envelope.require("edXMLHeader")

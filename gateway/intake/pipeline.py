@@ -14,7 +14,8 @@ The order is the contract (each step refuses with its own error code):
     6. receipt       a JWS signed by the gateway
 
 Status packages go to the sender of the document they answer and set that recipient's business
-status in the log. Nothing here knows HTTP.
+status in the log; one that answers a known document comes only from one of its recipients
+(``acl.not_a_recipient``, 403). Nothing here knows HTTP.
 """
 
 from __future__ import annotations
@@ -181,6 +182,12 @@ class Intake:
         if isinstance(package, StatusPackage):
             original = await self._original_of(package)
             in_reply_to = original.id if original else None
+            if original and await self._log.find_delivery(original.id, package.sender) is None:
+                raise ForbiddenError(
+                    f"{package.sender} is not a recipient of {original.document_id} from "
+                    f"{original.sender}: it may not answer it with a status",
+                    code="acl.not_a_recipient",
+                )
         decision = route(package.sender, package.recipients, self._directory.current,
                          national_fallback=self._national_fallback, methods=self._methods)
         if not decision.ok:

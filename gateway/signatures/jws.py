@@ -25,6 +25,7 @@ from joserfc import jws as rfc_jws
 from joserfc.errors import BadSignatureError, JoseError
 
 from gateway.core.errors import LimitError, SignatureError
+from gateway.signatures.certificates import load_untrusted_der
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -175,7 +176,7 @@ def _certificate(item: object) -> x509.Certificate:
     if not isinstance(item, str):
         raise SignatureError("an x5c entry is not a string", code="jws.malformed")
     try:
-        return x509.load_der_x509_certificate(base64.b64decode(item, validate=True))
+        return load_untrusted_der(base64.b64decode(item, validate=True))
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(
             "an x5c entry is not a base64 DER certificate", code="jws.malformed"

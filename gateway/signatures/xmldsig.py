@@ -30,6 +30,7 @@ from gateway.signatures.algorithms import (
     DigestAlgorithm,
     SignatureAlgorithm,
 )
+from gateway.signatures.certificates import load_untrusted_der
 from gateway.signatures.enveloped import (
     ENVELOPE_TAG,
     HEADER_TAG,
@@ -250,7 +251,7 @@ def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certif
     for element in encoded:
         der = _base64_text(element, "bad_certificate")
         try:
-            certificates.append(x509.load_der_x509_certificate(der))
+            certificates.append(load_untrusted_der(der))
         except ValueError as exc:
             raise _fail("bad_certificate", "an X509Certificate does not decode") from exc
     return certificates

@@ -83,6 +83,24 @@ async def test_log_in_refusals_session_cookie_and_log_out(
     assert status == 303  # the session is gone on the server, not only from the browser
 
 
+async def test_search_dates_out_of_range_are_400s_not_500s(
+    start_gateway: StartGateway, console_clients: list[ConsoleClient]
+) -> None:
+    gw = await start_gateway()
+    client = ConsoleClient(gw.base_url)
+    console_clients.append(client)
+    assert (await client.login("viewer", console_password(gw, "viewer"))).status == 303
+    for query in ("until=9999-12-31", "since=0001-01-01", "since_h=99999999999",
+                  "until=2026-02-30", "since_h=%C2%B2"):
+        status, page, response = await client.get(f"/admin/documents?{query}")
+        expected = 200 if query.startswith("since_h=%C2") else 400  # "²" is not a number: unused
+        assert status == expected, (query, page[:300])
+        assert response.content_type == "text/html"
+        if expected == 400:
+            assert 'class="error" role="alert"' in page
+            assert query.split("=")[0] + ":" in page  # the field is named
+
+
 async def test_only_an_operator_posting_the_session_token_replays_selected_or_all(
     start_gateway: StartGateway, push_receiver: PushReceiver,
     console_clients: list[ConsoleClient]

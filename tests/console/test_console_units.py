@@ -118,7 +118,8 @@ def test_search_fields_become_a_filter_with_whole_days_in_vietnam_time() -> None
 @pytest.mark.parametrize(("query", "code"), [
     ({"since": "02/01/2026"}, "console.bad_date"), ({"state": "lost"}, "console.bad_choice"),
     ({"status": "99"}, "console.bad_choice"), ({"page": "0"}, "console.bad_page"),
-    ({"page": "x"}, "console.bad_page"),
+    ({"page": "x"}, "console.bad_page"), ({"until": "9999-12-31"}, "console.bad_date"),
+    ({"since": "0001-01-01"}, "console.bad_date"), ({"since_h": "99999999999"}, "console.bad_date"),
 ])
 def test_bad_search_fields_are_input_errors(query: dict[str, str], code: str) -> None:
     with pytest.raises(InputError) as caught:

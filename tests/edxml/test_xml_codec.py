@@ -28,7 +28,8 @@ from gateway.edxml.xml_codec import parse_package, read_package, serialize_packa
 
 # edoc.edxml is published malformed: <From><From>…</From> never closes the outer From, and the
 # xlink: and (on AttachmentEncoded) edXML: prefixes are undeclared. No XML parser may accept it;
-# the repaired copy below exercises its sloppiness.
+# the repaired copy below (the doubled start tag dropped) exercises its sloppiness. Repairing it by
+# closing the outer From instead gives a From inside a From: refused, since readers differ on it.
 MALFORMED = MALFORMED_SAMPLES
 WELL_FORMED = WELL_FORMED_FILES
 NS_DECL = f'xmlns:edXML="{EDXML_NS}"'
@@ -46,7 +47,7 @@ def _sample(name: str) -> bytes:
 def _repaired_edoc() -> bytes:
     """edoc.edxml with its three well-formedness errors fixed and nothing else changed."""
     data = _sample("edoc.edxml")
-    data = data.replace(b"</edXML:From>", b"</edXML:From></edXML:From>", 1)
+    data = data.replace(b"<edXML:From>\r\n         <edXML:From>", b"<edXML:From>", 1)
     data = data.replace(
         b"<edXML:AttachmentEncoded>", f"<edXML:AttachmentEncoded {NS_DECL}>".encode()
     )
@@ -219,7 +220,7 @@ def test_status_children_in_any_order() -> None:
 def test_repaired_old_layout_sample() -> None:
     pkg = parse_package(_repaired_edoc())
     assert isinstance(pkg, DocumentPackage)
-    assert pkg.sender == "777.77.04.D77"  # the inner of <From><From>
+    assert pkg.sender == "777.77.04.D77"
     assert pkg.header.from_.organ_name == "Văn phòng Chính phủ"
     assert pkg.recipients == ("777.77.03.D77",)
     assert pkg.document_id == "9fbfbad2-f1f8-4256-a2eb-50fb1061cddb"  # written last
@@ -237,6 +238,14 @@ def test_repaired_old_layout_sample() -> None:
     assert attachment.content_b64 == "${__StringFromFile(test.txt,,,)}"
     again = parse_package(serialize_package(pkg))
     assert again == pkg
+
+
+def test_the_sample_repaired_into_a_nested_from_is_refused() -> None:
+    nested = _repaired_edoc().replace(b"</edXML:From>", b"</edXML:From></edXML:From>", 1)
+    nested = nested.replace(b"<edXML:From>", b"<edXML:From>\r\n         <edXML:From>", 1)
+    error = _error(nested)
+    assert (error.code, error.path) == (
+        "edxml.misplaced_element", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/From/From")
 
 
 def test_read_leaves_the_tree_unchanged() -> None:
@@ -288,10 +297,16 @@ def test_signature_goes_after_the_trace_header_list_or_the_status_header() -> No
 def test_comments_and_unprefixed_children_are_accepted() -> None:
     plain = parse_package(_document("<edXML:Subject>s</edXML:Subject>"))
     noisy = _document(
-        '<!-- c --><Subject xmlns="">s</Subject><!-- c -->',
+        f'<!-- c --><Subject xmlns="{EDXML_NS}">s</Subject><!-- c -->',
         "<!-- c --><edXML:BussinessDocType><!-- c -->0</edXML:BussinessDocType>",
     )
     assert parse_package(noisy) == plain
+
+
+def test_a_no_namespace_look_alike_is_refused_not_read_as_edxml() -> None:
+    error = _error(_document('<Subject xmlns="">s</Subject>'))
+    assert (error.code, error.path) == (
+        "edxml.foreign_lookalike", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Subject")
 
 
 def test_leaf_text_is_kept_exactly_and_container_whitespace_ignored() -> None:
@@ -391,8 +406,8 @@ _FROM = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/From"
         (_status().replace(b"<edXML:ResponseFor><edXML:OrganId>000.00.00.G22</edXML:OrganId>"
                            b"</edXML:ResponseFor>", b""),
          "edxml.missing_field", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/ResponseFor"),
-        (_document().replace(b"<edXML:TraceHeaderList>", b"<edXML:Other>")
-         .replace(b"</edXML:TraceHeaderList>", b"</edXML:Other>"),
+        (_document().replace(b"<edXML:TraceHeaderList>", b'<x:Other xmlns:x="urn:x">')
+         .replace(b"</edXML:TraceHeaderList>", b"</x:Other>").replace(b"edXML:Bussiness", b"x:B"),
          "edxml.unknown_kind", "/edXML/edXMLEnvelope/edXMLHeader"),
         (_document("<edXML:Subject>a</edXML:Subject><edXML:Subject>b</edXML:Subject>"),
          "edxml.duplicate_element", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Subject"),

@@ -1,0 +1,29 @@
+"""Certificates from untrusted bytes, parsed eagerly: a malformed one fails here, as ``ValueError``.
+
+cryptography parses a certificate's parts on first use: a bad version raises ``InvalidVersion`` at
+load, a bad key ``ValueError`` and an unknown key type or curve ``UnsupportedAlgorithm`` only at
+``public_key()``, a bad extension at ``extensions``, a name attribute of the wrong ASN.1 type
+``TypeError`` at ``subject``/``issuer``. The
+verifiers would meet those deep inside (a crash the fuzzers found); loading through here touches
+every part the gateway reads, so the callers translate one exception type at one place.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
+
+def load_untrusted_der(der: bytes) -> x509.Certificate:
+    """A DER certificate whose key, names, validity and extensions all parse, or ``ValueError``."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        certificate.public_key()
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+        _ = certificate.extensions
+    except (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
+            UnsupportedAlgorithm, ValueError, TypeError) as exc:
+        raise ValueError(f"malformed certificate: {exc}") from exc
+    return certificate
