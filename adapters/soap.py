@@ -47,7 +47,6 @@ from adapters.base import (
 from gateway.core.errors import ConfigError, PackageError
 from gateway.edxml.xml_codec import parse_package
 
-WSDL_DIR: Final = Path(__file__).resolve().parents[1] / "schemas" / "wsdl"
 PROTOCOL_VERSION: Final = "4.0"
 DELIVERY_SOURCES: Final = frozenset({"package_base64", "delivery_id", "document_pk", "recipient"})
 MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024

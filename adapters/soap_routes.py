@@ -38,13 +38,13 @@ from pathlib import Path
 from adapters.soap import (
     DELIVERY_SOURCES,
     PROTOCOL_VERSION,
-    WSDL_DIR,
     SoapRoute,
     XRoadClient,
     XRoadService,
 )
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError
+from gateway.core.resources import wsdl_dir
 
 _FIELD_PATH = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 _ROUTE_KEYS = frozenset({"name", "wsdl", "operation", "wsdl_service", "wsdl_port", "endpoint",
@@ -76,7 +76,7 @@ def route_from_mapping(entry: Mapping[str, object], where: str) -> SoapRoute:
         raise ConfigError(f"{where}.timeout_s must be a positive number", path=f"{where}.timeout_s")
     return SoapRoute(
         name=_text(entry, "name", where),
-        wsdl=wsdl if wsdl.is_absolute() else WSDL_DIR / wsdl,
+        wsdl=wsdl if wsdl.is_absolute() else wsdl_dir() / wsdl,
         operation=_text(entry, "operation", where),
         client=_client(_table(entry, "client", where), f"{where}.client"),
         service=_service(_table(entry, "service", where), f"{where}.service"),

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from pathlib import Path
 
 from aiohttp import web
 
 from gateway.core.errors import LgspError
+from gateway.core.resources import schema_path
 from gateway.web.keys import BROKER, DELIVERY_LOG, LIFECYCLE, METRICS
 
 routes = web.RouteTableDef()
 
-OPENAPI_PATH = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 READY_TIMEOUT_S = 3.0
 
 
@@ -59,5 +58,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(_request: web.Request) -> web.Response:
-    return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+    return web.Response(body=schema_path("openapi.json").read_bytes(),
+                        content_type="application/json")
 

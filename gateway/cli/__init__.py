@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from gateway.core.errors import ConfigError, LgspError
+from gateway.core.resources import distribution_version
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = _Parser(prog="lgsp", description="Provincial document exchange gateway (LGSP).")
+    parser.add_argument("--version", action="version", version=f"lgsp {distribution_version()}",
+                        help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pki_commands.register(commands)
     document_commands.register(commands)

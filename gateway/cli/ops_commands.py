@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from gateway.core.directory import Directory, load_directory
 from gateway.core.errors import ConfigError
+from gateway.core.resources import default_config_text
 from gateway.core.settings import Settings, effective_settings_masked, load_settings
 from gateway.national.local_systems import LocalSystems
 from gateway.signatures.truststore import TrustStore
@@ -37,8 +38,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     check.add_argument("--json", action="store_true",
                        help="print the effective values (or the problem) as JSON")
     check.add_argument("--strict", action="store_true",
-                       help="exit 2 on warnings (e.g. participants that no delivery reaches)")
+                       help="exit 2 on warnings (no trusted CA yet, unreachable participants)")
     check.set_defaults(handler=_check)
+    default = sub.add_parser(
+        "default", help="print the annotated default gateway.toml (every key, its default)")
+    default.set_defaults(handler=_default)
 
     demo_commands.register(commands)
     log_commands.register(commands)
@@ -72,26 +76,35 @@ class CheckedConfig:
     settings: Settings
     directory: Directory
     trust_anchors: int
-    warnings: tuple[ConfigError, ...] = ()
+    warnings: tuple[ConfigError, ...] = ()  # valid, but not ready to accept documents
 
 
 def check_config(path: Path) -> CheckedConfig:
     """Load the settings, the directory file and the trust store; raise ``ConfigError`` naming
-    the bad key (``directory.path``, ``pki.dir``, ``store.url`` or a settings key)."""
+    the bad key (``directory.path``, ``pki.dir``, ``store.url`` or a settings key). Warnings:
+    no trusted CA yet (``config.trust_missing``: every signed package would be refused) and
+    participants no delivery reaches. Nothing is created: a missing store directory is created
+    at start."""
     from gateway.intake.routing import dead_ends, no_adapter  # noqa: PLC0415
     from gateway.service.components import delivery_methods  # noqa: PLC0415 (keeps --help fast)
 
     settings = load_settings(path)
     directory = _check_directory(settings.directory.path)
-    anchors = _check_trust(settings.pki.dir)
+    anchors, trust_warnings = 0, []
+    try:
+        anchors = _check_trust(settings.pki.dir)
+    except ConfigError as exc:
+        if exc.code != "config.trust_missing":
+            raise
+        trust_warnings.append(exc)
     _check_store(settings.store.url)
     _check_tls(settings)
     _check_southbound(settings)
-    warnings = tuple(
+    warnings = (*trust_warnings, *(
         ConfigError(f"participant {refusal.detail}: documents to it are refused",
                     code=refusal.code, path="directory.path")
         for refusal in (no_adapter(r) for r in dead_ends(directory, delivery_methods(settings)))
-    )
+    ))
     return CheckedConfig(path, settings, directory, anchors, warnings)
 
 
@@ -130,25 +143,39 @@ def _check_directory(path: Path) -> Directory:
 
 
 def _check_trust(pki_dir: Path) -> int:
+    hint = "every signed package is refused until one is added (a demo PKI: lgsp pki init DIR)"
     try:
         trust = TrustStore.from_dir(pki_dir, reload_interval_s=None)
     except ConfigError as exc:
-        raise ConfigError(f"pki.dir: {exc.message}", code=exc.code, path="pki.dir") from exc
+        more = f": {hint}" if exc.code == "config.trust_missing" else ""
+        raise ConfigError(f"pki.dir: {exc.message}{more}", code=exc.code,
+                          path="pki.dir") from exc
     if not trust.anchors:
-        raise ConfigError(f"pki.dir: no trusted CA certificate under {pki_dir / 'trust' / 'ca'}",
-                          code="config.trust_missing", path="pki.dir")
+        raise ConfigError(
+            f"pki.dir: no trusted CA certificate under {pki_dir / 'trust' / 'ca'}: {hint}",
+            code="config.trust_missing", path="pki.dir")
     return len(trust.anchors)
 
 
 def _check_store(url: str) -> None:
-    """A SQLite store needs its directory to exist (SQLite creates the file, not the dirs)."""
+    """A SQLite store's directory exists or can be created at start (its nearest existing
+    ancestor is a directory this user may write in)."""
     parsed = make_url(url)
     db = parsed.database
     if parsed.get_backend_name() != "sqlite" or not db or db == ":memory:":
         return
-    if not Path(db).parent.is_dir():
-        raise ConfigError(f"store.url: the directory {Path(db).parent} does not exist",
-                          code="config.invalid", path="store.url")
+    wanted = Path(db).parent
+    if wanted.is_dir():
+        return
+    existing = next(p for p in (wanted, *wanted.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"store.url: the directory {wanted} does not exist and cannot be "
+                          f"created in {existing}", code="config.invalid", path="store.url")
+
+
+def _default(_args: argparse.Namespace) -> int:
+    print(default_config_text(), end="")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

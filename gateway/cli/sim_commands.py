@@ -86,7 +86,7 @@ def _soap(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"SOAP simulator on {url} (WSDL at {url}?wsdl)", flush=True)
 
-    wsdl = args.wsdl.resolve() if args.wsdl else soap_sim.DEFAULT_WSDL
+    wsdl = args.wsdl.resolve() if args.wsdl else soap_sim.default_wsdl()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(soap_sim.serve(args.host, args.port, wsdl=wsdl,
                                    default=soap_sim.Behaviour(args.behaviour),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,8 +10,8 @@ from aiohttp import web
 
 from gateway.console.context import TEMPLATES, SignedIn
 from gateway.console.i18n import LANG_COOKIE, LANGUAGES, Translator, choose_language
+from gateway.core.resources import CONSOLE
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 LANG_COOKIE_MAX_AGE_S = 365 * 24 * 3600
 USER_KEY = web.RequestKey("console_user", SignedIn)
 
@@ -20,7 +19,7 @@ USER_KEY = web.RequestKey("console_user", SignedIn)
 def build_templates() -> jinja2.Environment:
     """HTML-autoescaped templates; an undefined name is an error, not an empty string."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.PackageLoader(CONSOLE, "templates"),  # importlib.resources
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

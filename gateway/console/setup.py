@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 
@@ -38,10 +37,10 @@ from gateway.console.report_cache import ReportCache
 from gateway.console.throttle import LoginThrottle
 from gateway.console.users import UserStore
 from gateway.core.loops import supervise
+from gateway.core.resources import console_static_dir
 from gateway.core.settings import Settings
 from gateway.web.keys import DELIVERY_LOG, METRICS, SETTINGS
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREFIX = "/admin"
 REPORT_REFRESH_S = 300.0
 REPORT_FIRST_REFRESH_S = 30.0
@@ -62,7 +61,7 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
     console[USERS] = UserStore(lambda: gateway[DELIVERY_LOG].engines)
     for module in PAGES:
         console.add_routes(module.routes)
-    console.router.add_static("/static", STATIC_DIR, name="static")
+    console.router.add_static("/static", console_static_dir(), name="static")
     return console
 
 

@@ -1,1 +1,2 @@
-"""Foundations: errors, settings, metrics, logs, configuration files, the participant directory."""
+"""Foundations: errors, settings, metrics, logs, configuration files, the participant directory,
+packaged resources."""

@@ -37,11 +37,11 @@ from zeep.exceptions import Error as ZeepError
 from zeep.helpers import serialize_object
 
 from gateway.core.errors import ConfigError, InputError, LgspError
+from gateway.core.resources import wsdl_dir
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import ParseLimits
 
-WSDL_DIR: Final = Path(__file__).resolve().parents[2] / "schemas" / "wsdl"
-DEFAULT_WSDL: Final = WSDL_DIR / "document-service.wsdl"
+DEFAULT_WSDL_NAME: Final = "document-service.wsdl"  # in the packaged schemas/wsdl
 SOAP11_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
 XROAD_NS: Final = "http://x-road.eu/xsd/xroad.xsd"
 XROAD_HEADERS: Final = ("client", "service", "id", "userId", "protocolVersion")
@@ -78,11 +78,17 @@ class ReceivedCall:
                 "behaviour": self.behaviour.value, "received_at": self.received_at.isoformat()}
 
 
+def default_wsdl() -> Path:
+    """The sample document service's WSDL, shipped in the package."""
+    return wsdl_dir() / DEFAULT_WSDL_NAME
+
+
 class SoapSimulator:
     """The sample service of ``wsdl``; ``await start()``, then ``url``, ``script()``, ``calls``."""
 
-    def __init__(self, wsdl: Path = DEFAULT_WSDL, *, default: Behaviour = Behaviour.OK,
+    def __init__(self, wsdl: Path | None = None, *, default: Behaviour = Behaviour.OK,
                  slow_s: float = 30.0, operation: str = "ReceiveDocument") -> None:
+        wsdl = wsdl if wsdl is not None else default_wsdl()
         self.wsdl = wsdl
         self.default = default
         self.slow_s = slow_s
@@ -229,7 +235,7 @@ class SoapSimulator:
         return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
 
-async def serve(host: str, port: int, *, wsdl: Path = DEFAULT_WSDL,
+async def serve(host: str, port: int, *, wsdl: Path | None = None,
                 default: Behaviour = Behaviour.OK, slow_s: float = 30.0,
                 ready: Callable[[str], None] | None = None) -> None:
     """Run a simulator until cancelled; ``ready(url)`` once it listens."""

@@ -17,17 +17,17 @@ import types
 import typing
 from collections.abc import Iterable
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from gateway.core.errors import LimitError, PackageError
+from gateway.core.resources import schema_path
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.schema.json"
+SCHEMA_NAME = "edxml.schema.json"  # in the packaged schemas/
 _PACKAGE_TYPES: dict[str, type[DocumentPackage] | type[StatusPackage]] = {
     "document": DocumentPackage,
     "status": StatusPackage,
@@ -134,7 +134,7 @@ def _decode(hint: Any, value: Any) -> Any:
 
 @functools.cache
 def _validator() -> Any:
-    schema = json.loads(SCHEMA_PATH.read_bytes())
+    schema = json.loads(schema_path(SCHEMA_NAME).read_bytes())
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

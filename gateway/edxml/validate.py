@@ -14,11 +14,11 @@ import re
 import threading
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
+from gateway.core.resources import schema_path
 from gateway.edxml.attachments import check_attachments
 from gateway.edxml.issues import Issue, Severity, ValidationReport, error, warning
 from gateway.edxml.model import (
@@ -40,7 +40,6 @@ HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 TRACE = "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList"
 BUSINESS = f"{TRACE}/Bussiness"
 ROOT_TAG = f"{{{EDXML_NS}}}edXML"
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "edxml.xsd"
 VIETNAM_TZ = timezone(timedelta(hours=7))
 
 ORGAN_ID_STRICT = re.compile(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}")
@@ -362,7 +361,7 @@ _schema_lock = threading.Lock()
 def _schema() -> etree.XMLSchema:
     """edxml.xsd, parsed without DTDs, entities or network access, and compiled once."""
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.XMLSchema(etree.parse(str(SCHEMA_PATH), parser))
+    return etree.XMLSchema(etree.parse(str(schema_path("edxml.xsd")), parser))
 
 
 def validate_schema(root: etree._Element) -> ValidationReport:

@@ -71,12 +71,16 @@ def create_engines(url: str) -> Engines:
 
 
 def _check_sqlite_dir(database: str | None) -> None:
-    """A file database needs its directory (SQLite creates the file, not the directories)."""
-    if database and database != ":memory:" and not Path(database).parent.is_dir():
+    """A file database needs its directory: SQLite creates the file, this the directories."""
+    if not database or database == ":memory:":
+        return
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
         raise ConfigError(
-            f"the directory of the SQLite store {database} does not exist",
+            f"the directory of the SQLite store {database} cannot be created: {err.strerror}",
             code="config.store_url",
-        )
+        ) from err
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

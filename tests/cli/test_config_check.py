@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,9 @@ from gateway.cli import main
 from gateway.core.directory import hash_api_key
 from gateway.core.settings import effective_settings_masked, load_settings
 from gateway.demo.setup import DemoSetup, init_demo
+from gateway.store.delivery_log import DeliveryLog
+
+REPO = Path(__file__).resolve().parents[2]
 
 BROKER_PASSWORD = "s3cret-broker-pw"
 
@@ -33,6 +37,8 @@ def _variant(demo: DemoSetup, tmp_path: Path, **replacements: str) -> Path:
     text = demo.config_path.read_text(encoding="utf-8")
     text = text.replace('dir = "pki"', f'dir = "{demo.pki_dir}"')
     text = text.replace('path = "participants.toml"', f'path = "{demo.directory_path}"')
+    text = text.replace('systems_path = "national-systems.toml"',
+                        f'systems_path = "{demo.dir / "national-systems.toml"}"')
     for old, new in replacements.items():
         assert old in text
         text = text.replace(old, new)
@@ -112,7 +118,6 @@ def test_bad_port_exits_2_with_one_line_naming_the_key(
     [
         ("no_directory_file", "directory.path"),
         ("bad_directory_entry", "directory.path"),
-        ("no_trust_store", "pki.dir"),
         ("no_store_dir", "store.url"),
         ("unknown_key", "http.colour"),
     ],
@@ -129,10 +134,9 @@ def test_broken_config_names_the_bad_key(
         text = directory_copy.read_text(encoding="utf-8")
         directory_copy.write_text(text.replace('kind = "party"', 'kind = "guild"'),
                                   encoding="utf-8")
-    elif break_it == "no_trust_store":
-        replacements[f'dir = "{demo.pki_dir}"'] = f'dir = "{tmp_path / "empty-pki"}"'
-    elif break_it == "no_store_dir":
-        replacements[demo.store_url] = f"sqlite+aiosqlite:///{tmp_path}/missing/log.db"
+    elif break_it == "no_store_dir":  # a directory that cannot be created: under a file
+        (tmp_path / "a-file").write_text("not a directory", encoding="utf-8")
+        replacements[demo.store_url] = f"sqlite+aiosqlite:///{tmp_path}/a-file/var/log.db"
     else:
         replacements["port = 8080"] = 'port = 8080\ncolour = "blue"'
     text = _variant(demo, tmp_path).read_text(encoding="utf-8")
@@ -181,3 +185,60 @@ def test_tls_files_that_do_not_load_are_named(
     assert code == 2
     assert err.startswith("lgsp: config.tls: http.tls_cert: cannot load")
     assert json.loads(out)["path"] == "http.tls_cert"  # --json: the problem document
+
+
+def test_no_trusted_ca_is_a_warning_and_with_strict_an_error(
+    demo: DemoSetup, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _variant(demo, tmp_path, **{f'dir = "{demo.pki_dir}"': f'dir = "{tmp_path / "pki"}"'})
+
+    code, out, err = _check(capsys, "--config", str(path))
+    assert code == 0
+    assert out.startswith(f"OK: {path} is valid (7 participants, 0 trusted CA certificates, ")
+    [warning] = [line for line in err.splitlines() if "config.trust_missing" in line]
+    assert warning.startswith("lgsp: warning: config.trust_missing: pki.dir: ")
+    assert "every signed package is refused" in warning
+    assert not (tmp_path / "pki").exists(), "a check creates nothing"
+
+    code, out, err = _check(capsys, "--config", str(path), "--strict")
+    assert code == 2
+    assert "lgsp: warning: config.trust_missing: pki.dir: " in err
+
+
+def test_a_missing_store_directory_passes_the_check_and_is_created_at_start(
+    demo: DemoSetup, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _variant(demo, tmp_path, **{demo.store_url: "sqlite+aiosqlite:///var/lgsp.db"})
+
+    code, _, err = _check(capsys, "--config", str(path))
+    assert (code, err) == (0, "")
+    assert not (tmp_path / "var").exists(), "a check creates nothing"
+
+    async def open_and_close() -> None:
+        log = await DeliveryLog.open(load_settings(path).store.url)
+        await log.aclose()
+
+    asyncio.run(open_and_close())
+    assert (tmp_path / "var" / "lgsp.db").is_file()
+
+
+@pytest.mark.parametrize("where", ["repository", "fresh clone"])
+def test_the_repository_config_passes_from_a_fresh_clone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    """config/gateway.toml: paths relative to the file, nothing it needs outside the clone."""
+    config = REPO / "config"
+    if where == "fresh clone":  # what a clone has: the two files, no var/ and no pki/
+        shutil.copytree(config, tmp_path / "config",
+                        ignore=lambda _dir, names: [n for n in names if n in ("var", "pki")])
+        config = tmp_path / "config"
+
+    code, out, err = _check(capsys, "--config", str(config / "gateway.toml"))
+
+    assert code == 0, err
+    assert out.startswith(f"OK: {config / 'gateway.toml'} is valid")
+    settings = load_settings(config / "gateway.toml")
+    assert settings.pki.dir == config / "pki"
+    assert settings.directory.path == config / "participants.toml"
+    assert settings.store.url == f"sqlite+aiosqlite:///{config / 'var' / 'lgsp.db'}"
+    assert all(line.startswith("lgsp: warning: ") for line in err.splitlines()), err

@@ -14,8 +14,9 @@ from samples import CONFORMANCE_DIR
 from strategies import package_strategy
 
 from gateway.core.errors import LimitError, PackageError
+from gateway.core.resources import schema_path
 from gateway.edxml import model
-from gateway.edxml.json_codec import SCHEMA_PATH, dumps, from_json_dict, loads, to_json_dict
+from gateway.edxml.json_codec import SCHEMA_NAME, dumps, from_json_dict, loads, to_json_dict
 from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
 from gateway.edxml.xml_codec import parse_package, serialize_package
@@ -88,7 +89,7 @@ def test_omitted_optional_keys_take_the_record_defaults() -> None:
 
 
 def test_schema_is_valid_draft_2020_12_and_covers_every_field() -> None:
-    schema = json.loads(SCHEMA_PATH.read_bytes())
+    schema = json.loads(schema_path(SCHEMA_NAME).read_bytes())
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     records = {name: d for name, d in schema["$defs"].items() if "properties" in d}

@@ -11,9 +11,10 @@ import pytest
 from samples import CONFORMANCE_DIR
 
 from adapters.base import OutboundDelivery, PermanentDeliveryError, TransientDeliveryError
-from adapters.soap import WSDL_DIR, SoapAdapter, SoapRoute
+from adapters.soap import SoapAdapter, SoapRoute
 from adapters.soap_routes import load_routes
 from gateway.core.errors import ConfigError
+from gateway.core.resources import wsdl_dir
 from gateway.demo.soap_sim import Behaviour, SoapSimulator
 from gateway.edxml.xml_codec import parse_package
 
@@ -209,7 +210,7 @@ def test_routes_file_refuses_unknown_keys_and_bad_sources(tmp_path: Path) -> Non
             load_routes(path)
     (tmp_path / "good.toml").write_text(good, encoding="utf-8")
     route = load_routes(tmp_path / "good.toml")["national-documents"]
-    assert route.wsdl == WSDL_DIR / "document-service.wsdl"
+    assert route.wsdl == wsdl_dir() / "document-service.wsdl"
     assert route.service.service_version == "v1"
     assert dict(route.request)["PackageBase64"] == "package_base64"
 
@@ -226,7 +227,7 @@ def test_a_field_the_operation_does_not_have_is_refused_at_startup(tmp_path: Pat
 
 
 def test_wsdl_importing_a_remote_schema_or_with_a_dtd_is_refused(tmp_path: Path) -> None:
-    wsdl = (WSDL_DIR / "document-service.wsdl").read_text(encoding="utf-8")
+    wsdl = (wsdl_dir() / "document-service.wsdl").read_text(encoding="utf-8")
     remote = tmp_path / "remote.wsdl"
     remote.write_text(wsdl.replace('schemaLocation="xroad.xsd"',
                                    'schemaLocation="http://127.0.0.1:9/xroad.xsd"'),
