@@ -510,9 +510,18 @@ async def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-async def test_sqlite_in_a_missing_directory_is_a_config_error(tmp_path: Path) -> None:
+async def test_sqlite_in_a_missing_directory_creates_it(tmp_path: Path) -> None:
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/var/lgsp/log.db")
+    await log.aclose()
+    assert (tmp_path / "var" / "lgsp" / "log.db").is_file()
+
+
+async def test_sqlite_in_a_directory_that_cannot_be_made_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/log.db")
+        await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/a-file/var/log.db")
     assert caught.value.code == "config.store_url"
 
 
