@@ -24,8 +24,10 @@ def conformance_dir() -> Path:
 @pytest.fixture(scope="session")
 def test_broker() -> Iterator[BrokerSite]:
     """The run's broker site; at the end (pass or fail) every queue and exchange named under its
-    prefix is deleted, whichever test or process declared it."""
+    prefix is deleted, whichever test or process declared it. First, the names of runs on this
+    machine that were killed before their teardown are swept."""
     site = BrokerSite.for_this_run()
+    site.sweep_killed_runs()
     try:
         yield site
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,7 +45,8 @@ class BrokerSite:
 
     @classmethod
     def for_this_run(cls, url: str = BASE_URL) -> BrokerSite:
-        return cls(url, f"lgsp-test-{secrets.token_hex(4)}")
+        """``lgsp-test-<pid>-<8 hex>``: the pid lets a later run sweep a killed run's names."""
+        return cls(url, f"{RUN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
 
     def new_prefix(self, tag: str) -> str:
         """A fresh topology prefix inside this run's namespace (``<prefix>-<tag><6 hex>``)."""
@@ -68,8 +70,29 @@ class BrokerSite:
 
     def list_exchanges(self) -> list[str]:
         """This run's exchanges."""
-        out = rabbitmqctl("list_exchanges", "-p", self.vhost, "--formatter", "json", "name")
-        return [row["name"] for row in json.loads(out) if self.owns(row["name"])]
+        return [name for name in _exchanges(self.vhost) if self.owns(name)]
+
+    def sweep_killed_runs(self) -> list[str]:
+        """Delete the names of earlier test runs on this machine whose process is gone (killed
+        before their teardown); returns their prefixes. Only for a broker on this machine."""
+        if urlsplit(self.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            return []
+        out = rabbitmqctl("list_queues", "-p", self.vhost, "--formatter", "json", "name")
+        names = [row["name"] for row in json.loads(out)], _exchanges(self.vhost)
+        dead: set[str] = set()
+        for name in (*names[0], *names[1]):
+            found = _RUN_NAME.match(name)
+            if found and not _alive(int(found["pid"])):
+                dead.add(found["prefix"])
+        if dead:
+            def owned(name: str) -> bool:
+                return any(name.startswith(f"{prefix}-") for prefix in dead)
+
+            queues = [n for n in names[0] if owned(n)]
+            exchanges = [n for n in names[1] if owned(n)]
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, self._delete(queues, exchanges)).result(timeout=120)
+        return sorted(dead)
 
     def delete_declared(self) -> tuple[list[str], list[str]]:
         """Delete every queue and exchange of this run (whoever declared them, whatever their
@@ -102,6 +125,25 @@ class BrokerSite:
             yield replace(self, url=urlunsplit(parts._replace(netloc=netloc)), user=user)
         finally:
             rabbitmqctl("delete_user", user)
+
+
+RUN_PREFIX = "lgsp-test-"
+_RUN_NAME = re.compile(rf"^(?P<prefix>{RUN_PREFIX}(?P<pid>[0-9]+)-[0-9a-f]{{8}})-")
+
+
+def _exchanges(vhost: str) -> list[str]:
+    out = rabbitmqctl("list_exchanges", "-p", vhost, "--formatter", "json", "name")
+    return [row["name"] for row in json.loads(out)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 # The `test` database is only used to create and drop one fresh database per test.
