@@ -65,7 +65,8 @@ def test_the_packaged_default_config_is_the_repositorys_and_holds_the_defaults(
 ) -> None:
     assert main(["config", "default"]) == 0
     printed = capsys.readouterr().out
-    assert printed == (REPO / "config" / "gateway.toml").read_text(encoding="utf-8")
+    assert printed == (REPO / "config" / "gateway.toml").read_text(encoding="utf-8"), (
+        "config/gateway.toml changed: copy it to gateway/core/default-gateway.toml")
     assert printed == resources.default_config_text()
 
     (tmp_path / "gateway.toml").write_text(printed, encoding="utf-8")
