@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from gateway.core.errors import ConfigError, NotFoundError
 from gateway.demo import pki
 from gateway.signatures.binding import organ_ids_in
+from gateway.signatures.identity import load_gateway_identity
 
 ORGAN_ID = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
 
@@ -122,6 +123,36 @@ def test_rsa_is_the_default_key_type(tmp_path: Path) -> None:
     ident = pki.issue(tmp_path, "000.00.00.H56", save=False)
     assert isinstance(ident.key, rsa.RSAPrivateKey)
     assert ident.key.key_size == 2048
+
+
+def test_the_gateway_identity_is_p256_under_an_rsa_ca(tmp_path: Path) -> None:
+    pki.init_pki(tmp_path, participants=())  # participants and the CA: RSA
+    gateway = load_gateway_identity(tmp_path)
+    assert isinstance(gateway.key, ec.EllipticCurvePrivateKey)
+    assert isinstance(gateway.key.curve, ec.SECP256R1)
+    assert gateway.jws_algorithm == "ES256"
+    assert isinstance(gateway.chain[-1].public_key(), rsa.RSAPublicKey)
+
+
+def test_an_older_rsa_gateway_identity_still_loads_and_signs_rs256(tmp_path: Path) -> None:
+    pki.init_pki(tmp_path, participants=())
+    old = pki.issue(tmp_path, "000.00.00.H56", san=False)  # an RSA identity, as issued before
+    for name in ("key.pem", "cert.pem", "chain.pem"):
+        source = tmp_path / "participants" / "000.00.00.H56" / name
+        (tmp_path / "gateway" / name).write_bytes(source.read_bytes())
+    loaded = load_gateway_identity(tmp_path)
+    assert loaded.certificate == old.certificate
+    assert loaded.jws_algorithm == "RS256"
+
+
+def test_an_identity_whose_certificate_is_not_its_key_is_refused(tmp_path: Path) -> None:
+    pki.init_pki(tmp_path, participants=())
+    other = tmp_path / "participants" / "000.00.00.H56"
+    pki.issue(tmp_path, "000.00.00.H56", san=False)
+    (tmp_path / "gateway" / "cert.pem").write_bytes((other / "cert.pem").read_bytes())
+    with pytest.raises(ConfigError) as caught:
+        load_gateway_identity(tmp_path)
+    assert caught.value.code == "config.pki_key_mismatch"
 
 
 def test_issue_variants_for_tests(pki_dir: Path) -> None:

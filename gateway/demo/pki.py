@@ -8,7 +8,8 @@ Layout under ``dir`` (``TrustStore.from_dir`` reads the ``trust/`` half):
     participants/<OrganId>/key.pem     a participant's key (0600)
     participants/<OrganId>/cert.pem    its certificate (SAN URI ``urn:lgsp:organ-id:<OrganId>``)
     participants/<OrganId>/chain.pem   its chain, leaf first, up to and including the root
-    gateway/{key,cert,chain}.pem       the gateway's own identity (signs receipts)
+    gateway/{key,cert,chain}.pem       the gateway's own identity: always P-256 (ES256), whatever
+                                       the participants' key type (``signatures.identity``)
 
 Only for demos and tests: the keys are unencrypted on disk.
 """
@@ -38,6 +39,7 @@ KeyType: TypeAlias = Literal["rsa", "ec"]
 
 ROOT_CA_NAME = "LGSP Demo Root CA"
 GATEWAY_ID = GATEWAY_DIR
+GATEWAY_KEY_TYPE: KeyType = "ec"  # the gateway signs receipts and push requests with ES256
 ROOT_VALID_DAYS = 3650
 CRL_VALID_DAYS = 7
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -107,7 +109,7 @@ class PkiLayout:
     def identity_dir(self, organ_id: str) -> Path:
         """``participants/<OrganId>``, or ``gateway/`` for :data:`GATEWAY_ID`."""
         if organ_id == GATEWAY_ID:
-            return self.dir / "gateway"
+            return self.dir / GATEWAY_DIR
         if not organ_id or "/" in organ_id or "\\" in organ_id or organ_id.startswith("."):
             raise ConfigError(f"not a usable OrganId: {organ_id!r}", code="config.pki_organ_id")
         return self.participants_dir / organ_id
@@ -141,7 +143,8 @@ def init_pki(
                 uid=f"MST:{participant.tax_code}" if participant.tax_code else None,
             )
     if not (layout.identity_dir(GATEWAY_ID) / "cert.pem").exists():
-        issue(dir, GATEWAY_ID, name="LGSP Thanh Hóa gateway", key_type=key_type, san=False)
+        issue(dir, GATEWAY_ID, name="LGSP Thanh Hóa gateway", key_type=GATEWAY_KEY_TYPE,
+              san=False)
     return PkiLayout(dir, created=created)
 
 

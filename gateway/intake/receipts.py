@@ -34,11 +34,12 @@ class Receipt:
 
 
 class ReceiptSigner:
-    """Signs receipts with the gateway's own identity (``pki/gateway``)."""
+    """Signs receipts with the gateway's own identity (``pki/gateway``): ES256 for its P-256 key."""
 
     def __init__(self, identity: Identity) -> None:
         self._identity = identity
+        self.algorithm = identity.jws_algorithm
 
     def sign(self, receipt: Receipt) -> str:
         payload = json.dumps(receipt.claims(), separators=(",", ":"), sort_keys=True).encode()
-        return sign_jws(payload, self._identity.key, self._identity.chain)
+        return sign_jws(payload, self._identity.key, self._identity.chain, alg=self.algorithm)

@@ -37,7 +37,9 @@ async def test_push_delivery_carries_the_signed_bytes_unchanged(
     assert status == 202, answer
     assert answer["recipients"][0]["organ_id"] == DISTRICT
     assert answer["recipients"][0]["state"] == "queued"
-    receipt = json.loads(verify_jws(answer["receipt"]).payload)
+    checked = verify_jws(answer["receipt"])
+    assert checked.algorithm == "ES256"  # the gateway's own P-256 identity
+    receipt = json.loads(checked.payload)
     assert receipt["id"] == answer["id"]
     assert receipt["sender"] == DEPARTMENT
     view = await gw.wait_for(answer["id"], DEPARTMENT, _delivered)
