@@ -13,6 +13,9 @@ chain (a CRL with the right issuer name but a bad signature is ignored; if no go
 store was built with ``refuse_stale_crl`` (then ``trust.crl_stale``). Any serial listed on the
 CRL counts as revoked, whatever its revocation date. A CA without a CRL is not checked for
 revocation unless ``require_crl`` is set (then ``trust.crl_missing``).
+
+Decisions are cached (``trust_cache``): the same chain is validated again only once the store's
+files changed, a certificate of the chain expired, or a CRL it was checked against went stale.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from cryptography.x509.verification import (
 )
 
 from gateway.core.errors import ConfigError, TrustError
+from gateway.signatures.trust_cache import DEFAULT_MAX_ENTRIES, CacheInfo, TrustCache, TrustDecision
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +93,12 @@ class TrustStore:
         refuse_stale_crl: bool = False,
         reload_interval_s: float | None = 60.0,
         clock: Clock = _utc_now,
+        cache_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> None:
         """``cas``/``crls`` are fixed; ``ca_paths``/``crl_paths`` (files or directories) are
         read now and re-read by :meth:`reload` when their mtime changes. :meth:`validate`
         reloads by itself at most every ``reload_interval_s`` (None: only when asked or when a
-        cached CRL has gone stale)."""
+        cached CRL has gone stale). Up to ``cache_entries`` decisions are cached (0: none)."""
         self._static_cas = tuple(cas)
         self._static_crls = tuple(CachedCrl(c, None, 0, c.next_update_utc) for c in crls)
         self._ca_paths = tuple(ca_paths)
@@ -107,6 +112,8 @@ class TrustStore:
         self._crl_cache: dict[Path, CachedCrl] = {}
         self._anchors: tuple[x509.Certificate, ...] = ()
         self._intermediates: tuple[x509.Certificate, ...] = ()
+        self._files_state: object = None
+        self._cache = TrustCache(cache_entries) if cache_entries > 0 else None
         self.reload()
 
     @classmethod
@@ -118,6 +125,7 @@ class TrustStore:
         refuse_stale_crl: bool = False,
         reload_interval_s: float | None = 60.0,
         clock: Clock = _utc_now,
+        cache_entries: int = DEFAULT_MAX_ENTRIES,
     ) -> TrustStore:
         """Read ``<path>/trust/ca/*.pem`` and ``<path>/trust/crl/*.{pem,crl}``."""
         ca_dir = path / "trust" / "ca"
@@ -130,6 +138,7 @@ class TrustStore:
             refuse_stale_crl=refuse_stale_crl,
             reload_interval_s=reload_interval_s,
             clock=clock,
+            cache_entries=cache_entries,
         )
 
     @property
@@ -151,6 +160,11 @@ class TrustStore:
             p: self._crl_cache[p] if _unchanged(self._crl_cache.get(p), p) else _load_crl(p)
             for p in _files(self._crl_paths, CRL_PATTERNS)
         }
+        state = ([(p, e.mtime_ns) for p, e in self._ca_cache.items()],
+                 [(p, e.mtime_ns) for p, e in self._crl_cache.items()])
+        if state != self._files_state and self._cache is not None:
+            self._cache.clear()  # a CA or CRL file came, went or changed: decide afresh
+        self._files_state = state
         every = self._static_cas + tuple(c for e in self._ca_cache.values() for c in e.certs)
         self._anchors = tuple(c for c in every if _is_self_signed(c))
         self._intermediates = tuple(c for c in every if not _is_self_signed(c))
@@ -167,12 +181,22 @@ class TrustStore:
         """The validated chain, leaf first, ending at a trust anchor; or raise ``TrustError``."""
         when = at or self._clock()
         self._maybe_reload(when)
+        offered = tuple(intermediates)
+        key = (leaf, offered)
+        if self._cache is not None and (chain := self._cache.get(key, when)) is not None:
+            return chain
         _check_period(leaf, when, "the signer certificate")
         _check_key_usage(leaf)
-        pool = [*intermediates, *self._intermediates]
+        pool = [*offered, *self._intermediates]
         chain = self._build_chain(leaf, pool, when)
-        self._check_revocation(chain, when)
+        crls_until = self._check_revocation(chain, when)
+        if self._cache is not None:
+            self._cache.put(key, TrustDecision.of(chain, crls_until))
         return chain
+
+    def cache_info(self) -> CacheInfo | None:
+        """Hits, misses and size of the decision cache (None when caching is off)."""
+        return self._cache.info() if self._cache is not None else None
 
     def _build_chain(
         self, leaf: x509.Certificate, pool: list[x509.Certificate], at: dt.datetime
@@ -217,16 +241,23 @@ class TrustStore:
                 return err
         return TrustError(f"the certificate chain is invalid: {why}", code="trust.chain_invalid")
 
-    def _check_revocation(self, chain: tuple[x509.Certificate, ...], at: dt.datetime) -> None:
+    def _check_revocation(
+        self, chain: tuple[x509.Certificate, ...], at: dt.datetime
+    ) -> dt.datetime | None:
+        """Refuse a revoked link; return the earliest nextUpdate of the CRLs consulted."""
+        until: dt.datetime | None = None
         for cert, issuer in pairwise(chain):
             crls = self._crls_for(issuer, at)
             for entry in crls:
+                if entry.next_update is not None:
+                    until = entry.next_update if until is None else min(until, entry.next_update)
                 if entry.crl.get_revoked_certificate_by_serial_number(cert.serial_number):
                     raise TrustError(
                         f"certificate {cert.subject.rfc4514_string()} serial "
                         f"{cert.serial_number:x} is revoked",
                         code="trust.revoked",
                     )
+        return until
 
     def _crls_for(self, issuer: x509.Certificate, at: dt.datetime) -> list[CachedCrl]:
         named = [e for e in self.crls if e.crl.issuer == issuer.subject]

@@ -292,3 +292,68 @@ def test_validating_after_the_root_expired(pki_dir: Path) -> None:
     leaf = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_days=5000, save=False)
     assert leaf.certificate.not_valid_after_utc > root.not_valid_after_utc
     assert trust_code(store, leaf, at=root.not_valid_after_utc + DAY) == "trust.expired"
+
+
+# --- the decision cache ---------------------------------------------------------------------
+
+
+def test_a_chain_validated_once_is_answered_from_the_cache(own_pki: Path) -> None:
+    store = TrustStore.from_dir(own_pki, require_crl=True, reload_interval_s=None)
+    ident = pki.issue(own_pki, "000.00.00.H56", key_type="ec")
+    first = store.validate(ident.certificate, ident.chain[1:])
+    pem = ident.certificate.public_bytes(serialization.Encoding.PEM)
+    again = x509.load_pem_x509_certificate(pem)
+    assert store.validate(again, ident.chain[1:]) == first  # the same chain, parsed afresh
+    info = store.cache_info()
+    assert info is not None
+    assert (info.hits, info.misses, info.size) == (1, 1, 1)
+    store.validate(ident.certificate)  # other intermediates offered: decided on its own
+    assert store.cache_info() == type(info)(1, 2, 2)
+
+
+def test_a_cached_chain_is_refused_once_its_certificate_is_revoked(own_pki: Path) -> None:
+    store = TrustStore.from_dir(own_pki, require_crl=True, reload_interval_s=None)
+    ident = pki.issue(own_pki, "000.00.00.H56", key_type="ec")
+    for _ in range(2):
+        store.validate(ident.certificate, ident.chain[1:])
+    assert store.cache_info().hits == 1  # type: ignore[union-attr]
+    pki.revoke(own_pki, "000.00.00.H56")
+    assert store.validate(ident.certificate, ident.chain[1:])  # the CRL not re-read yet
+    store.reload()  # what the reload interval does by itself
+    assert trust_code(store, ident) == "trust.revoked"
+    assert trust_code(store, ident) == "trust.revoked"  # refusals are not cached as trusted
+
+
+def test_a_cached_chain_is_refused_after_its_certificate_expired(pki_dir: Path) -> None:
+    store = TrustStore.from_dir(pki_dir)
+    short = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_from=NOW - DAY,
+                      not_after=NOW + DAY, save=False)
+    store.validate(short.certificate, short.chain[1:], at=NOW)
+    assert store.validate(short.certificate, short.chain[1:], at=NOW + DAY / 2)
+    assert store.cache_info().hits == 1  # type: ignore[union-attr]
+    assert trust_code(store, short, at=NOW + 2 * DAY) == "trust.expired"
+    assert trust_code(store, short, at=NOW - 2 * DAY) == "trust.not_yet_valid"
+
+
+def test_a_cached_decision_ends_when_its_crl_goes_stale(own_pki: Path) -> None:
+    root = pki.load_ca(own_pki)
+    ident = pki.issue(own_pki, "000.00.00.H56", key_type="ec")
+    crl = pki.sign_crl(root, last_update=NOW - DAY, next_update=NOW + DAY)
+    write_crl(own_pki / "trust" / "crl" / "root.crl.pem", crl)
+    store = TrustStore.from_dir(own_pki, refuse_stale_crl=True, reload_interval_s=None)
+    store.validate(ident.certificate, at=NOW)
+    assert store.validate(ident.certificate, at=NOW + DAY / 2)
+    assert trust_code(store, ident, at=NOW + 2 * DAY) == "trust.crl_stale"
+
+
+def test_the_cache_is_bounded_and_can_be_off(pki_dir: Path) -> None:
+    store = TrustStore.from_dir(pki_dir, cache_entries=2)
+    idents = [pki.load_identity(pki_dir, p.organ_id) for p in pki.DEMO_PARTICIPANTS[:4]]
+    for ident in idents:
+        store.validate(ident.certificate)
+    assert store.cache_info().size == 2  # type: ignore[union-attr]
+    store.validate(idents[0].certificate)  # the oldest was evicted
+    assert store.cache_info().hits == 0  # type: ignore[union-attr]
+    uncached = TrustStore.from_dir(pki_dir, cache_entries=0)
+    assert uncached.validate(idents[0].certificate)
+    assert uncached.cache_info() is None
