@@ -3,7 +3,8 @@
 ``publish`` returns only once the broker confirmed the persistent message; a nack, an unroutable
 message (published ``mandatory``) or a lost connection raises ``UnavailableError``
 (``unavailable.broker``). ``publish_many`` pipelines confirms: all messages are in flight at
-once and the call returns when every one is confirmed.
+once and the call returns when every one is confirmed; ``publish_each`` does the same and tells
+each message's own outcome, so that one nack fails only what it belongs to.
 """
 
 from __future__ import annotations
@@ -150,6 +151,11 @@ class Broker:
                 timeout=self.publish_timeout_s,
             )
 
+    async def publish_each(self, msgs: Iterable[DeliveryMessage]) -> list[BaseException | None]:
+        """Publish all concurrently (confirms pipelined); each message's error, or None."""
+        results = await asyncio.gather(*(self.publish(m) for m in msgs), return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
+
     async def publish_many(self, msgs: Iterable[DeliveryMessage]) -> None:
         """Publish all concurrently and wait for every confirm.
 
@@ -157,8 +163,7 @@ class Broker:
         the caller republishes the whole batch (deliveries are at-least-once).
         """
         batch = list(msgs)
-        results = await asyncio.gather(*(self.publish(m) for m in batch), return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
+        failures = [r for r in await self.publish_each(batch) if r is not None]
         if not failures:
             return
         first = failures[0]

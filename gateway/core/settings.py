@@ -55,6 +55,8 @@ class BrokerSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     url: str = "sqlite+aiosqlite:///var/lgsp.db"  # a relative SQLite path is resolved like paths
+    batch_max: int = 64  # intakes committed together at most (group commit)
+    batch_wait_ms: float = 2.0  # how long a batch waits for more intakes (0: never waits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +426,10 @@ def _validate_store(st: StoreSettings) -> None:
     backend = make_url(st.url).get_backend_name()  # parsed once already by _resolve_sqlite
     if backend not in ("sqlite", "postgresql"):
         raise _invalid("store.url", "must be a sqlite or postgresql URL")
+    if st.batch_max < 1:
+        raise _invalid("store.batch_max", "must be at least 1")
+    if not 0 <= st.batch_wait_ms <= 1000:
+        raise _invalid("store.batch_wait_ms", "must be 0 to 1000")
 
 
 def _validate_national(n: NationalSettings) -> None:

@@ -11,6 +11,8 @@ The order is the contract (each step refuses with its own error code):
                                                           with a hint naming the DocumentId)
     5. publish       one confirmed message per delivery             (503 if unconfirmed; the outbox
                                                                      relay publishes it later)
+    Concurrent requests share step 4's transaction (the log's group commit) and step 5's
+    pipelined publish; each hears only its own outcome.
     6. receipt       a JWS signed by the gateway
 
 Status packages go to the sender of the document they answer and set that recipient's business
@@ -40,6 +42,7 @@ from gateway.intake.routing import Refusal, RefusalReason, route
 from gateway.intake.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
+from gateway.store.intake_batch import StatusAnswer
 from gateway.store.records import (
     DeliveryRecord,
     DeliveryState,
@@ -148,12 +151,9 @@ class Intake:
         log.info("document_recorded", created=result.created, kind=result.document.kind.value,
                  sender=result.document.sender, recipients=len(result.deliveries))
         deliveries = result.deliveries
-        if result.created:
-            await self._after_record(verified, result)
-            await self._dispatcher.publish(result.document, deliveries, body)
+        if result.created:  # (a status's business status was set in the same transaction)
+            await self._dispatcher.publish_accepted(result.document, deliveries, body)
             deliveries = tuple(_queued(d) for d in deliveries)
-        else:  # the same bytes again: finish what a failure after the commit may have left
-            await self._after_record(verified, result, only_if_unset=True)
         return IntakeOutcome(
             created=result.created,
             document=result.document,
@@ -176,30 +176,26 @@ class Intake:
     async def _record(
         self, caller: Participant, verified: VerifiedDocument, fmt: PackageFormat, body: bytes
     ) -> IntakeResult:
-        """Log the bytes as received (a JWS stays the token), so every reader gets the same."""
+        """Log the bytes as received (a JWS stays the token), so every reader gets the same.
+
+        A status package names the document it answers: the log finds it (``in_reply_to``),
+        refuses the status unless its sender is a recipient of that document
+        (``acl.not_a_recipient``), and sets that delivery's business status, all in the intake's
+        transaction.
+        """
         package = verified.package
-        in_reply_to = None
-        if isinstance(package, StatusPackage):
-            original = await self._original_of(package)
-            in_reply_to = original.id if original else None
-            if original and await self._log.find_delivery(original.id, package.sender) is None:
-                raise ForbiddenError(
-                    f"{package.sender} is not a recipient of {original.document_id} from "
-                    f"{original.sender}: it may not answer it with a status",
-                    code="acl.not_a_recipient",
-                )
         decision = route(package.sender, package.recipients, self._directory.current,
                          national_fallback=self._national_fallback, methods=self._methods)
         if not decision.ok:
             raise RecipientsRefusedError(decision.refusals)
-        new = _new_document(caller, verified, fmt, in_reply_to)
+        new = _new_document(caller, verified, fmt)
         # What the national platform delivered here is not sent back to it (it reaches the
         # other recipients itself): only the local recipients get deliveries.
         from_national = caller.kind is ParticipantKind.NATIONAL
         routes = [(r.organ_id, r.method.value) for r in decision.routes
                   if not (from_national and r.method is DeliveryMethod.NATIONAL)]
         try:
-            return await self._log.record_intake(new, body, routes)
+            return await self._log.record_intake(new, body, routes, answers=_answers(package))
         except ConflictError as exc:
             if exc.code != DuplicateDocumentError.default_code:
                 raise
@@ -207,32 +203,6 @@ class Intake:
                      if new.document_id else None)
             raise DuplicateDocumentError(new.sender, new.document_id,
                                          known.id if known else None) from exc
-
-    async def _original_of(self, status: StatusPackage) -> DocumentRecord | None:
-        ref = status.header.response_for
-        if not ref.organ_id or not ref.document_id:
-            return None
-        return await self._log.find_document(ref.organ_id, ref.document_id)
-
-    async def _after_record(self, verified: VerifiedDocument, result: IntakeResult, *,
-                            only_if_unset: bool = False) -> None:
-        """A status package sets the business status of the delivery it answers (on a
-        resubmission, ``only_if_unset``: unless this status, or a newer one, is already set)."""
-        package = verified.package
-        original_id = result.document.in_reply_to
-        if not isinstance(package, StatusPackage) or original_id is None:
-            return
-        answered = await self._log.find_delivery(original_id, package.sender)
-        if answered is None:
-            log.warning("status_for_unknown_delivery", original=original_id)
-            return
-        set_at = answered.business_status_at
-        if only_if_unset and set_at is not None and set_at >= result.document.received_at:
-            return
-        await self._log.set_business_status(
-            answered.id, package.header.status_code.value, result.document.received_at,
-            result.document.id,
-        )
 
     def _receipt(self, document: DocumentRecord) -> str:
         return self._receipts.sign(
@@ -264,9 +234,19 @@ def dedup_key(verified: VerifiedDocument) -> str:
     return f"document|{package.sender}|{doc_id}|{business.value if business else '-'}"
 
 
-def _new_document(
-    caller: Participant, verified: VerifiedDocument, fmt: PackageFormat, in_reply_to: str | None
-) -> NewDocument:
+def _answers(package: DocumentPackage | StatusPackage) -> StatusAnswer | None:
+    """What a status package answers (the original's sender and DocumentId) and its code."""
+    if not isinstance(package, StatusPackage):
+        return None
+    ref = package.header.response_for
+    if not ref.organ_id or not ref.document_id:
+        return None
+    return StatusAnswer(organ_id=ref.organ_id, document_id=ref.document_id,
+                        code=package.header.status_code)
+
+
+def _new_document(caller: Participant, verified: VerifiedDocument, fmt: PackageFormat
+                  ) -> NewDocument:
     package = verified.package
     document = package if isinstance(package, DocumentPackage) else None
     status = package if isinstance(package, StatusPackage) else None
@@ -284,5 +264,4 @@ def _new_document(
         business_doc_type=document.business_doc_type if document else None,
         status_code=status.header.status_code if status else None,
         subject=document.header.subject if document else None,
-        in_reply_to=in_reply_to,
     )

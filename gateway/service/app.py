@@ -41,7 +41,9 @@ from gateway.web.keys import (
 log = structlog.get_logger(__name__)
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[DELIVERY_LOG] = await DeliveryLog.open(app[SETTINGS].store.url)
+    store = app[SETTINGS].store
+    app[DELIVERY_LOG] = await DeliveryLog.open(store.url, batch_max=store.batch_max,
+                                               batch_wait_s=store.batch_wait_ms / 1000)
     yield
     await app[DELIVERY_LOG].aclose()
 

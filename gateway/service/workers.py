@@ -50,7 +50,9 @@ class WorkerGroup:
     async def start(self) -> None:
         conf = self.settings.broker
         directory: DirectoryHolder = open_directory(self.settings)
-        self._log = await DeliveryLog.open(self.settings.store.url)
+        store = self.settings.store
+        self._log = await DeliveryLog.open(store.url, batch_max=store.batch_max,
+                                           batch_wait_s=store.batch_wait_ms / 1000)
         self._broker = await Broker.connect(conf.url, prefix=conf.prefix,
                                             retry_delays_s=conf.retry_delays_s)
         await self._broker.declare_topology()

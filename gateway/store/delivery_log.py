@@ -11,21 +11,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import StatusCode
 from gateway.store.engine import Engines, create_engines, transaction
+from gateway.store.group_commit import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, GroupCommitter
+from gateway.store.intake_batch import IntakeWrite, StatusAnswer
 from gateway.store.migrations import migrate
 from gateway.store.queries import (
     delivery_record,
     delivery_routes,
-    document_record,
-    document_values,
     event_values,
-    select_documents,
     utc_now,
 )
 from gateway.store.reads import LogReader
@@ -36,7 +34,7 @@ from gateway.store.records import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.tables import deliveries, documents, events, packages
+from gateway.store.tables import deliveries, events
 
 _EVENT_FOR_STATE = {
     DeliveryState.DELIVERED: EventKind.DELIVERED,
@@ -65,122 +63,68 @@ def _new_id() -> str:
 class DeliveryLog(LogReader):
     """Documents, deliveries and events. Create it with ``await DeliveryLog.open(url)``."""
 
-    def __init__(self, engines: Engines, schema_version: int) -> None:
+    def __init__(
+        self,
+        engines: Engines,
+        schema_version: int,
+        *,
+        batch_max: int = DEFAULT_MAX_BATCH,
+        batch_wait_s: float = DEFAULT_MAX_WAIT_S,
+    ) -> None:
         super().__init__(engines)
         self.schema_version = schema_version
+        self.writer = GroupCommitter(engines, _new_id, max_batch=batch_max,
+                                     max_wait_s=batch_wait_s)
 
     @classmethod
-    async def open(cls, url: str) -> DeliveryLog:
-        """Connect to ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…`` and migrate."""
+    async def open(
+        cls,
+        url: str,
+        *,
+        batch_max: int = DEFAULT_MAX_BATCH,
+        batch_wait_s: float = DEFAULT_MAX_WAIT_S,
+    ) -> DeliveryLog:
+        """Connect to ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…`` and migrate.
+
+        ``batch_max`` and ``batch_wait_s`` bound the group commit of intakes (``group_commit``).
+        """
         engines = create_engines(url)
         try:
             version = await migrate(engines.writer)
         except BaseException:
             await engines.reader.dispose()
             raise
-        return cls(engines, version)
+        return cls(engines, version, batch_max=batch_max, batch_wait_s=batch_wait_s)
 
     async def aclose(self) -> None:
+        await self.writer.aclose()
         await self._engines.reader.dispose()
 
     # -- intake -------------------------------------------------------------------------------
 
     async def record_intake(
-        self, new: NewDocument, package: bytes, recipients: Sequence[tuple[str, str]]
+        self,
+        new: NewDocument,
+        package: bytes,
+        recipients: Sequence[tuple[str, str]],
+        *,
+        answers: StatusAnswer | None = None,
     ) -> IntakeResult:
         """Record a package, its document, one delivery per ``(organ_id, method)``, atomically.
 
         The same ``dedup_key`` with the same bytes returns the original records (created=False);
-        with other bytes it raises ``ConflictError`` (``conflict.duplicate_document``).
+        with other bytes it raises ``ConflictError`` (``conflict.duplicate_document``). A status
+        package passes ``answers``: the document it answers becomes ``in_reply_to`` and that
+        delivery's business status is set in the same transaction. Concurrent calls share one
+        transaction (``group_commit``).
         """
-        sha256 = hashlib.sha256(package).hexdigest()
-        routes = delivery_routes(recipients)
-        try:
-            async with transaction(self._engines.writer) as conn:
-                known = await self._known_intake(conn, new.dedup_key, sha256)
-                if known is not None:
-                    return known
-                return await self._insert_intake(conn, new, sha256, package, routes)
-        except ConflictError as error:
-            if error.code != "conflict.constraint":
-                raise
-            # A concurrent intake of the same key committed first: answer with its records.
-            async with transaction(self._engines.reader) as conn:
-                known = await self._known_intake(conn, new.dedup_key, sha256)
-            if known is None:
-                raise
-            return known
+        write = IntakeWrite(new, package, hashlib.sha256(package).hexdigest(),
+                            tuple(delivery_routes(recipients)), answers)
+        return await self.writer.record(write)
 
-    async def _known_intake(
-        self, conn: AsyncConnection, dedup_key: str, sha256: str
-    ) -> IntakeResult | None:
-        row = (
-            await conn.execute(select_documents().where(documents.c.dedup_key == dedup_key))
-        ).first()
-        if row is None:
-            return None
-        document = document_record(row)
-        if document.package_sha256 != sha256:
-            raise ConflictError(
-                f"document {dedup_key!r} was already accepted as {document.id} with other content",
-                code="conflict.duplicate_document",
-            )
-        return IntakeResult(False, document, await self._deliveries_of(conn, document.id))
-
-    async def _insert_intake(
-        self,
-        conn: AsyncConnection,
-        new: NewDocument,
-        sha256: str,
-        package: bytes,
-        routes: Sequence[tuple[str, DeliveryMethod]],
-    ) -> IntakeResult:
-        now = utc_now()
-        await self._store_package(conn, sha256, package, now)
-        doc_id = _new_id()
-        await conn.execute(
-            insert(documents).values(id=doc_id, package_sha256=sha256, **document_values(new))
-        )
-        delivery_rows = [
-            {
-                "id": _new_id(),
-                "document": doc_id,
-                "recipient": organ_id,
-                "method": method.value,
-                "state": DeliveryState.ACCEPTED.value,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-                "received_at": new.received_at,
-                "sender": new.sender,
-            }
-            for organ_id, method in routes
-        ]
-        if delivery_rows:
-            await conn.execute(insert(deliveries), delivery_rows)
-        detail = {"sha256": sha256, "size_bytes": len(package), "recipients": len(routes)}
-        received = event_values(
-            document=doc_id,
-            delivery=None,
-            at=now,
-            kind=EventKind.RECEIVED,
-            outcome="accepted",
-            detail=detail,
-            actor=new.caller,
-        )
-        await conn.execute(insert(events).values(**received))
-        row = (await conn.execute(select_documents().where(documents.c.id == doc_id))).one()
-        return IntakeResult(True, document_record(row), await self._deliveries_of(conn, doc_id))
-
-    async def _store_package(
-        self, conn: AsyncConnection, sha256: str, package: bytes, now: datetime
-    ) -> None:
-        """Insert the package unless the same bytes are already stored."""
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = dialect_insert(packages).values(
-            sha256=sha256, size_bytes=len(package), data=package, created_at=now
-        )
-        await conn.execute(statement.on_conflict_do_nothing(index_elements=["sha256"]))
+    def note_published(self, delivery_ids: Sequence[str]) -> None:
+        """The broker confirmed these deliveries: accepted -> queued in a coming transaction."""
+        self.writer.mark_published(delivery_ids)
 
     # -- publication and the outbox -----------------------------------------------------------
 
