@@ -12,7 +12,9 @@ deliveries pushed to a receiver subprocess that records when each delivery id fi
 
 Every package is signed before the timed runs. First a closed-loop run (``--concurrency``
 requests in flight) gives the maximum rates; then an open-loop run at half the delivered rate
-gives the accept latency at half load. The last line is one JSON object with the figures.
+gives the accept latency at half load; the small mix also gets an open-loop run at a fixed
+``--open-rate`` (500/s: ``small.accept_p99_ms_at_500``). The last line is one JSON object with
+the figures.
 
     .venv/bin/python scripts/bench_e2e.py [--quick] [--mix small|real|both|national] [--national]
         [--gateways N] [--workers M] [--store-url postgresql+asyncpg://postgres@127.0.0.1/test]
@@ -66,6 +68,8 @@ class Plan:
     count: int  # packages in the closed-loop (maximum rate) run
     concurrency: int
     half_load_s: float  # length of the open-loop run at half the delivered rate
+    open_rate_per_s: float = 0.0  # a fixed-rate open-loop run (0: none)
+    open_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,22 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         half_subs = await submit_open(stack, DISTRICT, extra, rate_per_s=half_rate)
         half = await measure(stack, half_subs, seen)
         _report(plan.name, f"half load ({half_rate:.0f}/s offered)", half)
+        fixed = None
+        if plan.open_rate_per_s > 0:
+            extra = packages.make(round(plan.open_rate_per_s * plan.open_s))
+            seen = await stack.receiver.count()
+            fixed = await measure(stack, await submit_open(
+                stack, DISTRICT, extra, rate_per_s=plan.open_rate_per_s), seen)
+            _report(plan.name, f"open loop ({plan.open_rate_per_s:.0f}/s offered)", fixed)
         rss = stack.peak_rss_mb()
     figures = _figures(full, half, half_rate=half_rate, rss=rss, plan=plan, options=options)
+    if fixed is not None:
+        rate = f"{plan.open_rate_per_s:.0f}"
+        figures[f"accept_p50_ms_at_{rate}"] = round(percentile(fixed.accept_ms, 50), 1)
+        figures[f"accept_p99_ms_at_{rate}"] = round(percentile(fixed.accept_ms, 99), 1)
+        figures[f"e2e_p99_ms_at_{rate}"] = round(percentile(fixed.e2e_ms, 99), 1)
+        figures[f"delivered_per_s_at_{rate}"] = round(fixed.delivered_per_s, 1)
+        figures[f"refused_at_{rate}"] = fixed.refused
     figures["cpu_ms_per_package"] = cpu
     figures["load_average_1m"] = round(os.getloadavg()[0], 1)
     return figures
@@ -189,7 +207,8 @@ def _figures(full: RunFigures, half: RunFigures, *, half_rate: float, rss: dict[
 
 def _plans(args: argparse.Namespace) -> list[Plan]:
     small = Plan("small", args.small_count or (600 if args.quick else 12000),
-                 args.concurrency or 64, 3.0 if args.quick else 10.0)
+                 args.concurrency or 64, 3.0 if args.quick else 10.0,
+                 open_rate_per_s=args.open_rate, open_s=2.0 if args.quick else 10.0)
     real = Plan("real", args.real_count or (150 if args.quick else 2000),
                 args.concurrency or 16, 3.0 if args.quick else 10.0)
     return [p for p in (small, real) if args.mix in (p.name, "both")]
@@ -215,7 +234,8 @@ PROFILE_GROUPS = (
     ("broker client", ("aio_pika", "aiormq", "pamqp")),
     ("HTTP (aiohttp, yarl, multidict)", ("aiohttp", "yarl", "multidict")),
     ("XML + signatures", ("lxml", "cryptography", "joserfc", "gateway/signatures",
-                          "gateway/edxml", "gateway/receipts", "adapters/http_push", "hashlib")),
+                          "gateway/edxml", "gateway/intake/receipts", "adapters/http_push",
+                          "hashlib")),
     ("logging + metrics", ("structlog", "prometheus_client", "json")),
     ("gateway (the rest)", ("gateway/", "adapters/")),
     ("event loop + threads", ("asyncio", "selectors", "epoll", "threading", "contextvars",
@@ -253,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None,
                         help="requests in flight (default: 64 small, 16 real)")
     parser.add_argument("--small-count", type=int, default=None)
+    parser.add_argument("--open-rate", type=float, default=500.0,
+                        help="the small mix's fixed-rate open-loop run, packages/s (0: none)")
     parser.add_argument("--real-count", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
     parser.add_argument("--store-url", default=None,

@@ -71,7 +71,8 @@ class GroupCommitter:
         self.marks_delay_s = marks_delay_s
         self._queue: deque[_Queued] = deque()
         self._marks: list[str] = []
-        self._marks_due = False
+        self._marks_due = False  # marks waited marks_delay_s for an intake: write them anyway
+        self._marks_timer: asyncio.TimerHandle | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,17 +89,24 @@ class GroupCommitter:
 
     def mark_published(self, delivery_ids: Sequence[str]) -> None:
         """Record, in a coming transaction, that the broker confirmed these deliveries."""
-        if not delivery_ids:
-            return
-        wake = self._started()
+        self._started()
         self._marks.extend(delivery_ids)
-        if not self._marks_due:
-            self._marks_due = True
-            asyncio.get_running_loop().call_later(self.marks_delay_s, wake.set)
+        if self._marks and self._marks_timer is None:
+            self._marks_timer = asyncio.get_running_loop().call_later(
+                self.marks_delay_s, self._marks_waited)
+
+    def _marks_waited(self) -> None:
+        self._marks_timer = None
+        self._marks_due = True
+        if self._wake is not None:
+            self._wake.set()
 
     async def aclose(self) -> None:
         """Stop the writer; queued marks are written first (best effort: the outbox covers)."""
         task, self._task = self._task, None
+        if self._marks_timer is not None:
+            self._marks_timer.cancel()
+            self._marks_timer = None
         if task is None or self._loop is not asyncio.get_running_loop():
             return
         task.cancel()
@@ -124,13 +132,16 @@ class GroupCommitter:
         while True:
             await wake.wait()
             wake.clear()
-            if not self._queue and not self._marks_due:
+            if not self._queue and not (self._marks_due and self._marks):
                 continue
             if self._queue and len(self._queue) < self.max_batch and self.max_wait_s > 0:
                 await self._gather_more(wake)
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
             batch = [q for q in batch if not q.answer.done()]  # cancelled while queued
             marks, self._marks, self._marks_due = self._marks, [], False
+            if self._marks_timer is not None:
+                self._marks_timer.cancel()
+                self._marks_timer = None
             try:
                 await self._commit(batch, marks)
             except asyncio.CancelledError:  # closing: these requests are told, not left waiting
@@ -162,8 +173,9 @@ class GroupCommitter:
             return
         except LgspError as exc:
             self._fail(batch, exc)
-            if marks:  # the marks were not written: keep them for the next transaction
+            if marks:  # the marks were not written: keep them for a later transaction
                 self._marks[:0] = marks
+                self.mark_published(())
             return
         except Exception as exc:  # a bug must fail these requests, not hang them or the writer
             log.exception("group_commit_failed", requests=len(batch))

@@ -130,6 +130,7 @@ async def test_published_marks_ride_on_a_later_transaction(
     try:
         first = await log.record_intake(make_document(), _package(1), ROUTES)
         ids = [d.id for d in first.deliveries]
+        log.writer.marks_delay_s = 3600.0  # only an intake can take them along now
         log.note_published(ids)
         assert {d.state for d in (await log.get_document(first.document.id)).deliveries} == {
             DeliveryState.ACCEPTED}  # type: ignore[union-attr]
@@ -143,6 +144,7 @@ async def test_published_marks_ride_on_a_later_transaction(
         assert await log.pending_publication(older_than_s=0, limit=10) != []  # the second's
 
         alone = await log.record_intake(make_document(), _package(3), ROUTES)
+        log.writer.marks_delay_s = 0.05
         log.note_published([d.id for d in alone.deliveries])  # no intake follows: on its own
         for _ in range(50):
             await asyncio.sleep(0.02)
