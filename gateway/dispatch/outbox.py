@@ -1,4 +1,11 @@
-"""The outbox relay: publishes deliveries that were recorded but never confirmed by the broker."""
+"""The outbox relay: publishes deliveries that were recorded but never confirmed by the broker.
+
+The rule: a delivery still ``accepted`` ``outbox_age_s`` after its last change is republished
+(by claim check). Intake's confirmed publications are marked ``queued`` by the delivery log's
+next group commit, within milliseconds, so such a delivery was either never confirmed (a nack, a
+timeout, a crash between commit and publish) or confirmed with its mark lost in a crash; the
+second is a harmless duplicate under the same delivery id (``gateway.store.group_commit``).
+"""
 
 from __future__ import annotations
 
