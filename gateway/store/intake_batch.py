@@ -35,6 +35,7 @@ from sqlalchemy import Connection, bindparam, delete, exists, insert, select, tu
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.errors import ConflictError, ForbiddenError, LgspError
+from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store.queries import (
     delivery_record,
@@ -45,7 +46,6 @@ from gateway.store.queries import (
     utc_now,
 )
 from gateway.store.records import (
-    DeliveryMethod,
     DeliveryRecord,
     DeliveryState,
     DocumentRecord,
