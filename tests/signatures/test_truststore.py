@@ -325,25 +325,27 @@ def test_a_cached_chain_is_refused_once_its_certificate_is_revoked(own_pki: Path
 
 
 def test_a_cached_chain_is_refused_after_its_certificate_expired(pki_dir: Path) -> None:
+    now = dt.datetime.now(dt.UTC)  # not the module's NOW: the session PKI may be younger
     store = TrustStore.from_dir(pki_dir)
-    short = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_from=NOW - DAY,
-                      not_after=NOW + DAY, save=False)
-    store.validate(short.certificate, short.chain[1:], at=NOW)
-    assert store.validate(short.certificate, short.chain[1:], at=NOW + DAY / 2)
+    short = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_from=now - DAY,
+                      not_after=now + DAY, save=False)
+    store.validate(short.certificate, short.chain[1:], at=now)
+    assert store.validate(short.certificate, short.chain[1:], at=now + DAY / 2)
     assert store.cache_info().hits == 1  # type: ignore[union-attr]
-    assert trust_code(store, short, at=NOW + 2 * DAY) == "trust.expired"
-    assert trust_code(store, short, at=NOW - 2 * DAY) == "trust.not_yet_valid"
+    assert trust_code(store, short, at=now + 2 * DAY) == "trust.expired"
+    assert trust_code(store, short, at=now - 2 * DAY) == "trust.not_yet_valid"
 
 
 def test_a_cached_decision_ends_when_its_crl_goes_stale(own_pki: Path) -> None:
+    now = dt.datetime.now(dt.UTC)
     root = pki.load_ca(own_pki)
     ident = pki.issue(own_pki, "000.00.00.H56", key_type="ec")
-    crl = pki.sign_crl(root, last_update=NOW - DAY, next_update=NOW + DAY)
+    crl = pki.sign_crl(root, last_update=now - DAY, next_update=now + DAY)
     write_crl(own_pki / "trust" / "crl" / "root.crl.pem", crl)
     store = TrustStore.from_dir(own_pki, refuse_stale_crl=True, reload_interval_s=None)
-    store.validate(ident.certificate, at=NOW)
-    assert store.validate(ident.certificate, at=NOW + DAY / 2)
-    assert trust_code(store, ident, at=NOW + 2 * DAY) == "trust.crl_stale"
+    store.validate(ident.certificate, at=now)
+    assert store.validate(ident.certificate, at=now + DAY / 2)
+    assert trust_code(store, ident, at=now + 2 * DAY) == "trust.crl_stale"
 
 
 def test_the_cache_is_bounded_and_can_be_off(pki_dir: Path) -> None:
