@@ -43,7 +43,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_BATCH = 64
 DEFAULT_MAX_WAIT_S = 0.002
-DEFAULT_MARKS_DELAY_S = 0.05
+DEFAULT_MARKS_DELAY_S = 0.005
 
 
 @dataclass(slots=True)

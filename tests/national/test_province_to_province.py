@@ -63,6 +63,9 @@ async def _exchange(sender_gw: Province, sender: str, receiver_gw: Province,
     [local] = inbound["recipients"]
     assert (local["organ_id"], local["method"], local["state"]) == (recipient, "mailbox",
                                                                     "delivered")
+    # the "published" mark rides on the receiving gateway's next group commit (a moment later)
+    inbound = await receiver_gw.wait_for(lambda: receiver_gw.view(inbound["id"], recipient),
+                                         lambda view: "published" in _kinds(view["trace"]))
     assert {"received", "published", "delivered"} <= _kinds(inbound["trace"])
     assert (inbound["trace"][0]["kind"], inbound["trace"][0]["actor"]) == ("received", NATIONAL)
 
