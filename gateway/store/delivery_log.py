@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import StatusCode
+from gateway.store.attempts import AttemptLog
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.migrations import migrate
 from gateway.store.queries import (
@@ -28,7 +29,6 @@ from gateway.store.queries import (
     select_documents,
     utc_now,
 )
-from gateway.store.reads import LogReader
 from gateway.store.records import (
     DeliveryRecord,
     DeliveryState,
@@ -62,7 +62,7 @@ def _new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-class DeliveryLog(LogReader):
+class DeliveryLog(AttemptLog):
     """Documents, deliveries and events. Create it with ``await DeliveryLog.open(url)``."""
 
     def __init__(self, engines: Engines, schema_version: int) -> None:
