@@ -3,7 +3,8 @@
 Every request carries ``X-LGSP-Signature``, a compact JWS with detached payload (RFC 7515
 Appendix F): the payload is the request body itself, so the signature covers exactly the bytes
 delivered (RS256/ES256 hash them with SHA-256), and the protected header carries the delivery id
-(``lgsp-delivery-id``) and the signing time (``iat``), both marked ``crit``. The header names the
+(``lgsp-delivery-id``) and the signing time (``iat``), both marked ``crit``. The algorithm follows
+the gateway key: ES256 for a P-256 key, RS256 for an RSA key. The header names the
 gateway certificate by ``x5t#S256``; receivers pin that certificate and check the signature with
 :func:`verify_push_signature` (or any JOSE library that supports detached content).
 
@@ -18,10 +19,9 @@ import asyncio
 import base64
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeAlias
 
 import aiohttp
 from cryptography import x509
@@ -41,8 +41,9 @@ from adapters.base import (
     request_body,
 )
 from gateway.core.errors import SignatureError
+from gateway.signatures.jws import PrivateKey, alg_for_key, private_jwk, public_jwk
 
-SigningKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+SigningKey = PrivateKey  # the gateway identity's key: RSA (RS256) or P-256 (ES256)
 SIGNATURE_HEADER = "X-LGSP-Signature"
 DELIVERY_ID_HEADER = "X-LGSP-Delivery-Id"
 DOCUMENT_ID_HEADER = "X-LGSP-Document-Id"
@@ -75,26 +76,40 @@ def certificate_thumbprint(certificate: x509.Certificate) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class PushSigner:
+    """The gateway's key, prepared once: its algorithm (from the key type: RS256 for RSA, ES256
+    for P-256), its JWK and the thumbprint of its certificate, which receivers pin."""
+
+    algorithm: str
+    jwk: RSAKey | ECKey = field(repr=False)
+    thumbprint: str
+
+    @classmethod
+    def of(cls, key: SigningKey, certificate: x509.Certificate) -> PushSigner:
+        """Raises ``SignatureError`` (``jws.unsupported_algorithm``) for a key of another curve."""
+        return cls(alg_for_key(key), private_jwk(key), certificate_thumbprint(certificate))
+
+    def sign(self, body: bytes, delivery_id: str, *, now: float | None = None) -> str:
+        """The ``X-LGSP-Signature`` value for ``body``: compact JWS, payload detached."""
+        protected = {
+            "alg": self.algorithm,
+            "x5t#S256": self.thumbprint,
+            "iat": int(time.time() if now is None else now),
+            DELIVERY_ID_PARAM: delivery_id,
+            "crit": ["iat", DELIVERY_ID_PARAM],
+        }
+        header, _payload, signature = jws.serialize_compact(
+            protected, body, self.jwk, registry=_REGISTRY).split(".")
+        return f"{header}..{signature}"
+
+
 def sign_push(
     body: bytes, delivery_id: str, key: SigningKey, certificate: x509.Certificate,
     *, now: float | None = None,
 ) -> str:
-    """The ``X-LGSP-Signature`` value for ``body``: compact JWS, payload detached."""
-    jwk: RSAKey | ECKey
-    if isinstance(key, rsa.RSAPrivateKey):
-        alg, jwk = "RS256", RSAKey.import_key(key)
-    else:
-        alg, jwk = "ES256", ECKey.import_key(key)  # P-256 keys only
-    protected = {
-        "alg": alg,
-        "x5t#S256": certificate_thumbprint(certificate),
-        "iat": int(time.time() if now is None else now),
-        DELIVERY_ID_PARAM: delivery_id,
-        "crit": ["iat", DELIVERY_ID_PARAM],
-    }
-    header, _payload, signature = jws.serialize_compact(
-        protected, body, jwk, registry=_REGISTRY).split(".")
-    return f"{header}..{signature}"
+    """The ``X-LGSP-Signature`` value for ``body``, signed with ``key``."""
+    return PushSigner.of(key, certificate).sign(body, delivery_id, now=now)
 
 
 def verify_push_signature(
@@ -115,11 +130,8 @@ def verify_push_signature(
     token = lowered.get(SIGNATURE_HEADER.lower())
     if not token:
         raise SignatureError(f"no {SIGNATURE_HEADER} header", code="jws.malformed")
-    public = trusted_cert.public_key()
-    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+    if not isinstance(trusted_cert.public_key(), rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise SignatureError("the trusted certificate has no RSA or EC key", code="jws.unknown_key")
-    jwk = RSAKey.import_key(public) if isinstance(public, rsa.RSAPublicKey) else ECKey.import_key(
-        public)
     try:
         header = jws.extract_compact(token.encode("ascii"), None, _REGISTRY).headers()
     except (JoseError, ValueError, UnicodeError) as exc:
@@ -127,6 +139,7 @@ def verify_push_signature(
                              code="jws.malformed") from exc
     if header.get("x5t#S256") != certificate_thumbprint(trusted_cert):
         raise SignatureError("signed with another certificate", code="jws.unknown_key")
+    jwk = public_jwk(trusted_cert, str(header.get("alg")))  # jws.invalid if the types differ
     try:
         jws.deserialize_compact(token, jwk, registry=_REGISTRY, payload=body)
     except (JoseError, ValueError) as exc:
@@ -166,8 +179,7 @@ class HttpPushAdapter(Adapter):
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        self._key = key
-        self._certificate = certificate
+        self._signer = PushSigner.of(key, certificate)
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -201,11 +213,11 @@ class HttpPushAdapter(Adapter):
         return self._session
 
     async def _headers(self, delivery: OutboundDelivery) -> dict[str, str]:
-        args = (delivery.package, delivery.delivery_id, self._key, self._certificate)
+        args = (delivery.package, delivery.delivery_id)
         if len(delivery.package) > SIGN_IN_THREAD_BYTES:
-            signature = await asyncio.to_thread(sign_push, *args)
+            signature = await asyncio.to_thread(self._signer.sign, *args)
         else:
-            signature = sign_push(*args)
+            signature = self._signer.sign(*args)
         return {
             "Content-Type": delivery.content_type,
             "Idempotency-Key": delivery.delivery_id,

@@ -108,6 +108,7 @@ class NationalSettings:
     secret: str = ""  # or secret_file (read at start-up)
     secret_file: Path | None = None
     poll_interval_s: float = 10.0
+    poll_concurrency: int = 16  # documents of a round fetched and submitted at once, at most
     max_backoff_s: float = 300.0
     sync_interval_s: float = 3600.0
     timeout_s: float = 30.0
@@ -444,6 +445,8 @@ def _validate_national(n: NationalSettings) -> None:
     for key in ("poll_interval_s", "max_backoff_s", "sync_interval_s", "timeout_s"):
         if getattr(n, key) <= 0:
             raise _invalid(f"national.{key}", "must be positive")
+    if n.poll_concurrency < 1:
+        raise _invalid("national.poll_concurrency", "must be at least 1")
 
 
 def _plain(value: object) -> object:

@@ -1,17 +1,26 @@
-"""The worker's handler: one broker message -> one adapter call -> the delivery log, idempotently.
+"""The worker's handler: broker messages -> adapter calls -> the delivery log, by batch.
 
-Rules, per message (the worker loop turns Retry/Permanent into retry queues and dead letters):
+Rules (the worker loop batches ``check`` and ``commit`` and turns the verdicts into acks, retry
+queues and dead letters; see ``gateway.delivery.worker``):
 
-    delivery already delivered in the log  -> done (ack): a broker redelivery is never re-sent
-    adapter returns                        -> log delivered
-    adapter raises a retryable error       -> log retrying, Retry(retry_after_s); on the last try
-                                              log dead_lettered and Permanent
-    adapter raises a permanent error       -> log dead_lettered with the reason, Permanent
+    check, once per batch          one read of the batch's delivery states (and one of its
+                                   claim-checked packages)
+        delivery delivered already -> ALREADY_DELIVERED: acked, never sent again
+        delivery not in the log    -> Retry ("not in the delivery log")
+        otherwise                  -> Ready, with the package bytes
+    deliver, per message           adapter returns -> DELIVERED (logged, counted)
+                                   adapter raises a retryable error -> Retry(retry_after_s);
+                                       on the last try Permanent ("gave up after N tries")
+                                   adapter raises a permanent error -> Permanent(reason)
+    commit, once per batch         every attempt in one transaction (``record_attempts``):
+                                   delivered / retrying / dead_lettered, attempts + 1, an event;
+                                   a delivery someone delivered meanwhile stays as it is and
+                                   its message is acked (ALREADY_DELIVERED)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -22,15 +31,22 @@ from gateway.broker import DeliveryMessage
 from gateway.core.directory import DirectoryHolder
 from gateway.core.errors import LgspError
 from gateway.core.metrics import Metrics
-from gateway.delivery.worker import Permanent, Retry
+from gateway.delivery.outcomes import Attempt, Permanent, Ready, Retry, Verdict
 from gateway.store import DeliveryLog
+from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.records import DeliveryState
 
 log = structlog.get_logger(__name__)
 
+_STATE_OF = {
+    Verdict.DELIVERED: DeliveryState.DELIVERED,
+    Verdict.RETRY: DeliveryState.RETRYING,
+    Verdict.DEAD: DeliveryState.DEAD_LETTERED,
+}
+
 
 class DeliveryHandler:
-    """Delivers one message with the adapter of its method and records every attempt."""
+    """Delivers messages with the adapter of their method and records every attempt."""
 
     def __init__(
         self,
@@ -47,41 +63,68 @@ class DeliveryHandler:
         self._metrics = metrics
         self._max_tries = max_tries
 
-    async def __call__(self, msg: DeliveryMessage) -> None:
-        structlog.contextvars.bind_contextvars(
-            delivery_id=msg.delivery_id, document=msg.document_pk, recipient=msg.recipient
-        )
-        try:
-            await self._handle(msg)
-        finally:
-            structlog.contextvars.unbind_contextvars("delivery_id", "document", "recipient")
+    async def check(self, messages: Sequence[DeliveryMessage]) -> list[Attempt | Ready]:
+        states = await self._log.delivery_states(m.delivery_id for m in messages)
+        to_fetch = {
+            m.claim_check_sha256 for m in messages
+            if m.body is None and m.claim_check_sha256
+            and states.get(m.delivery_id) not in (None, DeliveryState.DELIVERED)
+        }
+        packages = await self._log.packages(to_fetch) if to_fetch else {}
+        return [self._checked(m, states.get(m.delivery_id), packages) for m in messages]
 
-    async def _handle(self, msg: DeliveryMessage) -> None:
-        if await self._log.is_delivered(msg.delivery_id):
+    def _checked(
+        self, msg: DeliveryMessage, state: DeliveryState | None, packages: Mapping[str, bytes]
+    ) -> Attempt | Ready:
+        if state is None:  # retried (and in the end dead-lettered), as any store failure
+            reason = f"delivery {msg.delivery_id} is not in the delivery log"
+            return Attempt(msg, Verdict.RETRY, reason)
+        if state is DeliveryState.DELIVERED:
             self._metrics.deliveries.labels(msg.method, "redelivered").inc()
-            log.info("delivery_already_done", attempt=msg.attempt)
-            return
+            log.info("delivery_already_done", delivery_id=msg.delivery_id,
+                     document=msg.document_pk, recipient=msg.recipient, attempt=msg.attempt)
+            return Attempt(msg, Verdict.ALREADY_DELIVERED, "already delivered")
+        if msg.body is not None:
+            return Ready(msg, msg.body)
+        package = packages.get(msg.claim_check_sha256 or "")
+        if package is None:
+            reason = ("message carries neither body nor claim check" if not
+                      msg.claim_check_sha256 else f"no package {msg.claim_check_sha256} in the log")
+            return Attempt(msg, Verdict.DEAD, reason)
+        return Ready(msg, package)
+
+    async def deliver(self, ready: Ready) -> Attempt:
+        msg = ready.message
         adapter = self._adapters.get(msg.method)
         if adapter is None:
-            await self._fail(msg, f"no adapter for method {msg.method!r}", "delivery.no_adapter")
-        outbound = await self._outbound(msg)
+            self._dead(msg, f"no adapter for method {msg.method!r}", "delivery.no_adapter")
+        if ready.package is None:
+            self._dead(msg, "the package was not fetched", "broker.empty")
         try:
-            outcome = await adapter.deliver(outbound)
+            outcome = await adapter.deliver(self._outbound(msg, ready.package))
         except LgspError as exc:
-            await self._failed_attempt(msg, exc)
-        await self._log.mark_delivered(msg.delivery_id, detail=outcome.detail)
+            self._failed_attempt(msg, exc)
         self._metrics.deliveries.labels(msg.method, "delivered").inc()
         age_s = (datetime.now(UTC) - msg.published_at).total_seconds()
         self._metrics.delivery_latency_s.labels(msg.method).observe(max(age_s, 0.0))
         log.info("delivered", attempt=msg.attempt, detail=outcome.detail)
+        return Attempt(msg, Verdict.DELIVERED, outcome.detail)
 
-    async def _outbound(self, msg: DeliveryMessage) -> OutboundDelivery:
-        if msg.body is not None:
-            package = msg.body
-        elif msg.claim_check_sha256:
-            package = await self._log.get_package(msg.claim_check_sha256)
-        else:
-            await self._fail(msg, "message carries neither body nor claim check", "broker.empty")
+    async def commit(self, attempts: Sequence[Attempt]) -> list[Verdict]:
+        reports = [
+            AttemptReport(a.message.delivery_id, _STATE_OF[a.verdict], a.detail,
+                          None if a.verdict is Verdict.DELIVERED else a.detail)
+            for a in attempts if a.verdict in _STATE_OF
+        ]
+        results = iter(await self._log.record_attempts(reports))
+        verdicts = []
+        for attempt in attempts:
+            result = next(results) if attempt.verdict in _STATE_OF else None
+            late = result is AttemptResult.ALREADY_DELIVERED
+            verdicts.append(Verdict.ALREADY_DELIVERED if late else attempt.verdict)
+        return verdicts
+
+    def _outbound(self, msg: DeliveryMessage, package: bytes) -> OutboundDelivery:
         participant = self._directory.current.get(msg.recipient)
         return OutboundDelivery(
             delivery_id=msg.delivery_id,
@@ -93,25 +136,17 @@ class DeliveryHandler:
             attempt=msg.attempt,
         )
 
-    async def _failed_attempt(self, msg: DeliveryMessage, exc: LgspError) -> NoReturn:
+    def _failed_attempt(self, msg: DeliveryMessage, exc: LgspError) -> NoReturn:
         reason = f"{exc.code}: {exc.message}"
         if not exc.retryable:
-            await self._fail(msg, reason, exc.code)
+            self._dead(msg, reason, exc.code)
         if msg.attempt >= self._max_tries:
-            await self._fail(msg, f"gave up after {msg.attempt} tries; last: {reason}", exc.code)
-        await self._log.record_attempt(
-            msg.delivery_id, outcome="retry", detail=reason,
-            next_state=DeliveryState.RETRYING, error=reason,
-        )
+            self._dead(msg, f"gave up after {msg.attempt} tries; last: {reason}", exc.code)
         self._metrics.deliveries.labels(msg.method, "retry").inc()
         log.warning("delivery_retry", attempt=msg.attempt, reason=reason)
         raise Retry(reason, defer_s=getattr(exc, "retry_after_s", None)) from exc
 
-    async def _fail(self, msg: DeliveryMessage, reason: str, code: str) -> NoReturn:
-        await self._log.record_attempt(
-            msg.delivery_id, outcome="dead_lettered", detail=reason,
-            next_state=DeliveryState.DEAD_LETTERED, error=reason,
-        )
+    def _dead(self, msg: DeliveryMessage, reason: str, code: str) -> NoReturn:
         self._metrics.deliveries.labels(msg.method, "dead_lettered").inc()
         log.error("delivery_dead_lettered", attempt=msg.attempt, reason=reason, code=code)
         raise Permanent(reason)

@@ -1,20 +1,37 @@
-"""The delivery loop: consume a method's queue, run the handler, then ack, retry or dead-letter.
+"""The delivery loop: consume a method's queue, deliver concurrently, record by batch, then settle.
 
-The rules, one message at a time (``attempt`` counts from 1):
+The rules (``attempt`` counts from 1; a *batch* is what arrived, or finished, while the previous
+store call of the same kind ran: at most ``prefetch`` messages; see ``batching``)::
 
-    handler returns                      -> ack
-    handler raises Retry(defer_s)        -> attempt < max_tries: copy with attempt+1 to the retry
-                                            queue of the smallest delay >= defer_s (None: the
-                                            schedule's delay for this attempt), confirmed, THEN ack
-                                         -> else dead-letter ("max_tries reached: ...")
-    handler raises Permanent(reason)     -> dead-letter with reason, confirmed, THEN ack
-    handler raises anything else         -> logged, then treated as Retry(None)
-    message cannot be parsed             -> dead-letter ("malformed: ..."), attempts 0
-    publishing the retry/dead copy fails -> nack with requeue: the message is never lost
+    up to ``prefetch`` messages are unsettled at once; each is delivered in its own task
+    message cannot be parsed               -> dead-letter ("malformed: ..."), attempts 0
+    handler.check, once per batch          -> an Attempt: no delivery (e.g. ALREADY_DELIVERED:
+                                              a delivered delivery is never sent again)
+                                           -> Ready: handler.deliver, concurrently
+    deliver returns                        -> DELIVERED
+    deliver raises Retry(defer_s)          -> attempt < max_tries: RETRY; else DEAD
+                                              ("max_tries N reached: ...")
+    deliver raises Permanent(reason)       -> DEAD with reason
+    anything else raised (check included)  -> logged, then treated as Retry(None)
+    handler.commit, once per batch         -> records every attempt of the batch in ONE
+                                              transaction; a DELIVERED that someone recorded
+                                              first comes back ALREADY_DELIVERED
+    the commit fails                       -> the batch's attempts become Retry(None)
+                                              ("not recorded: ..."), not recorded
+    only THEN each message is settled      -> DELIVERED, ALREADY_DELIVERED: ack
+                                           -> RETRY: copy with attempt+1 to the retry queue of
+                                              the smallest delay >= defer_s (None: the
+                                              schedule's delay for this attempt), confirmed, ack
+                                           -> DEAD: copy to the dead letters with the reason,
+                                              confirmed, ack
+    publishing the retry/dead copy fails   -> nack with requeue: the message is never lost
 
-Deliveries are at-least-once: a worker that dies before its ack gets the message redelivered.
-``stop()`` drains: it cancels the consumer, lets in-flight handlers finish for up to
-``drain_timeout_s``, cancels the rest (their messages go back to the queue) and closes.
+So a message is acknowledged only after its attempt is committed: a worker that dies before
+its ack (at any point, between the adapter call and the commit included) gets the message
+redelivered, and the recipient may get the same package again, with the same delivery id
+(``Idempotency-Key``); the log records one success. ``stop()`` drains: it cancels the consumer,
+lets in-flight messages finish (commit included) for up to ``drain_timeout_s``, cancels the rest
+(their messages go back to the queue) and closes.
 """
 
 from __future__ import annotations
@@ -22,34 +39,30 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 import structlog
 
 from gateway.broker import Broker, DeliveryMessage, Received, Subscription
 from gateway.core.errors import ConfigError, UnavailableError
+from gateway.delivery.batching import Batcher
+from gateway.delivery.outcomes import (
+    Attempt,
+    BatchHandler,
+    Handler,
+    Permanent,
+    PlainHandler,
+    Ready,
+    Retry,
+    Verdict,
+)
+
+__all__ = ["Attempt", "BatchHandler", "Permanent", "Ready", "Retry", "Verdict", "Worker",
+           "WorkerRules"]
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[DeliveryMessage], Awaitable[None]]
-
-
-class Retry(Exception):  # noqa: N818 - a control-flow signal named by the worker contract
-    """The delivery failed for now; try again after ``defer_s`` (None: the next delay)."""
-
-    def __init__(self, reason: str = "retry requested", *, defer_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.defer_s = defer_s
-
-
-class Permanent(Exception):  # noqa: N818 - a control-flow signal named by the worker contract
-    """The delivery can never succeed; dead-letter it with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+Logger = structlog.typing.FilteringBoundLogger
+_SETTLED_AS = {Verdict.DELIVERED: "acked", Verdict.ALREADY_DELIVERED: "acked"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +105,32 @@ class Worker:
         self.broker = broker
         self.method = method
         self.outcomes: Counter[str] = Counter()
-        self._handler: Handler | None = None
+        self._handler: BatchHandler | None = None
+        self._checks: Batcher[DeliveryMessage, Attempt | Ready] | None = None
+        self._commits: Batcher[Attempt, Verdict] | None = None
         self._subscription: Subscription | None = None
         self._inflight: set[asyncio.Task[object]] = set()
         self._stop_requested = asyncio.Event()
         self._stopping = False
 
-    async def start(self, handler: Handler) -> None:
+    @property
+    def commit_sizes(self) -> Counter[int]:
+        """How many commits recorded how many attempts (batches at work)."""
+        return self._commits.sizes if self._commits is not None else Counter()
+
+    async def start(self, handler: BatchHandler | Handler) -> None:
         """Start consuming; returns at once. Call ``stop()`` (or ``request_stop()``) to end."""
         if self._subscription is not None:
             raise RuntimeError("worker already started")
-        self._handler = handler
+        batch = handler if isinstance(handler, BatchHandler) else PlainHandler(handler)
+        self._handler = batch
+        self._checks = Batcher(batch.check, max_size=self.rules.prefetch)
+        self._commits = Batcher(batch.commit, max_size=self.rules.prefetch)
         self._subscription = await self.broker.subscribe(self.method, prefetch=self.rules.prefetch)
         await self._subscription.start(self._on_received)
         log.info("worker.started", method=self.method, prefetch=self.rules.prefetch)
 
-    async def run(self, handler: Handler) -> None:
+    async def run(self, handler: BatchHandler | Handler) -> None:
         """Start, wait until a stop is requested (e.g. by SIGTERM), then drain and close."""
         await self.start(handler)
         await self._stop_requested.wait()
@@ -124,7 +147,7 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop)
 
     async def stop(self) -> None:
-        """Cancel the consumer, let in-flight handlers finish (bounded), then close."""
+        """Cancel the consumer, let in-flight messages finish (bounded), then close."""
         self.request_stop()
         subscription = self._subscription
         if self._stopping or subscription is None:
@@ -135,11 +158,15 @@ class Worker:
         except UnavailableError as exc:
             log.warning("worker.cancel_failed", method=self.method, error=str(exc))
         await self._drain()
+        for batcher in (self._checks, self._commits):
+            if batcher is not None:
+                await batcher.aclose()
         try:
             await subscription.close()
         except UnavailableError as exc:
             log.warning("worker.close_failed", method=self.method, error=str(exc))
-        log.info("worker.stopped", method=self.method, outcomes=dict(self.outcomes))
+        log.info("worker.stopped", method=self.method, outcomes=dict(self.outcomes),
+                 commits=sum(self.commit_sizes.values()))
 
     async def _drain(self) -> None:
         pending = set(self._inflight)
@@ -178,18 +205,13 @@ class Worker:
             attempt=msg.attempt,
             redelivered=received.redelivered,
         )
-        assert self._handler is not None
+        structlog.contextvars.bind_contextvars(  # for the handler's own lines
+            delivery_id=msg.delivery_id, document=msg.document_pk, recipient=msg.recipient)
         try:
-            await self._handler(msg)
-        except Retry as exc:
-            await self._retry(received, msg, exc.reason, exc.defer_s, bound)
-        except Permanent as exc:
-            await self._dead_letter(received, exc.reason, msg.attempt, bound)
-        except Exception as exc:
-            bound.exception("delivery.handler_error")
-            await self._retry(received, msg, f"{type(exc).__name__}: {exc}", None, bound)
-        else:
-            await self._settle(received, "acked", bound)
+            attempt = await self._recorded(await self._attempt(msg, bound), bound)
+        finally:
+            structlog.contextvars.unbind_contextvars("delivery_id", "document", "recipient")
+        await self._settle_attempt(received, attempt, bound)
 
     def _malformed(self, received: Received) -> str | None:
         """Why this message cannot be handled here, or None."""
@@ -199,18 +221,58 @@ class Worker:
             return f"method {received.message.method!r} on the {self.method!r} queue"
         return None
 
+    async def _attempt(self, msg: DeliveryMessage, bound: Logger) -> Attempt:
+        """Check (batched) and deliver one message; any failure becomes a verdict."""
+        assert self._checks is not None
+        assert self._handler is not None
+        try:
+            checked = await self._checks.submit(msg)
+            if isinstance(checked, Attempt):
+                return checked
+            return await self._handler.deliver(checked)
+        except Retry as exc:
+            return self._within_tries(Attempt(msg, Verdict.RETRY, exc.reason, exc.defer_s))
+        except Permanent as exc:
+            return Attempt(msg, Verdict.DEAD, exc.reason)
+        except Exception as exc:
+            bound.exception("delivery.handler_error")
+            return self._within_tries(Attempt(msg, Verdict.RETRY, f"{type(exc).__name__}: {exc}"))
+
+    def _within_tries(self, attempt: Attempt) -> Attempt:
+        if attempt.verdict is Verdict.RETRY and attempt.message.attempt >= self.rules.max_tries:
+            why = f"max_tries {self.rules.max_tries} reached: {attempt.detail}"
+            return Attempt(attempt.message, Verdict.DEAD, why)
+        return attempt
+
+    async def _recorded(self, attempt: Attempt, bound: Logger) -> Attempt:
+        """``attempt`` after the batch commit that records it (nothing to record: as it is)."""
+        if attempt.verdict is Verdict.ALREADY_DELIVERED:
+            return attempt
+        assert self._commits is not None
+        try:
+            verdict = await self._commits.submit(attempt)
+        except Exception as exc:
+            bound.error("delivery.commit_failed", verdict=attempt.verdict.value, error=str(exc))
+            return self._within_tries(
+                Attempt(attempt.message, Verdict.RETRY, f"not recorded: {exc}"))
+        return attempt if verdict is attempt.verdict else replace(attempt, verdict=verdict)
+
+    async def _settle_attempt(self, received: Received, attempt: Attempt, bound: Logger) -> None:
+        if attempt.verdict is Verdict.RETRY:
+            await self._retry(received, attempt.message, attempt.detail, attempt.defer_s, bound)
+        elif attempt.verdict is Verdict.DEAD:
+            await self._dead_letter(received, attempt.detail, attempt.message.attempt, bound)
+        else:
+            await self._settle(received, _SETTLED_AS[attempt.verdict], bound)
+
     async def _retry(
         self,
         received: Received,
         msg: DeliveryMessage,
         reason: str,
         defer_s: float | None,
-        bound: structlog.typing.FilteringBoundLogger,
+        bound: Logger,
     ) -> None:
-        if msg.attempt >= self.rules.max_tries:
-            why = f"max_tries {self.rules.max_tries} reached: {reason}"
-            await self._dead_letter(received, why, msg.attempt, bound)
-            return
         delay_s = self.rules.delay_for(msg.attempt, defer_s)
         try:
             await self.broker.publish_retry(replace(msg, attempt=msg.attempt + 1), delay_s)
@@ -222,11 +284,7 @@ class Worker:
         await self._settle(received, "retried", bound)
 
     async def _dead_letter(
-        self,
-        received: Received,
-        reason: str,
-        attempts: int,
-        bound: structlog.typing.FilteringBoundLogger,
+        self, received: Received, reason: str, attempts: int, bound: Logger
     ) -> None:
         try:
             await self.broker.dead_letter(self.method, received, reason=reason, attempts=attempts)
@@ -237,9 +295,7 @@ class Worker:
         bound.warning("delivery.dead_lettered", reason=reason, attempts=attempts)
         await self._settle(received, "dead_lettered", bound)
 
-    async def _settle(
-        self, received: Received, outcome: str, bound: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    async def _settle(self, received: Received, outcome: str, bound: Logger) -> None:
         try:
             await received.ack()
         except UnavailableError as exc:
@@ -249,9 +305,7 @@ class Worker:
         self.outcomes[outcome] += 1
         bound.info("delivery.settled", outcome=outcome)
 
-    async def _requeue(
-        self, received: Received, bound: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    async def _requeue(self, received: Received, bound: Logger) -> None:
         try:
             await received.requeue()
         except UnavailableError as exc:

@@ -1,25 +1,32 @@
 """The national poller: received packages (``edoc``, ``status``) into the local bus, acknowledged.
 
-One round, per message type (``edoc`` first, then ``status``)::
+One round, per message type (``edoc`` first, then ``status``, one after the other)::
 
-    getReceivedEdocList -> for each docId, in the platform's order:
+    getReceivedEdocList -> for each docId, up to ``concurrency`` docIds at once (started in the
+                           platform's order; each docId goes through its steps in order):
         already in national_inbox?  -> only repeat the updateStatus (the last ack was lost)
         getEdoc -> Intake.submit(caller=national participant) -> national_inbox row
         -> updateStatus done (recorded, or a duplicate of what was) | fail (refused for good)
+
+Concurrency changes nothing below: each docId is acknowledged only after its own row, and two
+docIds carrying the same package meet in intake's deduplication, which holds for concurrent
+submissions too (both get the one document).
 
 Who speaks: packages arrive with the *national participant* (the directory's enabled participant
 of kind ``national``, e.g. ``000.00.00.G22``) as the caller. For these packages alone it may speak
 for any sender (``may_speak_for = ("*",)`` on an in-memory copy): the signature, its trust chain
 and its binding to the sender's OrganId are what vouch for the sender. The directory entry itself
 is unchanged, so the national participant's own API credentials (and its ACL) gain nothing.
-A sender that is not in the directory triggers one agency sync per round, then one more try.
+A sender that is not in the directory triggers one agency sync per round, then one more try
+(concurrent docIds of that round wait for that one sync, then try again too).
 
 Not lost, not repeated: a docId is acknowledged only after intake recorded it durably (or refused
 it for good); a crash in between makes the platform list it again, and the ``national_inbox`` row
 or intake's deduplication (same sender, DocumentId and bytes) keeps it from being injected twice.
 Refused packages (bad signature, unknown sender, conflicting duplicate…) are acknowledged
-``fail``. When the platform or our store/broker is unavailable the round stops and the next one
-waits ``interval_s`` doubled per failed round, up to ``max_backoff_s``. Another error leaves that
+``fail``. When the platform or our store/broker is unavailable the round stops (no further docId is
+started; those in flight finish) and the next one waits ``interval_s`` doubled per failed
+round, up to ``max_backoff_s``. Another error leaves that
 docId on the platform for the next round (logged). ``national_poll_lag_s`` is the age of the last
 complete round.
 """
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -83,7 +90,11 @@ class NationalPoller:
         interval_s: float,
         max_backoff_s: float,
         on_unknown_sender: SyncHook | None = None,
+        concurrency: int = 16,
     ) -> None:
+        if concurrency < 1:
+            raise ConfigError("the poller's concurrency must be at least 1",
+                              code="config.invalid")
         self._client = client
         self._intake = intake
         self._directory = directory
@@ -91,7 +102,8 @@ class NationalPoller:
         self._interval_s = interval_s
         self._max_backoff_s = max(max_backoff_s, interval_s)
         self._on_unknown_sender = on_unknown_sender
-        self._synced_this_round = False
+        self._round_sync: asyncio.Future[object] | None = None  # this round's agency sync
+        self._concurrency = concurrency
         self._metrics = metrics
         self._health = metrics.loops.register(LOOP_NAME, interval_s)
         metrics.national_poller_started()
@@ -116,15 +128,36 @@ class NationalPoller:
         """One round over both message types; raises ``UnavailableError`` when it had to stop."""
         report = PollReport()
         started = time.monotonic()
-        self._synced_this_round = False
+        self._round_sync = None
         for kind in (MessageType.EDOC, MessageType.STATUS):
-            for item in await self._client.get_received_edoc_list(kind):
-                await self._process(item, kind, report)
+            items = await self._client.get_received_edoc_list(kind)
+            await self._process_all(items, kind, report)
         self._metrics.national_poll_succeeded()
         if report.done or report.failed:
             log.info("national_polled", done=len(report.done), failed=len(report.failed),
                      deferred=len(report.deferred), round_s=round(time.monotonic() - started, 3))
         return report
+
+    async def _process_all(
+        self, items: Sequence[ReceivedItem], kind: MessageType, report: PollReport
+    ) -> None:
+        """Process ``items``, ``concurrency`` at a time; after a failure start no more of them,
+        let those in flight finish, then raise the first failure."""
+        slots = asyncio.Semaphore(self._concurrency)
+        failures: list[Exception] = []
+
+        async def one(item: ReceivedItem) -> None:
+            async with slots:
+                if failures:
+                    return  # left on the platform for the next round
+                try:
+                    await self._process(item, kind, report)
+                except Exception as exc:  # re-raised below, once the others are done
+                    failures.append(exc)
+
+        await asyncio.gather(*(one(item) for item in items))
+        if failures:
+            raise failures[0]
 
     async def _process(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
         outer = structlog.contextvars.get_contextvars()
@@ -173,15 +206,17 @@ class NationalPoller:
             document=outcome.document.id, detail=detail)
 
     async def _submit(self, data: bytes) -> IntakeOutcome:
-        sync = None if self._synced_this_round else self._on_unknown_sender
+        synced_before = self._round_sync is not None and self._round_sync.done()
         try:
             return await self._intake.submit(inbound_caller(self._directory), data,
                                              PackageFormat.XML)
         except ForbiddenError as exc:
-            if exc.code != "acl.unknown_sender" or sync is None:
+            if (exc.code != "acl.unknown_sender" or self._on_unknown_sender is None
+                    or synced_before):  # this try already saw the round's sync
                 raise
-        self._synced_this_round = True
-        await sync()
+        if self._round_sync is None:  # the first docId of the round to meet an unknown sender
+            self._round_sync = asyncio.ensure_future(self._on_unknown_sender())
+        await asyncio.shield(self._round_sync)  # the others wait for the same sync
         return await self._intake.submit(inbound_caller(self._directory), data, PackageFormat.XML)
 
     async def _acknowledge(self, processed: ProcessedDoc) -> None:

@@ -65,6 +65,7 @@ class NationalRunner:
             client=self._client, intake=self._intake, directory=self._directory,
             received=self._received, metrics=self._metrics, interval_s=conf.poll_interval_s,
             max_backoff_s=conf.max_backoff_s, on_unknown_sender=self.sync_now,
+            concurrency=conf.poll_concurrency,
         )
         self._tasks = [
             asyncio.create_task(self.poller.run(self._stop), name="national-poller"),

@@ -47,6 +47,11 @@ class WorkerGroup:
         self._watch: asyncio.Task[None] | None = None
         self.national: NationalRunner | None = None
 
+    @property
+    def workers(self) -> tuple[Worker, ...]:
+        """The running workers, one per method."""
+        return tuple(self._workers)
+
     async def start(self) -> None:
         conf = self.settings.broker
         directory: DirectoryHolder = open_directory(self.settings)

@@ -61,7 +61,7 @@ def sign_jws(
     """
     if not certificates:
         raise SignatureError("a JWS needs the signer certificate", code="jws.no_certificate")
-    algorithm = alg or _alg_for_key(key)
+    algorithm = alg or alg_for_key(key)
     leaf_der = certificates[0].public_bytes(serialization.Encoding.DER)
     header: dict[str, Any] = {
         "alg": algorithm,
@@ -73,7 +73,7 @@ def sign_jws(
     }
     try:
         return rfc_jws.serialize_compact(
-            header, payload, _private_jwk(key), registry=_registry(algorithm, len(payload))
+            header, payload, private_jwk(key), registry=_registry(algorithm, len(payload))
         )
     except JoseError as exc:
         raise SignatureError(
@@ -92,7 +92,7 @@ def verify_jws(
     header = _parse_header(raw)
     algorithm = _check_header(header, allowed_algs)
     chain = _chain_from(header)
-    public_key = _public_jwk(chain[0], algorithm)
+    public_key = public_jwk(chain[0], algorithm)
     try:
         verified = rfc_jws.deserialize_compact(
             raw, public_key, registry=_registry(algorithm, len(raw))
@@ -183,7 +183,8 @@ def _certificate(item: object) -> x509.Certificate:
         ) from exc
 
 
-def _alg_for_key(key: PrivateKey) -> str:
+def alg_for_key(key: PrivateKey) -> str:
+    """The JWS algorithm of a signing key: RS256 for RSA, ES256 for P-256 (other curves: none)."""
     if isinstance(key, rsa.RSAPrivateKey):
         return "RS256"
     if isinstance(key.curve, ec.SECP256R1):
@@ -193,13 +194,14 @@ def _alg_for_key(key: PrivateKey) -> str:
     )
 
 
-def _private_jwk(key: PrivateKey) -> jwk.RSAKey | jwk.ECKey:
+def private_jwk(key: PrivateKey) -> jwk.RSAKey | jwk.ECKey:
+    """A signing key as a JWK (for joserfc)."""
     if isinstance(key, rsa.RSAPrivateKey):
         return jwk.RSAKey.import_key(key)
     return jwk.ECKey.import_key(key)
 
 
-def _public_jwk(cert: x509.Certificate, algorithm: str) -> jwk.RSAKey | jwk.ECKey:
+def public_jwk(cert: x509.Certificate, algorithm: str) -> jwk.RSAKey | jwk.ECKey:
     """The leaf's public key as a JWK, if its type fits ``algorithm``."""
     key = cert.public_key()
     if algorithm.startswith(("RS", "PS")) and isinstance(key, rsa.RSAPublicKey):

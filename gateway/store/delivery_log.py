@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import StatusCode
+from gateway.store.attempts import AttemptLog
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.group_commit import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, GroupCommitter
 from gateway.store.intake_batch import IntakeWrite, StatusAnswer
@@ -26,7 +27,6 @@ from gateway.store.queries import (
     event_values,
     utc_now,
 )
-from gateway.store.reads import LogReader
 from gateway.store.records import (
     DeliveryRecord,
     DeliveryState,
@@ -60,7 +60,7 @@ def _new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-class DeliveryLog(LogReader):
+class DeliveryLog(AttemptLog):
     """Documents, deliveries and events. Create it with ``await DeliveryLog.open(url)``."""
 
     def __init__(

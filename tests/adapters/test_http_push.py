@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.base import (
     DeliveryOutcome,
@@ -26,6 +29,7 @@ from adapters.http_push import (
     MAX_REASON_CHARS,
     SIGN_IN_THREAD_BYTES,
     HttpPushAdapter,
+    certificate_thumbprint,
     sign_push,
     verify_push_signature,
 )
@@ -319,3 +323,31 @@ def test_verify_refuses_missing_or_garbled_headers(
     with pytest.raises(SignatureError) as info:
         verify_push_signature(headers, PACKAGE, gateway_identity.certificate)
     assert info.value.code == "jws.malformed"
+
+
+def test_the_algorithm_follows_the_gateway_key(
+    gateway_identity: pki.Identity, pki_dir: Path
+) -> None:
+    rsa_identity = pki.load_identity(pki_dir, "gateway-rsa")
+    for identity, algorithm in ((gateway_identity, "ES256"), (rsa_identity, "RS256")):
+        headers = signed_headers(identity)
+        header = json.loads(base64.urlsafe_b64decode(
+            headers["x-lgsp-signature"].split(".")[0] + "=="))
+        assert header["alg"] == algorithm
+        assert header["x5t#S256"] == certificate_thumbprint(identity.certificate)
+        signed = verify_push_signature(headers, PACKAGE, identity.certificate)
+        assert signed.algorithm == algorithm
+    # an RSA signature naming the P-256 certificate: the key type does not fit the algorithm
+    forged = sign_push(PACKAGE, "d-1", rsa_identity.key, gateway_identity.certificate)
+    with pytest.raises(SignatureError) as info:
+        verify_push_signature({"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
+                              PACKAGE, gateway_identity.certificate)
+    assert info.value.code == "jws.invalid"
+
+
+def test_a_key_without_a_push_algorithm_is_refused_when_the_adapter_is_made(
+    gateway_identity: pki.Identity,
+) -> None:
+    with pytest.raises(SignatureError) as info:
+        HttpPushAdapter(ec.generate_private_key(ec.SECP384R1()), gateway_identity.certificate)
+    assert info.value.code == "jws.unsupported_algorithm"

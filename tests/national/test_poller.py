@@ -295,3 +295,64 @@ async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: st
             AckStatus.FAIL, None, 1)
     finally:
         await received.aclose()
+
+
+class CountingClient(NationalClient):
+    """The real client, counting how many ``getEdoc`` calls are open at once."""
+
+    open_now = 0
+    most_open = 0
+
+    async def get_edoc(self, doc_id: str) -> bytes:
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            return await super().get_edoc(doc_id)
+        finally:
+            self.open_now -= 1
+
+
+async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
+    receiving: Receiving, national_sim: RunningSimulator
+) -> None:
+    distinct = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
+    tampered = distinct[0].replace("Văn bản 0".encode(), "Văn bản X".encode())
+    sent = [*distinct, *distinct[:4], tampered]  # four packages twice, under other docIds
+    sender_ids = [await receiving.sender.send_edoc(data, from_=H41_PROVINCE, to=[DEPARTMENT])
+                  for data in sent]
+    client = CountingClient(national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM],
+                            timeout_s=5)
+    syncs = 0
+
+    async def sync() -> None:
+        nonlocal syncs
+        syncs += 1
+        await AgencySync(client, receiving.directory).run_once()
+
+    received = await ReceivedLog.open(receiving.settings.store.url)
+    poller = NationalPoller(client=client, intake=receiving.intake, directory=receiving.directory,
+                            received=received, metrics=receiving.metrics, interval_s=0.05,
+                            max_backoff_s=0.4, on_unknown_sender=sync, concurrency=8)
+    try:
+        report = await poller.poll_once()
+        again = await poller.poll_once()
+        assert 1 < client.most_open <= 8  # fetched several at a time, never more than 8
+        assert syncs == 1  # every docId met the unknown sender; one sync served them all
+        assert (len(report.done), len(report.failed), report.deferred) == (16, 1, [])
+        assert len(set(report.done + report.failed)) == len(sent)
+        assert again == type(report)()  # nothing left, nothing repeated
+        by_sender_id = {item.sender_doc_id: item
+                        for item in await receiving.sender.get_sent_edoc_list("edoc")}
+        items = [by_sender_id[doc_id] for doc_id in sender_ids]  # in the order sent
+        assert [item.receive_status for item in items] == ["done"] * 16 + ["fail"]
+        assert await receiving.documents() == len(distinct)  # each package recorded once
+        assert await received.count() == len(sent)
+        rows = [await received.get(item.receiver_doc_id) for item in items]
+        assert all(row is not None and row.acked_at is not None for row in rows)
+        documents = [row.document if row is not None else None for row in rows]
+        assert len(set(documents[:12])) == 12
+        assert documents[12:16] == documents[:4]  # a repeated package: the one document
+        assert documents[16] is None  # the tampered one was refused
+    finally:
+        await client.aclose()
+        await received.aclose()

@@ -1,0 +1,179 @@
+"""The worker's side of the delivery log, a batch at a time: one read before, one write after.
+
+Before delivering a batch, ``delivery_states`` answers "delivered already?" for all of it in one
+read (so a delivered delivery is never sent again) and ``packages`` fetches its claim-checked
+bytes in one more statement. After the batch's adapter calls, ``record_attempts`` writes every
+outcome in ONE transaction: each delivery moves with a conditional update
+(``... WHERE state <> 'delivered' RETURNING``), and a row that it does not move was delivered by
+someone else meanwhile. That report changes nothing but the trail (an ``attempt`` event marked
+``ignored``), and the caller is told so, from the same statement rather than a second read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.core.errors import InputError
+from gateway.store.engine import transaction
+from gateway.store.queries import event_values, utc_now
+from gateway.store.reads import LogReader
+from gateway.store.records import DeliveryState, EventKind
+from gateway.store.tables import deliveries, events, packages
+
+_NOT_DELIVERED = deliveries.c.state != DeliveryState.DELIVERED.value
+
+
+class AttemptResult(StrEnum):
+    """What became of one report in ``record_attempts``."""
+
+    APPLIED = "applied"  # the delivery moved to the reported state
+    ALREADY_DELIVERED = "already_delivered"  # it was delivered meanwhile: trail entry only
+    UNKNOWN = "unknown"  # no such delivery in the log: nothing written
+
+
+_REPORTED = {
+    DeliveryState.DELIVERED: (EventKind.DELIVERED, "delivered"),
+    DeliveryState.RETRYING: (EventKind.RETRY_SCHEDULED, "retry"),
+    DeliveryState.DEAD_LETTERED: (EventKind.DEAD_LETTERED, "dead_lettered"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """One finished attempt: the state it leaves its delivery in, and what to keep of it."""
+
+    delivery_id: str
+    state: DeliveryState  # DELIVERED, RETRYING or DEAD_LETTERED
+    detail: str
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in _REPORTED:
+            raise InputError(f"an attempt cannot leave a delivery {self.state}",
+                             code="input.invalid_transition")
+
+
+class AttemptLog(LogReader):
+    """Batch reads and writes of delivery attempts (``DeliveryLog`` extends it)."""
+
+    async def delivery_states(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryState]:
+        """The current state of each of ``delivery_ids`` found in the log (one statement)."""
+        ids = sorted(set(delivery_ids))
+        if not ids:
+            return {}
+        async with transaction(self._engines.reader) as conn:
+            rows = await conn.execute(
+                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids)))
+            return {row.id: DeliveryState(row.state) for row in rows}
+
+    async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
+        """The stored bytes of each of ``sha256s`` found in the log (one statement)."""
+        wanted = sorted(set(sha256s))
+        if not wanted:
+            return {}
+        async with transaction(self._engines.reader) as conn:
+            rows = await conn.execute(
+                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted)))
+            return {row.sha256: bytes(row.data) for row in rows}
+
+    async def record_attempts(
+        self, reports: Sequence[AttemptReport], *, actor: str = "worker"
+    ) -> list[AttemptResult]:
+        """Record a batch of attempts in one transaction; per report, what became of it.
+
+        A report about a delivery that is ``delivered`` already (or that is not in the log)
+        does not apply: the delivery keeps its state and, if it exists, its trail gets an
+        ``attempt`` event marked ``ignored``. Successes apply before failures, so of two reports
+        about one delivery a success wins, and of two successes the first.
+        """
+        if not reports:
+            return []
+        now = utc_now()
+        async with transaction(self._engines.writer) as conn:
+            moved = await self._move(conn, reports, now)
+            missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
+            documents = await _documents_of(conn, missed) if missed else {}
+            trail = [
+                _event(report, moved.get(i), documents, now, actor)
+                for i, report in enumerate(reports)
+            ]
+            rows = [row for row in trail if row is not None]
+            if rows:
+                await conn.execute(insert(events), rows)
+        return [
+            AttemptResult.APPLIED if i in moved
+            else AttemptResult.ALREADY_DELIVERED if r.delivery_id in documents
+            else AttemptResult.UNKNOWN
+            for i, r in enumerate(reports)
+        ]
+
+    async def _move(
+        self, conn: AsyncConnection, reports: Sequence[AttemptReport], now: datetime
+    ) -> dict[int, tuple[str, int]]:
+        """Apply the state changes; ``{report index: (document, attempts after)}`` of those
+        that applied."""
+        moved: dict[int, tuple[str, int]] = {}
+        first: dict[str, int] = {}
+        for i, report in enumerate(reports):
+            if report.state is DeliveryState.DELIVERED:
+                first.setdefault(report.delivery_id, i)
+        if first:  # the hot path: every success of the batch in one statement
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(sorted(first)), _NOT_DELIVERED)
+                .values(state=DeliveryState.DELIVERED.value, attempts=deliveries.c.attempts + 1,
+                        updated_at=now, delivered_at=now)
+                .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts))
+            for row in result:
+                moved[first[row.id]] = (row.document, row.attempts)
+        for i, report in enumerate(reports):  # failures: fewer, each with its own error
+            if report.state is DeliveryState.DELIVERED:
+                continue
+            values: dict[str, Any] = {"state": report.state.value,
+                                      "attempts": deliveries.c.attempts + 1, "updated_at": now}
+            if report.error is not None:
+                values["last_error"] = report.error
+            failed = (await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == report.delivery_id, _NOT_DELIVERED)
+                .values(**values)
+                .returning(deliveries.c.document, deliveries.c.attempts))).first()
+            if failed is not None:
+                moved[i] = (failed.document, failed.attempts)
+        return moved
+
+
+async def _documents_of(conn: AsyncConnection, delivery_ids: set[str]) -> dict[str, str]:
+    rows = await conn.execute(
+        select(deliveries.c.id, deliveries.c.document).where(
+            deliveries.c.id.in_(sorted(delivery_ids))))
+    return {row.id: row.document for row in rows}
+
+
+def _event(
+    report: AttemptReport,
+    moved: tuple[str, int] | None,
+    documents: dict[str, str],
+    now: datetime,
+    actor: str,
+) -> dict[str, object] | None:
+    """The trail entry of one report; None for a delivery that is not in the log."""
+    kind, outcome = _REPORTED[report.state]
+    detail: dict[str, object] = {"message": report.detail, "error": report.error}
+    if moved is not None:
+        document, attempts = moved
+        detail["attempt"] = attempts
+    elif report.delivery_id in documents:
+        document, kind = documents[report.delivery_id], EventKind.ATTEMPT
+        detail["ignored"] = "already delivered"
+    else:
+        return None
+    return event_values(document=document, delivery=report.delivery_id, at=now, kind=kind,
+                        outcome=outcome, detail=detail, actor=actor)
