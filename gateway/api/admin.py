@@ -60,7 +60,10 @@ async def upsert_participant(request: web.Request) -> web.Response:
         participant = replace(participant, api_key_hashes=(*participant.api_key_hashes, digest))
         answer["api_key"] = plaintext
     holder = request.app[DIRECTORY]
-    holder.upsert(participant)
+    try:
+        holder.upsert(participant)  # the directory's own checks (fingerprints, URLs, ...)
+    except ConfigError as exc:
+        raise InputError(exc.message, code="admin.invalid_participant", path=exc.path) from exc
     if holder.path is not None:
         holder.save()
     log.info("participant_saved", organ_id=participant.organ_id, actor=actor)

@@ -79,3 +79,20 @@ async def test_admin_api_checks_organ_ids_audits_changes_and_matches_its_schema(
     assert mine == [("participant.disable", "00.53.W00", "api"),
                     ("participant.save", "00.53.W00", "api")]
     assert all(saved["api_key"] not in json.dumps(e.detail) for e in entries)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+async def test_a_participant_the_directory_refuses_is_a_400_not_a_500(
+    start_gateway: StartGateway, store_url: str
+) -> None:
+    """Found by the API fuzzer: the directory's own checks ran after the request's, uncaught."""
+    gw = await start_gateway()
+    headers = {"Authorization": f"Bearer {gw.setup.admin_token}"}
+    body = {"organ_id": "000.00.09.H56", "name": "Sở thử",
+            "client_cert_fingerprints": ["NOT-HEX"]}
+    async with gw.session.post(f"{gw.base_url}/api/v1/admin/participants", json=body,
+                               headers=headers) as r:
+        problem = await r.json(content_type=None)
+        assert r.status == 400
+    assert problem["code"] == "admin.invalid_participant"
+    assert "client_cert_fingerprints" in problem["path"]
