@@ -13,7 +13,7 @@
    ``conflict.duplicate_document`` (and a package row only it had brought is deleted again);
 4. the deliveries of the new documents (one multi-row INSERT);
 5. the business status of the answered deliveries, latest by time (one UPDATE per delivery, as
-   an executemany);
+   an executemany); a status sent again sets it only if it is unset or older;
 6. the events (received, business_status, and the ``published`` marks the group committer
    carried over), one multi-row INSERT, after the ``accepted -> queued`` UPDATE of those marks.
 
@@ -301,13 +301,15 @@ def _business_statuses(conn: Connection, pairs: Sequence[tuple[IntakeWrite, Outc
     trail: list[dict[str, Any]] = []
     updates: dict[str, dict[str, Any]] = {}
     for write, outcome in pairs:
-        if not (isinstance(outcome, IntakeResult) and outcome.created and write.answers):
+        if not (isinstance(outcome, IntakeResult) and write.answers):
             continue
         doc = outcome.document
         row = answered.get((str(doc.in_reply_to), doc.sender))
         if row is None:  # no original found: nothing to set (a known original was checked)
             continue
         at, current = doc.received_at, latest[row.id]
+        if not outcome.created and current is not None and current >= at:
+            continue  # the same status again: set already (it is, unless someone unset it)
         newest = current is None or at >= current
         detail: dict[str, object] = {"status_document": doc.id, "at": at.isoformat(),
                                      "superseded": not newest}
