@@ -123,11 +123,12 @@ async def require_user(request: web.Request) -> SignedIn:
 
 async def posted_form(request: web.Request, *, operator: bool = True) -> tuple[SignedIn, Form]:
     """A POST's form, once its CSRF token matched the session's (else 403), and the operator role
-    checked when ``operator``. A POST without a session is refused (403) like one without token."""
-    form = await request.post()
+    checked when ``operator``. A POST without a session is refused (403) like one without token,
+    before its body is read: only a signed-in user makes the gateway read a form."""
     user = await current_user(request)
     if user is None:
         raise ForbiddenError("no console session", code="console.csrf_missing")
+    form = await request.post()
     _same_token(form.get(CSRF_FIELD), user.csrf_token)
     if user.must_change_password and request.path not in (PASSWORD_PAGE, "/admin/logout"):
         raise ForbiddenError("choose a new password first", code="console.password_change")

@@ -263,6 +263,8 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "error.404": ("Không tìm thấy.", "Not found."),
     "error.409": ("Thao tác xung đột với dữ liệu hiện có.",
                   "This conflicts with the current data."),
+    "error.413": ("Yêu cầu quá lớn.", "The request is too large."),
+    "error.429": ("Quá nhiều yêu cầu. Hãy thử lại sau.", "Too many requests. Try again later."),
     "error.500": ("Lỗi hệ thống.", "Internal error."),
     "error.503": ("Dịch vụ tạm thời không sẵn sàng.", "A service is unavailable for now."),
     "error.code": ("Mã lỗi", "Error code"),

@@ -1,0 +1,135 @@
+"""Requests without valid credentials cost a real gateway process no more than a small bound.
+
+A gateway runs as its own process (``lgsp run``) so that its peak RSS is its own: large POSTs
+without credentials to every public path are refused before their body is read (401/403/413)
+and the process's peak resident set barely moves (``scripts/bench_unauth_memory.py`` runs the
+full 20 x 60 MB load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from service.service_kit import delete_topology, free_port
+from service_sites import BrokerSite
+
+from gateway.demo.setup import DemoSetup, init_demo
+from gateway.core.settings import load_settings
+
+LGSP = Path(sys.executable).with_name("lgsp")
+BODY_MB = 20
+CONCURRENCY = 5
+MAX_GROWTH_MB = 20.0
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# (path, headers, the answer that proves the body was not read)
+TARGETS = (
+    ("/api/v1/documents", {"Content-Type": "application/xml"}, 401),
+    ("/api/v1/inbox/00000000-0000-0000-0000-000000000000/ack", {}, 401),
+    ("/api/v1/admin/participants", {"Content-Type": "application/json"}, 401),
+    ("/XrdAdapter/adapter/sendEdoc", {"Content-Type": "multipart/form-data; boundary=x"}, 401),
+    ("/admin/login", FORM, 413),
+    ("/admin/logout", FORM, 413),
+    ("/admin/participants/save", FORM, 413),
+    ("/admin/dead-letters/replay", FORM, 413),
+)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+@pytest.fixture
+async def gateway_process(tmp_path: Path, test_broker: BrokerSite
+                          ) -> AsyncIterator[tuple[DemoSetup, int]]:
+    """``lgsp run --role gateway`` on a fresh demo: (its setup, its pid)."""
+    setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
+                      prefix=f"m{secrets.token_hex(4)}")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    with (tmp_path / "gateway.log").open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            str(LGSP), "run", "--config", str(setup.config_path), "--role", "gateway",
+            env=clean, stdout=log_file, stderr=log_file)
+        try:
+            await _wait_ready(f"http://127.0.0.1:{setup.port}/readyz", proc)
+            yield setup, proc.pid
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout=60)
+            await delete_topology(load_settings(setup.config_path, env={}))
+
+
+async def _wait_ready(url: str, proc: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):  # a deadline, not a timing assertion
+            assert proc.returncode is None, "the gateway exited at start-up"
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never answered 200")
+
+
+async def _chunks(total: int) -> AsyncIterator[bytes]:
+    piece = b"a" * (1024 * 1024)
+    for _ in range(total // len(piece)):
+        yield piece
+
+
+async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                body: bytes, *, chunked: bool) -> int:
+    try:
+        async with session.post(url, data=_chunks(len(body)) if chunked else body,
+                                headers=headers) as response:
+            await response.read()
+            return response.status
+    except aiohttp.ClientError:
+        return 0  # the gateway dropped the connection while the client still wrote: not read
+
+
+async def _flood(base: str, size_bytes: int, *, chunked: bool) -> dict[str, set[int]]:
+    body = b"a" * size_bytes
+    answers: dict[str, set[int]] = {}
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for path, headers, _ in TARGETS:
+            statuses = await asyncio.gather(*(
+                _post(session, base + path, headers, body, chunked=chunked)
+                for _ in range(CONCURRENCY)))
+            answers[path] = set(statuses)
+    return answers
+
+
+async def test_large_unauthenticated_posts_are_refused_unread_and_leave_rss_flat(
+    gateway_process: tuple[DemoSetup, int],
+) -> None:
+    setup, pid = gateway_process
+    base = f"http://127.0.0.1:{setup.port}"
+    await _flood(base, 1024, chunked=False)  # warm each path up (templates, imports)
+    before_mb = peak_rss_mb(pid)
+
+    sized = await _flood(base, BODY_MB * 1024 * 1024, chunked=False)
+    streamed = await _flood(base, BODY_MB * 1024 * 1024, chunked=True)
+
+    growth_mb = peak_rss_mb(pid) - before_mb
+    assert sized == {path: {status} for path, _, status in TARGETS}
+    # Without a length, the console reads at most 64 KiB of the log-in form before its 413;
+    # its other forms refuse a caller without a session (403) before reading anything.
+    expected_streamed = {path: {403 if status == 413 else status} for path, _, status in TARGETS}
+    expected_streamed["/admin/login"] = {413}
+    assert streamed == expected_streamed
+    assert growth_mb < MAX_GROWTH_MB, f"peak RSS grew by {growth_mb:.1f} MB"
