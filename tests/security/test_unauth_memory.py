@@ -21,8 +21,8 @@ import pytest
 from service.service_kit import delete_topology, free_port
 from service_sites import BrokerSite
 
-from gateway.demo.setup import DemoSetup, init_demo
 from gateway.core.settings import load_settings
+from gateway.demo.setup import DemoSetup, init_demo
 
 LGSP = Path(sys.executable).with_name("lgsp")
 BODY_MB = 20
