@@ -29,7 +29,7 @@ async def _audit(request: web.Request, actor: str, action: str, target: str,
 
 @routes.get("/api/v1/admin/participants")
 async def list_participants(request: web.Request) -> web.Response:
-    require_admin(request)
+    await require_admin(request)
     directory = request.app[DIRECTORY].current
     return web.json_response({"participants": [participant_json(p) for p in directory]})
 
@@ -37,7 +37,7 @@ async def list_participants(request: web.Request) -> web.Response:
 @routes.post("/api/v1/admin/participants")
 async def upsert_participant(request: web.Request) -> web.Response:
     """Add or replace a participant; ``"generate_api_key": true`` returns a new key once."""
-    actor = require_admin(request)
+    actor = await require_admin(request)
     try:
         entry = json.loads(await request.read())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -76,7 +76,7 @@ async def upsert_participant(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/admin/participants/{organ_id}")
 async def disable_participant(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = await require_admin(request)
     holder = request.app[DIRECTORY]
     directory = holder.disable(request.match_info["organ_id"])
     if holder.path is not None:

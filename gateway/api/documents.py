@@ -51,7 +51,7 @@ async def submit(request: web.Request) -> web.Response:
     try:
         if app[LIFECYCLE].draining:
             raise ShuttingDownError("the gateway is shutting down; retry shortly")
-        caller = authenticate(request)
+        caller = await authenticate(request)
         fmt = _format_of(request)
         body = await read_limited(
             request.content, app[SETTINGS].limits, declared_length=request.content_length
@@ -83,7 +83,7 @@ def _accepted_body(outcome: IntakeOutcome) -> dict[str, Any]:
 
 @routes.get("/api/v1/documents/{id}")
 async def show(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     view = await request.app[DELIVERY_LOG].get_document(request.match_info["id"])
     if view is None or not _visible_to(view, caller.organ_id):
         raise NotFoundError("no such document", code="not_found.document")

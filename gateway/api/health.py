@@ -7,7 +7,9 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
+from gateway.api.auth import require_metrics_token
 from gateway.core.errors import LgspError
+from gateway.core.metrics import metrics_response
 from gateway.core.resources import schema_path
 from gateway.web.keys import BROKER, DELIVERY_LOG, LIFECYCLE, METRICS
 
@@ -45,15 +47,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    app = request.app
-    try:
-        depths = await app[BROKER].queue_depths()
-    except LgspError:
-        depths = {}
-    for queue, depth in depths.items():
-        app[METRICS].queue_depth.labels(queue).set(depth)
-    return web.Response(body=app[METRICS].render(),
-                        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    """Only with a metrics token; queue depths come from the gauge the gateway refreshes in the
+    background (``metrics.refresh_s``), so a scrape costs the broker nothing."""
+    await require_metrics_token(request)
+    return metrics_response(request.app[METRICS])
 
 
 @routes.get("/api/v1/openapi.json")

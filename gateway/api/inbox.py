@@ -25,7 +25,7 @@ def _limit(request: web.Request) -> int:
 
 @routes.get("/api/v1/inbox")
 async def list_inbox(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     items = await request.app[DELIVERY_LOG].inbox(caller.organ_id, limit=_limit(request))
     return web.json_response({
         "items": [
@@ -49,7 +49,7 @@ async def list_inbox(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/inbox/{id}")
 async def fetch(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     log = request.app[DELIVERY_LOG]
     delivery = await log.get_delivery(request.match_info["id"])
     if (
@@ -71,7 +71,7 @@ async def fetch(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/inbox/{id}/ack")
 async def ack(request: web.Request) -> web.Response:
-    caller = authenticate(request)
+    caller = await authenticate(request)
     delivery = await request.app[DELIVERY_LOG].ack_inbox(caller.organ_id, request.match_info["id"])
     acked_at = delivery.acked_at.isoformat() if delivery.acked_at else None
     return web.json_response({"id": delivery.id, "acked_at": acked_at})

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.core.settings import load_settings, mask_url
+from gateway.core.redact import mask_url
+from gateway.core.settings import load_settings
 from gateway.demo.setup import (
     CONSOLE_ENTRY,
     CREDENTIALS_NAME,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from gateway.console.auth import (
@@ -16,7 +18,8 @@ from gateway.console.auth import (
 )
 from gateway.console.context import CONSOLE_DB, LOGIN_THROTTLE, USERS
 from gateway.console.render import render
-from gateway.core.errors import AuthError
+from gateway.core.errors import AuthError, RateLimitError
+from gateway.web.keys import RATE_LIMITS
 
 routes = web.RouteTableDef()
 HOME = "/admin/"
@@ -30,14 +33,13 @@ def _safe_next(value: object) -> str:
 
 
 def _login_page(request: web.Request, next_path: str, *, failed: bool,
-                locked_s: float = 0.0) -> web.Response:
+                wait_s: float = 0.0) -> web.Response:
     token = login_form_token(request)
-    status = 429 if locked_s else 401 if failed else 200
-    response = render(request, "login.html", status=status, failed=failed and not locked_s,
-                      locked_minutes=int(locked_s // 60) + 1 if locked_s else 0,
-                      next_path=next_path, csrf_token=token)
-    if locked_s:
-        response.headers["Retry-After"] = str(int(locked_s) + 1)
+    status = 429 if wait_s else 401 if failed else 200
+    response = render(request, "login.html", status=status, failed=failed and not wait_s,
+                      wait_seconds=math.ceil(wait_s), next_path=next_path, csrf_token=token)
+    if wait_s:
+        response.headers["Retry-After"] = str(math.ceil(wait_s))
     set_login_form_cookie(request, response, token)
     return response
 
@@ -51,25 +53,35 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
+    """Refused before the form is read when the address failed too often; then the name's
+    growing delay is waited out before any password hashing."""
+    limits = request.config_dict[RATE_LIMITS]
+    try:
+        limits.check_address(request.remote)
+    except RateLimitError as exc:
+        return _login_page(request, HOME, failed=True, wait_s=exc.retry_after_s)
     form = await request.post()
     check_login_csrf(request, form)
     next_path = _safe_next(form.get("next"))
     username, password = form.get("username"), form.get("password")
     name = username.strip() if isinstance(username, str) else ""
-    address = request.remote or "-"
     throttle = request.app[LOGIN_THROTTLE]
-    locked_s = throttle.retry_after_s(name, address)
-    if locked_s:
-        return _login_page(request, next_path, failed=True, locked_s=locked_s)
+    wait_s = throttle.retry_after_s(name)
+    if wait_s:
+        return _login_page(request, next_path, failed=True, wait_s=wait_s)
     try:
         if not isinstance(password, str) or not name:
             raise AuthError("username and password are required", code="console.bad_credentials")
         account = await check_password(await request.app[USERS].accounts_named(name), name,
                                        password)
     except AuthError:
-        throttle.failed(name, address)
+        throttle.failed(name)
+        try:
+            await limits.failed(request.remote)
+        except RateLimitError as exc:
+            return _login_page(request, next_path, failed=True, wait_s=exc.retry_after_s)
         return _login_page(request, next_path, failed=True)
-    throttle.succeeded(name, address)
+    throttle.succeeded(name)
     response = web.HTTPSeeOther(next_path)
     await sign_in(request, response, account)
     await request.app[CONSOLE_DB].audit(account.username, "login", account.username,

@@ -8,6 +8,7 @@
      │    ├── TrustError             trust.*   the signer's certificate is not trusted
      │    ├── BindingError           binding.* the signer may not speak for the sender
      │    ├── AuthError              auth.*    the caller is not authenticated (401)
+     │    ├── RateLimitError         rate.*    too many requests or failed log-ins (429)
      │    ├── ForbiddenError         acl.*     the caller may not do this (403 / 422)
      │    ├── ConflictError          conflict.* (409)
      │    └── NotFoundError          not_found.* (404)
@@ -101,6 +102,18 @@ class AuthError(InputError):
 
     http_status = 401
     default_code = "auth.required"
+
+
+class RateLimitError(InputError):
+    """Too many requests (or failed authentications) in a window; retry after ``retry_after_s``."""
+
+    http_status = 429
+    retryable = True
+    default_code = "rate.limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, int(retry_after_s + 0.999))
 
 
 class ForbiddenError(InputError):

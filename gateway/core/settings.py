@@ -17,10 +17,10 @@ from yarl import URL
 
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError
+from gateway.core.redact import MASK, mask_url
 from gateway.edxml.limits import ParseLimits
 
 ENV_PREFIX = "LGSP_"
-MASK = "***"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -94,8 +94,33 @@ class ConsoleUser:
 class LogSettings:
     level: str = "INFO"
     json: bool = True
-    metrics_port: int | None = None  # a GET /metrics listener of its own (e.g. --role worker)
-    metrics_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Prometheus ``/metrics``: on a listener of its own, and on the API port only with a token."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None  # GET /metrics on host:port, any role (unset: no such listener)
+    token_hashes: tuple[str, ...] = ()  # SHA-256 of Bearer tokens for /metrics on the API port
+    refresh_s: float = 15.0  # how often a gateway reads queue depths from the broker
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Limits per fixed window, counted in the store (shared by every process); 0 turns one off."""
+
+    window_s: float = 60.0
+    participant_requests: int = 600  # per participant (API key, certificate, southbound system)
+    failed_auth_per_address: int = 20  # failed authentications per caller address
+
+
+@dataclass(frozen=True, slots=True)
+class PushSettings:
+    """HTTP push delivery. A push URL may not reach loopback, private, link-local (cloud metadata),
+    or other non-global addresses, unless its host is named in ``allow_private_hosts``."""
+
+    allow_private_hosts: tuple[str, ...] = ()  # host names or IP literals, exactly as in URLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +177,9 @@ class Settings:
     limits: ParseLimits = field(default_factory=ParseLimits)
     admin: AdminSettings = field(default_factory=AdminSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    push: PushSettings = field(default_factory=PushSettings)
     national: NationalSettings = field(default_factory=NationalSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     soap: SoapSettings = field(default_factory=SoapSettings)
@@ -207,19 +235,17 @@ def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]
     for section in fields(settings):
         obj = getattr(settings, section.name)
         out[section.name] = {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
-    out["broker"]["url"] = mask_url(settings.broker.url)
-    out["store"]["url"] = mask_url(settings.store.url)
+        for key, value in out[section.name].items():  # broker, store, national endpoint, …
+            if isinstance(value, str) and "://" in value:
+                out[section.name][key] = mask_url(value)
     out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
+    out["metrics"]["token_hashes"] = [MASK for _ in settings.metrics.token_hashes]
     out["admin"]["user"] = [{"username": u.username, "role": u.role.value, "password_hash": MASK}
                             for u in settings.admin.user]
     out["national"]["secret"] = MASK if settings.national.secret else ""
     return out
 
 
-def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    parsed = URL(url)
-    return str(parsed.with_password(MASK)) if parsed.password else url
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -376,9 +402,26 @@ def _validate(s: Settings) -> None:
     _validate_console_users(s.admin.user)
     if s.log.level.upper() not in LOG_LEVELS:
         raise _invalid("log.level", f"must be one of {', '.join(LOG_LEVELS)}")
-    if s.log.metrics_port is not None and not 0 <= s.log.metrics_port <= 65535:
-        raise _invalid("log.metrics_port", "must be between 0 and 65535")
+    _validate_metrics(s.metrics)
+    _validate_rate_limit(s.rate_limit)
     _validate_national(s.national)
+
+
+def _validate_metrics(m: MetricsSettings) -> None:
+    if m.port is not None and not 0 <= m.port <= 65535:
+        raise _invalid("metrics.port", "must be between 0 and 65535")
+    if not all(_SHA256_HEX.fullmatch(h) for h in m.token_hashes):
+        raise _invalid("metrics.token_hashes", "each must be 64 lowercase hex digits")
+    if m.refresh_s <= 0:
+        raise _invalid("metrics.refresh_s", "must be positive")
+
+
+def _validate_rate_limit(r: RateLimitSettings) -> None:
+    if r.window_s <= 0:
+        raise _invalid("rate_limit.window_s", "must be positive")
+    for key in ("participant_requests", "failed_auth_per_address"):
+        if getattr(r, key) < 0:
+            raise _invalid(f"rate_limit.{key}", "must not be negative (0 turns it off)")
 
 
 def _validate_console_users(users: tuple[ConsoleUser, ...]) -> None:

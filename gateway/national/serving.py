@@ -27,7 +27,7 @@ from adapters.national.protocol import (
     hash_file_matches,
     raw_file_of,
 )
-from gateway.core.errors import InputError, LgspError, NotFoundError
+from gateway.core.errors import InputError, LgspError, NotFoundError, RateLimitError
 
 OperationHandler = Callable[[web.Request, Operation], Awaitable[web.Response]]
 OPERATION_ROUTE = DEFAULT_ENDPOINT_PATH + "/{operation}"
@@ -65,7 +65,10 @@ def protocol_handler(
             operation = operation_of(request, supported)
             return await handle(request, operation)
         except LgspError as exc:
-            return answer(error_answer(exc, operation), status=exc.http_status)
+            response = answer(error_answer(exc, operation), status=exc.http_status)
+            if isinstance(exc, RateLimitError):
+                response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
         except web.HTTPException as exc:  # e.g. 413 from reading a body over the size limit
             if exc.status < 400:
                 raise

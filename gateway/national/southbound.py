@@ -63,7 +63,15 @@ from gateway.national.serving import (
 )
 from gateway.store import DeliveryLog
 from gateway.store.records import DeliveryState
-from gateway.web.keys import DELIVERY_LOG, DIRECTORY, INTAKE, LIFECYCLE, METRICS, SETTINGS
+from gateway.web.keys import (
+    DELIVERY_LOG,
+    DIRECTORY,
+    INTAKE,
+    LIFECYCLE,
+    METRICS,
+    RATE_LIMITS,
+    SETTINGS,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -85,9 +93,16 @@ class Southbound:
         self._acked_grace = timedelta(seconds=acked_grace_s)
 
     async def handle(self, request: web.Request, operation: Operation) -> web.Response:
-        signed = await self._auth.authenticate(
-            request.headers, operation, admit=lambda s: self._check_network(request, s))
+        limits = request.app[RATE_LIMITS]  # failures per address, calls per system (429 rate.*)
+        limits.check_address(request.remote)
         try:
+            signed = await self._auth.authenticate(
+                request.headers, operation, admit=lambda s: self._check_network(request, s))
+        except AuthError:
+            await limits.failed(request.remote)
+            raise
+        try:
+            await limits.request(f"system:{signed.system_id}")
             return await self._answer(request, operation, signed)
         except LgspError as exc:
             if exc.retryable:  # e.g. the store or broker down: the SDK's retry must not be a replay

@@ -14,6 +14,7 @@ from gateway.api.middleware import request_context
 from gateway.broker import Broker
 from gateway.console.setup import setup_console
 from gateway.core.errors import LgspError
+from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.outbox import relay_forever
@@ -26,6 +27,7 @@ from gateway.service.components import (
     watch_directory,
 )
 from gateway.store import DeliveryLog
+from gateway.store.counters import Counters
 from gateway.web.keys import (
     BROKER,
     DELIVERY_LOG,
@@ -34,16 +36,20 @@ from gateway.web.keys import (
     INTAKE,
     LIFECYCLE,
     METRICS,
+    RATE_LIMITS,
     SETTINGS,
     Lifecycle,
 )
+from gateway.web.rate_limits import RateLimits
 
 log = structlog.get_logger(__name__)
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[SETTINGS].store
-    app[DELIVERY_LOG] = await DeliveryLog.open(store.url, batch_max=store.batch_max,
-                                               batch_wait_s=store.batch_wait_ms / 1000)
+    app[DELIVERY_LOG] = delivery_log = await DeliveryLog.open(
+        store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000)
+    app[RATE_LIMITS] = RateLimits.from_settings(Counters(lambda: delivery_log.engines),
+                                                app[SETTINGS].rate_limit)
     yield
     await app[DELIVERY_LOG].aclose()
 
@@ -92,6 +98,23 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def refresh_queue_depths(app: web.Application) -> None:
+    """Read the queues' depths every ``metrics.refresh_s`` into the gauge: a scrape of /metrics
+    then costs the broker nothing."""
+
+    async def round_() -> None:
+        app[METRICS].set_queue_depths(await app[BROKER].queue_depths())
+
+    await supervise("queue-depths", round_, interval_s=app[SETTINGS].metrics.refresh_s,
+                    loops=app[METRICS].loops)
+
+
+async def _queue_depths_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(refresh_queue_depths(app), name="queue-depths")
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
 async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(watch_directory(app[DIRECTORY], loops=app[METRICS].loops),
                                name="directory-watch")
@@ -108,7 +131,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app[METRICS] = metrics or Metrics()
     app[LIFECYCLE] = Lifecycle()
     app[DIRECTORY] = open_directory(settings)
-    app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx])
+    app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx,
+                            _queue_depths_ctx])
     for module in (documents, inbox, admin, health):
         app.add_routes(module.routes)
     setup_console(app)  # the admin web console under /admin

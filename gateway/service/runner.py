@@ -73,11 +73,10 @@ class Service:
             self._workers = WorkerGroup(self.settings, metrics=self.metrics,
                                         drain_timeout_s=self.shutdown_timeout_s)
             await self._workers.start()
-        conf = self.settings.log
-        if conf.metrics_port is not None:
-            self._metrics_runner = await serve_metrics(self.metrics, conf.metrics_host,
-                                                       conf.metrics_port)
-            log.info("metrics_listening", host=conf.metrics_host, port=conf.metrics_port)
+        conf = self.settings.metrics
+        if conf.port is not None:
+            self._metrics_runner = await serve_metrics(self.metrics, conf.host, conf.port)
+            log.info("metrics_listening", host=conf.host, port=conf.port)
 
     async def stop(self) -> None:
         if self.app is not None and self._runner is not None:

@@ -42,6 +42,7 @@ from gateway.store.tables import (
     metadata,
     national_inbox,
     report_days,
+    rate_counters,
     schema_version,
     southbound_replays,
 )
@@ -184,6 +185,15 @@ async def _add_console_reports(conn: AsyncConnection) -> None:
     await conn.run_sync(_create_indexes("ix_national_inbox_document"))
 
 
+async def _add_rate_counters(conn: AsyncConnection) -> None:
+    """Version 9: ``rate_counters`` (rate limits shared by every process) and
+    ``deliveries.last_error_code`` (the stable code participants see instead of the message)."""
+    await conn.run_sync(rate_counters.create, checkfirst=True)
+    if "last_error_code" not in await conn.run_sync(_column_names, "deliveries"):
+        column_type = deliveries.c.last_error_code.type.compile(dialect=conn.dialect)
+        await conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN last_error_code {column_type}"))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -194,6 +204,7 @@ STEPS: tuple[Step, ...] = (
     Step(7, "southbound_replays for the southbound's replay memory", _add_southbound_replays),
     Step(8, "report_days and console_users for the console, national_inbox.document index",
          _add_console_reports),
+    Step(9, "rate_counters and deliveries.last_error_code", _add_rate_counters),
 )
 LATEST = STEPS[-1].version
 

@@ -138,7 +138,8 @@ deliveries = Table(
     Column("method", String(16), nullable=False),  # DeliveryMethod
     Column("state", String(16), nullable=False),  # DeliveryState
     Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text),
+    Column("last_error", Text),  # the adapter's message (remote text, URL): for admins only
+    Column("last_error_code", String(64)),  # its stable code, shown to participants (version 9)
     Column("business_status", String(2)),  # StatusCode 01..16
     Column("business_status_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
@@ -259,4 +260,14 @@ report_days = Table(
     Column("organ", String(64), primary_key=True),
     Column("computed_at", UtcDateTime, nullable=False),  # minus a margin for late commits
     *(Column(name, Integer, nullable=False, default=0) for name in REPORT_METRICS),
+)
+
+# Version 9: fixed-window counters shared by every gateway process (rate limits, failed log-ins).
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),  # e.g. participant:<OrganId>, auth:<address>
+    Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # epoch seconds
+    Column("count", Integer, nullable=False),
+    Index(None, "window_start"),
 )

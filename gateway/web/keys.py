@@ -13,6 +13,7 @@ from gateway.core.settings import Settings
 from gateway.dispatch.publishing import Dispatcher
 from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog
+from gateway.web.rate_limits import RateLimits
 
 
 @dataclass
@@ -32,3 +33,4 @@ DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)
 BROKER = web.AppKey("broker", Broker)
 INTAKE = web.AppKey("intake", Intake)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+RATE_LIMITS = web.AppKey("rate_limits", RateLimits)

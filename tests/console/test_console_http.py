@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import pytest
 from console_kit import ConsoleClient, console_password, dead_letter
 from service.service_kit import (
@@ -265,19 +267,34 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
     assert api_key not in page
 
 
-async def test_repeated_failed_log_ins_lock_that_name_out(
+def _client_from(base_url: str, address: str) -> ConsoleClient:
+    """A console client whose connections come from ``address`` (another loopback address)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    return ConsoleClient(base_url, aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)))
+
+
+async def test_failed_log_ins_grow_a_delay_for_that_name_across_addresses_never_a_lockout(
     start_gateway: StartGateway, console_clients: list[ConsoleClient]
 ) -> None:
     gw = await start_gateway()
-    client = ConsoleClient(gw.base_url)
-    console_clients.append(client)
-    for _ in range(5):
+    here, there = ConsoleClient(gw.base_url), _client_from(gw.base_url, "127.0.0.2")
+    console_clients += [here, there]
+    for client in (here, there, here):  # the free failures, from two addresses
         assert (await client.login("operator", "guess")).status == 401
 
-    locked = await client.login("operator", console_password(gw, "operator"))
+    waiting = await there.login("operator", console_password(gw, "operator"))
 
-    assert locked.status == 429  # even the right password waits out the lockout
-    assert int(locked.headers["Retry-After"]) > 0
-    assert "lgsp_console=" not in " ".join(locked.headers.getall("Set-Cookie", []))
-    viewer = await client.login("viewer", console_password(gw, "viewer"))
-    assert viewer.status == 303  # other names are not locked
+    assert waiting.status == 429  # even the right password waits, from any address
+    assert int(waiting.headers["Retry-After"]) == 1
+    assert "lgsp_console=" not in " ".join(waiting.headers.getall("Set-Cookie", []))
+    elsewhere = ConsoleClient(gw.base_url)
+    console_clients.append(elsewhere)
+    viewer = await elsewhere.login("viewer", console_password(gw, "viewer"))
+    assert viewer.status == 303  # other names are not delayed
+    await asyncio.sleep(1.1)
+    assert (await here.login("operator", "guess")).status == 401
+    doubled = await there.login("operator", console_password(gw, "operator"))
+    assert (doubled.status, doubled.headers["Retry-After"]) == (429, "2")
+    await asyncio.sleep(2.1)
+    assert (await there.login("operator", console_password(gw, "operator"))).status == 303

@@ -157,7 +157,7 @@ async def test_a_real_run_logs_json_lines_with_ids_and_no_secret(
     metrics_port = free_port()
     env = {"LGSP_LOG__JSON": "true", "LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.4"}
     gateway = await _lgsp_run(demo, "gateway", env)
-    worker = await _lgsp_run(demo, "worker", {**env, "LGSP_LOG__METRICS_PORT": str(metrics_port)})
+    worker = await _lgsp_run(demo, "worker", {**env, "LGSP_METRICS__PORT": str(metrics_port)})
     ident = pki.load_identity(demo.pki_dir, DEPARTMENT)
     signed = sign_xml(serialize_package(new_document(DEPARTMENT, [DISTRICT])), ident.key,
                       ident.chain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -45,6 +46,17 @@ async def scrape(url: str) -> Samples:
     }
 
 
+async def scrape_until(url: str, name: str, queue: str, expected: float) -> Samples:
+    """Scrape until the background refresh shows ``expected`` for ``queue`` (a deadline)."""
+    samples: Samples = {}
+    for _ in range(100):
+        samples = await scrape(url)
+        if value(samples, name, queue=queue) == expected:
+            break
+        await asyncio.sleep(0.1)
+    return samples
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
@@ -74,7 +86,7 @@ async def test_intake_and_delivery_move_their_counters_and_histograms(
         assert anonymous.status == 401
     await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered")
 
-    samples = await scrape(f"{gw.base_url}/metrics")
+    samples = await scrape(gw.metrics_url)
 
     assert labelled(samples, "lgsp_documents_accepted_total", "kind") == {"document": 2}
     rejected = labelled(samples, "lgsp_documents_rejected_total", "code")
@@ -106,17 +118,17 @@ async def test_queue_depth_on_the_gateway_and_delivery_metrics_on_the_worker_lis
     assert status == 202, answer
     push_queue = f"{gw.settings.broker.prefix}.q.push"
 
-    waiting = await scrape(f"{gw.base_url}/metrics")
+    waiting = await scrape_until(gw.metrics_url, "lgsp_queue_depth", push_queue, 1)
     assert value(waiting, "lgsp_queue_depth", queue=push_queue) == 1  # no worker yet
 
     port = free_port()
-    worker = Service(replace(gw.settings, log=replace(gw.settings.log, metrics_port=port)),
+    worker = Service(replace(gw.settings, metrics=replace(gw.settings.metrics, port=port)),
                      Role.WORKER, shutdown_timeout_s=5)
     await worker.start()
     try:
         await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered")
         at_worker = await scrape(f"http://127.0.0.1:{port}/metrics")
-        at_gateway = await scrape(f"{gw.base_url}/metrics")
+        at_gateway = await scrape_until(gw.metrics_url, "lgsp_queue_depth", push_queue, 0)
     finally:
         await worker.stop()
 
@@ -186,7 +198,8 @@ async def test_dashboard_queries_only_metrics_the_gateway_exports(
     start_gateway: StartGateway,
 ) -> None:
     gw = await start_gateway()
-    text = (await gw.get("/metrics", DEPARTMENT))[1].decode()
+    async with gw.session.get(gw.metrics_url) as response:
+        text = await response.text()
     exported = {f.name for f in text_string_to_metric_families(text)}
     exported |= {f"{name}_{suffix}" for name in exported
                  for suffix in ("total", "bucket", "count", "sum")}

@@ -102,6 +102,11 @@ class Gateway:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """``/metrics`` on the gateway's metrics listener (not served on the API port)."""
+        return f"http://127.0.0.1:{self.settings.metrics.port}/metrics"
+
     def sign(self, package: DocumentPackage | bytes, organ_id: str) -> bytes:
         data = package if isinstance(package, bytes) else serialize_package(package)
         ident = pki.load_identity(self.setup.pki_dir, organ_id)
@@ -175,7 +180,8 @@ async def start_gateway(
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
         holder.save()
-        settings = load_settings(setup.config_path, env={**TEST_ENV, **(env or {})})
+        metrics_env = {"LGSP_METRICS__PORT": str(free_port()), "LGSP_METRICS__REFRESH_S": "0.2"}
+        settings = load_settings(setup.config_path, env={**TEST_ENV, **metrics_env, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
         await service.start()
         gateway = Gateway(setup, settings, service, aiohttp.ClientSession())
