@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +40,7 @@ from adapters.base import (
     TransientDeliveryError,
     request_body,
 )
+from adapters.push_targets import TargetPolicy, guarded_session
 from gateway.core.errors import SignatureError
 from gateway.signatures.jws import PrivateKey, alg_for_key, private_jwk, public_jwk
 
@@ -167,8 +168,11 @@ def _checked_claims(
 class HttpPushAdapter(Adapter):
     """POSTs packages to the recipients' URLs; one connection pool for all recipients.
 
-    Pass ``session`` to share a ``ClientSession`` (the caller closes it); otherwise the adapter
-    creates one on first use and closes it in :meth:`aclose`.
+    Push URLs may only reach public addresses, or hosts named in ``allow_private_hosts``
+    (``adapters.push_targets``): a refused one is a permanent ``delivery.forbidden_target``.
+    Pass ``session`` to share a ``ClientSession`` (the caller closes it; build it with
+    ``guarded_session`` to keep the check on resolved names); otherwise the adapter creates one
+    on first use and closes it in :meth:`aclose`.
     """
 
     def __init__(
@@ -178,8 +182,10 @@ class HttpPushAdapter(Adapter):
         *,
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = 30.0,
+        allow_private_hosts: Iterable[str] = (),
     ) -> None:
         self._signer = PushSigner.of(key, certificate)
+        self._policy = TargetPolicy(allow_private_hosts)
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -188,6 +194,7 @@ class HttpPushAdapter(Adapter):
         if not delivery.url:
             raise PermanentDeliveryError(f"no push URL for {delivery.organ_id}",
                                          code="delivery.no_url")
+        self._policy.check_url(delivery.url)
         headers = await self._headers(delivery)
         try:
             async with self._client().post(
@@ -209,7 +216,7 @@ class HttpPushAdapter(Adapter):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = guarded_session(self._policy)
         return self._session
 
     async def _headers(self, delivery: OutboundDelivery) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""``/api/v1/admin/participants``: the directory, changed at run time by an admin token holder;
-every change in the operators' audit trail, as the console's are."""
+"""``/api/v1/admin/…``: the directory, changed at run time (every change in the operators'
+audit trail, as the console's are), and documents with their delivery errors in full, for an
+admin token holder."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import structlog
 from aiohttp import web
 
 from gateway.api.auth import require_admin
+from gateway.api.documents import document_json
 from gateway.core.directory import generate_api_key, participant_from_mapping, participant_json
-from gateway.core.errors import ConfigError, InputError
+from gateway.core.errors import ConfigError, InputError, NotFoundError
 from gateway.edxml.validate import is_organ_id
 from gateway.store.audit import append_audit
 from gateway.web.keys import DELIVERY_LOG, DIRECTORY
@@ -87,3 +89,14 @@ async def disable_participant(request: web.Request) -> web.Response:
     participant = directory.get(request.match_info["organ_id"])
     assert participant is not None
     return web.json_response({"participant": participant_json(participant)})
+
+
+@routes.get("/api/v1/admin/documents/{id}")
+async def show_document(request: web.Request) -> web.Response:
+    """A document as participants see it, plus each delivery's ``last_error`` and the events'
+    messages (the remote side's answers, push URLs)."""
+    await require_admin(request)
+    view = await request.app[DELIVERY_LOG].get_document(request.match_info["id"])
+    if view is None:
+        raise NotFoundError("no such document", code="not_found.document")
+    return web.json_response(document_json(view, for_admin=True))

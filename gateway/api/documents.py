@@ -87,7 +87,7 @@ async def show(request: web.Request) -> web.Response:
     view = await request.app[DELIVERY_LOG].get_document(request.match_info["id"])
     if view is None or not _visible_to(view, caller.organ_id):
         raise NotFoundError("no such document", code="not_found.document")
-    return web.json_response(document_json(view))
+    return web.json_response(document_json(view, for_admin=False))
 
 
 def _visible_to(view: DocumentView, organ_id: str) -> bool:
@@ -97,36 +97,49 @@ def _visible_to(view: DocumentView, organ_id: str) -> bool:
     )
 
 
-def _event_json(event: EventRecord) -> dict[str, Any]:
+# Event details that may quote a remote side (its answer, a URL): admins only.
+_ADMIN_ONLY_DETAIL = frozenset({"message", "error"})
+
+
+def _event_json(event: EventRecord, for_admin: bool) -> dict[str, Any]:
+    failed = event.detail.get("error") is not None
+    detail = {k: v for k, v in event.detail.items()
+              if for_admin or not (failed and k in _ADMIN_ONLY_DETAIL)}
     return {
         "id": event.id,
         "at": event.at.isoformat(),
         "kind": event.kind.value,
         "outcome": event.outcome,
-        "detail": dict(event.detail),
+        "detail": detail,
         "actor": event.actor,
         "delivery_id": event.delivery,
     }
 
 
-def _delivery_json(delivery: DeliveryRecord, events: list[EventRecord]) -> dict[str, Any]:
-    return {
+def _delivery_json(delivery: DeliveryRecord, events: list[EventRecord],
+                   for_admin: bool) -> dict[str, Any]:
+    shown: dict[str, Any] = {
         "organ_id": delivery.recipient,
         "delivery_id": delivery.id,
         "method": delivery.method.value,
         "state": delivery.state.value,
         "attempts": delivery.attempts,
-        "last_error": delivery.last_error,
+        "error_code": delivery.last_error_code,
         "business_status": delivery.business_status.value if delivery.business_status else None,
         "business_status_at": (
             delivery.business_status_at.isoformat() if delivery.business_status_at else None
         ),
         "delivered_at": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
-        "trace": [_event_json(e) for e in events if e.delivery == delivery.id],
+        "trace": [_event_json(e, for_admin) for e in events if e.delivery == delivery.id],
     }
+    if for_admin:
+        shown["last_error"] = delivery.last_error
+    return shown
 
 
-def document_json(view: DocumentView) -> dict[str, Any]:
+def document_json(view: DocumentView, *, for_admin: bool) -> dict[str, Any]:
+    """A document as its sender and recipients see it, or (``for_admin``) with each delivery's
+    ``last_error`` and the events' messages: the remote side's answers and the push URLs."""
     doc = view.document
     events = list(view.events)
     return {
@@ -145,6 +158,6 @@ def document_json(view: DocumentView) -> dict[str, Any]:
         "size_bytes": doc.size_bytes,
         "signer": {"subject": doc.signer_subject, "fingerprint": doc.signer_fingerprint,
                    "algorithm": doc.algorithm},
-        "recipients": [_delivery_json(d, events) for d in view.deliveries],
-        "trace": [_event_json(e) for e in events],
+        "recipients": [_delivery_json(d, events, for_admin) for d in view.deliveries],
+        "trace": [_event_json(e, for_admin) for e in events],
     }

@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from gateway.core.redact import mask_urls_in
+
 # Keys that must never reach a log line, whatever a caller binds by mistake.
 _SECRET_KEYS = frozenset({"api_key", "authorization", "password", "secret", "token", "package"})
 
@@ -14,8 +16,13 @@ _SECRET_KEYS = frozenset({"api_key", "authorization", "password", "secret", "tok
 def _drop_secrets(
     _logger: object, _method: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
+    """Secret keys become ``***``; in every text value, URLs lose their passwords and secret
+    query values (a connection error that quotes its URL, an endpoint in a message)."""
     for key in _SECRET_KEYS & event_dict.keys():
         event_dict[key] = "***"
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "://" in value:
+            event_dict[key] = mask_urls_in(value)
     return event_dict
 
 
@@ -31,8 +38,8 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _drop_secrets,
             structlog.processors.format_exc_info,
+            _drop_secrets,  # after the traceback is text: it may quote a URL too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -113,7 +113,8 @@ class DeliveryHandler:
     async def commit(self, attempts: Sequence[Attempt]) -> list[Verdict]:
         reports = [
             AttemptReport(a.message.delivery_id, _STATE_OF[a.verdict], a.detail,
-                          None if a.verdict is Verdict.DELIVERED else a.detail)
+                          None if a.verdict is Verdict.DELIVERED else a.detail,
+                          None if a.verdict is Verdict.DELIVERED else a.code)
             for a in attempts if a.verdict in _STATE_OF
         ]
         results = iter(await self._log.record_attempts(reports))
@@ -144,12 +145,12 @@ class DeliveryHandler:
             self._dead(msg, f"gave up after {msg.attempt} tries; last: {reason}", exc.code)
         self._metrics.deliveries.labels(msg.method, "retry").inc()
         log.warning("delivery_retry", attempt=msg.attempt, reason=reason)
-        raise Retry(reason, defer_s=getattr(exc, "retry_after_s", None)) from exc
+        raise Retry(reason, defer_s=getattr(exc, "retry_after_s", None), code=exc.code) from exc
 
     def _dead(self, msg: DeliveryMessage, reason: str, code: str) -> NoReturn:
         self._metrics.deliveries.labels(msg.method, "dead_lettered").inc()
         log.error("delivery_dead_lettered", attempt=msg.attempt, reason=reason, code=code)
-        raise Permanent(reason)
+        raise Permanent(reason, code=code)
 
 
 class LogMailbox:

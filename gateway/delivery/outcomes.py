@@ -28,18 +28,21 @@ from gateway.broker import DeliveryMessage
 class Retry(Exception):  # noqa: N818 - a control-flow signal named by the worker contract
     """The delivery failed for now; try again after ``defer_s`` (None: the next delay)."""
 
-    def __init__(self, reason: str = "retry requested", *, defer_s: float | None = None) -> None:
+    def __init__(self, reason: str = "retry requested", *, defer_s: float | None = None,
+                 code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.defer_s = defer_s
+        self.code = code  # the error's stable code, shown to participants
 
 
 class Permanent(Exception):  # noqa: N818 - a control-flow signal named by the worker contract
     """The delivery can never succeed; dead-letter it with ``reason``."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code  # the error's stable code, shown to participants
 
 
 class Verdict(StrEnum):
@@ -59,6 +62,7 @@ class Attempt:
     verdict: Verdict
     detail: str
     defer_s: float | None = None  # RETRY: the delay asked for (None: the schedule's)
+    code: str | None = None  # RETRY, DEAD: the error's stable code (``detail`` is for admins)
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,9 +231,10 @@ class Worker:
                 return checked
             return await self._handler.deliver(checked)
         except Retry as exc:
-            return self._within_tries(Attempt(msg, Verdict.RETRY, exc.reason, exc.defer_s))
+            return self._within_tries(
+                Attempt(msg, Verdict.RETRY, exc.reason, exc.defer_s, code=exc.code))
         except Permanent as exc:
-            return Attempt(msg, Verdict.DEAD, exc.reason)
+            return Attempt(msg, Verdict.DEAD, exc.reason, code=exc.code)
         except Exception as exc:
             bound.exception("delivery.handler_error")
             return self._within_tries(Attempt(msg, Verdict.RETRY, f"{type(exc).__name__}: {exc}"))
@@ -241,7 +242,7 @@ class Worker:
     def _within_tries(self, attempt: Attempt) -> Attempt:
         if attempt.verdict is Verdict.RETRY and attempt.message.attempt >= self.rules.max_tries:
             why = f"max_tries {self.rules.max_tries} reached: {attempt.detail}"
-            return Attempt(attempt.message, Verdict.DEAD, why)
+            return Attempt(attempt.message, Verdict.DEAD, why, code=attempt.code)
         return attempt
 
     async def _recorded(self, attempt: Attempt, bound: Logger) -> Attempt:

@@ -52,7 +52,8 @@ class AttemptReport:
     delivery_id: str
     state: DeliveryState  # DELIVERED, RETRYING or DEAD_LETTERED
     detail: str
-    error: str | None = None
+    error: str | None = None  # the adapter's message (remote text, URL): for admins only
+    error_code: str | None = None  # its stable code, shown to participants
 
     def __post_init__(self) -> None:
         if self.state not in _REPORTED:
@@ -140,6 +141,7 @@ class AttemptLog(LogReader):
                                       "attempts": deliveries.c.attempts + 1, "updated_at": now}
             if report.error is not None:
                 values["last_error"] = report.error
+                values["last_error_code"] = report.error_code
             failed = (await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == report.delivery_id, _NOT_DELIVERED)
@@ -167,6 +169,8 @@ def _event(
     """The trail entry of one report; None for a delivery that is not in the log."""
     kind, outcome = _REPORTED[report.state]
     detail: dict[str, object] = {"message": report.detail, "error": report.error}
+    if report.error_code is not None:
+        detail["code"] = report.error_code
     if moved is not None:
         document, attempts = moved
         detail["attempt"] = attempts

@@ -178,9 +178,13 @@ class DeliveryLog(AttemptLog):
         detail: str,
         next_state: DeliveryState,
         error: str | None = None,
+        error_code: str | None = None,
         actor: str = "worker",
     ) -> DeliveryRecord:
         """One delivery attempt: count it, move to ``next_state``, append an event.
+
+        ``error`` (the adapter's message, which may quote the remote side) is for admins;
+        ``error_code``, its stable code, is what participants are shown.
 
         A delivery already ``delivered`` stays delivered (a redelivered message after success):
         the late report is logged as an ``attempt`` event and changes nothing else.
@@ -192,6 +196,8 @@ class DeliveryLog(AttemptLog):
         async with transaction(self._engines.writer) as conn:
             row = await self._locked_delivery(conn, delivery_id)
             info: dict[str, object] = {"message": detail, "error": error}
+            if error_code is not None:
+                info["code"] = error_code
             if row.state == DeliveryState.DELIVERED.value:
                 info["ignored"] = "already delivered"
                 await self._append(
@@ -211,6 +217,7 @@ class DeliveryLog(AttemptLog):
             }
             if error is not None:
                 values["last_error"] = error
+                values["last_error_code"] = error_code
             if next_state is DeliveryState.DELIVERED:
                 values["delivered_at"] = now
             info["attempt"] = row.attempts + 1

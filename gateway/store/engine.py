@@ -11,6 +11,8 @@ stale snapshot. PostgreSQL gets a small pool per process (several gateway proces
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,8 +73,12 @@ def create_engines(url: str) -> Engines:
 
 
 def _check_sqlite_dir(database: str | None) -> None:
-    """A file database needs its directory: SQLite creates the file, this the directories."""
-    if not database or database == ":memory:":
+    """A file database needs its directory: SQLite creates the file, this the directories.
+
+    A new database file is created here, readable by the owner only (0600), whatever the umask:
+    it holds every package. SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
+    """
+    if not database or database == ":memory:" or database.startswith("file:"):
         return
     try:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -81,6 +87,8 @@ def _check_sqlite_dir(database: str | None) -> None:
             f"the directory of the SQLite store {database} cannot be created: {err.strerror}",
             code="config.store_url",
         ) from err
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

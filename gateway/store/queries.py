@@ -103,6 +103,7 @@ def delivery_record(row: Row[Any]) -> DeliveryRecord:
         state=DeliveryState(m["state"]),
         attempts=m["attempts"],
         last_error=m["last_error"],
+        last_error_code=m["last_error_code"],
         business_status=_optional(StatusCode, m["business_status"]),
         business_status_at=m["business_status_at"],
         created_at=m["created_at"],

@@ -82,13 +82,14 @@ class DeliveryRecord:
     method: DeliveryMethod
     state: DeliveryState
     attempts: int
-    last_error: str | None
+    last_error: str | None  # the adapter's message (remote text, URL): for admins only
     business_status: StatusCode | None
     business_status_at: datetime | None
     created_at: datetime
     updated_at: datetime
     delivered_at: datetime | None
     acked_at: datetime | None
+    last_error_code: str | None = None  # the stable code of last_error, for every audience
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -79,6 +79,7 @@ class PushReceiver:
     script: list[int] = field(default_factory=list)
     received: list[tuple[Mapping[str, str], bytes]] = field(default_factory=list)
     delivered: list[bytes] = field(default_factory=list)
+    body: str = ""  # the text of every answer (default: "status <code>")
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -86,7 +87,7 @@ class PushReceiver:
         status = self.script.pop(0) if self.script else 200
         if status == 200:
             self.delivered.append(body)
-        return web.Response(status=status, text=f"status {status}")
+        return web.Response(status=status, text=self.body or f"status {status}")
 
 
 @dataclass
@@ -128,6 +129,14 @@ class Gateway:
             raw = await r.read()
             is_json = r.content_type.endswith("json")
             return r.status, json.loads(raw) if is_json else raw
+
+    async def admin_view(self, doc_id: str) -> dict[str, Any]:
+        """``GET /api/v1/admin/documents/{id}``: the document with its delivery errors in full."""
+        headers = {"Authorization": f"Bearer {self.setup.admin_token}"}
+        async with self.session.get(f"{self.base_url}/api/v1/admin/documents/{doc_id}",
+                                    headers=headers) as r:
+            assert r.status == 200, await r.text()
+            return dict(json.loads(await r.text()))
 
     async def post(self, path: str, organ_id: str) -> tuple[int, Any]:
         async with self.session.post(f"{self.base_url}{path}",

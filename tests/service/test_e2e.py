@@ -205,7 +205,8 @@ async def test_push_answering_400_is_dead_lettered_with_the_reason(
                              lambda v: states(v)[DISTRICT] == "dead_lettered")
 
     [recipient] = view["recipients"]
-    assert "400" in recipient["last_error"]
+    assert (recipient["error_code"], "last_error" in recipient) == ("delivery.refused", False)
+    assert "400" in (await gw.admin_view(answer["id"]))["recipients"][0]["last_error"]
     assert len(push_receiver.received) == 1
 
 
