@@ -21,6 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from yarl import URL
+
 from gateway.core.config_files import read_toml
 from gateway.core.errors import ConfigError, NotFoundError
 from gateway.core.methods import DeliveryMethod
@@ -409,8 +411,9 @@ def _check_participant(p: Participant) -> None:
         if not all(_SHA256_HEX.fullmatch(v) for v in values):
             raise _invalid(p.organ_id, key, "must be SHA-256 values in lowercase hex")
     if p.delivery.method is DeliveryMethod.PUSH:
-        if not p.delivery.url or not p.delivery.url.startswith(("https://", "http://")):
-            raise _invalid(p.organ_id, "delivery.url", "push delivery needs an http(s) URL")
+        if not _is_http_url(p.delivery.url):
+            raise _invalid(p.organ_id, "delivery.url",
+                           "push delivery needs an http:// or https:// URL with a host")
     elif p.delivery.method is DeliveryMethod.SOAP:
         if not p.delivery.url:
             raise _invalid(p.organ_id, "delivery.url", "soap delivery needs a SOAP route name")
@@ -418,6 +421,18 @@ def _check_participant(p: Participant) -> None:
         raise _invalid(p.organ_id, "delivery.url", f"is not used by {p.delivery.method} delivery")
     if not p.allowed_algorithms:
         raise _invalid(p.organ_id, "allowed_algorithms", "must not be empty")
+
+
+def _is_http_url(url: str | None) -> bool:
+    """An absolute http(s) URL with a host, a valid port and no spaces."""
+    if not url or url != url.strip() or any(c.isspace() for c in url):
+        return False
+    try:
+        parsed = URL(url)
+        port = parsed.port  # out of range: ValueError
+    except (ValueError, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host) and port is not None
 
 
 def participant_json(p: Participant) -> dict[str, Any]:

@@ -127,7 +127,7 @@ async def test_a_gateway_without_the_allowance_dead_letters_a_push_to_loopback(
 
 @sqlite_only
 @pytest.mark.parametrize("url", ["ftp://example.org/in", "javascript:alert(1)", "http://",
-                                 "https://exa mple.org/"])
+                                 "https://exa mple.org/", "http://h:99999/", "http://[::1"])
 async def test_the_admin_api_answers_a_bad_push_url_with_400(
     start_gateway: StartGateway, url: str,
 ) -> None:
