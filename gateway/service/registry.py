@@ -23,7 +23,8 @@ def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[
     """One adapter per delivery method this process can serve (the caller closes them)."""
     identity = gateway_identity(settings)
     adapters: dict[str, Adapter] = {
-        "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s),
+        "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s,
+                                allow_private_hosts=settings.push.allow_private_hosts),
         "mailbox": MailboxAdapter(LogMailbox()),
         "soap": SoapAdapter(
             load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
