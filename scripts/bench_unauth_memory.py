@@ -7,7 +7,7 @@ acknowledgement, the admin API, the console's log-in and its other forms, and th
 ``sendEdoc``. Each path is hit once with ``Content-Length`` bodies and once with chunked ones.
 Every answer must be a refusal (401, 403, 413 or 429): none of these may read the body.
 
-    .venv/bin/python scripts/bench_unauth_memory.py [--concurrency 20] [--mb 60]
+    .venv/bin/python scripts/bench_unauth_memory.py [--concurrency 20] [--mb 60] [--broker-url URL]
 
 The last line is one JSON object: the gateway's peak RSS (``VmHWM``) before and after, the
 growth, the target and the answers counted by status. Exit 1 when the growth reaches the target.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 import time
@@ -29,7 +30,12 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_support import StackOptions, peak_rss_mb, running_stack  # noqa: E402
+from bench_support import (  # noqa: E402
+    DEFAULT_BROKER_URL,
+    StackOptions,
+    peak_rss_mb,
+    running_stack,
+)
 
 TARGET_GROWTH_MB = 20.0
 CHUNK_BYTES = 1024 * 1024
@@ -56,7 +62,7 @@ async def _chunks(total_bytes: int) -> AsyncIterator[bytes]:
 
 async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
                 body: bytes, chunked: bool) -> int:
-    data = _chunks(len(body)) if chunked else body
+    data = _chunks(len(body)) if chunked else io.BytesIO(body)
     try:
         async with session.post(url, data=data, headers=headers) as response:
             await response.read()
@@ -82,8 +88,9 @@ async def flood(base_url: str, *, concurrency: int, size_bytes: int) -> Counter[
     return answers
 
 
-async def run(concurrency: int, size_mb: int) -> dict[str, object]:
-    async with running_stack(StackOptions(gateways=1, workers=0)) as stack:
+async def run(concurrency: int, size_mb: int, broker_url: str) -> dict[str, object]:
+    options = StackOptions(broker_url=broker_url, gateways=1, workers=0)
+    async with running_stack(options) as stack:
         [gateway] = stack.gateways
         base_url = f"http://127.0.0.1:{stack.setup.port}"
         await flood(base_url, concurrency=2, size_bytes=1024)  # warm every code path up
@@ -109,8 +116,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--mb", type=int, default=60)
+    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
     args = parser.parse_args()
-    result = asyncio.run(run(args.concurrency, args.mb))
+    result = asyncio.run(run(args.concurrency, args.mb, args.broker_url))
     print(json.dumps(result, ensure_ascii=False))
     growth_mb = float(str(result["peak_rss_growth_mb"]))
     return 0 if growth_mb < TARGET_GROWTH_MB and not result["unexpected"] else 1

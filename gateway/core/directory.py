@@ -413,7 +413,7 @@ def _check_participant(p: Participant) -> None:
     if p.delivery.method is DeliveryMethod.PUSH:
         if not _is_http_url(p.delivery.url):
             raise _invalid(p.organ_id, "delivery.url",
-                           "push delivery needs an http:// or https:// URL with a host")
+                           "push delivery needs an http(s) URL with a host and a valid port")
     elif p.delivery.method is DeliveryMethod.SOAP:
         if not p.delivery.url:
             raise _invalid(p.organ_id, "delivery.url", "soap delivery needs a SOAP route name")
