@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -55,7 +54,7 @@ async def gateway_process(tmp_path: Path, test_broker: BrokerSite
                           ) -> AsyncIterator[tuple[DemoSetup, int]]:
     """``lgsp run --role gateway`` on a fresh demo: (its setup, its pid)."""
     setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      prefix=f"m{secrets.token_hex(4)}")
+                      prefix=test_broker.new_prefix("m"))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     clean["LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS"] = "0"  # 401s here; 429s are tested apart
     with (tmp_path / "gateway.log").open("wb") as log_file:
