@@ -204,7 +204,27 @@ def test_shipped_config_is_valid_and_documents_the_defaults() -> None:
     assert shipped.admin == defaults.admin
     assert shipped.log == defaults.log
     assert shipped.southbound == defaults.southbound
+    assert (shipped.metrics, shipped.rate_limit, shipped.push) == (
+        defaults.metrics, defaults.rate_limit, defaults.push)
     assert shipped.directory.path == REPO / "config" / "participants.toml"
+
+
+def test_metrics_rate_limit_and_push_values_are_checked(tmp_path: Path) -> None:
+    for body, key in (("[metrics]\nport = 70000", "metrics.port"),
+                      ('[metrics]\ntoken_hashes = ["not-a-hash"]', "metrics.token_hashes"),
+                      ("[metrics]\nrefresh_s = 0", "metrics.refresh_s"),
+                      ("[rate_limit]\nwindow_s = 0", "rate_limit.window_s"),
+                      ("[rate_limit]\nparticipant_requests = -1",
+                       "rate_limit.participant_requests"),
+                      ("[log]\nmetrics_port = 9101", "log.metrics_port")):
+        with pytest.raises(ConfigError) as bad:
+            load_settings(write(tmp_path, body + "\n"), {})
+        assert bad.value.path == key
+    env = {"LGSP_PUSH__ALLOW_PRIVATE_HOSTS": "127.0.0.1, receiver.internal",
+           "LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "0"}
+    settings = load_settings(None, env)
+    assert settings.push.allow_private_hosts == ("127.0.0.1", "receiver.internal")
+    assert settings.rate_limit.failed_auth_per_address == 0
 
 
 def test_southbound_defaults_accept_any_timestamp_and_values_are_checked(tmp_path: Path) -> None:
