@@ -17,7 +17,9 @@ from gateway.console.setup import setup_console
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
 from gateway.store import DeliveryLog
-from gateway.web.keys import DELIVERY_LOG, SETTINGS
+from gateway.store.counters import Counters
+from gateway.web.keys import DELIVERY_LOG, RATE_LIMITS, SETTINGS
+from gateway.web.rate_limits import RateLimits
 
 PASSWORD = "mật khẩu của An"
 
@@ -54,12 +56,15 @@ async def tls_console(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
 
 
 def _console_only(settings: Settings) -> web.Application:
-    """The console and the delivery log it shares its database engines with; nothing else."""
+    """The console, the delivery log it shares its database engines with, and the rate limits
+    its log-in counts failures against; nothing else."""
     app = web.Application()
     app[SETTINGS] = settings
 
     async def delivery_log(app: web.Application) -> AsyncIterator[None]:
-        app[DELIVERY_LOG] = await DeliveryLog.open(settings.store.url)
+        app[DELIVERY_LOG] = log = await DeliveryLog.open(settings.store.url)
+        app[RATE_LIMITS] = RateLimits.from_settings(Counters(lambda: log.engines),
+                                                    settings.rate_limit)
         yield
         await app[DELIVERY_LOG].aclose()
 
