@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
+    METRICS_HEADERS,
     PushReceiver,
     StartGateway,
     free_port,
@@ -35,7 +36,8 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 async def scrape(url: str) -> Samples:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
+    async with aiohttp.ClientSession() as session, session.get(url,
+                                                               headers=METRICS_HEADERS) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await response.text()
@@ -198,7 +200,7 @@ async def test_dashboard_queries_only_metrics_the_gateway_exports(
     start_gateway: StartGateway,
 ) -> None:
     gw = await start_gateway()
-    async with gw.session.get(gw.metrics_url) as response:
+    async with gw.session.get(gw.metrics_url, headers=METRICS_HEADERS) as response:
         text = await response.text()
     exported = {f.name for f in text_string_to_metric_families(text)}
     exported |= {f"{name}_{suffix}" for name in exported

@@ -9,7 +9,14 @@ import hashlib
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from service.service_kit import DEPARTMENT, DISTRICT, StartGateway, new_document
+from service.service_kit import (
+    DEPARTMENT,
+    DISTRICT,
+    METRICS_HEADERS,
+    StartGateway,
+    free_port,
+    new_document,
+)
 
 from gateway.service.runner import Role
 
@@ -21,12 +28,14 @@ TOKEN = "metrics-scraper-token"
 async def test_metrics_are_not_served_on_the_api_port_without_a_token_setting(
     start_gateway: StartGateway,
 ) -> None:
-    gw = await start_gateway()
+    gw = await start_gateway(env={"LGSP_METRICS__TOKEN_HASHES": "",
+                                  "LGSP_METRICS__PORT": str(free_port())})
+    listener = f"http://127.0.0.1:{gw.settings.metrics.port}/metrics"
     async with gw.session.get(f"{gw.base_url}/metrics") as r:
         assert (r.status, (await r.json())["code"]) == (404, "not_found.route")
     async with gw.session.get(f"{gw.base_url}/metrics", headers=gw.headers(DEPARTMENT)) as r:
         assert r.status == 404  # a participant's key does not open it either
-    async with gw.session.get(gw.metrics_url) as r:
+    async with gw.session.get(listener) as r:
         assert r.status == 200
         assert "lgsp_documents_accepted_total" in await r.text()
 
@@ -72,7 +81,7 @@ async def _first_depth(url: str, queue: str) -> float:
 
 
 async def _depth(url: str, queue: str) -> float | None:
-    async with aiohttp.ClientSession() as session, session.get(url) as r:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=METRICS_HEADERS) as r:
         text = await r.text()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -7,6 +7,7 @@ re-exports the fixtures, because several ``conftest`` modules cannot be told apa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 import socket
@@ -45,6 +46,11 @@ TEST_ENV = {
     "LGSP_BROKER__MAX_TRIES": "4",
     "LGSP_LOG__JSON": "false",
 }
+
+
+METRICS_TOKEN = "test-metrics-token"
+METRICS_TOKEN_HASH = hashlib.sha256(METRICS_TOKEN.encode()).hexdigest()
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def free_port() -> int:
@@ -105,8 +111,8 @@ class Gateway:
 
     @property
     def metrics_url(self) -> str:
-        """``/metrics`` on the gateway's metrics listener (not served on the API port)."""
-        return f"http://127.0.0.1:{self.settings.metrics.port}/metrics"
+        """``/metrics`` on the API port: scrape it with ``METRICS_HEADERS`` (the metrics token)."""
+        return f"{self.base_url}/metrics"
 
     def sign(self, package: DocumentPackage | bytes, organ_id: str) -> bytes:
         data = package if isinstance(package, bytes) else serialize_package(package)
@@ -189,7 +195,8 @@ async def start_gateway(
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
         holder.save()
-        metrics_env = {"LGSP_METRICS__PORT": str(free_port()), "LGSP_METRICS__REFRESH_S": "0.2"}
+        metrics_env = {"LGSP_METRICS__TOKEN_HASHES": METRICS_TOKEN_HASH,
+                       "LGSP_METRICS__REFRESH_S": "0.2"}
         settings = load_settings(setup.config_path, env={**TEST_ENV, **metrics_env, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
         await service.start()

@@ -11,6 +11,7 @@ from service_kit import (
     COMMUNE,
     DEPARTMENT,
     DISTRICT,
+    METRICS_HEADERS,
     PushReceiver,
     StartGateway,
     new_document,
@@ -218,7 +219,7 @@ async def test_health_ready_metrics_openapi(start_gateway: StartGateway) -> None
         body = await r.json()
         assert r.status == 200
         assert body["checks"] == {"store": "ok", "broker": "ok"}
-    async with gw.session.get(gw.metrics_url) as r:
+    async with gw.session.get(gw.metrics_url, headers=METRICS_HEADERS) as r:
         assert "lgsp_documents_accepted_total" in await r.text()
     async with gw.session.get(f"{gw.base_url}/api/v1/openapi.json") as r:
         spec = await r.json()
