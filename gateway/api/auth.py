@@ -101,5 +101,6 @@ def _admin_actor(request: web.Request, hashes: tuple[str, ...], name: str) -> st
         raise AuthError(f"{name} token required", code="auth.required")
     given = hash_api_key(token)
     if not any(hmac.compare_digest(given, h) for h in hashes):
-        raise AuthError(f"invalid {name} token", code=f"auth.invalid_{name}_token")
+        raise AuthError(f"invalid {name} token", code="auth.invalid_admin_token"
+                        if name == "admin" else "auth.invalid_metrics_token")
     return f"{name}:{given[:8]}"

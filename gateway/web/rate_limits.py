@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import structlog
 
@@ -22,6 +23,8 @@ from gateway.core.settings import RateLimitSettings
 from gateway.store.counters import Counters
 
 log = structlog.get_logger(__name__)
+
+Refusal: TypeAlias = Callable[[str, float], RateLimitError]  # (message, retry_after_s)
 
 ALLOWANCE_SHARE = 20
 """A process takes at most ``limit / ALLOWANCE_SHARE`` of a window's requests at a time."""
@@ -46,7 +49,8 @@ class WindowLimit:
     counters: Counters
     limit: int
     window_s: float
-    code: str = "rate.limited"
+    refuse: Refusal = lambda message, retry_after_s: RateLimitError(
+        message, retry_after_s=retry_after_s)
     clock: Callable[[], float] = time.time
     _allowances: dict[str, _Allowance] = field(default_factory=dict)
     _pruned_window: int = 0
@@ -115,8 +119,16 @@ class WindowLimit:
 
     def _refusal(self, key: str, retry_after_s: float) -> RateLimitError:
         kind = key.partition(":")[0]
-        return RateLimitError(f"too many {kind} requests; retry in {math.ceil(retry_after_s)} s",
-                              retry_after_s=retry_after_s, code=self.code)
+        return self.refuse(f"too many {kind} requests; retry in {math.ceil(retry_after_s)} s",
+                           retry_after_s)
+
+
+def _participant_refusal(message: str, retry_after_s: float) -> RateLimitError:
+    return RateLimitError(message, retry_after_s=retry_after_s, code="rate.participant")
+
+
+def _failed_auth_refusal(message: str, retry_after_s: float) -> RateLimitError:
+    return RateLimitError(message, retry_after_s=retry_after_s, code="rate.failed_auth")
 
 
 @dataclass
@@ -131,9 +143,9 @@ class RateLimits:
                       clock: Callable[[], float] = time.time) -> RateLimits:
         return cls(
             participant=WindowLimit(counters, conf.participant_requests, conf.window_s,
-                                    "rate.participant", clock),
+                                    _participant_refusal, clock),
             failed_auth=WindowLimit(counters, conf.failed_auth_per_address, conf.window_s,
-                                    "rate.failed_auth", clock),
+                                    _failed_auth_refusal, clock),
         )
 
     def check_address(self, address: str | None) -> None:
