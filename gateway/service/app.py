@@ -43,6 +43,7 @@ from gateway.web.keys import (
 from gateway.web.rate_limits import RateLimits
 
 log = structlog.get_logger(__name__)
+QUEUE_DEPTHS_STOP_S = 5.0
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[SETTINGS].store
@@ -111,8 +112,11 @@ async def refresh_queue_depths(app: web.Application) -> None:
 
 async def _queue_depths_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(refresh_queue_depths(app), name="queue-depths")
-    async for _ in _cancel_on_cleanup(task):
-        yield
+    yield
+    task.cancel()
+    # A read cancelled mid-RPC closes its channel; a broker that does not answer must not hold
+    # the shutdown (the broker connection closes right after).
+    await asyncio.wait({task}, timeout=QUEUE_DEPTHS_STOP_S)
 
 
 async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:

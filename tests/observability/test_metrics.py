@@ -31,6 +31,7 @@ sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "config" / "grafana-dashboard.json"
 UNKNOWN = "000.00.99.H56"
+FAST_DEPTHS = {"LGSP_METRICS__REFRESH_S": "0.5"}  # queue depths read twice a second
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -71,7 +72,7 @@ def labelled(samples: Samples, name: str, label: str) -> dict[str, float]:
 async def test_intake_and_delivery_move_their_counters_and_histograms(
     start_gateway: StartGateway, push_receiver: PushReceiver
 ) -> None:
-    gw = await start_gateway(push={DISTRICT: push_receiver.url})
+    gw = await start_gateway(push={DISTRICT: push_receiver.url}, env=FAST_DEPTHS)
     push_receiver.script = [503]  # the first attempt fails, the retry delivers
     document = new_document(DEPARTMENT, [DISTRICT])
     signed = gw.sign(document, DEPARTMENT)
@@ -114,7 +115,8 @@ async def test_queue_depth_on_the_gateway_and_delivery_metrics_on_the_worker_lis
     start_gateway: StartGateway, push_receiver: PushReceiver
 ) -> None:
     """Gateway and worker as separate roles: the worker serves its metrics on its own port."""
-    gw = await start_gateway(push={DISTRICT: push_receiver.url}, role=Role.GATEWAY)
+    gw = await start_gateway(push={DISTRICT: push_receiver.url}, role=Role.GATEWAY,
+                             env=FAST_DEPTHS)
     signed = gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
     status, answer = await gw.submit(signed, DEPARTMENT)
     assert status == 202, answer

@@ -195,8 +195,7 @@ async def start_gateway(
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
         holder.save()
-        metrics_env = {"LGSP_METRICS__TOKEN_HASHES": METRICS_TOKEN_HASH,
-                       "LGSP_METRICS__REFRESH_S": "0.2"}
+        metrics_env = {"LGSP_METRICS__TOKEN_HASHES": METRICS_TOKEN_HASH}
         settings = load_settings(setup.config_path, env={**TEST_ENV, **metrics_env, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
         await service.start()
