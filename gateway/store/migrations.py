@@ -41,8 +41,8 @@ from gateway.store.tables import (
     fold_text,
     metadata,
     national_inbox,
-    report_days,
     rate_counters,
+    report_days,
     schema_version,
     southbound_replays,
 )
