@@ -10,6 +10,7 @@ window is known to be exhausted, further requests are refused without touching t
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class WindowLimit:
     clock: Callable[[], float] = time.time
     _allowances: dict[str, _Allowance] = field(default_factory=dict)
     _pruned_window: int = 0
+    _claiming: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _window(self) -> tuple[int, float]:
         """The current window's start (epoch seconds) and the seconds until it ends."""
@@ -80,16 +82,21 @@ class WindowLimit:
         if self.limit <= 0:
             return
         start, left_s = self._window()
-        allowance = self._allowances.get(key)
-        if allowance is None or allowance.window_start != start:
-            allowance = await self._claim(key, start)
-        elif allowance.left == 0:
-            if allowance.exhausted:
-                raise self._refusal(key, left_s)
-            allowance = await self._claim(key, start)
+        allowance = self._current(key, start)
+        if _needs_claim(allowance):
+            async with self._claiming:  # one claim at a time: concurrent callers share it
+                start, left_s = self._window()
+                allowance = self._current(key, start)
+                if _needs_claim(allowance):
+                    allowance = await self._claim(key, start)
+        assert allowance is not None
         if allowance.left == 0:
             raise self._refusal(key, left_s)
         allowance.left -= 1
+
+    def _current(self, key: str, start: int) -> _Allowance | None:
+        allowance = self._allowances.get(key)
+        return allowance if allowance is not None and allowance.window_start == start else None
 
     async def _claim(self, key: str, start: int) -> _Allowance:
         batch = max(1, self.limit // ALLOWANCE_SHARE)
@@ -160,6 +167,11 @@ class RateLimits:
         """Count an authenticated request of ``caller_key`` (``participant:<OrganId>``,
         ``system:<system id>``); 429 once over the limit."""
         await self.participant.take(caller_key)
+
+
+def _needs_claim(allowance: _Allowance | None) -> bool:
+    """No allowance in this window yet, or one spent while the shared counter has room."""
+    return allowance is None or (allowance.left == 0 and not allowance.exhausted)
 
 
 def address_key(address: str | None) -> str:

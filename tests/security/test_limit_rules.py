@@ -3,6 +3,8 @@ processes, allowances, pruning; the console's growing delays and their ceiling."
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
@@ -93,3 +95,19 @@ def test_console_failures_are_forgotten_after_an_hour() -> None:
     assert throttle.retry_after_s("operator") == 0
     throttle.failed("operator")
     assert throttle.retry_after_s("operator") == 0  # counting starts again
+
+
+async def test_concurrent_requests_share_one_claim_instead_of_each_taking_a_batch(
+    store_url: str,
+) -> None:
+    """A cold start under a burst: one upsert serves them all (each taking a batch would use up
+    the window's whole limit at once and refuse the rest)."""
+    log = await DeliveryLog.open(store_url)
+    try:
+        limit = WindowLimit(Counters(lambda: log.engines), 1000, 60.0, clock=Clock(30.0))
+        await asyncio.gather(*(limit.take("participant:A") for _ in range(200)))
+        async with log.engines.reader.connect() as conn:
+            counted = (await conn.execute(select(rate_counters.c.count))).scalars().all()
+        assert counted == [200]  # four batches of 50, claimed one after the other
+    finally:
+        await log.aclose()
