@@ -101,13 +101,18 @@ class PushSigner:
             "crit": ["iat", DELIVERY_ID_PARAM],
         }
         header, _payload, signature = jws.serialize_compact(
-            protected, body, self.jwk, registry=_REGISTRY).split(".")
+            protected, body, self.jwk, registry=_REGISTRY
+        ).split(".")
         return f"{header}..{signature}"
 
 
 def sign_push(
-    body: bytes, delivery_id: str, key: SigningKey, certificate: x509.Certificate,
-    *, now: float | None = None,
+    body: bytes,
+    delivery_id: str,
+    key: SigningKey,
+    certificate: x509.Certificate,
+    *,
+    now: float | None = None,
 ) -> str:
     """The ``X-LGSP-Signature`` value for ``body``, signed with ``key``."""
     return PushSigner.of(key, certificate).sign(body, delivery_id, now=now)
@@ -136,16 +141,18 @@ def verify_push_signature(
     try:
         header = jws.extract_compact(token.encode("ascii"), None, _REGISTRY).headers()
     except (JoseError, ValueError, UnicodeError) as exc:
-        raise SignatureError(f"{SIGNATURE_HEADER} is unreadable: {exc}",
-                             code="jws.malformed") from exc
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} is unreadable: {exc}", code="jws.malformed"
+        ) from exc
     if header.get("x5t#S256") != certificate_thumbprint(trusted_cert):
         raise SignatureError("signed with another certificate", code="jws.unknown_key")
     jwk = public_jwk(trusted_cert, str(header.get("alg")))  # jws.invalid if the types differ
     try:
         jws.deserialize_compact(token, jwk, registry=_REGISTRY, payload=body)
     except (JoseError, ValueError) as exc:
-        raise SignatureError(f"{SIGNATURE_HEADER} does not verify: {exc}",
-                             code="jws.invalid") from exc
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} does not verify: {exc}", code="jws.invalid"
+        ) from exc
     return _checked_claims(header, lowered, max_age_s, time.time() if now is None else now)
 
 
@@ -157,11 +164,13 @@ def _checked_claims(
     assert isinstance(delivery_id, str)  # types checked by the registry when verifying
     assert isinstance(iat, int)
     if lowered.get(DELIVERY_ID_HEADER.lower()) != delivery_id:
-        raise SignatureError(f"{DELIVERY_ID_HEADER} is not the signed delivery id",
-                             code="jws.delivery_mismatch")
+        raise SignatureError(
+            f"{DELIVERY_ID_HEADER} is not the signed delivery id", code="jws.delivery_mismatch"
+        )
     if abs(now - iat) > max_age_s:
-        raise SignatureError(f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s",
-                             code="jws.stale")
+        raise SignatureError(
+            f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s", code="jws.stale"
+        )
     return PushSignature(delivery_id, datetime.fromtimestamp(iat, UTC), str(header["alg"]))
 
 
@@ -192,22 +201,28 @@ class HttpPushAdapter(Adapter):
 
     async def deliver(self, delivery: OutboundDelivery) -> DeliveryOutcome:
         if not delivery.url:
-            raise PermanentDeliveryError(f"no push URL for {delivery.organ_id}",
-                                         code="delivery.no_url")
+            raise PermanentDeliveryError(
+                f"no push URL for {delivery.organ_id}", code="delivery.no_url"
+            )
         self._policy.check_url(delivery.url)
         headers = await self._headers(delivery)
         try:
             async with self._client().post(
-                delivery.url, data=request_body(delivery.package), headers=headers,
-                timeout=self._timeout, allow_redirects=False,
+                delivery.url,
+                data=request_body(delivery.package),
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as response:
                 return await _outcome(response)
         except TimeoutError as exc:
-            raise TransientDeliveryError(f"no answer from {delivery.url} in time",
-                                         code="delivery.timeout") from exc
+            raise TransientDeliveryError(
+                f"no answer from {delivery.url} in time", code="delivery.timeout"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise TransientDeliveryError(f"cannot reach {delivery.url}: {exc}",
-                                         code="delivery.connection") from exc
+            raise TransientDeliveryError(
+                f"cannot reach {delivery.url}: {exc}", code="delivery.connection"
+            ) from exc
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None:
@@ -242,8 +257,12 @@ async def _outcome(response: aiohttp.ClientResponse) -> DeliveryOutcome:
     text = (await response.content.read(MAX_REASON_CHARS * 4)).decode("utf-8", "replace")
     reason = f"HTTP {status}: {text[:MAX_REASON_CHARS]}" if text else f"HTTP {status}"
     if status in (408, 429) or status >= 500:
-        raise TransientDeliveryError(reason, code="delivery.http_status", status_code=status,
-                                     retry_after_s=_retry_after_s(response.headers))
+        raise TransientDeliveryError(
+            reason,
+            code="delivery.http_status",
+            status_code=status,
+            retry_after_s=_retry_after_s(response.headers),
+        )
     raise PermanentDeliveryError(reason, code="delivery.refused", status_code=status)
 
 

@@ -71,8 +71,9 @@ class TargetPolicy:
         except (ValueError, TypeError) as exc:
             raise ForbiddenTargetError(f"not a URL: {exc}", code="delivery.bad_url") from exc
         if parsed.scheme not in SCHEMES or not parsed.host:
-            raise ForbiddenTargetError("a push URL must be http:// or https:// with a host",
-                                       code="delivery.bad_url")
+            raise ForbiddenTargetError(
+                "a push URL must be http:// or https:// with a host", code="delivery.bad_url"
+            )
         try:
             literal = ipaddress.ip_address(parsed.host.strip("[]"))
         except ValueError:
@@ -84,7 +85,8 @@ class TargetPolicy:
         if not is_public(address) and not self.host_allowed(host):
             raise ForbiddenTargetError(
                 f"push host {host} reaches {address}, which is not a public address; "
-                "name the host in [push] allow_private_hosts to allow it")
+                "name the host in [push] allow_private_hosts to allow it"
+            )
 
 
 class GuardedResolver(AbstractResolver):
@@ -94,8 +96,9 @@ class GuardedResolver(AbstractResolver):
         self._policy = policy
         self._inner = inner or DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         if not self._policy.host_allowed(host):
             for result in results:

@@ -100,14 +100,17 @@ class _LocalTransport(Transport):
 
     def load(self, url: str) -> bytes:
         if "://" in url and not url.startswith("file://"):
-            raise ConfigError(f"the WSDL refers to {url}: only local files are loaded",
-                              code="config.soap_remote_schema")
+            raise ConfigError(
+                f"the WSDL refers to {url}: only local files are loaded",
+                code="config.soap_remote_schema",
+            )
         path = Path(url.removeprefix("file://")).expanduser()
         return path.read_bytes()
 
 
-_ZEEP_SETTINGS: Final = Settings(strict=True, xml_huge_tree=False, forbid_dtd=True,
-                                 forbid_entities=True, forbid_external=True)
+_ZEEP_SETTINGS: Final = Settings(
+    strict=True, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True, forbid_external=True
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,49 +141,89 @@ def bind_route(route: SoapRoute) -> _Bound:
     """Load the route's WSDL and check the operation and request fields against it."""
     try:
         transport = _LocalTransport()  # type: ignore[no-untyped-call]  # zeep is untyped
-        client = Client(str(route.wsdl), settings=_ZEEP_SETTINGS,  # type: ignore[no-untyped-call]
-                        transport=transport)
-        service = client.wsdl.services[route.service_name] if route.service_name else next(
-            iter(client.wsdl.services.values()))
-        port = service.ports[route.port_name] if route.port_name else next(
-            iter(service.ports.values()))
+        client = Client(
+            str(route.wsdl),
+            settings=_ZEEP_SETTINGS,  # type: ignore[no-untyped-call]
+            transport=transport,
+        )
+        service = (
+            client.wsdl.services[route.service_name]
+            if route.service_name
+            else next(iter(client.wsdl.services.values()))
+        )
+        port = (
+            service.ports[route.port_name]
+            if route.port_name
+            else next(iter(service.ports.values()))
+        )
         operation = port.binding.get(route.operation)
     except (OSError, KeyError, StopIteration, ValueError, ZeepError, etree.LxmlError) as exc:
-        raise ConfigError(f"SOAP route {route.name}: cannot use {route.wsdl}: {exc}",
-                          code="config.soap_wsdl", path=f"route.{route.name}") from exc
+        raise ConfigError(
+            f"SOAP route {route.name}: cannot use {route.wsdl}: {exc}",
+            code="config.soap_wsdl",
+            path=f"route.{route.name}",
+        ) from exc
     known = {name for name, _ in getattr(operation.input.body.type, "elements", ())}
     unknown = sorted({key for key, _ in route.request} - known)
     if unknown:
-        raise ConfigError(f"SOAP route {route.name}: {route.operation} has no field {unknown[0]}"
-                          f" (fields: {', '.join(sorted(known))})", code="config.soap_mapping",
-                          path=f"route.{route.name}.request.{unknown[0]}")
+        raise ConfigError(
+            f"SOAP route {route.name}: {route.operation} has no field {unknown[0]}"
+            f" (fields: {', '.join(sorted(known))})",
+            code="config.soap_mapping",
+            path=f"route.{route.name}.request.{unknown[0]}",
+        )
     address = route.endpoint or port.binding_options.get("address")
     if not address:
-        raise ConfigError(f"SOAP route {route.name}: no endpoint in the WSDL or the route",
-                          code="config.soap_endpoint", path=f"route.{route.name}.endpoint")
+        raise ConfigError(
+            f"SOAP route {route.name}: no endpoint in the WSDL or the route",
+            code="config.soap_endpoint",
+            path=f"route.{route.name}.endpoint",
+        )
     proxy = client.bind(service.name, port.name)
-    return _Bound(route, client, port.binding, operation, proxy, address,
-                  operation.soapaction or "", _xroad_headers(route))
+    return _Bound(
+        route,
+        client,
+        port.binding,
+        operation,
+        proxy,
+        address,
+        operation.soapaction or "",
+        _xroad_headers(route),
+    )
 
 
 def _xroad_headers(route: SoapRoute) -> dict[str, object]:
     c, s = route.client, route.service
-    client = {"xRoadInstance": c.instance, "memberClass": c.member_class,
-              "memberCode": c.member_code, "subsystemCode": c.subsystem,
-              "objectType": "SUBSYSTEM" if c.subsystem else "MEMBER"}
-    service = {"xRoadInstance": s.instance, "memberClass": s.member_class,
-               "memberCode": s.member_code, "subsystemCode": s.subsystem,
-               "serviceCode": s.service_code, "serviceVersion": s.service_version,
-               "objectType": "SERVICE"}
-    return {"client": client, "service": service, "userId": route.user_id,
-            "protocolVersion": route.protocol_version}
+    client = {
+        "xRoadInstance": c.instance,
+        "memberClass": c.member_class,
+        "memberCode": c.member_code,
+        "subsystemCode": c.subsystem,
+        "objectType": "SUBSYSTEM" if c.subsystem else "MEMBER",
+    }
+    service = {
+        "xRoadInstance": s.instance,
+        "memberClass": s.member_class,
+        "memberCode": s.member_code,
+        "subsystemCode": s.subsystem,
+        "serviceCode": s.service_code,
+        "serviceVersion": s.service_version,
+        "objectType": "SERVICE",
+    }
+    return {
+        "client": client,
+        "service": service,
+        "userId": route.user_id,
+        "protocolVersion": route.protocol_version,
+    }
 
 
 class SoapAdapter(Adapter):
     """Calls the SOAP route named by the recipient's delivery URL, one connection pool for all."""
 
-    def __init__(self, routes: Mapping[str, SoapRoute], *,
-                 session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, routes: Mapping[str, SoapRoute], *, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self._bound = {name: bind_route(route) for name, route in routes.items()}
         self._session = session
         self._owns_session = session is None
@@ -189,7 +232,8 @@ class SoapAdapter(Adapter):
         bound = self._bound.get(delivery.url or "")
         if bound is None:
             raise PermanentDeliveryError(
-                f"no SOAP route {delivery.url!r} for {delivery.organ_id}", code="soap.no_route")
+                f"no SOAP route {delivery.url!r} for {delivery.organ_id}", code="soap.no_route"
+            )
         if len(delivery.package) > BUILD_IN_THREAD_BYTES:
             body = await asyncio.to_thread(_envelope, bound, delivery)
         else:
@@ -203,21 +247,30 @@ class SoapAdapter(Adapter):
             self._session = None
 
     async def _post(self, bound: _Bound, body: bytes) -> _Reply:
-        headers = {"Content-Type": 'text/xml; charset="utf-8"',
-                   "SOAPAction": f'"{bound.soap_action}"'}
+        headers = {
+            "Content-Type": 'text/xml; charset="utf-8"',
+            "SOAPAction": f'"{bound.soap_action}"',
+        }
         timeout = aiohttp.ClientTimeout(total=bound.route.timeout_s)
         try:
-            async with self._client().post(bound.address, data=request_body(body), headers=headers,
-                                            timeout=timeout, allow_redirects=False) as response:
+            async with self._client().post(
+                bound.address,
+                data=request_body(body),
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
                 content = await _read_capped(response)
                 return _Reply(response.status, content, response.headers, response.charset)
         except TimeoutError as exc:
             raise TransientDeliveryError(
                 f"no answer from {bound.address} in {bound.route.timeout_s:g} s",
-                code="delivery.timeout") from exc
+                code="delivery.timeout",
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise TransientDeliveryError(f"cannot reach {bound.address}: {exc}",
-                                         code="delivery.connection") from exc
+            raise TransientDeliveryError(
+                f"cannot reach {bound.address}: {exc}", code="delivery.connection"
+            ) from exc
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -232,8 +285,10 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise PermanentDeliveryError(
-                f"the SOAP answer exceeds {MAX_RESPONSE_BYTES} bytes", code="soap.bad_response",
-                status_code=response.status)
+                f"the SOAP answer exceeds {MAX_RESPONSE_BYTES} bytes",
+                code="soap.bad_response",
+                status_code=response.status,
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -247,11 +302,13 @@ def _envelope(bound: _Bound, delivery: OutboundDelivery) -> bytes:
     headers = {**bound.headers, "id": delivery.delivery_id}
     try:
         envelope = bound.client.create_message(
-            bound.proxy, bound.route.operation, _soapheaders=headers, **values)
+            bound.proxy, bound.route.operation, _soapheaders=headers, **values
+        )
     except (ZeepError, TypeError, ValueError) as exc:
         raise PermanentDeliveryError(
             f"the request for {bound.route.operation} does not fit the WSDL: {exc}",
-            code="soap.request_invalid") from exc
+            code="soap.request_invalid",
+        ) from exc
     return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
@@ -263,8 +320,10 @@ def request_values(route: SoapRoute, delivery: OutboundDelivery) -> dict[str, ob
         try:
             package = parse_package(delivery.package)
         except PackageError as exc:
-            raise PermanentDeliveryError(f"cannot read the package for the SOAP request: {exc}",
-                                         code="soap.package_unreadable") from exc
+            raise PermanentDeliveryError(
+                f"cannot read the package for the SOAP request: {exc}",
+                code="soap.package_unreadable",
+            ) from exc
     values: dict[str, object] = {}
     for name, source in route.request:
         value = _source_value(source, delivery, package)
@@ -297,8 +356,9 @@ def _plain(value: object, source: str) -> object:
         return list(value)
     if type(value).__str__ is not object.__str__:
         return str(value)  # records with a text form, e.g. Code -> "7816/VPCP-TTĐT"
-    raise PermanentDeliveryError(f"request source {source!r} is a record, not a value",
-                                 code="soap.mapping")
+    raise PermanentDeliveryError(
+        f"request source {source!r} is a record, not a value", code="soap.mapping"
+    )
 
 
 # --- reply ---------------------------------------------------------------------------------------
@@ -314,8 +374,11 @@ def _outcome(bound: _Bound, reply: _Reply) -> DeliveryOutcome:
     except (ZeepError, etree.LxmlError, ValueError) as exc:
         if reply.status_code != 200:
             raise _status_error(reply, str(exc)) from exc
-        raise PermanentDeliveryError(f"unreadable SOAP answer: {exc}"[:MAX_REASON_CHARS],
-                                     code="soap.bad_response", status_code=200) from exc
+        raise PermanentDeliveryError(
+            f"unreadable SOAP answer: {exc}"[:MAX_REASON_CHARS],
+            code="soap.bad_response",
+            status_code=200,
+        ) from exc
     return DeliveryOutcome(True, _detail(bound.route.operation, result), reply.status_code)
 
 

@@ -1,32 +1,32 @@
 """The SOAP routes file: ``[[route]]`` tables read into ``SoapRoute`` records, typos refused.
 
-    [[route]]
-    name = "national-documents"          # what a participant's delivery url names
-    wsdl = "document-service.wsdl"       # relative to schemas/wsdl/, or absolute
-    operation = "ReceiveDocument"
-    # wsdl_service = "…"  wsdl_port = "…" # optional: the WSDL's first service and port otherwise
-    endpoint = "http://10.0.0.5:8080/DocumentReceivingService"   # optional: the WSDL address
-    timeout_s = 30.0                      # optional
-    user_id = "lgsp-thanhhoa"
-    protocol_version = "4.0"              # optional
+[[route]]
+name = "national-documents"          # what a participant's delivery url names
+wsdl = "document-service.wsdl"       # relative to schemas/wsdl/, or absolute
+operation = "ReceiveDocument"
+# wsdl_service = "…"  wsdl_port = "…" # optional: the WSDL's first service and port otherwise
+endpoint = "http://10.0.0.5:8080/DocumentReceivingService"   # optional: the WSDL address
+timeout_s = 30.0                      # optional
+user_id = "lgsp-thanhhoa"
+protocol_version = "4.0"              # optional
 
-    [route.client]                        # xrd:client
-    instance = "VN"
-    member_class = "GOV"
-    member_code = "000.00.00.H56"
-    subsystem = "lgsp"                    # optional
+[route.client]                        # xrd:client
+instance = "VN"
+member_class = "GOV"
+member_code = "000.00.00.H56"
+subsystem = "lgsp"                    # optional
 
-    [route.service]                       # xrd:service
-    instance = "VN"
-    member_class = "GOV"
-    member_code = "000.00.00.G22"
-    subsystem = "ndxp"                    # optional
-    service_code = "ReceiveDocument"
-    service_version = "v1"                # optional
+[route.service]                       # xrd:service
+instance = "VN"
+member_class = "GOV"
+member_code = "000.00.00.G22"
+subsystem = "ndxp"                    # optional
+service_code = "ReceiveDocument"
+service_version = "v1"                # optional
 
-    [route.request]                       # request field = source (see adapters.soap)
-    DocumentId = "header.document_id"
-    PackageBase64 = "package_base64"
+[route.request]                       # request field = source (see adapters.soap)
+DocumentId = "header.document_id"
+PackageBase64 = "package_base64"
 """
 
 from __future__ import annotations
@@ -47,9 +47,22 @@ from gateway.core.errors import ConfigError
 from gateway.core.resources import wsdl_dir
 
 _FIELD_PATH = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
-_ROUTE_KEYS = frozenset({"name", "wsdl", "operation", "wsdl_service", "wsdl_port", "endpoint",
-                         "timeout_s", "user_id", "protocol_version", "client", "service",
-                         "request"})
+_ROUTE_KEYS = frozenset(
+    {
+        "name",
+        "wsdl",
+        "operation",
+        "wsdl_service",
+        "wsdl_port",
+        "endpoint",
+        "timeout_s",
+        "user_id",
+        "protocol_version",
+        "client",
+        "service",
+        "request",
+    }
+)
 
 
 def load_routes(path: Path) -> dict[str, SoapRoute]:
@@ -82,8 +95,7 @@ def route_from_mapping(entry: Mapping[str, object], where: str) -> SoapRoute:
         service=_service(_table(entry, "service", where), f"{where}.service"),
         user_id=_text(entry, "user_id", where),
         request=_request(_table(entry, "request", where), f"{where}.request"),
-        protocol_version=_optional(entry, "protocol_version", where)
-        or PROTOCOL_VERSION,
+        protocol_version=_optional(entry, "protocol_version", where) or PROTOCOL_VERSION,
         service_name=_optional(entry, "wsdl_service", where),
         port_name=_optional(entry, "wsdl_port", where),
         endpoint=_optional(entry, "endpoint", where),
@@ -102,8 +114,11 @@ def _client(table: Mapping[str, object], where: str) -> XRoadClient:
 
 
 def _service(table: Mapping[str, object], where: str) -> XRoadService:
-    _only(table, {"instance", "member_class", "member_code", "subsystem", "service_code",
-                  "service_version"}, where)
+    _only(
+        table,
+        {"instance", "member_class", "member_code", "subsystem", "service_code", "service_version"},
+        where,
+    )
     return XRoadService(
         instance=_text(table, "instance", where),
         member_class=_text(table, "member_class", where),
@@ -121,9 +136,12 @@ def _request(table: Mapping[str, object], where: str) -> tuple[tuple[str, str], 
     for name in table:
         source = _text(table, name, where)
         if source not in DELIVERY_SOURCES and not _FIELD_PATH.fullmatch(source):
-            raise ConfigError(f"{where}.{name}: {source!r} is neither a delivery source "
-                              f"({', '.join(sorted(DELIVERY_SOURCES))}) nor a package field "
-                              "path like header.document_id", path=f"{where}.{name}")
+            raise ConfigError(
+                f"{where}.{name}: {source!r} is neither a delivery source "
+                f"({', '.join(sorted(DELIVERY_SOURCES))}) nor a package field "
+                "path like header.document_id",
+                path=f"{where}.{name}",
+            )
         mapping.append((name, source))
     return tuple(mapping)
 

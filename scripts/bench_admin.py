@@ -94,8 +94,10 @@ SETUP_SQL = (
 
 def uuid7_sql(seed: str, at: str) -> str:
     """SQL for a UUIDv7 as the gateway makes them: ``at``'s milliseconds, then md5(seed) bits."""
-    return (f"(lpad(to_hex(floor(extract(epoch FROM {at}) * 1000)::bigint), 12, '0') || '7' "
-            f"|| substr(md5({seed}), 1, 3) || '8' || substr(md5({seed}), 4, 15))::uuid::text")
+    return (
+        f"(lpad(to_hex(floor(extract(epoch FROM {at}) * 1000)::bigint), 12, '0') || '7' "
+        f"|| substr(md5({seed}), 1, 3) || '8' || substr(md5({seed}), 4, 15))::uuid::text"
+    )
 
 
 # Per chunk: one row per document with every random choice (the other inserts read it).
@@ -197,21 +199,33 @@ async def fill(url: str, documents: int) -> None:
     try:
         async with engine.begin() as conn:
             await conn.execute(text(SETUP_SQL[0]), {"organs": organs})
-            await conn.execute(text(SETUP_SQL[1]), {
-                "subjects": list(SUBJECTS), "folds": [fold_text(s) for s in SUBJECTS]})
+            await conn.execute(
+                text(SETUP_SQL[1]),
+                {"subjects": list(SUBJECTS), "folds": [fold_text(s) for s in SUBJECTS]},
+            )
         for lo in range(1, documents + 1, CHUNK):
             hi = min(lo + CHUNK - 1, documents)
             started = time.perf_counter()
             async with engine.begin() as conn:
                 await conn.execute(text("SET LOCAL synchronous_commit = off"))
                 await conn.execute(text("SELECT setseed(:seed)"), {"seed": lo / (documents + 1)})
-                await conn.execute(text(SOURCE_SQL), {
-                    "n_organs": len(organs), "n_subjects": len(SUBJECTS), "n": documents,
-                    "lo": lo, "hi": hi})
+                await conn.execute(
+                    text(SOURCE_SQL),
+                    {
+                        "n_organs": len(organs),
+                        "n_subjects": len(SUBJECTS),
+                        "n": documents,
+                        "lo": lo,
+                        "hi": hi,
+                    },
+                )
                 for statement in FILL_SQL:
                     await conn.execute(text(statement))
-            print(f"  filled documents {lo}-{hi} in {time.perf_counter() - started:.1f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  filled documents {lo}-{hi} in {time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         async with autocommit.connect() as conn:
             await conn.execute(text("DROP TABLE bench_organs, bench_subjects"))
@@ -222,10 +236,12 @@ async def fill(url: str, documents: int) -> None:
 
 
 async def report_sizes(conn: AsyncConnection) -> None:
-    rows = await conn.execute(text(
-        "SELECT relname, n_live_tup, pg_size_pretty(pg_total_relation_size(relid)) AS size "
-        "FROM pg_stat_user_tables ORDER BY relname"
-    ))
+    rows = await conn.execute(
+        text(
+            "SELECT relname, n_live_tup, pg_size_pretty(pg_total_relation_size(relid)) AS size "
+            "FROM pg_stat_user_tables ORDER BY relname"
+        )
+    )
     for row in rows:
         print(f"  {row.relname:<16} {row.n_live_tup:>10} rows  {row.size}", file=sys.stderr)
 
@@ -239,8 +255,7 @@ def filters(sample: dict[str, list[str]], now: datetime) -> dict[str, Factory]:
     busy = sample["busy"]
     doc_ids = sample["document_ids"]
     states = list(DeliveryState)
-    codes = [StatusCode.ACCEPTANCE, StatusCode.PROCESSING, StatusCode.FINISH,
-             StatusCode.REJECTION]
+    codes = [StatusCode.ACCEPTANCE, StatusCode.PROCESSING, StatusCode.FINISH, StatusCode.REJECTION]
 
     def pick(values: list[str], k: int) -> str:
         return values[k % len(values)]
@@ -262,25 +277,29 @@ def filters(sample: dict[str, list[str]], now: datetime) -> dict[str, Factory]:
         "recipient": lambda k: DocumentFilter(recipient=pick(recipients, k)),
         "recipient_deep": lambda k: DocumentFilter(recipient=pick(busy, k), offset=DEEP_OFFSET),
         "state": lambda k: DocumentFilter(state=states[k % len(states)]),
-        "state_deep": lambda _k: DocumentFilter(
-            state=DeliveryState.DELIVERED, offset=DEEP_OFFSET),
+        "state_deep": lambda _k: DocumentFilter(state=DeliveryState.DELIVERED, offset=DEEP_OFFSET),
         "business_status": lambda k: DocumentFilter(business_status=codes[k % len(codes)]),
         "date_range": dated,
         "date_range_deep": lambda k: dated(k, offset=DEEP_OFFSET),
         "text": lambda k: DocumentFilter(text=pick(sample["words"], k)),
         "text_deep": lambda k: DocumentFilter(text=SEARCH_WORDS[k % 2], offset=DEEP_OFFSET),
         "sender+state": lambda k: DocumentFilter(
-            sender=pick(senders, k), state=states[k % len(states)]),
+            sender=pick(senders, k), state=states[k % len(states)]
+        ),
         "recipient+state": lambda k: DocumentFilter(
-            recipient=pick(recipients, k), state=states[k % len(states)]),
+            recipient=pick(recipients, k), state=states[k % len(states)]
+        ),
         "recipient+business_status": lambda k: DocumentFilter(
-            recipient=pick(recipients, k), business_status=codes[k % len(codes)]),
+            recipient=pick(recipients, k), business_status=codes[k % len(codes)]
+        ),
         "sender+recipient": lambda k: DocumentFilter(
-            sender=pick(senders, k), recipient=pick(recipients, k + 1)),
+            sender=pick(senders, k), recipient=pick(recipients, k + 1)
+        ),
         "sender+date_range": lambda k: dated(k, sender=pick(senders, k)),
         "state+date_range": lambda k: dated(k, state=states[k % len(states)]),
         "text+sender": lambda k: DocumentFilter(
-            text=pick(sample["words"], k), sender=pick(senders, k)),
+            text=pick(sample["words"], k), sender=pick(senders, k)
+        ),
         "text+date_range": lambda k: dated(k, text=pick(sample["words"], k)),
     }
 
@@ -290,10 +309,18 @@ async def sample_values(url: str) -> dict[str, list[str]]:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
-            ranked = [row[0] for row in await conn.execute(text(
-                "SELECT sender FROM documents GROUP BY sender ORDER BY count(*) DESC"))]
-            doc_ids = [row[0] for row in await conn.execute(text(
-                "SELECT document_id FROM documents TABLESAMPLE SYSTEM (1) LIMIT 40"))]
+            ranked = [
+                row[0]
+                for row in await conn.execute(
+                    text("SELECT sender FROM documents GROUP BY sender ORDER BY count(*) DESC")
+                )
+            ]
+            doc_ids = [
+                row[0]
+                for row in await conn.execute(
+                    text("SELECT document_id FROM documents TABLESAMPLE SYSTEM (1) LIMIT 40")
+                )
+            ]
     finally:
         await engine.dispose()
     spread = [ranked[i] for i in (0, 1, 2, 5, 20, 60, 150, 300, len(ranked) - 1)]
@@ -315,10 +342,16 @@ async def run_searches(url: str, repeat: int) -> dict[str, dict[str, float]]:
         for name, make in searches.items():
             await page(log, make(0))  # warm-up (caches, prepared statements)
             timings = [await timed_page(log, make(k)) for k in range(1, repeat + 1)]
-            figures[name] = {"p50_ms": round(statistics.median(timings), 2),
-                             "p99_ms": round(percentile(timings, 0.99), 2)}
-            print(f"  {name:<26} p50 {figures[name]['p50_ms']:>8.2f} ms   "
-                  f"p99 {figures[name]['p99_ms']:>8.2f} ms", file=sys.stderr, flush=True)
+            figures[name] = {
+                "p50_ms": round(statistics.median(timings), 2),
+                "p99_ms": round(percentile(timings, 0.99), 2),
+            }
+            print(
+                f"  {name:<26} p50 {figures[name]['p50_ms']:>8.2f} ms   "
+                f"p99 {figures[name]['p99_ms']:>8.2f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         await log.aclose()
     return figures
@@ -348,10 +381,16 @@ async def run_reports(url: str, repeat: int) -> dict[str, dict[str, float]]:
                 build_report(wanted, totals, {})
                 timings.append((time.perf_counter() - started) * 1000)
             name = f"report_year_{role.value}"
-            figures[name] = {"p50_ms": round(statistics.median(timings), 2),
-                             "p99_ms": round(percentile(timings, 0.99), 2)}
-            print(f"  {name:<26} p50 {figures[name]['p50_ms']:>8.2f} ms   "
-                  f"p99 {figures[name]['p99_ms']:>8.2f} ms", file=sys.stderr, flush=True)
+            figures[name] = {
+                "p50_ms": round(statistics.median(timings), 2),
+                "p99_ms": round(percentile(timings, 0.99), 2),
+            }
+            print(
+                f"  {name:<26} p50 {figures[name]['p50_ms']:>8.2f} ms   "
+                f"p99 {figures[name]['p99_ms']:>8.2f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         await log.aclose()
     return figures
@@ -388,8 +427,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         if not args.database:
             print(f"filling {name} with {documents} documents", file=sys.stderr, flush=True)
             await fill(url, documents)
-        print(f"filled in {time.perf_counter() - started:.0f} s; searching "
-              f"({args.repeat} times each)", file=sys.stderr, flush=True)
+        print(
+            f"filled in {time.perf_counter() - started:.0f} s; searching "
+            f"({args.repeat} times each)",
+            file=sys.stderr,
+            flush=True,
+        )
         figures = {} if args.reports_only else await run_searches(url, args.repeat)
         reports = await run_reports(url, args.repeat)
     finally:
@@ -401,13 +444,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     if figures:
         worst = max(f["p99_ms"] for f in figures.values())
         verdict = "meets" if worst < TARGET_P99_MS else "MISSES"
-        print(f"{documents} documents; worst search p99 {worst:.1f} ms {verdict} the "
-              f"{TARGET_P99_MS:.0f} ms target", file=sys.stderr)
+        print(
+            f"{documents} documents; worst search p99 {worst:.1f} ms {verdict} the "
+            f"{TARGET_P99_MS:.0f} ms target",
+            file=sys.stderr,
+        )
     worst_report = max(reports[f"report_year_{role.value}"]["p99_ms"] for role in Role)
     verdict = "meets" if worst_report < TARGET_REPORT_P99_MS else "MISSES"
-    print(f"a year's report: worst p99 {worst_report:.1f} ms {verdict} the "
-          f"{TARGET_REPORT_P99_MS:.0f} ms target; total {time.perf_counter() - started:.0f} s",
-          file=sys.stderr)
+    print(
+        f"a year's report: worst p99 {worst_report:.1f} ms {verdict} the "
+        f"{TARGET_REPORT_P99_MS:.0f} ms target; total {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
     return {**figures, **reports}
 
 
@@ -419,8 +467,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--database", help="an already filled database to measure again (kept)")
     parser.add_argument("--reports-only", action="store_true", help="time the reports only")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="an existing database to "
-                        "connect to for CREATE/DROP DATABASE")
+    parser.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help="an existing database to connect to for CREATE/DROP DATABASE",
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))))
 

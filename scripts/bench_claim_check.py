@@ -93,19 +93,31 @@ class Rig:
 
     async def store(self, package: bytes) -> str:
         new = NewDocument(
-            dedup_key=f"bench|{secrets.token_hex(8)}", kind=PackageKind.DOCUMENT,
-            sender="000.00.15.H56", document_id=None, format=PackageFormat.XML,
-            signer_fingerprint="-", signer_subject="-", algorithm="rsa-sha256",
-            caller="000.00.15.H56", received_at=datetime.now(UTC), business_doc_type=None,
-            status_code=None, subject=None, in_reply_to=None,
+            dedup_key=f"bench|{secrets.token_hex(8)}",
+            kind=PackageKind.DOCUMENT,
+            sender="000.00.15.H56",
+            document_id=None,
+            format=PackageFormat.XML,
+            signer_fingerprint="-",
+            signer_subject="-",
+            algorithm="rsa-sha256",
+            caller="000.00.15.H56",
+            received_at=datetime.now(UTC),
+            business_doc_type=None,
+            status_code=None,
+            subject=None,
+            in_reply_to=None,
         )
         result = await self.log.record_intake(new, package, [("000.00.04.H56", METHOD)])
         return result.document.package_sha256
 
     def message(self, package: bytes, sha256: str, *, by_reference: bool) -> DeliveryMessage:
         return DeliveryMessage(
-            delivery_id=secrets.token_hex(8), document_pk="bench", recipient="000.00.04.H56",
-            method=METHOD, body=None if by_reference else package,
+            delivery_id=secrets.token_hex(8),
+            document_pk="bench",
+            recipient="000.00.04.H56",
+            method=METHOD,
+            body=None if by_reference else package,
             claim_check_sha256=sha256 if by_reference else None,
         )
 
@@ -134,16 +146,27 @@ def _broker_message_memory_bytes() -> int:
     of at least 64 MB waiting (or 64 messages).
     """
     out = subprocess.run(
-        ["rabbitmq-diagnostics", "-q", "memory_breakdown", "--unit", "bytes",
-         "--formatter", "json"],
-        check=True, capture_output=True, text=True, timeout=60,
+        [
+            "rabbitmq-diagnostics",
+            "-q",
+            "memory_breakdown",
+            "--unit",
+            "bytes",
+            "--formatter",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     breakdown = json.loads(out)
     return sum(int(breakdown[k]["bytes"]) for k in ("binary", "quorum_ets", "quorum_queue_procs"))
 
 
-async def measure_way(rig: Rig, package: bytes, sha256: str, count: int, *,
-                      by_reference: bool, memory: bool) -> WayFigures:
+async def measure_way(
+    rig: Rig, package: bytes, sha256: str, count: int, *, by_reference: bool, memory: bool
+) -> WayFigures:
     size = len(package)
     latencies: list[float] = []
     for _ in range(count):
@@ -154,14 +177,14 @@ async def measure_way(rig: Rig, package: bytes, sha256: str, count: int, *,
     bench0, broker0 = sum(os.times()[:2]), _broker_cpu_s()
     started = time.perf_counter()
     await rig.broker.publish_many(
-        [rig.message(package, sha256, by_reference=by_reference) for _ in range(count)])
+        [rig.message(package, sha256, by_reference=by_reference) for _ in range(count)]
+    )
     await asyncio.gather(*(rig.take(size) for _ in range(count)))
     elapsed_s = time.perf_counter() - started
     bench_ms = (sum(os.times()[:2]) - bench0) / count * 1000
     broker_ms = (_broker_cpu_s() - broker0) / count * 1000
     memory_mb = await _held_memory_mb(rig, package, sha256, by_reference) if memory else 0.0
-    return WayFigures(percentile(latencies, 50), count / elapsed_s, bench_ms, broker_ms,
-                      memory_mb)
+    return WayFigures(percentile(latencies, 50), count / elapsed_s, bench_ms, broker_ms, memory_mb)
 
 
 async def _held_memory_mb(rig: Rig, package: bytes, sha256: str, by_reference: bool) -> float:
@@ -170,7 +193,8 @@ async def _held_memory_mb(rig: Rig, package: bytes, sha256: str, by_reference: b
     before = _broker_message_memory_bytes()
     await rig.pause()
     await rig.broker.publish_many(
-        [rig.message(package, sha256, by_reference=by_reference) for _ in range(held)])
+        [rig.message(package, sha256, by_reference=by_reference) for _ in range(held)]
+    )
     during = _broker_message_memory_bytes()
     await rig.start()
     await asyncio.gather(*(rig.take(len(package)) for _ in range(held)))
@@ -181,13 +205,15 @@ async def _held_memory_mb(rig: Rig, package: bytes, sha256: str, by_reference: b
 async def rig_for(broker_url: str, store_url: str | None) -> AsyncIterator[Rig]:
     root = Path(tempfile.mkdtemp(prefix="lgsp-claim-"))
     prefix = f"bench-cc-{secrets.token_hex(4)}"
-    settings = Settings(broker=BrokerSettings(url=broker_url, prefix=prefix,
-                                              retry_delays_s=RETRY_DELAYS_S))
+    settings = Settings(
+        broker=BrokerSettings(url=broker_url, prefix=prefix, retry_delays_s=RETRY_DELAYS_S)
+    )
     try:
         async with fresh_database(store_url) as url:
             log = await DeliveryLog.open(url or f"sqlite+aiosqlite:///{root}/log.db")
-            broker = await Broker.connect(broker_url, prefix=prefix, methods=(METHOD,),
-                                          retry_delays_s=RETRY_DELAYS_S)
+            broker = await Broker.connect(
+                broker_url, prefix=prefix, methods=(METHOD,), retry_delays_s=RETRY_DELAYS_S
+            )
             try:
                 await broker.declare_topology()
                 rig = Rig(broker, log)
@@ -210,45 +236,63 @@ def _count_for(size: int, quick: bool) -> int:
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     rows: dict[str, object] = {}
     threshold_kb: int | None = None
-    print(f"{'size':>8} {'body p50':>9} {'ref p50':>9} {'body/s':>8} {'ref/s':>8} "
-          f"{'body brokerCPU':>14} {'ref brokerCPU':>13} {'body memMB/msg':>14} "
-          f"{'ref memMB/msg':>13}")
+    print(
+        f"{'size':>8} {'body p50':>9} {'ref p50':>9} {'body/s':>8} {'ref/s':>8} "
+        f"{'body brokerCPU':>14} {'ref brokerCPU':>13} {'body memMB/msg':>14} "
+        f"{'ref memMB/msg':>13}"
+    )
     async with rig_for(args.broker_url, args.store_url) as rig:
         for size_kb in SIZES_KB:
             package = os.urandom(size_kb * 1024)
             sha256 = await rig.store(package)
             count = _count_for(len(package), args.quick)
-            body = await measure_way(rig, package, sha256, count, by_reference=False,
-                                     memory=not args.no_memory)
-            ref = await measure_way(rig, package, sha256, count, by_reference=True,
-                                    memory=not args.no_memory)
-            print(f"{size_kb:>6}KB {body.p50_ms:>7.1f}ms {ref.p50_ms:>7.1f}ms "
-                  f"{body.per_s:>8.1f} {ref.per_s:>8.1f} {body.broker_cpu_ms:>12.1f}ms "
-                  f"{ref.broker_cpu_ms:>11.1f}ms {body.broker_memory_mb_per_msg:>14.2f} "
-                  f"{ref.broker_memory_mb_per_msg:>13.3f}", flush=True)
+            body = await measure_way(
+                rig, package, sha256, count, by_reference=False, memory=not args.no_memory
+            )
+            ref = await measure_way(
+                rig, package, sha256, count, by_reference=True, memory=not args.no_memory
+            )
+            print(
+                f"{size_kb:>6}KB {body.p50_ms:>7.1f}ms {ref.p50_ms:>7.1f}ms "
+                f"{body.per_s:>8.1f} {ref.per_s:>8.1f} {body.broker_cpu_ms:>12.1f}ms "
+                f"{ref.broker_cpu_ms:>11.1f}ms {body.broker_memory_mb_per_msg:>14.2f} "
+                f"{ref.broker_memory_mb_per_msg:>13.3f}",
+                flush=True,
+            )
             rows[f"{size_kb}KB"] = {"messages": count, "body": _plain(body), "ref": _plain(ref)}
             if threshold_kb is None and ref.p50_ms <= body.p50_ms:
                 threshold_kb = size_kb
-    return {"sizes": rows, "reference_wins_from_kb": threshold_kb,
-            "store": "postgresql" if (args.store_url or "").startswith("postgresql") else "sqlite",
-            "load_average_1m": round(os.getloadavg()[0], 1)}
+    return {
+        "sizes": rows,
+        "reference_wins_from_kb": threshold_kb,
+        "store": "postgresql" if (args.store_url or "").startswith("postgresql") else "sqlite",
+        "load_average_1m": round(os.getloadavg()[0], 1),
+    }
 
 
 def _plain(w: WayFigures) -> dict[str, float]:
-    return {"p50_ms": round(w.p50_ms, 2), "per_s": round(w.per_s, 1),
-            "bench_cpu_ms": round(w.bench_cpu_ms, 2), "broker_cpu_ms": round(w.broker_cpu_ms, 2),
-            "broker_memory_mb_per_msg": round(w.broker_memory_mb_per_msg, 3)}
+    return {
+        "p50_ms": round(w.p50_ms, 2),
+        "per_s": round(w.per_s, 1),
+        "bench_cpu_ms": round(w.bench_cpu_ms, 2),
+        "broker_cpu_ms": round(w.broker_cpu_ms, 2),
+        "broker_memory_mb_per_msg": round(w.broker_memory_mb_per_msg, 3),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer messages per size")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the queue memory readings (rabbitmqctl)")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the queue memory readings (rabbitmqctl)"
+    )
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
-    parser.add_argument("--store-url", default=None,
-                        help="PostgreSQL server URL (a fresh database is made on it); "
-                             "default: SQLite in a temp dir")
+    parser.add_argument(
+        "--store-url",
+        default=None,
+        help="PostgreSQL server URL (a fresh database is made on it); "
+        "default: SQLite in a temp dir",
+    )
     args = parser.parse_args()
     print(json.dumps(asyncio.run(main_async(args))))
     return 0

@@ -130,19 +130,25 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         await packages.submit_originals(stack)
         started = time.perf_counter()
         bodies = packages.make(WARMUP + plan.count)
-        print(f"# {plan.name}: signed {len(bodies)} packages of ~{len(bodies[-1]) // 1024} KB "
-              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"# {plan.name}: signed {len(bodies)} packages of ~{len(bodies[-1]) // 1024} KB "
+            f"in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+        )
         warm = await submit_closed(stack, DISTRICT, bodies[:WARMUP], concurrency=4)
         await measure(stack, warm, 0)
         seen = await stack.receiver.count()
         cpu_before = stack.cpu_s()
-        subs = await submit_closed(stack, DISTRICT, bodies[WARMUP:],
-                                   concurrency=plan.concurrency)
+        subs = await submit_closed(stack, DISTRICT, bodies[WARMUP:], concurrency=plan.concurrency)
         full = await measure(stack, subs, seen)
-        cpu = {k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
-               for k, v in stack.cpu_s().items()}
-        print(f"# {plan.name}: CPU ms per package {cpu}; load average "
-              f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+        cpu = {
+            k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
+            for k, v in stack.cpu_s().items()
+        }
+        print(
+            f"# {plan.name}: CPU ms per package {cpu}; load average {os.getloadavg()[0]:.1f}",
+            file=sys.stderr,
+        )
         _report(plan.name, f"max (concurrency {plan.concurrency})", full)
         half_rate = max(1.0, full.delivered_per_s / 2)
         extra = packages.make(round(half_rate * plan.half_load_s))
@@ -154,8 +160,11 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         if plan.open_rate_per_s > 0:
             extra = packages.make(round(plan.open_rate_per_s * plan.open_s))
             seen = await stack.receiver.count()
-            fixed = await measure(stack, await submit_open(
-                stack, DISTRICT, extra, rate_per_s=plan.open_rate_per_s), seen)
+            fixed = await measure(
+                stack,
+                await submit_open(stack, DISTRICT, extra, rate_per_s=plan.open_rate_per_s),
+                seen,
+            )
             _report(plan.name, f"open loop ({plan.open_rate_per_s:.0f}/s offered)", fixed)
         rss = stack.peak_rss_mb()
     figures = _figures(full, half, half_rate=half_rate, rss=rss, plan=plan, options=options)
@@ -172,15 +181,25 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
 
 
 def _report(mix: str, label: str, run: RunFigures) -> None:
-    print(f"{mix:5} {label:28} accepted {run.accepted} (refused {run.refused}) "
-          f"{run.accepted_per_s:7.1f}/s  delivered {run.delivered_per_s:7.1f}/s  "
-          f"accept p50 {percentile(run.accept_ms, 50):6.1f} ms p99 "
-          f"{percentile(run.accept_ms, 99):6.1f} ms  e2e p50 {percentile(run.e2e_ms, 50):7.1f}"
-          f" ms p99 {percentile(run.e2e_ms, 99):7.1f} ms", flush=True)
+    print(
+        f"{mix:5} {label:28} accepted {run.accepted} (refused {run.refused}) "
+        f"{run.accepted_per_s:7.1f}/s  delivered {run.delivered_per_s:7.1f}/s  "
+        f"accept p50 {percentile(run.accept_ms, 50):6.1f} ms p99 "
+        f"{percentile(run.accept_ms, 99):6.1f} ms  e2e p50 {percentile(run.e2e_ms, 50):7.1f}"
+        f" ms p99 {percentile(run.e2e_ms, 99):7.1f} ms",
+        flush=True,
+    )
 
 
-def _figures(full: RunFigures, half: RunFigures, *, half_rate: float, rss: dict[str, float],
-             plan: Plan, options: StackOptions) -> dict[str, object]:
+def _figures(
+    full: RunFigures,
+    half: RunFigures,
+    *,
+    half_rate: float,
+    rss: dict[str, float],
+    plan: Plan,
+    options: StackOptions,
+) -> dict[str, object]:
     def r(x: float) -> float:
         return round(x, 1)
 
@@ -206,19 +225,34 @@ def _figures(full: RunFigures, half: RunFigures, *, half_rate: float, rss: dict[
 
 
 def _plans(args: argparse.Namespace) -> list[Plan]:
-    small = Plan("small", args.small_count or (600 if args.quick else 12000),
-                 args.concurrency or 64, 3.0 if args.quick else 10.0,
-                 open_rate_per_s=args.open_rate, open_s=2.0 if args.quick else 10.0)
-    real = Plan("real", args.real_count or (150 if args.quick else 2000),
-                args.concurrency or 16, 3.0 if args.quick else 10.0)
+    small = Plan(
+        "small",
+        args.small_count or (600 if args.quick else 12000),
+        args.concurrency or 64,
+        3.0 if args.quick else 10.0,
+        open_rate_per_s=args.open_rate,
+        open_s=2.0 if args.quick else 10.0,
+    )
+    real = Plan(
+        "real",
+        args.real_count or (150 if args.quick else 2000),
+        args.concurrency or 16,
+        3.0 if args.quick else 10.0,
+    )
     return [p for p in (small, real) if args.mix in (p.name, "both")]
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    options = StackOptions(broker_url=args.broker_url, store_url=args.store_url,
-                           gateways=args.gateways, workers=args.workers, keep_dir=args.keep,
-                           profile_dir=args.profile_dir, code_dir=args.code_dir,
-                           env=dict(item.split("=", 1) for item in args.set))
+    options = StackOptions(
+        broker_url=args.broker_url,
+        store_url=args.store_url,
+        gateways=args.gateways,
+        workers=args.workers,
+        keep_dir=args.keep,
+        profile_dir=args.profile_dir,
+        code_dir=args.code_dir,
+        env=dict(item.split("=", 1) for item in args.set),
+    )
     results: dict[str, object] = {}
     for plan in _plans(args):
         results[plan.name] = await run_mix(plan, options)
@@ -229,17 +263,31 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
 
 # Where a profiled process's CPU goes, by the file each function lives in (first match wins).
 PROFILE_GROUPS = (
-    ("store: SQLAlchemy + driver", ("sqlalchemy", "asyncpg", "aiosqlite", "greenlet", "sqlite3",
-                                    "gateway/store")),
+    (
+        "store: SQLAlchemy + driver",
+        ("sqlalchemy", "asyncpg", "aiosqlite", "greenlet", "sqlite3", "gateway/store"),
+    ),
     ("broker client", ("aio_pika", "aiormq", "pamqp")),
     ("HTTP (aiohttp, yarl, multidict)", ("aiohttp", "yarl", "multidict")),
-    ("XML + signatures", ("lxml", "cryptography", "joserfc", "gateway/signatures",
-                          "gateway/edxml", "gateway/intake/receipts", "adapters/http_push",
-                          "hashlib")),
+    (
+        "XML + signatures",
+        (
+            "lxml",
+            "cryptography",
+            "joserfc",
+            "gateway/signatures",
+            "gateway/edxml",
+            "gateway/intake/receipts",
+            "adapters/http_push",
+            "hashlib",
+        ),
+    ),
     ("logging + metrics", ("structlog", "prometheus_client", "json")),
     ("gateway (the rest)", ("gateway/", "adapters/")),
-    ("event loop + threads", ("asyncio", "selectors", "epoll", "threading", "contextvars",
-                              "queue", "socket")),
+    (
+        "event loop + threads",
+        ("asyncio", "selectors", "epoll", "threading", "contextvars", "queue", "socket"),
+    ),
 )
 
 
@@ -253,12 +301,14 @@ def profile_summary(profile_dir: Path) -> dict[str, dict[str, float]]:
         stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
         for (file, _line, name), (_cc, _nc, own_s, _cum, _callers) in stats.items():
             where = f"{file} {name}"
-            group = next((g for g, keys in PROFILE_GROUPS if any(k in where for k in keys)),
-                         "other")
+            group = next(
+                (g for g, keys in PROFILE_GROUPS if any(k in where for k in keys)), "other"
+            )
             shares[group] = shares.get(group, 0.0) + own_s
         total = sum(shares.values()) or 1.0
-        summary[path.name] = {g: round(v / total * 100, 1)
-                              for g, v in sorted(shares.items(), key=lambda kv: -kv[1])}
+        summary[path.name] = {
+            g: round(v / total * 100, 1) for g, v in sorted(shares.items(), key=lambda kv: -kv[1])
+        }
     return summary
 
 
@@ -266,29 +316,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     parser.add_argument("--mix", choices=["small", "real", "both", "national"], default="both")
-    parser.add_argument("--national", action="store_true",
-                        help="also the national mix (H56 -> national simulator -> H41)")
+    parser.add_argument(
+        "--national",
+        action="store_true",
+        help="also the national mix (H56 -> national simulator -> H41)",
+    )
     parser.add_argument("--gateways", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="requests in flight (default: 64 small, 16 real)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests in flight (default: 64 small, 16 real)",
+    )
     parser.add_argument("--small-count", type=int, default=None)
-    parser.add_argument("--open-rate", type=float, default=500.0,
-                        help="the small mix's fixed-rate open-loop run, packages/s (0: none)")
+    parser.add_argument(
+        "--open-rate",
+        type=float,
+        default=500.0,
+        help="the small mix's fixed-rate open-loop run, packages/s (0: none)",
+    )
     parser.add_argument("--real-count", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
-    parser.add_argument("--store-url", default=None,
-                        help="PostgreSQL server URL (a fresh database is made on it per mix); "
-                             "default: SQLite in the demo dir")
-    parser.add_argument("--set", action="append", default=[], metavar="LGSP_SECTION__KEY=VALUE",
-                        help="a setting for the gateway and worker processes (repeatable), e.g. "
-                             "LGSP_BROKER__CLAIM_CHECK_THRESHOLD_BYTES=1048576")
+    parser.add_argument(
+        "--store-url",
+        default=None,
+        help="PostgreSQL server URL (a fresh database is made on it per mix); "
+        "default: SQLite in the demo dir",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="LGSP_SECTION__KEY=VALUE",
+        help="a setting for the gateway and worker processes (repeatable), e.g. "
+        "LGSP_BROKER__CLAIM_CHECK_THRESHOLD_BYTES=1048576",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
-    parser.add_argument("--code-dir", type=Path, default=None,
-                        help="run the processes from this copy of the code (e.g. `git archive` of "
-                             "an older commit) to compare versions")
-    parser.add_argument("--profile-dir", type=Path, default=None,
-                        help="run gateways and workers under cProfile (CPU time); stats here")
+    parser.add_argument(
+        "--code-dir",
+        type=Path,
+        default=None,
+        help="run the processes from this copy of the code (e.g. `git archive` of "
+        "an older commit) to compare versions",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="run gateways and workers under cProfile (CPU time); stats here",
+    )
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
     if args.profile_dir is not None:

@@ -88,8 +88,7 @@ class NationalPlan:
 def national_plan(quick: bool) -> NationalPlan:
     if quick:
         return NationalPlan(count=150, concurrency=16, half_load_s=3.0, poll_intervals_s=(0.2,))
-    return NationalPlan(count=1000, concurrency=32, half_load_s=10.0,
-                        poll_intervals_s=(0.2, 1.0))
+    return NationalPlan(count=1000, concurrency=32, half_load_s=10.0, poll_intervals_s=(0.2, 1.0))
 
 
 class Documents:
@@ -103,12 +102,21 @@ class Documents:
     def make(self, count: int) -> list[bytes]:
         first, self._made = self._made, self._made + count
         return [
-            self._signer.sign(serialize_package(build.new_document(
-                organization(DEPARTMENT), [organization(H41_PROVINCE)],
-                code_number=str(i), code_notation=f"SNV-{self._run}",
-                subject="V/v liên thông văn bản liên tỉnh (thử hiệu năng)", content="Nội dung",
-                attachments=[("cong-van.pdf", secrets.token_bytes(1024), "application/pdf")],
-            )))
+            self._signer.sign(
+                serialize_package(
+                    build.new_document(
+                        organization(DEPARTMENT),
+                        [organization(H41_PROVINCE)],
+                        code_number=str(i),
+                        code_notation=f"SNV-{self._run}",
+                        subject="V/v liên thông văn bản liên tỉnh (thử hiệu năng)",
+                        content="Nội dung",
+                        attachments=[
+                            ("cong-van.pdf", secrets.token_bytes(1024), "application/pdf")
+                        ],
+                    )
+                )
+            )
             for i in range(first, first + count)
         ]
 
@@ -132,11 +140,12 @@ class Provinces:
     h41: NgheAn
     sim: Simulator
 
-    async def submit_closed(self, bodies: Sequence[bytes], *,
-                            concurrency: int) -> list[Submission]:
+    async def submit_closed(self, bodies: Sequence[bytes], *, concurrency: int) -> list[Submission]:
         """``concurrency`` requests in flight; the answers in the order of ``bodies``."""
-        headers = {"Authorization": f"Bearer {self.h56.api_key(DEPARTMENT)}",
-                   "Content-Type": "application/xml"}
+        headers = {
+            "Authorization": f"Bearer {self.h56.api_key(DEPARTMENT)}",
+            "Content-Type": "application/xml",
+        }
         results: list[Submission | None] = [None] * len(bodies)
         pending = iter(enumerate(bodies))
         connector = aiohttp.TCPConnector(limit=concurrency)
@@ -145,14 +154,15 @@ class Provinces:
             async def lane() -> None:
                 for i, body in pending:
                     started_at, started_perf = time.time(), time.perf_counter()
-                    async with session.post(self.h56.documents_url, data=body,
-                                            headers=headers) as r:
+                    async with session.post(
+                        self.h56.documents_url, data=body, headers=headers
+                    ) as r:
                         raw = await r.read()
                     if r.status not in (200, 202):
                         print(f"# national: HTTP {r.status}: {raw[:300]!r}", file=sys.stderr)
-                    results[i] = Submission(started_at,
-                                            (time.perf_counter() - started_perf) * 1000,
-                                            r.status, ())
+                    results[i] = Submission(
+                        started_at, (time.perf_counter() - started_perf) * 1000, r.status, ()
+                    )
 
             await asyncio.gather(*(lane() for _ in range(concurrency)))
         return [r for r in results if r is not None]
@@ -164,24 +174,30 @@ class Provinces:
             if count != last:
                 last, last_change = count, time.monotonic()
             elif time.monotonic() - last_change > STALL_S:
-                raise RuntimeError(f"national: only {count} of {expected} arrived; no progress "
-                                   f"in {STALL_S} s (keep the logs with --keep)")
+                raise RuntimeError(
+                    f"national: only {count} of {expected} arrived; no progress "
+                    f"in {STALL_S} s (keep the logs with --keep)"
+                )
             self.h56.check_alive()
             for proc in (*self.h41.procs(), self.sim.proc):
                 if proc.popen.poll() is not None:
                     raise RuntimeError(f"{proc.role} exited:\n{proc.tail()}")
             await asyncio.sleep(0.1)
 
-    async def timed_run(self, bodies: Sequence[bytes], *, concurrency: int | None = None,
-                        rate_per_s: float = 0.0) -> Run:
+    async def timed_run(
+        self, bodies: Sequence[bytes], *, concurrency: int | None = None, rate_per_s: float = 0.0
+    ) -> Run:
         """Closed loop with ``concurrency``, else open loop at ``rate_per_s``; all arrived."""
         seen, log_from = await self.h41.count(), self.h41.log_lines()
         if concurrency is not None:
             subs = await self.submit_closed(bodies, concurrency=concurrency)
         else:
             subs = await submit_open(self.h56, DEPARTMENT, bodies, rate_per_s=rate_per_s)
-        ok = [(s, hashlib.sha256(b).hexdigest())
-              for s, b in zip(subs, bodies, strict=True) if s.status in (200, 202)]
+        ok = [
+            (s, hashlib.sha256(b).hexdigest())
+            for s, b in zip(subs, bodies, strict=True)
+            if s.status in (200, 202)
+        ]
         await self.wait_arrived(seen + len(ok))
         arrivals = await self.h41.arrivals()
         rounds = await self.rounds_covering(log_from, len(ok))
@@ -189,7 +205,8 @@ class Provinces:
         accept_end = max(s.started_at + s.accept_ms / 1000 for s in subs)
         last_arrival = max((arrivals[d] for _, d in ok), default=t0)
         return Run(
-            accepted=len(ok), refused=len(subs) - len(ok),
+            accepted=len(ok),
+            refused=len(subs) - len(ok),
             accepted_per_s=len(ok) / (accept_end - t0),
             delivered_per_s=len(ok) / (last_arrival - t0) if ok else 0.0,
             accept_ms=[s.accept_ms for s, _ in ok],
@@ -206,8 +223,11 @@ class Provinces:
             if sum(d for d, _ in rounds) >= docs:
                 return rounds
             if time.monotonic() > deadline:
-                print(f"# national: poll rounds for {docs} documents not logged in "
-                      f"{ROUND_LOG_WAIT_S} s", file=sys.stderr)
+                print(
+                    f"# national: poll rounds for {docs} documents not logged in "
+                    f"{ROUND_LOG_WAIT_S} s",
+                    file=sys.stderr,
+                )
                 return rounds
             await asyncio.sleep(0.05)
 
@@ -220,8 +240,11 @@ class Provinces:
 
     def peak_rss_mb(self) -> dict[str, float]:
         self.h41.note_rss()
-        return {**self.h56.peak_rss_mb(),
-                "simulator": round(peak_rss_mb(self.sim.proc.popen.pid), 1), **self.h41.rss_mb}
+        return {
+            **self.h56.peak_rss_mb(),
+            "simulator": round(peak_rss_mb(self.sim.proc.popen.pid), 1),
+            **self.h41.rss_mb,
+        }
 
 
 def _r(x: float) -> float:
@@ -231,22 +254,28 @@ def _r(x: float) -> float:
 def _rounds(run: Run) -> dict[str, float]:
     docs = [float(d) for d, _ in run.rounds]
     lengths_ms = [s * 1000 for _, s in run.rounds]
-    return {"rounds": len(run.rounds), "docs_per_round_p50": percentile(docs, 50),
-            "docs_per_round_max": max(docs, default=0.0),
-            "round_ms_p50": _r(percentile(lengths_ms, 50)),
-            "round_ms_max": _r(max(lengths_ms, default=0.0)),
-            "ms_per_doc": _r(sum(lengths_ms) / sum(docs)) if docs else float("nan")}
+    return {
+        "rounds": len(run.rounds),
+        "docs_per_round_p50": percentile(docs, 50),
+        "docs_per_round_max": max(docs, default=0.0),
+        "round_ms_p50": _r(percentile(lengths_ms, 50)),
+        "round_ms_max": _r(max(lengths_ms, default=0.0)),
+        "ms_per_doc": _r(sum(lengths_ms) / sum(docs)) if docs else float("nan"),
+    }
 
 
 def _report(label: str, run: Run) -> None:
     rounds = _rounds(run)
-    print(f"national {label:34} accepted {run.accepted} (refused {run.refused}) "
-          f"{run.accepted_per_s:7.1f}/s  delivered {run.delivered_per_s:7.1f}/s  "
-          f"accept p50 {percentile(run.accept_ms, 50):6.1f} ms p99 "
-          f"{percentile(run.accept_ms, 99):6.1f} ms  e2e p50 {percentile(run.e2e_ms, 50):7.1f}"
-          f" ms p99 {percentile(run.e2e_ms, 99):7.1f} ms  poll rounds {rounds['rounds']} "
-          f"(p50 {rounds['round_ms_p50']} ms, max {rounds['round_ms_max']} ms, up to "
-          f"{rounds['docs_per_round_max']:.0f} docs, {rounds['ms_per_doc']} ms/doc)", flush=True)
+    print(
+        f"national {label:34} accepted {run.accepted} (refused {run.refused}) "
+        f"{run.accepted_per_s:7.1f}/s  delivered {run.delivered_per_s:7.1f}/s  "
+        f"accept p50 {percentile(run.accept_ms, 50):6.1f} ms p99 "
+        f"{percentile(run.accept_ms, 99):6.1f} ms  e2e p50 {percentile(run.e2e_ms, 50):7.1f}"
+        f" ms p99 {percentile(run.e2e_ms, 99):7.1f} ms  poll rounds {rounds['rounds']} "
+        f"(p50 {rounds['round_ms_p50']} ms, max {rounds['round_ms_max']} ms, up to "
+        f"{rounds['docs_per_round_max']:.0f} docs, {rounds['ms_per_doc']} ms/doc)",
+        flush=True,
+    )
 
 
 def _figures(full: Run, half: Run, half_rate: float) -> dict[str, object]:
@@ -269,25 +298,35 @@ def _figures(full: Run, half: Run, half_rate: float) -> dict[str, object]:
     }
 
 
-async def run_interval(parts: Provinces, docs: Documents, plan: NationalPlan,
-                       poll_interval_s: float) -> dict[str, object]:
+async def run_interval(
+    parts: Provinces, docs: Documents, plan: NationalPlan, poll_interval_s: float
+) -> dict[str, object]:
     """H41's worker polling every ``poll_interval_s``: warm-up, maximum, half load."""
     await parts.h41.start(poll_interval_s)
     await parts.timed_run(docs.make(WARMUP), concurrency=4)
     bodies = docs.make(plan.count)
     cpu_before = parts.cpu_s()
     full = await parts.timed_run(bodies, concurrency=plan.concurrency)
-    cpu = {k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
-           for k, v in parts.cpu_s().items()}
-    print(f"# national (poll {poll_interval_s:g} s): CPU ms per package {cpu}; load average "
-          f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
+    cpu = {
+        k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
+        for k, v in parts.cpu_s().items()
+    }
+    print(
+        f"# national (poll {poll_interval_s:g} s): CPU ms per package {cpu}; load average "
+        f"{os.getloadavg()[0]:.1f}",
+        file=sys.stderr,
+    )
     _report(f"poll {poll_interval_s:g} s, max (concurrency {plan.concurrency})", full)
     half_rate = max(1.0, full.delivered_per_s / 2)
-    half = await parts.timed_run(docs.make(round(half_rate * plan.half_load_s)),
-                                 rate_per_s=half_rate)
+    half = await parts.timed_run(
+        docs.make(round(half_rate * plan.half_load_s)), rate_per_s=half_rate
+    )
     _report(f"poll {poll_interval_s:g} s, half load ({half_rate:.0f}/s offered)", half)
-    return {**_figures(full, half, half_rate), "poll_interval_s": poll_interval_s,
-            "cpu_ms_per_package": cpu}
+    return {
+        **_figures(full, half, half_rate),
+        "poll_interval_s": poll_interval_s,
+        "cpu_ms_per_package": cpu,
+    }
 
 
 async def run_national(plan: NationalPlan, options: StackOptions) -> dict[str, object]:
@@ -297,54 +336,100 @@ async def run_national(plan: NationalPlan, options: StackOptions) -> dict[str, o
         async with contextlib.AsyncExitStack() as stack:
             sim = await stack.enter_async_context(running_simulator(root))
             h56_env = {**options.env, **national_env(sim, H56_SYSTEM, plan.poll_intervals_s[0])}
-            h56 = await stack.enter_async_context(running_stack(StackOptions(
-                broker_url=options.broker_url, store_url=options.store_url,
-                gateways=options.gateways, workers=options.workers, keep_dir=options.keep_dir,
-                profile_dir=options.profile_dir, code_dir=options.code_dir, env=h56_env)))
+            h56 = await stack.enter_async_context(
+                running_stack(
+                    StackOptions(
+                        broker_url=options.broker_url,
+                        store_url=options.store_url,
+                        gateways=options.gateways,
+                        workers=options.workers,
+                        keep_dir=options.keep_dir,
+                        profile_dir=options.profile_dir,
+                        code_dir=options.code_dir,
+                        env=h56_env,
+                    )
+                )
+            )
             h41_env = dict(options.env)
             if options.code_dir is not None:
                 h41_env["PYTHONPATH"] = str(options.code_dir.resolve())
             h41 = await stack.enter_async_context(
-                running_h41(root / "h41", sim, options.broker_url, h56, h41_env,
-                            profile_dir=options.profile_dir))
+                running_h41(
+                    root / "h41",
+                    sim,
+                    options.broker_url,
+                    h56,
+                    h41_env,
+                    profile_dir=options.profile_dir,
+                )
+            )
             parts, docs = Provinces(h56, h41, sim), Documents(h56.setup)
-            by_interval = {f"{interval:g}": await run_interval(parts, docs, plan, interval)
-                           for interval in plan.poll_intervals_s}
+            by_interval = {
+                f"{interval:g}": await run_interval(parts, docs, plan, interval)
+                for interval in plan.poll_intervals_s
+            }
             rss = parts.peak_rss_mb()
     finally:
         if options.keep_dir:
             print(f"# kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    first = {k: v for k, v in by_interval[f"{plan.poll_intervals_s[0]:g}"].items()
-             if k != "cpu_ms_per_package"}
+    first = {
+        k: v
+        for k, v in by_interval[f"{plan.poll_intervals_s[0]:g}"].items()
+        if k != "cpu_ms_per_package"
+    }
     store = "postgresql" if (options.store_url or "").startswith("postgresql") else "sqlite"
-    return {**first, "peak_rss_mb": rss, "concurrency": plan.concurrency, "h56_store": store,
-            "h41_system": H41_SYSTEM, "by_poll_interval_s": by_interval,
-            "load_average_1m": round(os.getloadavg()[0], 1)}
+    return {
+        **first,
+        "peak_rss_mb": rss,
+        "concurrency": plan.concurrency,
+        "h56_store": store,
+        "h41_system": H41_SYSTEM,
+        "by_poll_interval_s": by_interval,
+        "load_average_1m": round(os.getloadavg()[0], 1),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="150 documents, poll 0.2 s only")
-    parser.add_argument("--poll-intervals", default=None, metavar="S[,S…]",
-                        help="H41's poll intervals in seconds (default 0.2,1; --quick 0.2)")
+    parser.add_argument(
+        "--poll-intervals",
+        default=None,
+        metavar="S[,S…]",
+        help="H41's poll intervals in seconds (default 0.2,1; --quick 0.2)",
+    )
     parser.add_argument("--count", type=int, default=None, help="documents per maximum run")
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
     parser.add_argument("--store-url", default=None, help="PostgreSQL server for H56's store")
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
-    parser.add_argument("--profile-dir", type=Path, default=None,
-                        help="run both stacks' gateways and workers under cProfile; stats here")
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="run both stacks' gateways and workers under cProfile; stats here",
+    )
     args = parser.parse_args(argv)
     default = national_plan(args.quick)
-    intervals = (tuple(float(s) for s in args.poll_intervals.split(","))
-                 if args.poll_intervals else default.poll_intervals_s)
-    plan = NationalPlan(count=args.count or default.count,
-                        concurrency=args.concurrency or default.concurrency,
-                        half_load_s=default.half_load_s, poll_intervals_s=intervals)
-    options = StackOptions(broker_url=args.broker_url, store_url=args.store_url,
-                           keep_dir=args.keep, profile_dir=args.profile_dir)
+    intervals = (
+        tuple(float(s) for s in args.poll_intervals.split(","))
+        if args.poll_intervals
+        else default.poll_intervals_s
+    )
+    plan = NationalPlan(
+        count=args.count or default.count,
+        concurrency=args.concurrency or default.concurrency,
+        half_load_s=default.half_load_s,
+        poll_intervals_s=intervals,
+    )
+    options = StackOptions(
+        broker_url=args.broker_url,
+        store_url=args.store_url,
+        keep_dir=args.keep,
+        profile_dir=args.profile_dir,
+    )
     print(json.dumps({"national": asyncio.run(run_national(plan, options))}))
     return 0
 

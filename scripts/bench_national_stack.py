@@ -57,10 +57,16 @@ from gateway.demo.setup import DemoSetup, init_demo
 H41_PROVINCE, H41_DEPARTMENT, NATIONAL = "000.00.00.H41", "000.00.04.H41", "000.00.00.G22"
 H56_SYSTEM, H41_SYSTEM = "lgsp-h56", "lgsp-h41"
 H41_PARTICIPANTS = (
-    pki.DemoParticipant(H41_PROVINCE, "UBND tỉnh Nghệ An", ParticipantKind.STATE,
-                        ParticipantLevel.PROVINCE),
-    pki.DemoParticipant(H41_DEPARTMENT, "Sở Nội vụ tỉnh Nghệ An", ParticipantKind.STATE,
-                        ParticipantLevel.PROVINCE, H41_PROVINCE),
+    pki.DemoParticipant(
+        H41_PROVINCE, "UBND tỉnh Nghệ An", ParticipantKind.STATE, ParticipantLevel.PROVINCE
+    ),
+    pki.DemoParticipant(
+        H41_DEPARTMENT,
+        "Sở Nội vụ tỉnh Nghệ An",
+        ParticipantKind.STATE,
+        ParticipantLevel.PROVINCE,
+        H41_PROVINCE,
+    ),
 )
 READY_TIMEOUT_S = 60.0
 
@@ -98,16 +104,20 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, objec
 # --- processes ----------------------------------------------------------------------------------
 
 
-async def wait_ready(procs: Sequence[Proc], *, port: int | None = None,
-                     log_marker: str | None = None) -> None:
+async def wait_ready(
+    procs: Sequence[Proc], *, port: int | None = None, log_marker: str | None = None
+) -> None:
     """Until ``port`` accepts connections and/or every proc's log holds ``log_marker``."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while True:
         for proc in procs:
             if proc.popen.poll() is not None:
                 raise RuntimeError(f"{proc.role} exited at start-up:\n{proc.tail()}")
-        ready = all(log_marker in p.log_path.read_text(errors="replace") for p in procs) \
-            if log_marker else True
+        ready = (
+            all(log_marker in p.log_path.read_text(errors="replace") for p in procs)
+            if log_marker
+            else True
+        )
         if ready and port is not None:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -119,8 +129,9 @@ async def wait_ready(procs: Sequence[Proc], *, port: int | None = None,
         if ready:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{[p.role for p in procs]} not ready in {READY_TIMEOUT_S} s:\n"
-                               f"{procs[0].tail()}")
+            raise RuntimeError(
+                f"{[p.role for p in procs]} not ready in {READY_TIMEOUT_S} s:\n{procs[0].tail()}"
+            )
         await asyncio.sleep(0.1)
 
 
@@ -137,13 +148,30 @@ async def running_simulator(root: Path) -> AsyncIterator[Simulator]:
     keys = {H56_SYSTEM: secrets.token_hex(16), H41_SYSTEM: secrets.token_hex(16)}
     config = root / "sim.toml"
     config.touch(mode=0o600)
-    config.write_text("".join(
-        f'[[system]]\nsystem_id = "{system}"\nsecret = "{keys[system]}"\n'
-        f'organ_ids = ["*.{system[-3:].upper()}"]\n\n' for system in keys), encoding="utf-8")
+    config.write_text(
+        "".join(
+            f'[[system]]\nsystem_id = "{system}"\nsecret = "{keys[system]}"\n'
+            f'organ_ids = ["*.{system[-3:].upper()}"]\n\n'
+            for system in keys
+        ),
+        encoding="utf-8",
+    )
     port = free_port()
-    proc = spawn("simulator", [str(LGSP), "sim", "national", "--port", str(port), "--db",
-                               str(root / "national-sim.db"), "--config", str(config)],
-                 root / "simulator.log")
+    proc = spawn(
+        "simulator",
+        [
+            str(LGSP),
+            "sim",
+            "national",
+            "--port",
+            str(port),
+            "--db",
+            str(root / "national-sim.db"),
+            "--config",
+            str(config),
+        ],
+        root / "simulator.log",
+    )
     try:
         await wait_ready([proc], port=port)
         yield Simulator(proc, f"http://127.0.0.1:{port}/XrdAdapter/adapter", keys)
@@ -154,26 +182,40 @@ async def running_simulator(root: Path) -> AsyncIterator[Simulator]:
 def national_env(sim: Simulator, system_id: str, poll_interval_s: float) -> dict[str, str]:
     """``[national]`` settings for a stack's processes, as environment overrides."""
     prefix = "LGSP_NATIONAL__"
-    return {f"{prefix}ENABLED": "true", f"{prefix}ENDPOINT": sim.endpoint,
-            f"{prefix}SYSTEM_ID": system_id, f"{prefix}SECRET": sim.secrets[system_id],
-            f"{prefix}POLL_INTERVAL_S": str(poll_interval_s), f"{prefix}MAX_BACKOFF_S": "1",
-            f"{prefix}SYNC_INTERVAL_S": "3600", f"{prefix}TIMEOUT_S": "10"}
+    return {
+        f"{prefix}ENABLED": "true",
+        f"{prefix}ENDPOINT": sim.endpoint,
+        f"{prefix}SYSTEM_ID": system_id,
+        f"{prefix}SECRET": sim.secrets[system_id],
+        f"{prefix}POLL_INTERVAL_S": str(poll_interval_s),
+        f"{prefix}MAX_BACKOFF_S": "1",
+        f"{prefix}SYNC_INTERVAL_S": "3600",
+        f"{prefix}TIMEOUT_S": "10",
+    }
 
 
 def make_h41(root: Path, broker_url: str, h56_pki: Path, receiver_url: str) -> DemoSetup:
     """Nghệ An's demo: H41 agencies (the province pushed to ``receiver_url``) under H56's CA."""
-    setup = init_demo(root, port=free_port(), broker_url=broker_url,
-                      prefix=f"bench-h41-{secrets.token_hex(3)}")
+    setup = init_demo(
+        root, port=free_port(), broker_url=broker_url, prefix=f"bench-h41-{secrets.token_hex(3)}"
+    )
     shutil.rmtree(setup.pki_dir)
     shutil.copytree(h56_pki, setup.pki_dir)
     pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)
     national = next(p for p in pki.DEMO_PARTICIPANTS if p.organ_id == NATIONAL)
-    deliveries = {H41_PROVINCE: Delivery(DeliveryMethod.PUSH, receiver_url),
-                  NATIONAL: Delivery(DeliveryMethod.NATIONAL)}
+    deliveries = {
+        H41_PROVINCE: Delivery(DeliveryMethod.PUSH, receiver_url),
+        NATIONAL: Delivery(DeliveryMethod.NATIONAL),
+    }
     participants = [
-        Participant(organ_id=p.organ_id, name=p.name, kind=p.kind, parent=p.parent,
-                    level=p.level,
-                    delivery=deliveries.get(p.organ_id, Delivery(DeliveryMethod.MAILBOX)))
+        Participant(
+            organ_id=p.organ_id,
+            name=p.name,
+            kind=p.kind,
+            parent=p.parent,
+            level=p.level,
+            delivery=deliveries.get(p.organ_id, Delivery(DeliveryMethod.MAILBOX)),
+        )
         for p in (*H41_PARTICIPANTS, national)
     ]
     setup.directory_path.write_text(dump_directory(Directory(participants)), encoding="utf-8")
@@ -200,8 +242,13 @@ class NgheAn:
         if self.profile_dir is not None:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             out = self.profile_dir / f"h41_{role}-{poll_interval_s:g}"
-            args = [sys.executable, str(Path(bench_support.__file__)), "profiled", str(out),
-                    *args[1:]]
+            args = [
+                sys.executable,
+                str(Path(bench_support.__file__)),
+                "profiled",
+                str(out),
+                *args[1:],
+            ]
         env = {**self.env, **national_env(self.sim, H41_SYSTEM, poll_interval_s)}
         return spawn(f"h41_{role}", args, self.root / f"{role}-{poll_interval_s}.log", env)
 
@@ -226,8 +273,7 @@ class NgheAn:
                 self.rss_mb[proc.role] = max(self.rss_mb.get(proc.role, 0.0), rss)
 
     async def count(self) -> int:
-        return int(str((await _get_json(self.session, f"{self.receiver_url}/count"))
-                       ["delivered"]))
+        return int(str((await _get_json(self.session, f"{self.receiver_url}/count"))["delivered"]))
 
     async def arrivals(self) -> dict[str, float]:
         data = await _get_json(self.session, f"{self.receiver_url}/arrivals")
@@ -245,19 +291,29 @@ class NgheAn:
             if '"national_polled"' in line:
                 with contextlib.suppress(ValueError, KeyError):
                     event = json.loads(line)
-                    rounds.append((int(event["done"]) + int(event["failed"]),
-                                   float(event["round_s"])))
+                    rounds.append(
+                        (int(event["done"]) + int(event["failed"]), float(event["round_s"]))
+                    )
         return rounds
 
 
 @contextlib.asynccontextmanager
-async def running_h41(root: Path, sim: Simulator, broker_url: str, h56: Stack,
-                      env: dict[str, str], *, profile_dir: Path | None = None,
-                      ) -> AsyncIterator[NgheAn]:
+async def running_h41(
+    root: Path,
+    sim: Simulator,
+    broker_url: str,
+    h56: Stack,
+    env: dict[str, str],
+    *,
+    profile_dir: Path | None = None,
+) -> AsyncIterator[NgheAn]:
     await asyncio.to_thread(root.mkdir)
     recv_port = free_port()
-    receiver = spawn("h41_receiver", [sys.executable, __file__, "receiver", "--port",
-                                      str(recv_port)], root / "receiver.log")
+    receiver = spawn(
+        "h41_receiver",
+        [sys.executable, __file__, "receiver", "--port", str(recv_port)],
+        root / "receiver.log",
+    )
     h41: NgheAn | None = None
     try:
         await wait_ready([receiver], port=recv_port)

@@ -115,10 +115,16 @@ def pids_of(needle: str) -> list[int]:
 
 def organization(organ_id: str) -> Organization:
     name = next((p.name for p in pki.DEMO_PARTICIPANTS if p.organ_id == organ_id), organ_id)
-    return Organization(organ_id=organ_id, organ_name=name, organization_in_charge=name,
-                        organ_add="Thanh Hóa", email="vanthu@thanhhoa.gov.vn",
-                        telephone="0237 3852 000", fax="0237 3852 001",
-                        website="thanhhoa.gov.vn")
+    return Organization(
+        organ_id=organ_id,
+        organ_name=name,
+        organization_in_charge=name,
+        organ_add="Thanh Hóa",
+        email="vanthu@thanhhoa.gov.vn",
+        telephone="0237 3852 000",
+        fax="0237 3852 001",
+        website="thanhhoa.gov.vn",
+    )
 
 
 class Signer:
@@ -135,24 +141,34 @@ def original_documents(count: int) -> list[DocumentPackage]:
     """Documents from the department to the district: the ones the status packages answer."""
     return [
         build.new_document(
-            organization(DEPARTMENT), [organization(DISTRICT)],
-            code_number=str(100_000 + i), code_notation="SNV-VP",
-            subject="V/v thử nghiệm hiệu năng", content="Nội dung",
+            organization(DEPARTMENT),
+            [organization(DISTRICT)],
+            code_number=str(100_000 + i),
+            code_notation="SNV-VP",
+            subject="V/v thử nghiệm hiệu năng",
+            content="Nội dung",
             attachments=[("cong-van.pdf", secrets.token_bytes(512), "application/pdf")],
         )
         for i in range(count)
     ]
 
 
-def status_packages(signer: Signer, originals: Sequence[DocumentPackage], count: int,
-                    *, first: int = 0) -> list[bytes]:
+def status_packages(
+    signer: Signer, originals: Sequence[DocumentPackage], count: int, *, first: int = 0
+) -> list[bytes]:
     """``count`` signed ~2 KB status packages from the district, all distinct (timestamp)."""
     start = datetime.now(UTC) - timedelta(days=1)
     return [
-        signer.sign(serialize_package(build.status_for(
-            originals[i % len(originals)], organization(DISTRICT),
-            STATUS_CODES[i % len(STATUS_CODES)], now=start + timedelta(seconds=i),
-        )))
+        signer.sign(
+            serialize_package(
+                build.status_for(
+                    originals[i % len(originals)],
+                    organization(DISTRICT),
+                    STATUS_CODES[i % len(STATUS_CODES)],
+                    now=start + timedelta(seconds=i),
+                )
+            )
+        )
         for i in range(first, first + count)
     ]
 
@@ -171,10 +187,12 @@ def real_packages(signer: Signer, count: int, *, first: int = 0) -> list[bytes]:
         document_id=f"{DISTRICT},2024/05/20,{marker}/UBND-VP",
         code=replace(header.code, code_number=marker, code_notation="UBND-VP"),
     )
-    trace = replace(template.trace_header_list,
-                    trace_headers=(TraceHeader(DISTRICT, build.format_timestamp()),))
-    data = serialize_package(replace(template, header=header, trace_header_list=trace,
-                                     signature_xml=None))
+    trace = replace(
+        template.trace_header_list, trace_headers=(TraceHeader(DISTRICT, build.format_timestamp()),)
+    )
+    data = serialize_package(
+        replace(template, header=header, trace_header_list=trace, signature_xml=None)
+    )
     run = secrets.token_hex(3)
     return [
         signer.sign(data.replace(marker.encode(), f"{run}-{first + i}".encode()))
@@ -246,11 +264,13 @@ class Proc:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def spawn(role: str, args: Sequence[str], log_path: Path,
-          env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    role: str, args: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+) -> Proc:
     log_file = log_path.open("wb")
-    popen = subprocess.Popen(list(args), stdout=log_file, stderr=subprocess.STDOUT,
-                             env={**os.environ, **(env or {})})
+    popen = subprocess.Popen(
+        list(args), stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     return Proc(role, popen, log_path, log_file)
 
 
@@ -314,8 +334,9 @@ class Stack:
     def check_alive(self) -> None:
         for proc in self.gateways + self.workers:
             if proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.role} exited with {proc.popen.returncode}:\n"
-                                   f"{proc.tail()}")
+                raise RuntimeError(
+                    f"{proc.role} exited with {proc.popen.returncode}:\n{proc.tail()}"
+                )
 
 
 @dataclass(frozen=True)
@@ -357,10 +378,16 @@ async def delete_topology(settings: Settings, methods: Sequence[str] = METHODS) 
         await topology.delete(channel)
 
 
-def _make_demo(root: Path, options: StackOptions, store_url: str | None,
-               receiver_url: str) -> DemoSetup:
-    setup = init_demo(root / "demo", port=free_port(), broker_url=options.broker_url,
-                      store_url=store_url, prefix=f"bench-{secrets.token_hex(4)}")
+def _make_demo(
+    root: Path, options: StackOptions, store_url: str | None, receiver_url: str
+) -> DemoSetup:
+    setup = init_demo(
+        root / "demo",
+        port=free_port(),
+        broker_url=options.broker_url,
+        store_url=store_url,
+        prefix=f"bench-{secrets.token_hex(4)}",
+    )
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     current = holder.current.get(DEPARTMENT)
     assert current is not None
@@ -400,9 +427,10 @@ async def running_stack(options: StackOptions) -> AsyncIterator[Stack]:
     afterwards (SIGTERM, the prefix's queues deleted, the PostgreSQL database dropped)."""
     root = Path(tempfile.mkdtemp(prefix="lgsp-bench-"))
     try:
-        async with fresh_database(options.store_url) as store_url, _processes(
-            root, options, store_url
-        ) as stack:
+        async with (
+            fresh_database(options.store_url) as store_url,
+            _processes(root, options, store_url) as stack,
+        ):
             yield stack
     finally:
         if options.keep_dir:
@@ -421,15 +449,21 @@ def _lgsp_run(options: StackOptions, setup: DemoSetup, role: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def _processes(root: Path, options: StackOptions, store_url: str | None,
-                     ) -> AsyncIterator[Stack]:
+async def _processes(
+    root: Path,
+    options: StackOptions,
+    store_url: str | None,
+) -> AsyncIterator[Stack]:
     procs: list[Proc] = []
     settings: Settings | None = None
     try:
         async with aiohttp.ClientSession() as session:
             recv_port = free_port()
-            receiver = spawn("receiver", [sys.executable, __file__, "receiver",
-                                          "--port", str(recv_port)], root / "receiver.log")
+            receiver = spawn(
+                "receiver",
+                [sys.executable, __file__, "receiver", "--port", str(recv_port)],
+                root / "receiver.log",
+            )
             procs.append(receiver)
             recv_base = f"http://127.0.0.1:{recv_port}"
             setup = _make_demo(root, options, store_url, f"{recv_base}/inbox")
@@ -437,20 +471,35 @@ async def _processes(root: Path, options: StackOptions, store_url: str | None,
             env = dict(options.env)
             if options.code_dir is not None:
                 env["PYTHONPATH"] = str(options.code_dir.resolve())
-            gateways = [spawn("gateway", _lgsp_run(options, setup, "gateway"),
-                              root / f"gateway{i}.log", env)
-                        for i in range(options.gateways)]
-            workers = [spawn("worker", _lgsp_run(options, setup, "worker"),
-                             root / f"worker{i}.log", env)
-                       for i in range(options.workers)]
+            gateways = [
+                spawn(
+                    "gateway", _lgsp_run(options, setup, "gateway"), root / f"gateway{i}.log", env
+                )
+                for i in range(options.gateways)
+            ]
+            workers = [
+                spawn("worker", _lgsp_run(options, setup, "worker"), root / f"worker{i}.log", env)
+                for i in range(options.workers)
+            ]
             procs += gateways + workers
             await _wait_http(session, f"{recv_base}/count", [receiver])
             await _wait_http(session, f"http://127.0.0.1:{setup.port}/readyz", gateways)
             await _wait_log(workers, "workers_started")
-            store_db = make_url(store_url).database if store_url and store_url.startswith(
-                "postgresql") else None
-            yield Stack(setup, settings, session, ReceiverClient(session, recv_base),
-                        gateways, workers, [receiver], store_db)
+            store_db = (
+                make_url(store_url).database
+                if store_url and store_url.startswith("postgresql")
+                else None
+            )
+            yield Stack(
+                setup,
+                settings,
+                session,
+                ReceiverClient(session, recv_base),
+                gateways,
+                workers,
+                [receiver],
+                store_db,
+            )
     finally:
         stop(procs)
         if settings is not None:
@@ -471,8 +520,15 @@ class Submission:
     delivery_ids: tuple[str, ...]
 
 
-async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes,
-                *, started_at: float, started_perf: float) -> Submission:
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    *,
+    started_at: float,
+    started_perf: float,
+) -> Submission:
     async with session.post(url, data=body, headers=headers) as r:
         raw = await r.read()
         status = r.status
@@ -486,11 +542,14 @@ async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str
     return Submission(started_at, accept_ms, status, ids)
 
 
-async def submit_closed(stack: Stack, organ_id: str, bodies: Sequence[bytes], *,
-                        concurrency: int) -> list[Submission]:
+async def submit_closed(
+    stack: Stack, organ_id: str, bodies: Sequence[bytes], *, concurrency: int
+) -> list[Submission]:
     """Submit every body with ``concurrency`` requests in flight at all times."""
-    headers = {"Authorization": f"Bearer {stack.api_key(organ_id)}",
-               "Content-Type": "application/xml"}
+    headers = {
+        "Authorization": f"Bearer {stack.api_key(organ_id)}",
+        "Content-Type": "application/xml",
+    }
     pending = iter(bodies)
     results: list[Submission] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -498,23 +557,38 @@ async def submit_closed(stack: Stack, organ_id: str, bodies: Sequence[bytes], *,
 
         async def lane() -> None:
             for body in pending:
-                results.append(await _post(session, stack.documents_url, headers, body,
-                                           started_at=time.time(),
-                                           started_perf=time.perf_counter()))
+                results.append(
+                    await _post(
+                        session,
+                        stack.documents_url,
+                        headers,
+                        body,
+                        started_at=time.time(),
+                        started_perf=time.perf_counter(),
+                    )
+                )
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))
     return results
 
 
-async def submit_open(stack: Stack, organ_id: str, bodies: Sequence[bytes], *,
-                      rate_per_s: float, max_in_flight: int = 512) -> list[Submission]:
+async def submit_open(
+    stack: Stack,
+    organ_id: str,
+    bodies: Sequence[bytes],
+    *,
+    rate_per_s: float,
+    max_in_flight: int = 512,
+) -> list[Submission]:
     """Submit one body every ``1/rate_per_s`` seconds whatever the answers' pace (open loop).
 
     Latency counts from when a request was due, so a late client or a full connection pool
     shows up in the figures instead of hiding (no coordinated omission).
     """
-    headers = {"Authorization": f"Bearer {stack.api_key(organ_id)}",
-               "Content-Type": "application/xml"}
+    headers = {
+        "Authorization": f"Bearer {stack.api_key(organ_id)}",
+        "Content-Type": "application/xml",
+    }
     connector = aiohttp.TCPConnector(limit=max_in_flight)
     async with aiohttp.ClientSession(connector=connector) as session:
         base_perf, base_wall = time.perf_counter() + 0.05, time.time() + 0.05
@@ -523,8 +597,9 @@ async def submit_open(stack: Stack, organ_id: str, bodies: Sequence[bytes], *,
             due = base_perf + i / rate_per_s
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             wall = base_wall + i / rate_per_s
-            return await _post(session, stack.documents_url, headers, body,
-                               started_at=wall, started_perf=due)
+            return await _post(
+                session, stack.documents_url, headers, body, started_at=wall, started_perf=due
+            )
 
         return list(await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies))))
 
@@ -565,8 +640,7 @@ def receiver_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(description="the bench's push receiver")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    web.run_app(receiver_app(), host="127.0.0.1", port=args.port, access_log=None,
-                print=None)
+    web.run_app(receiver_app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
     return 0
 
 

@@ -60,8 +60,9 @@ async def _chunks(total_bytes: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                body: bytes, chunked: bool) -> int:
+async def _post(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, chunked: bool
+) -> int:
     data = _chunks(len(body)) if chunked else io.BytesIO(body)
     try:
         async with session.post(url, data=data, headers=headers) as response:
@@ -80,9 +81,12 @@ async def flood(base_url: str, *, concurrency: int, size_bytes: int) -> Counter[
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         for path, headers in TARGETS:
             for chunked in (False, True):
-                statuses = await asyncio.gather(*(
-                    _post(session, base_url + path, headers, body, chunked)
-                    for _ in range(concurrency)))
+                statuses = await asyncio.gather(
+                    *(
+                        _post(session, base_url + path, headers, body, chunked)
+                        for _ in range(concurrency)
+                    )
+                )
                 for status in statuses:
                     answers[f"{path} {'chunked' if chunked else 'sized'} {status}"] += 1
     return answers
@@ -100,15 +104,22 @@ async def run(concurrency: int, size_mb: int, broker_url: str) -> dict[str, obje
         elapsed_s = time.perf_counter() - started
         stack.check_alive()
         after_mb = peak_rss_mb(gateway.popen.pid)
-    unexpected = {k: v for k, v in answers.items() if int(k.rsplit(" ", 1)[1]) not in REFUSALS
-                  and not k.endswith(" 0")}
+    unexpected = {
+        k: v
+        for k, v in answers.items()
+        if int(k.rsplit(" ", 1)[1]) not in REFUSALS and not k.endswith(" 0")
+    }
     return {
-        "concurrency": concurrency, "body_mb": size_mb, "targets": len(TARGETS) * 2,
+        "concurrency": concurrency,
+        "body_mb": size_mb,
+        "targets": len(TARGETS) * 2,
         "elapsed_s": round(elapsed_s, 1),
-        "peak_rss_before_mb": round(before_mb, 1), "peak_rss_after_mb": round(after_mb, 1),
+        "peak_rss_before_mb": round(before_mb, 1),
+        "peak_rss_after_mb": round(after_mb, 1),
         "peak_rss_growth_mb": round(after_mb - before_mb, 1),
         "target_growth_mb": TARGET_GROWTH_MB,
-        "answers": dict(sorted(answers.items())), "unexpected": unexpected,
+        "answers": dict(sorted(answers.items())),
+        "unexpected": unexpected,
     }
 
 

@@ -45,8 +45,10 @@ class Outcome:
     def line(self) -> str:
         verdict = "ok" if self.ok else f"CRASH (exit {self.exit_code})"
         found = "".join(f"\n  crash input: {p}" for p in self.crashes)
-        return (f"{self.target:<11} {verdict:<16} executions={self.executions} "
-                f"cov={self.coverage} ft={self.features} corpus={self.corpus}{found}")
+        return (
+            f"{self.target:<11} {verdict:<16} executions={self.executions} "
+            f"cov={self.coverage} ft={self.features} corpus={self.corpus}{found}"
+        )
 
 
 def run(target: str, seconds: int, workdir: Path, python: str) -> Outcome:
@@ -58,13 +60,28 @@ def run(target: str, seconds: int, workdir: Path, python: str) -> Outcome:
     for index, data in enumerate(targets.seeds(target)):
         (seeds / f"seed-{index:04d}").write_bytes(data)
     before = set(artifacts.iterdir())
-    command = [python, str(HARNESS), target, f"-max_total_time={seconds}", "-timeout=20",
-               "-rss_limit_mb=3072", "-print_final_stats=1", f"-artifact_prefix={artifacts}/",
-               str(corpus), str(seeds)]
+    command = [
+        python,
+        str(HARNESS),
+        target,
+        f"-max_total_time={seconds}",
+        "-timeout=20",
+        "-rss_limit_mb=3072",
+        "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/",
+        str(corpus),
+        str(seeds),
+    ]
     log = base / "log.txt"
     with log.open("wb") as out:
-        done = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                              check=False, timeout=seconds + 600)
+        done = subprocess.run(
+            command,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=seconds + 600,
+        )
     text = log.read_text("utf-8", "replace")
     status = _STATUS.findall(text)
     execs = _EXECS.findall(text)
@@ -84,8 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=60, help="per target (default 60)")
     parser.add_argument("--workdir", type=Path, default=REPO / "test-output" / "fuzz")
-    parser.add_argument("targets", nargs="*", choices=[[], *targets.TARGETS], default=[],
-                        metavar="TARGET", help=f"any of {', '.join(targets.TARGETS)}")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        choices=[[], *targets.TARGETS],
+        default=[],
+        metavar="TARGET",
+        help=f"any of {', '.join(targets.TARGETS)}",
+    )
     args = parser.parse_args(argv)
     chosen = args.targets or list(targets.TARGETS)
     outcomes = [run(t, args.seconds, args.workdir, sys.executable) for t in chosen]

@@ -21,6 +21,7 @@ def conformance_dir() -> Path:
 
 # --- RabbitMQ: one name prefix per test session, in the default vhost ------------------------
 
+
 @pytest.fixture(scope="session")
 def test_broker() -> Iterator[BrokerSite]:
     """The run's broker site; at the end (pass or fail) every queue and exchange named under its
@@ -55,5 +56,3 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
-
-

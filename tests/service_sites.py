@@ -85,6 +85,7 @@ class BrokerSite:
             if found and not _alive(int(found["pid"])):
                 dead.add(found["prefix"])
         if dead:
+
             def owned(name: str) -> bool:
                 return any(name.startswith(f"{prefix}-") for prefix in dead)
 

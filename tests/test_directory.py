@@ -63,7 +63,9 @@ def test_example_directory_matches_the_demo_pki() -> None:
 
 def test_load_reads_every_field(tmp_path: Path) -> None:
     _, key_hash = generate_api_key()
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
 [[participant]]
 organ_id = "000.00.15.H56"
 name = "UBND huyện Quảng Xương"
@@ -72,7 +74,7 @@ level = "district"
 parent = "000.00.00.H56"
 api_key_hashes = ["{key_hash}"]
 client_cert_fingerprints = ["{FP.upper()}"]
-signing_cert_fingerprints = ["{'cd' * 32}"]
+signing_cert_fingerprints = ["{"cd" * 32}"]
 allowed_algorithms = ["rsa-sha256", "rsa-sha1"]
 may_send_to = ["*.H56", "000.00.00.G22"]
 may_speak_for = ["000.01.15.H56"]
@@ -81,7 +83,8 @@ enabled = true
 [participant.delivery]
 method = "push"
 url = "https://qx.example.gov.vn/inbox"
-""")
+""",
+    )
     p = load_directory(path).get("000.00.15.H56")
     assert p == Participant(
         organ_id="000.00.15.H56",
@@ -118,20 +121,36 @@ def test_defaults_of_a_minimal_entry(tmp_path: Path) -> None:
     [
         ('[[participant]]\nname = "X"\n', "participant[0].organ_id"),
         ('[[participant]]\norgan_id = "X"\nname = "X"\nkind = "church"\n', "participant[0].kind"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\nenabled = "yes"\n',
-         "participant[0].enabled"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\nmay_send_to = "*"\n',
-         "participant[0].may_send_to"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\nmay_sendto = ["*"]\n',
-         "participant[0].may_sendto"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\n[participant.delivery]\nmethod = "fax"\n',
-         "participant[0].delivery.method"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\n[participant.delivery]\nmethod = "push"\n',
-         "X.delivery.url"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\napi_key_hashes = ["lgsp_plaintext"]\n',
-         "X.api_key_hashes"),
-        ('[[participant]]\norgan_id = "X"\nname = "X"\n'
-         '[[participant]]\norgan_id = "X"\nname = "Y"\n', "X.organ_id"),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\nenabled = "yes"\n',
+            "participant[0].enabled",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\nmay_send_to = "*"\n',
+            "participant[0].may_send_to",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\nmay_sendto = ["*"]\n',
+            "participant[0].may_sendto",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\n[participant.delivery]\nmethod = "fax"\n',
+            "participant[0].delivery.method",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\n'
+            '[participant.delivery]\nmethod = "push"\n',
+            "X.delivery.url",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\napi_key_hashes = ["lgsp_plaintext"]\n',
+            "X.api_key_hashes",
+        ),
+        (
+            '[[participant]]\norgan_id = "X"\nname = "X"\n'
+            '[[participant]]\norgan_id = "X"\nname = "Y"\n',
+            "X.organ_id",
+        ),
         ("[[participants]]\n", None),
     ],
 )
@@ -162,25 +181,31 @@ def test_credentials_are_unique_across_participants() -> None:
         Directory([a, b])
     assert info.value.path == "B.api_key_hashes"
     with pytest.raises(ConfigError):
-        Directory([
-            Participant("A", "A", client_cert_fingerprints=(FP,)),
-            Participant("B", "B", client_cert_fingerprints=(FP,)),
-        ])
+        Directory(
+            [
+                Participant("A", "A", client_cert_fingerprints=(FP,)),
+                Participant("B", "B", client_cert_fingerprints=(FP,)),
+            ]
+        )
 
 
 def test_lookup_by_api_key_and_client_certificate() -> None:
     key, key_hash = generate_api_key()
     old_key, old_hash = generate_api_key()
-    d = Directory([
-        Participant("A", "A", api_key_hashes=(key_hash, old_hash), client_cert_fingerprints=(FP,)),
-        Participant("B", "B"),
-    ])
+    d = Directory(
+        [
+            Participant(
+                "A", "A", api_key_hashes=(key_hash, old_hash), client_cert_fingerprints=(FP,)
+            ),
+            Participant("B", "B"),
+        ]
+    )
     assert d.by_api_key(key) == d.get("A")
     assert d.by_api_key(old_key) == d.get("A")  # key rotation: both keys work
     assert d.by_api_key(key_hash) is None  # the stored hash is not itself a key
     assert d.by_api_key("lgsp_guess") is None
     assert d.by_client_cert(FP) == d.get("A")
-    colons = ":".join(FP[i:i + 2] for i in range(0, len(FP), 2)).upper()
+    colons = ":".join(FP[i : i + 2] for i in range(0, len(FP), 2)).upper()
     assert d.by_client_cert(colons) == d.get("A")
     assert d.by_client_cert("cd" * 32) is None
     assert d.get("missing") is None
@@ -190,8 +215,13 @@ def test_lookup_by_api_key_and_client_certificate() -> None:
 
 def test_disabled_participants_cannot_authenticate_but_stay_listed() -> None:
     key, key_hash = generate_api_key()
-    d = Directory([Participant("A", "A", api_key_hashes=(key_hash,),
-                               client_cert_fingerprints=(FP,), enabled=False)])
+    d = Directory(
+        [
+            Participant(
+                "A", "A", api_key_hashes=(key_hash,), client_cert_fingerprints=(FP,), enabled=False
+            )
+        ]
+    )
     assert d.by_api_key(key) is None
     assert d.by_client_cert(FP) is None
     found = d.get("A")
@@ -232,12 +262,18 @@ def test_save_round_trips_and_replaces_the_file_atomically(tmp_path: Path) -> No
     path.chmod(0o640)
     holder = DirectoryHolder(load_directory(path), path)
     key, key_hash = generate_api_key()
-    holder.upsert(Participant(
-        "0109999999", 'Công ty "Trích dẫn" \\ TNHH', kind=ParticipantKind.BUSINESS,
-        api_key_hashes=(key_hash,), client_cert_fingerprints=(FP,),
-        delivery=Delivery(DeliveryMethod.PUSH, "https://dn.example.vn/lgsp?x=1&y=2"),
-        may_send_to=(), enabled=True,
-    ))
+    holder.upsert(
+        Participant(
+            "0109999999",
+            'Công ty "Trích dẫn" \\ TNHH',
+            kind=ParticipantKind.BUSINESS,
+            api_key_hashes=(key_hash,),
+            client_cert_fingerprints=(FP,),
+            delivery=Delivery(DeliveryMethod.PUSH, "https://dn.example.vn/lgsp?x=1&y=2"),
+            may_send_to=(),
+            enabled=True,
+        )
+    )
     holder.disable("000.00.04.H56")
     assert holder.save() == path
     assert path.stat().st_mode & 0o777 == 0o640
@@ -258,8 +294,9 @@ def test_save_round_trips_and_replaces_the_file_atomically(tmp_path: Path) -> No
 def test_reload_picks_up_an_edited_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[[participant]]\norgan_id = "A"\nname = "A"\n')
     holder = DirectoryHolder(load_directory(path), path)
-    path.write_text(dump_directory(Directory([Participant("A", "A"), Participant("B", "B")])),
-                    encoding="utf-8")
+    path.write_text(
+        dump_directory(Directory([Participant("A", "A"), Participant("B", "B")])), encoding="utf-8"
+    )
     holder.reload()
     assert "B" in holder.current
 

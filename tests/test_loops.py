@@ -28,8 +28,9 @@ async def test_a_crashing_round_is_logged_backed_off_and_the_loop_goes_on() -> N
     loops = Loops()
     with capture_logs() as logs:
         await asyncio.wait_for(
-            supervise("probe", round_, interval_s=0.01, max_backoff_s=0.05, loops=loops,
-                      stop=stop), timeout=5)
+            supervise("probe", round_, interval_s=0.01, max_backoff_s=0.05, loops=loops, stop=stop),
+            timeout=5,
+        )
     assert len(calls) == 4
     crashed = [e for e in logs if e["event"] == "loop_round_crashed"]
     assert crashed
@@ -69,8 +70,10 @@ async def test_the_metrics_export_each_loops_last_success_and_failures() -> None
             raise RuntimeError("boom")
         stop.set()
 
-    await asyncio.wait_for(supervise("outbox-relay", round_, interval_s=0.01,
-                                     loops=metrics.loops, stop=stop), timeout=5)
+    await asyncio.wait_for(
+        supervise("outbox-relay", round_, interval_s=0.01, loops=metrics.loops, stop=stop),
+        timeout=5,
+    )
     text = metrics.render().decode()
     assert 'lgsp_loop_failures_total{loop="outbox-relay"} 1.0' in text
     assert 'lgsp_loop_last_success_timestamp_seconds{loop="outbox-relay"}' in text

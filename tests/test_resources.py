@@ -66,7 +66,8 @@ def test_the_packaged_default_config_is_the_repositorys_and_holds_the_defaults(
     assert main(["config", "default"]) == 0
     printed = capsys.readouterr().out
     assert printed == (REPO / "config" / "gateway.toml").read_text(encoding="utf-8"), (
-        "config/gateway.toml changed: copy it to gateway/core/default-gateway.toml")
+        "config/gateway.toml changed: copy it to gateway/core/default-gateway.toml"
+    )
     assert printed == resources.default_config_text()
 
     (tmp_path / "gateway.toml").write_text(printed, encoding="utf-8")
@@ -75,8 +76,9 @@ def test_the_packaged_default_config_is_the_repositorys_and_holds_the_defaults(
 
 
 def test_version_is_the_installed_distributions() -> None:
-    done = subprocess.run([str(LGSP), "--version"], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [str(LGSP), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f"lgsp {version('lgsp-gateway')}\n"
     assert resources.distribution_version() == version("lgsp-gateway")

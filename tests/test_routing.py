@@ -16,22 +16,34 @@ from gateway.intake.routing import (
     route,
 )
 
-PROVINCE = Participant("000.00.00.H56", "UBND tỉnh", may_speak_for=("*.H56",),
-                       delivery=Delivery(DeliveryMethod.PUSH, "https://tinh.example/inbox"))
+PROVINCE = Participant(
+    "000.00.00.H56",
+    "UBND tỉnh",
+    may_speak_for=("*.H56",),
+    delivery=Delivery(DeliveryMethod.PUSH, "https://tinh.example/inbox"),
+)
 DEPARTMENT = Participant("000.00.04.H56", "Sở Nội vụ")
-DISTRICT = Participant("000.00.15.H56", "UBND huyện",
-                       delivery=Delivery(DeliveryMethod.PUSH, "https://huyen.example/inbox"))
+DISTRICT = Participant(
+    "000.00.15.H56",
+    "UBND huyện",
+    delivery=Delivery(DeliveryMethod.PUSH, "https://huyen.example/inbox"),
+)
 COMMUNE = Participant("000.01.15.H56", "UBND xã", may_send_to=("*.15.H56", "000.00.00.H56"))
 CLOSED = Participant("000.00.99.H56", "Đơn vị đã giải thể", enabled=False)
 BUSINESS = Participant("0101234567", "Công ty", kind=ParticipantKind.BUSINESS, may_send_to=())
-NATIONAL = Participant("000.00.00.G22", "VPCP", kind=ParticipantKind.NATIONAL,
-                       delivery=Delivery(DeliveryMethod.NATIONAL))
+NATIONAL = Participant(
+    "000.00.00.G22",
+    "VPCP",
+    kind=ParticipantKind.NATIONAL,
+    delivery=Delivery(DeliveryMethod.NATIONAL),
+)
 DIRECTORY = Directory([PROVINCE, DEPARTMENT, DISTRICT, COMMUNE, CLOSED, BUSINESS, NATIONAL])
 
 
 def test_routes_follow_each_recipients_delivery_method() -> None:
-    decision = route(DEPARTMENT.organ_id, [DISTRICT.organ_id, COMMUNE.organ_id, NATIONAL.organ_id],
-                     DIRECTORY)
+    decision = route(
+        DEPARTMENT.organ_id, [DISTRICT.organ_id, COMMUNE.organ_id, NATIONAL.organ_id], DIRECTORY
+    )
     assert decision.ok
     assert decision.refusals == ()
     assert decision.routes == (
@@ -42,14 +54,20 @@ def test_routes_follow_each_recipients_delivery_method() -> None:
 
 
 def test_duplicate_recipients_are_routed_once_in_first_seen_order() -> None:
-    decision = route(DEPARTMENT.organ_id, ["000.00.15.H56", "000.00.00.H56", "000.00.15.H56"],
-                     DIRECTORY)
+    decision = route(
+        DEPARTMENT.organ_id, ["000.00.15.H56", "000.00.00.H56", "000.00.15.H56"], DIRECTORY
+    )
     assert [r.organ_id for r in decision.routes] == ["000.00.15.H56", "000.00.00.H56"]
 
 
 def test_every_refused_recipient_is_reported_with_its_reason() -> None:
-    recipients = ["000.00.15.H56", "000.00.77.H56", "000.00.99.H56", "000.00.04.H56",
-                  "000.00.78.H56"]
+    recipients = [
+        "000.00.15.H56",
+        "000.00.77.H56",
+        "000.00.99.H56",
+        "000.00.04.H56",
+        "000.00.78.H56",
+    ]
     decision = route(COMMUNE.organ_id, recipients, DIRECTORY)
     assert not decision.ok
     assert decision.routes == (Route("000.00.15.H56", DeliveryMethod.PUSH),)
@@ -82,8 +100,9 @@ def test_unknown_recipient_is_refused_by_default_even_with_a_national_participan
 
 
 def test_national_fallback_routes_unknown_recipients_to_the_national_platform() -> None:
-    decision = route(PROVINCE.organ_id, ["000.00.00.H41", DISTRICT.organ_id], DIRECTORY,
-                     national_fallback=True)
+    decision = route(
+        PROVINCE.organ_id, ["000.00.00.H41", DISTRICT.organ_id], DIRECTORY, national_fallback=True
+    )
     assert decision.routes == (
         Route("000.00.00.H41", DeliveryMethod.NATIONAL),
         Route(DISTRICT.organ_id, DeliveryMethod.PUSH),
@@ -97,8 +116,12 @@ def test_national_fallback_needs_an_enabled_national_participant() -> None:
     without = Directory([PROVINCE, DISTRICT])
     decision = route(PROVINCE.organ_id, ["000.00.00.H41"], without, national_fallback=True)
     assert [r.reason for r in decision.refusals] == [RefusalReason.UNKNOWN_RECIPIENT]
-    disabled = Directory([PROVINCE, Participant("000.00.00.G22", "VPCP", enabled=False,
-                                                kind=ParticipantKind.NATIONAL)])
+    disabled = Directory(
+        [
+            PROVINCE,
+            Participant("000.00.00.G22", "VPCP", enabled=False, kind=ParticipantKind.NATIONAL),
+        ]
+    )
     decision = route(PROVINCE.organ_id, ["000.00.00.H41"], disabled, national_fallback=True)
     assert [r.reason for r in decision.refusals] == [RefusalReason.UNKNOWN_RECIPIENT]
 

@@ -39,7 +39,9 @@ def test_defaults_without_file_or_environment(
 
 
 def test_toml_overrides_defaults_and_env_overrides_toml(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [http]
 port = 9000
 host = "0.0.0.0"
@@ -52,7 +54,8 @@ max_depth = 10
 [log]
 level = "debug"
 json = false
-""")
+""",
+    )
     s = load_settings(path, {"LGSP_HTTP__PORT": "9443", "LGSP_BROKER__RETRY_DELAYS_S": "3, 4,5"})
     assert s.http.port == 9443  # env beats TOML
     assert s.http.host == "0.0.0.0"  # TOML beats default
@@ -83,7 +86,9 @@ def test_environment_values_are_coerced_to_field_types(tmp_path: Path) -> None:
 def test_relative_paths_resolve_against_the_toml_directory(tmp_path: Path) -> None:
     conf = tmp_path / "etc"
     conf.mkdir()
-    path = write(conf, """
+    path = write(
+        conf,
+        """
 [http]
 tls_cert = "tls/cert.pem"
 tls_key = "/abs/key.pem"
@@ -91,7 +96,8 @@ tls_key = "/abs/key.pem"
 dir = "../pki"
 [store]
 url = "sqlite+aiosqlite:///data/log.db"
-""")
+""",
+    )
     s = load_settings(path, {})
     assert s.http.tls_cert == conf / "tls" / "cert.pem"
     assert s.http.tls_key == Path("/abs/key.pem")
@@ -130,24 +136,23 @@ def test_postgres_url_is_kept_as_written(tmp_path: Path) -> None:
     ("toml", "env", "key"),
     [
         ("[http]\nport = 70000\n", {}, "http.port"),
-        ("[http]\nport = \"80\"\n", {}, "http.port"),
+        ('[http]\nport = "80"\n', {}, "http.port"),
         ("", {"LGSP_HTTP__PORT": "eighty"}, "http.port"),
-        ("[http]\ntls_cert = \"c.pem\"\n", {}, "http.tls_key"),
-        ("[http]\ntls_client_ca = \"ca.pem\"\n", {}, "http.tls_client_ca"),
-        ("[broker]\nurl = \"http://mq/\"\n", {}, "broker.url"),
+        ('[http]\ntls_cert = "c.pem"\n', {}, "http.tls_key"),
+        ('[http]\ntls_client_ca = "ca.pem"\n', {}, "http.tls_client_ca"),
+        ('[broker]\nurl = "http://mq/"\n', {}, "broker.url"),
         ("[broker]\nprefetch = 0\n", {}, "broker.prefetch"),
         ("[broker]\nretry_delays_s = []\n", {}, "broker.retry_delays_s"),
         ("[broker]\nretry_delays_s = [30, 5]\n", {}, "broker.retry_delays_s"),
         ("", {"LGSP_BROKER__RETRY_DELAYS_S": "5,x"}, "broker.retry_delays_s"),
         ("[broker]\nmax_tries = 0\n", {}, "broker.max_tries"),
-        ("[broker]\nprefix = \"Bad Prefix\"\n", {}, "broker.prefix"),
-        ("[store]\nurl = \"mysql://x/y\"\n", {}, "store.url"),
-        ("[store]\nurl = \"not a url\"\n", {}, "store.url"),
+        ('[broker]\nprefix = "Bad Prefix"\n', {}, "broker.prefix"),
+        ('[store]\nurl = "mysql://x/y"\n', {}, "store.url"),
+        ('[store]\nurl = "not a url"\n', {}, "store.url"),
         ("[limits]\nmax_depth = 0\n", {}, "limits.max_depth"),
-        ("[limits]\nmax_bytes = 5\nmax_attachment_bytes = -1\n", {},
-         "limits.max_attachment_bytes"),
-        ("[admin]\napi_token_hashes = [\"plaintext-token\"]\n", {}, "admin.api_token_hashes"),
-        ("[log]\nlevel = \"chatty\"\n", {}, "log.level"),
+        ("[limits]\nmax_bytes = 5\nmax_attachment_bytes = -1\n", {}, "limits.max_attachment_bytes"),
+        ('[admin]\napi_token_hashes = ["plaintext-token"]\n', {}, "admin.api_token_hashes"),
+        ('[log]\nlevel = "chatty"\n', {}, "log.level"),
         ("", {"LGSP_LOG__JSON": "maybe"}, "log.json"),
         ("[http]\nprot = 1\n", {}, "http.prot"),
         ("[htp]\nport = 1\n", {}, "htp"),
@@ -205,23 +210,29 @@ def test_shipped_config_is_valid_and_documents_the_defaults() -> None:
     assert shipped.log == defaults.log
     assert shipped.southbound == defaults.southbound
     assert (shipped.metrics, shipped.rate_limit, shipped.push) == (
-        defaults.metrics, defaults.rate_limit, defaults.push)
+        defaults.metrics,
+        defaults.rate_limit,
+        defaults.push,
+    )
     assert shipped.directory.path == REPO / "config" / "participants.toml"
 
 
 def test_metrics_rate_limit_and_push_values_are_checked(tmp_path: Path) -> None:
-    for body, key in (("[metrics]\nport = 70000", "metrics.port"),
-                      ('[metrics]\ntoken_hashes = ["not-a-hash"]', "metrics.token_hashes"),
-                      ("[metrics]\nrefresh_s = 0", "metrics.refresh_s"),
-                      ("[rate_limit]\nwindow_s = 0", "rate_limit.window_s"),
-                      ("[rate_limit]\nparticipant_requests = -1",
-                       "rate_limit.participant_requests"),
-                      ("[log]\nmetrics_port = 9101", "log.metrics_port")):
+    for body, key in (
+        ("[metrics]\nport = 70000", "metrics.port"),
+        ('[metrics]\ntoken_hashes = ["not-a-hash"]', "metrics.token_hashes"),
+        ("[metrics]\nrefresh_s = 0", "metrics.refresh_s"),
+        ("[rate_limit]\nwindow_s = 0", "rate_limit.window_s"),
+        ("[rate_limit]\nparticipant_requests = -1", "rate_limit.participant_requests"),
+        ("[log]\nmetrics_port = 9101", "log.metrics_port"),
+    ):
         with pytest.raises(ConfigError) as bad:
             load_settings(write(tmp_path, body + "\n"), {})
         assert bad.value.path == key
-    env = {"LGSP_PUSH__ALLOW_PRIVATE_HOSTS": "127.0.0.1, receiver.internal",
-           "LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "0"}
+    env = {
+        "LGSP_PUSH__ALLOW_PRIVATE_HOSTS": "127.0.0.1, receiver.internal",
+        "LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "0",
+    }
     settings = load_settings(None, env)
     assert settings.push.allow_private_hosts == ("127.0.0.1", "receiver.internal")
     assert settings.rate_limit.failed_auth_per_address == 0
@@ -231,9 +242,10 @@ def test_southbound_defaults_accept_any_timestamp_and_values_are_checked(tmp_pat
     conf = Settings().southbound
     assert (conf.timestamp_window_s, conf.acked_grace_s) == (0.0, 300.0)
     assert conf.replay_retention_s >= conf.acked_grace_s
-    for body, key in (("acked_grace_s = -1", "southbound.acked_grace_s"),
-                      ("replay_retention_s = 10\nacked_grace_s = 60",
-                       "southbound.replay_retention_s")):
+    for body, key in (
+        ("acked_grace_s = -1", "southbound.acked_grace_s"),
+        ("replay_retention_s = 10\nacked_grace_s = 60", "southbound.replay_retention_s"),
+    ):
         with pytest.raises(ConfigError) as bad:
             load_settings(write(tmp_path, f"[southbound]\n{body}\n"), {})
         assert bad.value.path == key
@@ -244,13 +256,16 @@ def test_national_section_needs_its_connection_and_masks_the_secret(tmp_path: Pa
     with pytest.raises(ConfigError) as missing:
         load_settings(write(tmp_path, '[national]\nenabled = true\nendpoint = "http://n/a"\n'), {})
     assert missing.value.path == "national.system_id"
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [national]
 enabled = true
 endpoint = "http://127.0.0.1:8090/XrdAdapter/adapter"
 system_id = "lgsp-h56"
 secret = "s3cret-hmac-key"
-""")
+""",
+    )
     s = load_settings(path, {"LGSP_NATIONAL__POLL_INTERVAL_S": "2.5"})
     assert (s.national.system_id, s.national.poll_interval_s) == ("lgsp-h56", 2.5)
     masked = effective_settings_masked(s)

@@ -49,13 +49,18 @@ class NationalAdapter(Adapter):
             )
         except PlatformRefusedError as exc:
             if exc.error_code.startswith("unavailable."):
-                raise TransientDeliveryError(exc.message, code="delivery.national_unavailable",
-                                             status_code=exc.answer_http_status) from exc
-            raise PermanentDeliveryError(exc.message, code="delivery.national_refused",
-                                         status_code=exc.answer_http_status) from exc
+                raise TransientDeliveryError(
+                    exc.message,
+                    code="delivery.national_unavailable",
+                    status_code=exc.answer_http_status,
+                ) from exc
+            raise PermanentDeliveryError(
+                exc.message, code="delivery.national_refused", status_code=exc.answer_http_status
+            ) from exc
         except AuthError as exc:
-            raise TransientDeliveryError(exc.message, code="delivery.national_auth",
-                                         retry_after_s=AUTH_RETRY_AFTER_S) from exc
+            raise TransientDeliveryError(
+                exc.message, code="delivery.national_auth", retry_after_s=AUTH_RETRY_AFTER_S
+            ) from exc
         except UnavailableError as exc:
             raise TransientDeliveryError(exc.message, code="delivery.national_unavailable") from exc
         return DeliveryOutcome(True, f"national DocId {doc_id}")
@@ -75,7 +80,8 @@ def _describe(delivery: OutboundDelivery) -> tuple[str, MessageType]:
     try:
         package = parse_package(delivery.package)
     except InputError as exc:
-        raise PermanentDeliveryError(f"unreadable package: {exc}",
-                                     code="delivery.national_format") from exc
+        raise PermanentDeliveryError(
+            f"unreadable package: {exc}", code="delivery.national_format"
+        ) from exc
     kind = MessageType.STATUS if isinstance(package, StatusPackage) else MessageType.EDOC
     return package.sender, kind

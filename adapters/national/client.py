@@ -99,8 +99,9 @@ class NationalClient:
             Param.CONTENT_TYPE.value: "application/octet-stream",
         }
         form = aiohttp.FormData()
-        form.add_field(FILE_PART, package, filename="edoc.edxml",
-                       content_type="application/octet-stream")
+        form.add_field(
+            FILE_PART, package, filename="edoc.edxml", content_type="application/octet-stream"
+        )
         answer = await self._call(Operation.SEND_EDOC, params, data=form)
         doc_id = answer.get("DocId")
         if not isinstance(doc_id, str | int) or str(doc_id) == "":
@@ -111,8 +112,10 @@ class NationalClient:
         self, messagetype: MessageType | str = MessageType.EDOC
     ) -> list[ReceivedItem]:
         """Packages waiting for this system (until acknowledged with :meth:`update_status`)."""
-        params = {Param.SERVICE_TYPE.value: SERVICE_TYPE,
-                  Param.MESSAGE_TYPE.value: MessageType(messagetype).value}
+        params = {
+            Param.SERVICE_TYPE.value: SERVICE_TYPE,
+            Param.MESSAGE_TYPE.value: MessageType(messagetype).value,
+        }
         operation = Operation.GET_RECEIVED_EDOC_LIST
         answer = await self._call(operation, params)
         return [ReceivedItem.from_json(item) for item in _items(answer, operation)]
@@ -121,8 +124,10 @@ class NationalClient:
         self, messagetype: MessageType | str = MessageType.EDOC
     ) -> list[SentItem]:
         """What this system sent, one entry per recipient, with the receiving side's status."""
-        params = {Param.SERVICE_TYPE.value: SERVICE_TYPE,
-                  Param.MESSAGE_TYPE.value: MessageType(messagetype).value}
+        params = {
+            Param.SERVICE_TYPE.value: SERVICE_TYPE,
+            Param.MESSAGE_TYPE.value: MessageType(messagetype).value,
+        }
         answer = await self._call(Operation.GET_SENT_EDOC_LIST, params)
         return [SentItem.from_json(item) for item in _items(answer, Operation.GET_SENT_EDOC_LIST)]
 
@@ -176,15 +181,18 @@ class NationalClient:
                 status = response.status
                 raw = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UnavailableError(f"{operation.value}: national platform unreachable: {exc!r}",
-                                   code="unavailable.national") from exc
+            raise UnavailableError(
+                f"{operation.value}: national platform unreachable: {exc!r}",
+                code="unavailable.national",
+            ) from exc
         return _answer(operation, status, raw)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             if not self._owns_session:
-                raise UnavailableError("the shared HTTP session is closed",
-                                       code="unavailable.national")
+                raise UnavailableError(
+                    "the shared HTTP session is closed", code="unavailable.national"
+                )
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
@@ -192,21 +200,30 @@ class NationalClient:
 def _answer(operation: Operation, status: int, raw: bytes) -> dict[str, Any]:
     """The JSON answer of a call, or the error it means."""
     if status >= 500 or status == 429:
-        raise UnavailableError(f"{operation.value}: national platform answered HTTP {status}",
-                               code="unavailable.national")
+        raise UnavailableError(
+            f"{operation.value}: national platform answered HTTP {status}",
+            code="unavailable.national",
+        )
     try:
         answer = json.loads(raw)
     except ValueError:
         answer = None
     if status == 401:
         desc = answer.get("ErrorDesc", "") if isinstance(answer, dict) else ""
-        raise AuthError(f"{operation.value}: the national platform refused our credentials "
-                        f"(HTTP {status}) {desc}".rstrip(), code="auth.national_rejected")
+        raise AuthError(
+            f"{operation.value}: the national platform refused our credentials "
+            f"(HTTP {status}) {desc}".rstrip(),
+            code="auth.national_rejected",
+        )
     if not isinstance(answer, dict):
         raise _bad_answer(operation, f"HTTP {status} without a JSON answer")
     if str(answer.get("status", "")).upper() != "OK" or status >= 400:
-        raise PlatformRefusedError(operation.value, str(answer.get("ErrorCode", "")),
-                                   str(answer.get("ErrorDesc", "")), status)
+        raise PlatformRefusedError(
+            operation.value,
+            str(answer.get("ErrorCode", "")),
+            str(answer.get("ErrorDesc", "")),
+            status,
+        )
     return answer
 
 
@@ -220,5 +237,7 @@ def _items(answer: Mapping[str, Any], operation: Operation) -> list[Mapping[str,
 
 
 def _bad_answer(operation: Operation, what: str) -> UnavailableError:
-    return UnavailableError(f"{operation.value}: unusable answer from the national platform "
-                            f"({what})", code="unavailable.national")
+    return UnavailableError(
+        f"{operation.value}: unusable answer from the national platform ({what})",
+        code="unavailable.national",
+    )

@@ -65,8 +65,11 @@ class Operation(StrEnum):
             return {"DocId": ""}
         if self is Operation.GET_EDOC:
             return {"data": ""}
-        if self in (Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_SENT_EDOC_LIST,
-                    Operation.GET_AGENCIES_LIST):
+        if self in (
+            Operation.GET_RECEIVED_EDOC_LIST,
+            Operation.GET_SENT_EDOC_LIST,
+            Operation.GET_AGENCIES_LIST,
+        ):
             return {"data": []}
         return {}
 
@@ -122,8 +125,10 @@ def hash_file_matches(given: str, data: bytes) -> bool:
     """``given`` is the SHA-256 of ``data`` in the SDK's unpadded form or in plain hex."""
     digest = hashlib.sha256(data).digest()
     candidate = given.strip().lower().encode("utf-8")
-    return any(hmac.compare_digest(candidate, form.encode("ascii"))
-               for form in (java_hex(digest), digest.hex()))
+    return any(
+        hmac.compare_digest(candidate, form.encode("ascii"))
+        for form in (java_hex(digest), digest.hex())
+    )
 
 
 def raw_file_of(body: bytes, given: str) -> bytes | None:
@@ -148,8 +153,9 @@ def parse_timestamp(text: str) -> datetime:
             raise ValueError(text)
         parsed = datetime.strptime(stamp, TIMESTAMP_FORMAT)
     except ValueError as exc:
-        raise AuthError(f"timestamp {text!r} is not ddMMyyyy'T'HHmmss+SSSS",
-                        code="auth.bad_timestamp") from exc
+        raise AuthError(
+            f"timestamp {text!r} is not ddMMyyyy'T'HHmmss+SSSS", code="auth.bad_timestamp"
+        ) from exc
     return parsed.replace(tzinfo=PLATFORM_TZ) + timedelta(milliseconds=int(millis))
 
 
@@ -226,11 +232,14 @@ def verify_signature(
     (not a JSON object of strings, or not the listed names), ``auth.tampered`` (a signed header
     missing or with another value), ``auth.unknown_system``, ``auth.bad_hmac``.
     """
-    sign_header, names, given_hash = (headers.get(h) for h in (SIGN_HEADER, SIGN_HEADER_KEY,
-                                                               HASH_HEADER))
+    sign_header, names, given_hash = (
+        headers.get(h) for h in (SIGN_HEADER, SIGN_HEADER_KEY, HASH_HEADER)
+    )
     if not sign_header or names is None or not given_hash:
-        raise AuthError("XroadVnpt-sign-header, -sign-header-key and -hash-header are required",
-                        code="auth.unsigned")
+        raise AuthError(
+            "XroadVnpt-sign-header, -sign-header-key and -hash-header are required",
+            code="auth.unsigned",
+        )
     params = _signed_params(sign_header, names)
     system_id = params.get(Param.SYSTEM_ID.value, "")
     credentials = lookup(system_id) if system_id else None
@@ -241,8 +250,9 @@ def verify_signature(
         raise AuthError("XroadVnpt-hash-header does not match", code="auth.bad_hmac")
     for name, value in params.items():
         if value not in headers.getall(HEADER_PREFIX + name, []):
-            raise AuthError(f"header {HEADER_PREFIX}{name} differs from the signed value",
-                            code="auth.tampered")
+            raise AuthError(
+                f"header {HEADER_PREFIX}{name} differs from the signed value", code="auth.tampered"
+            )
     return SignedRequest(system_id, params, given_hash.strip().lower()), credentials
 
 
@@ -255,13 +265,16 @@ def _signed_params(sign_header: str, names_text: str) -> dict[str, str]:
         isinstance(k, str) and k.startswith(HEADER_PREFIX) and isinstance(v, str)
         for k, v in signed.items()
     ):
-        raise AuthError("XroadVnpt-sign-header must map XroadVnpt-* names to strings",
-                        code="auth.bad_sign_header")
-    params = {k[len(HEADER_PREFIX):]: v for k, v in signed.items()}
+        raise AuthError(
+            "XroadVnpt-sign-header must map XroadVnpt-* names to strings",
+            code="auth.bad_sign_header",
+        )
+    params = {k[len(HEADER_PREFIX) :]: v for k, v in signed.items()}
     names = [n for n in names_text.split(";") if n]
     if sorted(names) != sorted(params):
-        raise AuthError("XroadVnpt-sign-header-key does not list the signed names",
-                        code="auth.bad_sign_header")
+        raise AuthError(
+            "XroadVnpt-sign-header-key does not list the signed names", code="auth.bad_sign_header"
+        )
     return params
 
 
@@ -274,8 +287,10 @@ def check_timestamp(signed: SignedRequest, window_s: float | None, now: datetime
         raise AuthError("the signed headers carry no timestamp", code="auth.no_timestamp")
     age_s = abs((now - parse_timestamp(text)).total_seconds())
     if age_s > window_s:
-        raise AuthError(f"timestamp {text} is {age_s:.0f} s away from now (window {window_s:g} s)",
-                        code="auth.stale_timestamp")
+        raise AuthError(
+            f"timestamp {text} is {age_s:.0f} s away from now (window {window_s:g} s)",
+            code="auth.stale_timestamp",
+        )
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -286,8 +301,9 @@ def ok_answer(**fields: object) -> dict[str, object]:
     return {"status": "OK", "ErrorCode": OK_CODE, "ErrorDesc": "Success", **fields}
 
 
-def fail_answer(error_code: str, error_desc: str,
-                operation: Operation | None = None) -> dict[str, object]:
+def fail_answer(
+    error_code: str, error_desc: str, operation: Operation | None = None
+) -> dict[str, object]:
     """A FAIL answer, with the empty fields ``operation``'s caller reads (the SDK reads ``DocId``
     unconditionally and would hide the error behind a null without it)."""
     fields = operation.answer_fields() if operation is not None else {}

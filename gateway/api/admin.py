@@ -23,8 +23,9 @@ routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
 
 
-async def _audit(request: web.Request, actor: str, action: str, target: str,
-                 detail: dict[str, object]) -> None:
+async def _audit(
+    request: web.Request, actor: str, action: str, target: str, detail: dict[str, object]
+) -> None:
     """The same audit trail as the console's (``console_audit``), the API's actor named."""
     await append_audit(request.app[DELIVERY_LOG].engines, actor, action, [(target, detail)])
 
@@ -53,9 +54,12 @@ async def upsert_participant(request: web.Request) -> web.Response:
         raise InputError(exc.message, code="admin.invalid_participant", path=exc.path) from exc
     for field, value in (("organ_id", participant.organ_id), ("parent", participant.parent)):
         if value is not None and not is_organ_id(value):
-            raise InputError(f"participant.{field}: {value!r} is neither an OrganId "
-                             "(NNN.NN.NN.XNN) nor a tax code", code="admin.invalid_organ_id",
-                             path=f"participant.{field}")
+            raise InputError(
+                f"participant.{field}: {value!r} is neither an OrganId "
+                "(NNN.NN.NN.XNN) nor a tax code",
+                code="admin.invalid_organ_id",
+                path=f"participant.{field}",
+            )
     answer: dict[str, Any] = {}
     if generate:
         plaintext, digest = generate_api_key()
@@ -69,10 +73,18 @@ async def upsert_participant(request: web.Request) -> web.Response:
     if holder.path is not None:
         holder.save()
     log.info("participant_saved", organ_id=participant.organ_id, actor=actor)
-    await _audit(request, actor, "participant.save", participant.organ_id,
-                 {"via": "api", "enabled": participant.enabled,
-                  "delivery_method": participant.delivery.method.value,
-                  "new_api_key": generate})
+    await _audit(
+        request,
+        actor,
+        "participant.save",
+        participant.organ_id,
+        {
+            "via": "api",
+            "enabled": participant.enabled,
+            "delivery_method": participant.delivery.method.value,
+            "new_api_key": generate,
+        },
+    )
     return web.json_response({"participant": participant_json(participant), **answer})
 
 
@@ -84,8 +96,9 @@ async def disable_participant(request: web.Request) -> web.Response:
     if holder.path is not None:
         holder.save()
     log.info("participant_disabled", organ_id=request.match_info["organ_id"], actor=actor)
-    await _audit(request, actor, "participant.disable", request.match_info["organ_id"],
-                 {"via": "api"})
+    await _audit(
+        request, actor, "participant.disable", request.match_info["organ_id"], {"via": "api"}
+    )
     participant = directory.get(request.match_info["organ_id"])
     assert participant is not None
     return web.json_response({"participant": participant_json(participant)})

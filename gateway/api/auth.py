@@ -65,8 +65,9 @@ def _identify(request: web.Request) -> Participant:
         if participant is None:
             raise AuthError("unknown client certificate", code="auth.unknown_client_cert")
         return participant
-    raise AuthError("send 'Authorization: Bearer <API key>' or a client certificate",
-                    code="auth.required")
+    raise AuthError(
+        "send 'Authorization: Bearer <API key>' or a client certificate", code="auth.required"
+    )
 
 
 async def require_admin(request: web.Request) -> str:
@@ -101,6 +102,8 @@ def _admin_actor(request: web.Request, hashes: tuple[str, ...], name: str) -> st
         raise AuthError(f"{name} token required", code="auth.required")
     given = hash_api_key(token)
     if not any(hmac.compare_digest(given, h) for h in hashes):
-        raise AuthError(f"invalid {name} token", code="auth.invalid_admin_token"
-                        if name == "admin" else "auth.invalid_metrics_token")
+        raise AuthError(
+            f"invalid {name} token",
+            code="auth.invalid_admin_token" if name == "admin" else "auth.invalid_metrics_token",
+        )
     return f"{name}:{given[:8]}"

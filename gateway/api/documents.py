@@ -73,8 +73,12 @@ def _accepted_body(outcome: IntakeOutcome) -> dict[str, Any]:
         "kind": doc.kind.value,
         "duplicate": not outcome.created,
         "recipients": [
-            {"organ_id": d.recipient, "state": d.state.value, "delivery_id": d.id,
-             "method": d.method.value}
+            {
+                "organ_id": d.recipient,
+                "state": d.state.value,
+                "delivery_id": d.id,
+                "method": d.method.value,
+            }
             for d in outcome.deliveries
         ],
         "receipt": outcome.receipt,
@@ -103,8 +107,11 @@ _ADMIN_ONLY_DETAIL = frozenset({"message", "error"})
 
 def _event_json(event: EventRecord, for_admin: bool) -> dict[str, Any]:
     failed = event.detail.get("error") is not None
-    detail = {k: v for k, v in event.detail.items()
-              if for_admin or not (failed and k in _ADMIN_ONLY_DETAIL)}
+    detail = {
+        k: v
+        for k, v in event.detail.items()
+        if for_admin or not (failed and k in _ADMIN_ONLY_DETAIL)
+    }
     return {
         "id": event.id,
         "at": event.at.isoformat(),
@@ -116,8 +123,9 @@ def _event_json(event: EventRecord, for_admin: bool) -> dict[str, Any]:
     }
 
 
-def _delivery_json(delivery: DeliveryRecord, events: list[EventRecord],
-                   for_admin: bool) -> dict[str, Any]:
+def _delivery_json(
+    delivery: DeliveryRecord, events: list[EventRecord], for_admin: bool
+) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "organ_id": delivery.recipient,
         "delivery_id": delivery.id,
@@ -156,8 +164,11 @@ def document_json(view: DocumentView, *, for_admin: bool) -> dict[str, Any]:
         "received_at": doc.received_at.isoformat(),
         "package_sha256": doc.package_sha256,
         "size_bytes": doc.size_bytes,
-        "signer": {"subject": doc.signer_subject, "fingerprint": doc.signer_fingerprint,
-                   "algorithm": doc.algorithm},
+        "signer": {
+            "subject": doc.signer_subject,
+            "fingerprint": doc.signer_fingerprint,
+            "algorithm": doc.algorithm,
+        },
         "recipients": [_delivery_json(d, events, for_admin) for d in view.deliveries],
         "trace": [_event_json(e, for_admin) for e in events],
     }

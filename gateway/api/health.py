@@ -34,10 +34,12 @@ async def _check(name: str, probe: Awaitable[None]) -> tuple[str, str]:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     app = request.app
-    checks = dict(await asyncio.gather(
-        _check("store", app[DELIVERY_LOG].ping()),
-        _check("broker", app[BROKER].ping()),
-    ))
+    checks = dict(
+        await asyncio.gather(
+            _check("store", app[DELIVERY_LOG].ping()),
+            _check("broker", app[BROKER].ping()),
+        )
+    )
     ready = all(v == "ok" for v in checks.values()) and not app[LIFECYCLE].draining
     if app[LIFECYCLE].draining:
         checks["gateway"] = "draining"
@@ -55,6 +57,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(_request: web.Request) -> web.Response:
-    return web.Response(body=schema_path("openapi.json").read_bytes(),
-                        content_type="application/json")
-
+    return web.Response(
+        body=schema_path("openapi.json").read_bytes(), content_type="application/json"
+    )

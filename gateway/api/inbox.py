@@ -27,24 +27,27 @@ def _limit(request: web.Request) -> int:
 async def list_inbox(request: web.Request) -> web.Response:
     caller = await authenticate(request)
     items = await request.app[DELIVERY_LOG].inbox(caller.organ_id, limit=_limit(request))
-    return web.json_response({
-        "items": [
-            {
-                "id": item.delivery.id,
-                "document": item.document.id,
-                "document_id": item.document.document_id,
-                "kind": item.document.kind.value,
-                "sender": item.document.sender,
-                "subject": item.document.subject,
-                "status_code": item.document.status_code.value
-                if item.document.status_code else None,
-                "received_at": item.document.received_at.isoformat(),
-                "size_bytes": item.document.size_bytes,
-                "format": item.document.format.value,
-            }
-            for item in items
-        ]
-    })
+    return web.json_response(
+        {
+            "items": [
+                {
+                    "id": item.delivery.id,
+                    "document": item.document.id,
+                    "document_id": item.document.document_id,
+                    "kind": item.document.kind.value,
+                    "sender": item.document.sender,
+                    "subject": item.document.subject,
+                    "status_code": item.document.status_code.value
+                    if item.document.status_code
+                    else None,
+                    "received_at": item.document.received_at.isoformat(),
+                    "size_bytes": item.document.size_bytes,
+                    "format": item.document.format.value,
+                }
+                for item in items
+            ]
+        }
+    )
 
 
 @routes.get("/api/v1/inbox/{id}")

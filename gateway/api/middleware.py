@@ -22,8 +22,7 @@ log = structlog.get_logger(__name__)
 PROBLEM_JSON = "application/problem+json"
 _QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})  # scraped and probed all day
 REQUEST_ID_HEADER = "X-Request-Id"
-INTERNAL_ERROR = ServiceError("an unexpected error occurred; quote the request id",
-                              code="internal")
+INTERNAL_ERROR = ServiceError("an unexpected error occurred; quote the request id", code="internal")
 
 
 def problem_response(error: LgspError, request_id: str | None = None) -> web.Response:
@@ -45,16 +44,24 @@ def _http_problem(exc: web.HTTPException, request_id: str) -> web.Response:
     code = {404: "not_found.route", 405: "http.method_not_allowed", 413: "edxml.too_large"}.get(
         exc.status, f"http.{exc.status}"
     )
-    body = {"type": f"urn:lgsp:error:{code}", "title": code, "status": exc.status,
-            "detail": exc.reason, "code": code, "retryable": False, "request_id": request_id}
-    return web.Response(status=exc.status, body=json.dumps(body).encode(),
-                        content_type=PROBLEM_JSON, headers={"Allow": exc.headers.get("Allow", "")}
-                        if exc.status == 405 else None)
+    body = {
+        "type": f"urn:lgsp:error:{code}",
+        "title": code,
+        "status": exc.status,
+        "detail": exc.reason,
+        "code": code,
+        "retryable": False,
+        "request_id": request_id,
+    }
+    return web.Response(
+        status=exc.status,
+        body=json.dumps(body).encode(),
+        content_type=PROBLEM_JSON,
+        headers={"Allow": exc.headers.get("Allow", "")} if exc.status == 405 else None,
+    )
 
 
-async def _respond(
-    request: web.Request, handler: Handler, request_id: str
-) -> web.StreamResponse:
+async def _respond(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
     """The handler's response, or the problem response for our errors and HTTP errors."""
     try:
         return await handler(request)
@@ -101,5 +108,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 def _access(request: web.Request, status: int, started: float) -> None:
     """The access-log line of every request (redirects included), but the probes'."""
     if request.path not in _QUIET_PATHS:
-        log.info("request", method=request.method, path=request.path, status=status,
-                 duration_ms=_ms_since(started))
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=_ms_since(started),
+        )

@@ -109,11 +109,13 @@ class Broker:
 
     async def _open_channel(self, action: str, *, confirms: bool) -> AbstractChannel:
         try:
-            return await self._connection.channel(publisher_confirms=confirms,
-                                                  on_return_raises=confirms)
+            return await self._connection.channel(
+                publisher_confirms=confirms, on_return_raises=confirms
+            )
         except RuntimeError as exc:  # aio-pika / aiormq between reconnects: "... closed"
-            raise UnavailableError(f"{action}: the connection is down ({exc})",
-                                   code=BROKER_UNAVAILABLE) from exc
+            raise UnavailableError(
+                f"{action}: the connection is down ({exc})", code=BROKER_UNAVAILABLE
+            ) from exc
 
     async def declare_topology(self) -> None:
         """Declare exchange, work, retry and dead queues (idempotent)."""

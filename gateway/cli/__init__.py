@@ -44,8 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = _Parser(prog="lgsp", description="Provincial document exchange gateway (LGSP).")
-    parser.add_argument("--version", action="version", version=f"lgsp {distribution_version()}",
-                        help="print the installed version and exit")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"lgsp {distribution_version()}",
+        help="print the installed version and exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     pki_commands.register(commands)
     document_commands.register(commands)
@@ -75,8 +79,9 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("lgsp: interrupted\n")
         return 130
-    sys.stderr.write(f"lgsp: internal error: {type(exc).__name__}: {exc} "
-                     f"(set {DEBUG_ENV}=1 for the traceback)\n")
+    sys.stderr.write(
+        f"lgsp: internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)\n"
+    )
     return EXIT_FAILED
 
 

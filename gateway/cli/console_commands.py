@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     hashing = sub.add_parser(
         "hash-password",
         help="print the password_hash of a console user (the password is read from the "
-             "terminal, or from the first line of standard input)",
+        "terminal, or from the first line of standard input)",
     )
     hashing.set_defaults(handler=_hash_password)
 

@@ -39,42 +39,74 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     init = sub.add_parser("init", help="write gateway.toml, participants, PKI and API keys to DIR")
     init.add_argument("dir", type=Path, metavar="DIR", help="the demo directory (created)")
     init.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (default 8080)")
-    init.add_argument("--broker-url", default=DEFAULT_BROKER_URL, metavar="URL",
-                      help=f"RabbitMQ URL (default {DEFAULT_BROKER_URL})")
-    init.add_argument("--store-url", default=None, metavar="URL",
-                      help="delivery log (default: SQLite file DIR/var/delivery-log.db)")
-    init.add_argument("--prefix", default=None,
-                      help="broker name prefix (default: one of its own for DIR)")
-    init.add_argument("--national-port", type=int, default=None, metavar="PORT",
-                      help="port of the national platform simulator the demo delivers to "
-                           f"(default: --port + {NATIONAL_PORT_OFFSET})")
-    init.add_argument("--no-national", action="store_true",
-                      help="no national delivery: documents to the national platform are refused")
+    init.add_argument(
+        "--broker-url",
+        default=DEFAULT_BROKER_URL,
+        metavar="URL",
+        help=f"RabbitMQ URL (default {DEFAULT_BROKER_URL})",
+    )
+    init.add_argument(
+        "--store-url",
+        default=None,
+        metavar="URL",
+        help="delivery log (default: SQLite file DIR/var/delivery-log.db)",
+    )
+    init.add_argument(
+        "--prefix", default=None, help="broker name prefix (default: one of its own for DIR)"
+    )
+    init.add_argument(
+        "--national-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="port of the national platform simulator the demo delivers to "
+        f"(default: --port + {NATIONAL_PORT_OFFSET})",
+    )
+    init.add_argument(
+        "--no-national",
+        action="store_true",
+        help="no national delivery: documents to the national platform are refused",
+    )
     init.add_argument("--force", action="store_true", help="replace an existing demo in DIR")
-    init.add_argument("--no-steps", action="store_true",
-                      help="print what was written, not the next steps (`lgsp demo info DIR`)")
+    init.add_argument(
+        "--no-steps",
+        action="store_true",
+        help="print what was written, not the next steps (`lgsp demo info DIR`)",
+    )
     init.set_defaults(handler=_init)
 
     info = sub.add_parser("info", help="the next steps of the demo in DIR: commands, console users")
     info.add_argument("dir", type=Path, metavar="DIR", help="a directory `lgsp demo init` wrote")
-    info.add_argument("--started", action="store_true",
-                      help="say the gateway is starting instead of how to start it")
+    info.add_argument(
+        "--started",
+        action="store_true",
+        help="say the gateway is starting instead of how to start it",
+    )
     info.set_defaults(handler=_info)
 
     clean = sub.add_parser(
-        "clean", help="delete the demo's broker queues and exchange, and DIR's generated files")
+        "clean", help="delete the demo's broker queues and exchange, and DIR's generated files"
+    )
     clean.add_argument("dir", type=Path, metavar="DIR", help="a directory `lgsp demo init` wrote")
-    clean.add_argument("--keep-broker", action="store_true",
-                       help="leave the broker alone (only remove the files)")
+    clean.add_argument(
+        "--keep-broker", action="store_true", help="leave the broker alone (only remove the files)"
+    )
     clean.set_defaults(handler=_clean)
 
 
 def _init(args: argparse.Namespace) -> int:
-    national_port = None if args.no_national else (
-        args.national_port or args.port + NATIONAL_PORT_OFFSET)
-    setup = init_demo(args.dir, port=args.port, broker_url=args.broker_url,
-                      store_url=args.store_url, prefix=args.prefix, force=args.force,
-                      national_port=national_port)
+    national_port = (
+        None if args.no_national else (args.national_port or args.port + NATIONAL_PORT_OFFSET)
+    )
+    setup = init_demo(
+        args.dir,
+        port=args.port,
+        broker_url=args.broker_url,
+        store_url=args.store_url,
+        prefix=args.prefix,
+        force=args.force,
+        national_port=national_port,
+    )
     _print_created(setup)
     if not args.no_steps:
         print()
@@ -84,16 +116,22 @@ def _init(args: argparse.Namespace) -> int:
 
 def _print_created(setup: DemoSetup) -> None:
     print(f"demo gateway set up in {setup.dir}")
-    print(f"  settings      {setup.config_path}  (port {setup.port}, "
-          f"broker prefix {setup.broker_prefix})")
+    print(
+        f"  settings      {setup.config_path}  (port {setup.port}, "
+        f"broker prefix {setup.broker_prefix})"
+    )
     print(f"  participants  {setup.directory_path}  ({len(setup.api_keys)} participants)")
     print(f"  PKI           {setup.pki_dir}")
-    print(f"  credentials   {setup.credentials_path}  (API keys, admin token and console "
-          "passwords, mode 0600)")
+    print(
+        f"  credentials   {setup.credentials_path}  (API keys, admin token and console "
+        "passwords, mode 0600)"
+    )
     print(f"  delivery log  {mask_url(setup.store_url)}")
     if setup.national_endpoint:
-        print(f"  national      {setup.national_endpoint}  (the simulator, "
-              f"{setup.dir / SIM_CONFIG_NAME})")
+        print(
+            f"  national      {setup.national_endpoint}  (the simulator, "
+            f"{setup.dir / SIM_CONFIG_NAME})"
+        )
     else:
         print("  national      disabled: documents to the national platform are refused")
 
@@ -107,8 +145,10 @@ def _clean(args: argparse.Namespace) -> int:
     cleaned = asyncio.run(clean_demo(args.dir, broker=not args.keep_broker))
     if cleaned.broker_prefix:
         print(f"deleted the broker queues and exchange {cleaned.broker_prefix}.*")
-    print(f"removed {', '.join(cleaned.removed) or 'nothing'} from {cleaned.dir}"
-          + (" (and the now empty directory)" if cleaned.dir_removed else ""))
+    print(
+        f"removed {', '.join(cleaned.removed) or 'nothing'} from {cleaned.dir}"
+        + (" (and the now empty directory)" if cleaned.dir_removed else "")
+    )
     return 0
 
 
@@ -135,8 +175,10 @@ def next_steps(config: Path, *, started: bool) -> list[str]:
     base = f"http://127.0.0.1:{settings.http.port}"
     national = settings.national.enabled
     first = q(str(root / "first.edxml"))
-    sim = (f"{lgsp} sim national --config {q(str(root / SIM_CONFIG_NAME))} "
-           f"--db {q(str(root / SIM_DB_NAME))} --port {_port(settings.national.endpoint)}")
+    sim = (
+        f"{lgsp} sim national --config {q(str(root / SIM_CONFIG_NAME))} "
+        f"--db {q(str(root / SIM_DB_NAME))} --port {_port(settings.national.endpoint)}"
+    )
     lines = ["Next steps (every path is absolute: run them from any directory)"]
     if started:
         with_sim = " with the national platform simulator" if national else ""
@@ -178,5 +220,7 @@ def _console_users(credentials: Path) -> list[str]:
         users = {}
     if not users:
         return [f"       users: see {CONSOLE_ENTRY} in {credentials}"]
-    return [f"       log in as {name} / {entry['password']}  ({entry['role']})"
-            for name, entry in users.items()]
+    return [
+        f"       log in as {name} / {entry['password']}  ({entry['role']})"
+        for name, entry in users.items()
+    ]

@@ -27,22 +27,46 @@ from gateway.signatures.xmldsig import sign_xml
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     sign = commands.add_parser("sign", help="sign a package as a participant")
     sign.add_argument("input", type=Path, metavar="IN", help="the package (edXML, JSON or JWS)")
-    sign.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                      help="where to write the signed package")
-    sign.add_argument("--pki", type=Path, required=True, metavar="DIR",
-                      help="the PKI directory holding the participant's key (lgsp pki init)")
-    sign.add_argument("--as", dest="organ_id", required=True, metavar="ORGANID",
-                      help="the participant whose key signs")
+    sign.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="where to write the signed package",
+    )
+    sign.add_argument(
+        "--pki",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the PKI directory holding the participant's key (lgsp pki init)",
+    )
+    sign.add_argument(
+        "--as",
+        dest="organ_id",
+        required=True,
+        metavar="ORGANID",
+        help="the participant whose key signs",
+    )
     sign.set_defaults(handler=_sign)
 
     verify = commands.add_parser("verify", help="verify a package's signature and trust")
     verify.add_argument("file", type=Path, metavar="FILE", help="a signed edXML or JWS package")
-    verify.add_argument("--pki", type=Path, required=True, metavar="DIR",
-                        help="the trust store directory (trust/ca, trust/crl)")
+    verify.add_argument(
+        "--pki",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the trust store directory (trust/ca, trust/crl)",
+    )
     verify.add_argument("--allow-sha1", action="store_true", help="accept RSA-SHA1 signatures")
     verify.add_argument("-v", "--verbose", action="store_true", help="list every warning")
-    verify.add_argument("--json", action="store_true",
-                        help="on refusal, print the problem document (RFC 9457) as JSON")
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="on refusal, print the problem document (RFC 9457) as JSON",
+    )
     verify.set_defaults(handler=_verify)
 
     inspect = commands.add_parser("inspect", help="header summary and attachments of a package")
@@ -51,37 +75,79 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     inspect.set_defaults(handler=_inspect)
 
     new_doc = commands.add_parser(
-        "new-document", help="build an unsigned document package",
+        "new-document",
+        help="build an unsigned document package",
         description="Build an unsigned edXML (or JSON) document. Its DocumentId is the sender, "
-                    "today's date and the number/notation: without --number each document gets "
-                    "a new number, so sending another one the same day is not a duplicate.")
-    new_doc.add_argument("--from", dest="sender", required=True, metavar="ORGANID",
-                         help="the sender's OrganId")
-    new_doc.add_argument("--to", dest="recipients", action="append", required=True,
-                         metavar="ORGANID", help="a recipient's OrganId; repeatable")
-    new_doc.add_argument("--number", default=None,
-                         help="CodeNumber (số); default: a new number from the time of day")
+        "today's date and the number/notation: without --number each document gets "
+        "a new number, so sending another one the same day is not a duplicate.",
+    )
+    new_doc.add_argument(
+        "--from", dest="sender", required=True, metavar="ORGANID", help="the sender's OrganId"
+    )
+    new_doc.add_argument(
+        "--to",
+        dest="recipients",
+        action="append",
+        required=True,
+        metavar="ORGANID",
+        help="a recipient's OrganId; repeatable",
+    )
+    new_doc.add_argument(
+        "--number", default=None, help="CodeNumber (số); default: a new number from the time of day"
+    )
     new_doc.add_argument("--notation", default="UBND-VP", help="CodeNotation (ký hiệu)")
-    new_doc.add_argument("--subject", default="V/v thử nghiệm liên thông văn bản",
-                         help="the subject (trích yếu)")
+    new_doc.add_argument(
+        "--subject", default="V/v thử nghiệm liên thông văn bản", help="the subject (trích yếu)"
+    )
     new_doc.add_argument("--content", default=None, help="the content (default: the subject)")
-    new_doc.add_argument("--attach", type=Path, action="append", default=[], metavar="FILE",
-                         help="a file to attach; repeatable")
-    new_doc.add_argument("--format", choices=["xml", "json"], default="xml",
-                         help="edXML (default) or the JSON document model")
-    new_doc.add_argument("-o", "--output", type=Path, metavar="OUT",
-                         help="where to write it (default: standard output)")
+    new_doc.add_argument(
+        "--attach",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file to attach; repeatable",
+    )
+    new_doc.add_argument(
+        "--format",
+        choices=["xml", "json"],
+        default="xml",
+        help="edXML (default) or the JSON document model",
+    )
+    new_doc.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="where to write it (default: standard output)",
+    )
     new_doc.set_defaults(handler=_new_document)
 
     new_status = commands.add_parser("new-status", help="build a status package answering one")
-    new_status.add_argument("--for", dest="document", type=Path, required=True, metavar="FILE",
-                            help="the document package the status answers")
-    new_status.add_argument("--from", dest="sender", required=True, metavar="ORGANID",
-                            help="the OrganId answering (a recipient of the document)")
+    new_status.add_argument(
+        "--for",
+        dest="document",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the document package the status answers",
+    )
+    new_status.add_argument(
+        "--from",
+        dest="sender",
+        required=True,
+        metavar="ORGANID",
+        help="the OrganId answering (a recipient of the document)",
+    )
     new_status.add_argument("--code", required=True, help="StatusCode 01-16")
     new_status.add_argument("--description", default=None, help="a free-text description")
-    new_status.add_argument("-o", "--output", type=Path, metavar="OUT",
-                            help="where to write it (default: standard output)")
+    new_status.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="OUT",
+        help="where to write it (default: standard output)",
+    )
     new_status.set_defaults(handler=_new_status)
 
 
@@ -116,8 +182,9 @@ def _verify(args: argparse.Namespace) -> int:
     verifier = _verifier(args.pki, allow_sha1=args.allow_sha1)
     fmt = sniff_format(data)
     if fmt is PackageFormat.JSON:
-        raise PackageError("a bare JSON document carries no signature; sign it as JWS first",
-                           code="jws.malformed")
+        raise PackageError(
+            "a bare JSON document carries no signature; sign it as JWS first", code="jws.malformed"
+        )
     result = verifier.verify_xml(data) if fmt is PackageFormat.XML else verifier.verify_jws(data)
     _print_verified(result, verbose=args.verbose)
     return 0
@@ -165,8 +232,11 @@ def _inspect(args: argparse.Namespace) -> int:
 def _organization(organ_id: str) -> Organization:
     for participant in pki.DEMO_PARTICIPANTS:
         if participant.organ_id == organ_id:
-            return Organization(organ_id=organ_id, organ_name=participant.name,
-                                organization_in_charge=participant.name)
+            return Organization(
+                organ_id=organ_id,
+                organ_name=participant.name,
+                organization_in_charge=participant.name,
+            )
     return Organization(organ_id=organ_id, organ_name=organ_id, organization_in_charge=organ_id)
 
 
@@ -193,15 +263,18 @@ def _new_document(args: argparse.Namespace) -> int:
 def _new_status(args: argparse.Namespace) -> int:
     original, _fmt = _read_package(args.document)
     if not isinstance(original, DocumentPackage):
-        raise PackageError(f"{args.document} is a status package, not a document",
-                           code="edxml.unknown_kind")
+        raise PackageError(
+            f"{args.document} is a status package, not a document", code="edxml.unknown_kind"
+        )
     try:
         code = StatusCode(args.code.zfill(2))
     except ValueError as exc:
-        raise ConfigError(f"--code {args.code!r} is not a StatusCode 01-16",
-                          code="config.bad_argument") from exc
-    status = build.status_for(original, _organization(args.sender), code,
-                              description=args.description)
+        raise ConfigError(
+            f"--code {args.code!r} is not a StatusCode 01-16", code="config.bad_argument"
+        ) from exc
+    status = build.status_for(
+        original, _organization(args.sender), code, description=args.description
+    )
     _write(serialize_package(status), args.output)
     return 0
 

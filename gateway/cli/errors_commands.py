@@ -62,8 +62,13 @@ def _name(node: ast.expr) -> str | None:
 
 def _constant(cls: ast.ClassDef, attr: str) -> object:
     for stmt in cls.body:
-        target = (stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
-                  else stmt.target if isinstance(stmt, ast.AnnAssign) else None)
+        target = (
+            stmt.targets[0]
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            else stmt.target
+            if isinstance(stmt, ast.AnnAssign)
+            else None
+        )
         value = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
         if isinstance(target, ast.Name) and target.id == attr and isinstance(value, ast.Constant):
             return value.value
@@ -75,13 +80,16 @@ def _classes(modules: list[tuple[str, ast.Module]]) -> dict[str, _Class]:
     for module, tree in modules:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                status, retry, code = (_constant(node, a) for a in
-                                       ("http_status", "retryable", "default_code"))
+                status, retry, code = (
+                    _constant(node, a) for a in ("http_status", "retryable", "default_code")
+                )
                 found[node.name] = _Class(
                     tuple(n for n in map(_name, node.bases) if n),
                     status if isinstance(status, int) else None,
                     retry if isinstance(retry, bool) else None,
-                    code if isinstance(code, str) else None, module)
+                    code if isinstance(code, str) else None,
+                    module,
+                )
     return found
 
 
@@ -125,8 +133,12 @@ def _calls(tree: ast.Module) -> Iterator[tuple[ast.Call, str]]:
 
 
 def _is_super_init(func: ast.expr) -> bool:
-    return (isinstance(func, ast.Attribute) and func.attr == "__init__"
-            and isinstance(func.value, ast.Call) and _name(func.value.func) == "super")
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "__init__"
+        and isinstance(func.value, ast.Call)
+        and _name(func.value.func) == "super"
+    )
 
 
 def _strings(node: ast.expr) -> list[str]:
@@ -156,19 +168,25 @@ def error_codes() -> list[ErrorCode]:
                 if kw.arg == "code":
                     for code in _strings(kw.value):
                         add(code, cls, module)
-    out = [ErrorCode(code, int(_inherited(classes, cls, "http_status") or 500),
-                     bool(_inherited(classes, cls, "retryable")), ", ".join(sorted(where)))
-           for code, (cls, where) in raised.items()
-           if not code.startswith(SKIPPED_PREFIXES) and code != "internal"]
-    out += [ErrorCode(code, status, False, "gateway/api/middleware.py")
-            for code, status in HTTP_EXTRAS]
+    out = [
+        ErrorCode(
+            code,
+            int(_inherited(classes, cls, "http_status") or 500),
+            bool(_inherited(classes, cls, "retryable")),
+            ", ".join(sorted(where)),
+        )
+        for code, (cls, where) in raised.items()
+        if not code.startswith(SKIPPED_PREFIXES) and code != "internal"
+    ]
+    out += [
+        ErrorCode(code, status, False, "gateway/api/middleware.py") for code, status in HTTP_EXTRAS
+    ]
     return sorted(out, key=lambda e: e.code)
 
 
 def markdown_table(codes: list[ErrorCode]) -> str:
     lines = ["| code | HTTP | retry |", "|---|---:|:---:|"]
-    lines += [f"| `{e.code}` | {e.http_status} | {'yes' if e.retryable else 'no'} |"
-              for e in codes]
+    lines += [f"| `{e.code}` | {e.http_status} | {'yes' if e.retryable else 'no'} |" for e in codes]
     return "\n".join(lines)
 
 

@@ -38,24 +38,34 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--sender", metavar="ID", help="sent by this OrganId")
     listing.add_argument("--recipient", metavar="ID", help="with a delivery to this OrganId")
     listing.add_argument("--document-id", metavar="ID", help="the edXML DocumentId")
-    listing.add_argument("--state", choices=[s.value for s in DeliveryState],
-                         help="a delivery in this state")
+    listing.add_argument(
+        "--state", choices=[s.value for s in DeliveryState], help="a delivery in this state"
+    )
     listing.add_argument("--status", metavar="CODE", help="a delivery with this business status")
     listing.add_argument("--since", metavar="ISO", help="received at or after (naive = UTC)")
     listing.add_argument("--until", metavar="ISO", help="received before (naive = UTC)")
     listing.add_argument("--text", metavar="T", help="in the subject (ignoring case and accents)")
-    listing.add_argument("--limit", type=int, default=50, metavar="N",
-                         help="documents per page (default 50)")
-    listing.add_argument("--offset", type=int, default=0, metavar="N",
-                         help="skip the first N matches (the next page)")
+    listing.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="documents per page (default 50)"
+    )
+    listing.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip the first N matches (the next page)",
+    )
     listing.add_argument("--json", action="store_true", help="print the documents as JSON")
     listing.set_defaults(handler=_list)
 
     show = sub.add_parser("show", help="one document: deliveries, business status and trail")
     add_config_option(show)
-    show.add_argument("id", metavar="ID",
-                      help="the gateway's document id (from log list or send), or the edXML "
-                           "DocumentId (e.g. 000.00.04.H56,2025/01/02,12/UBND-VP)")
+    show.add_argument(
+        "id",
+        metavar="ID",
+        help="the gateway's document id (from log list or send), or the edXML "
+        "DocumentId (e.g. 000.00.04.H56,2025/01/02,12/UBND-VP)",
+    )
     show.add_argument("--json", action="store_true", help="print the document as JSON")
     show.set_defaults(handler=_show)
 
@@ -63,8 +73,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     add_config_option(tail)
     tail.add_argument("--limit", type=int, default=20, metavar="N", help="events shown first")
     tail.add_argument("--follow", "-f", action="store_true", help="poll until Ctrl-C")
-    tail.add_argument("--interval", type=float, default=1.0, metavar="S",
-                      help="seconds between polls with --follow")
+    tail.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between polls with --follow",
+    )
     tail.set_defaults(handler=_tail)
 
 
@@ -133,16 +148,18 @@ def _status(text: str) -> StatusCode:
     try:
         return StatusCode(text.zfill(2))
     except ValueError as exc:
-        raise ConfigError(f"--status {text!r} is not a StatusCode 01-16",
-                          code="config.bad_argument") from exc
+        raise ConfigError(
+            f"--status {text!r} is not a StatusCode 01-16", code="config.bad_argument"
+        ) from exc
 
 
 def _instant(text: str, option: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(f"{option} {text!r} is not an ISO 8601 date or time",
-                          code="config.bad_argument") from exc
+        raise ConfigError(
+            f"{option} {text!r} is not an ISO 8601 date or time", code="config.bad_argument"
+        ) from exc
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
@@ -152,8 +169,10 @@ def _document_line(view: DocumentView) -> str:
     subject = doc.subject or ""
     if len(subject) > SUBJECT_WIDTH:
         subject = subject[: SUBJECT_WIDTH - 1] + "…"
-    return (f"{_time(doc.received_at)}  {doc.id}  {doc.kind.value:<8} {doc.sender} -> "
-            f"{recipients}  {doc.document_id or '-'}  {subject}")
+    return (
+        f"{_time(doc.received_at)}  {doc.id}  {doc.kind.value:<8} {doc.sender} -> "
+        f"{recipients}  {doc.document_id or '-'}  {subject}"
+    )
 
 
 def _delivery_brief(d: DeliveryRecord) -> str:
@@ -192,11 +211,16 @@ async def find_view(log: DeliveryLog, given: str) -> DocumentView:
         if found is not None:
             return found
     if not records:
-        raise NotFoundError(f"no document {given} in the delivery log (neither a record id nor "
-                            "a DocumentId); `lgsp log list` lists them", code="not_found.document")
+        raise NotFoundError(
+            f"no document {given} in the delivery log (neither a record id nor "
+            "a DocumentId); `lgsp log list` lists them",
+            code="not_found.document",
+        )
     listed = ", ".join(f"{r.id} ({r.kind.value} from {r.sender})" for r in records)
-    raise ConflictError(f"DocumentId {given} names {len(records)} records: {listed}; "
-                        "give one of these ids", code="conflict.ambiguous_document")
+    raise ConflictError(
+        f"DocumentId {given} names {len(records)} records: {listed}; give one of these ids",
+        code="conflict.ambiguous_document",
+    )
 
 
 def show_lines(view: DocumentView, national_doc_ids: Sequence[str] = ()) -> list[str]:
@@ -233,8 +257,10 @@ def _delivery_line(d: DeliveryRecord) -> str:
     if d.business_status is not None:
         at = f" at {_time(d.business_status_at)}" if d.business_status_at else ""
         status = f"{d.business_status.value}{at}"
-    line = (f"  {d.recipient:<16} {d.method.value:<8} {d.state.value:<13} "
-            f"attempts {d.attempts}  business status {status}  (delivery {d.id})")
+    line = (
+        f"  {d.recipient:<16} {d.method.value:<8} {d.state.value:<13} "
+        f"attempts {d.attempts}  business status {status}  (delivery {d.id})"
+    )
     return line + (f"\n    last error: {d.last_error}" if d.last_error else "")
 
 
@@ -249,8 +275,9 @@ def _event_line(e: EventRecord, recipients: Mapping[str, str]) -> str:
 
 def _tail(args: argparse.Namespace) -> int:
     if args.interval <= 0 or args.limit < 0:
-        raise ConfigError("--interval must be positive and --limit not negative",
-                          code="config.bad_argument")
+        raise ConfigError(
+            "--interval must be positive and --limit not negative", code="config.bad_argument"
+        )
 
     async def work(log: DeliveryLog) -> None:
         last_id = 0
@@ -279,8 +306,10 @@ def tail_line(e: EventRecord) -> str:
     """One event of the whole log: time, document, delivery, kind, outcome, actor."""
     delivery = f" delivery {e.delivery}" if e.delivery else ""
     detail = json.dumps(dict(e.detail), ensure_ascii=False, default=str, sort_keys=True)
-    return (f"{_time(e.at)}  #{e.id}  {e.kind.value:<16} {e.outcome:<10} document {e.document}"
-            f"{delivery}  by {e.actor}  {detail}")
+    return (
+        f"{_time(e.at)}  #{e.id}  {e.kind.value:<16} {e.outcome:<10} document {e.document}"
+        f"{delivery}  by {e.actor}  {detail}"
+    )
 
 
 # --- shared --------------------------------------------------------------------------------------

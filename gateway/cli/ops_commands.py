@@ -30,18 +30,25 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     group = commands.add_parser("config", help="check the gateway configuration")
     sub = group.add_subparsers(dest="config_command", required=True, parser_class=type(group))
     check = sub.add_parser(
-        "check", help="validate the configuration and print effective values",
+        "check",
+        help="validate the configuration and print effective values",
         description="Load the settings, the participant directory, the trust store, the TLS "
-                    "files and the local systems' secrets; report participants no enabled "
-                    "delivery can reach (routing.no_adapter) as warnings.")
+        "files and the local systems' secrets; report participants no enabled "
+        "delivery can reach (routing.no_adapter) as warnings.",
+    )
     add_config_option(check)
-    check.add_argument("--json", action="store_true",
-                       help="print the effective values (or the problem) as JSON")
-    check.add_argument("--strict", action="store_true",
-                       help="exit 2 on warnings (no trusted CA yet, unreachable participants)")
+    check.add_argument(
+        "--json", action="store_true", help="print the effective values (or the problem) as JSON"
+    )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 on warnings (no trusted CA yet, unreachable participants)",
+    )
     check.set_defaults(handler=_check)
     default = sub.add_parser(
-        "default", help="print the annotated default gateway.toml (every key, its default)")
+        "default", help="print the annotated default gateway.toml (every key, its default)"
+    )
     default.set_defaults(handler=_default)
 
     demo_commands.register(commands)
@@ -50,7 +57,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, default=None, metavar="PATH",
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
         help=f"settings file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})",
     )
 
@@ -100,11 +110,17 @@ def check_config(path: Path) -> CheckedConfig:
     _check_store(settings.store.url)
     _check_tls(settings)
     _check_southbound(settings)
-    warnings = (*trust_warnings, *(
-        ConfigError(f"participant {refusal.detail}: documents to it are refused",
-                    code=refusal.code, path="directory.path")
-        for refusal in (no_adapter(r) for r in dead_ends(directory, delivery_methods(settings)))
-    ))
+    warnings = (
+        *trust_warnings,
+        *(
+            ConfigError(
+                f"participant {refusal.detail}: documents to it are refused",
+                code=refusal.code,
+                path="directory.path",
+            )
+            for refusal in (no_adapter(r) for r in dead_ends(directory, delivery_methods(settings)))
+        ),
+    )
     return CheckedConfig(path, settings, directory, anchors, warnings)
 
 
@@ -130,16 +146,18 @@ def _check_southbound(settings: Settings) -> None:
     try:
         LocalSystems(conf.systems_path, conf.timestamp_window_s)
     except ConfigError as exc:
-        raise ConfigError(f"southbound.systems_path: {exc.message}", code=exc.code,
-                          path="southbound.systems_path") from exc
+        raise ConfigError(
+            f"southbound.systems_path: {exc.message}", code=exc.code, path="southbound.systems_path"
+        ) from exc
 
 
 def _check_directory(path: Path) -> Directory:
     try:
         return load_directory(path)
     except ConfigError as exc:
-        raise ConfigError(f"directory.path: {path}: {exc.message}", code=exc.code,
-                          path="directory.path") from exc
+        raise ConfigError(
+            f"directory.path: {path}: {exc.message}", code=exc.code, path="directory.path"
+        ) from exc
 
 
 def _check_trust(pki_dir: Path) -> int:
@@ -148,12 +166,13 @@ def _check_trust(pki_dir: Path) -> int:
         trust = TrustStore.from_dir(pki_dir, reload_interval_s=None)
     except ConfigError as exc:
         more = f": {hint}" if exc.code == "config.trust_missing" else ""
-        raise ConfigError(f"pki.dir: {exc.message}{more}", code=exc.code,
-                          path="pki.dir") from exc
+        raise ConfigError(f"pki.dir: {exc.message}{more}", code=exc.code, path="pki.dir") from exc
     if not trust.anchors:
         raise ConfigError(
             f"pki.dir: no trusted CA certificate under {pki_dir / 'trust' / 'ca'}: {hint}",
-            code="config.trust_missing", path="pki.dir")
+            code="config.trust_missing",
+            path="pki.dir",
+        )
     return len(trust.anchors)
 
 
@@ -169,8 +188,11 @@ def _check_store(url: str) -> None:
         return
     existing = next(p for p in (wanted, *wanted.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"store.url: the directory {wanted} does not exist and cannot be "
-                          f"created in {existing}", code="config.invalid", path="store.url")
+        raise ConfigError(
+            f"store.url: the directory {wanted} does not exist and cannot be created in {existing}",
+            code="config.invalid",
+            path="store.url",
+        )
 
 
 def _default(_args: argparse.Namespace) -> int:
@@ -189,8 +211,10 @@ def _check(args: argparse.Namespace) -> int:
         return failed
     count = len(checked.warnings)
     warned = f", {count} warning{'s' if count > 1 else ''}" if count else ""
-    print(f"OK: {checked.path} is valid ({len(checked.directory)} participants, "
-          f"{checked.trust_anchors} trusted CA certificates{warned})")
+    print(
+        f"OK: {checked.path} is valid ({len(checked.directory)} participants, "
+        f"{checked.trust_anchors} trusted CA certificates{warned})"
+    )
     for line in setting_lines(masked):
         print(line)
     return failed

@@ -19,8 +19,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     init.set_defaults(handler=_init)
 
     issue = sub.add_parser("issue", help="issue a key and certificate for one more participant")
-    issue.add_argument("dir", type=Path, metavar="DIR",
-                       help="a PKI directory `lgsp pki init` wrote")
+    issue.add_argument(
+        "dir", type=Path, metavar="DIR", help="a PKI directory `lgsp pki init` wrote"
+    )
     issue.add_argument("organ_id", metavar="ORGANID", help="the participant's OrganId")
     issue.add_argument("--name", help="the participant's name (certificate subject)")
     issue.set_defaults(handler=_issue)

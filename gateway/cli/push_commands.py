@@ -69,15 +69,21 @@ def load_trusted(paths: Sequence[Path]) -> list[Trusted]:
         data = path.read_bytes()
         if b"-----BEGIN CERTIFICATE-----" in data:
             for cert in x509.load_pem_x509_certificates(data):
-                trusted.append(Trusted(_public(cert.public_key(), path),
-                                       certificate_thumbprint(cert),
-                                       cert.subject.rfc4514_string()))
+                trusted.append(
+                    Trusted(
+                        _public(cert.public_key(), path),
+                        certificate_thumbprint(cert),
+                        cert.subject.rfc4514_string(),
+                    )
+                )
             continue
         try:
             key = serialization.load_pem_public_key(data)
         except ValueError as exc:
-            raise ConfigError(f"{path}: neither a PEM certificate nor a PEM public key",
-                              code="config.bad_argument") from exc
+            raise ConfigError(
+                f"{path}: neither a PEM certificate nor a PEM public key",
+                code="config.bad_argument",
+            ) from exc
         trusted.append(Trusted(_public(key, path), None, f"public key {path.name}"))
     if not trusted:
         raise ConfigError("no trusted certificate or key given", code="config.bad_argument")
@@ -86,8 +92,9 @@ def load_trusted(paths: Sequence[Path]) -> list[Trusted]:
 
 def _public(key: object, path: Path) -> PublicKey:
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise ConfigError(f"{path}: only RSA and EC keys can verify pushes",
-                          code="config.bad_argument")
+        raise ConfigError(
+            f"{path}: only RSA and EC keys can verify pushes", code="config.bad_argument"
+        )
     return key
 
 
@@ -100,13 +107,15 @@ def _fits(key: PublicKey, alg: str) -> bool:
 def _header(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3 or parts[1]:
-        raise SignatureError(f"{SIGNATURE_HEADER} is not a compact JWS with a detached payload",
-                             code="jws.malformed")
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} is not a compact JWS with a detached payload", code="jws.malformed"
+        )
     try:
         header = jws.extract_compact(token.encode("ascii"), b"").headers()
     except (JoseError, ValueError, UnicodeError) as exc:
-        raise SignatureError(f"{SIGNATURE_HEADER} is unreadable: {exc}",
-                             code="jws.malformed") from exc
+        raise SignatureError(
+            f"{SIGNATURE_HEADER} is unreadable: {exc}", code="jws.malformed"
+        ) from exc
     return dict(header)
 
 
@@ -132,40 +141,54 @@ def verify_push(
     header = _header(token)
     alg = str(header.get("alg", ""))
     if alg not in RSA_ALGORITHMS and alg not in EC_ALGORITHMS:
-        raise SignatureError(f"algorithm {alg!r} is refused: only RSA and EC signatures",
-                             code="jws.algorithm_refused")
+        raise SignatureError(
+            f"algorithm {alg!r} is refused: only RSA and EC signatures",
+            code="jws.algorithm_refused",
+        )
     named = header.get("x5t#S256")
-    candidates = [t for t in trusted if _fits(t.key, alg)
-                  and (t.thumbprint is None or named is None or t.thumbprint == named)]
+    candidates = [
+        t
+        for t in trusted
+        if _fits(t.key, alg) and (t.thumbprint is None or named is None or t.thumbprint == named)
+    ]
     if not candidates:
-        raise SignatureError(f"no trusted key fits this signature ({alg}, x5t#S256 {named})",
-                             code="jws.unknown_key")
+        raise SignatureError(
+            f"no trusted key fits this signature ({alg}, x5t#S256 {named})", code="jws.unknown_key"
+        )
     registry = jws.JWSRegistry(header_registry=_HEADERS, algorithms=[alg])
     for candidate in candidates:
-        jwk = (RSAKey.import_key(candidate.key) if isinstance(candidate.key, rsa.RSAPublicKey)
-               else ECKey.import_key(candidate.key))
+        jwk = (
+            RSAKey.import_key(candidate.key)
+            if isinstance(candidate.key, rsa.RSAPublicKey)
+            else ECKey.import_key(candidate.key)
+        )
         try:
             jws.deserialize_compact(token, jwk, algorithms=[alg], registry=registry, payload=body)
         except (JoseError, ValueError):
             continue
         checked = _claims(header, lowered, max_age_s, time.time() if now is None else now)
         return VerifiedPush(checked.delivery_id, checked.issued_at, alg, candidate.label)
-    raise SignatureError(f"{SIGNATURE_HEADER} does not verify over this body with a trusted key",
-                         code="jws.invalid")
+    raise SignatureError(
+        f"{SIGNATURE_HEADER} does not verify over this body with a trusted key", code="jws.invalid"
+    )
 
 
-def _claims(header: Mapping[str, Any], lowered: Mapping[str, str], max_age_s: float,
-            now: float) -> VerifiedPush:
+def _claims(
+    header: Mapping[str, Any], lowered: Mapping[str, str], max_age_s: float, now: float
+) -> VerifiedPush:
     delivery_id, iat = header.get(DELIVERY_ID_PARAM), header.get("iat")
     if not isinstance(delivery_id, str) or not isinstance(iat, int):
-        raise SignatureError("the signature carries no delivery id or signing time",
-                             code="jws.malformed")
+        raise SignatureError(
+            "the signature carries no delivery id or signing time", code="jws.malformed"
+        )
     if lowered.get(DELIVERY_ID_HEADER.lower()) != delivery_id:
-        raise SignatureError(f"{DELIVERY_ID_HEADER} is not the signed delivery id",
-                             code="jws.delivery_mismatch")
+        raise SignatureError(
+            f"{DELIVERY_ID_HEADER} is not the signed delivery id", code="jws.delivery_mismatch"
+        )
     if abs(now - iat) > max_age_s:
-        raise SignatureError(f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s",
-                             code="jws.stale")
+        raise SignatureError(
+            f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s", code="jws.stale"
+        )
     return VerifiedPush(delivery_id, datetime.fromtimestamp(iat, UTC), str(header["alg"]), "")
 
 
@@ -174,24 +197,55 @@ def _claims(header: Mapping[str, Any], lowered: Mapping[str, str], max_age_s: fl
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     verify = commands.add_parser(
-        "verify-push", help="verify a pushed delivery's X-LGSP-Signature (for receivers)",
+        "verify-push",
+        help="verify a pushed delivery's X-LGSP-Signature (for receivers)",
         description="Check that a request the gateway pushed is signed by a trusted gateway key "
-                    "over exactly BODY, for its delivery id, and recent. Exit 0 when it holds, "
-                    "1 with the reason's code otherwise.")
-    verify.add_argument("--trust", type=Path, action="append", required=True, metavar="PEM",
-                        help="the gateway's certificate (or public key) to trust; repeatable, "
-                             "e.g. the current and the next one during a key rollover")
-    verify.add_argument("--body", type=Path, required=True, metavar="FILE",
-                        help="the request body exactly as received")
-    verify.add_argument("--headers", type=Path, default=None, metavar="FILE",
-                        help="the request headers as received, one 'Name: value' a line")
-    verify.add_argument("--signature", default=None, metavar="JWS",
-                        help=f"the {SIGNATURE_HEADER} value (instead of --headers)")
-    verify.add_argument("--delivery-id", default=None, metavar="ID",
-                        help=f"the {DELIVERY_ID_HEADER} value (instead of --headers)")
-    verify.add_argument("--max-age-s", type=float, default=DEFAULT_MAX_AGE_S, metavar="S",
-                        help=f"accept signatures at most S seconds old (default "
-                             f"{DEFAULT_MAX_AGE_S:.0f}); 0 for any age")
+        "over exactly BODY, for its delivery id, and recent. Exit 0 when it holds, "
+        "1 with the reason's code otherwise.",
+    )
+    verify.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="PEM",
+        help="the gateway's certificate (or public key) to trust; repeatable, "
+        "e.g. the current and the next one during a key rollover",
+    )
+    verify.add_argument(
+        "--body",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the request body exactly as received",
+    )
+    verify.add_argument(
+        "--headers",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the request headers as received, one 'Name: value' a line",
+    )
+    verify.add_argument(
+        "--signature",
+        default=None,
+        metavar="JWS",
+        help=f"the {SIGNATURE_HEADER} value (instead of --headers)",
+    )
+    verify.add_argument(
+        "--delivery-id",
+        default=None,
+        metavar="ID",
+        help=f"the {DELIVERY_ID_HEADER} value (instead of --headers)",
+    )
+    verify.add_argument(
+        "--max-age-s",
+        type=float,
+        default=DEFAULT_MAX_AGE_S,
+        metavar="S",
+        help=f"accept signatures at most S seconds old (default "
+        f"{DEFAULT_MAX_AGE_S:.0f}); 0 for any age",
+    )
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(handler=_verify_push)
 
@@ -213,14 +267,26 @@ def _verify_push(args: argparse.Namespace) -> int:
     if args.delivery_id is not None:
         headers[DELIVERY_ID_HEADER] = args.delivery_id
     max_age_s = args.max_age_s if args.max_age_s > 0 else float("inf")
-    result = verify_push(headers, args.body.read_bytes(), load_trusted(args.trust),
-                         max_age_s=max_age_s)
+    result = verify_push(
+        headers, args.body.read_bytes(), load_trusted(args.trust), max_age_s=max_age_s
+    )
     if args.json:
-        print(json.dumps({"ok": True, "delivery_id": result.delivery_id,
-                          "issued_at": result.issued_at.isoformat(),
-                          "algorithm": result.algorithm, "signer": result.signer},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "delivery_id": result.delivery_id,
+                    "issued_at": result.issued_at.isoformat(),
+                    "algorithm": result.algorithm,
+                    "signer": result.signer,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
-    print(f"OK: signed by {result.signer} ({result.algorithm}) at "
-          f"{result.issued_at.isoformat(timespec='seconds')}, delivery {result.delivery_id}")
+    print(
+        f"OK: signed by {result.signer} ({result.algorithm}) at "
+        f"{result.issued_at.isoformat(timespec='seconds')}, delivery {result.delivery_id}"
+    )
     return 0

@@ -61,10 +61,18 @@ def _secure(request: web.Request) -> bool:
     return request.app[SECURE_COOKIES] or request.secure or forwarded == "https"
 
 
-def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
-                max_age_s: int) -> None:
-    response.set_cookie(name, value, max_age=max_age_s, path=COOKIE_PATH, httponly=True,
-                        samesite="Strict", secure=_secure(request))
+def _set_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age_s: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age_s,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
 
 
 async def sign_in(request: web.Request, response: web.StreamResponse, account: Account) -> None:
@@ -106,8 +114,9 @@ async def current_user(request: web.Request) -> SignedIn | None:
     account = await request.app[USERS].account(session.username) if session else None
     if session is None or account is None or account.disabled:  # expired, out, or disabled
         return None
-    user = SignedIn(account.username, account.role, session.csrf_token,
-                    account.must_change_password)
+    user = SignedIn(
+        account.username, account.role, session.csrf_token, account.must_change_password
+    )
     request[USER_KEY] = user
     return user
 

@@ -75,8 +75,7 @@ def nice_ceiling(value: int) -> int:
 def throughput_chart(hours: Sequence[HourCount]) -> Chart:
     """Received per hour (bars) and delivered per hour (line), labelled every three hours."""
     return series_chart(
-        [(h.hour.astimezone(DISPLAY_TZ).strftime("%H:00"), h.received, h.delivered)
-         for h in hours],
+        [(h.hour.astimezone(DISPLAY_TZ).strftime("%H:00"), h.received, h.delivered) for h in hours],
         label_every=LABEL_EVERY_H,
     )
 
@@ -104,5 +103,6 @@ def series_chart(series: Sequence[tuple[str, int, int]], *, label_every: int = 0
         Tick(y_of(top_value * k // Y_TICKS), str(top_value * k // Y_TICKS))
         for k in range(Y_TICKS + 1)
     )
-    return Chart(WIDTH, HEIGHT, left, right, top, bottom, tuple(bars), tuple(points), y_ticks,
-                 tuple(x_ticks))
+    return Chart(
+        WIDTH, HEIGHT, left, right, top, bottom, tuple(bars), tuple(points), y_ticks, tuple(x_ticks)
+    )

@@ -13,8 +13,17 @@ from gateway.console.throttle import LoginThrottle
 from gateway.console.users import Account, UserStore
 from gateway.core.settings import ConsoleRole
 
-__all__ = ["ACCOUNTS", "CONSOLE_DB", "LOGIN_THROTTLE", "REPORT_CACHE", "SECURE_COOKIES",
-           "TEMPLATES", "USERS", "Account", "SignedIn"]
+__all__ = [
+    "ACCOUNTS",
+    "CONSOLE_DB",
+    "LOGIN_THROTTLE",
+    "REPORT_CACHE",
+    "SECURE_COOKIES",
+    "TEMPLATES",
+    "USERS",
+    "Account",
+    "SignedIn",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,10 +84,15 @@ class ConsoleDb:
         row = SessionRow(username, secrets.token_urlsafe(32), now + timedelta(seconds=ttl_s))
         async with transaction(self.engines.writer) as conn:
             await conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now))
-            await conn.execute(insert(console_sessions).values(
-                token_sha256=_token_key(token), username=username, csrf_token=row.csrf_token,
-                created_at=now, expires_at=row.expires_at,
-            ))
+            await conn.execute(
+                insert(console_sessions).values(
+                    token_sha256=_token_key(token),
+                    username=username,
+                    csrf_token=row.csrf_token,
+                    created_at=now,
+                    expires_at=row.expires_at,
+                )
+            )
         return token, row
 
     async def session(self, token: str) -> SessionRow | None:
@@ -127,10 +132,7 @@ class ConsoleDb:
         if not 1 <= limit <= MAX_AUDIT_PAGE or offset < 0:
             raise InputError("bad audit page", code="input.invalid_page")
         query = (
-            select(console_audit)
-            .order_by(console_audit.c.id.desc())
-            .limit(limit)
-            .offset(offset)
+            select(console_audit).order_by(console_audit.c.id.desc()).limit(limit).offset(offset)
         )
         async with transaction(self.engines.reader) as conn:
             return [_audit_entry(row) for row in await conn.execute(query)]
@@ -143,6 +145,10 @@ class ConsoleDb:
 def _audit_entry(row: Row[Any]) -> AuditEntry:
     m = row._mapping
     return AuditEntry(
-        id=m["id"], at=m["at"], actor=m["actor"], action=m["action"], target=m["target"],
+        id=m["id"],
+        at=m["at"],
+        actor=m["actor"],
+        action=m["action"],
+        target=m["target"],
         detail=json.loads(m["detail"]),
     )

@@ -60,8 +60,9 @@ class PackageDetail:
     error: str | None = None
 
 
-def _read(data: bytes, fmt: PackageFormat, limits: ParseLimits
-          ) -> tuple[Package, tuple[x509.Certificate, ...]]:
+def _read(
+    data: bytes, fmt: PackageFormat, limits: ParseLimits
+) -> tuple[Package, tuple[x509.Certificate, ...]]:
     if fmt is PackageFormat.XML:
         root = load_xml(data, limits)
         return read_package(root), _xml_certificates(root)
@@ -113,8 +114,15 @@ def _attachment_infos(package: Package) -> tuple[AttachmentInfo, ...]:
             size: int | None = len(att.data())
         except (binascii.Error, ValueError):
             size = None
-        infos.append(AttachmentInfo(i, att.attachment_name or att.content_id,
-                                    att.content_type or att.mime_type, att.description, size))
+        infos.append(
+            AttachmentInfo(
+                i,
+                att.attachment_name or att.content_id,
+                att.content_type or att.mime_type,
+                att.description,
+                size,
+            )
+        )
     return tuple(infos)
 
 
@@ -124,12 +132,14 @@ def package_detail(data: bytes, fmt: PackageFormat, limits: ParseLimits) -> Pack
         package, chain = _read(data, fmt, limits)
     except LgspError as exc:
         return PackageDetail(None, error=f"{exc.code}: {exc.message}")
-    return PackageDetail(package, _attachment_infos(package),
-                         tuple(_certificate_info(c) for c in chain))
+    return PackageDetail(
+        package, _attachment_infos(package), tuple(_certificate_info(c) for c in chain)
+    )
 
 
-def attachment_file(data: bytes, fmt: PackageFormat, index: int, limits: ParseLimits
-                    ) -> tuple[str, bytes]:
+def attachment_file(
+    data: bytes, fmt: PackageFormat, index: int, limits: ParseLimits
+) -> tuple[str, bytes]:
     """``(file name, decoded bytes)`` of attachment ``index``; ``NotFoundError`` if none."""
     package, _ = _read(data, fmt, limits)
     if not isinstance(package, DocumentPackage) or not 0 <= index < len(package.attachments):

@@ -16,21 +16,29 @@ REPORT_MESSAGES: Mapping[str, tuple[str, str]] = {
     "gran.month": ("Tháng", "Month"),
     "gran.quarter": ("Quý", "Quarter"),
     "gran.year": ("Năm", "Year"),
-    "rep.organ": ("Mã định danh đơn vị (để trống: toàn tỉnh)",
-                  "Agency OrganId (empty: the whole province)"),
+    "rep.organ": (
+        "Mã định danh đơn vị (để trống: toàn tỉnh)",
+        "Agency OrganId (empty: the whole province)",
+    ),
     "rep.submit": ("Xem báo cáo", "Show the report"),
     "rep.export_csv": ("Xuất CSV", "Export CSV"),
     "rep.export_xlsx": ("Xuất Excel (.xlsx)", "Export a spreadsheet (.xlsx)"),
-    "rep.range": ("Từ ngày {first} đến ngày {last} (giờ Việt Nam)",
-                  "From {first} to {last} (Vietnam time)"),
+    "rep.range": (
+        "Từ ngày {first} đến ngày {last} (giờ Việt Nam)",
+        "From {first} to {last} (Vietnam time)",
+    ),
     "rep.by_agency": ("Theo đơn vị", "By agency"),
     "rep.by_level": ("Theo cấp và toàn tỉnh", "By level and for the province"),
     "rep.total": ("Toàn tỉnh", "Province total"),
     "rep.none": ("Không có văn bản nào trong kỳ báo cáo.", "No document in this period."),
-    "rep.chart.sender": ("Văn bản đi và lượt chuyển thành công, theo {period}",
-                         "Documents sent and deliveries completed, by {period}"),
-    "rep.chart.recipient": ("Văn bản đến và lượt chuyển thành công, theo {period}",
-                            "Documents received and deliveries completed, by {period}"),
+    "rep.chart.sender": (
+        "Văn bản đi và lượt chuyển thành công, theo {period}",
+        "Documents sent and deliveries completed, by {period}",
+    ),
+    "rep.chart.recipient": (
+        "Văn bản đến và lượt chuyển thành công, theo {period}",
+        "Documents received and deliveries completed, by {period}",
+    ),
     "rep.organ_id": ("Mã định danh", "OrganId"),
     "rep.organ_name": ("Tên đơn vị", "Agency"),
     "rep.level": ("Cấp", "Level"),
@@ -47,16 +55,22 @@ REPORT_MESSAGES: Mapping[str, tuple[str, str]] = {
     "rep.pending": ("Đang chuyển (lượt)", "In progress (deliveries)"),
     "rep.median": ("Thời gian chuyển, trung vị", "Delivery time, median"),
     "rep.p95": ("Thời gian chuyển, 95%", "Delivery time, p95"),
-    "rep.statuses.sender": ("Trạng thái xử lý đã gửi (gói tin trạng thái)",
-                            "Status answers sent (status packages)"),
-    "rep.statuses.recipient": ("Trạng thái xử lý nhận được (gói tin trạng thái)",
-                               "Status answers received (status packages)"),
-    "rep.note": ("Văn bản tính theo ngày trục tiếp nhận. Đơn vị nhận: mỗi lượt nhận là một văn bản"
-                 " đến. Thời gian chuyển tính từ lúc trục tiếp nhận đến lúc chuyển xong, ước lượng"
-                 " từ phân bố theo khoảng.",
-                 "Documents count on the day the gateway received them. For a recipient, each "
-                 "delivery to it is one document received. Delivery time runs from the gateway's "
-                 "receipt to the completed delivery, estimated from a histogram."),
+    "rep.statuses.sender": (
+        "Trạng thái xử lý đã gửi (gói tin trạng thái)",
+        "Status answers sent (status packages)",
+    ),
+    "rep.statuses.recipient": (
+        "Trạng thái xử lý nhận được (gói tin trạng thái)",
+        "Status answers received (status packages)",
+    ),
+    "rep.note": (
+        "Văn bản tính theo ngày trục tiếp nhận. Đơn vị nhận: mỗi lượt nhận là một văn bản"
+        " đến. Thời gian chuyển tính từ lúc trục tiếp nhận đến lúc chuyển xong, ước lượng"
+        " từ phân bố theo khoảng.",
+        "Documents count on the day the gateway received them. For a recipient, each "
+        "delivery to it is one document received. Delivery time runs from the gateway's "
+        "receipt to the completed delivery, estimated from a histogram.",
+    ),
     "level.province": ("Cấp tỉnh (cấp 1)", "Province (level 1)"),
     "level.district": ("Cấp huyện, sở, ngành (cấp 2)", "District or department (level 2)"),
     "level.commune": ("Cấp xã, phòng (cấp 3)", "Commune or office (level 3)"),
@@ -88,30 +102,46 @@ USER_MESSAGES: Mapping[str, tuple[str, str]] = {
     "users.force_password": ("Buộc đổi mật khẩu", "Force a password change"),
     "users.add": ("Thêm người dùng", "Add a user"),
     "users.initial_password": ("Mật khẩu ban đầu", "Initial password"),
-    "users.must_change_at_login": ("Phải đổi mật khẩu ở lần đăng nhập đầu",
-                                   "Must change the password at first log-in"),
+    "users.must_change_at_login": (
+        "Phải đổi mật khẩu ở lần đăng nhập đầu",
+        "Must change the password at first log-in",
+    ),
     "users.create": ("Tạo người dùng", "Create the user"),
     "users.password_hint": ("Mật khẩu dài ít nhất 10 ký tự.", "At least 10 characters."),
     "users.done.create": ("Đã tạo người dùng {user}.", "Created {user}."),
     "users.done.role": ("Đã đổi vai trò của {user}.", "Changed the role of {user}."),
     "users.done.disable": ("Đã khóa tài khoản {user}.", "Disabled {user}."),
     "users.done.enable": ("Đã mở khóa tài khoản {user}.", "Enabled {user}."),
-    "users.done.force_password": ("{user} sẽ phải đổi mật khẩu ở lần đăng nhập tới.",
-                                  "{user} must choose a new password at the next log-in."),
-    "uerr.console.bad_username": ("Tên đăng nhập gồm 1–64 chữ cái, chữ số hoặc . _ - @.",
-                                  "A username is 1-64 letters, digits or . _ - @."),
-    "uerr.console.weak_password": ("Mật khẩu phải dài ít nhất 10 ký tự.",
-                                   "The password needs at least 10 characters."),
+    "users.done.force_password": (
+        "{user} sẽ phải đổi mật khẩu ở lần đăng nhập tới.",
+        "{user} must choose a new password at the next log-in.",
+    ),
+    "uerr.console.bad_username": (
+        "Tên đăng nhập gồm 1–64 chữ cái, chữ số hoặc . _ - @.",
+        "A username is 1-64 letters, digits or . _ - @.",
+    ),
+    "uerr.console.weak_password": (
+        "Mật khẩu phải dài ít nhất 10 ký tự.",
+        "The password needs at least 10 characters.",
+    ),
     "uerr.console.user_exists": ("Tên đăng nhập này đã có.", "This username exists."),
-    "uerr.console.bad_credentials": ("Mật khẩu hiện tại không đúng.",
-                                     "The current password is wrong."),
-    "uerr.console.password_mismatch": ("Hai lần nhập mật khẩu mới không khớp.",
-                                       "The two new passwords differ."),
-    "uerr.console.password_unchanged": ("Hãy chọn một mật khẩu khác mật khẩu cũ.",
-                                        "Choose a password other than the current one."),
+    "uerr.console.bad_credentials": (
+        "Mật khẩu hiện tại không đúng.",
+        "The current password is wrong.",
+    ),
+    "uerr.console.password_mismatch": (
+        "Hai lần nhập mật khẩu mới không khớp.",
+        "The two new passwords differ.",
+    ),
+    "uerr.console.password_unchanged": (
+        "Hãy chọn một mật khẩu khác mật khẩu cũ.",
+        "Choose a password other than the current one.",
+    ),
     "password.title": ("Đổi mật khẩu", "Change your password"),
-    "password.forced": ("Quản trị viên yêu cầu bạn đặt mật khẩu mới trước khi tiếp tục.",
-                        "An administrator asks you to choose a new password first."),
+    "password.forced": (
+        "Quản trị viên yêu cầu bạn đặt mật khẩu mới trước khi tiếp tục.",
+        "An administrator asks you to choose a new password first.",
+    ),
     "password.current": ("Mật khẩu hiện tại", "Current password"),
     "password.new": ("Mật khẩu mới", "New password"),
     "password.confirm": ("Nhập lại mật khẩu mới", "New password again"),

@@ -49,8 +49,7 @@ def _bounded(request: web.Request) -> web.Request:
 
 
 def _too_large(request: web.Request) -> web.Response:
-    log.info("console_refused", path=request.path, code=FormTooLargeError.default_code,
-             status=413)
+    log.info("console_refused", path=request.path, code=FormTooLargeError.default_code, status=413)
     response = error_page(request, 413, FormTooLargeError.default_code)
     response.force_close()  # do not read (or linger on) the rest of the body
     return response
@@ -63,8 +62,14 @@ def login_url(next_path: str) -> str:
 def error_page(request: web.Request, status: int, code: str) -> web.Response:
     shown = status if status in _KNOWN_STATUSES else (500 if status >= 500 else 400)
     request_id = structlog.contextvars.get_contextvars().get("request_id")
-    return render(request, "error.html", status=status, message_key=f"error.{shown}", code=code,
-                  request_id=request_id)
+    return render(
+        request,
+        "error.html",
+        status=status,
+        message_key=f"error.{shown}",
+        code=code,
+        request_id=request_id,
+    )
 
 
 @web.middleware

@@ -25,5 +25,6 @@ async def audit_page(request: web.Request) -> web.Response:
     entries = await db.audit_entries(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     total = await db.audit_count()
     rows = [(e, json.dumps(e.detail, ensure_ascii=False, sort_keys=True)) for e in entries]
-    return render(request, "audit.html", rows=rows, page=page,
-                  pages=max(1, math.ceil(total / PAGE_SIZE)))
+    return render(
+        request, "audit.html", rows=rows, page=page, pages=max(1, math.ceil(total / PAGE_SIZE))
+    )

@@ -32,12 +32,20 @@ def _safe_next(value: object) -> str:
     return HOME
 
 
-def _login_page(request: web.Request, next_path: str, *, failed: bool,
-                wait_s: float = 0.0) -> web.Response:
+def _login_page(
+    request: web.Request, next_path: str, *, failed: bool, wait_s: float = 0.0
+) -> web.Response:
     token = login_form_token(request)
     status = 429 if wait_s else 401 if failed else 200
-    response = render(request, "login.html", status=status, failed=failed and not wait_s,
-                      wait_seconds=math.ceil(wait_s), next_path=next_path, csrf_token=token)
+    response = render(
+        request,
+        "login.html",
+        status=status,
+        failed=failed and not wait_s,
+        wait_seconds=math.ceil(wait_s),
+        next_path=next_path,
+        csrf_token=token,
+    )
     if wait_s:
         response.headers["Retry-After"] = str(math.ceil(wait_s))
     set_login_form_cookie(request, response, token)
@@ -72,8 +80,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     try:
         if not isinstance(password, str) or not name:
             raise AuthError("username and password are required", code="console.bad_credentials")
-        account = await check_password(await request.app[USERS].accounts_named(name), name,
-                                       password)
+        account = await check_password(
+            await request.app[USERS].accounts_named(name), name, password
+        )
     except AuthError:
         throttle.failed(name)
         try:
@@ -84,8 +93,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     throttle.succeeded(name)
     response = web.HTTPSeeOther(next_path)
     await sign_in(request, response, account)
-    await request.app[CONSOLE_DB].audit(account.username, "login", account.username,
-                                        {"role": account.role.value})
+    await request.app[CONSOLE_DB].audit(
+        account.username, "login", account.username, {"role": account.role.value}
+    )
     raise response
 
 

@@ -65,8 +65,9 @@ def _national(request: web.Request) -> HealthRow:
         return HealthRow("health.national", "not_configured")
     registry = request.config_dict[METRICS].registry
     lag_s = registry.get_sample_value("lgsp_national_poll_lag_seconds")
-    return HealthRow("health.national", "configured",
-                     f"{national.endpoint} · {round(lag_s) if lag_s else '-'}")
+    return HealthRow(
+        "health.national", "configured", f"{national.endpoint} · {round(lag_s) if lag_s else '-'}"
+    )
 
 
 @routes.get("/")
@@ -81,10 +82,18 @@ async def dashboard_page(request: web.Request) -> web.Response:
     except (LgspError, TimeoutError) as exc:
         queue_error = str(exc) or "timeout"
     health = [
-        *await asyncio.gather(_probe("health.store", config[DELIVERY_LOG].ping()),
-                              _probe("health.broker", config[BROKER].ping())),
+        *await asyncio.gather(
+            _probe("health.store", config[DELIVERY_LOG].ping()),
+            _probe("health.broker", config[BROKER].ping()),
+        ),
         _national(request),
     ]
-    return render(request, "dashboard.html", figures=figures,
-                  chart=throughput_chart(figures.hours), queues=queues,
-                  queue_error=queue_error, health=health)
+    return render(
+        request,
+        "dashboard.html",
+        figures=figures,
+        chart=throughput_chart(figures.hours),
+        queues=queues,
+        queue_error=queue_error,
+        health=health,
+    )

@@ -37,13 +37,21 @@ async def dead_letters_page(request: web.Request) -> web.Response:
     recipient = request.query.get("recipient", "").strip() or None
     page = _page(request)
     delivery_log = request.config_dict[DELIVERY_LOG]
-    items = await delivery_log.dead_letters(recipient=recipient, limit=PAGE_SIZE + 1,
-                                            offset=(page - 1) * PAGE_SIZE)
+    items = await delivery_log.dead_letters(
+        recipient=recipient, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
+    )
     has_next = len(items) > PAGE_SIZE
-    return render(request, "dead_letters.html", items=items[:PAGE_SIZE], recipient=recipient,
-                  page=page, pages=page + 1 if has_next else page,
-                  replayed=_count(request, "replayed"), refused=_count(request, "refused"),
-                  deferred=_count(request, "deferred"))
+    return render(
+        request,
+        "dead_letters.html",
+        items=items[:PAGE_SIZE],
+        recipient=recipient,
+        page=page,
+        pages=page + 1 if has_next else page,
+        replayed=_count(request, "replayed"),
+        refused=_count(request, "refused"),
+        deferred=_count(request, "deferred"),
+    )
 
 
 def _count(request: web.Request, name: str) -> int | None:
@@ -51,15 +59,29 @@ def _count(request: web.Request, name: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-async def _after(request: web.Request, user: SignedIn, outcome: ReplayOutcome, mode: str,
-                 back_to: str | None) -> web.HTTPSeeOther:
-    await request.app[CONSOLE_DB].audit_many(user.username, "replay", [
-        (d.id, {"document": d.document, "recipient": d.recipient, "mode": mode,
-                "published": d.id not in outcome.deferred})
-        for d in outcome.replayed
-    ])
-    query: dict[str, str | int] = {"replayed": len(outcome.replayed),
-                                   "refused": len(outcome.refused)}
+async def _after(
+    request: web.Request, user: SignedIn, outcome: ReplayOutcome, mode: str, back_to: str | None
+) -> web.HTTPSeeOther:
+    await request.app[CONSOLE_DB].audit_many(
+        user.username,
+        "replay",
+        [
+            (
+                d.id,
+                {
+                    "document": d.document,
+                    "recipient": d.recipient,
+                    "mode": mode,
+                    "published": d.id not in outcome.deferred,
+                },
+            )
+            for d in outcome.replayed
+        ],
+    )
+    query: dict[str, str | int] = {
+        "replayed": len(outcome.replayed),
+        "refused": len(outcome.refused),
+    }
     if outcome.deferred:
         query["deferred"] = len(outcome.deferred)
     if back_to:
@@ -81,8 +103,13 @@ async def replay_some(request: web.Request) -> web.StreamResponse:
         raise InputError("nothing selected", code="console.nothing_selected")
     outcome = await _replayer(request).replay(ids, user.actor)
     back_to = form.get("recipient")
-    raise await _after(request, user, outcome, "one" if one else "selected",
-                       back_to if isinstance(back_to, str) and back_to else None)
+    raise await _after(
+        request,
+        user,
+        outcome,
+        "one" if one else "selected",
+        back_to if isinstance(back_to, str) and back_to else None,
+    )
 
 
 @routes.post("/dead-letters/replay-all")

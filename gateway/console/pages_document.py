@@ -47,9 +47,11 @@ def download(data: bytes, filename: str) -> web.Response:
     base = filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "download"
     ascii_name = _UNSAFE_NAME.sub("_", fold_text(base)).strip("._") or "download"
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(base, safe='')}"
-    return web.Response(body=data, content_type="application/octet-stream",
-                        headers={"Content-Disposition": disposition,
-                                 "X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        body=data,
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": disposition, "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @routes.get("/documents/{id}")
@@ -69,11 +71,20 @@ async def document_page(request: web.Request) -> web.Response:
         for event in view.events
     ]
     delays_s = request.config_dict[SETTINGS].broker.retry_delays_s
-    return render(request, "document.html", view=view, doc=view.document, detail=detail,
-                  package=detail.package, recipient_of=recipient_of, raw_events=raw_events,
-                  national_doc_ids=await _national_doc_ids(request, view.document.id),
-                  next_retry=functools.partial(next_retry_at, delays_s=delays_s),
-                  resendable=RESENDABLE, resent=request.query.get("resent"))
+    return render(
+        request,
+        "document.html",
+        view=view,
+        doc=view.document,
+        detail=detail,
+        package=detail.package,
+        recipient_of=recipient_of,
+        raw_events=raw_events,
+        national_doc_ids=await _national_doc_ids(request, view.document.id),
+        next_retry=functools.partial(next_retry_at, delays_s=delays_s),
+        resendable=RESENDABLE,
+        resent=request.query.get("resent"),
+    )
 
 
 async def _national_doc_ids(request: web.Request, document_id: str) -> list[str]:
@@ -95,14 +106,21 @@ async def resend(request: web.Request) -> web.StreamResponse:
         raise InputError("no such delivery of this document", code="console.bad_delivery")
     config = request.config_dict
     outcome = await Replayer(config[DELIVERY_LOG], config[BROKER], config[DISPATCHER]).replay(
-        [delivery_id], user.actor)
+        [delivery_id], user.actor
+    )
     if outcome.refused:
-        raise ConflictError("this delivery cannot be sent again now",
-                            code=outcome.refused[0][1])
-    await request.app[CONSOLE_DB].audit(user.username, "resend", delivery_id, {
-        "document": view.document.id, "recipient": mine[delivery_id].recipient,
-        "previous_state": mine[delivery_id].state.value,
-        "published": delivery_id not in outcome.deferred})
+        raise ConflictError("this delivery cannot be sent again now", code=outcome.refused[0][1])
+    await request.app[CONSOLE_DB].audit(
+        user.username,
+        "resend",
+        delivery_id,
+        {
+            "document": view.document.id,
+            "recipient": mine[delivery_id].recipient,
+            "previous_state": mine[delivery_id].state.value,
+            "published": delivery_id not in outcome.deferred,
+        },
+    )
     raise web.HTTPSeeOther(f"/admin/documents/{view.document.id}?resent={delivery_id}")
 
 
@@ -112,8 +130,11 @@ async def attachment_download(request: web.Request) -> web.Response:
     view = await _view(request)
     data = await _package(request, view)
     name, content = await asyncio.to_thread(
-        attachment_file, data, PackageFormat(view.document.format),
-        int(request.match_info["index"]), request.config_dict[SETTINGS].limits,
+        attachment_file,
+        data,
+        PackageFormat(view.document.format),
+        int(request.match_info["index"]),
+        request.config_dict[SETTINGS].limits,
     )
     return download(content, name)
 

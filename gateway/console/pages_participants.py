@@ -46,11 +46,20 @@ def _require_operator(user: SignedIn) -> None:
         raise ForbiddenError("only operators may edit the directory", code="console.operator_only")
 
 
-def _form_page(request: web.Request, values: dict[str, str | bool], *, is_new: bool,
-               error: str | None = None) -> web.Response:
-    return render(request, "participant_form.html", status=400 if error else 200, values=values,
-                  is_new=is_new, error=error, kinds=list(ParticipantKind),
-                  levels=list(ParticipantLevel), methods=list(DeliveryMethod))
+def _form_page(
+    request: web.Request, values: dict[str, str | bool], *, is_new: bool, error: str | None = None
+) -> web.Response:
+    return render(
+        request,
+        "participant_form.html",
+        status=400 if error else 200,
+        values=values,
+        is_new=is_new,
+        error=error,
+        kinds=list(ParticipantKind),
+        levels=list(ParticipantLevel),
+        methods=list(DeliveryMethod),
+    )
 
 
 @routes.get("/participants")
@@ -58,8 +67,13 @@ async def participants_page(request: web.Request) -> web.Response:
     await require_user(request)
     rows = [participant_json(p) for p in _holder(request).current]
     rows.sort(key=lambda row: str(row["organ_id"]))
-    return render(request, "participants.html", rows=rows,
-                  saved=request.query.get("saved"), disabled=request.query.get("disabled"))
+    return render(
+        request,
+        "participants.html",
+        rows=rows,
+        saved=request.query.get("saved"),
+        disabled=request.query.get("disabled"),
+    )
 
 
 @routes.get("/participants/new")
@@ -102,8 +116,7 @@ async def save(request: web.Request) -> web.StreamResponse:
         api_key = None
         if form.get("generate_api_key") == "on":
             api_key, digest = generate_api_key()
-            participant = replace(participant,
-                                  api_key_hashes=(*participant.api_key_hashes, digest))
+            participant = replace(participant, api_key_hashes=(*participant.api_key_hashes, digest))
         _save(_holder(request), participant)
     except ConfigError as exc:
         error = translator(request)("part.invalid", error=exc.message)

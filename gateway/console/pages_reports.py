@@ -28,8 +28,9 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 async def _report(request: web.Request, wanted: ReportRequest) -> Report:
-    totals = await request.app[REPORT_CACHE].totals(wanted.role, wanted.first, wanted.last,
-                                                    organ=wanted.organ)
+    totals = await request.app[REPORT_CACHE].totals(
+        wanted.role, wanted.first, wanted.last, organ=wanted.organ
+    )
     names = {p.organ_id: p.name for p in request.config_dict[DIRECTORY].current}
     return build_report(wanted, totals, names)
 
@@ -40,13 +41,29 @@ async def reports_page(request: web.Request) -> web.Response:
     try:
         wanted = report_request(request.query)
     except InputError as exc:
-        return render(request, "reports.html", status=400, error=exc.message, report=None,
-                      chart=None, roles=list(Role), granularities=list(Granularity),
-                      counted=COUNTED)
+        return render(
+            request,
+            "reports.html",
+            status=400,
+            error=exc.message,
+            report=None,
+            chart=None,
+            roles=list(Role),
+            granularities=list(Granularity),
+            counted=COUNTED,
+        )
     report = await _report(request, wanted)
     chart = series_chart([(b.label, b.documents, b.delivered) for b in report.buckets])
-    return render(request, "reports.html", error=None, report=report, chart=chart,
-                  roles=list(Role), granularities=list(Granularity), counted=COUNTED)
+    return render(
+        request,
+        "reports.html",
+        error=None,
+        report=report,
+        chart=chart,
+        roles=list(Role),
+        granularities=list(Granularity),
+        counted=COUNTED,
+    )
 
 
 def _filename(wanted: ReportRequest, suffix: str) -> str:
@@ -66,6 +83,9 @@ async def report_export(request: web.Request) -> web.Response:
     else:
         body, content_type = await asyncio.to_thread(to_xlsx, report, t), XLSX
         suffix = "xlsx"
-    return web.Response(body=body, content_type=content_type, charset=(
-        "utf-8" if suffix == "csv" else None), headers={
-        "Content-Disposition": f'attachment; filename="{_filename(wanted, suffix)}"'})
+    return web.Response(
+        body=body,
+        content_type=content_type,
+        charset=("utf-8" if suffix == "csv" else None),
+        headers={"Content-Disposition": f'attachment; filename="{_filename(wanted, suffix)}"'},
+    )

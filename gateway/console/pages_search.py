@@ -40,8 +40,9 @@ def _day_start(text: str, field: str) -> datetime:
     except ValueError as exc:
         raise InputError(f"{field}: not a date (YYYY-MM-DD)", code="console.bad_date") from exc
     if not FIRST_YEAR <= day.year <= LAST_YEAR:  # the day after, in UTC, must still be a date
-        raise InputError(f"{field}: a year from {FIRST_YEAR} to {LAST_YEAR}",
-                         code="console.bad_date")
+        raise InputError(
+            f"{field}: a year from {FIRST_YEAR} to {LAST_YEAR}", code="console.bad_date"
+        )
     return datetime.combine(day, time(0), DISPLAY_TZ)
 
 
@@ -74,6 +75,7 @@ def _since(query: Mapping[str, str]) -> datetime | None:
 
 def search_filter(query: Mapping[str, str]) -> DocumentFilter:
     """The search form's fields as a filter; ``until`` is inclusive (the whole last day)."""
+
     def text(name: str) -> str | None:
         return query.get(name, "").strip() or None
 
@@ -123,11 +125,17 @@ async def _results(request: web.Request) -> dict[str, object]:
         total = await delivery_log.count_documents(criteria)
         matching = await count_deliveries(delivery_log, criteria)
     return {
-        "error": error, "rows": rows, "total": _shown(total), "matching": _shown(matching),
-        "page": criteria.offset // PAGE_SIZE + 1, "pages": max(1, math.ceil(total / PAGE_SIZE)),
-        "sort": key.value, "descending": descending,
+        "error": error,
+        "rows": rows,
+        "total": _shown(total),
+        "matching": _shown(matching),
+        "page": criteria.offset // PAGE_SIZE + 1,
+        "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "sort": key.value,
+        "descending": descending,
         "next_retry": functools.partial(
-            next_retry_at, delays_s=request.config_dict[SETTINGS].broker.retry_delays_s),
+            next_retry_at, delays_s=request.config_dict[SETTINGS].broker.retry_delays_s
+        ),
     }
 
 
@@ -136,8 +144,12 @@ async def search_page(request: web.Request) -> web.Response:
     await require_user(request)
     results = await _results(request)
     return render(
-        request, "documents.html", status=400 if results["error"] else 200, **results,
-        states=list(DeliveryState), statuses=[s for s in StatusCode if not s.is_reserved],
+        request,
+        "documents.html",
+        status=400 if results["error"] else 200,
+        **results,
+        states=list(DeliveryState),
+        statuses=[s for s in StatusCode if not s.is_reserved],
         sort_keys=list(SortKey),
     )
 
@@ -147,8 +159,13 @@ async def live_rows(request: web.Request) -> web.Response:
     """The results alone (count, table, pager): what the live view swaps in every few seconds."""
     await require_user(request)
     results = await _results(request)
-    return render(request, "_results.html", status=400 if results["error"] else 200,
-                  **results, sort_keys=list(SortKey))
+    return render(
+        request,
+        "_results.html",
+        status=400 if results["error"] else 200,
+        **results,
+        sort_keys=list(SortKey),
+    )
 
 
 @routes.get("/documents/export.csv")
@@ -157,7 +174,12 @@ async def export(request: web.Request) -> web.Response:
     await require_user(request)
     criteria = search_filter(request.query)
     key, descending = sort_order(request.query)
-    body = await export_csv(request.config_dict[DELIVERY_LOG], criteria, translator(request),
-                            key, descending)
-    return web.Response(body=body, content_type="text/csv", charset="utf-8", headers={
-        "Content-Disposition": 'attachment; filename="tra-cuu-van-ban.csv"'})
+    body = await export_csv(
+        request.config_dict[DELIVERY_LOG], criteria, translator(request), key, descending
+    )
+    return web.Response(
+        body=body,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="tra-cuu-van-ban.csv"'},
+    )

@@ -39,11 +39,24 @@ async def _admin_form(request: web.Request) -> tuple[SignedIn, Form]:
     return user, form
 
 
-async def _users_page(request: web.Request, *, status: int = 200, error: str = "",
-                      values: dict[str, str] | None = None) -> web.Response:
-    return render(request, "users.html", status=status, users=await request.app[USERS].users(),
-                  roles=list(ConsoleRole), error=error, values=values or {},
-                  done=request.query.get("done", ""), target=request.query.get("user", ""))
+async def _users_page(
+    request: web.Request,
+    *,
+    status: int = 200,
+    error: str = "",
+    values: dict[str, str] | None = None,
+) -> web.Response:
+    return render(
+        request,
+        "users.html",
+        status=status,
+        users=await request.app[USERS].users(),
+        roles=list(ConsoleRole),
+        error=error,
+        values=values or {},
+        done=request.query.get("done", ""),
+        target=request.query.get("user", ""),
+    )
 
 
 @routes.get("/users")
@@ -64,13 +77,25 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     username, role = _text(form, "username").strip(), _text(form, "role")
     try:
         created = await request.app[USERS].create(
-            username, _text(form, "password"), _role(form), actor=admin.username,
-            must_change_password=form.get("must_change_password") is not None)
+            username,
+            _text(form, "password"),
+            _role(form),
+            actor=admin.username,
+            must_change_password=form.get("must_change_password") is not None,
+        )
     except (InputError, ConflictError) as exc:
-        return await _users_page(request, status=exc.http_status, error=exc.code,
-                                 values={"username": username, "role": role})
-    await request.app[CONSOLE_DB].audit(admin.username, "user.create", created.username, {
-        "role": created.role.value, "must_change_password": created.must_change_password})
+        return await _users_page(
+            request,
+            status=exc.http_status,
+            error=exc.code,
+            values={"username": username, "role": role},
+        )
+    await request.app[CONSOLE_DB].audit(
+        admin.username,
+        "user.create",
+        created.username,
+        {"role": created.role.value, "must_change_password": created.must_change_password},
+    )
     raise _done("create", created.username)
 
 
@@ -84,8 +109,9 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     action = _text(form, "action")
     detail: dict[str, object] = {}
     if username == admin.username and action in ("role", "disable"):
-        raise ConflictError("administrators cannot demote or disable themselves",
-                            code="console.self_change")
+        raise ConflictError(
+            "administrators cannot demote or disable themselves", code="console.self_change"
+        )
     if action == "role":
         role = _role(form)
         await users.change(username, role=role.value)
@@ -119,8 +145,9 @@ async def change_password(request: web.Request) -> web.StreamResponse:
     try:
         account = await users.account(user.username)
         current = _text(form, "current_password")
-        if account is None or not await asyncio.to_thread(verify_password, current,
-                                                          account.password):
+        if account is None or not await asyncio.to_thread(
+            verify_password, current, account.password
+        ):
             raise AuthError("the current password is wrong", code="console.bad_credentials")
         if new != _text(form, "confirm_password"):
             raise InputError("the two new passwords differ", code="console.password_mismatch")
@@ -128,8 +155,12 @@ async def change_password(request: web.Request) -> web.StreamResponse:
             raise InputError("choose a new password", code="console.password_unchanged")
         await users.set_password(user.username, new)
     except LgspError as exc:
-        return render(request, "password.html", status=exc.http_status,
-                      forced=user.must_change_password, error=exc.code)
+        return render(
+            request,
+            "password.html",
+            status=exc.http_status,
+            forced=user.must_change_password,
+            error=exc.code,
+        )
     await request.app[CONSOLE_DB].audit(user.username, "user.password", user.username)
     raise web.HTTPSeeOther("/admin/?password=changed")
-

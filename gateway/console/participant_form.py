@@ -6,23 +6,42 @@ from collections.abc import Mapping
 
 from gateway.core.directory import DEFAULT_ALGORITHMS, Participant
 
-LIST_FIELDS = ("allowed_algorithms", "may_send_to", "may_speak_for",
-               "signing_cert_fingerprints", "client_cert_fingerprints")
+LIST_FIELDS = (
+    "allowed_algorithms",
+    "may_send_to",
+    "may_speak_for",
+    "signing_cert_fingerprints",
+    "client_cert_fingerprints",
+)
 TEXT_FIELDS = ("organ_id", "name", "kind", "level", "parent", "delivery_method", "delivery_url")
 
 
 def form_values(p: Participant | None) -> dict[str, str | bool]:
     """What the form shows for ``p`` (a new participant when None); lists one per line."""
     if p is None:
-        return {"organ_id": "", "name": "", "kind": "state", "level": "", "parent": "",
-                "delivery_method": "mailbox", "delivery_url": "",
-                "allowed_algorithms": "\n".join(DEFAULT_ALGORITHMS), "may_send_to": "",
-                "may_speak_for": "", "signing_cert_fingerprints": "",
-                "client_cert_fingerprints": "", "enabled": True}
+        return {
+            "organ_id": "",
+            "name": "",
+            "kind": "state",
+            "level": "",
+            "parent": "",
+            "delivery_method": "mailbox",
+            "delivery_url": "",
+            "allowed_algorithms": "\n".join(DEFAULT_ALGORITHMS),
+            "may_send_to": "",
+            "may_speak_for": "",
+            "signing_cert_fingerprints": "",
+            "client_cert_fingerprints": "",
+            "enabled": True,
+        }
     return {
-        "organ_id": p.organ_id, "name": p.name, "kind": p.kind.value,
-        "level": p.level.value if p.level else "", "parent": p.parent or "",
-        "delivery_method": p.delivery.method.value, "delivery_url": p.delivery.url or "",
+        "organ_id": p.organ_id,
+        "name": p.name,
+        "kind": p.kind.value,
+        "level": p.level.value if p.level else "",
+        "parent": p.parent or "",
+        "delivery_method": p.delivery.method.value,
+        "delivery_url": p.delivery.url or "",
         "allowed_algorithms": "\n".join(p.allowed_algorithms),
         "may_send_to": "\n".join(p.may_send_to or ()),
         "may_speak_for": "\n".join(p.may_speak_for),
@@ -46,12 +65,15 @@ def _lines(text: str | bool) -> list[str]:
     return [line.strip() for line in str(text).replace(",", "\n").splitlines() if line.strip()]
 
 
-def directory_entry(values: Mapping[str, str | bool], existing: Participant | None
-                    ) -> dict[str, object]:
+def directory_entry(
+    values: Mapping[str, str | bool], existing: Participant | None
+) -> dict[str, object]:
     """A directory entry (as in participants.toml) from the form; keys the form does not show
     (the API key hashes) are kept from ``existing``."""
     entry: dict[str, object] = {
-        "organ_id": values["organ_id"], "name": values["name"], "kind": values["kind"],
+        "organ_id": values["organ_id"],
+        "name": values["name"],
+        "kind": values["kind"],
         "enabled": bool(values["enabled"]),
         "delivery": {"method": values["delivery_method"]},
     }

@@ -42,8 +42,11 @@ def parse_hash(stored: str) -> StoredHash:
             raise InvalidHashError("not an argon2 hash ($argon2id$v=19$m=…,t=…,p=…$salt$hash)")
         extract_parameters(stored)
     except (InvalidHashError, ValueError) as exc:
-        raise ConfigError(f"admin.user.password_hash: {exc}", code="config.password_hash",
-                          path="admin.user.password_hash") from exc
+        raise ConfigError(
+            f"admin.user.password_hash: {exc}",
+            code="config.password_hash",
+            path="admin.user.password_hash",
+        ) from exc
     return StoredHash(stored)
 
 

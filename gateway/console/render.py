@@ -61,6 +61,12 @@ def render(
     response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
     asked = request.query.get("lang")
     if asked in LANGUAGES and asked != request.cookies.get(LANG_COOKIE):
-        response.set_cookie(LANG_COOKIE, asked, max_age=LANG_COOKIE_MAX_AGE_S, path="/admin",
-                            httponly=True, samesite="Strict")
+        response.set_cookie(
+            LANG_COOKIE,
+            asked,
+            max_age=LANG_COOKIE_MAX_AGE_S,
+            path="/admin",
+            httponly=True,
+            samesite="Strict",
+        )
     return response

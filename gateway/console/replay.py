@@ -61,8 +61,12 @@ class Replayer:
             try:
                 await self._requeue(method, records, actor)
             except UnavailableError as exc:
-                log.warning("replay_deferred_to_outbox", method=method, code=exc.code,
-                            deliveries=len(records))
+                log.warning(
+                    "replay_deferred_to_outbox",
+                    method=method,
+                    code=exc.code,
+                    deliveries=len(records),
+                )
                 deferred.update(r.id for r in records)
         return ReplayOutcome(tuple(replayed), tuple(refused), frozenset(deferred))
 

@@ -104,8 +104,9 @@ def _day_of(column: ColumnElement[datetime], dialect: str) -> ColumnElement[str]
     return func.strftime("%Y-%m-%d", column, "+7 hours")
 
 
-def _seconds_between(later: ColumnElement[datetime], earlier: ColumnElement[datetime],
-                     dialect: str) -> ColumnElement[float]:
+def _seconds_between(
+    later: ColumnElement[datetime], earlier: ColumnElement[datetime], dialect: str
+) -> ColumnElement[float]:
     if dialect == "postgresql":
         seconds: ColumnElement[float] = func.extract("epoch", later - earlier)  # type: ignore[assignment]
         return seconds
@@ -118,8 +119,9 @@ def _time_bin(seconds: ColumnElement[float]) -> ColumnElement[int]:
     return case((seconds.is_(None), -1), *whens, else_=len(REPORT_TIME_BINS_S))
 
 
-async def compute_days(conn: AsyncConnection, dialect: str, first: date, last: date
-                       ) -> dict[tuple[str, str, str], Figures]:
+async def compute_days(
+    conn: AsyncConnection, dialect: str, first: date, last: date
+) -> dict[tuple[str, str, str], Figures]:
     """``(role, day, organ) -> figures`` for the documents received from ``first`` to ``last``."""
     since, until = day_start(first), day_start(last + timedelta(days=1))
     out: dict[tuple[str, str, str], Figures] = {}
@@ -129,11 +131,22 @@ async def compute_days(conn: AsyncConnection, dialect: str, first: date, last: d
 
     doc_day = _day_of(documents.c.received_at, dialect)
     sent = (
-        select(doc_day, documents.c.sender, documents.c.kind, documents.c.business_doc_type,
-               documents.c.status_code, func.count())
+        select(
+            doc_day,
+            documents.c.sender,
+            documents.c.kind,
+            documents.c.business_doc_type,
+            documents.c.status_code,
+            func.count(),
+        )
         .where(documents.c.received_at >= since, documents.c.received_at < until)
-        .group_by(doc_day, documents.c.sender, documents.c.kind, documents.c.business_doc_type,
-                  documents.c.status_code)
+        .group_by(
+            doc_day,
+            documents.c.sender,
+            documents.c.kind,
+            documents.c.business_doc_type,
+            documents.c.status_code,
+        )
     )
     for day, sender, kind, btype, code, n in await conn.execute(sent):
         figures = add(Role.SENDER, day, sender)
@@ -143,14 +156,23 @@ async def compute_days(conn: AsyncConnection, dialect: str, first: date, last: d
             figures["documents"] += n
             figures[_BUSINESS_TYPE.get(btype, "new")] += n
     seconds = case(
-        (deliveries.c.state == DeliveryState.DELIVERED.value,
-         _seconds_between(deliveries.c.delivered_at, documents.c.received_at, dialect)),
+        (
+            deliveries.c.state == DeliveryState.DELIVERED.value,
+            _seconds_between(deliveries.c.delivered_at, documents.c.received_at, dialect),
+        ),
         else_=None,
     )
     time_bin = _time_bin(seconds)
-    columns = (doc_day, documents.c.sender, deliveries.c.recipient, documents.c.kind,
-               documents.c.business_doc_type, documents.c.status_code, deliveries.c.state,
-               time_bin)
+    columns = (
+        doc_day,
+        documents.c.sender,
+        deliveries.c.recipient,
+        documents.c.kind,
+        documents.c.business_doc_type,
+        documents.c.status_code,
+        deliveries.c.state,
+        time_bin,
+    )
     delivered = (
         select(*columns, func.count())
         .select_from(documents.join(deliveries, deliveries.c.document == documents.c.id))
@@ -190,8 +212,15 @@ class ReportCache:
     def _engines(self) -> Engines:
         return self._engines_of()
 
-    async def totals(self, role: Role, first: date, last: date, *, organ: str | None = None,
-                     now: datetime | None = None) -> Totals:
+    async def totals(
+        self,
+        role: Role,
+        first: date,
+        last: date,
+        *,
+        organ: str | None = None,
+        now: datetime | None = None,
+    ) -> Totals:
         """Sums for the days ``first`` to ``last`` (both included), one agency or all."""
         now = now or datetime.now(UTC)
         last_closed = today(now - STALE_MARGIN) - timedelta(days=1)
@@ -211,25 +240,44 @@ class ReportCache:
                     by_day.setdefault(day, Counter()).update(figures)
         return Totals(by_organ, by_day)
 
-    async def _read(self, role: Role, first: date, last: date, organ: str | None, *,
-                    by_organ: dict[str, Figures], by_day: dict[str, Figures]) -> None:
-        where = [report_days.c.role == role.value, report_days.c.day >= first.isoformat(),
-                 report_days.c.day <= last.isoformat()]
+    async def _read(
+        self,
+        role: Role,
+        first: date,
+        last: date,
+        organ: str | None,
+        *,
+        by_organ: dict[str, Figures],
+        by_day: dict[str, Figures],
+    ) -> None:
+        where = [
+            report_days.c.role == role.value,
+            report_days.c.day >= first.isoformat(),
+            report_days.c.day <= last.isoformat(),
+        ]
         if organ is not None:
             where.append(report_days.c.organ == organ)
-        per_organ = select(report_days.c.organ, *_sums()).where(*where).group_by(
-            report_days.c.organ)
+        per_organ = (
+            select(report_days.c.organ, *_sums()).where(*where).group_by(report_days.c.organ)
+        )
         per_day = (
-            select(report_days.c.day, *(func.sum(report_days.c[m]).label(m)
-                                        for m in ("documents", "deliveries", "delivered")))
-            .where(*where).group_by(report_days.c.day)
+            select(
+                report_days.c.day,
+                *(
+                    func.sum(report_days.c[m]).label(m)
+                    for m in ("documents", "deliveries", "delivered")
+                ),
+            )
+            .where(*where)
+            .group_by(report_days.c.day)
         )
         async with transaction(self._engines.reader) as conn:
             for row in await conn.execute(per_organ):
                 by_organ[row.organ] = _figures(row._mapping)
             for row in await conn.execute(per_day):
-                by_day[row.day] = Counter({k: int(v or 0) for k, v in row._mapping.items()
-                                           if k != "day"})
+                by_day[row.day] = Counter(
+                    {k: int(v or 0) for k, v in row._mapping.items() if k != "day"}
+                )
 
     async def refresh(self, first: date, last: date, *, now: datetime | None = None) -> int:
         """Compute the days of ``first..last`` never computed or changed since; how many."""
@@ -238,8 +286,11 @@ class ReportCache:
         async with transaction(self._engines.reader) as conn:
             marked = await conn.execute(
                 select(report_days.c.day, report_days.c.computed_at).where(
-                    report_days.c.role == MARKER, report_days.c.day >= first.isoformat(),
-                    report_days.c.day <= last.isoformat()))
+                    report_days.c.role == MARKER,
+                    report_days.c.day >= first.isoformat(),
+                    report_days.c.day <= last.isoformat(),
+                )
+            )
             marks: dict[str, datetime] = {day: at for day, at in marked}  # noqa: C416 (rows)
             stale = await self._changed_days(conn, first, last, min(marks.values(), default=None))
         todo = sorted((wanted - marks.keys()) | (stale & marks.keys()))
@@ -249,22 +300,31 @@ class ReportCache:
             async with transaction(self._engines.writer) as conn:
                 await conn.execute(
                     update(report_days)
-                    .where(report_days.c.role == MARKER, report_days.c.day >= first.isoformat(),
-                           report_days.c.day <= last.isoformat(),
-                           report_days.c.computed_at < computed_at)
-                    .values(computed_at=computed_at))
+                    .where(
+                        report_days.c.role == MARKER,
+                        report_days.c.day >= first.isoformat(),
+                        report_days.c.day <= last.isoformat(),
+                        report_days.c.computed_at < computed_at,
+                    )
+                    .values(computed_at=computed_at)
+                )
         return len(todo)
 
-    async def _changed_days(self, conn: AsyncConnection, first: date, last: date,
-                            since: datetime | None) -> set[str]:
+    async def _changed_days(
+        self, conn: AsyncConnection, first: date, last: date, since: datetime | None
+    ) -> set[str]:
         if since is None:
             return set()
         day = _day_of(deliveries.c.received_at, self._engines.dialect)
-        query = select(day).distinct().where(
-            deliveries.c.state.in_([s.value for s in DeliveryState]),  # the (state, updated_at)
-            deliveries.c.updated_at >= since,  # index serves this
-            deliveries.c.received_at >= day_start(first),
-            deliveries.c.received_at < day_start(last + timedelta(days=1)),
+        query = (
+            select(day)
+            .distinct()
+            .where(
+                deliveries.c.state.in_([s.value for s in DeliveryState]),  # the (state, updated_at)
+                deliveries.c.updated_at >= since,  # index serves this
+                deliveries.c.received_at >= day_start(first),
+                deliveries.c.received_at < day_start(last + timedelta(days=1)),
+            )
         )
         return {d for (d,) in await conn.execute(query)}
 
@@ -273,18 +333,34 @@ class ReportCache:
             figures = await compute_days(conn, self._engines.dialect, first, last)
         days = [d.isoformat() for d in _days(first, last)]
         rows = [
-            {"role": role, "day": day, "organ": organ, "computed_at": computed_at,
-             **{m: values.get(m, 0) for m in REPORT_METRICS}}
+            {
+                "role": role,
+                "day": day,
+                "organ": organ,
+                "computed_at": computed_at,
+                **{m: values.get(m, 0) for m in REPORT_METRICS},
+            }
             for (role, day, organ), values in figures.items()
         ]
-        rows += [{"role": MARKER, "day": day, "organ": MARKER, "computed_at": computed_at,
-                  **dict.fromkeys(REPORT_METRICS, 0)} for day in days]
+        rows += [
+            {
+                "role": MARKER,
+                "day": day,
+                "organ": MARKER,
+                "computed_at": computed_at,
+                **dict.fromkeys(REPORT_METRICS, 0),
+            }
+            for day in days
+        ]
         try:
             async with transaction(self._engines.writer) as conn:
-                await conn.execute(delete(report_days).where(
-                    and_(report_days.c.day >= days[0], report_days.c.day <= days[-1])))
+                await conn.execute(
+                    delete(report_days).where(
+                        and_(report_days.c.day >= days[0], report_days.c.day <= days[-1])
+                    )
+                )
                 for start in range(0, len(rows), 1000):
-                    await conn.execute(insert(report_days), rows[start:start + 1000])
+                    await conn.execute(insert(report_days), rows[start : start + 1000])
         except ConflictError:  # another gateway process stored the same days meanwhile
             log.info("report_days_computed_elsewhere", first=days[0], last=days[-1])
 

@@ -24,8 +24,15 @@ def headings(report: Report, t: Translator) -> list[str]:
     role = report.request.role.value
     names = [t(f"rep.documents.{role}") if c == "documents" else t(f"rep.{c}") for c in COUNTED]
     statuses = [f"{t(f'rep.statuses.{role}')}: {t.status(code)}" for code in report.status_codes]
-    return [t("rep.organ_id"), t("rep.organ_name"), t("rep.level"), *names, *statuses,
-            f"{t('rep.median')} (s)", f"{t('rep.p95')} (s)"]
+    return [
+        t("rep.organ_id"),
+        t("rep.organ_name"),
+        t("rep.level"),
+        *names,
+        *statuses,
+        f"{t('rep.median')} (s)",
+        f"{t('rep.p95')} (s)",
+    ]
 
 
 def _seconds(value: float | None) -> Cell:
@@ -42,15 +49,24 @@ def cells(report: Report, line: Line, t: Translator) -> list[Cell]:
     else:
         organ, name = line.key, line.name
         level = t(f"level.{line.level.value}") if line.level else ""
-    return [organ, name, level, *(line[c] for c in COUNTED),
-            *(line.statuses[code] for code in report.status_codes),
-            _seconds(line.median_s), _seconds(line.p95_s)]
+    return [
+        organ,
+        name,
+        level,
+        *(line[c] for c in COUNTED),
+        *(line.statuses[code] for code in report.status_codes),
+        _seconds(line.median_s),
+        _seconds(line.p95_s),
+    ]
 
 
 def title(report: Report, t: Translator) -> list[str]:
     r = report.request
-    lines = [t("rep.title"), t(f"rep.role.{r.role.value}"),
-             t("rep.range", first=r.first.isoformat(), last=r.last.isoformat())]
+    lines = [
+        t("rep.title"),
+        t(f"rep.role.{r.role.value}"),
+        t("rep.range", first=r.first.isoformat(), last=r.last.isoformat()),
+    ]
     if r.organ:
         lines.append(f"{t('rep.organ_id')}: {r.organ}")
     return lines

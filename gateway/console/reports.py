@@ -24,8 +24,18 @@ from gateway.edxml.validate import ORGAN_ID_STRICT
 from gateway.store.tables import REPORT_TIME_BINS_S, REPORT_TIME_COLUMNS
 
 MAX_RANGE_DAYS = 10 * 366
-COUNTED = ("documents", "new", "revoked", "updated", "replaced", "deliveries", "delivered",
-           "failed", "dead_lettered", "pending")
+COUNTED = (
+    "documents",
+    "new",
+    "revoked",
+    "updated",
+    "replaced",
+    "deliveries",
+    "delivered",
+    "failed",
+    "dead_lettered",
+    "pending",
+)
 STATUS_CODES = tuple(s.value for s in StatusCode)
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -97,9 +107,10 @@ def report_request(query: Mapping[str, str], now_day: date | None = None) -> Rep
     organ = query.get("organ", "").strip() or None
     return ReportRequest(
         role=_enum(Role, query.get("role"), Role.SENDER, "role"),
-        granularity=_enum(Granularity, query.get("granularity"), Granularity.MONTH,
-                          "granularity"),
-        first=first, last=last, organ=organ,
+        granularity=_enum(Granularity, query.get("granularity"), Granularity.MONTH, "granularity"),
+        first=first,
+        last=last,
+        organ=organ,
     )
 
 
@@ -150,9 +161,16 @@ class Line:
 
 
 def _line(scope: str, key: str, name: str, level: OrganLevel | None, figures: Figures) -> Line:
-    return Line(scope, key, name, level, {c: figures.get(c, 0) for c in COUNTED},
-                {code: figures.get(f"s{code}", 0) for code in STATUS_CODES},
-                quantile_s(figures, 0.5), quantile_s(figures, 0.95))
+    return Line(
+        scope,
+        key,
+        name,
+        level,
+        {c: figures.get(c, 0) for c in COUNTED},
+        {code: figures.get(f"s{code}", 0) for code in STATUS_CODES},
+        quantile_s(figures, 0.5),
+        quantile_s(figures, 0.95),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +192,10 @@ class Report:
 
 def build_report(request: ReportRequest, totals: Totals, names: Mapping[str, str]) -> Report:
     agencies = sorted(
-        (_line("agency", organ, names.get(organ, ""), organ_level(organ), figures)
-         for organ, figures in totals.by_organ.items()),
+        (
+            _line("agency", organ, names.get(organ, ""), organ_level(organ), figures)
+            for organ, figures in totals.by_organ.items()
+        ),
         key=lambda line: (-line["documents"], -line["deliveries"], line.key),
     )
     per_level: dict[OrganLevel, Figures] = {}
@@ -183,12 +203,20 @@ def build_report(request: ReportRequest, totals: Totals, names: Mapping[str, str
     for organ, figures in totals.by_organ.items():
         per_level.setdefault(organ_level(organ), Counter()).update(figures)
         total.update(figures)
-    levels = tuple(_line("level", level.value, "", level, per_level[level])
-                   for level in OrganLevel if level in per_level)
+    levels = tuple(
+        _line("level", level.value, "", level, per_level[level])
+        for level in OrganLevel
+        if level in per_level
+    )
     total_line = _line("total", "total", "", None, total)
-    return Report(request, tuple(agencies), levels, total_line,
-                  _buckets(request, totals.by_day),
-                  tuple(c for c in STATUS_CODES if total_line.statuses[c]))
+    return Report(
+        request,
+        tuple(agencies),
+        levels,
+        total_line,
+        _buckets(request, totals.by_day),
+        tuple(c for c in STATUS_CODES if total_line.statuses[c]),
+    )
 
 
 def _buckets(request: ReportRequest, by_day: Mapping[str, Figures]) -> tuple[Bucket, ...]:

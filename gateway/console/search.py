@@ -55,8 +55,7 @@ class SortKey(StrEnum):
 
 
 def _first_of_deliveries(column: ColumnElement[str]) -> ColumnElement[str]:
-    return (select(func.min(column)).where(deliveries.c.document == documents.c.id)
-            .scalar_subquery())
+    return select(func.min(column)).where(deliveries.c.document == documents.c.id).scalar_subquery()
 
 
 def _sort_column(key: SortKey) -> ColumnElement[Any]:
@@ -78,18 +77,26 @@ class SearchRow:
     deliveries: tuple[DeliveryRecord, ...]  # all of the document's, by recipient
 
 
-async def search(log: DeliveryLog, f: DocumentFilter, key: SortKey = SortKey.RECEIVED_AT,
-                 descending: bool = True) -> list[SearchRow]:
+async def search(
+    log: DeliveryLog, f: DocumentFilter, key: SortKey = SortKey.RECEIVED_AT, descending: bool = True
+) -> list[SearchRow]:
     """One page of documents matching ``f`` in this order, each with its deliveries."""
     if key is SortKey.RECEIVED_AT and descending:
         docs = await log.list_documents(f)
     else:
         column = _sort_column(key)
         ids = matching_ids(f, ordered=False).subquery("matching")
-        order = [column.desc() if descending else column.asc(),
-                 documents.c.id.desc() if descending else documents.c.id.asc()]
-        query = (select_documents().where(documents.c.id.in_(select(ids.c.id)))
-                 .order_by(*order).limit(f.limit).offset(f.offset))
+        order = [
+            column.desc() if descending else column.asc(),
+            documents.c.id.desc() if descending else documents.c.id.asc(),
+        ]
+        query = (
+            select_documents()
+            .where(documents.c.id.in_(select(ids.c.id)))
+            .order_by(*order)
+            .limit(f.limit)
+            .offset(f.offset)
+        )
         async with transaction(log.engines.reader) as conn:
             docs = [document_record(row) for row in await conn.execute(query)]
     return await _with_deliveries(log, docs)
@@ -98,8 +105,11 @@ async def search(log: DeliveryLog, f: DocumentFilter, key: SortKey = SortKey.REC
 async def _with_deliveries(log: DeliveryLog, docs: Sequence[DocumentRecord]) -> list[SearchRow]:
     found: dict[str, list[DeliveryRecord]] = {d.id: [] for d in docs}
     if docs:
-        query = (select(deliveries).where(deliveries.c.document.in_(list(found)))
-                 .order_by(deliveries.c.recipient))
+        query = (
+            select(deliveries)
+            .where(deliveries.c.document.in_(list(found)))
+            .order_by(deliveries.c.recipient)
+        )
         async with transaction(log.engines.reader) as conn:
             for row in await conn.execute(query):
                 record = delivery_record(row)
@@ -113,8 +123,9 @@ async def count_deliveries(log: DeliveryLog, f: DocumentFilter) -> int | None:
     per_delivery = list(delivery_conditions(f))
     if not per_delivery:
         return None
-    own = document_conditions(replace(f, state=None, recipient=None, business_status=None,
-                                      since=None, until=None))
+    own = document_conditions(
+        replace(f, state=None, recipient=None, business_status=None, since=None, until=None)
+    )
     when = period_conditions(deliveries.c.received_at, f)
     query = select(deliveries.c.id).where(*per_delivery, *when)
     if own:
@@ -124,15 +135,28 @@ async def count_deliveries(log: DeliveryLog, f: DocumentFilter) -> int | None:
         return int(await conn.scalar(capped) or 0)
 
 
-async def export_csv(log: DeliveryLog, f: DocumentFilter, t: Translator, key: SortKey,
-                     descending: bool) -> bytes:
+async def export_csv(
+    log: DeliveryLog, f: DocumentFilter, t: Translator, key: SortKey, descending: bool
+) -> bytes:
     """The search's documents (up to ``EXPORT_MAX_DOCUMENTS``), one line per delivery."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([t("col.received_at"), t("field.document_id"), t("field.sender"),
-                     t("col.kind"), t("col.subject"), t("field.recipient"), t("col.method"),
-                     t("field.state"), t("col.attempts"), t("field.business_status"),
-                     t("doc.gateway_id"), t("col.delivery_id")])
+    writer.writerow(
+        [
+            t("col.received_at"),
+            t("field.document_id"),
+            t("field.sender"),
+            t("col.kind"),
+            t("col.subject"),
+            t("field.recipient"),
+            t("col.method"),
+            t("field.state"),
+            t("col.attempts"),
+            t("field.business_status"),
+            t("doc.gateway_id"),
+            t("col.delivery_id"),
+        ]
+    )
     offset = 0
     while offset < EXPORT_MAX_DOCUMENTS:
         rows = await search(log, replace(f, limit=_PAGE, offset=offset), key, descending)
@@ -142,13 +166,22 @@ async def export_csv(log: DeliveryLog, f: DocumentFilter, t: Translator, key: So
             if d.status_code is not None:
                 kind += f" · {t.status(d.status_code.value)}"
             for dl in row.deliveries or (None,):
-                writer.writerow([
-                    t.dt(d.received_at), d.document_id or "", d.sender, kind, d.subject or "",
-                    dl.recipient if dl else "", t(f"method.{dl.method.value}") if dl else "",
-                    t(f"state.{dl.state.value}") if dl else "", dl.attempts if dl else "",
-                    t.status(dl.business_status.value) if dl and dl.business_status else "",
-                    d.id, dl.id if dl else "",
-                ])
+                writer.writerow(
+                    [
+                        t.dt(d.received_at),
+                        d.document_id or "",
+                        d.sender,
+                        kind,
+                        d.subject or "",
+                        dl.recipient if dl else "",
+                        t(f"method.{dl.method.value}") if dl else "",
+                        t(f"state.{dl.state.value}") if dl else "",
+                        dl.attempts if dl else "",
+                        t.status(dl.business_status.value) if dl and dl.business_status else "",
+                        d.id,
+                        dl.id if dl else "",
+                    ]
+                )
         if len(rows) < _PAGE:
             break
         offset += _PAGE

@@ -44,8 +44,17 @@ from gateway.web.keys import DELIVERY_LOG, METRICS, SETTINGS
 PREFIX = "/admin"
 REPORT_REFRESH_S = 300.0
 REPORT_FIRST_REFRESH_S = 30.0
-PAGES = (pages_auth, pages_dashboard, pages_search, pages_document, pages_dead_letters,
-         pages_participants, pages_reports, pages_audit, pages_users)
+PAGES = (
+    pages_auth,
+    pages_dashboard,
+    pages_search,
+    pages_document,
+    pages_dead_letters,
+    pages_participants,
+    pages_reports,
+    pages_audit,
+    pages_users,
+)
 
 
 def console_app(settings: Settings, gateway: web.Application) -> web.Application:
@@ -65,16 +74,22 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
     return console
 
 
-async def _report_cache_ctx(console: web.Application, gateway: web.Application
-                           ) -> AsyncIterator[None]:
+async def _report_cache_ctx(
+    console: web.Application, gateway: web.Application
+) -> AsyncIterator[None]:
     """Seed the configured users into the store; keep the last year's report days computed,
     so no report waits for a cold cache."""
     await console[USERS].seed(gateway[SETTINGS].admin.user)
     task = asyncio.create_task(
-        supervise("report-cache", console[REPORT_CACHE].refresh_recent,
-                  interval_s=REPORT_REFRESH_S, first_delay_s=REPORT_FIRST_REFRESH_S,
-                  loops=gateway[METRICS].loops if METRICS in gateway else None),
-        name="report-cache")
+        supervise(
+            "report-cache",
+            console[REPORT_CACHE].refresh_recent,
+            interval_s=REPORT_REFRESH_S,
+            first_delay_s=REPORT_FIRST_REFRESH_S,
+            loops=gateway[METRICS].loops if METRICS in gateway else None,
+        ),
+        name="report-cache",
+    )
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

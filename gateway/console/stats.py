@@ -99,8 +99,7 @@ async def _hours(conn: AsyncConnection, dialect: str, now: datetime) -> tuple[Ho
     delivered = await conn.execute(
         select(delivered_hour, func.count())
         .select_from(deliveries.join(documents, documents.c.id == deliveries.c.document))
-        .where(documents.c.received_at >= slots[0] - WINDOW,
-               deliveries.c.delivered_at >= slots[0])
+        .where(documents.c.received_at >= slots[0] - WINDOW, deliveries.c.delivered_at >= slots[0])
         .group_by(delivered_hour)
     )
     got_in = {hour: int(n) for hour, n in received}

@@ -39,7 +39,7 @@ class LoginThrottle:
         over = failures - self.free_failures
         if over < 0:
             return 0.0
-        return min(self.base_delay_s * 2.0 ** over, self.max_delay_s)
+        return min(self.base_delay_s * 2.0**over, self.max_delay_s)
 
     def retry_after_s(self, username: str) -> float:
         """Seconds until this name may try again (0: it may now)."""

@@ -50,25 +50,37 @@ class UserRow:
 
 def check_username(username: str) -> str:
     name = username.strip()
-    if not name or len(name) > MAX_USERNAME_CHARS or not all(
-            ch.isalnum() or ch in "._-@" for ch in name):
-        raise InputError("a username is 1-64 letters, digits or . _ - @",
-                         code="console.bad_username")
+    if (
+        not name
+        or len(name) > MAX_USERNAME_CHARS
+        or not all(ch.isalnum() or ch in "._-@" for ch in name)
+    ):
+        raise InputError(
+            "a username is 1-64 letters, digits or . _ - @", code="console.bad_username"
+        )
     return name
 
 
 def check_new_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_CHARS:
-        raise InputError(f"a password needs at least {MIN_PASSWORD_CHARS} characters",
-                         code="console.weak_password")
+        raise InputError(
+            f"a password needs at least {MIN_PASSWORD_CHARS} characters",
+            code="console.weak_password",
+        )
     return password
 
 
 def _row(row: Row[Any]) -> UserRow:
     m = row._mapping
-    return UserRow(m["username"], ConsoleRole(m["role"]), bool(m["disabled"]),
-                   bool(m["must_change_password"]), m["created_at"], m["updated_at"],
-                   m["created_by"])
+    return UserRow(
+        m["username"],
+        ConsoleRole(m["role"]),
+        bool(m["disabled"]),
+        bool(m["must_change_password"]),
+        m["created_at"],
+        m["updated_at"],
+        m["created_by"],
+    )
 
 
 class UserStore:
@@ -88,13 +100,27 @@ class UserStore:
             now = datetime.now(UTC)
             try:
                 async with transaction(self._engines.writer) as conn:
-                    if await conn.scalar(select(console_users.c.username).where(
-                            console_users.c.username == user.username)) is not None:
+                    if (
+                        await conn.scalar(
+                            select(console_users.c.username).where(
+                                console_users.c.username == user.username
+                            )
+                        )
+                        is not None
+                    ):
                         continue
-                    await conn.execute(insert(console_users).values(
-                        username=user.username, password_hash=user.password_hash,
-                        role=user.role.value, disabled=False, must_change_password=False,
-                        created_at=now, updated_at=now, created_by=SEEDED_BY))
+                    await conn.execute(
+                        insert(console_users).values(
+                            username=user.username,
+                            password_hash=user.password_hash,
+                            role=user.role.value,
+                            disabled=False,
+                            must_change_password=False,
+                            created_at=now,
+                            updated_at=now,
+                            created_by=SEEDED_BY,
+                        )
+                    )
             except ConflictError:  # another process seeded it meanwhile
                 continue
             added.append(user.username)
@@ -103,14 +129,21 @@ class UserStore:
     async def account(self, username: str) -> Account | None:
         """The user's account (disabled ones too), or None."""
         async with transaction(self._engines.reader) as conn:
-            found = (await conn.execute(select(console_users).where(
-                console_users.c.username == username))).first()
+            found = (
+                await conn.execute(
+                    select(console_users).where(console_users.c.username == username)
+                )
+            ).first()
         if found is None:
             return None
         m = found._mapping
-        return Account(m["username"], ConsoleRole(m["role"]), parse_hash(m["password_hash"]),
-                       disabled=bool(m["disabled"]),
-                       must_change_password=bool(m["must_change_password"]))
+        return Account(
+            m["username"],
+            ConsoleRole(m["role"]),
+            parse_hash(m["password_hash"]),
+            disabled=bool(m["disabled"]),
+            must_change_password=bool(m["must_change_password"]),
+        )
 
     async def accounts_named(self, username: str) -> dict[str, Account]:
         """``{username: account}`` if that user may log in, else ``{}``."""
@@ -122,17 +155,32 @@ class UserStore:
             rows = await conn.execute(select(console_users).order_by(console_users.c.username))
             return [_row(r) for r in rows]
 
-    async def create(self, username: str, password: str, role: ConsoleRole, *, actor: str,
-                     must_change_password: bool = True) -> UserRow:
+    async def create(
+        self,
+        username: str,
+        password: str,
+        role: ConsoleRole,
+        *,
+        actor: str,
+        must_change_password: bool = True,
+    ) -> UserRow:
         name = check_username(username)
         encoded = await asyncio.to_thread(hash_password, check_new_password(password))
         now = datetime.now(UTC)
         try:
             async with transaction(self._engines.writer) as conn:
-                await conn.execute(insert(console_users).values(
-                    username=name, password_hash=encoded, role=role.value, disabled=False,
-                    must_change_password=must_change_password, created_at=now,
-                    updated_at=now, created_by=actor))
+                await conn.execute(
+                    insert(console_users).values(
+                        username=name,
+                        password_hash=encoded,
+                        role=role.value,
+                        disabled=False,
+                        must_change_password=must_change_password,
+                        created_at=now,
+                        updated_at=now,
+                        created_by=actor,
+                    )
+                )
         except ConflictError as exc:
             raise ConflictError(f"a user {name!r} exists", code="console.user_exists") from exc
         return UserRow(name, role, False, must_change_password, now, now, actor)
@@ -141,21 +189,28 @@ class UserStore:
         """Set ``role``, ``disabled`` or ``must_change_password`` of an existing user."""
         async with transaction(self._engines.writer) as conn:
             done = await conn.execute(
-                update(console_users).where(console_users.c.username == username)
-                .values(**values, updated_at=datetime.now(UTC)))
+                update(console_users)
+                .where(console_users.c.username == username)
+                .values(**values, updated_at=datetime.now(UTC))
+            )
         if done.rowcount == 0:
             raise NotFoundError(f"no console user {username!r}", code="not_found.console_user")
 
-    async def set_password(self, username: str, password: str, *,
-                           must_change_password: bool = False) -> None:
+    async def set_password(
+        self, username: str, password: str, *, must_change_password: bool = False
+    ) -> None:
         encoded = await asyncio.to_thread(hash_password, check_new_password(password))
-        await self.change(username, password_hash=encoded,
-                          must_change_password=must_change_password)
+        await self.change(
+            username, password_hash=encoded, must_change_password=must_change_password
+        )
 
     async def administrators(self) -> list[str]:
         """The enabled administrators' names."""
         async with transaction(self._engines.reader) as conn:
-            rows = await conn.execute(select(console_users.c.username).where(
-                console_users.c.role == ConsoleRole.ADMINISTRATOR.value,
-                console_users.c.disabled.is_(False)))
+            rows = await conn.execute(
+                select(console_users.c.username).where(
+                    console_users.c.role == ConsoleRole.ADMINISTRATOR.value,
+                    console_users.c.disabled.is_(False),
+                )
+            )
             return [name for (name,) in rows]

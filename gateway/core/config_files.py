@@ -14,8 +14,10 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", code="config.unreadable",
-                          path=str(path)) from exc
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", code="config.unreadable", path=str(path)
+        ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", code="config.syntax",
-                          path=str(path)) from exc
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}", code="config.syntax", path=str(path)
+        ) from exc

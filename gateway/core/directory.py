@@ -111,7 +111,8 @@ class Directory:
         for p in participants:
             self._index(p)
         self._national = next(
-            (p for p in self if p.enabled and p.kind is ParticipantKind.NATIONAL), None)
+            (p for p in self if p.enabled and p.kind is ParticipantKind.NATIONAL), None
+        )
 
     def _index(self, p: Participant) -> None:
         _check_participant(p)
@@ -260,9 +261,11 @@ def participant_from_mapping(entry: Mapping[str, object], where: str) -> Partici
         level=reader.choice("level", ParticipantLevel),
         api_key_hashes=reader.texts("api_key_hashes") or (),
         client_cert_fingerprints=tuple(
-            normalize_fingerprint(f) for f in reader.texts("client_cert_fingerprints") or ()),
+            normalize_fingerprint(f) for f in reader.texts("client_cert_fingerprints") or ()
+        ),
         signing_cert_fingerprints=tuple(
-            normalize_fingerprint(f) for f in reader.texts("signing_cert_fingerprints") or ()),
+            normalize_fingerprint(f) for f in reader.texts("signing_cert_fingerprints") or ()
+        ),
         delivery=Delivery(
             method=delivery_reader.choice("method", DeliveryMethod) or DeliveryMethod.MAILBOX,
             url=delivery_reader.text("url"),
@@ -348,12 +351,17 @@ def dump_directory(directory: Directory) -> str:
 
 def _participant_to_toml(p: Participant) -> str:
     items: list[tuple[str, object]] = [
-        ("organ_id", p.organ_id), ("name", p.name), ("kind", p.kind.value),
-        ("parent", p.parent), ("level", p.level.value if p.level else None),
-        ("enabled", p.enabled), ("api_key_hashes", p.api_key_hashes),
+        ("organ_id", p.organ_id),
+        ("name", p.name),
+        ("kind", p.kind.value),
+        ("parent", p.parent),
+        ("level", p.level.value if p.level else None),
+        ("enabled", p.enabled),
+        ("api_key_hashes", p.api_key_hashes),
         ("client_cert_fingerprints", p.client_cert_fingerprints),
         ("signing_cert_fingerprints", p.signing_cert_fingerprints),
-        ("allowed_algorithms", p.allowed_algorithms), ("may_send_to", p.may_send_to),
+        ("allowed_algorithms", p.allowed_algorithms),
+        ("may_send_to", p.may_send_to),
         ("may_speak_for", p.may_speak_for),
     ]
     lines = ["[[participant]]"]
@@ -405,15 +413,20 @@ def _invalid(organ_id: str, key: str, message: str) -> ConfigError:
 def _check_participant(p: Participant) -> None:
     if not p.organ_id or p.organ_id != p.organ_id.strip():
         raise _invalid(p.organ_id, "organ_id", "must be non-empty, without surrounding spaces")
-    for key, values in (("api_key_hashes", p.api_key_hashes),
-                        ("client_cert_fingerprints", p.client_cert_fingerprints),
-                        ("signing_cert_fingerprints", p.signing_cert_fingerprints)):
+    for key, values in (
+        ("api_key_hashes", p.api_key_hashes),
+        ("client_cert_fingerprints", p.client_cert_fingerprints),
+        ("signing_cert_fingerprints", p.signing_cert_fingerprints),
+    ):
         if not all(_SHA256_HEX.fullmatch(v) for v in values):
             raise _invalid(p.organ_id, key, "must be SHA-256 values in lowercase hex")
     if p.delivery.method is DeliveryMethod.PUSH:
         if not _is_http_url(p.delivery.url):
-            raise _invalid(p.organ_id, "delivery.url",
-                           "push delivery needs an http(s) URL with a host and a valid port")
+            raise _invalid(
+                p.organ_id,
+                "delivery.url",
+                "push delivery needs an http(s) URL with a host and a valid port",
+            )
     elif p.delivery.method is DeliveryMethod.SOAP:
         if not p.delivery.url:
             raise _invalid(p.organ_id, "delivery.url", "soap delivery needs a SOAP route name")

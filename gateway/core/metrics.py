@@ -60,20 +60,30 @@ class Metrics:
             "lgsp_documents_rejected", "Packages rejected at intake", ["code"], registry=r
         )
         self.deliveries = Counter(
-            "lgsp_deliveries", "Delivery attempts by adapter and outcome", ["adapter", "outcome"],
+            "lgsp_deliveries",
+            "Delivery attempts by adapter and outcome",
+            ["adapter", "outcome"],
             registry=r,
         )
         self.accept_latency_s = Histogram(
-            "lgsp_accept_latency_seconds", "Intake request to 202", buckets=_LATENCY_BUCKETS_S,
+            "lgsp_accept_latency_seconds",
+            "Intake request to 202",
+            buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
         self.delivery_latency_s = Histogram(
-            "lgsp_delivery_latency_seconds", "Broker publication to delivered", ["adapter"],
-            buckets=_LATENCY_BUCKETS_S, registry=r,
+            "lgsp_delivery_latency_seconds",
+            "Broker publication to delivered",
+            ["adapter"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.verify_latency_s = Histogram(
-            "lgsp_signature_verify_seconds", "Signature verification time", ["format"],
-            buckets=_LATENCY_BUCKETS_S, registry=r,
+            "lgsp_signature_verify_seconds",
+            "Signature verification time",
+            ["format"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.queue_depth = Gauge(
             "lgsp_queue_depth", "Messages waiting per queue", ["queue"], registry=r
@@ -86,7 +96,9 @@ class Metrics:
         self.national_poll_lag_s.set_function(self._national_poll_lag_s)
         self.loop_last_success = Gauge(
             "lgsp_loop_last_success_timestamp_seconds",
-            "Wall-clock time of a background loop's last successful round", ["loop"], registry=r,
+            "Wall-clock time of a background loop's last successful round",
+            ["loop"],
+            registry=r,
         )
         self.loop_failures = Counter(
             "lgsp_loop_failures", "Failed rounds of a background loop", ["loop"], registry=r

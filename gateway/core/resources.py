@@ -36,8 +36,10 @@ def resource_path(package: str, *parts: str) -> Path:
     found = resource(package, *parts)
     if not isinstance(found, Path) or not found.exists():
         name = "/".join((package.replace(".", "/"), *parts))
-        raise ConfigError(f"packaged resource {name} is missing (broken installation?)",
-                          code="config.resource_missing")
+        raise ConfigError(
+            f"packaged resource {name} is missing (broken installation?)",
+            code="config.resource_missing",
+        )
     return found
 
 

@@ -156,8 +156,9 @@ class SouthboundSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0", code="config.invalid")
         if self.replay_retention_s < self.acked_grace_s:
-            raise ConfigError("replay_retention_s must be at least acked_grace_s",
-                              code="config.invalid")
+            raise ConfigError(
+                "replay_retention_s must be at least acked_grace_s", code="config.invalid"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,12 +241,12 @@ def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]
                 out[section.name][key] = mask_url(value)
     out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
     out["metrics"]["token_hashes"] = [MASK for _ in settings.metrics.token_hashes]
-    out["admin"]["user"] = [{"username": u.username, "role": u.role.value, "password_hash": MASK}
-                            for u in settings.admin.user]
+    out["admin"]["user"] = [
+        {"username": u.username, "role": u.role.value, "password_hash": MASK}
+        for u in settings.admin.user
+    ]
     out["national"]["secret"] = MASK if settings.national.secret else ""
     return out
-
-
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def _env_overrides(env: Mapping[str, str]) -> Raw:
     for var, text in env.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
             continue
-        section, _, key = var[len(ENV_PREFIX):].lower().partition("__")
+        section, _, key = var[len(ENV_PREFIX) :].lower().partition("__")
         if key not in _FIELD_TYPES.get(section, {}):
             raise _invalid(f"{section}.{key}", f"unknown setting in environment variable {var}")
         raw.setdefault(section, {})[key] = text
@@ -337,10 +338,15 @@ def _coerce_env(text: str, tp: Any, key: str) -> object:
         return None
     if get_origin(inner) is tuple:
         item_tp = get_args(inner)[0]
-        return tuple(_coerce_env(part.strip(), item_tp, key) for part in text.split(",")
-                     if part.strip())
+        return tuple(
+            _coerce_env(part.strip(), item_tp, key) for part in text.split(",") if part.strip()
+        )
     parsers: dict[Any, Callable[[str], object]] = {
-        int: int, float: float, str: str, Path: Path, bool: _parse_bool,
+        int: int,
+        float: float,
+        str: str,
+        Path: Path,
+        bool: _parse_bool,
     }
     try:
         return parsers[inner](text.strip() if inner is not str else text)
@@ -440,8 +446,10 @@ def _validate_http(h: HttpSettings) -> None:
     if h.max_body_bytes <= 0:
         raise _invalid("http.max_body_bytes", "must be positive")
     if (h.tls_cert is None) != (h.tls_key is None):
-        raise _invalid("http.tls_key" if h.tls_key is None else "http.tls_cert",
-                       "tls_cert and tls_key go together")
+        raise _invalid(
+            "http.tls_key" if h.tls_key is None else "http.tls_cert",
+            "tls_cert and tls_key go together",
+        )
     if h.tls_client_ca is not None and h.tls_cert is None:
         raise _invalid("http.tls_client_ca", "client certificates need tls_cert and tls_key")
 

@@ -31,8 +31,9 @@ R = TypeVar("R")
 class Batcher(Generic[T, R]):
     """Calls ``run`` with the items that ``submit`` collected, one call at a time."""
 
-    def __init__(self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *,
-                 max_size: int) -> None:
+    def __init__(
+        self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_size: int
+    ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
         self._run = run

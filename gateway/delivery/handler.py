@@ -66,8 +66,10 @@ class DeliveryHandler:
     async def check(self, messages: Sequence[DeliveryMessage]) -> list[Attempt | Ready]:
         states = await self._log.delivery_states(m.delivery_id for m in messages)
         to_fetch = {
-            m.claim_check_sha256 for m in messages
-            if m.body is None and m.claim_check_sha256
+            m.claim_check_sha256
+            for m in messages
+            if m.body is None
+            and m.claim_check_sha256
             and states.get(m.delivery_id) not in (None, DeliveryState.DELIVERED)
         }
         packages = await self._log.packages(to_fetch) if to_fetch else {}
@@ -81,15 +83,23 @@ class DeliveryHandler:
             return Attempt(msg, Verdict.RETRY, reason)
         if state is DeliveryState.DELIVERED:
             self._metrics.deliveries.labels(msg.method, "redelivered").inc()
-            log.info("delivery_already_done", delivery_id=msg.delivery_id,
-                     document=msg.document_pk, recipient=msg.recipient, attempt=msg.attempt)
+            log.info(
+                "delivery_already_done",
+                delivery_id=msg.delivery_id,
+                document=msg.document_pk,
+                recipient=msg.recipient,
+                attempt=msg.attempt,
+            )
             return Attempt(msg, Verdict.ALREADY_DELIVERED, "already delivered")
         if msg.body is not None:
             return Ready(msg, msg.body)
         package = packages.get(msg.claim_check_sha256 or "")
         if package is None:
-            reason = ("message carries neither body nor claim check" if not
-                      msg.claim_check_sha256 else f"no package {msg.claim_check_sha256} in the log")
+            reason = (
+                "message carries neither body nor claim check"
+                if not msg.claim_check_sha256
+                else f"no package {msg.claim_check_sha256} in the log"
+            )
             return Attempt(msg, Verdict.DEAD, reason)
         return Ready(msg, package)
 
@@ -112,10 +122,15 @@ class DeliveryHandler:
 
     async def commit(self, attempts: Sequence[Attempt]) -> list[Verdict]:
         reports = [
-            AttemptReport(a.message.delivery_id, _STATE_OF[a.verdict], a.detail,
-                          None if a.verdict is Verdict.DELIVERED else a.detail,
-                          None if a.verdict is Verdict.DELIVERED else a.code)
-            for a in attempts if a.verdict in _STATE_OF
+            AttemptReport(
+                a.message.delivery_id,
+                _STATE_OF[a.verdict],
+                a.detail,
+                None if a.verdict is Verdict.DELIVERED else a.detail,
+                None if a.verdict is Verdict.DELIVERED else a.code,
+            )
+            for a in attempts
+            if a.verdict in _STATE_OF
         ]
         results = iter(await self._log.record_attempts(reports))
         verdicts = []

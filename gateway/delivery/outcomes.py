@@ -28,8 +28,13 @@ from gateway.broker import DeliveryMessage
 class Retry(Exception):  # noqa: N818 - a control-flow signal named by the worker contract
     """The delivery failed for now; try again after ``defer_s`` (None: the next delay)."""
 
-    def __init__(self, reason: str = "retry requested", *, defer_s: float | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str = "retry requested",
+        *,
+        defer_s: float | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.defer_s = defer_s
@@ -80,14 +85,11 @@ Handler = Callable[[DeliveryMessage], Awaitable[None]]
 class BatchHandler(Protocol):
     """The worker loop's handler; see the module docstring."""
 
-    async def check(self, messages: Sequence[DeliveryMessage]) -> Sequence[Attempt | Ready]:
-        ...
+    async def check(self, messages: Sequence[DeliveryMessage]) -> Sequence[Attempt | Ready]: ...
 
-    async def deliver(self, ready: Ready) -> Attempt:
-        ...
+    async def deliver(self, ready: Ready) -> Attempt: ...
 
-    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Verdict]:
-        ...
+    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Verdict]: ...
 
 
 class PlainHandler:

@@ -57,8 +57,16 @@ from gateway.delivery.outcomes import (
     Verdict,
 )
 
-__all__ = ["Attempt", "BatchHandler", "Permanent", "Ready", "Retry", "Verdict", "Worker",
-           "WorkerRules"]
+__all__ = [
+    "Attempt",
+    "BatchHandler",
+    "Permanent",
+    "Ready",
+    "Retry",
+    "Verdict",
+    "Worker",
+    "WorkerRules",
+]
 
 log = structlog.get_logger(__name__)
 Logger = structlog.typing.FilteringBoundLogger
@@ -165,8 +173,12 @@ class Worker:
             await subscription.close()
         except UnavailableError as exc:
             log.warning("worker.close_failed", method=self.method, error=str(exc))
-        log.info("worker.stopped", method=self.method, outcomes=dict(self.outcomes),
-                 commits=sum(self.commit_sizes.values()))
+        log.info(
+            "worker.stopped",
+            method=self.method,
+            outcomes=dict(self.outcomes),
+            commits=sum(self.commit_sizes.values()),
+        )
 
     async def _drain(self) -> None:
         pending = set(self._inflight)
@@ -206,7 +218,8 @@ class Worker:
             redelivered=received.redelivered,
         )
         structlog.contextvars.bind_contextvars(  # for the handler's own lines
-            delivery_id=msg.delivery_id, document=msg.document_pk, recipient=msg.recipient)
+            delivery_id=msg.delivery_id, document=msg.document_pk, recipient=msg.recipient
+        )
         try:
             attempt = await self._recorded(await self._attempt(msg, bound), bound)
         finally:
@@ -232,7 +245,8 @@ class Worker:
             return await self._handler.deliver(checked)
         except Retry as exc:
             return self._within_tries(
-                Attempt(msg, Verdict.RETRY, exc.reason, exc.defer_s, code=exc.code))
+                Attempt(msg, Verdict.RETRY, exc.reason, exc.defer_s, code=exc.code)
+            )
         except Permanent as exc:
             return Attempt(msg, Verdict.DEAD, exc.reason, code=exc.code)
         except Exception as exc:
@@ -255,7 +269,8 @@ class Worker:
         except Exception as exc:
             bound.error("delivery.commit_failed", verdict=attempt.verdict.value, error=str(exc))
             return self._within_tries(
-                Attempt(attempt.message, Verdict.RETRY, f"not recorded: {exc}"))
+                Attempt(attempt.message, Verdict.RETRY, f"not recorded: {exc}")
+            )
         return attempt if verdict is attempt.verdict else replace(attempt, verdict=verdict)
 
     async def _settle_attempt(self, received: Received, attempt: Attempt, bound: Logger) -> None:

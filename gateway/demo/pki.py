@@ -143,8 +143,7 @@ def init_pki(
                 uid=f"MST:{participant.tax_code}" if participant.tax_code else None,
             )
     if not (layout.identity_dir(GATEWAY_ID) / "cert.pem").exists():
-        issue(dir, GATEWAY_ID, name="LGSP Thanh Hóa gateway", key_type=GATEWAY_KEY_TYPE,
-              san=False)
+        issue(dir, GATEWAY_ID, name="LGSP Thanh Hóa gateway", key_type=GATEWAY_KEY_TYPE, san=False)
     return PkiLayout(dir, created=created)
 
 

@@ -52,8 +52,18 @@ SOAP_SIM_ENDPOINT = "http://127.0.0.1:8091/DocumentReceivingService"  # lgsp sim
 PROVINCE = "000.00.00.H56"
 _WRITTEN = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME)
 # Everything ``init_demo`` may create in its directory (``clean_demo`` removes these only).
-GENERATED = (CONFIG_NAME, DIRECTORY_NAME, CREDENTIALS_NAME, SYSTEMS_NAME, SIM_CONFIG_NAME,
-             NATIONAL_SECRET_NAME, SOAP_ROUTES_NAME, PKI_NAME, "var", "first.edxml")
+GENERATED = (
+    CONFIG_NAME,
+    DIRECTORY_NAME,
+    CREDENTIALS_NAME,
+    SYSTEMS_NAME,
+    SIM_CONFIG_NAME,
+    NATIONAL_SECRET_NAME,
+    SOAP_ROUTES_NAME,
+    PKI_NAME,
+    "var",
+    "first.edxml",
+)
 HEADER = "# LGSP demo gateway settings (written by `lgsp demo init`)."
 
 
@@ -128,15 +138,22 @@ def init_demo(
         api_keys=api_keys,
         admin_token=admin_token,
         console_passwords={name: secrets.token_urlsafe(12) for name, _ in CONSOLE_USERS},
-        national_secrets={p.organ_id: secrets.token_urlsafe(32) for p in directory
-                          if p.kind is not ParticipantKind.NATIONAL},
+        national_secrets={
+            p.organ_id: secrets.token_urlsafe(32)
+            for p in directory
+            if p.kind is not ParticipantKind.NATIONAL
+        },
         national_port=national_port,
     )
     if national_port is not None:
         _write_national_sim(setup)
     (root / SOAP_ROUTES_NAME).write_text(SOAP_ROUTES_TOML, encoding="utf-8")
-    _write_private(root / SYSTEMS_NAME, local_systems_toml(
-        (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()))
+    _write_private(
+        root / SYSTEMS_NAME,
+        local_systems_toml(
+            (organ_id, secret, organ_id) for organ_id, secret in setup.national_secrets.items()
+        ),
+    )
     setup.directory_path.write_text(dump_directory(directory), encoding="utf-8")
     setup.config_path.write_text(settings_toml(setup), encoding="utf-8")
     _write_private(setup.credentials_path, credentials_json(setup))
@@ -147,15 +164,22 @@ def _write_national_sim(setup: DemoSetup) -> None:
     """The gateway's national secret, and the simulator's systems (both mode 0600)."""
     gateway_secret = secrets.token_urlsafe(32)
     _write_private(setup.dir / NATIONAL_SECRET_NAME, gateway_secret + "\n")
-    national = [p.organ_id for p in pki.DEMO_PARTICIPANTS
-                if p.kind.value == ParticipantKind.NATIONAL.value]
-    systems = ((GATEWAY_SYSTEM_ID, gateway_secret, PROVINCE_PATTERNS),
-               (NATIONAL_SYSTEM_ID, secrets.token_urlsafe(32), tuple(national)))
+    national = [
+        p.organ_id for p in pki.DEMO_PARTICIPANTS if p.kind.value == ParticipantKind.NATIONAL.value
+    ]
+    systems = (
+        (GATEWAY_SYSTEM_ID, gateway_secret, PROVINCE_PATTERNS),
+        (NATIONAL_SYSTEM_ID, secrets.token_urlsafe(32), tuple(national)),
+    )
     lines = ["# The national platform simulator's systems (lgsp sim national --config THIS).", ""]
     for system_id, secret, organ_ids in systems:
-        lines += ["[[system]]", f"system_id = {_toml_string(system_id)}",
-                  f"secret = {_toml_string(secret)}",
-                  f"organ_ids = [{', '.join(_toml_string(o) for o in organ_ids)}]", ""]
+        lines += [
+            "[[system]]",
+            f"system_id = {_toml_string(system_id)}",
+            f"secret = {_toml_string(secret)}",
+            f"organ_ids = [{', '.join(_toml_string(o) for o in organ_ids)}]",
+            "",
+        ]
     _write_private(setup.dir / SIM_CONFIG_NAME, "\n".join(lines))
 
 
@@ -194,56 +218,61 @@ def _demo_directory(pki_dir: Path) -> tuple[dict[str, str], Directory]:
 def settings_toml(setup: DemoSetup) -> str:
     """The demo's ``gateway.toml``; paths are relative to the file's directory."""
     admin_hash = hash_api_key(setup.admin_token)
-    return "\n".join([
-        HEADER,
-        "# The participants' API keys and the admin token are in credentials.json (mode 0600).",
-        "",
-        "[http]",
-        'host = "127.0.0.1"',
-        f"port = {setup.port}",
-        "",
-        "[broker]",
-        f"url = {_toml_string(setup.broker_url)}",
-        f"prefix = {_toml_string(setup.broker_prefix)}",
-        "",
-        "[store]",
-        f"url = {_toml_string(setup.store_url)}",
-        "",
-        "[pki]",
-        f"dir = {_toml_string(PKI_NAME)}",
-        "",
-        "[directory]",
-        f"path = {_toml_string(DIRECTORY_NAME)}",
-        "",
-        "[admin]",
-        "# SHA-256 of the admin API token.",
-        f"api_token_hashes = [{_toml_string(admin_hash)}]",
-        "",
-        *_console_users_toml(setup),
-        "[southbound]  # the national SDK protocol for local systems (secrets: mode 0600)",
-        f"systems_path = {_toml_string(SYSTEMS_NAME)}",
-        "",
-        "[rate_limit]  # per 60 s, shared by all processes; demos and benchmarks send a lot",
-        "participant_requests = 100000",
-        "",
-        "[push]  # push URLs may name these hosts although they are not public (local receivers)",
-        'allow_private_hosts = ["127.0.0.1", "localhost", "::1"]',
-        "",
-        *_national_toml(setup),
-        "[soap]",
-        "# SOAP services: a participant whose delivery method is \"soap\" and url",
-        "# \"national-documents\" is called through this route",
-        f"# (`lgsp sim soap` serves it on {SOAP_SIM_ENDPOINT}).",
-        f"routes_path = {_toml_string(SOAP_ROUTES_NAME)}",
-        "",
-    ])
+    return "\n".join(
+        [
+            HEADER,
+            "# The participants' API keys and the admin token are in credentials.json (mode 0600).",
+            "",
+            "[http]",
+            'host = "127.0.0.1"',
+            f"port = {setup.port}",
+            "",
+            "[broker]",
+            f"url = {_toml_string(setup.broker_url)}",
+            f"prefix = {_toml_string(setup.broker_prefix)}",
+            "",
+            "[store]",
+            f"url = {_toml_string(setup.store_url)}",
+            "",
+            "[pki]",
+            f"dir = {_toml_string(PKI_NAME)}",
+            "",
+            "[directory]",
+            f"path = {_toml_string(DIRECTORY_NAME)}",
+            "",
+            "[admin]",
+            "# SHA-256 of the admin API token.",
+            f"api_token_hashes = [{_toml_string(admin_hash)}]",
+            "",
+            *_console_users_toml(setup),
+            "[southbound]  # the national SDK protocol for local systems (secrets: mode 0600)",
+            f"systems_path = {_toml_string(SYSTEMS_NAME)}",
+            "",
+            "[rate_limit]  # per 60 s, shared by all processes; demos and benchmarks send a lot",
+            "participant_requests = 100000",
+            "",
+            "[push]  # push URLs may name these hosts although not public (local receivers)",
+            'allow_private_hosts = ["127.0.0.1", "localhost", "::1"]',
+            "",
+            *_national_toml(setup),
+            "[soap]",
+            '# SOAP services: a participant whose delivery method is "soap" and url',
+            '# "national-documents" is called through this route',
+            f"# (`lgsp sim soap` serves it on {SOAP_SIM_ENDPOINT}).",
+            f"routes_path = {_toml_string(SOAP_ROUTES_NAME)}",
+            "",
+        ]
+    )
 
 
 def _national_toml(setup: DemoSetup) -> list[str]:
     """``[national]`` against the simulator, when the demo has one."""
     if setup.national_endpoint is None:
-        return ["# No [national] section: national delivery is disabled, and documents to the",
-                "# national platform (000.00.00.G22) are refused with routing.no_adapter.", ""]
+        return [
+            "# No [national] section: national delivery is disabled, and documents to the",
+            "# national platform (000.00.00.G22) are refused with routing.no_adapter.",
+            "",
+        ]
     return [
         "[national]  # the national platform: here `lgsp sim national` (scripts/demo starts it)",
         "enabled = true",
@@ -293,9 +322,13 @@ def _console_users_toml(setup: DemoSetup) -> list[str]:
     lines = ["# Web console users (/admin); their passwords are in credentials.json."]
     for name, role in CONSOLE_USERS:
         password_hash = hash_password(setup.console_passwords[name])
-        lines += ["[[admin.user]]", f"username = {_toml_string(name)}",
-                  f"password_hash = {_toml_string(password_hash)}",
-                  f"role = {_toml_string(role)}", ""]
+        lines += [
+            "[[admin.user]]",
+            f"username = {_toml_string(name)}",
+            f"password_hash = {_toml_string(password_hash)}",
+            f"role = {_toml_string(role)}",
+            "",
+        ]
     return lines
 
 
@@ -311,8 +344,10 @@ def credentials_json(setup: DemoSetup) -> str:
         data[organ_id] |= {"system_id": organ_id, "secret": secret}
     data[ADMIN_ENTRY] = {"token": setup.admin_token}
     roles = dict(CONSOLE_USERS)
-    console = {name: {"password": password, "role": roles[name]}
-               for name, password in setup.console_passwords.items()}
+    console = {
+        name: {"password": password, "role": roles[name]}
+        for name, password in setup.console_passwords.items()
+    }
     return json.dumps({**data, CONSOLE_ENTRY: console}, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -344,11 +379,17 @@ def demo_config(dir: Path) -> Path:
     try:
         first = config.read_text(encoding="utf-8").splitlines()[:1]
     except OSError as exc:
-        raise ConfigError(f"{dir.resolve()} holds no demo ({config}: {exc.strerror})",
-                          code="config.not_a_demo", path=str(config)) from exc
+        raise ConfigError(
+            f"{dir.resolve()} holds no demo ({config}: {exc.strerror})",
+            code="config.not_a_demo",
+            path=str(config),
+        ) from exc
     if first != [HEADER]:
-        raise ConfigError(f"{config} was not written by `lgsp demo init`: not touching it",
-                          code="config.not_a_demo", path=str(config))
+        raise ConfigError(
+            f"{config} was not written by `lgsp demo init`: not touching it",
+            code="config.not_a_demo",
+            path=str(config),
+        )
     return config
 
 
@@ -372,7 +413,9 @@ async def clean_demo(dir: Path, *, broker: bool = True) -> Cleaned:
         except (OSError, aio_pika.exceptions.AMQPError) as exc:
             raise UnavailableError(
                 f"cannot reach the broker to delete the demo's queues ({exc}); start it, or "
-                "pass --keep-broker", code="unavailable.broker") from exc
+                "pass --keep-broker",
+                code="unavailable.broker",
+            ) from exc
         async with connection, connection.channel() as channel:
             await topology.delete(channel)
         prefix = conf.prefix

@@ -73,9 +73,14 @@ class ReceivedCall:
     received_at: datetime
 
     def to_json(self) -> dict[str, object]:
-        return {"document_id": self.document_id, "xroad": dict(self.xroad),
-                "fields": dict(self.fields), "package_bytes": len(self.package or b""),
-                "behaviour": self.behaviour.value, "received_at": self.received_at.isoformat()}
+        return {
+            "document_id": self.document_id,
+            "xroad": dict(self.xroad),
+            "fields": dict(self.fields),
+            "package_bytes": len(self.package or b""),
+            "behaviour": self.behaviour.value,
+            "received_at": self.received_at.isoformat(),
+        }
 
 
 def default_wsdl() -> Path:
@@ -86,8 +91,14 @@ def default_wsdl() -> Path:
 class SoapSimulator:
     """The sample service of ``wsdl``; ``await start()``, then ``url``, ``script()``, ``calls``."""
 
-    def __init__(self, wsdl: Path | None = None, *, default: Behaviour = Behaviour.OK,
-                 slow_s: float = 30.0, operation: str = "ReceiveDocument") -> None:
+    def __init__(
+        self,
+        wsdl: Path | None = None,
+        *,
+        default: Behaviour = Behaviour.OK,
+        slow_s: float = 30.0,
+        operation: str = "ReceiveDocument",
+    ) -> None:
         wsdl = wsdl if wsdl is not None else default_wsdl()
         self.wsdl = wsdl
         self.default = default
@@ -190,8 +201,9 @@ class SoapSimulator:
         document_id = body.get("DocumentId")
         behaviour = self._next_behaviour(document_id)
         package = body.pop("PackageBase64", None)
-        self.calls.append(ReceivedCall(document_id, header, body, package, behaviour,
-                                       datetime.now(UTC)))
+        self.calls.append(
+            ReceivedCall(document_id, header, body, package, behaviour, datetime.now(UTC))
+        )
         return await self._answer(behaviour, header, document_id)
 
     def _read_request(self, envelope: etree._Element) -> Any:
@@ -201,8 +213,10 @@ class SoapSimulator:
         missing = [n for n in XROAD_HEADERS if f"{{{XROAD_NS}}}{n}" not in found]
         if missing:
             raise _refused(f"missing X-Road header(s): {', '.join(missing)}")
-        parts = [*envelope.iterfind(f"{{{SOAP11_NS}}}Header/{{{XROAD_NS}}}*"),
-                 *envelope.iterfind(f"{{{SOAP11_NS}}}Body/*")]
+        parts = [
+            *envelope.iterfind(f"{{{SOAP11_NS}}}Header/{{{XROAD_NS}}}*"),
+            *envelope.iterfind(f"{{{SOAP11_NS}}}Body/*"),
+        ]
         try:
             for part in parts:
                 self._schema.assertValid(part)
@@ -214,13 +228,17 @@ class SoapSimulator:
         queue = self._scripts.get(str(document_id))
         return queue.popleft() if queue else self.default
 
-    async def _answer(self, behaviour: Behaviour, header: Mapping[str, Any],
-                      document_id: object) -> web.Response:
+    async def _answer(
+        self, behaviour: Behaviour, header: Mapping[str, Any], document_id: object
+    ) -> web.Response:
         if behaviour is Behaviour.SERVER_FAULT:
             return _fault("Server", "the national service is temporarily unavailable (simulated)")
         if behaviour is Behaviour.CLIENT_FAULT:
-            return _fault("Client", f"document {document_id} refused by the receiving system: "
-                                    "unknown receiver (simulated)")
+            return _fault(
+                "Client",
+                f"document {document_id} refused by the receiving system: "
+                "unknown receiver (simulated)",
+            )
         if behaviour is Behaviour.UNAVAILABLE:
             return web.Response(status=503, text="503 Service Unavailable (simulated)")
         if behaviour is Behaviour.SLOW:
@@ -230,14 +248,21 @@ class SoapSimulator:
                 return web.Response(status=503, text="shutting down")
         ack = self._acks.setdefault(str(header.get("id")), f"ACK-{uuid.uuid4().hex[:16]}")
         message = self._operation.output.serialize(
-            AckId=ack, ReceivedAt=datetime.now(UTC), _soapheaders=dict(header))
+            AckId=ack, ReceivedAt=datetime.now(UTC), _soapheaders=dict(header)
+        )
         body = etree.tostring(message.content, xml_declaration=True, encoding="utf-8")
         return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
 
-async def serve(host: str, port: int, *, wsdl: Path | None = None,
-                default: Behaviour = Behaviour.OK, slow_s: float = 30.0,
-                ready: Callable[[str], None] | None = None) -> None:
+async def serve(
+    host: str,
+    port: int,
+    *,
+    wsdl: Path | None = None,
+    default: Behaviour = Behaviour.OK,
+    slow_s: float = 30.0,
+    ready: Callable[[str], None] | None = None,
+) -> None:
     """Run a simulator until cancelled; ``ready(url)`` once it listens."""
     simulator = SoapSimulator(wsdl, default=default, slow_s=slow_s)
     url = await simulator.start(host, port)
@@ -262,8 +287,7 @@ def _as_dict(value: object) -> dict[str, Any]:
 def _fault(kind: str, text: str) -> web.Response:
     """A SOAP 1.1 fault (HTTP 500, as SOAP 1.1 over HTTP requires)."""
     env = etree.Element(f"{{{SOAP11_NS}}}Envelope", nsmap={"soapenv": SOAP11_NS})
-    fault = etree.SubElement(etree.SubElement(env, f"{{{SOAP11_NS}}}Body"),
-                             f"{{{SOAP11_NS}}}Fault")
+    fault = etree.SubElement(etree.SubElement(env, f"{{{SOAP11_NS}}}Body"), f"{{{SOAP11_NS}}}Fault")
     etree.SubElement(fault, "faultcode").text = f"soapenv:{kind}"
     etree.SubElement(fault, "faultstring").text = text
     body = etree.tostring(env, xml_declaration=True, encoding="utf-8")
@@ -283,8 +307,9 @@ def _schema_of(wsdl: etree._ElementTree, path: Path) -> etree.XMLSchema:
     schema = next(wsdl.getroot().iter(f"{{{XSD_NS}}}schema"), None)
     if schema is None:
         raise ConfigError(f"{path} has no types schema", code="config.soap_wsdl")
-    document = etree.fromstring(etree.tostring(schema), _SAFE_PARSER,
-                                base_url=path.resolve().as_uri())
+    document = etree.fromstring(
+        etree.tostring(schema), _SAFE_PARSER, base_url=path.resolve().as_uri()
+    )
     try:
         return etree.XMLSchema(document)
     except etree.XMLSchemaParseError as exc:
@@ -292,8 +317,9 @@ def _schema_of(wsdl: etree._ElementTree, path: Path) -> etree.XMLSchema:
 
 
 def _operation(wsdl: Path, name: str) -> Any:
-    settings = Settings(strict=True, xml_huge_tree=True, forbid_dtd=True, forbid_entities=True,
-                        forbid_external=True)
+    settings = Settings(
+        strict=True, xml_huge_tree=True, forbid_dtd=True, forbid_entities=True, forbid_external=True
+    )
     try:
         client = Client(str(wsdl), settings=settings)  # type: ignore[no-untyped-call]
         service = next(iter(client.wsdl.services.values()))

@@ -78,8 +78,9 @@ class Dispatcher:
     ) -> None:
         """Publish one confirmed message per delivery, then mark them queued in the log."""
         await self._broker.publish_many(self.messages(document, deliveries, body))
-        await self._log.mark_published([d.id for d in deliveries], republished=republished,
-                                       actor=actor)
+        await self._log.mark_published(
+            [d.id for d in deliveries], republished=republished, actor=actor
+        )
 
     async def publish_accepted(
         self, document: DocumentRecord, deliveries: Sequence[DeliveryRecord], body: bytes
@@ -111,8 +112,9 @@ class Dispatcher:
                 if not waiting.done.done():
                     waiting.done.set_exception(exc)
             raise
-        self._log.note_published([m.delivery_id for m, e in zip(messages, errors, strict=True)
-                                  if e is None])
+        self._log.note_published(
+            [m.delivery_id for m, e in zip(messages, errors, strict=True) if e is None]
+        )
         outcomes = iter(errors)
         for waiting in batch:
             failed = [e for e in (next(outcomes) for _ in waiting.messages) if e is not None]
@@ -129,7 +131,8 @@ def _unconfirmed(failures: list[BaseException], of: int) -> BaseException:
     first = failures[0]
     if not isinstance(first, UnavailableError):
         return first
-    error = UnavailableError(f"{len(failures)} of {of} publishes failed; first: {first.message}",
-                             code=BROKER_UNAVAILABLE)
+    error = UnavailableError(
+        f"{len(failures)} of {of} publishes failed; first: {first.message}", code=BROKER_UNAVAILABLE
+    )
     error.__cause__ = first
     return error

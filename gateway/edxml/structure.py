@@ -173,8 +173,9 @@ def check_structure(root: etree._Element) -> None:
     """Refuse a tree whose structure the XSD refuses or that readers could read differently."""
     name = etree.QName(root)
     if name.localname != "edXML":
-        raise _error(f"the root is <{name.localname}>, not <edXML>", "wrong_root",
-                     f"/{name.localname}")
+        raise _error(
+            f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name.localname}"
+        )
     if name.namespace != EDXML_NS:
         raise _error(f"the root is in namespace {name.namespace!r}", "wrong_namespace", "/edXML")
     if _XSI_OVERRIDE(root, xsi=_XSI):
@@ -189,7 +190,7 @@ def _error(message: str, code: str, path: str) -> PackageError:
 def _split(tag: str) -> tuple[str | None, str]:
     """(namespace, local name); namespace ``""`` for edXML, None for no namespace."""
     if tag.startswith(_NS):
-        return "", tag[len(_NS):]
+        return "", tag[len(_NS) :]
     if tag.startswith("{"):
         uri, _, local = tag[1:].partition("}")
         return uri, local
@@ -234,16 +235,19 @@ class _Walk:
             uri, local = _split(tag)
             if uri == "" and local in (first, second):
                 if any(f.tag == tag for f in found):
-                    raise _error(f"<{local}> appears more than once", "duplicate_element",
-                                 f"{path}/{local}")
+                    raise _error(
+                        f"<{local}> appears more than once", "duplicate_element", f"{path}/{local}"
+                    )
                 if foreign_seen or (local == second) != bool(found):
-                    raise _error(f"<{local}> is out of order", "unexpected_element",
-                                 f"{path}/{local}")
+                    raise _error(
+                        f"<{local}> is out of order", "unexpected_element", f"{path}/{local}"
+                    )
                 found.append(child)
             else:
                 if not found and uri != "" and local not in (first, second, *RESERVED):
-                    raise _error(f"<{local}> before <{first}>", "unexpected_element",
-                                 f"{path}/{local}")
+                    raise _error(
+                        f"<{local}> before <{first}>", "unexpected_element", f"{path}/{local}"
+                    )
                 self._other(child, uri, local, path, (first, second))
                 foreign_seen = True
         return found[0], found[1] if len(found) > 1 else None
@@ -256,8 +260,12 @@ class _Walk:
         mh_path = f"{path}/MessageHeader"
         if elements[0].tag != f"{_NS}MessageHeader":
             uri, local = _split(elements[0].tag)
-            if uri != "" and local not in ("MessageHeader", "TraceHeaderList", "Signature",
-                                           *RESERVED):
+            if uri != "" and local not in (
+                "MessageHeader",
+                "TraceHeaderList",
+                "Signature",
+                *RESERVED,
+            ):
                 raise _error("<MessageHeader> must come first", "unexpected_element", mh_path)
         status = False
         signatures = traces = headers = 0
@@ -266,31 +274,37 @@ class _Walk:
             if uri == "" and local == "MessageHeader":
                 headers += 1
                 if headers > 1:
-                    raise _error("<MessageHeader> appears more than once", "duplicate_element",
-                                 mh_path)
+                    raise _error(
+                        "<MessageHeader> appears more than once", "duplicate_element", mh_path
+                    )
                 if child is not elements[0]:
-                    raise _error("<MessageHeader> must come first", "unexpected_element",
-                                 mh_path)
+                    raise _error("<MessageHeader> must come first", "unexpected_element", mh_path)
                 status = self.message_header(child, mh_path)
             elif uri == "" and local == "TraceHeaderList":
                 traces += 1
                 where = f"{path}/TraceHeaderList"
                 if traces > 1:
-                    raise _error("<TraceHeaderList> appears more than once",
-                                 "duplicate_element", where)
+                    raise _error(
+                        "<TraceHeaderList> appears more than once", "duplicate_element", where
+                    )
                 self.typed(child, "TraceHeaderList", where)
             elif local == "Signature" and (uri == "" or child.tag == _DSIG_SIGNATURE):
                 signatures += 1
                 if signatures > 1:
-                    raise _error("more than one <Signature>", "duplicate_element",
-                                 f"{path}/Signature")
+                    raise _error(
+                        "more than one <Signature>", "duplicate_element", f"{path}/Signature"
+                    )
                 self.lax(child, f"{path}/Signature")
             else:
-                self._other(child, uri, local, path,
-                            ("MessageHeader", "TraceHeaderList", "Signature"))
+                self._other(
+                    child, uri, local, path, ("MessageHeader", "TraceHeaderList", "Signature")
+                )
         if status and traces:
-            raise _error("a status package has no <TraceHeaderList>", "misplaced_element",
-                         f"{path}/TraceHeaderList")
+            raise _error(
+                "a status package has no <TraceHeaderList>",
+                "misplaced_element",
+                f"{path}/TraceHeaderList",
+            )
         return status
 
     def message_header(self, mh: etree._Element, path: str) -> bool:
@@ -299,17 +313,26 @@ class _Walk:
         if first is None or first.tag != f"{_NS}From":
             self._refuse_missing(mh, "From", path)
             if first is not None and _split(first.tag)[1] == "From":
-                raise _error("<From> of another namespace before the edXML one",
-                             "foreign_lookalike", f"{path}/From")
-            raise _error("<From> must be the first child of <MessageHeader>",
-                         "unexpected_element", f"{path}/From")
+                raise _error(
+                    "<From> of another namespace before the edXML one",
+                    "foreign_lookalike",
+                    f"{path}/From",
+                )
+            raise _error(
+                "<From> must be the first child of <MessageHeader>",
+                "unexpected_element",
+                f"{path}/From",
+            )
         status = mh.find(f"{_NS}StatusCode") is not None
         model = _STATUS_HEADER if status else _DOCUMENT_HEADER
         if status:
             for name in _NOT_IN_STATUS:
                 if mh.find(_NS + name) is not None:
-                    raise _error(f"a status package has no <{name}> in <MessageHeader>",
-                                 "misplaced_element", f"{path}/{name}")
+                    raise _error(
+                        f"a status package has no <{name}> in <MessageHeader>",
+                        "misplaced_element",
+                        f"{path}/{name}",
+                    )
         self.children(mh, model, path)
         return status
 
@@ -320,8 +343,11 @@ class _Walk:
         if model.content is Content.TEXT:
             for child in el:
                 if isinstance(child.tag, str):
-                    raise _error("an element inside a text field", "unexpected_element",
-                                 f"{path}/{_split(child.tag)[1]}")
+                    raise _error(
+                        "an element inside a text field",
+                        "unexpected_element",
+                        f"{path}/{_split(child.tag)[1]}",
+                    )
         elif model.content is Content.OPAQUE:
             self.lax(el, path)
         else:
@@ -345,8 +371,11 @@ class _Walk:
                 type_name, most = known
                 count = counts[local] = counts.get(local, 0) + 1
                 if most != UNBOUNDED and count > most:
-                    raise _error(f"<{local}> appears more than {most} time(s)",
-                                 "duplicate_element", f"{path}/{local}")
+                    raise _error(
+                        f"<{local}> appears more than {most} time(s)",
+                        "duplicate_element",
+                        f"{path}/{local}",
+                    )
                 if type_name == "Text" and not len(child):
                     continue  # a leaf with text only: nothing more to check
                 where = f"{path}/{local}" + (f"[{count}]" if most == UNBOUNDED else "")
@@ -369,15 +398,19 @@ class _Walk:
         """A child that is not one of the container's own edXML children."""
         where = f"{path}/{local}"
         if uri != "" and local in known:
-            raise _error(f"<{local}> of namespace {uri or 'none'!r} where edXML has its own",
-                         "foreign_lookalike", where)
+            raise _error(
+                f"<{local}> of namespace {uri or 'none'!r} where edXML has its own",
+                "foreign_lookalike",
+                where,
+            )
         if local in RESERVED:
             raise _error(f"<{local}> may not appear here", "misplaced_element", where)
         if uri == "":
             raise _error(f"<{local}> is not allowed here", "unexpected_element", where)
         if uri is None and not open_:
-            raise _error(f"<{local}> in no namespace is not allowed here", "unexpected_element",
-                         where)
+            raise _error(
+                f"<{local}> in no namespace is not allowed here", "unexpected_element", where
+            )
         self.lax(child, where)
 
     def _refuse_missing(self, el: etree._Element, name: str, path: str) -> None:
@@ -386,8 +419,9 @@ class _Walk:
             return
         for child in el:
             if isinstance(child.tag, str) and _split(child.tag)[1] == name:
-                raise _error(f"<{name}> is in another namespace", "wrong_namespace",
-                             f"{path}/{name}")
+                raise _error(
+                    f"<{name}> is in another namespace", "wrong_namespace", f"{path}/{name}"
+                )
         raise _error(f"<{name}> is required", "missing_field", f"{path}/{name}")
 
     # -- lax content: extensions, foreign elements, the edXML-namespace Signature ---------------

@@ -74,8 +74,13 @@ HEADER_GROUPS = (  # element, attribute, its required (element, attribute) child
     ),
     ("OtherInfo", "other_info", ()),
 )
-ORGANIZATION_CAPS = (("OrganName", "organ_name", 500), ("OrganAdd", "organ_add", 500),
-                     ("Email", "email", 100), ("Telephone", "telephone", 20), ("Fax", "fax", 20))
+ORGANIZATION_CAPS = (
+    ("OrganName", "organ_name", 500),
+    ("OrganAdd", "organ_add", 500),
+    ("Email", "email", 100),
+    ("Telephone", "telephone", 20),
+    ("Fax", "fax", 20),
+)
 
 
 def validate_package(pkg: Package, *, today: date | None = None) -> ValidationReport:
@@ -152,8 +157,13 @@ def _recipients(to: tuple[Organization, ...]) -> list[Issue]:
 
 def _header_fields(h: MessageHeader, today: date) -> list[Issue]:
     issues = _required(
-        [("DocumentId", h.document_id), ("Subject", h.subject), ("Content", h.content),
-         ("DueDate", h.due_date), ("ToPlaces", _joined(h.to_places))],
+        [
+            ("DocumentId", h.document_id),
+            ("Subject", h.subject),
+            ("Content", h.content),
+            ("DueDate", h.due_date),
+            ("ToPlaces", _joined(h.to_places)),
+        ],
         HEADER,
     )
     for element, attr, children in HEADER_GROUPS:
@@ -174,10 +184,16 @@ def _header_fields(h: MessageHeader, today: date) -> list[Issue]:
 
 def _values(h: MessageHeader) -> list[Issue]:
     return [
-        *_domain(h.document_type.type if h.document_type else None,
-                 f"{HEADER}/DocumentType/Type", {"1", "2"}),
-        *_domain(h.other_info.priority if h.other_info else None,
-                 f"{HEADER}/OtherInfo/Priority", {"0", "1", "2", "3", "4"}),
+        *_domain(
+            h.document_type.type if h.document_type else None,
+            f"{HEADER}/DocumentType/Type",
+            {"1", "2"},
+        ),
+        *_domain(
+            h.other_info.priority if h.other_info else None,
+            f"{HEADER}/OtherInfo/Priority",
+            {"0", "1", "2", "3", "4"},
+        ),
         *_domain(h.steering_type, f"{HEADER}/SteeringType", {"0", "1", "2", "3"}),
     ]
 
@@ -189,12 +205,17 @@ def _header_caps(h: MessageHeader) -> list[Issue]:
         (f"{HEADER}/Content", h.content, 500),
         (f"{HEADER}/Code/CodeNumber", code.code_number if code else None, 11),
         (f"{HEADER}/Code/CodeNotation", code.code_notation if code else None, 30),
-        (f"{HEADER}/OtherInfo/SphereOfPromulgation",
-         other.sphere_of_promulgation if other else None, 100),
+        (
+            f"{HEADER}/OtherInfo/SphereOfPromulgation",
+            other.sphere_of_promulgation if other else None,
+            100,
+        ),
         (f"{HEADER}/OtherInfo/TyperNotation", other.typer_notation if other else None, 10),
     ]
-    caps += [(f"{HEADER}/ToPlaces/Place[{i}]", place, 150)
-             for i, place in enumerate(h.to_places or (), start=1)]
+    caps += [
+        (f"{HEADER}/ToPlaces/Place[{i}]", place, 150)
+        for i, place in enumerate(h.to_places or (), start=1)
+    ]
     return _caps(caps)
 
 
@@ -299,8 +320,11 @@ def _organ_id(
 
 def is_organ_id(value: str) -> bool:
     """An agency code (strict, or a lenient form the platforms use) or a tax code."""
-    return bool(ORGAN_ID_STRICT.fullmatch(value) or TAX_CODE.fullmatch(value)
-                or ORGAN_ID_TOLERANT.fullmatch(value))
+    return bool(
+        ORGAN_ID_STRICT.fullmatch(value)
+        or TAX_CODE.fullmatch(value)
+        or ORGAN_ID_TOLERANT.fullmatch(value)
+    )
 
 
 def _required(fields: Iterable[tuple[str, str | None]], base: str) -> list[Issue]:
@@ -336,9 +360,7 @@ def _document_id(value: str | None, path: str) -> list[Issue]:
     return [warning("edxml.document_id_format", path, message)]
 
 
-def _date(
-    value: str | None, path: str, fmt: str, *, not_after: date | None = None
-) -> list[Issue]:
+def _date(value: str | None, path: str, fmt: str, *, not_after: date | None = None) -> list[Issue]:
     if value is None or _blank(value):
         return []
     try:
@@ -382,10 +404,12 @@ def validate_schema(root: etree._Element) -> ValidationReport:
     if valid:
         return ValidationReport()
     tree = root.getroottree()
-    return ValidationReport(tuple(
-        error("edxml.schema", _element_path(tree, path), f"line {line}: {message}")
-        for path, line, message in entries
-    ))
+    return ValidationReport(
+        tuple(
+            error("edxml.schema", _element_path(tree, path), f"line {line}: {message}")
+            for path, line, message in entries
+        )
+    )
 
 
 def _element_path(tree: etree._ElementTree, xpath: str | None) -> str:

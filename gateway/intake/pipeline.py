@@ -87,7 +87,8 @@ class DuplicateDocumentError(ConflictError):
     def __init__(self, sender: str, document_id: str | None, accepted_as: str | None) -> None:
         where = f" (accepted as document {accepted_as})" if accepted_as else ""
         super().__init__(
-            f"{sender} already sent DocumentId {document_id or '-'} with other content{where}")
+            f"{sender} already sent DocumentId {document_id or '-'} with other content{where}"
+        )
         self.document_id = document_id
         self.accepted_as = accepted_as
         self.hint = (
@@ -148,8 +149,13 @@ class Intake:
             )
         result = await self._record(caller, verified, fmt, body)
         structlog.contextvars.bind_contextvars(document=result.document.id)
-        log.info("document_recorded", created=result.created, kind=result.document.kind.value,
-                 sender=result.document.sender, recipients=len(result.deliveries))
+        log.info(
+            "document_recorded",
+            created=result.created,
+            kind=result.document.kind.value,
+            sender=result.document.sender,
+            recipients=len(result.deliveries),
+        )
         deliveries = result.deliveries
         if result.created:  # (a status's business status was set in the same transaction)
             await self._dispatcher.publish_accepted(result.document, deliveries, body)
@@ -184,25 +190,37 @@ class Intake:
         transaction.
         """
         package = verified.package
-        decision = route(package.sender, package.recipients, self._directory.current,
-                         national_fallback=self._national_fallback, methods=self._methods)
+        decision = route(
+            package.sender,
+            package.recipients,
+            self._directory.current,
+            national_fallback=self._national_fallback,
+            methods=self._methods,
+        )
         if not decision.ok:
             raise RecipientsRefusedError(decision.refusals)
         new = _new_document(caller, verified, fmt)
         # What the national platform delivered here is not sent back to it (it reaches the
         # other recipients itself): only the local recipients get deliveries.
         from_national = caller.kind is ParticipantKind.NATIONAL
-        routes = [(r.organ_id, r.method.value) for r in decision.routes
-                  if not (from_national and r.method is DeliveryMethod.NATIONAL)]
+        routes = [
+            (r.organ_id, r.method.value)
+            for r in decision.routes
+            if not (from_national and r.method is DeliveryMethod.NATIONAL)
+        ]
         try:
             return await self._log.record_intake(new, body, routes, answers=_answers(package))
         except ConflictError as exc:
             if exc.code != DuplicateDocumentError.default_code:
                 raise
-            known = (await self._log.find_document(new.sender, new.document_id, new.kind)
-                     if new.document_id else None)
-            raise DuplicateDocumentError(new.sender, new.document_id,
-                                         known.id if known else None) from exc
+            known = (
+                await self._log.find_document(new.sender, new.document_id, new.kind)
+                if new.document_id
+                else None
+            )
+            raise DuplicateDocumentError(
+                new.sender, new.document_id, known.id if known else None
+            ) from exc
 
     def _receipt(self, document: DocumentRecord) -> str:
         return self._receipts.sign(
@@ -241,12 +259,14 @@ def _answers(package: DocumentPackage | StatusPackage) -> StatusAnswer | None:
     ref = package.header.response_for
     if not ref.organ_id or not ref.document_id:
         return None
-    return StatusAnswer(organ_id=ref.organ_id, document_id=ref.document_id,
-                        code=package.header.status_code)
+    return StatusAnswer(
+        organ_id=ref.organ_id, document_id=ref.document_id, code=package.header.status_code
+    )
 
 
-def _new_document(caller: Participant, verified: VerifiedDocument, fmt: PackageFormat
-                  ) -> NewDocument:
+def _new_document(
+    caller: Participant, verified: VerifiedDocument, fmt: PackageFormat
+) -> NewDocument:
     package = verified.package
     document = package if isinstance(package, DocumentPackage) else None
     status = package if isinstance(package, StatusPackage) else None

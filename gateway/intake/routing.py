@@ -114,8 +114,9 @@ def _route_one(
     if recipient is None and not fallback:
         return Refusal(organ_id, RefusalReason.UNKNOWN_RECIPIENT, f"{organ_id} is not registered")
     if not _may_address(sender, organ_id):
-        return Refusal(organ_id, RefusalReason.ACL_DENIED,
-                       f"{sender.organ_id} may not send to {organ_id}")
+        return Refusal(
+            organ_id, RefusalReason.ACL_DENIED, f"{sender.organ_id} may not send to {organ_id}"
+        )
     if recipient is None:
         return Route(organ_id, DeliveryMethod.NATIONAL)
     if not recipient.enabled:
@@ -127,15 +128,19 @@ def no_adapter(dead: Route) -> Refusal:
     """The refusal of a route whose delivery method has no enabled delivery on this gateway."""
     method = dead.method.value
     return Refusal(
-        dead.organ_id, RefusalReason.NO_ADAPTER,
+        dead.organ_id,
+        RefusalReason.NO_ADAPTER,
         f"{dead.organ_id} is delivered by '{method}', but this gateway has no enabled {method} "
-        f"delivery" + (" ([national] enabled = false)" if dead.method is DeliveryMethod.NATIONAL
-                       else ""),
+        f"delivery"
+        + (" ([national] enabled = false)" if dead.method is DeliveryMethod.NATIONAL else ""),
     )
 
 
 def dead_ends(directory: Directory, methods: Collection[DeliveryMethod]) -> list[Route]:
     """The enabled participants whose delivery method is not among ``methods``: documents to
     them would be refused with ``routing.no_adapter`` (``lgsp config check`` reports them)."""
-    return [Route(p.organ_id, p.delivery.method) for p in directory
-            if p.enabled and p.delivery.method not in methods]
+    return [
+        Route(p.organ_id, p.delivery.method)
+        for p in directory
+        if p.enabled and p.delivery.method not in methods
+    ]

@@ -86,8 +86,13 @@ def _participant(agency: Agency, current: Participant | None) -> Participant:
         return replace(current, name=name, parent=parent)
     code = agency.code.strip()
     kind = ParticipantKind.BUSINESS if code.isdigit() else ParticipantKind.STATE
-    return Participant(organ_id=code, name=name, kind=kind, parent=parent,
-                       delivery=Delivery(DeliveryMethod.NATIONAL))
+    return Participant(
+        organ_id=code,
+        name=name,
+        kind=kind,
+        parent=parent,
+        delivery=Delivery(DeliveryMethod.NATIONAL),
+    )
 
 
 class AgencySync:
@@ -108,13 +113,17 @@ class AgencySync:
             if self._directory.path is not None:
                 self._directory.save()
         report = replace(report, registered=registered, refused=refused)
-        log.info("national_agencies_synced", listed=len(listed), registered=len(registered),
-                 refused=len(refused), added=len(report.added), updated=len(report.updated))
+        log.info(
+            "national_agencies_synced",
+            listed=len(listed),
+            registered=len(registered),
+            refused=len(refused),
+            added=len(report.added),
+            updated=len(report.updated),
+        )
         return report
 
-    async def _register(
-        self, listed: Sequence[Agency]
-    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    async def _register(self, listed: Sequence[Agency]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Register the local agencies the platform does not list as they are: (done, refused).
 
         A refusal (e.g. the OrganId is another system's) is logged and the others go on.

@@ -59,8 +59,9 @@ def replay_rule(operation: Operation) -> ReplayRule:
 class ReplayMemory(Protocol):
     """Where the hash-header values already used are remembered (in memory, or the store)."""
 
-    async def first_use(self, system_id: str, hash_header: str,
-                        operation: Operation) -> Operation | None:
+    async def first_use(
+        self, system_id: str, hash_header: str, operation: Operation
+    ) -> Operation | None:
         """Remember ``hash_header`` for ``operation`` if new; else the operation it was first
         used for (``None``: this is its first use)."""
         ...
@@ -78,8 +79,9 @@ class ReplayCache:
         self._max_entries = max_entries
         self._retention_s = retention_s
 
-    async def first_use(self, system_id: str, hash_header: str, operation: Operation,
-                        now_s: float | None = None) -> Operation | None:
+    async def first_use(
+        self, system_id: str, hash_header: str, operation: Operation, now_s: float | None = None
+    ) -> Operation | None:
         now_s = time.monotonic() if now_s is None else now_s
         while self._seen and next(iter(self._seen.values()))[0] < now_s:
             self._seen.popitem(last=False)
@@ -104,21 +106,27 @@ async def check_replay(memory: ReplayMemory, signed: SignedRequest, operation: O
     first = await memory.first_use(signed.system_id, signed.hash_header, operation)
     if first is None or (rule is ReplayRule.SAME_OPERATION and first is operation):
         return
-    raise AuthError(f"these signed headers were already used (for {first.value})",
-                    code="auth.replayed")
+    raise AuthError(
+        f"these signed headers were already used (for {first.value})", code="auth.replayed"
+    )
 
 
 class HeaderAuthenticator:
     """HMAC, the per-system timestamp window, and the replay rule of each call."""
 
-    def __init__(self, lookup: Callable[[str], SystemCredentials | None],
-                 replays: ReplayMemory | None = None) -> None:
+    def __init__(
+        self, lookup: Callable[[str], SystemCredentials | None], replays: ReplayMemory | None = None
+    ) -> None:
         self._lookup = lookup
         self._replays: ReplayMemory = replays or ReplayCache()
 
-    async def authenticate(self, headers: HeaderSource, operation: Operation,
-                           now: datetime | None = None,
-                           admit: Callable[[SignedRequest], None] | None = None) -> SignedRequest:
+    async def authenticate(
+        self,
+        headers: HeaderSource,
+        operation: Operation,
+        now: datetime | None = None,
+        admit: Callable[[SignedRequest], None] | None = None,
+    ) -> SignedRequest:
         """The verified call; ``admit`` (e.g. a network check) may refuse it before the replay
         memory records its headers."""
         signed, credentials = verify_signature(headers, self._lookup)

@@ -14,16 +14,23 @@ def read_secret(conf: NationalSettings) -> str:
     try:
         text = conf.secret_file.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read national.secret_file {conf.secret_file}: {exc.strerror}",
-                          code="config.unreadable", path="national.secret_file") from exc
+        raise ConfigError(
+            f"cannot read national.secret_file {conf.secret_file}: {exc.strerror}",
+            code="config.unreadable",
+            path="national.secret_file",
+        ) from exc
     secret = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not secret:
-        raise ConfigError(f"national.secret_file {conf.secret_file} is empty",
-                          code="config.invalid", path="national.secret_file")
+        raise ConfigError(
+            f"national.secret_file {conf.secret_file} is empty",
+            code="config.invalid",
+            path="national.secret_file",
+        )
     return secret
 
 
 def national_client(conf: NationalSettings) -> NationalClient:
     """A client for this gateway's system on the platform (the caller closes it)."""
-    return NationalClient(conf.endpoint, conf.system_id, read_secret(conf),
-                          timeout_s=conf.timeout_s)
+    return NationalClient(
+        conf.endpoint, conf.system_id, read_secret(conf), timeout_s=conf.timeout_s
+    )

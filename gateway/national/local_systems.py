@@ -65,39 +65,54 @@ def load_local_systems(path: Path, default_window_s: float) -> dict[str, LocalSy
     data = read_toml(path)
     entries = data.get("system", [])
     if set(data) - {"system"} or not isinstance(entries, list):
-        raise ConfigError(f"{path}: expected [[system]] tables only", code="config.invalid",
-                          path=str(path))
+        raise ConfigError(
+            f"{path}: expected [[system]] tables only", code="config.invalid", path=str(path)
+        )
     systems: dict[str, LocalSystem] = {}
     for i, entry in enumerate(entries):
         system = _system(entry, f"system[{i}]", default_window_s)
         if system.system_id in systems:
-            raise ConfigError(f"system {system.system_id} is listed twice",
-                              code="config.invalid", path=f"system[{i}].system_id")
+            raise ConfigError(
+                f"system {system.system_id} is listed twice",
+                code="config.invalid",
+                path=f"system[{i}].system_id",
+            )
         systems[system.system_id] = system
     return systems
 
 
 def _system(entry: object, where: str, default_window_s: float) -> LocalSystem:
     if not isinstance(entry, dict) or set(entry) - _KEYS:
-        raise ConfigError(f"{where}: only {', '.join(sorted(_KEYS))}", code="config.invalid",
-                          path=where)
+        raise ConfigError(
+            f"{where}: only {', '.join(sorted(_KEYS))}", code="config.invalid", path=where
+        )
     texts = [entry.get(key) for key in ("system_id", "secret", "organ_id")]
     window = entry.get("timestamp_window_s", default_window_s)
     if not all(isinstance(t, str) and t for t in texts):
-        raise ConfigError(f"{where}: system_id, secret and organ_id are required strings",
-                          code="config.invalid", path=where)
+        raise ConfigError(
+            f"{where}: system_id, secret and organ_id are required strings",
+            code="config.invalid",
+            path=where,
+        )
     if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
-        raise ConfigError(f"{where}.timestamp_window_s must be a number >= 0",
-                          code="config.invalid", path=f"{where}.timestamp_window_s")
+        raise ConfigError(
+            f"{where}.timestamp_window_s must be a number >= 0",
+            code="config.invalid",
+            path=f"{where}.timestamp_window_s",
+        )
     system_id, secret, organ_id = (str(t) for t in texts)
-    return LocalSystem(SystemCredentials(system_id, secret, float(window) or None), organ_id,
-                       _networks(entry.get("allowed_networks", []), f"{where}.allowed_networks"))
+    return LocalSystem(
+        SystemCredentials(system_id, secret, float(window) or None),
+        organ_id,
+        _networks(entry.get("allowed_networks", []), f"{where}.allowed_networks"),
+    )
 
 
 def _networks(value: object, where: str) -> tuple[Network, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of CIDR strings", code="config.invalid",
-                          path=where)
+        raise ConfigError(
+            f"{where} must be a list of CIDR strings", code="config.invalid", path=where
+        )
     try:
         return tuple(ipaddress.ip_network(v, strict=False) for v in value)
     except ValueError as exc:
@@ -106,11 +121,20 @@ def _networks(value: object, where: str) -> tuple[Network, ...]:
 
 def local_systems_toml(systems: Iterable[tuple[str, str, str]]) -> str:
     """The file for ``(system_id, secret, organ_id)`` triples (e.g. from ``lgsp demo init``)."""
-    lines = ["# Local systems speaking the national SDK protocol to this gateway "
-             "(/XrdAdapter/adapter/).", "# Secrets: keep this file private (mode 0600).", ""]
+    lines = [
+        "# Local systems speaking the national SDK protocol to this gateway "
+        "(/XrdAdapter/adapter/).",
+        "# Secrets: keep this file private (mode 0600).",
+        "",
+    ]
     for system_id, secret, organ_id in systems:
-        lines += ["[[system]]", f"system_id = {json.dumps(system_id)}",
-                  f"secret = {json.dumps(secret)}", f"organ_id = {json.dumps(organ_id)}", ""]
+        lines += [
+            "[[system]]",
+            f"system_id = {json.dumps(system_id)}",
+            f"secret = {json.dumps(secret)}",
+            f"organ_id = {json.dumps(organ_id)}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -119,8 +143,11 @@ class LocalSystems:
 
     def __init__(self, path: Path | None, default_window_s: float) -> None:
         if default_window_s < 0:
-            raise ConfigError("southbound.timestamp_window_s must be >= 0 (0: any timestamp)",
-                              code="config.invalid", path="southbound.timestamp_window_s")
+            raise ConfigError(
+                "southbound.timestamp_window_s must be >= 0 (0: any timestamp)",
+                code="config.invalid",
+                path="southbound.timestamp_window_s",
+            )
         self.path = path
         self._default_window_s = default_window_s
         self._mtime_ns: int | None = None

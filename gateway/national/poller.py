@@ -71,8 +71,10 @@ def inbound_caller(directory: DirectoryHolder) -> Participant:
     """The national participant, allowed to speak for any sender (for polled packages only)."""
     national = directory.current.national()
     if national is None:
-        raise ConfigError("the directory has no enabled participant of kind 'national'",
-                          code="config.national_participant")
+        raise ConfigError(
+            "the directory has no enabled participant of kind 'national'",
+            code="config.national_participant",
+        )
     return replace(national, may_speak_for=("*",))
 
 
@@ -93,8 +95,7 @@ class NationalPoller:
         concurrency: int = 16,
     ) -> None:
         if concurrency < 1:
-            raise ConfigError("the poller's concurrency must be at least 1",
-                              code="config.invalid")
+            raise ConfigError("the poller's concurrency must be at least 1", code="config.invalid")
         self._client = client
         self._intake = intake
         self._directory = directory
@@ -117,12 +118,18 @@ class NationalPoller:
         """The pause before the next round: doubled per failed round, capped."""
         if self.failed_rounds == 0:
             return self._interval_s
-        return min(self._interval_s * 2.0 ** self.failed_rounds, self._max_backoff_s)
+        return min(self._interval_s * 2.0**self.failed_rounds, self._max_backoff_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set (a supervised loop: failures back off, never end it)."""
-        await supervise(LOOP_NAME, self.poll_once, interval_s=self._interval_s,
-                        max_backoff_s=self._max_backoff_s, loops=self._metrics.loops, stop=stop)
+        await supervise(
+            LOOP_NAME,
+            self.poll_once,
+            interval_s=self._interval_s,
+            max_backoff_s=self._max_backoff_s,
+            loops=self._metrics.loops,
+            stop=stop,
+        )
 
     async def poll_once(self) -> PollReport:
         """One round over both message types; raises ``UnavailableError`` when it had to stop."""
@@ -134,8 +141,13 @@ class NationalPoller:
             await self._process_all(items, kind, report)
         self._metrics.national_poll_succeeded()
         if report.done or report.failed:
-            log.info("national_polled", done=len(report.done), failed=len(report.failed),
-                     deferred=len(report.deferred), round_s=round(time.monotonic() - started, 3))
+            log.info(
+                "national_polled",
+                done=len(report.done),
+                failed=len(report.failed),
+                deferred=len(report.deferred),
+                round_s=round(time.monotonic() - started, 3),
+            )
         return report
 
     async def _process_all(
@@ -168,8 +180,7 @@ class NationalPoller:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**outer)
 
-    async def _process_one(self, item: ReceivedItem, kind: MessageType,
-                           report: PollReport) -> None:
+    async def _process_one(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
         processed = await self._received.get(item.doc_id)
         if processed is None:
             processed = await self._inject(item, kind)
@@ -191,28 +202,38 @@ class NationalPoller:
         except UnavailableError:
             raise
         except InputError as exc:
-            log.warning("national_doc_refused", doc_id=item.doc_id, code=exc.code,
-                        error=exc.message)
+            log.warning(
+                "national_doc_refused", doc_id=item.doc_id, code=exc.code, error=exc.message
+            )
             return await self._received.record(
-                item.doc_id, message_type=kind.value, outcome=AckStatus.FAIL, document=None,
-                detail=f"{exc.code}: {exc.message}")
+                item.doc_id,
+                message_type=kind.value,
+                outcome=AckStatus.FAIL,
+                document=None,
+                detail=f"{exc.code}: {exc.message}",
+            )
         except LgspError as exc:
-            log.error("national_doc_deferred", doc_id=item.doc_id, code=exc.code,
-                      error=exc.message)
+            log.error("national_doc_deferred", doc_id=item.doc_id, code=exc.code, error=exc.message)
             return None
         detail = "recorded" if outcome.created else "duplicate of a recorded document"
         return await self._received.record(
-            item.doc_id, message_type=kind.value, outcome=AckStatus.DONE,
-            document=outcome.document.id, detail=detail)
+            item.doc_id,
+            message_type=kind.value,
+            outcome=AckStatus.DONE,
+            document=outcome.document.id,
+            detail=detail,
+        )
 
     async def _submit(self, data: bytes) -> IntakeOutcome:
         synced_before = self._round_sync is not None and self._round_sync.done()
         try:
-            return await self._intake.submit(inbound_caller(self._directory), data,
-                                             PackageFormat.XML)
+            return await self._intake.submit(
+                inbound_caller(self._directory), data, PackageFormat.XML
+            )
         except ForbiddenError as exc:
-            if (exc.code != "acl.unknown_sender" or self._on_unknown_sender is None
-                    or synced_before):  # this try already saw the round's sync
+            if (
+                exc.code != "acl.unknown_sender" or self._on_unknown_sender is None or synced_before
+            ):  # this try already saw the round's sync
                 raise
         if self._round_sync is None:  # the first docId of the round to meet an unknown sender
             self._round_sync = asyncio.ensure_future(self._on_unknown_sender())

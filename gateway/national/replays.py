@@ -28,16 +28,21 @@ CLEANUP_INTERVAL_S = 60.0
 class StoredReplayMemory:
     """An ``authentication.ReplayMemory`` on the delivery log's engines (looked up when used)."""
 
-    def __init__(self, engines: Callable[[], Engines], *,
-                 retention_s: float = DEFAULT_RETENTION_S,
-                 cleanup_interval_s: float = CLEANUP_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        engines: Callable[[], Engines],
+        *,
+        retention_s: float = DEFAULT_RETENTION_S,
+        cleanup_interval_s: float = CLEANUP_INTERVAL_S,
+    ) -> None:
         self._engines_of = engines
         self._retention = timedelta(seconds=retention_s)
         self._cleanup_interval_s = cleanup_interval_s
         self._next_cleanup_s = 0.0
 
-    async def first_use(self, system_id: str, hash_header: str,
-                        operation: Operation) -> Operation | None:
+    async def first_use(
+        self, system_id: str, hash_header: str, operation: Operation
+    ) -> Operation | None:
         now = datetime.now(UTC)
         table = southbound_replays
         key = (table.c.system_id == system_id) & (table.c.hash_header == hash_header)
@@ -48,36 +53,47 @@ class StoredReplayMemory:
             )
             inserted = await conn.execute(
                 dialect_insert(table)
-                .values(system_id=system_id, hash_header=hash_header, operation=operation.value,
-                        first_used_at=now, expires_at=now + self._retention)
+                .values(
+                    system_id=system_id,
+                    hash_header=hash_header,
+                    operation=operation.value,
+                    first_used_at=now,
+                    expires_at=now + self._retention,
+                )
                 .on_conflict_do_nothing(index_elements=["system_id", "hash_header"])
             )
             if inserted.rowcount == 1:
                 return None
-            row = (await conn.execute(
-                select(table.c.operation, table.c.expires_at).where(key).with_for_update()
-            )).one()
+            row = (
+                await conn.execute(
+                    select(table.c.operation, table.c.expires_at).where(key).with_for_update()
+                )
+            ).one()
             if row.expires_at > now:
                 return Operation(row.operation)
             await conn.execute(  # expired but not yet cleaned up: a first use again
-                update(table).where(key)
-                .values(operation=operation.value, first_used_at=now,
-                        expires_at=now + self._retention)
+                update(table)
+                .where(key)
+                .values(
+                    operation=operation.value, first_used_at=now, expires_at=now + self._retention
+                )
             )
             return None
 
     async def forget(self, system_id: str, hash_header: str) -> None:
         table = southbound_replays
         async with transaction(self._engines_of().writer) as conn:
-            await conn.execute(delete(table).where(table.c.system_id == system_id,
-                                                   table.c.hash_header == hash_header))
+            await conn.execute(
+                delete(table).where(
+                    table.c.system_id == system_id, table.c.hash_header == hash_header
+                )
+            )
 
     async def _cleanup_if_due(self, conn: AsyncConnection, now: datetime) -> None:
         if time.monotonic() < self._next_cleanup_s:
             return
         self._next_cleanup_s = time.monotonic() + self._cleanup_interval_s
-        await conn.execute(delete(southbound_replays)
-                           .where(southbound_replays.c.expires_at <= now))
+        await conn.execute(delete(southbound_replays).where(southbound_replays.c.expires_at <= now))
 
     async def count(self) -> int:
         """How many hash-headers are remembered (for tests)."""

@@ -62,9 +62,14 @@ class NationalRunner:
         self._received = ReceivedLog(self._delivery_log.engines)
         self.sync = AgencySync(self._client, self._directory)
         self.poller = NationalPoller(
-            client=self._client, intake=self._intake, directory=self._directory,
-            received=self._received, metrics=self._metrics, interval_s=conf.poll_interval_s,
-            max_backoff_s=conf.max_backoff_s, on_unknown_sender=self.sync_now,
+            client=self._client,
+            intake=self._intake,
+            directory=self._directory,
+            received=self._received,
+            metrics=self._metrics,
+            interval_s=conf.poll_interval_s,
+            max_backoff_s=conf.max_backoff_s,
+            on_unknown_sender=self.sync_now,
             concurrency=conf.poll_concurrency,
         )
         self._tasks = [
@@ -81,8 +86,14 @@ class NationalRunner:
 
     async def _sync_forever(self) -> None:
         interval_s = self.settings.national.sync_interval_s
-        await supervise("national-agency-sync", self.sync_now, interval_s=interval_s,
-                        max_backoff_s=interval_s, loops=self._metrics.loops, stop=self._stop)
+        await supervise(
+            "national-agency-sync",
+            self.sync_now,
+            interval_s=interval_s,
+            max_backoff_s=interval_s,
+            loops=self._metrics.loops,
+            stop=self._stop,
+        )
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Let the current round finish (cancelled after ``grace_s``), then close everything.

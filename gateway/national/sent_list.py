@@ -30,8 +30,9 @@ _FAILED = frozenset({DeliveryState.FAILED, DeliveryState.DEAD_LETTERED})
 
 
 def receive_status(delivery: DeliveryRecord) -> str:
-    if delivery.acked_at is not None or (delivery.state is DeliveryState.DELIVERED
-                                         and delivery.method is not DeliveryMethod.MAILBOX):
+    if delivery.acked_at is not None or (
+        delivery.state is DeliveryState.DELIVERED and delivery.method is not DeliveryMethod.MAILBOX
+    ):
         return "done"
     return "fail" if delivery.state in _FAILED else "pending"
 
@@ -42,14 +43,17 @@ def notation(document_id: str | None) -> str:
     return parts[2] if len(parts) == 3 else ""
 
 
-async def sent_items(delivery_log: DeliveryLog, organ_id: str,
-                     kind: MessageType) -> list[SentItem]:
+async def sent_items(delivery_log: DeliveryLog, organ_id: str, kind: MessageType) -> list[SentItem]:
     documents = await delivery_log.list_documents(
-        DocumentFilter(sender=organ_id, kind=_KIND[kind], limit=LIST_LIMIT))
+        DocumentFilter(sender=organ_id, kind=_KIND[kind], limit=LIST_LIMIT)
+    )
     if not documents:
         return []
-    query = (select(deliveries).where(deliveries.c.document.in_([d.id for d in documents]))
-             .order_by(deliveries.c.recipient))
+    query = (
+        select(deliveries)
+        .where(deliveries.c.document.in_([d.id for d in documents]))
+        .order_by(deliveries.c.recipient)
+    )
     async with transaction(delivery_log.engines.reader) as conn:
         found: Sequence[DeliveryRecord] = [delivery_record(r) for r in await conn.execute(query)]
     by_document: dict[str, list[DeliveryRecord]] = {}
@@ -60,11 +64,19 @@ async def sent_items(delivery_log: DeliveryLog, organ_id: str,
         for delivery in by_document.get(document.id, []):
             status = receive_status(delivery)
             done_at = delivery.acked_at or delivery.delivered_at
-            items.append(SentItem(
-                sender_doc_id=document.id, receiver_doc_id=delivery.id,
-                from_code=document.sender, to_code=delivery.recipient,
-                message_type=kind.value, send_status=SENT, receive_status=status,
-                sent_time=document.received_at.isoformat(),
-                received_time=done_at.isoformat() if status == "done" and done_at else "",
-                title=document.subject or "", notation=notation(document.document_id)))
+            items.append(
+                SentItem(
+                    sender_doc_id=document.id,
+                    receiver_doc_id=delivery.id,
+                    from_code=document.sender,
+                    to_code=delivery.recipient,
+                    message_type=kind.value,
+                    send_status=SENT,
+                    receive_status=status,
+                    sent_time=document.received_at.isoformat(),
+                    received_time=done_at.isoformat() if status == "done" and done_at else "",
+                    title=document.subject or "",
+                    notation=notation(document.document_id),
+                )
+            )
     return items

@@ -72,8 +72,9 @@ def protocol_handler(
         except web.HTTPException as exc:  # e.g. 413 from reading a body over the size limit
             if exc.status < 400:
                 raise
-            return answer(fail_answer(f"http.{exc.status}", exc.reason, operation),
-                          status=exc.status)
+            return answer(
+                fail_answer(f"http.{exc.status}", exc.reason, operation), status=exc.status
+            )
 
     return handler
 
@@ -84,8 +85,9 @@ def message_type(signed: SignedRequest) -> MessageType:
     try:
         return MessageType(value.strip().lower())
     except ValueError as exc:
-        raise InputError(f"messagetype must be edoc or status, not {value!r}",
-                         code="national.bad_messagetype") from exc
+        raise InputError(
+            f"messagetype must be edoc or status, not {value!r}", code="national.bad_messagetype"
+        ) from exc
 
 
 def required(signed: SignedRequest, name: str) -> str:
@@ -120,8 +122,9 @@ async def read_file_doc(request: web.Request, signed: SignedRequest) -> bytes:
 
 
 async def _file_part(body: bytes, boundary: str) -> bytes:
-    reader = MultipartReader({hdrs.CONTENT_TYPE: f"multipart/form-data; boundary={boundary}"},
-                             _stream_of(body))
+    reader = MultipartReader(
+        {hdrs.CONTENT_TYPE: f"multipart/form-data; boundary={boundary}"}, _stream_of(body)
+    )
     try:
         while (part := await reader.next()) is not None:
             if isinstance(part, BodyPartReader) and part.name == FILE_PART:

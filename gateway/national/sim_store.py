@@ -37,7 +37,8 @@ PENDING = "pending"
 
 metadata = MetaData()
 messages = Table(
-    "sim_messages", metadata,
+    "sim_messages",
+    metadata,
     Column("doc_id", String(64), primary_key=True),
     Column("sender_system", String(200), nullable=False),
     Column("from_code", String(200), nullable=False),
@@ -46,7 +47,8 @@ messages = Table(
     Column("sent_at", String(40), nullable=False),
 )
 queue = Table(
-    "sim_queue", metadata,
+    "sim_queue",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("doc_id", String(64), nullable=False, unique=True),
     Column("message", String(64), ForeignKey("sim_messages.doc_id"), nullable=False),
@@ -57,7 +59,8 @@ queue = Table(
     Column("updated_at", String(40), nullable=False),
 )
 agencies = Table(
-    "sim_agencies", metadata,
+    "sim_agencies",
+    metadata,
     Column("code", String(200), primary_key=True),
     Column("system_id", String(200), nullable=False),
     Column("name", String(500), nullable=False),
@@ -91,17 +94,30 @@ def now_text() -> str:
 
 def _entry(row: Row[Any] | Any) -> QueueEntry:
     return QueueEntry(
-        doc_id=row.doc_id, message=row.message, sender_system=row.sender_system,
-        receiver_system=row.receiver_system, from_code=row.from_code, to_code=row.to_code,
-        message_type=row.message_type, status=row.status, created_at=row.created_at,
+        doc_id=row.doc_id,
+        message=row.message,
+        sender_system=row.sender_system,
+        receiver_system=row.receiver_system,
+        from_code=row.from_code,
+        to_code=row.to_code,
+        message_type=row.message_type,
+        status=row.status,
+        created_at=row.created_at,
         updated_at=row.updated_at,
     )
 
 
 _ENTRY_COLUMNS = (
-    queue.c.doc_id, queue.c.message, messages.c.sender_system, queue.c.receiver_system,
-    messages.c.from_code, queue.c.to_code, messages.c.message_type, queue.c.status,
-    queue.c.created_at, queue.c.updated_at,
+    queue.c.doc_id,
+    queue.c.message,
+    messages.c.sender_system,
+    queue.c.receiver_system,
+    messages.c.from_code,
+    queue.c.to_code,
+    messages.c.message_type,
+    queue.c.status,
+    queue.c.created_at,
+    queue.c.updated_at,
 )
 
 
@@ -122,29 +138,55 @@ class SimStore:
         await self._engines.reader.dispose()
 
     async def record_send(
-        self, sender_system: str, from_code: str, message_type: str, data: bytes,
+        self,
+        sender_system: str,
+        from_code: str,
+        message_type: str,
+        data: bytes,
         receivers: Sequence[tuple[str, str]],
     ) -> str:
         """Store a package and queue it for each ``(receiver_system, to_code)``; its DocId."""
         doc_id, now = str(uuid.uuid4()), now_text()
         async with transaction(self._engines.writer) as conn:
-            await conn.execute(insert(messages).values(
-                doc_id=doc_id, sender_system=sender_system, from_code=from_code,
-                message_type=message_type, data=data, sent_at=now))
-            await conn.execute(insert(queue), [
-                {"doc_id": str(uuid.uuid4()), "message": doc_id, "receiver_system": system,
-                 "to_code": to_code, "status": PENDING, "created_at": now, "updated_at": now}
-                for system, to_code in receivers
-            ])
+            await conn.execute(
+                insert(messages).values(
+                    doc_id=doc_id,
+                    sender_system=sender_system,
+                    from_code=from_code,
+                    message_type=message_type,
+                    data=data,
+                    sent_at=now,
+                )
+            )
+            await conn.execute(
+                insert(queue),
+                [
+                    {
+                        "doc_id": str(uuid.uuid4()),
+                        "message": doc_id,
+                        "receiver_system": system,
+                        "to_code": to_code,
+                        "status": PENDING,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for system, to_code in receivers
+                ],
+            )
         return doc_id
 
     async def pending(self, system: str, message_type: str, limit: int) -> list[QueueEntry]:
         """What waits for ``system``, oldest first."""
         query = (
-            select(*_ENTRY_COLUMNS).join(messages, messages.c.doc_id == queue.c.message)
-            .where(queue.c.receiver_system == system, queue.c.status == PENDING,
-                   messages.c.message_type == message_type)
-            .order_by(queue.c.seq).limit(limit)
+            select(*_ENTRY_COLUMNS)
+            .join(messages, messages.c.doc_id == queue.c.message)
+            .where(
+                queue.c.receiver_system == system,
+                queue.c.status == PENDING,
+                messages.c.message_type == message_type,
+            )
+            .order_by(queue.c.seq)
+            .limit(limit)
         )
         async with transaction(self._engines.reader) as conn:
             return [_entry(row) for row in await conn.execute(query)]
@@ -152,7 +194,8 @@ class SimStore:
     async def package_for(self, system: str, doc_id: str) -> bytes | None:
         """The bytes behind ``system``'s queue entry ``doc_id`` (None: not theirs)."""
         query = (
-            select(messages.c.data).join(queue, messages.c.doc_id == queue.c.message)
+            select(messages.c.data)
+            .join(queue, messages.c.doc_id == queue.c.message)
             .where(queue.c.doc_id == doc_id, queue.c.receiver_system == system)
         )
         async with transaction(self._engines.reader) as conn:
@@ -172,9 +215,11 @@ class SimStore:
     async def sent(self, system: str, message_type: str, limit: int) -> list[QueueEntry]:
         """``system``'s sent packages, one entry per recipient, newest first."""
         query = (
-            select(*_ENTRY_COLUMNS).join(messages, messages.c.doc_id == queue.c.message)
+            select(*_ENTRY_COLUMNS)
+            .join(messages, messages.c.doc_id == queue.c.message)
             .where(messages.c.sender_system == system, messages.c.message_type == message_type)
-            .order_by(queue.c.seq.desc()).limit(limit)
+            .order_by(queue.c.seq.desc())
+            .limit(limit)
         )
         async with transaction(self._engines.reader) as conn:
             return [_entry(row) for row in await conn.execute(query)]
@@ -184,24 +229,44 @@ class SimStore:
         async with transaction(self._engines.reader) as conn:
             rows = await conn.execute(select(agencies).order_by(agencies.c.code))
             return [
-                (Agency(code=r.code, name=r.name, pcode=r.pcode, id=r.agency_id, mail=r.mail,
-                        mobile=r.mobile, fax=r.fax), r.system_id)
+                (
+                    Agency(
+                        code=r.code,
+                        name=r.name,
+                        pcode=r.pcode,
+                        id=r.agency_id,
+                        mail=r.mail,
+                        mobile=r.mobile,
+                        fax=r.fax,
+                    ),
+                    r.system_id,
+                )
                 for r in rows
             ]
 
     async def register(self, system: str, agency: Agency) -> None:
         """Register or update ``agency`` for ``system``; another system's agency is refused."""
-        values = {"name": agency.name, "pcode": agency.pcode, "agency_id": agency.id,
-                  "mail": agency.mail, "mobile": agency.mobile, "fax": agency.fax}
+        values = {
+            "name": agency.name,
+            "pcode": agency.pcode,
+            "agency_id": agency.id,
+            "mail": agency.mail,
+            "mobile": agency.mobile,
+            "fax": agency.fax,
+        }
         async with transaction(self._engines.writer) as conn:
             owner = await conn.scalar(
-                select(agencies.c.system_id).where(agencies.c.code == agency.code))
+                select(agencies.c.system_id).where(agencies.c.code == agency.code)
+            )
             if owner is None:
-                await conn.execute(insert(agencies).values(
-                    code=agency.code, system_id=system, **values))
+                await conn.execute(
+                    insert(agencies).values(code=agency.code, system_id=system, **values)
+                )
             elif owner == system:
                 await conn.execute(
-                    update(agencies).where(agencies.c.code == agency.code).values(**values))
+                    update(agencies).where(agencies.c.code == agency.code).values(**values)
+                )
             else:
-                raise ForbiddenError(f"agency {agency.code} belongs to another system",
-                                     code="national.agency_taken")
+                raise ForbiddenError(
+                    f"agency {agency.code} belongs to another system", code="national.agency_taken"
+                )

@@ -81,8 +81,9 @@ def system_from_flag(text: str) -> SimSystem:
     system_id, _, rest = text.partition(":")
     secret, _, organs = rest.partition(":")
     if not system_id or not secret:
-        raise ConfigError(f"--system {text!r}: expected SYSTEM_ID:SECRET:ORGAN[,ORGAN…]",
-                          code="config.sim_system")
+        raise ConfigError(
+            f"--system {text!r}: expected SYSTEM_ID:SECRET:ORGAN[,ORGAN…]", code="config.sim_system"
+        )
     organ_ids = tuple(o.strip() for o in organs.split(",") if o.strip())
     return SimSystem(SystemCredentials(system_id, secret), organ_ids)
 
@@ -94,8 +95,9 @@ def load_sim_config(path: Path | None, flags: Sequence[str] = ()) -> SimConfig:
     seen: set[str] = set()
     for system in systems:
         if system.system_id in seen:
-            raise ConfigError(f"system {system.system_id} is listed twice",
-                              code="config.sim_system")
+            raise ConfigError(
+                f"system {system.system_id} is listed twice", code="config.sim_system"
+            )
         seen.add(system.system_id)
     return SimConfig(tuple(systems))
 
@@ -113,13 +115,23 @@ def _system_from_table(entry: Mapping[str, object], where: str) -> SimSystem:
     organ_ids = entry.get("organ_ids", [])
     window = entry.get("timestamp_window_s", DEFAULT_TIMESTAMP_WINDOW_S)
     unknown = set(entry) - {"system_id", "secret", "organ_ids", "timestamp_window_s"}
-    if (not isinstance(system_id, str) or not system_id or not isinstance(secret, str)
-            or not secret or not isinstance(organ_ids, list) or unknown
-            or not all(isinstance(o, str) for o in organ_ids)
-            or not isinstance(window, int | float) or window < 0):
-        raise ConfigError(f"{where}: needs system_id, secret (strings), organ_ids (strings), "
-                          "optional timestamp_window_s >= 0, nothing else",
-                          code="config.sim_system", path=where)
+    if (
+        not isinstance(system_id, str)
+        or not system_id
+        or not isinstance(secret, str)
+        or not secret
+        or not isinstance(organ_ids, list)
+        or unknown
+        or not all(isinstance(o, str) for o in organ_ids)
+        or not isinstance(window, int | float)
+        or window < 0
+    ):
+        raise ConfigError(
+            f"{where}: needs system_id, secret (strings), organ_ids (strings), "
+            "optional timestamp_window_s >= 0, nothing else",
+            code="config.sim_system",
+            path=where,
+        )
     credentials = SystemCredentials(system_id, secret, float(window) or None)
     return SimSystem(credentials, tuple(organ_ids))
 
@@ -215,8 +227,7 @@ class NationalSimulator:
         for system in self.config.systems:
             if any(fnmatch.fnmatchcase(organ_id, p) for p in system.organ_ids):
                 return system.system_id
-        raise InputError(f"no connected system owns {organ_id}",
-                         code="national.unknown_recipient")
+        raise InputError(f"no connected system owns {organ_id}", code="national.unknown_recipient")
 
     async def _update_status(self, signed: SignedRequest, store: SimStore) -> None:
         doc_id = required(signed, Param.ACK_DOC_ID.value)
@@ -224,8 +235,9 @@ class NationalSimulator:
         try:
             ack = AckStatus(status.strip().lower())
         except ValueError as exc:
-            raise InputError(f"status must be done or fail, not {status!r}",
-                             code="national.bad_status") from exc
+            raise InputError(
+                f"status must be done or fail, not {status!r}", code="national.bad_status"
+            ) from exc
         if not await store.set_status(signed.system_id, doc_id, ack.value):
             raise NotFoundError(f"no document {doc_id} for you", code="national.no_such_doc")
 
@@ -234,7 +246,8 @@ class NationalSimulator:
         known = {a.code for a in registered}
         configured = [
             Agency(code=organ_id, name=organ_id)
-            for system in self.config.systems for organ_id in system.organ_ids
+            for system in self.config.systems
+            for organ_id in system.organ_ids
             if not _is_pattern(organ_id) and organ_id not in known
         ]
         return registered + configured
@@ -257,17 +270,27 @@ async def _agency_body(request: web.Request) -> Agency:
 
 def _received(entry: QueueEntry) -> ReceivedItem:
     return ReceivedItem(
-        doc_id=entry.doc_id, message_type=entry.message_type, from_=entry.from_code,
-        to=entry.to_code, created_time=entry.created_at, updated_time=entry.updated_at,
-        status=entry.status, status_desc=entry.status,
+        doc_id=entry.doc_id,
+        message_type=entry.message_type,
+        from_=entry.from_code,
+        to=entry.to_code,
+        created_time=entry.created_at,
+        updated_time=entry.updated_at,
+        status=entry.status,
+        status_desc=entry.status,
     )
 
 
 def _sent(entry: QueueEntry) -> SentItem:
     return SentItem(
-        sender_doc_id=entry.message, receiver_doc_id=entry.doc_id, from_code=entry.from_code,
-        to_code=entry.to_code, message_type=entry.message_type, send_status="sent",
-        receive_status=entry.status, sent_time=entry.created_at,
+        sender_doc_id=entry.message,
+        receiver_doc_id=entry.doc_id,
+        from_code=entry.from_code,
+        to_code=entry.to_code,
+        message_type=entry.message_type,
+        send_status="sent",
+        receive_status=entry.status,
+        sent_time=entry.created_at,
         received_time=entry.updated_at if entry.status != "pending" else "",
     )
 

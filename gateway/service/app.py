@@ -45,12 +45,15 @@ from gateway.web.rate_limits import RateLimits
 log = structlog.get_logger(__name__)
 QUEUE_DEPTHS_STOP_S = 5.0
 
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[SETTINGS].store
     app[DELIVERY_LOG] = delivery_log = await DeliveryLog.open(
-        store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000)
-    app[RATE_LIMITS] = RateLimits.from_settings(Counters(lambda: delivery_log.engines),
-                                                app[SETTINGS].rate_limit)
+        store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000
+    )
+    app[RATE_LIMITS] = RateLimits.from_settings(
+        Counters(lambda: delivery_log.engines), app[SETTINGS].rate_limit
+    )
     yield
     await app[DELIVERY_LOG].aclose()
 
@@ -72,8 +75,11 @@ async def _intake_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     app[DISPATCHER] = build_dispatcher(settings, app[BROKER], app[DELIVERY_LOG])
     app[INTAKE] = build_intake(
-        settings, directory=app[DIRECTORY], delivery_log=app[DELIVERY_LOG],
-        dispatcher=app[DISPATCHER], metrics=app[METRICS],
+        settings,
+        directory=app[DIRECTORY],
+        delivery_log=app[DELIVERY_LOG],
+        dispatcher=app[DISPATCHER],
+        metrics=app[METRICS],
         national_fallback=settings.national.enabled,
         delivery_methods=delivery_methods(settings),
     )
@@ -89,10 +95,13 @@ async def _cancel_on_cleanup(task: asyncio.Task[None]) -> AsyncIterator[None]:
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(
-        relay_forever(app[DISPATCHER], app[DELIVERY_LOG],
-                      interval_s=app[SETTINGS].broker.outbox_interval_s,
-                      older_than_s=app[SETTINGS].broker.outbox_age_s,
-                      loops=app[METRICS].loops),
+        relay_forever(
+            app[DISPATCHER],
+            app[DELIVERY_LOG],
+            interval_s=app[SETTINGS].broker.outbox_interval_s,
+            older_than_s=app[SETTINGS].broker.outbox_age_s,
+            loops=app[METRICS].loops,
+        ),
         name="outbox-relay",
     )
     async for _ in _cancel_on_cleanup(task):
@@ -106,8 +115,9 @@ async def refresh_queue_depths(app: web.Application) -> None:
     async def round_() -> None:
         app[METRICS].set_queue_depths(await app[BROKER].queue_depths())
 
-    await supervise("queue-depths", round_, interval_s=app[SETTINGS].metrics.refresh_s,
-                    loops=app[METRICS].loops)
+    await supervise(
+        "queue-depths", round_, interval_s=app[SETTINGS].metrics.refresh_s, loops=app[METRICS].loops
+    )
 
 
 async def _queue_depths_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -120,8 +130,9 @@ async def _queue_depths_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(watch_directory(app[DIRECTORY], loops=app[METRICS].loops),
-                               name="directory-watch")
+    task = asyncio.create_task(
+        watch_directory(app[DIRECTORY], loops=app[METRICS].loops), name="directory-watch"
+    )
     async for _ in _cancel_on_cleanup(task):
         yield
 
@@ -135,8 +146,9 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app[METRICS] = metrics or Metrics()
     app[LIFECYCLE] = Lifecycle()
     app[DIRECTORY] = open_directory(settings)
-    app.cleanup_ctx.extend([_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx,
-                            _queue_depths_ctx])
+    app.cleanup_ctx.extend(
+        [_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx, _queue_depths_ctx]
+    )
     for module in (documents, inbox, admin, health):
         app.add_routes(module.routes)
     setup_console(app)  # the admin web console under /admin

@@ -70,13 +70,17 @@ async def watch_directory(
         if holder.reload_if_changed():
             log.info("directory_reloaded", participants=len(holder.current.participants))
 
-    await supervise("directory-watch", round_, interval_s=interval_s, loops=loops,
-                    first_delay_s=interval_s)
+    await supervise(
+        "directory-watch", round_, interval_s=interval_s, loops=loops, first_delay_s=interval_s
+    )
 
 
 def build_dispatcher(settings: Settings, broker: Broker, delivery_log: DeliveryLog) -> Dispatcher:
-    return Dispatcher(broker=broker, delivery_log=delivery_log,
-                      claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes)
+    return Dispatcher(
+        broker=broker,
+        delivery_log=delivery_log,
+        claim_check_threshold_bytes=settings.broker.claim_check_threshold_bytes,
+    )
 
 
 def build_intake(

@@ -23,11 +23,16 @@ def build_adapters(settings: Settings, *, push_timeout_s: float = 30.0) -> dict[
     """One adapter per delivery method this process can serve (the caller closes them)."""
     identity = gateway_identity(settings)
     adapters: dict[str, Adapter] = {
-        "push": HttpPushAdapter(identity.key, identity.certificate, timeout_s=push_timeout_s,
-                                allow_private_hosts=settings.push.allow_private_hosts),
+        "push": HttpPushAdapter(
+            identity.key,
+            identity.certificate,
+            timeout_s=push_timeout_s,
+            allow_private_hosts=settings.push.allow_private_hosts,
+        ),
         "mailbox": MailboxAdapter(LogMailbox()),
         "soap": SoapAdapter(
-            load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}),
+            load_routes(settings.soap.routes_path) if settings.soap.routes_path else {}
+        ),
     }
     # Keep in step with components.delivery_methods: intake refuses routes to other methods.
     if settings.national.enabled:

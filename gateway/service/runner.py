@@ -45,8 +45,14 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 class Service:
     """The processes' parts for one role, started and stopped in the right order."""
 
-    def __init__(self, settings: Settings, role: Role, *, drain_grace_s: float = 1.0,
-                 shutdown_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        role: Role,
+        *,
+        drain_grace_s: float = 1.0,
+        shutdown_timeout_s: float = 30.0,
+    ) -> None:
         self.settings = settings
         self.role = role
         self.metrics = Metrics()
@@ -60,18 +66,27 @@ class Service:
     async def start(self) -> None:
         if self.role in (Role.GATEWAY, Role.ALL):
             self.app = create_app(self.settings, metrics=self.metrics)
-            self._runner = web.AppRunner(self.app, handle_signals=False,
-                                         shutdown_timeout=self.shutdown_timeout_s,
-                                         access_log=None)
+            self._runner = web.AppRunner(
+                self.app,
+                handle_signals=False,
+                shutdown_timeout=self.shutdown_timeout_s,
+                access_log=None,
+            )
             await self._runner.setup()
             http = self.settings.http
-            site = web.TCPSite(self._runner, http.host, http.port,
-                               ssl_context=_ssl_context(self.settings), reuse_port=True)
+            site = web.TCPSite(
+                self._runner,
+                http.host,
+                http.port,
+                ssl_context=_ssl_context(self.settings),
+                reuse_port=True,
+            )
             await site.start()
             log.info("gateway_listening", host=http.host, port=http.port)
         if self.role in (Role.WORKER, Role.ALL):
-            self._workers = WorkerGroup(self.settings, metrics=self.metrics,
-                                        drain_timeout_s=self.shutdown_timeout_s)
+            self._workers = WorkerGroup(
+                self.settings, metrics=self.metrics, drain_timeout_s=self.shutdown_timeout_s
+            )
             await self._workers.start()
         conf = self.settings.metrics
         if conf.port is not None:

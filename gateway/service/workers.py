@@ -30,8 +30,9 @@ log = structlog.get_logger(__name__)
 class WorkerGroup:
     """Starts the workers of every method that has an adapter; ``stop()`` drains them all."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None,
-                 drain_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, settings: Settings, *, metrics: Metrics | None = None, drain_timeout_s: float = 30.0
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.rules = WorkerRules(
@@ -56,29 +57,44 @@ class WorkerGroup:
         conf = self.settings.broker
         directory: DirectoryHolder = open_directory(self.settings)
         store = self.settings.store
-        self._log = await DeliveryLog.open(store.url, batch_max=store.batch_max,
-                                           batch_wait_s=store.batch_wait_ms / 1000)
-        self._broker = await Broker.connect(conf.url, prefix=conf.prefix,
-                                            retry_delays_s=conf.retry_delays_s)
+        self._log = await DeliveryLog.open(
+            store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000
+        )
+        self._broker = await Broker.connect(
+            conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s
+        )
         await self._broker.declare_topology()
         self._adapters = build_adapters(self.settings)
-        handler = DeliveryHandler(delivery_log=self._log, directory=directory,
-                                  adapters=self._adapters, metrics=self.metrics,
-                                  max_tries=self.rules.max_tries)
+        handler = DeliveryHandler(
+            delivery_log=self._log,
+            directory=directory,
+            adapters=self._adapters,
+            metrics=self.metrics,
+            max_tries=self.rules.max_tries,
+        )
         for method in self._adapters:
             worker = Worker(self._broker, method, self.rules)
             await worker.start(handler)
             self._workers.append(worker)
-        self._watch = asyncio.create_task(watch_directory(directory, loops=self.metrics.loops),
-                                          name="directory-watch")
+        self._watch = asyncio.create_task(
+            watch_directory(directory, loops=self.metrics.loops), name="directory-watch"
+        )
         if self.settings.national.enabled:  # the poller and the agency sync
             intake = build_intake(
-                self.settings, directory=directory, delivery_log=self._log,
+                self.settings,
+                directory=directory,
+                delivery_log=self._log,
                 dispatcher=build_dispatcher(self.settings, self._broker, self._log),
-                metrics=self.metrics, national_fallback=True)
-            self.national = NationalRunner(self.settings, directory=directory,
-                                           delivery_log=self._log, intake=intake,
-                                           metrics=self.metrics)
+                metrics=self.metrics,
+                national_fallback=True,
+            )
+            self.national = NationalRunner(
+                self.settings,
+                directory=directory,
+                delivery_log=self._log,
+                intake=intake,
+                metrics=self.metrics,
+            )
             await self.national.start()
         log.info("workers_started", methods=list(self._adapters))
 

@@ -23,7 +23,13 @@ def load_untrusted_der(der: bytes) -> x509.Certificate:
         certificate.issuer.rfc4514_string()
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
         _ = certificate.extensions
-    except (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType,
-            UnsupportedAlgorithm, ValueError, TypeError) as exc:
+    except (
+        x509.InvalidVersion,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+        UnsupportedAlgorithm,
+        ValueError,
+        TypeError,
+    ) as exc:
         raise ValueError(f"malformed certificate: {exc}") from exc
     return certificate

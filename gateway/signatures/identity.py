@@ -40,8 +40,9 @@ class Identity:
             return "RS256"
         if isinstance(self.key.curve, ec.SECP256R1):
             return "ES256"
-        raise ConfigError(f"no JWS algorithm for curve {self.key.curve.name}",
-                          code="config.pki_key_type")
+        raise ConfigError(
+            f"no JWS algorithm for curve {self.key.curve.name}", code="config.pki_key_type"
+        )
 
 
 def load_identity_dir(where: Path, name: str) -> Identity:
@@ -51,15 +52,17 @@ def load_identity_dir(where: Path, name: str) -> Identity:
         cert_pem = (where / "cert.pem").read_bytes()
         chain_pem = (where / "chain.pem").read_bytes()
     except FileNotFoundError as exc:
-        raise NotFoundError(f"no identity for {name} under {where.parent}",
-                            code="not_found.identity") from exc
+        raise NotFoundError(
+            f"no identity for {name} under {where.parent}", code="not_found.identity"
+        ) from exc
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ConfigError(f"unsupported key type in {where}", code="config.pki_key_type")
     certificate = x509.load_pem_x509_certificate(cert_pem)
     if certificate.public_key() != key.public_key():
-        raise ConfigError(f"{where}/cert.pem is not the certificate of key.pem",
-                          code="config.pki_key_mismatch")
+        raise ConfigError(
+            f"{where}/cert.pem is not the certificate of key.pem", code="config.pki_key_mismatch"
+        )
     chain = tuple(x509.load_pem_x509_certificates(chain_pem))
     return Identity(key=key, certificate=certificate, chain=chain)
 
@@ -69,6 +72,9 @@ def load_gateway_identity(pki_dir: Path) -> Identity:
     identity = load_identity_dir(pki_dir / GATEWAY_DIR, name=GATEWAY_DIR)
     algorithm = identity.jws_algorithm
     if algorithm != "ES256":
-        log.warning("gateway_identity_not_p256", algorithm=algorithm,
-                    advice="reissue the gateway identity with a P-256 key (ES256)")
+        log.warning(
+            "gateway_identity_not_p256",
+            algorithm=algorithm,
+            advice="reissue the gateway identity with a P-256 key (ES256)",
+        )
     return identity

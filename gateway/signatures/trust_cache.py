@@ -30,8 +30,9 @@ class TrustDecision:
     valid_until: dt.datetime
 
     @classmethod
-    def of(cls, chain: tuple[x509.Certificate, ...], crls_until: dt.datetime | None
-           ) -> TrustDecision:
+    def of(
+        cls, chain: tuple[x509.Certificate, ...], crls_until: dt.datetime | None
+    ) -> TrustDecision:
         until = min(c.not_valid_after_utc for c in chain)
         if crls_until is not None:
             until = min(until, crls_until)

@@ -160,8 +160,10 @@ class TrustStore:
             p: self._crl_cache[p] if _unchanged(self._crl_cache.get(p), p) else _load_crl(p)
             for p in _files(self._crl_paths, CRL_PATTERNS)
         }
-        state = ([(p, e.mtime_ns) for p, e in self._ca_cache.items()],
-                 [(p, e.mtime_ns) for p, e in self._crl_cache.items()])
+        state = (
+            [(p, e.mtime_ns) for p, e in self._ca_cache.items()],
+            [(p, e.mtime_ns) for p, e in self._crl_cache.items()],
+        )
         if state != self._files_state and self._cache is not None:
             self._cache.clear()  # a CA or CRL file came, went or changed: decide afresh
         self._files_state = state

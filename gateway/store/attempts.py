@@ -57,8 +57,9 @@ class AttemptReport:
 
     def __post_init__(self) -> None:
         if self.state not in _REPORTED:
-            raise InputError(f"an attempt cannot leave a delivery {self.state}",
-                             code="input.invalid_transition")
+            raise InputError(
+                f"an attempt cannot leave a delivery {self.state}", code="input.invalid_transition"
+            )
 
 
 class AttemptLog(LogReader):
@@ -71,7 +72,8 @@ class AttemptLog(LogReader):
             return {}
         async with transaction(self._engines.reader) as conn:
             rows = await conn.execute(
-                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids)))
+                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids))
+            )
             return {row.id: DeliveryState(row.state) for row in rows}
 
     async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
@@ -81,7 +83,8 @@ class AttemptLog(LogReader):
             return {}
         async with transaction(self._engines.reader) as conn:
             rows = await conn.execute(
-                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted)))
+                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted))
+            )
             return {row.sha256: bytes(row.data) for row in rows}
 
     async def record_attempts(
@@ -109,8 +112,10 @@ class AttemptLog(LogReader):
             if rows:
                 await conn.execute(insert(events), rows)
         return [
-            AttemptResult.APPLIED if i in moved
-            else AttemptResult.ALREADY_DELIVERED if r.delivery_id in documents
+            AttemptResult.APPLIED
+            if i in moved
+            else AttemptResult.ALREADY_DELIVERED
+            if r.delivery_id in documents
             else AttemptResult.UNKNOWN
             for i, r in enumerate(reports)
         ]
@@ -129,24 +134,35 @@ class AttemptLog(LogReader):
             result = await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(sorted(first)), _NOT_DELIVERED)
-                .values(state=DeliveryState.DELIVERED.value, attempts=deliveries.c.attempts + 1,
-                        updated_at=now, delivered_at=now)
-                .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts))
+                .values(
+                    state=DeliveryState.DELIVERED.value,
+                    attempts=deliveries.c.attempts + 1,
+                    updated_at=now,
+                    delivered_at=now,
+                )
+                .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts)
+            )
             for row in result:
                 moved[first[row.id]] = (row.document, row.attempts)
         for i, report in enumerate(reports):  # failures: fewer, each with its own error
             if report.state is DeliveryState.DELIVERED:
                 continue
-            values: dict[str, Any] = {"state": report.state.value,
-                                      "attempts": deliveries.c.attempts + 1, "updated_at": now}
+            values: dict[str, Any] = {
+                "state": report.state.value,
+                "attempts": deliveries.c.attempts + 1,
+                "updated_at": now,
+            }
             if report.error is not None:
                 values["last_error"] = report.error
                 values["last_error_code"] = report.error_code
-            failed = (await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == report.delivery_id, _NOT_DELIVERED)
-                .values(**values)
-                .returning(deliveries.c.document, deliveries.c.attempts))).first()
+            failed = (
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == report.delivery_id, _NOT_DELIVERED)
+                    .values(**values)
+                    .returning(deliveries.c.document, deliveries.c.attempts)
+                )
+            ).first()
             if failed is not None:
                 moved[i] = (failed.document, failed.attempts)
         return moved
@@ -155,7 +171,9 @@ class AttemptLog(LogReader):
 async def _documents_of(conn: AsyncConnection, delivery_ids: set[str]) -> dict[str, str]:
     rows = await conn.execute(
         select(deliveries.c.id, deliveries.c.document).where(
-            deliveries.c.id.in_(sorted(delivery_ids))))
+            deliveries.c.id.in_(sorted(delivery_ids))
+        )
+    )
     return {row.id: row.document for row in rows}
 
 
@@ -179,5 +197,12 @@ def _event(
         detail["ignored"] = "already delivered"
     else:
         return None
-    return event_values(document=document, delivery=report.delivery_id, at=now, kind=kind,
-                        outcome=outcome, detail=detail, actor=actor)
+    return event_values(
+        document=document,
+        delivery=report.delivery_id,
+        at=now,
+        kind=kind,
+        outcome=outcome,
+        detail=detail,
+        actor=actor,
+    )

@@ -13,15 +13,21 @@ from gateway.store.engine import Engines, transaction
 from gateway.store.tables import console_audit
 
 
-async def append_audit(engines: Engines, actor: str, action: str,
-                       targets: Sequence[tuple[str, Mapping[str, object]]]) -> None:
+async def append_audit(
+    engines: Engines, actor: str, action: str, targets: Sequence[tuple[str, Mapping[str, object]]]
+) -> None:
     """One entry per ``(target, detail)``, all in one transaction."""
     if not targets:
         return
     now = datetime.now(UTC)
     rows = [
-        {"at": now, "actor": actor, "action": action, "target": target,
-         "detail": json.dumps(dict(detail), ensure_ascii=False, default=str)}
+        {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "detail": json.dumps(dict(detail), ensure_ascii=False, default=str),
+        }
         for target, detail in targets
     ]
     async with transaction(engines.writer) as conn:

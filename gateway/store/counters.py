@@ -29,10 +29,12 @@ class Counters:
         target = [rate_counters.c.key, rate_counters.c.window_start]
         grown = {"count": rate_counters.c.count + amount}
         statement = (
-            postgresql.insert(rate_counters).values(values)
+            postgresql.insert(rate_counters)
+            .values(values)
             .on_conflict_do_update(index_elements=target, set_=grown)
             if engines.dialect == "postgresql"
-            else sqlite.insert(rate_counters).values(values)
+            else sqlite.insert(rate_counters)
+            .values(values)
             .on_conflict_do_update(index_elements=target, set_=grown)
         ).returning(rate_counters.c.count)
         async with transaction(engines.writer) as conn:
@@ -42,5 +44,6 @@ class Counters:
         """Forget the windows that started before ``before``; returns how many rows went."""
         async with transaction(self._engines_of().writer) as conn:
             result = await conn.execute(
-                delete(rate_counters).where(rate_counters.c.window_start < before))
+                delete(rate_counters).where(rate_counters.c.window_start < before)
+            )
             return int(result.rowcount)

@@ -73,8 +73,7 @@ class DeliveryLog(AttemptLog):
     ) -> None:
         super().__init__(engines)
         self.schema_version = schema_version
-        self.writer = GroupCommitter(engines, _new_id, max_batch=batch_max,
-                                     max_wait_s=batch_wait_s)
+        self.writer = GroupCommitter(engines, _new_id, max_batch=batch_max, max_wait_s=batch_wait_s)
 
     @classmethod
     async def open(
@@ -118,8 +117,13 @@ class DeliveryLog(AttemptLog):
         delivery's business status is set in the same transaction. Concurrent calls share one
         transaction (``group_commit``).
         """
-        write = IntakeWrite(new, package, hashlib.sha256(package).hexdigest(),
-                            tuple(delivery_routes(recipients)), answers)
+        write = IntakeWrite(
+            new,
+            package,
+            hashlib.sha256(package).hexdigest(),
+            tuple(delivery_routes(recipients)),
+            answers,
+        )
         return await self.writer.record(write)
 
     def note_published(self, delivery_ids: Sequence[str]) -> None:

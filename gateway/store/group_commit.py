@@ -93,7 +93,8 @@ class GroupCommitter:
         self._marks.extend(delivery_ids)
         if self._marks and self._marks_timer is None:
             self._marks_timer = asyncio.get_running_loop().call_later(
-                self.marks_delay_s, self._marks_waited)
+                self.marks_delay_s, self._marks_waited
+            )
 
     def _marks_waited(self) -> None:
         self._marks_timer = None
@@ -118,8 +119,7 @@ class GroupCommitter:
                 await self._transaction([], marks)
             except LgspError as exc:
                 log.warning("published_marks_lost", deliveries=len(marks), code=exc.code)
-        self._fail_queued(UnavailableError("the delivery log is closing",
-                                           code="unavailable.store"))
+        self._fail_queued(UnavailableError("the delivery log is closing", code="unavailable.store"))
 
     def _started(self) -> asyncio.Event:
         loop = asyncio.get_running_loop()
@@ -145,8 +145,9 @@ class GroupCommitter:
             try:
                 await self._commit(batch, marks)
             except asyncio.CancelledError:  # closing: these requests are told, not left waiting
-                self._fail(batch, UnavailableError("the delivery log is closing",
-                                                   code="unavailable.store"))
+                self._fail(
+                    batch, UnavailableError("the delivery log is closing", code="unavailable.store")
+                )
                 self._marks[:0] = marks
                 raise
             if self._queue:
@@ -179,8 +180,10 @@ class GroupCommitter:
             return
         except Exception as exc:  # a bug must fail these requests, not hang them or the writer
             log.exception("group_commit_failed", requests=len(batch))
-            self._fail(batch, UnavailableError(f"the intake writer failed: {exc!r}",
-                                               code="unavailable.store"))
+            self._fail(
+                batch,
+                UnavailableError(f"the intake writer failed: {exc!r}", code="unavailable.store"),
+            )
             return
         for queued, outcome in zip(batch, outcomes, strict=True):
             if queued.answer.done():

@@ -61,8 +61,11 @@ Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_r
 _SET_STATUS = (
     update(deliveries)
     .where(deliveries.c.id == bindparam("b_id"))
-    .values(business_status=bindparam("b_status"), business_status_at=bindparam("b_at"),
-            updated_at=bindparam("b_now"))
+    .values(
+        business_status=bindparam("b_status"),
+        business_status_at=bindparam("b_at"),
+        updated_at=bindparam("b_now"),
+    )
 )
 
 
@@ -95,17 +98,29 @@ def write_batch(
     for i, write in enumerate(writes):
         first_of.setdefault(write.new.dedup_key, i)
     leaders = [writes[i] for i in first_of.values()]
-    originals = _originals(conn, {(w.answers.organ_id, w.answers.document_id)
-                                  for w in leaders if w.answers is not None})
-    answering = {w.new.dedup_key: originals[(w.answers.organ_id, w.answers.document_id)]
-                 for w in leaders if w.answers is not None
-                 and (w.answers.organ_id, w.answers.document_id) in originals}
-    answered = _answered(conn, {(doc, by_key.new.sender) for by_key in leaders
-                                if (doc := answering.get(by_key.new.dedup_key))})
+    originals = _originals(
+        conn,
+        {(w.answers.organ_id, w.answers.document_id) for w in leaders if w.answers is not None},
+    )
+    answering = {
+        w.new.dedup_key: originals[(w.answers.organ_id, w.answers.document_id)]
+        for w in leaders
+        if w.answers is not None and (w.answers.organ_id, w.answers.document_id) in originals
+    }
+    answered = _answered(
+        conn,
+        {
+            (doc, by_key.new.sender)
+            for by_key in leaders
+            if (doc := answering.get(by_key.new.dedup_key))
+        },
+    )
     outcomes: dict[str, Outcome] = {
-        w.new.dedup_key: _not_a_recipient(w) for w in leaders
+        w.new.dedup_key: _not_a_recipient(w)
+        for w in leaders
         if w.new.dedup_key in answering
-        and (answering[w.new.dedup_key], w.new.sender) not in answered}
+        and (answering[w.new.dedup_key], w.new.sender) not in answered
+    }
     writing = [w for w in leaders if w.new.dedup_key not in outcomes]
     ids = {w.new.dedup_key: new_id() for w in writing}
     docs = {w.new.dedup_key: _document(w, ids[w.new.dedup_key], originals) for w in writing}
@@ -115,30 +130,40 @@ def write_batch(
     for write in writing:
         key = write.new.dedup_key
         if key in inserted:
-            outcomes[key] = IntakeResult(True, docs[key],
-                                         _new_deliveries(docs[key], write.routes, now, new_id))
+            outcomes[key] = IntakeResult(
+                True, docs[key], _new_deliveries(docs[key], write.routes, now, new_id)
+            )
         elif key in known:
             outcomes[key] = _resubmitted(known[key], write)
         else:  # neither inserted nor there: let the committer retry it on its own
-            raise ConflictError(f"document {key!r} was neither new nor found",
-                                code="conflict.constraint")
+            raise ConflictError(
+                f"document {key!r} was neither new nor found", code="conflict.constraint"
+            )
     if any(isinstance(o, ConflictError) for o in outcomes.values()):
         _forget_orphans(conn, {w.sha256 for w in writing if w.new.dedup_key not in inserted})
     created = [o for o in outcomes.values() if isinstance(o, IntakeResult) and o.created]
-    _insert(conn, deliveries, [_delivery_values(d, r.document) for r in created
-                               for d in r.deliveries], key="id")
-    trail = [_received_event(r.document, w.package, len(w.routes), now)
-             for w, r in ((w, outcomes[w.new.dedup_key]) for w in writing)
-             if isinstance(r, IntakeResult) and r.created]
-    trail += _business_statuses(conn, [(w, outcomes[w.new.dedup_key]) for w in writing],
-                                answered, now)
+    _insert(
+        conn,
+        deliveries,
+        [_delivery_values(d, r.document) for r in created for d in r.deliveries],
+        key="id",
+    )
+    trail = [
+        _received_event(r.document, w.package, len(w.routes), now)
+        for w, r in ((w, outcomes[w.new.dedup_key]) for w in writing)
+        if isinstance(r, IntakeResult) and r.created
+    ]
+    trail += _business_statuses(
+        conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
+    )
     trail += _published(conn, published, now)
     _insert(conn, events, trail, key=None)
     return [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
 
 
-def _answer(write: IntakeWrite, first_of: dict[str, int], outcomes: dict[str, Outcome],
-            index: int) -> Outcome:
+def _answer(
+    write: IntakeWrite, first_of: dict[str, int], outcomes: dict[str, Outcome], index: int
+) -> Outcome:
     """The outcome of the write at ``index``; a repeated key in the batch is a resubmission."""
     outcome = outcomes[write.new.dedup_key]
     if first_of[write.new.dedup_key] == index or isinstance(outcome, LgspError):
@@ -154,7 +179,9 @@ def _resubmitted(outcome: Outcome, write: IntakeWrite) -> Outcome:
     if document.package_sha256 != write.sha256:
         return ConflictError(
             f"document {write.new.dedup_key!r} was already accepted as {document.id} with other "
-            "content", code="conflict.duplicate_document")
+            "content",
+            code="conflict.duplicate_document",
+        )
     return IntakeResult(False, document, outcome.deliveries)
 
 
@@ -162,8 +189,7 @@ def _dialect_insert(conn: Connection) -> Callable[..., Any]:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, key: str | None
-            ) -> None:
+def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, key: str | None) -> None:
     if rows:
         conn.execute(insert(table), sorted(rows, key=lambda r: r[key]) if key else rows)
 
@@ -174,8 +200,10 @@ def _originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, 
         return {}
     rows = conn.execute(
         select(documents.c.id, documents.c.sender, documents.c.document_id)
-        .where(documents.c.kind == PackageKind.DOCUMENT.value,
-               tuple_(documents.c.sender, documents.c.document_id).in_(sorted(refs)))
+        .where(
+            documents.c.kind == PackageKind.DOCUMENT.value,
+            tuple_(documents.c.sender, documents.c.document_id).in_(sorted(refs)),
+        )
         .order_by(documents.c.received_at, documents.c.id)
     ).all()
     found: dict[tuple[str, str], str] = {}
@@ -184,40 +212,64 @@ def _originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, 
     return found
 
 
-def _document(write: IntakeWrite, doc_id: str, originals: dict[tuple[str, str], str]
-              ) -> DocumentRecord:
+def _document(
+    write: IntakeWrite, doc_id: str, originals: dict[tuple[str, str], str]
+) -> DocumentRecord:
     new, answers = write.new, write.answers
     in_reply_to = new.in_reply_to
     if answers is not None:
         in_reply_to = originals.get((answers.organ_id, answers.document_id))
     return DocumentRecord(
-        dedup_key=new.dedup_key, kind=new.kind, sender=new.sender, document_id=new.document_id,
-        format=new.format, signer_fingerprint=new.signer_fingerprint,
-        signer_subject=new.signer_subject, algorithm=new.algorithm, caller=new.caller,
-        received_at=new.received_at, business_doc_type=new.business_doc_type,
-        status_code=new.status_code, subject=new.subject, in_reply_to=in_reply_to,
-        id=doc_id, package_sha256=write.sha256, size_bytes=len(write.package),
+        dedup_key=new.dedup_key,
+        kind=new.kind,
+        sender=new.sender,
+        document_id=new.document_id,
+        format=new.format,
+        signer_fingerprint=new.signer_fingerprint,
+        signer_subject=new.signer_subject,
+        algorithm=new.algorithm,
+        caller=new.caller,
+        received_at=new.received_at,
+        business_doc_type=new.business_doc_type,
+        status_code=new.status_code,
+        subject=new.subject,
+        in_reply_to=in_reply_to,
+        id=doc_id,
+        package_sha256=write.sha256,
+        size_bytes=len(write.package),
     )
 
 
 def _insert_packages(conn: Connection, writes: Iterable[IntakeWrite], now: datetime) -> None:
-    rows = {w.sha256: {"sha256": w.sha256, "size_bytes": len(w.package), "data": w.package,
-                       "created_at": now} for w in writes}
+    rows = {
+        w.sha256: {
+            "sha256": w.sha256,
+            "size_bytes": len(w.package),
+            "data": w.package,
+            "created_at": now,
+        }
+        for w in writes
+    }
     if rows:
         statement = _dialect_insert(conn)(packages).on_conflict_do_nothing(
-            index_elements=["sha256"])
+            index_elements=["sha256"]
+        )
         conn.execute(statement, [rows[sha] for sha in sorted(rows)])
 
 
 def _insert_documents(conn: Connection, docs: Iterable[DocumentRecord]) -> set[str]:
     """Insert the documents whose key is new; return the keys inserted."""
-    rows = sorted(({"id": d.id, "package_sha256": d.package_sha256, **document_values(d)}
-                   for d in docs), key=lambda r: str(r["dedup_key"]))
+    rows = sorted(
+        ({"id": d.id, "package_sha256": d.package_sha256, **document_values(d)} for d in docs),
+        key=lambda r: str(r["dedup_key"]),
+    )
     if not rows:
         return set()
-    statement = (_dialect_insert(conn)(documents)
-                 .on_conflict_do_nothing(index_elements=["dedup_key"])
-                 .returning(documents.c.dedup_key))
+    statement = (
+        _dialect_insert(conn)(documents)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(documents.c.dedup_key)
+    )
     return set(conn.execute(statement, rows).scalars())
 
 
@@ -226,31 +278,55 @@ def _known(conn: Connection, writes: Sequence[IntakeWrite]) -> dict[str, IntakeR
     if not writes:
         return {}
     keys = sorted({w.new.dedup_key for w in writes})
-    docs = [document_record(r) for r in
-            conn.execute(select_documents().where(documents.c.dedup_key.in_(keys)))]
-    rows = conn.execute(
-        select(deliveries).where(deliveries.c.document.in_([d.id for d in docs]))
-        .order_by(deliveries.c.created_at, deliveries.c.recipient)
-    ).all() if docs else []
-    return {d.dedup_key: IntakeResult(False, d, tuple(delivery_record(r) for r in rows
-                                                      if r.document == d.id)) for d in docs}
+    docs = [
+        document_record(r)
+        for r in conn.execute(select_documents().where(documents.c.dedup_key.in_(keys)))
+    ]
+    rows = (
+        conn.execute(
+            select(deliveries)
+            .where(deliveries.c.document.in_([d.id for d in docs]))
+            .order_by(deliveries.c.created_at, deliveries.c.recipient)
+        ).all()
+        if docs
+        else []
+    )
+    return {
+        d.dedup_key: IntakeResult(
+            False, d, tuple(delivery_record(r) for r in rows if r.document == d.id)
+        )
+        for d in docs
+    }
 
 
 def _forget_orphans(conn: Connection, shas: set[str]) -> None:
     """Delete package rows that only a refused (conflicting) request had brought."""
-    conn.execute(delete(packages).where(
-        packages.c.sha256.in_(sorted(shas)),
-        ~exists().where(documents.c.package_sha256 == packages.c.sha256)))
+    conn.execute(
+        delete(packages).where(
+            packages.c.sha256.in_(sorted(shas)),
+            ~exists().where(documents.c.package_sha256 == packages.c.sha256),
+        )
+    )
 
 
-def _new_deliveries(doc: DocumentRecord, routes: Sequence[tuple[str, DeliveryMethod]],
-                    now: datetime, new_id: NewId) -> tuple[DeliveryRecord, ...]:
+def _new_deliveries(
+    doc: DocumentRecord, routes: Sequence[tuple[str, DeliveryMethod]], now: datetime, new_id: NewId
+) -> tuple[DeliveryRecord, ...]:
     """One accepted delivery per route, in the order the log reads them (by recipient)."""
     return tuple(
         DeliveryRecord(
-            id=new_id(), document=doc.id, recipient=organ_id, method=method,
-            state=DeliveryState.ACCEPTED, attempts=0, last_error=None, business_status=None,
-            business_status_at=None, created_at=now, updated_at=now, delivered_at=None,
+            id=new_id(),
+            document=doc.id,
+            recipient=organ_id,
+            method=method,
+            state=DeliveryState.ACCEPTED,
+            attempts=0,
+            last_error=None,
+            business_status=None,
+            business_status_at=None,
+            created_at=now,
+            updated_at=now,
+            delivered_at=None,
             acked_at=None,
         )
         for organ_id, method in sorted(routes)
@@ -258,18 +334,37 @@ def _new_deliveries(doc: DocumentRecord, routes: Sequence[tuple[str, DeliveryMet
 
 
 def _delivery_values(d: DeliveryRecord, document: DocumentRecord) -> dict[str, Any]:
-    return {"id": d.id, "document": document.id, "recipient": d.recipient,
-            "method": d.method.value, "state": d.state.value, "attempts": 0,
-            "created_at": d.created_at, "updated_at": d.updated_at,
-            "received_at": document.received_at, "sender": document.sender}
+    return {
+        "id": d.id,
+        "document": document.id,
+        "recipient": d.recipient,
+        "method": d.method.value,
+        "state": d.state.value,
+        "attempts": 0,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "received_at": document.received_at,
+        "sender": document.sender,
+    }
 
 
-def _received_event(doc: DocumentRecord, package: bytes, recipients: int, now: datetime
-                    ) -> dict[str, Any]:
-    detail: dict[str, object] = {"sha256": doc.package_sha256, "size_bytes": len(package),
-                                 "recipients": recipients}
-    return event_values(document=doc.id, delivery=None, at=now, kind=EventKind.RECEIVED,
-                        outcome="accepted", detail=detail, actor=doc.caller)
+def _received_event(
+    doc: DocumentRecord, package: bytes, recipients: int, now: datetime
+) -> dict[str, Any]:
+    detail: dict[str, object] = {
+        "sha256": doc.package_sha256,
+        "size_bytes": len(package),
+        "recipients": recipients,
+    }
+    return event_values(
+        document=doc.id,
+        delivery=None,
+        at=now,
+        kind=EventKind.RECEIVED,
+        outcome="accepted",
+        detail=detail,
+        actor=doc.caller,
+    )
 
 
 def _answered(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
@@ -277,10 +372,15 @@ def _answered(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, 
     if not pairs:
         return {}
     rows = conn.execute(
-        select(deliveries.c.id, deliveries.c.document, deliveries.c.recipient,
-               deliveries.c.business_status_at)
+        select(
+            deliveries.c.id,
+            deliveries.c.document,
+            deliveries.c.recipient,
+            deliveries.c.business_status_at,
+        )
         .where(tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs)))
-        .order_by(deliveries.c.id).with_for_update()
+        .order_by(deliveries.c.id)
+        .with_for_update()
     ).all()
     return {(r.document, r.recipient): r for r in rows}
 
@@ -290,12 +390,17 @@ def _not_a_recipient(write: IntakeWrite) -> ForbiddenError:
     assert answers is not None
     return ForbiddenError(
         f"{write.new.sender} is not a recipient of {answers.document_id} from "
-        f"{answers.organ_id}: it may not answer it with a status", code="acl.not_a_recipient")
+        f"{answers.organ_id}: it may not answer it with a status",
+        code="acl.not_a_recipient",
+    )
 
 
-def _business_statuses(conn: Connection, pairs: Sequence[tuple[IntakeWrite, Outcome]],
-                       answered: dict[tuple[str, str], Any], now: datetime
-                       ) -> list[dict[str, Any]]:
+def _business_statuses(
+    conn: Connection,
+    pairs: Sequence[tuple[IntakeWrite, Outcome]],
+    answered: dict[tuple[str, str], Any],
+    now: datetime,
+) -> list[dict[str, Any]]:
     """Set the business status of each delivery a new status package answers (latest wins)."""
     latest = {r.id: r.business_status_at for r in answered.values()}
     trail: list[dict[str, Any]] = []
@@ -311,16 +416,30 @@ def _business_statuses(conn: Connection, pairs: Sequence[tuple[IntakeWrite, Outc
         if not outcome.created and current is not None and current >= at:
             continue  # the same status again: set already (it is, unless someone unset it)
         newest = current is None or at >= current
-        detail: dict[str, object] = {"status_document": doc.id, "at": at.isoformat(),
-                                     "superseded": not newest}
-        trail.append(event_values(document=row.document, delivery=row.id, at=now,
-                                  kind=EventKind.BUSINESS_STATUS,
-                                  outcome=write.answers.code.value, detail=detail,
-                                  actor="gateway"))
+        detail: dict[str, object] = {
+            "status_document": doc.id,
+            "at": at.isoformat(),
+            "superseded": not newest,
+        }
+        trail.append(
+            event_values(
+                document=row.document,
+                delivery=row.id,
+                at=now,
+                kind=EventKind.BUSINESS_STATUS,
+                outcome=write.answers.code.value,
+                detail=detail,
+                actor="gateway",
+            )
+        )
         if newest:
             latest[row.id] = at
-            updates[row.id] = {"b_id": row.id, "b_status": write.answers.code.value,
-                               "b_at": at, "b_now": now}
+            updates[row.id] = {
+                "b_id": row.id,
+                "b_status": write.answers.code.value,
+                "b_at": at,
+                "b_now": now,
+            }
     if updates:
         conn.execute(_SET_STATUS, [updates[k] for k in sorted(updates)])
     return trail
@@ -331,12 +450,25 @@ def _published(conn: Connection, ids: Sequence[str], now: datetime) -> list[dict
     if not ids:
         return []
     wanted = sorted(set(ids))
-    rows = conn.execute(select(deliveries.c.id, deliveries.c.document, deliveries.c.state)
-                        .where(deliveries.c.id.in_(wanted))).all()
-    conn.execute(update(deliveries)
-                 .where(deliveries.c.id.in_(wanted),
-                        deliveries.c.state == DeliveryState.ACCEPTED.value)
-                 .values(state=DeliveryState.QUEUED.value, updated_at=now))
-    return [event_values(document=r.document, delivery=r.id, at=now, kind=EventKind.PUBLISHED,
-                         outcome="confirmed", detail={"state_before": r.state}, actor="gateway")
-            for r in rows]
+    rows = conn.execute(
+        select(deliveries.c.id, deliveries.c.document, deliveries.c.state).where(
+            deliveries.c.id.in_(wanted)
+        )
+    ).all()
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(wanted), deliveries.c.state == DeliveryState.ACCEPTED.value)
+        .values(state=DeliveryState.QUEUED.value, updated_at=now)
+    )
+    return [
+        event_values(
+            document=r.document,
+            delivery=r.id,
+            at=now,
+            kind=EventKind.PUBLISHED,
+            outcome="confirmed",
+            detail={"state_before": r.state},
+            actor="gateway",
+        )
+        for r in rows
+    ]

@@ -202,8 +202,11 @@ STEPS: tuple[Step, ...] = (
     Step(5, "console_audit and console_sessions for the web console", _add_console_tables),
     Step(6, "deliveries.received_at, sender and delivery search indexes", _add_delivery_search),
     Step(7, "southbound_replays for the southbound's replay memory", _add_southbound_replays),
-    Step(8, "report_days and console_users for the console, national_inbox.document index",
-         _add_console_reports),
+    Step(
+        8,
+        "report_days and console_users for the console, national_inbox.document index",
+        _add_console_reports,
+    ),
     Step(9, "rate_counters and deliveries.last_error_code", _add_rate_counters),
 )
 LATEST = STEPS[-1].version

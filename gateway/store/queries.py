@@ -180,9 +180,7 @@ def document_page(f: DocumentFilter) -> Select[Any]:
     """One page of the search: the page's ids are chosen through the indexes first (skipped rows
     are never read whole), then only the page's documents are joined to their packages."""
     page = matching_ids(f, ordered=True).limit(f.limit).offset(f.offset).subquery("page")
-    return (
-        select_documents().join(page, page.c.id == documents.c.id).order_by(*newest_first())
-    )
+    return select_documents().join(page, page.c.id == documents.c.id).order_by(*newest_first())
 
 
 def document_count(f: DocumentFilter, cap: int | None) -> Select[Any]:

@@ -51,7 +51,8 @@ class WindowLimit:
     limit: int
     window_s: float
     refuse: Refusal = lambda message, retry_after_s: RateLimitError(
-        message, retry_after_s=retry_after_s)
+        message, retry_after_s=retry_after_s
+    )
     clock: Callable[[], float] = time.time
     _allowances: dict[str, _Allowance] = field(default_factory=dict)
     _pruned_window: int = 0
@@ -117,8 +118,9 @@ class WindowLimit:
             return
         self._pruned_window = start
         if len(self._allowances) > MAX_TRACKED_KEYS:
-            self._allowances = {k: a for k, a in self._allowances.items()
-                                if a.window_start == start}
+            self._allowances = {
+                k: a for k, a in self._allowances.items() if a.window_start == start
+            }
         try:
             await self.counters.prune(before=start - int(self.window_s))
         except LgspError as exc:
@@ -126,8 +128,9 @@ class WindowLimit:
 
     def _refusal(self, key: str, retry_after_s: float) -> RateLimitError:
         kind = key.partition(":")[0]
-        return self.refuse(f"too many {kind} requests; retry in {math.ceil(retry_after_s)} s",
-                           retry_after_s)
+        return self.refuse(
+            f"too many {kind} requests; retry in {math.ceil(retry_after_s)} s", retry_after_s
+        )
 
 
 def _participant_refusal(message: str, retry_after_s: float) -> RateLimitError:
@@ -146,13 +149,16 @@ class RateLimits:
     failed_auth: WindowLimit
 
     @classmethod
-    def from_settings(cls, counters: Counters, conf: RateLimitSettings,
-                      clock: Callable[[], float] = time.time) -> RateLimits:
+    def from_settings(
+        cls, counters: Counters, conf: RateLimitSettings, clock: Callable[[], float] = time.time
+    ) -> RateLimits:
         return cls(
-            participant=WindowLimit(counters, conf.participant_requests, conf.window_s,
-                                    _participant_refusal, clock),
-            failed_auth=WindowLimit(counters, conf.failed_auth_per_address, conf.window_s,
-                                    _failed_auth_refusal, clock),
+            participant=WindowLimit(
+                counters, conf.participant_requests, conf.window_s, _participant_refusal, clock
+            ),
+            failed_auth=WindowLimit(
+                counters, conf.failed_auth_per_address, conf.window_s, _failed_auth_refusal, clock
+            ),
         )
 
     def check_address(self, address: str | None) -> None:

@@ -109,8 +109,12 @@ async def receiver(gateway_identity: pki.Identity) -> AsyncIterator[tuple[Receiv
 
 @pytest.fixture
 async def adapter(gateway_identity: pki.Identity) -> AsyncIterator[HttpPushAdapter]:
-    async with HttpPushAdapter(gateway_identity.key, gateway_identity.certificate,
-                               timeout_s=0.5, allow_private_hosts=["127.0.0.1"]) as push:
+    async with HttpPushAdapter(
+        gateway_identity.key,
+        gateway_identity.certificate,
+        timeout_s=0.5,
+        allow_private_hosts=["127.0.0.1"],
+    ) as push:
         yield push
 
 
@@ -229,8 +233,14 @@ async def test_connection_refused_is_transient(adapter: HttpPushAdapter) -> None
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    delivery = OutboundDelivery("d-1", "doc-1", "000.00.15.H56", PACKAGE, "application/xml",
-                                url=f"http://127.0.0.1:{port}/push")
+    delivery = OutboundDelivery(
+        "d-1",
+        "doc-1",
+        "000.00.15.H56",
+        PACKAGE,
+        "application/xml",
+        url=f"http://127.0.0.1:{port}/push",
+    )
     with pytest.raises(TransientDeliveryError) as info:
         await adapter.deliver(delivery)
     assert info.value.code == "delivery.connection"
@@ -249,8 +259,9 @@ async def test_a_shared_session_is_left_open_for_its_owner(
     _, server = receiver
     rsa_identity = pki.load_identity(pki_dir, "gateway-rsa")
     async with aiohttp.ClientSession() as session:
-        async with HttpPushAdapter(rsa_identity.key, rsa_identity.certificate,
-                                   session=session) as push:
+        async with HttpPushAdapter(
+            rsa_identity.key, rsa_identity.certificate, session=session
+        ) as push:
             delivery = outbound(server, "ok")
             headers = await push._headers(delivery)
             await push.aclose()
@@ -266,15 +277,21 @@ async def test_a_shared_session_is_left_open_for_its_owner(
 # --- verify_push_signature on its own ------------------------------------------------------------
 
 
-def signed_headers(identity: pki.Identity, body: bytes = PACKAGE, *, delivery_id: str = "d-1",
-                   now: float | None = None) -> dict[str, str]:
+def signed_headers(
+    identity: pki.Identity,
+    body: bytes = PACKAGE,
+    *,
+    delivery_id: str = "d-1",
+    now: float | None = None,
+) -> dict[str, str]:
     signature = sign_push(body, delivery_id, identity.key, identity.certificate, now=now)
     return {"x-lgsp-signature": signature, "x-lgsp-delivery-id": delivery_id}
 
 
 def test_verify_accepts_an_untouched_request(gateway_identity: pki.Identity) -> None:
-    signed = verify_push_signature(signed_headers(gateway_identity), PACKAGE,
-                                   gateway_identity.certificate)
+    signed = verify_push_signature(
+        signed_headers(gateway_identity), PACKAGE, gateway_identity.certificate
+    )
     assert signed.delivery_id == "d-1"
     assert signed.algorithm == "ES256"
     assert abs(signed.issued_at.timestamp() - time.time()) < 60
@@ -310,8 +327,11 @@ def test_verify_refuses_another_signer(gateway_identity: pki.Identity, pki_dir: 
     # Naming the gateway's certificate does not help when the key is not the gateway's.
     forged = sign_push(PACKAGE, "d-1", impostor.key, gateway_identity.certificate)
     with pytest.raises(SignatureError) as info:
-        verify_push_signature({"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
-                              PACKAGE, gateway_identity.certificate)
+        verify_push_signature(
+            {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
+            PACKAGE,
+            gateway_identity.certificate,
+        )
     assert info.value.code == "jws.invalid"
 
 
@@ -331,8 +351,9 @@ def test_the_algorithm_follows_the_gateway_key(
     rsa_identity = pki.load_identity(pki_dir, "gateway-rsa")
     for identity, algorithm in ((gateway_identity, "ES256"), (rsa_identity, "RS256")):
         headers = signed_headers(identity)
-        header = json.loads(base64.urlsafe_b64decode(
-            headers["x-lgsp-signature"].split(".")[0] + "=="))
+        header = json.loads(
+            base64.urlsafe_b64decode(headers["x-lgsp-signature"].split(".")[0] + "==")
+        )
         assert header["alg"] == algorithm
         assert header["x5t#S256"] == certificate_thumbprint(identity.certificate)
         signed = verify_push_signature(headers, PACKAGE, identity.certificate)
@@ -340,8 +361,11 @@ def test_the_algorithm_follows_the_gateway_key(
     # an RSA signature naming the P-256 certificate: the key type does not fit the algorithm
     forged = sign_push(PACKAGE, "d-1", rsa_identity.key, gateway_identity.certificate)
     with pytest.raises(SignatureError) as info:
-        verify_push_signature({"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
-                              PACKAGE, gateway_identity.certificate)
+        verify_push_signature(
+            {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
+            PACKAGE,
+            gateway_identity.certificate,
+        )
     assert info.value.code == "jws.invalid"
 
 

@@ -21,8 +21,9 @@ async def test_a_killed_runs_names_are_swept_and_a_live_runs_kept(
             for site in (killed, live):
                 prefix = site.new_prefix("k")
                 await channel.declare_queue(f"{prefix}.q.push", durable=True)
-                await channel.declare_exchange(f"{prefix}.deliveries", ExchangeType.TOPIC,
-                                               durable=True)
+                await channel.declare_exchange(
+                    f"{prefix}.deliveries", ExchangeType.TOPIC, durable=True
+                )
 
         assert killed.prefix in test_broker.sweep_killed_runs()
 

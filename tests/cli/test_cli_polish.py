@@ -93,15 +93,32 @@ def test_send_without_a_destination_or_key_says_what_to_give(
 
 
 def test_run_listens_on_the_host_and_port_given(tmp_path: Path, test_broker: BrokerSite) -> None:
-    setup = init_demo(tmp_path / "site", broker_url=test_broker.url,  # its port: 8080
-                      prefix=test_broker.new_prefix("run"))
+    setup = init_demo(
+        tmp_path / "site",
+        broker_url=test_broker.url,  # its port: 8080
+        prefix=test_broker.new_prefix("run"),
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    proc = subprocess.Popen([str(LGSP), "run", "--config", str(setup.config_path), "--role",
-                             "gateway", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(LGSP),
+            "run",
+            "--config",
+            str(setup.config_path),
+            "--role",
+            "gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"http://127.0.0.1:{port}/healthz"
         for _ in range(300):
@@ -125,7 +142,8 @@ def test_the_error_code_tables_are_generated_from_the_code(doc: str) -> None:
     text = (ROOT / doc).read_text(encoding="utf-8")
     table = text.split(TABLE_BEGIN)[1].split(TABLE_END)[0].strip()
     assert table == markdown_table(error_codes()), (
-        f"{doc} is out of date: paste `lgsp errors --markdown` between its error-codes markers")
+        f"{doc} is out of date: paste `lgsp errors --markdown` between its error-codes markers"
+    )
 
 
 def test_error_codes_come_with_their_http_status() -> None:

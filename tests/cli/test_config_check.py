@@ -22,9 +22,11 @@ BROKER_PASSWORD = "s3cret-broker-pw"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSetup:
-    return init_demo(tmp_path_factory.mktemp("cfg") / "config",
-                     broker_url=f"amqp://lgsp:{BROKER_PASSWORD}@127.0.0.1:5672/",
-                     national_port=8090)
+    return init_demo(
+        tmp_path_factory.mktemp("cfg") / "config",
+        broker_url=f"amqp://lgsp:{BROKER_PASSWORD}@127.0.0.1:5672/",
+        national_port=8090,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +39,10 @@ def _variant(demo: DemoSetup, tmp_path: Path, **replacements: str) -> Path:
     text = demo.config_path.read_text(encoding="utf-8")
     text = text.replace('dir = "pki"', f'dir = "{demo.pki_dir}"')
     text = text.replace('path = "participants.toml"', f'path = "{demo.directory_path}"')
-    text = text.replace('systems_path = "national-systems.toml"',
-                        f'systems_path = "{demo.dir / "national-systems.toml"}"')
+    text = text.replace(
+        'systems_path = "national-systems.toml"',
+        f'systems_path = "{demo.dir / "national-systems.toml"}"',
+    )
     for old, new in replacements.items():
         assert old in text
         text = text.replace(old, new)
@@ -81,7 +85,9 @@ def test_json_output_is_the_masked_settings(
 
 
 def test_config_found_through_env_and_working_directory(
-    demo: DemoSetup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    demo: DemoSetup,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -132,8 +138,9 @@ def test_broken_config_names_the_bad_key(
         directory_copy.unlink()
     elif break_it == "bad_directory_entry":
         text = directory_copy.read_text(encoding="utf-8")
-        directory_copy.write_text(text.replace('kind = "party"', 'kind = "guild"'),
-                                  encoding="utf-8")
+        directory_copy.write_text(
+            text.replace('kind = "party"', 'kind = "guild"'), encoding="utf-8"
+        )
     elif break_it == "no_store_dir":  # a directory that cannot be created: under a file
         (tmp_path / "a-file").write_text("not a directory", encoding="utf-8")
         replacements[demo.store_url] = f"sqlite+aiosqlite:///{tmp_path}/a-file/var/log.db"
@@ -161,11 +168,13 @@ def test_participants_no_enabled_delivery_reaches_are_reported(
     code, out, err = _check(capsys, "--config", str(setup.config_path))
 
     assert code == 0
-    assert out.startswith(f"OK: {setup.config_path} is valid (7 participants, 1 trusted CA "
-                          "certificates, 1 warning)")
+    assert out.startswith(
+        f"OK: {setup.config_path} is valid (7 participants, 1 trusted CA certificates, 1 warning)"
+    )
     [line] = err.splitlines()
-    assert line.startswith("lgsp: warning: routing.no_adapter: participant 000.00.00.G22 is "
-                           "delivered by 'national'")
+    assert line.startswith(
+        "lgsp: warning: routing.no_adapter: participant 000.00.00.G22 is delivered by 'national'"
+    )
     assert "[national] enabled = false" in line
 
     code, _, err = _check(capsys, "--config", str(setup.config_path), "--strict")
@@ -177,8 +186,16 @@ def test_tls_files_that_do_not_load_are_named(
     demo: DemoSetup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "cert.pem").write_text("not a certificate", encoding="utf-8")
-    config = _variant(demo, tmp_path, **{"[http]\n": (
-        f'[http]\ntls_cert = "{tmp_path / "cert.pem"}"\ntls_key = "{tmp_path / "cert.pem"}"\n')})
+    config = _variant(
+        demo,
+        tmp_path,
+        **{
+            "[http]\n": (
+                f'[http]\ntls_cert = "{tmp_path / "cert.pem"}"\n'
+                f'tls_key = "{tmp_path / "cert.pem"}"\n'
+            )
+        },
+    )
 
     code, out, err = _check(capsys, "--config", str(config), "--json")
 
@@ -229,8 +246,11 @@ def test_the_repository_config_passes_from_a_fresh_clone(
     """config/gateway.toml: paths relative to the file, nothing it needs outside the clone."""
     config = REPO / "config"
     if where == "fresh clone":  # what a clone has: the two files, no var/ and no pki/
-        shutil.copytree(config, tmp_path / "config",
-                        ignore=lambda _dir, names: [n for n in names if n in ("var", "pki")])
+        shutil.copytree(
+            config,
+            tmp_path / "config",
+            ignore=lambda _dir, names: [n for n in names if n in ("var", "pki")],
+        )
         config = tmp_path / "config"
 
     code, out, err = _check(capsys, "--config", str(config / "gateway.toml"))

@@ -28,8 +28,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoSetup:
 
 def test_layout_and_credentials_file_is_private(demo: DemoSetup) -> None:
     root = demo.dir
-    for name in ("gateway.toml", "participants.toml", "credentials.json", "var",
-                 "pki/trust/ca/root.pem", "pki/trust/crl/root.crl.pem", "pki/gateway/cert.pem"):
+    for name in (
+        "gateway.toml",
+        "participants.toml",
+        "credentials.json",
+        "var",
+        "pki/trust/ca/root.pem",
+        "pki/trust/crl/root.crl.pem",
+        "pki/gateway/cert.pem",
+    ):
         assert (root / name).exists(), name
     assert stat.S_IMODE(demo.credentials_path.stat().st_mode) == 0o600
 
@@ -64,9 +71,16 @@ def test_directory_has_every_demo_participant_and_keys_authenticate(demo: DemoSe
         found = directory.get(expected.organ_id)
         assert found is not None
         assert (found.name, found.kind.value, found.level, found.parent) == (
-            expected.name, expected.kind.value, expected.level.value, expected.parent)
-        method = (DeliveryMethod.NATIONAL if expected.kind is pki.ParticipantKind.NATIONAL
-                  else DeliveryMethod.MAILBOX)
+            expected.name,
+            expected.kind.value,
+            expected.level.value,
+            expected.parent,
+        )
+        method = (
+            DeliveryMethod.NATIONAL
+            if expected.kind is pki.ParticipantKind.NATIONAL
+            else DeliveryMethod.MAILBOX
+        )
         assert found.delivery.method is method
         cert = pki.load_identity(demo.pki_dir, expected.organ_id).certificate
         assert found.signing_cert_fingerprints == (fingerprint(cert),)
@@ -80,7 +94,8 @@ def test_directory_has_every_demo_participant_and_keys_authenticate(demo: DemoSe
 
 def test_no_plaintext_secret_is_written_outside_credentials(demo: DemoSetup) -> None:
     written = demo.config_path.read_text(encoding="utf-8") + demo.directory_path.read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )
     for secret in [*demo.api_keys.values(), demo.admin_token]:
         assert secret not in written
 
@@ -95,8 +110,22 @@ def test_cli_init_prints_next_steps_and_refuses_to_overwrite(
 ) -> None:
     site = tmp_path / "site"
     store_url = f"sqlite+aiosqlite:///{tmp_path}/elsewhere.db"
-    assert main(["demo", "init", str(site), "--port", "8181", "--store-url", store_url,
-                 "--broker-url", "amqp://lgsp:pw@127.0.0.1:5672/"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "init",
+                str(site),
+                "--port",
+                "8181",
+                "--store-url",
+                store_url,
+                "--broker-url",
+                "amqp://lgsp:pw@127.0.0.1:5672/",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     config = site.resolve() / "gateway.toml"
     assert out.count("Next steps") == 1
@@ -129,13 +158,18 @@ def test_cli_init_prints_next_steps_and_refuses_to_overwrite(
 
 def test_console_script_init_then_config_check(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    init = subprocess.run([str(LGSP), "demo", "init", str(site)],
-                          capture_output=True, text=True, check=False)
+    init = subprocess.run(
+        [str(LGSP), "demo", "init", str(site)], capture_output=True, text=True, check=False
+    )
     assert init.returncode == 0, init.stderr
     assert "Next steps" in init.stdout
 
-    check = subprocess.run([str(LGSP), "config", "check", "--config", str(site / "gateway.toml")],
-                           capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        [str(LGSP), "config", "check", "--config", str(site / "gateway.toml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0, check.stderr
     assert "http.port = 8080" in check.stdout
     assert f"broker.prefix = {demo_prefix(site)}" in check.stdout

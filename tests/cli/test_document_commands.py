@@ -40,8 +40,15 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: str) -> None:
 def test_pki_init_writes_trust_store_and_participants(pki_dir: Path) -> None:
     assert (pki_dir / "trust" / "ca" / "root.pem").is_file()
     assert (pki_dir / "trust" / "crl" / "root.crl.pem").is_file()
-    for organ_id in ("000.00.00.H56", DEPARTMENT, DISTRICT, "000.01.15.H56", "000.00.00.A56",
-                     "0101234567", "000.00.00.G22"):
+    for organ_id in (
+        "000.00.00.H56",
+        DEPARTMENT,
+        DISTRICT,
+        "000.01.15.H56",
+        "000.00.00.A56",
+        "0101234567",
+        "000.00.00.G22",
+    ):
         assert (pki_dir / "participants" / organ_id / "cert.pem").is_file(), organ_id
     assert (pki_dir / "ca" / "root.key.pem").stat().st_mode & 0o077 == 0
 
@@ -55,8 +62,12 @@ def test_issue_sign_verify_round_trip_through_the_console_script(
     made = run("new-document", "--from", "000.00.21.H56", "--to", DISTRICT, "-o", str(unsigned))
     assert made.returncode == 0, made.stderr
     signed = tmp_path / "doc.signed.edxml"
-    assert run("sign", str(unsigned), "-o", str(signed), "--pki", str(pki_dir),
-               "--as", "000.00.21.H56").returncode == 0
+    assert (
+        run(
+            "sign", str(unsigned), "-o", str(signed), "--pki", str(pki_dir), "--as", "000.00.21.H56"
+        ).returncode
+        == 0
+    )
 
     done = run("verify", str(signed), "--pki", str(pki_dir))
 
@@ -68,21 +79,50 @@ def test_issue_sign_verify_round_trip_through_the_console_script(
 
 def test_verify_failures_are_one_line_with_their_code(pki_dir: Path, tmp_path: Path) -> None:
     unsigned = tmp_path / "doc.edxml"
-    assert main(["new-document", "--from", DEPARTMENT, "--to", DISTRICT, "--subject",
-                 "V/v kiểm tra", "-o", str(unsigned)]) == 0
+    assert (
+        main(
+            [
+                "new-document",
+                "--from",
+                DEPARTMENT,
+                "--to",
+                DISTRICT,
+                "--subject",
+                "V/v kiểm tra",
+                "-o",
+                str(unsigned),
+            ]
+        )
+        == 0
+    )
     signed = tmp_path / "signed.edxml"
-    assert main(["sign", str(unsigned), "-o", str(signed), "--pki", str(pki_dir),
-                 "--as", DEPARTMENT]) == 0
+    assert (
+        main(["sign", str(unsigned), "-o", str(signed), "--pki", str(pki_dir), "--as", DEPARTMENT])
+        == 0
+    )
     tampered = tmp_path / "tampered.edxml"
     tampered.write_bytes(signed.read_bytes().replace("kiểm tra".encode(), "KIỂM TRA".encode()))
-    one_line_error(run("verify", str(tampered), "--pki", str(pki_dir)),
-                   "signature.digest_mismatch")
+    one_line_error(run("verify", str(tampered), "--pki", str(pki_dir)), "signature.digest_mismatch")
 
     wrong_signer = tmp_path / "wrong.edxml"
-    assert main(["sign", str(unsigned), "-o", str(wrong_signer), "--pki", str(pki_dir),
-                 "--as", DISTRICT]) == 0
-    one_line_error(run("verify", str(wrong_signer), "--pki", str(pki_dir)),
-                   "binding.organ_mismatch")
+    assert (
+        main(
+            [
+                "sign",
+                str(unsigned),
+                "-o",
+                str(wrong_signer),
+                "--pki",
+                str(pki_dir),
+                "--as",
+                DISTRICT,
+            ]
+        )
+        == 0
+    )
+    one_line_error(
+        run("verify", str(wrong_signer), "--pki", str(pki_dir)), "binding.organ_mismatch"
+    )
 
 
 def test_conformance_placeholder_signature_fails_clearly(pki_dir: Path) -> None:
@@ -96,8 +136,21 @@ def test_resigning_a_conformance_package_replaces_its_signature(
 ) -> None:
     assert main(["pki", "issue", str(pki_dir), "000.00.00.A80"]) == 0
     out = tmp_path / "resigned.edxml"
-    assert main(["sign", str(CONFORMANCE_DIR / "edoc_new.edxml"), "-o", str(out),
-                 "--pki", str(pki_dir), "--as", "000.00.00.A80"]) == 0
+    assert (
+        main(
+            [
+                "sign",
+                str(CONFORMANCE_DIR / "edoc_new.edxml"),
+                "-o",
+                str(out),
+                "--pki",
+                str(pki_dir),
+                "--as",
+                "000.00.00.A80",
+            ]
+        )
+        == 0
+    )
     assert len(re.findall(rb"<Signature[\s>]", out.read_bytes())) == 1
     assert main(["verify", str(out), "--pki", str(pki_dir)]) == 0
 
@@ -120,14 +173,43 @@ def test_inspect_status_package(capsys: pytest.CaptureFixture[str]) -> None:
     assert "000.00.00.G22" in out  # the status goes back to the original sender
 
 
-def test_new_status_answers_the_document(pki_dir: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_status_answers_the_document(
+    pki_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     document = tmp_path / "doc.edxml"
-    assert main(["new-document", "--from", DEPARTMENT, "--to", DISTRICT, "--number", "45",
-                 "-o", str(document)]) == 0
+    assert (
+        main(
+            [
+                "new-document",
+                "--from",
+                DEPARTMENT,
+                "--to",
+                DISTRICT,
+                "--number",
+                "45",
+                "-o",
+                str(document),
+            ]
+        )
+        == 0
+    )
     status = tmp_path / "status.edxml"
-    assert main(["new-status", "--for", str(document), "--from", DISTRICT, "--code", "3",
-                 "-o", str(status)]) == 0
+    assert (
+        main(
+            [
+                "new-status",
+                "--for",
+                str(document),
+                "--from",
+                DISTRICT,
+                "--code",
+                "3",
+                "-o",
+                str(status),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["inspect", str(status), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -138,11 +220,27 @@ def test_new_status_answers_the_document(pki_dir: Path, tmp_path: Path,
 
 def test_json_documents_are_signed_as_jws(pki_dir: Path, tmp_path: Path) -> None:
     document = tmp_path / "doc.json"
-    assert main(["new-document", "--from", DEPARTMENT, "--to", DISTRICT, "--format", "json",
-                 "-o", str(document)]) == 0
+    assert (
+        main(
+            [
+                "new-document",
+                "--from",
+                DEPARTMENT,
+                "--to",
+                DISTRICT,
+                "--format",
+                "json",
+                "-o",
+                str(document),
+            ]
+        )
+        == 0
+    )
     token = tmp_path / "doc.jws"
-    assert main(["sign", str(document), "-o", str(token), "--pki", str(pki_dir),
-                 "--as", DEPARTMENT]) == 0
+    assert (
+        main(["sign", str(document), "-o", str(token), "--pki", str(pki_dir), "--as", DEPARTMENT])
+        == 0
+    )
     assert token.read_bytes().count(b".") == 2
     assert main(["verify", str(token), "--pki", str(pki_dir)]) == 0
 
@@ -159,8 +257,15 @@ def test_usage_and_input_errors_are_one_line(pki_dir: Path, tmp_path: Path) -> N
     broken = run("verify", str(garbage), "--pki", str(pki_dir))
     assert broken.returncode == 1
     one_line_error(broken, "edxml.truncated")
-    bad_code = run("new-status", "--for", str(CONFORMANCE_DIR / "edoc_new.edxml"), "--from",
-                   DISTRICT, "--code", "99")
+    bad_code = run(
+        "new-status",
+        "--for",
+        str(CONFORMANCE_DIR / "edoc_new.edxml"),
+        "--from",
+        DISTRICT,
+        "--code",
+        "99",
+    )
     assert bad_code.returncode == 2
     one_line_error(bad_code, "StatusCode")
 
@@ -168,7 +273,12 @@ def test_usage_and_input_errors_are_one_line(pki_dir: Path, tmp_path: Path) -> N
 def test_the_demo_script_runs(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "demo-cli"
     assert shutil.which("bash")
-    done = subprocess.run(["bash", str(script), str(tmp_path / "demo")], capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run(
+        ["bash", str(script), str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("OK: signature valid and trusted") == 2

@@ -29,15 +29,23 @@ LGSP = Path(sys.executable).with_name("lgsp")
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    return subprocess.run([str(LGSP), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(LGSP), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_new_document_gets_a_new_document_id_each_time(tmp_path: Path) -> None:
     ids = []
     for name in ("a.edxml", "b.edxml"):
-        made = run(tmp_path, "new-document", "--from", "000.00.04.H56", "--to", "000.00.15.H56",
-                   "-o", name)
+        made = run(
+            tmp_path, "new-document", "--from", "000.00.04.H56", "--to", "000.00.15.H56", "-o", name
+        )
         assert made.returncode == 0, made.stderr
         document_id = parse_package((tmp_path / name).read_bytes()).document_id
         assert document_id is not None
@@ -45,8 +53,18 @@ def test_new_document_gets_a_new_document_id_each_time(tmp_path: Path) -> None:
         ids.append(document_id)
     assert ids[0] != ids[1]
 
-    fixed = run(tmp_path, "new-document", "--from", "000.00.04.H56", "--to", "000.00.15.H56",
-                "--number", "7", "-o", "c.edxml")
+    fixed = run(
+        tmp_path,
+        "new-document",
+        "--from",
+        "000.00.04.H56",
+        "--to",
+        "000.00.15.H56",
+        "--number",
+        "7",
+        "-o",
+        "c.edxml",
+    )
     assert fixed.returncode == 0, fixed.stderr
     assert ",7/UBND-VP" in (parse_package((tmp_path / "c.edxml").read_bytes()).document_id or "")
 
@@ -65,8 +83,11 @@ def test_demo_init_prints_one_block_of_absolute_commands_that_work_elsewhere(
     assert "http://127.0.0.1:18999/admin/" in out
     for name, entry in creds["_console"].items():
         assert f"log in as {name} / {entry['password']}  ({entry['role']})" in out
-    commands = [line.strip() for line in out.splitlines()
-                if re.match(r"\s+\S*lgsp (new-document|send|log|run|sim) ", line)]
+    commands = [
+        line.strip()
+        for line in out.splitlines()
+        if re.match(r"\s+\S*lgsp (new-document|send|log|run|sim) ", line)
+    ]
     assert commands, out
     for command in commands:  # every path in them is absolute
         for word in shlex.split(command.rstrip(" &")):
@@ -78,8 +99,14 @@ def test_demo_init_prints_one_block_of_absolute_commands_that_work_elsewhere(
     [build] = [c for c in commands if " new-document " in c]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    built = subprocess.run([str(LGSP), *shlex.split(build)[1:]], cwd=elsewhere,
-                           capture_output=True, text=True, timeout=60, check=False)
+    built = subprocess.run(
+        [str(LGSP), *shlex.split(build)[1:]],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr
     assert (site / "first.edxml").is_file()
 
@@ -87,7 +114,8 @@ def test_demo_init_prints_one_block_of_absolute_commands_that_work_elsewhere(
     assert info.returncode == 0, info.stderr
     assert info.stdout.count("Next steps") == 1
     assert "is starting on http://127.0.0.1:18999 with the national platform simulator" in (
-        info.stdout)
+        info.stdout
+    )
     assert " run --config" not in info.stdout
 
 
@@ -131,8 +159,12 @@ async def _queues_exist(url: str, topology: Topology) -> list[bool]:
 async def test_demo_clean_removes_its_queues_and_generated_files(
     tmp_path: Path, test_broker: BrokerSite, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    setup = init_demo(tmp_path / "site", broker_url=test_broker.url, national_port=18124,
-                      prefix=test_broker.new_prefix("clean"))
+    setup = init_demo(
+        tmp_path / "site",
+        broker_url=test_broker.url,
+        national_port=18124,
+        prefix=test_broker.new_prefix("clean"),
+    )
     settings = load_settings(setup.config_path, env={})
     topology = Topology(settings.broker.prefix, METHODS, tuple(settings.broker.retry_delays_s))
     connection = await aio_pika.connect(test_broker.url)

@@ -60,17 +60,26 @@ async def _fill(url: str) -> tuple[str, str]:
     log = await DeliveryLog.open(url)
     try:
         first = await log.record_intake(
-            _new("000.00.00.H56", "123/UBND-VP", LONG_SUBJECT, T0), b"<one/>",
-            [("000.00.04.H56", "mailbox"), ("000.00.15.H56", "push")])
+            _new("000.00.00.H56", "123/UBND-VP", LONG_SUBJECT, T0),
+            b"<one/>",
+            [("000.00.04.H56", "mailbox"), ("000.00.15.H56", "push")],
+        )
         to_dept, to_district = first.deliveries
         await log.mark_published([to_dept.id, to_district.id])
         await log.mark_delivered(to_dept.id, detail="stored in mailbox")
-        await log.record_attempt(to_district.id, outcome="http_503", detail="server busy",
-                                 next_state=DeliveryState.RETRYING, error="HTTP 503")
+        await log.record_attempt(
+            to_district.id,
+            outcome="http_503",
+            detail="server busy",
+            next_state=DeliveryState.RETRYING,
+            error="HTTP 503",
+        )
         await log.set_business_status(to_dept.id, "03", T0 + timedelta(minutes=5), "status-1")
         second = await log.record_intake(
             _new("000.00.00.A56", "45-BC/TU", "Báo cáo tình hình", T0 + timedelta(hours=1)),
-            b"<two/>", [("0101234567", "mailbox")])
+            b"<two/>",
+            [("0101234567", "mailbox")],
+        )
         await log.mark_published([second.deliveries[0].id])
         return first.document.id, second.document.id
     finally:
@@ -148,7 +157,8 @@ def test_list_filters(filled: Filled, capsys: pytest.CaptureFixture[str]) -> Non
     assert _list_ids(capsys, filled, "--sender", "000.00.00.A56") == [second]
     assert _list_ids(capsys, filled, "--recipient", "000.00.15.H56") == [first]
     assert _list_ids(capsys, filled, "--document-id", "000.00.00.H56,2024/05/02,123/UBND-VP") == [
-        first]
+        first
+    ]
     assert _list_ids(capsys, filled, "--state", "retrying") == [first]
     assert _list_ids(capsys, filled, "--state", "delivered", "--recipient", "000.00.15.H56") == []
     assert _list_ids(capsys, filled, "--status", "3") == [first]
@@ -162,11 +172,15 @@ def test_list_on_an_empty_store_and_past_the_end(
     filled: Filled, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     empty = tmp_path / "empty.toml"
-    empty.write_text(f'[store]\nurl = "sqlite+aiosqlite:///{tmp_path}/empty.db"\n',
-                     encoding="utf-8")
+    empty.write_text(
+        f'[store]\nurl = "sqlite+aiosqlite:///{tmp_path}/empty.db"\n', encoding="utf-8"
+    )
     assert _run(capsys, "log", "list", "--config", str(empty)) == (0, "(no documents)\n", "")
     assert _run(capsys, "log", "list", "--config", str(filled.config), "--offset", "5") == (
-        0, "(none of 2 documents)\n", "")
+        0,
+        "(none of 2 documents)\n",
+        "",
+    )
 
 
 def test_list_json(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
@@ -177,7 +191,9 @@ def test_list_json(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
     assert [row["document"]["id"] for row in rows] == [filled.second, filled.first]
     assert rows[1]["document"]["subject"] == LONG_SUBJECT
     assert [(d["recipient"], d["state"], d["business_status"]) for d in rows[1]["deliveries"]] == [
-        ("000.00.04.H56", "delivered", "03"), ("000.00.15.H56", "retrying", None)]
+        ("000.00.04.H56", "delivered", "03"),
+        ("000.00.15.H56", "retrying", None),
+    ]
 
 
 @pytest.mark.parametrize("bad", [["--since", "yesterday"], ["--status", "99"]])
@@ -230,15 +246,22 @@ def test_show_prints_document_deliveries_and_trail_in_order(
     assert deliveries[2] == "    last error: HTTP 503"
     trail = out.split("trail\n")[1].splitlines()
     kinds = [line.split()[1] for line in trail]
-    assert kinds == ["received", "published", "published", "delivered", "retry_scheduled",
-                     "business_status"]
+    assert kinds == [
+        "received",
+        "published",
+        "published",
+        "delivered",
+        "retry_scheduled",
+        "business_status",
+    ]
     assert trail[4].split()[2:4] == ["http_503", "000.00.15.H56"]
     assert '"message": "server busy"' in trail[4]
 
 
 def test_show_json_has_events_in_order(filled: Filled, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "log", "show", filled.second, "--json",
-                        "--config", str(filled.config))
+    code, out, _ = _run(
+        capsys, "log", "show", filled.second, "--json", "--config", str(filled.config)
+    )
 
     assert code == 0
     shown = json.loads(out)
@@ -253,8 +276,13 @@ def test_show_names_the_national_doc_id_a_document_arrived_under(
     async def remember() -> None:
         received = await ReceivedLog.open(filled.store_url)
         try:
-            await received.record("vdxp-7f3a", message_type="edoc", outcome=AckStatus.DONE,
-                                  document=filled.second, detail="recorded")
+            await received.record(
+                "vdxp-7f3a",
+                message_type="edoc",
+                outcome=AckStatus.DONE,
+                document=filled.second,
+                detail="recorded",
+            )
         finally:
             await received.aclose()
 
@@ -262,8 +290,9 @@ def test_show_names_the_national_doc_id_a_document_arrived_under(
     code, out, _ = _run(capsys, "log", "show", filled.second, "--config", str(filled.config))
     assert code == 0
     assert "  national   docId vdxp-7f3a" in out
-    code, out, _ = _run(capsys, "log", "show", filled.second, "--json",
-                        "--config", str(filled.config))
+    code, out, _ = _run(
+        capsys, "log", "show", filled.second, "--json", "--config", str(filled.config)
+    )
     assert json.loads(out)["national_doc_ids"] == ["vdxp-7f3a"]
     code, out, _ = _run(capsys, "log", "show", filled.first, "--config", str(filled.config))
     assert "national" not in out
@@ -273,15 +302,18 @@ def test_show_unknown_document_exits_1(filled: Filled, capsys: pytest.CaptureFix
     code, out, err = _run(capsys, "log", "show", "no-such-id", "--config", str(filled.config))
 
     assert (code, out) == (1, "")
-    assert err == ("lgsp: not_found.document: no document no-such-id in the delivery log "
-                   "(neither a record id nor a DocumentId); `lgsp log list` lists them\n")
+    assert err == (
+        "lgsp: not_found.document: no document no-such-id in the delivery log "
+        "(neither a record id nor a DocumentId); `lgsp log list` lists them\n"
+    )
 
 
 def test_show_by_document_id_and_an_ambiguous_one_lists_the_ids(
     filled: Filled, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(capsys, "log", "show", "000.00.00.A56,2024/05/02,45-BC/TU", "--config",
-                        str(filled.config))
+    code, out, _ = _run(
+        capsys, "log", "show", "000.00.00.A56,2024/05/02,45-BC/TU", "--config", str(filled.config)
+    )
     assert code == 0
     assert out.splitlines()[0] == f"document     {filled.second}"
 
@@ -294,8 +326,14 @@ def test_show_by_document_id_and_an_ambiguous_one_lists_the_ids(
             await log.aclose()
 
     third = asyncio.run(same_id_again())
-    code, out, err = _run(capsys, "log", "show", "000.00.00.H56,2024/05/02,123/UBND-VP",
-                          "--config", str(filled.config))
+    code, out, err = _run(
+        capsys,
+        "log",
+        "show",
+        "000.00.00.H56,2024/05/02,123/UBND-VP",
+        "--config",
+        str(filled.config),
+    )
     assert (code, out) == (1, "")
     assert err.startswith("lgsp: conflict.ambiguous_document: DocumentId ")
     assert filled.first in err
@@ -335,9 +373,21 @@ def _next_line(lines: queue.Queue[str]) -> str:
 
 def test_tail_follow_prints_new_events_until_ctrl_c(filled: Filled) -> None:
     proc = subprocess.Popen(
-        [str(LGSP), "log", "tail", "--follow", "--interval", "0.1", "--limit", "2",
-         "--config", str(filled.config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(LGSP),
+            "log",
+            "tail",
+            "--follow",
+            "--interval",
+            "0.1",
+            "--limit",
+            "2",
+            "--config",
+            str(filled.config),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         lines = _reader(proc.stdout)

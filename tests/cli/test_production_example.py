@@ -54,8 +54,14 @@ def _env() -> dict[str, str]:
 def test_the_production_example_passes_config_check(tmp_path: Path) -> None:
     config = _lay_out(tmp_path)
 
-    checked = subprocess.run([str(LGSP), "config", "check", "--config", str(config), "--strict"],
-                             env=_env(), capture_output=True, text=True, timeout=60, check=False)
+    checked = subprocess.run(
+        [str(LGSP), "config", "check", "--config", str(config), "--strict"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr == ""  # no warning: every participant's method has a delivery
@@ -67,9 +73,14 @@ def test_the_production_example_passes_config_check(tmp_path: Path) -> None:
 
     # the secrets come from the environment (lgsp.env), masked when shown
     with_secrets = {**_env(), "LGSP_STORE__URL": "postgresql+asyncpg://lgsp:pw@db:5432/lgsp"}
-    shown = subprocess.run([str(LGSP), "config", "check", "--config", str(config)],
-                           env=with_secrets, capture_output=True, text=True, timeout=60,
-                           check=False)
+    shown = subprocess.run(
+        [str(LGSP), "config", "check", "--config", str(config)],
+        env=with_secrets,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert "store.url = postgresql+asyncpg://lgsp:***@db:5432/lgsp" in shown.stdout.splitlines()
     settings = load_settings(config, env={})
     assert settings.http.tls_cert is not None
@@ -80,15 +91,22 @@ def test_the_production_example_names_missing_tls_files(tmp_path: Path) -> None:
     config = _lay_out(tmp_path)
     (config.parent / "tls" / "client-ca.pem").unlink()
 
-    checked = subprocess.run([str(LGSP), "config", "check", "--config", str(config)],
-                             env=_env(), capture_output=True, text=True, timeout=60, check=False)
+    checked = subprocess.run(
+        [str(LGSP), "config", "check", "--config", str(config)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert checked.returncode == 2
     assert checked.stderr.startswith("lgsp: config.tls: http.tls_client_ca: cannot load")
 
 
-@pytest.mark.parametrize(("unit", "role"), [("lgsp-gateway.service", "gateway"),
-                                            ("lgsp-worker@.service", "worker")])
+@pytest.mark.parametrize(
+    ("unit", "role"), [("lgsp-gateway.service", "gateway"), ("lgsp-worker@.service", "worker")]
+)
 def test_the_systemd_units_run_real_lgsp_commands(unit: str, role: str) -> None:
     service = _section(UNITS / unit, "Service")
     assert service["User"] == ["lgsp"]

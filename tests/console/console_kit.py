@@ -28,8 +28,12 @@ from gateway.edxml.model import DocumentPackage
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-output" / "console"
 CHROMIUM = Path(os.environ.get("LGSP_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -58,8 +62,9 @@ async def dead_letter(start_gateway: StartGateway, receiver: PushReceiver) -> De
     signed = gw.sign(document, DEPARTMENT)
     status, answer = await gw.submit(signed, DEPARTMENT)
     assert status == 202, answer
-    await gw.wait_for(answer["id"], DEPARTMENT,
-                      lambda v: v["recipients"][0]["state"] == "dead_lettered")
+    await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["state"] == "dead_lettered"
+    )
     return DeadLetter(gw, document, signed, answer["id"], answer["recipients"][0]["delivery_id"])
 
 
@@ -75,7 +80,8 @@ class ConsoleClient:
 
     base_url: str
     session: aiohttp.ClientSession = field(
-        default_factory=lambda: aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)))
+        default_factory=lambda: aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    )
     csrf: str = ""
 
     async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
@@ -85,17 +91,25 @@ class ConsoleClient:
             self.csrf = csrf_token(text)
         return r.status, text, r
 
-    async def post(self, path: str, data: dict[str, Any] | list[tuple[str, str]],
-                   ) -> tuple[int, str, aiohttp.ClientResponse]:
-        async with self.session.post(self.base_url + path, data=data,
-                                     allow_redirects=False) as r:
+    async def post(
+        self,
+        path: str,
+        data: dict[str, Any] | list[tuple[str, str]],
+    ) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.post(self.base_url + path, data=data, allow_redirects=False) as r:
             return r.status, await r.text(), r
 
     async def login(self, username: str, password: str) -> aiohttp.ClientResponse:
         await self.get("/admin/login")
-        _, _, response = await self.post("/admin/login", {
-            "csrf_token": self.csrf, "username": username, "password": password,
-            "next": "/admin/"})
+        _, _, response = await self.post(
+            "/admin/login",
+            {
+                "csrf_token": self.csrf,
+                "username": username,
+                "password": password,
+                "next": "/admin/",
+            },
+        )
         if response.status == 303:
             await self.get("/admin/")  # picks up the session's CSRF token
         return response
@@ -130,8 +144,9 @@ async def browser(chromium_path: Path) -> AsyncIterator[Browser]:
     """Debian's Chromium, headless, making no connections of its own."""
     args = [*CHROMIUM_ARGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(chromium_path), args=args,
-                                                    headless=True)
+        chromium = await playwright.chromium.launch(
+            executable_path=str(chromium_path), args=args, headless=True
+        )
         yield chromium
         await chromium.close()
 

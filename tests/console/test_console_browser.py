@@ -41,8 +41,9 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
     await expect(viewer.locator("main")).to_contain_text("Tài khoản chỉ xem không được gửi lại.")
     await screenshot(viewer, "dead-letters-viewer-vi")
     csrf = await viewer.locator("input[name=csrf_token]").first.input_value()
-    refused = await viewer.request.post(f"{base}/admin/dead-letters/replay",
-                                        form={"csrf_token": csrf, "one": dead.delivery_id})
+    refused = await viewer.request.post(
+        f"{base}/admin/dead-letters/replay", form={"csrf_token": csrf, "one": dead.delivery_id}
+    )
     assert refused.status == 403
     await viewer.click("text=English")
     await expect(viewer.locator("h1")).to_have_text("Dead letters")
@@ -65,8 +66,9 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
     await screenshot(page, "dashboard")
 
     # -- a POST without the CSRF token is refused ------------------------------------------
-    forged = await page.request.post(f"{base}/admin/dead-letters/replay",
-                                     form={"one": dead.delivery_id})
+    forged = await page.request.post(
+        f"{base}/admin/dead-letters/replay", form={"one": dead.delivery_id}
+    )
     assert forged.status == 403
 
     # -- search by DocumentId, open the document -------------------------------------------
@@ -94,8 +96,12 @@ async def test_viewer_reads_in_vietnamese_and_cannot_replay_then_operator_replay
     await screenshot(page, "dead-letters")
     await page.click(f'tr[data-delivery="{dead.delivery_id}"] button[name=one]')
     await expect(page.locator("[role=status]")).to_have_text("Đã gửi lại 1 gói tin.")
-    await gw.wait_for(dead.doc_id, "000.00.04.H56",
-                      lambda v: v["recipients"][0]["state"] == "delivered", timeout_s=WAIT_S)
+    await gw.wait_for(
+        dead.doc_id,
+        "000.00.04.H56",
+        lambda v: v["recipients"][0]["state"] == "delivered",
+        timeout_s=WAIT_S,
+    )
     assert push_receiver.delivered == [dead.signed]
     keys = [headers["Idempotency-Key"] for headers, _ in push_receiver.received]
     assert keys == [dead.delivery_id, dead.delivery_id]

@@ -47,21 +47,31 @@ async def test_log_in_refusals_session_cookie_and_log_out(
     client = ConsoleClient(gw.base_url)
     console_clients.append(client)
 
-    for username, password in (("operator", "not-the-password"), ("nobody", "x"),
-                               ("viewer", console_password(gw, "operator"))):
+    for username, password in (
+        ("operator", "not-the-password"),
+        ("nobody", "x"),
+        ("viewer", console_password(gw, "operator")),
+    ):
         response = await client.login(username, password)
         assert response.status == 401, username
         assert "lgsp_console=" not in " ".join(response.headers.getall("Set-Cookie", []))
-    status, page, _ = await client.post("/admin/login", {  # no token from the log-in form
-        "username": "operator", "password": console_password(gw, "operator")})
+    status, page, _ = await client.post(
+        "/admin/login",
+        {  # no token from the log-in form
+            "username": "operator",
+            "password": console_password(gw, "operator"),
+        },
+    )
     assert status == 403
     assert "console.csrf_missing" in page
 
     status, _, response = await client.get("/admin/documents")
     assert status == 303
     location = urlsplit(response.headers["Location"])
-    assert (location.path, parse_qs(location.query)) == ("/admin/login",
-                                                         {"next": ["/admin/documents"]})
+    assert (location.path, parse_qs(location.query)) == (
+        "/admin/login",
+        {"next": ["/admin/documents"]},
+    )
 
     response = await client.login("operator", console_password(gw, "operator"))
     assert response.status == 303
@@ -92,8 +102,13 @@ async def test_search_dates_out_of_range_are_400s_not_500s(
     client = ConsoleClient(gw.base_url)
     console_clients.append(client)
     assert (await client.login("viewer", console_password(gw, "viewer"))).status == 303
-    for query in ("until=9999-12-31", "since=0001-01-01", "since_h=99999999999",
-                  "until=2026-02-30", "since_h=%C2%B2"):
+    for query in (
+        "until=9999-12-31",
+        "since=0001-01-01",
+        "since_h=99999999999",
+        "until=2026-02-30",
+        "since_h=%C2%B2",
+    ):
         status, page, response = await client.get(f"/admin/documents?{query}")
         expected = 200 if query.startswith("since_h=%C2") else 400  # "²" is not a number: unused
         assert status == expected, (query, page[:300])
@@ -104,8 +119,7 @@ async def test_search_dates_out_of_range_are_400s_not_500s(
 
 
 async def test_only_an_operator_posting_the_session_token_replays_selected_or_all(
-    start_gateway: StartGateway, push_receiver: PushReceiver,
-    console_clients: list[ConsoleClient]
+    start_gateway: StartGateway, push_receiver: PushReceiver, console_clients: list[ConsoleClient]
 ) -> None:
     dead = await dead_letter(start_gateway, push_receiver)
     gw, doc_id, delivery_id = dead.gateway, dead.doc_id, dead.delivery_id
@@ -132,8 +146,9 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
     assert "/admin/dead-letters/replay-all" not in page
     status, _, _ = await viewer.get("/admin/participants/new")
     assert status == 403
-    status, _, _ = await viewer.post(f"/admin/participants/{DISTRICT}/disable",
-                                     {"csrf_token": viewer.csrf})
+    status, _, _ = await viewer.post(
+        f"/admin/participants/{DISTRICT}/disable", {"csrf_token": viewer.csrf}
+    )
     assert status == 403
     assert load_directory(gw.setup.directory_path).get(DISTRICT).enabled  # type: ignore[union-attr]
 
@@ -147,47 +162,59 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
     # A second dead letter to the same destination; the operator replays the first as
     # "selected", then "all for the destination" (only the second one is left).
     push_receiver.script = [400]
-    status, second = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                     DEPARTMENT)
+    status, second = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202, second
-    await gw.wait_for(second["id"], DEPARTMENT,
-                      lambda v: v["recipients"][0]["state"] == "dead_lettered")
+    await gw.wait_for(
+        second["id"], DEPARTMENT, lambda v: v["recipients"][0]["state"] == "dead_lettered"
+    )
     second_delivery = second["recipients"][0]["delivery_id"]
-    status, _, response = await operator.post("/admin/dead-letters/replay", [
-        ("csrf_token", operator.csrf), ("delivery_id", delivery_id)])
+    status, _, response = await operator.post(
+        "/admin/dead-letters/replay", [("csrf_token", operator.csrf), ("delivery_id", delivery_id)]
+    )
     assert status == 303
     assert response.headers["Location"].endswith("?replayed=1&refused=0")
-    status, _, response = await operator.post("/admin/dead-letters/replay-all", {
-        "csrf_token": operator.csrf, "recipient": DISTRICT})
+    status, _, response = await operator.post(
+        "/admin/dead-letters/replay-all", {"csrf_token": operator.csrf, "recipient": DISTRICT}
+    )
     assert status == 303
     assert response.headers["Location"].endswith("?replayed=1&refused=0")
     for document in (doc_id, second["id"]):
-        await gw.wait_for(document, DEPARTMENT,
-                          lambda v: v["recipients"][0]["state"] == "delivered")
+        await gw.wait_for(
+            document, DEPARTMENT, lambda v: v["recipients"][0]["state"] == "delivered"
+        )
     keys = sorted(headers["Idempotency-Key"] for headers, _ in push_receiver.received)
     assert keys == sorted([delivery_id] * 2 + [second_delivery] * 2)
     assert len(push_receiver.delivered) == 2
     status, page, _ = await operator.get("/admin/dead-letters")
     assert "data-delivery=" not in page
     status, page, _ = await operator.get("/admin/audit")
-    replays = re.findall(r'data-action="replay">.*?<td>operator</td>.*?<code>([0-9a-f-]{36})'
-                         r'</code></td><td><code>(\{.*?\})</code>', html.unescape(page))
+    replays = re.findall(
+        r'data-action="replay">.*?<td>operator</td>.*?<code>([0-9a-f-]{36})'
+        r"</code></td><td><code>(\{.*?\})</code>",
+        html.unescape(page),
+    )
     assert sorted((target, json.loads(detail)["mode"]) for target, detail in replays) == sorted(
-        [(delivery_id, "selected"), (second_delivery, "destination")])
+        [(delivery_id, "selected"), (second_delivery, "destination")]
+    )
 
     # With the gateway's broker connection gone, a replay is still recorded and audited, and
     # left to the outbox relay.
     push_receiver.script = [400]
-    status, third = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                    DEPARTMENT)
+    status, third = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202, third
-    await gw.wait_for(third["id"], DEPARTMENT,
-                      lambda v: v["recipients"][0]["state"] == "dead_lettered")
+    await gw.wait_for(
+        third["id"], DEPARTMENT, lambda v: v["recipients"][0]["state"] == "dead_lettered"
+    )
     assert gw.service.app is not None
     await gw.service.app[BROKER].aclose()
     third_delivery = third["recipients"][0]["delivery_id"]
-    status, _, response = await operator.post("/admin/dead-letters/replay", {
-        "csrf_token": operator.csrf, "one": third_delivery})
+    status, _, response = await operator.post(
+        "/admin/dead-letters/replay", {"csrf_token": operator.csrf, "one": third_delivery}
+    )
     assert status == 303
     assert response.headers["Location"].endswith("?replayed=1&refused=0&deferred=1")
     status, view = await gw.get(f"/api/v1/documents/{third['id']}", DEPARTMENT)
@@ -195,7 +222,8 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
     status, page, _ = await operator.get("/admin/audit")
     [(target, detail)] = re.findall(
         r'data-action="replay">.*?<code>([0-9a-f-]{36})</code></td><td><code>(\{.*?\})</code>',
-        html.unescape(page))[:1]
+        html.unescape(page),
+    )[:1]
     assert target == third_delivery
     assert json.loads(detail)["published"] is False
 
@@ -218,12 +246,24 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
     assert all(key not in page for key in gw.setup.api_keys.values())
 
     new_id = "000.02.15.H56"
-    form = {"csrf_token": operator.csrf, "is_new": "1", "organ_id": new_id,
-            "name": "UBND xã Quảng Bình", "kind": "state", "level": "commune",
-            "parent": DISTRICT, "delivery_method": "mailbox", "delivery_url": "",
-            "allowed_algorithms": "rsa-sha256\necdsa-sha256", "may_send_to": "",
-            "may_speak_for": "", "signing_cert_fingerprints": "", "client_cert_fingerprints": "",
-            "enabled": "on", "generate_api_key": "on"}
+    form = {
+        "csrf_token": operator.csrf,
+        "is_new": "1",
+        "organ_id": new_id,
+        "name": "UBND xã Quảng Bình",
+        "kind": "state",
+        "level": "commune",
+        "parent": DISTRICT,
+        "delivery_method": "mailbox",
+        "delivery_url": "",
+        "allowed_algorithms": "rsa-sha256\necdsa-sha256",
+        "may_send_to": "",
+        "may_speak_for": "",
+        "signing_cert_fingerprints": "",
+        "client_cert_fingerprints": "",
+        "enabled": "on",
+        "generate_api_key": "on",
+    }
     status, page, _ = await operator.post("/admin/participants/save", form)
     assert status == 200
     found = re.search(r'id="api-key">(lgsp_[A-Za-z0-9_-]+)<', page)
@@ -235,8 +275,10 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
     status, page, _ = await operator.post("/admin/participants/save", form)
     assert status == 400
     assert "Đơn vị 000.02.15.H56 đã có." in page
-    status, page, _ = await operator.post("/admin/participants/save", {
-        **form, "is_new": "0", "delivery_method": "push", "generate_api_key": ""})
+    status, page, _ = await operator.post(
+        "/admin/participants/save",
+        {**form, "is_new": "0", "delivery_method": "push", "generate_api_key": ""},
+    )
     assert status == 400
     assert "push delivery needs an http(s) URL" in page
 
@@ -248,8 +290,9 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
     assert saved.name == "UBND xã Quảng Bình (mới)"
     assert len(saved.api_key_hashes) == 1  # the edit kept the key
 
-    status, _, _ = await operator.post(f"/admin/participants/{new_id}/disable",
-                                       {"csrf_token": operator.csrf})
+    status, _, _ = await operator.post(
+        f"/admin/participants/{new_id}/disable", {"csrf_token": operator.csrf}
+    )
     assert status == 303
     disabled = load_directory(gw.setup.directory_path).get(new_id)
     assert disabled is not None
@@ -258,20 +301,27 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
         assert r.status == 401
 
     status, page, _ = await operator.get("/admin/audit")
-    actions = re.findall(r'data-action="([^"]+)">.*?<td>(\w+)</td><td>[^<]*</td>'
-                         r'<td><code>([^<]*)</code>', page)
-    assert actions[:4] == [("participant.disable", "operator", new_id),
-                           ("participant.save", "operator", new_id),
-                           ("participant.save", "operator", new_id),
-                           ("login", "operator", "operator")]
+    actions = re.findall(
+        r'data-action="([^"]+)">.*?<td>(\w+)</td><td>[^<]*</td>'
+        r"<td><code>([^<]*)</code>",
+        page,
+    )
+    assert actions[:4] == [
+        ("participant.disable", "operator", new_id),
+        ("participant.save", "operator", new_id),
+        ("participant.save", "operator", new_id),
+        ("login", "operator", "operator"),
+    ]
     assert api_key not in page
 
 
 def _client_from(base_url: str, address: str) -> ConsoleClient:
     """A console client whose connections come from ``address`` (another loopback address)."""
     connector = aiohttp.TCPConnector(local_addr=(address, 0))
-    return ConsoleClient(base_url, aiohttp.ClientSession(
-        connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)))
+    return ConsoleClient(
+        base_url,
+        aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)),
+    )
 
 
 async def test_failed_log_ins_grow_a_delay_for_that_name_across_addresses_never_a_lockout(

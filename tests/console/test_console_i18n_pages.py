@@ -22,12 +22,35 @@ from gateway.edxml.model import PackageKind
 from gateway.store import DeliveryState, EventKind
 
 ENUMS: tuple[type[StrEnum], ...] = (
-    DeliveryState, EventKind, DeliveryMethod, ConsoleRole, ParticipantKind, ParticipantLevel,
-    OrganLevel, Role, Granularity, PackageKind, PackageFormat)
+    DeliveryState,
+    EventKind,
+    DeliveryMethod,
+    ConsoleRole,
+    ParticipantKind,
+    ParticipantLevel,
+    OrganLevel,
+    Role,
+    Granularity,
+    PackageKind,
+    PackageFormat,
+)
 INTERNAL = {m.value for enum in ENUMS for m in enum} | {
-    "ok", "down", "not_configured", "configured", "login", "logout", "replay", "resend",
-    "participant.save", "participant.disable", "user.create", "user.role", "user.disable",
-    "user.password", "user.force_password"}
+    "ok",
+    "down",
+    "not_configured",
+    "configured",
+    "login",
+    "logout",
+    "replay",
+    "resend",
+    "participant.save",
+    "participant.disable",
+    "user.create",
+    "user.role",
+    "user.disable",
+    "user.password",
+    "user.force_password",
+}
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
 
@@ -35,8 +58,9 @@ def shown_text(page: str) -> str:
     """What a reader sees: no scripts, styles, code, form values, or the raw-events table;
     nor usernames (data: the demo's users are named "viewer" and "operator")."""
     tree = html.fromstring(page)
-    for bad in tree.xpath("//script | //style | //code | //*[@id='events'] | "
-                          "//*[@class='username']"):
+    for bad in tree.xpath(
+        "//script | //style | //code | //*[@id='events'] | //*[@class='username']"
+    ):
         bad.drop_tree()
     return " ".join(tree.itertext())
 
@@ -53,7 +77,8 @@ def raw_values(text: str, lang: str) -> set[str]:
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 async def test_every_page_in_both_languages_shows_no_raw_key_or_value(
-    start_gateway: StartGateway, push_receiver: PushReceiver,
+    start_gateway: StartGateway,
+    push_receiver: PushReceiver,
     console_clients: list[ConsoleClient],
 ) -> None:
     dead = await dead_letter(start_gateway, push_receiver)
@@ -61,15 +86,26 @@ async def test_every_page_in_both_languages_shows_no_raw_key_or_value(
     admin = ConsoleClient(gw.base_url)
     console_clients.append(admin)
     await admin.login("admin", console_password(gw, "admin"))
-    await admin.post("/admin/dead-letters/replay", {"csrf_token": admin.csrf,
-                                                    "one": dead.delivery_id})
+    await admin.post(
+        "/admin/dead-letters/replay", {"csrf_token": admin.csrf, "one": dead.delivery_id}
+    )
     pages = [
-        "/admin/", "/admin/documents", "/admin/documents?state=dead_lettered&sort=sender",
-        "/admin/documents/live", f"/admin/documents/{dead.doc_id}", "/admin/dead-letters",
-        "/admin/participants", "/admin/participants/new",
-        f"/admin/participants/{DISTRICT}/edit", "/admin/audit", "/admin/reports",
-        "/admin/reports?role=recipient&granularity=day", "/admin/users",
-        "/admin/account/password", "/admin/documents?since=yesterday", "/admin/nowhere",
+        "/admin/",
+        "/admin/documents",
+        "/admin/documents?state=dead_lettered&sort=sender",
+        "/admin/documents/live",
+        f"/admin/documents/{dead.doc_id}",
+        "/admin/dead-letters",
+        "/admin/participants",
+        "/admin/participants/new",
+        f"/admin/participants/{DISTRICT}/edit",
+        "/admin/audit",
+        "/admin/reports",
+        "/admin/reports?role=recipient&granularity=day",
+        "/admin/users",
+        "/admin/account/password",
+        "/admin/documents?since=yesterday",
+        "/admin/nowhere",
     ]
     anonymous = ConsoleClient(gw.base_url)
     console_clients.append(anonymous)

@@ -29,10 +29,16 @@ async def stores(store_url: str) -> AsyncIterator[tuple[DeliveryLog, ConsoleDb]]
 
 async def _document(log: DeliveryLog, received_at: datetime, recipients: list[str]) -> list[str]:
     new = NewDocument(
-        dedup_key=secrets.token_hex(8), kind=PackageKind.DOCUMENT, sender="000.00.04.H56",
+        dedup_key=secrets.token_hex(8),
+        kind=PackageKind.DOCUMENT,
+        sender="000.00.04.H56",
         document_id=f"000.00.04.H56,2026/01/02,{secrets.randbelow(999)}/UBND-VP",
-        format=PackageFormat.XML, signer_fingerprint="ab" * 32, signer_subject="CN=Sở Nội vụ",
-        algorithm="rsa-sha256", caller="000.00.04.H56", received_at=received_at,
+        format=PackageFormat.XML,
+        signer_fingerprint="ab" * 32,
+        signer_subject="CN=Sở Nội vụ",
+        algorithm="rsa-sha256",
+        caller="000.00.04.H56",
+        received_at=received_at,
         subject="Công văn",
     )
     routes = [(r, "push") for r in recipients]
@@ -43,13 +49,12 @@ async def _document(log: DeliveryLog, received_at: datetime, recipients: list[st
 
 
 async def _fail(log: DeliveryLog, delivery_id: str, state: DeliveryState) -> None:
-    await log.record_attempt(delivery_id, outcome=state.value, detail="HTTP 400",
-                             next_state=state, error="HTTP 400")
+    await log.record_attempt(
+        delivery_id, outcome=state.value, detail="HTTP 400", next_state=state, error="HTTP 400"
+    )
 
 
-async def test_states_hours_and_failing_destinations(
-    stores: tuple[DeliveryLog, ConsoleDb]
-) -> None:
+async def test_states_hours_and_failing_destinations(stores: tuple[DeliveryLog, ConsoleDb]) -> None:
     log, console = stores
     now = datetime.now(UTC)
     a_x, a_y = await _document(log, now - timedelta(hours=1), [X, Y])
@@ -64,8 +69,12 @@ async def test_states_hours_and_failing_destinations(
 
     assert figures.documents == 2
     assert figures.states == {
-        DeliveryState.ACCEPTED: 0, DeliveryState.QUEUED: 0, DeliveryState.DELIVERED: 1,
-        DeliveryState.RETRYING: 1, DeliveryState.FAILED: 0, DeliveryState.DEAD_LETTERED: 1,
+        DeliveryState.ACCEPTED: 0,
+        DeliveryState.QUEUED: 0,
+        DeliveryState.DELIVERED: 1,
+        DeliveryState.RETRYING: 1,
+        DeliveryState.FAILED: 0,
+        DeliveryState.DEAD_LETTERED: 1,
     }
     assert len(figures.hours) == 24
     by_hour = {h.hour: h for h in figures.hours}
@@ -76,13 +85,14 @@ async def test_states_hours_and_failing_destinations(
     assert figures.hours[-1].delivered == 1  # delivered just now
     assert sum(h.delivered for h in figures.hours) == 1
     assert [(f.recipient, f.failing, f.dead_lettered) for f in figures.failing] == [
-        (X, 2, 1), (Y, 1, 1)]
+        (X, 2, 1),
+        (Y, 1, 1),
+    ]
 
 
 def test_chart_scales_bars_and_line_to_a_round_maximum() -> None:
     start = datetime(2026, 1, 2, tzinfo=UTC)
-    hours = [HourCount(start + timedelta(hours=i), received=i, delivered=i // 2)
-             for i in range(24)]
+    hours = [HourCount(start + timedelta(hours=i), received=i, delivered=i // 2) for i in range(24)]
 
     chart = throughput_chart(hours)
 

@@ -33,7 +33,8 @@ async def tls_console(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         '[http]\ntls_cert = "pki/gateway/cert.pem"\ntls_key = "pki/gateway/key.pem"\n'
         '[store]\nurl = "sqlite+aiosqlite:///log.db"\n'
         f'[[admin.user]]\nusername = "an"\npassword_hash = "{hash_password(PASSWORD)}"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     settings = load_settings(config, env={})
     await (await DeliveryLog.open(settings.store.url)).aclose()  # creates the tables
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -63,8 +64,9 @@ def _console_only(settings: Settings) -> web.Application:
 
     async def delivery_log(app: web.Application) -> AsyncIterator[None]:
         app[DELIVERY_LOG] = log = await DeliveryLog.open(settings.store.url)
-        app[RATE_LIMITS] = RateLimits.from_settings(Counters(lambda: log.engines),
-                                                    settings.rate_limit)
+        app[RATE_LIMITS] = RateLimits.from_settings(
+            Counters(lambda: log.engines), settings.rate_limit
+        )
         yield
         await app[DELIVERY_LOG].aclose()
 
@@ -83,17 +85,21 @@ async def _login_cookies(base_url: str) -> dict[str, str]:
             page = await r.text()
             [form_cookie] = r.headers.getall("Set-Cookie")
         token = page.split('name="csrf_token" value="')[1].split('"')[0]
-        async with session.post(f"{base_url}/admin/login", ssl=False, allow_redirects=False,
-                                data={"csrf_token": token, "username": "an",
-                                      "password": PASSWORD}) as r:
+        async with session.post(
+            f"{base_url}/admin/login",
+            ssl=False,
+            allow_redirects=False,
+            data={"csrf_token": token, "username": "an", "password": PASSWORD},
+        ) as r:
             assert r.status == 303
-            session_cookie = next(h for h in r.headers.getall("Set-Cookie")
-                                  if h.startswith("lgsp_console="))
+            session_cookie = next(
+                h for h in r.headers.getall("Set-Cookie") if h.startswith("lgsp_console=")
+            )
     return {"lgsp_console_login": form_cookie, "lgsp_console": session_cookie}
 
 
 async def test_cookies_are_secure_over_tls_and_behind_a_tls_proxy(
-    tls_console: tuple[str, str]
+    tls_console: tuple[str, str],
 ) -> None:
     https_url, http_url = tls_console
     cookies = await _login_cookies(https_url)

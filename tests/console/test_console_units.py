@@ -39,10 +39,12 @@ CONSOLE = TEMPLATES.parent
 
 # -- passwords ------------------------------------------------------------------------------
 
+
 def test_password_hashes_verify_and_carry_their_parameters() -> None:
     stored = hash_password("mật khẩu đúng")
-    assert re.fullmatch(r"\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+",
-                        stored)
+    assert re.fullmatch(
+        r"\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+", stored
+    )
     parsed = parse_hash(stored)
     assert verify_password("mật khẩu đúng", parsed)
     assert not verify_password("mật khẩu sai", parsed)
@@ -51,10 +53,17 @@ def test_password_hashes_verify_and_carry_their_parameters() -> None:
     assert not verify_password("mật khẩu đúng", parse_hash(other))
 
 
-@pytest.mark.parametrize("bad", [
-    "", "bcrypt$x", "scrypt$15$8$1$c2FsdHNhbHQ=$" + "A" * 44, "$argon2id$v=19$m=x$salt$hash",
-    "$argon2id$v=19", "argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "A" * 43,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "bcrypt$x",
+        "scrypt$15$8$1$c2FsdHNhbHQ=$" + "A" * 44,
+        "$argon2id$v=19$m=x$salt$hash",
+        "$argon2id$v=19",
+        "argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$" + "A" * 43,
+    ],
+)
 def test_malformed_password_hashes_are_configuration_errors(bad: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_hash(bad)
@@ -62,6 +71,7 @@ def test_malformed_password_hashes_are_configuration_errors(bad: str) -> None:
 
 
 # -- the catalogue --------------------------------------------------------------------------
+
 
 def _dynamic_keys() -> set[str]:
     """Keys the templates build from values (``"state." ~ d.state.value`` …)."""
@@ -74,11 +84,16 @@ def _dynamic_keys() -> set[str]:
 
 
 def test_every_string_the_console_uses_is_in_both_languages() -> None:
-    sources = [p.read_text(encoding="utf-8") for p in [*TEMPLATES.glob("*.html"),
-                                                        *CONSOLE.glob("*.py")]]
+    sources = [
+        p.read_text(encoding="utf-8") for p in [*TEMPLATES.glob("*.html"), *CONSOLE.glob("*.py")]
+    ]
     literal = {k for text in sources for k in re.findall(r'\bt\("([a-z0-9_.]+[a-z0-9_])"', text)}
-    literal |= {k for text in sources for k in re.findall(r'"([a-z]+\.[a-z0-9_]+)"\)', text)
-                if k.split(".")[0] in {"health", "field"}}
+    literal |= {
+        k
+        for text in sources
+        for k in re.findall(r'"([a-z]+\.[a-z0-9_]+)"\)', text)
+        if k.split(".")[0] in {"health", "field"}
+    }
     used = literal | _dynamic_keys()
     assert len(literal) > 100
     assert sorted(used - MESSAGES.keys()) == []
@@ -101,10 +116,20 @@ def test_translator_language_statuses_and_times() -> None:
 
 # -- search fields --------------------------------------------------------------------------
 
+
 def test_search_fields_become_a_filter_with_whole_days_in_vietnam_time() -> None:
-    f = search_filter({"document_id": " 000.00.04.H56,2026/01/02,1/UBND ", "sender": "",
-                       "state": "dead_lettered", "status": "03", "since": "2026-01-02",
-                       "until": "2026-01-03", "text": "công văn", "page": "3"})
+    f = search_filter(
+        {
+            "document_id": " 000.00.04.H56,2026/01/02,1/UBND ",
+            "sender": "",
+            "state": "dead_lettered",
+            "status": "03",
+            "since": "2026-01-02",
+            "until": "2026-01-03",
+            "text": "công văn",
+            "page": "3",
+        }
+    )
     assert f.document_id == "000.00.04.H56,2026/01/02,1/UBND"
     assert f.sender is None
     assert f.state is DeliveryState.DEAD_LETTERED
@@ -115,12 +140,19 @@ def test_search_fields_become_a_filter_with_whole_days_in_vietnam_time() -> None
     assert (f.limit, f.offset) == (50, 100)
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    ({"since": "02/01/2026"}, "console.bad_date"), ({"state": "lost"}, "console.bad_choice"),
-    ({"status": "99"}, "console.bad_choice"), ({"page": "0"}, "console.bad_page"),
-    ({"page": "x"}, "console.bad_page"), ({"until": "9999-12-31"}, "console.bad_date"),
-    ({"since": "0001-01-01"}, "console.bad_date"), ({"since_h": "99999999999"}, "console.bad_date"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"since": "02/01/2026"}, "console.bad_date"),
+        ({"state": "lost"}, "console.bad_choice"),
+        ({"status": "99"}, "console.bad_choice"),
+        ({"page": "0"}, "console.bad_page"),
+        ({"page": "x"}, "console.bad_page"),
+        ({"until": "9999-12-31"}, "console.bad_date"),
+        ({"since": "0001-01-01"}, "console.bad_date"),
+        ({"since_h": "99999999999"}, "console.bad_date"),
+    ],
+)
 def test_bad_search_fields_are_input_errors(query: dict[str, str], code: str) -> None:
     with pytest.raises(InputError) as caught:
         search_filter(query)
@@ -129,23 +161,34 @@ def test_bad_search_fields_are_input_errors(query: dict[str, str], code: str) ->
 
 # -- the participant form -------------------------------------------------------------------
 
+
 def test_the_participant_form_round_trips_and_keeps_the_api_key_hashes() -> None:
     original = Participant(
-        organ_id=DISTRICT, name="UBND huyện Quảng Xương", parent="000.00.00.H56",
-        api_key_hashes=("a" * 64,), signing_cert_fingerprints=("b" * 64,),
+        organ_id=DISTRICT,
+        name="UBND huyện Quảng Xương",
+        parent="000.00.00.H56",
+        api_key_hashes=("a" * 64,),
+        signing_cert_fingerprints=("b" * 64,),
         delivery=Delivery(DeliveryMethod.PUSH, "https://qx.example/inbox"),
-        may_send_to=("*.H56",), may_speak_for=("000.01.15.H56",),
+        may_send_to=("*.H56",),
+        may_speak_for=("000.01.15.H56",),
     )
     values = form_values(original)
     assert "a" * 64 not in str(values)  # the form never shows key hashes
     assert participant_from_mapping(directory_entry(values, original), "form") == original
-    new = participant_from_mapping(directory_entry(form_values(None) | {
-        "organ_id": "000.02.15.H56", "name": "UBND xã"}, None), "form")
+    new = participant_from_mapping(
+        directory_entry(form_values(None) | {"organ_id": "000.02.15.H56", "name": "UBND xã"}, None),
+        "form",
+    )
     assert (new.delivery.method, new.may_send_to, new.api_key_hashes) == (
-        DeliveryMethod.MAILBOX, None, ())
+        DeliveryMethod.MAILBOX,
+        None,
+        (),
+    )
 
 
 # -- stored packages ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def identity(tmp_path_factory: pytest.TempPathFactory) -> pki.Identity:
@@ -189,27 +232,42 @@ def test_an_unreadable_stored_package_is_reported_not_raised() -> None:
 
 # -- settings -------------------------------------------------------------------------------
 
+
 def test_console_users_come_from_admin_user_tables(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
-    path.write_text('[[admin.user]]\nusername = "an"\npassword_hash = "scrypt$x"\n'
-                    'role = "operator"\n\n[[admin.user]]\nusername = "binh"\n'
-                    'password_hash = "scrypt$y"\n', encoding="utf-8")
+    path.write_text(
+        '[[admin.user]]\nusername = "an"\npassword_hash = "scrypt$x"\n'
+        'role = "operator"\n\n[[admin.user]]\nusername = "binh"\n'
+        'password_hash = "scrypt$y"\n',
+        encoding="utf-8",
+    )
     settings = load_settings(path, env={})
     assert [(u.username, u.role) for u in settings.admin.user] == [
-        ("an", ConsoleRole.OPERATOR), ("binh", ConsoleRole.VIEWER)]
+        ("an", ConsoleRole.OPERATOR),
+        ("binh", ConsoleRole.VIEWER),
+    ]
     assert effective_settings_masked(settings)["admin"]["user"] == [
         {"username": "an", "role": "operator", "password_hash": "***"},
-        {"username": "binh", "role": "viewer", "password_hash": "***"}]
+        {"username": "binh", "role": "viewer", "password_hash": "***"},
+    ]
 
 
-@pytest.mark.parametrize(("toml", "key"), [
-    ('[[admin.user]]\nusername = "a"\npassword_hash = "h"\nrole = "boss"\n', "admin.user.role"),
-    ('[[admin.user]]\nusername = "a"\n', "admin.user"),
-    ('[[admin.user]]\nusername = "a"\npassword_hash = "h"\npassword = "p"\n',
-     "admin.user.password"),
-    ('[[admin.user]]\nusername = "a"\npassword_hash = "h"\n[[admin.user]]\nusername = "a"\n'
-     'password_hash = "h"\n', "admin.user.username"),
-])
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[[admin.user]]\nusername = "a"\npassword_hash = "h"\nrole = "boss"\n', "admin.user.role"),
+        ('[[admin.user]]\nusername = "a"\n', "admin.user"),
+        (
+            '[[admin.user]]\nusername = "a"\npassword_hash = "h"\npassword = "p"\n',
+            "admin.user.password",
+        ),
+        (
+            '[[admin.user]]\nusername = "a"\npassword_hash = "h"\n[[admin.user]]\nusername = "a"\n'
+            'password_hash = "h"\n',
+            "admin.user.username",
+        ),
+    ],
+)
 def test_bad_console_users_name_the_key(tmp_path: Path, toml: str, key: str) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text(toml, encoding="utf-8")

@@ -24,10 +24,18 @@ async def _log_counts(store_url: str) -> dict[str, int]:
     log = await DeliveryLog.open(store_url)
     try:
         async with log.engines.reader.connect() as conn:
-            sent = await conn.scalar(select(func.count()).select_from(documents).where(
-                documents.c.sender == DEPARTMENT, documents.c.kind == "document"))
-            states = dict((await conn.execute(
-                select(deliveries.c.state, func.count()).group_by(deliveries.c.state))).all())
+            sent = await conn.scalar(
+                select(func.count())
+                .select_from(documents)
+                .where(documents.c.sender == DEPARTMENT, documents.c.kind == "document")
+            )
+            states = dict(
+                (
+                    await conn.execute(
+                        select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                    )
+                ).all()
+            )
     finally:
         await log.aclose()
     return {"sent": int(sent or 0), **{k: int(v) for k, v in states.items()}}
@@ -39,11 +47,13 @@ async def test_reports_page_in_both_languages_and_its_exports_match_the_log(
     dead = await dead_letter(start_gateway, push_receiver)  # one dead-lettered delivery
     gw = dead.gateway
     for _ in range(2):  # two more, delivered
-        status, answer = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                         DEPARTMENT)
+        status, answer = await gw.submit(
+            gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+        )
         assert status == 202
-        await gw.wait_for(answer["id"], DEPARTMENT,
-                          lambda v: v["recipients"][0]["state"] == "delivered")
+        await gw.wait_for(
+            answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["state"] == "delivered"
+        )
     counts = await _log_counts(store_url)
     assert counts["sent"] == 3
     assert counts["delivered"] == 2
@@ -86,8 +96,9 @@ async def test_reports_page_in_both_languages_and_its_exports_match_the_log(
     total = dict(zip(head, rows[-1], strict=True))
     assert total["Tên đơn vị"] == "Toàn tỉnh"
     assert int(total["Lượt chuyển (lượt)"]) == sum(
-        counts.get(s, 0) for s in ("accepted", "queued", "delivered", "retrying", "failed",
-                                   "dead_lettered"))
+        counts.get(s, 0)
+        for s in ("accepted", "queued", "delivered", "retrying", "failed", "dead_lettered")
+    )
 
     async with page.expect_download() as got_xlsx:
         await page.click("#export-xlsx")

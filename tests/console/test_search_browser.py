@@ -29,7 +29,8 @@ async def test_search_columns_sorting_export_live_view_and_resend(
     await expect(row.locator("td.recipients")).to_have_text(DISTRICT)
     await expect(row.locator("td.states")).to_contain_text("Lỗi, chờ gửi lại")
     await expect(page.locator("#result-count")).to_have_text(
-        "1 văn bản · 1 lượt chuyển khớp điều kiện")
+        "1 văn bản · 1 lượt chuyển khớp điều kiện"
+    )
 
     # -- the live view: a new document appears without a reload ----------------------------
     await page.goto(f"{gw.base_url}/admin/documents")
@@ -41,7 +42,8 @@ async def test_search_columns_sorting_export_live_view_and_resend(
     status, answer = await gw.submit(gw.sign(fresh, DEPARTMENT), DEPARTMENT)
     assert status == 202
     await expect(page.locator(f'tr[data-document="{answer["id"]}"]')).to_be_visible(
-        timeout=WAIT_S * 1000)
+        timeout=WAIT_S * 1000
+    )
     assert await page.locator("table.results tbody tr").count() == before + 1
     assert await page.evaluate("window.notReloaded") is True  # the same page, updated in place
     await expect(page.locator("#live-updated")).to_contain_text("Cập nhật lúc")

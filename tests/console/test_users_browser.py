@@ -20,7 +20,9 @@ OWN_PASSWORD = "mật-khẩu-riêng-67890"
 
 
 async def test_an_administrator_manages_users_end_to_end(
-    start_gateway: StartGateway, browser: Browser, store_url: str,
+    start_gateway: StartGateway,
+    browser: Browser,
+    store_url: str,
     console_clients: list[ConsoleClient],
 ) -> None:
     gw = await start_gateway()
@@ -84,15 +86,21 @@ async def test_an_administrator_manages_users_end_to_end(
 
     # -- the audit trail, and the store (never a plain password) ---------------------------
     await admin.click("header nav >> text=Nhật ký thao tác")
-    for action in ("user.create", "user.password", "user.role", "user.force_password",
-                   "user.disable"):
+    for action in (
+        "user.create",
+        "user.password",
+        "user.role",
+        "user.force_password",
+        "user.disable",
+    ):
         await expect(admin.locator(f'tr[data-action="{action}"]').first).to_be_visible()
     assert OWN_PASSWORD not in await admin.content()
     log = await DeliveryLog.open(store_url)
     try:
         async with transaction(log.engines.reader) as conn:
-            stored = (await conn.execute(console_users.select().where(
-                console_users.c.username == "lan"))).one()
+            stored = (
+                await conn.execute(console_users.select().where(console_users.c.username == "lan"))
+            ).one()
     finally:
         await log.aclose()
     assert stored.password_hash.startswith("$argon2id$")
@@ -104,7 +112,13 @@ async def test_an_administrator_manages_users_end_to_end(
     operator = ConsoleClient(base)
     console_clients.append(operator)
     await operator.login("operator", console_password(gw, "operator"))
-    status, _, _ = await operator.post("/admin/users", {
-        "csrf_token": operator.csrf, "username": "mallory", "password": "x" * 12,
-        "role": "administrator"})
+    status, _, _ = await operator.post(
+        "/admin/users",
+        {
+            "csrf_token": operator.csrf,
+            "username": "mallory",
+            "password": "x" * 12,
+            "role": "administrator",
+        },
+    )
     assert status == 403

@@ -48,9 +48,7 @@ def attachment(content_id: str, data: bytes, **fields: str) -> Attachment:
 def package(
     references: tuple[ManifestReference, ...], attachments: tuple[Attachment, ...]
 ) -> DocumentPackage:
-    header = MessageHeader(
-        from_=Organization("000.00.00.G22"), to=(Organization("000.00.00.H41"),)
-    )
+    header = MessageHeader(from_=Organization("000.00.00.G22"), to=(Organization("000.00.00.H41"),))
     return DocumentPackage(
         header=header,
         trace_header_list=TraceHeaderList(),
@@ -150,8 +148,12 @@ def test_matching_manifest_and_attachments_have_no_issue() -> None:
         (ManifestReference("cid:1", "application/pdf"), ManifestReference("cid:2")),
         (
             attachment("cid:1", PDF, attachment_name="a.pdf", content_type="application/pdf"),
-            attachment("cid:2", make_zip({"x": b"y"}), attachment_name="b.zip",
-                       content_type="application/zip"),
+            attachment(
+                "cid:2",
+                make_zip({"x": b"y"}),
+                attachment_name="b.zip",
+                content_type="application/zip",
+            ),
         ),
     )
     assert check_attachments(pkg) == []
@@ -208,9 +210,7 @@ def test_invalid_base64_and_oversize_are_errors_on_the_content_element() -> None
 
 def test_too_many_attachments_is_an_error() -> None:
     ids = [f"cid:{i}" for i in range(3)]
-    pkg = package(
-        tuple(ManifestReference(c) for c in ids), tuple(attachment(c, PDF) for c in ids)
-    )
+    pkg = package(tuple(ManifestReference(c) for c in ids), tuple(attachment(c, PDF) for c in ids))
     assert codes(check_attachments(pkg, ParseLimits(max_attachments=2))) == [
         ("edxml.too_many_attachments", "error", ATT),
     ]
@@ -230,8 +230,9 @@ def test_zip_sniffing_warns_when_type_or_name_disagree() -> None:
         (ManifestReference("cid:1"), ManifestReference("cid:2"), ManifestReference("cid:3")),
         (
             # the VPCP samples: a ZIP, declared application/zip, named .doc
-            attachment("cid:1", archive, attachment_name="1896_QD-TTg.doc",
-                       content_type="application/zip"),
+            attachment(
+                "cid:1", archive, attachment_name="1896_QD-TTg.doc", content_type="application/zip"
+            ),
             attachment("cid:2", archive, attachment_name="b.zip", content_type="application/pdf"),
             attachment("cid:3", PDF, attachment_name="c.zip", mime_type="application/zip"),
         ),

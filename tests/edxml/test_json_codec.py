@@ -21,9 +21,7 @@ from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import DocumentPackage, Package, StatusPackage
 from gateway.edxml.xml_codec import parse_package, serialize_package
 
-WELL_FORMED = sorted(
-    p for p in CONFORMANCE_DIR.glob("*.edxml") if p.name != "edoc.edxml"
-)
+WELL_FORMED = sorted(p for p in CONFORMANCE_DIR.glob("*.edxml") if p.name != "edoc.edxml")
 
 STATUS_JSON: dict[str, Any] = {
     "kind": "status",
@@ -51,23 +49,32 @@ def test_conformance_packages_survive_json(path: Path) -> None:
 def test_json_shape_mirrors_the_dataclasses() -> None:
     pkg = parse_package((CONFORMANCE_DIR / "edoc_update.edxml").read_bytes())
     obj = to_json_dict(pkg)
-    assert list(obj) == ["kind", "header", "trace_header_list", "manifest", "attachments",
-                         "signature_xml"]
+    assert list(obj) == [
+        "kind",
+        "header",
+        "trace_header_list",
+        "manifest",
+        "attachments",
+        "signature_xml",
+    ]
     assert obj["kind"] == "document"
     assert obj["header"]["from"]["organ_id"] == "000.00.00.G22"
     assert [o["organ_id"] for o in obj["header"]["to"]] == list(pkg.recipients)
     business = obj["trace_header_list"]["business"]
     assert business["business_doc_type"] == "2"
     receivers = business["business_document_info"]["receivers"]
-    assert receivers == [{"organ_id": "000.00.00.H41", "receiver_type": "0"},
-                         {"organ_id": "000.00.00.H14", "receiver_type": "1"}]
+    assert receivers == [
+        {"organ_id": "000.00.00.H41", "receiver_type": "0"},
+        {"organ_id": "000.00.00.H14", "receiver_type": "1"},
+    ]
     assert obj["attachments"][0]["content_b64"].startswith("UEsDB")
     assert obj["signature_xml"] is not None
 
 
 def test_dumps_is_compact_sorted_utf8() -> None:
-    pkg = from_json_dict({**STATUS_JSON, "header": {**STATUS_JSON["header"],
-                                                    "description": "Tiếp nhận"}})
+    pkg = from_json_dict(
+        {**STATUS_JSON, "header": {**STATUS_JSON["header"], "description": "Tiếp nhận"}}
+    )
     data = dumps(pkg)
     assert "Tiếp nhận".encode() in data
     assert b"\\u" not in data
@@ -94,7 +101,8 @@ def test_schema_is_valid_draft_2020_12_and_covers_every_field() -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     records = {name: d for name, d in schema["$defs"].items() if "properties" in d}
     dataclass_names = {
-        name for name, value in vars(model).items()
+        name
+        for name, value in vars(model).items()
         if isinstance(value, type) and dataclasses.is_dataclass(value)
     }
     assert set(records) == dataclass_names
@@ -105,7 +113,8 @@ def test_schema_is_valid_draft_2020_12_and_covers_every_field() -> None:
             fields.add("kind")
         assert set(definition["properties"]) == fields, name
         required = {
-            f.name.rstrip("_") for f in dataclasses.fields(cls)
+            f.name.rstrip("_")
+            for f in dataclasses.fields(cls)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
         assert set(definition.get("required", ())) - {"kind"} == required, name
@@ -160,14 +169,24 @@ def document(**changes: Any) -> dict[str, Any]:
         (with_header(description="bell\u0007"), "/header/description"),
         (with_header(description="\ud800"), "/header/description"),
         ({**STATUS_JSON, "trace_header_list": {}}, "/trace_header_list"),
-        (document(header={"from": {"organ_id": "x"}, "to": [{}, {"organ_id": 1}]}),
-         "/header/to/0/organ_id"),
-        (document(trace_header_list={"business": {"business_doc_type": "4"}}),
-         "/trace_header_list/business/business_doc_type"),
-        (document(manifest={"references": [{"content_id": "c", "attributes": [["a", "b", "c"]]}]}),
-         "/manifest/references/0/attributes/0"),
-        (document(attachments=[{"content_id": "c", "content_b64": None}]),
-         "/attachments/0/content_b64"),
+        (
+            document(header={"from": {"organ_id": "x"}, "to": [{}, {"organ_id": 1}]}),
+            "/header/to/0/organ_id",
+        ),
+        (
+            document(trace_header_list={"business": {"business_doc_type": "4"}}),
+            "/trace_header_list/business/business_doc_type",
+        ),
+        (
+            document(
+                manifest={"references": [{"content_id": "c", "attributes": [["a", "b", "c"]]}]}
+            ),
+            "/manifest/references/0/attributes/0",
+        ),
+        (
+            document(attachments=[{"content_id": "c", "content_b64": None}]),
+            "/attachments/0/content_b64",
+        ),
     ],
 )
 def test_schema_violations_name_the_offending_value(obj: Any, pointer: str) -> None:
@@ -196,8 +215,10 @@ def test_schema_violations_name_the_offending_value(obj: Any, pointer: str) -> N
         (b'{"kind": -Infinity}', "json.malformed"),
         (b'{"kind": ' + b"1" * 5000 + b"}", "json.malformed"),
         (b'{"kind": "status", "kind": "document"}', "json.duplicate_key"),
-        (b'{"kind": "status", "header": {"from": {"organ_id": "a", "organ_id": "b"}}}',
-         "json.duplicate_key"),
+        (
+            b'{"kind": "status", "header": {"from": {"organ_id": "a", "organ_id": "b"}}}',
+            "json.duplicate_key",
+        ),
     ],
 )
 def test_malformed_json_is_refused(data: bytes, code: str) -> None:

@@ -50,89 +50,159 @@ def status(header: str, *, header_extra: str = "") -> bytes:
     ).encode()
 
 
-RESPONSE_FOR = f"<ResponseFor><OrganId>{B}</OrganId><DocumentId>{B},2024/01/02,1/X</DocumentId>" \
-    "</ResponseFor>"
-STATUS_BODY = f"{org('From', A)}{RESPONSE_FOR}<StatusCode>03</StatusCode>" \
+RESPONSE_FOR = (
+    f"<ResponseFor><OrganId>{B}</OrganId><DocumentId>{B},2024/01/02,1/X</DocumentId></ResponseFor>"
+)
+STATUS_BODY = (
+    f"{org('From', A)}{RESPONSE_FOR}<StatusCode>03</StatusCode>"
     "<Timestamp>2024/01/02 10:00:00</Timestamp>"
+)
 
 # name -> (package bytes, expected code, expected path)
 VARIANTS: dict[str, tuple[bytes, str, str]] = {
     "nested From, outer B inner A": (
         document(f"<From>{org('From', A)}<OrganId>{B}</OrganId></From>{org('To', C)}"),
-        "edxml.misplaced_element", f"{MH}/From/From"),
+        "edxml.misplaced_element",
+        f"{MH}/From/From",
+    ),
     "nested From, outer B first": (
         document(f"<From><OrganId>{B}</OrganId>{org('From', A)}</From>{org('To', C)}"),
-        "edxml.misplaced_element", f"{MH}/From/From"),
+        "edxml.misplaced_element",
+        f"{MH}/From/From",
+    ),
     "foreign-namespace From before the real one": (
-        document(f'{org("From", A)}<x:From xmlns:x="urn:evil"><x:OrganId>{B}</x:OrganId></x:From>'
-                 f"{org('To', C)}"),
-        "edxml.foreign_lookalike", f"{MH}/From"),
+        document(
+            f'{org("From", A)}<x:From xmlns:x="urn:evil"><x:OrganId>{B}</x:OrganId></x:From>'
+            f"{org('To', C)}"
+        ),
+        "edxml.foreign_lookalike",
+        f"{MH}/From",
+    ),
     "edXML prefix rebound to another namespace": (
-        document(f'{org("From", A)}<edXML:From xmlns:edXML="urn:evil"><edXML:OrganId>{B}'
-                 f"</edXML:OrganId></edXML:From>{org('To', C)}"),
-        "edxml.foreign_lookalike", f"{MH}/From"),
+        document(
+            f'{org("From", A)}<edXML:From xmlns:edXML="urn:evil"><edXML:OrganId>{B}'
+            f"</edXML:OrganId></edXML:From>{org('To', C)}"
+        ),
+        "edxml.foreign_lookalike",
+        f"{MH}/From",
+    ),
     "no-namespace From": (
         document(f'{org("From", A)}<From xmlns=""><OrganId>{B}</OrganId></From>{org("To", C)}'),
-        "edxml.foreign_lookalike", f"{MH}/From"),
+        "edxml.foreign_lookalike",
+        f"{MH}/From",
+    ),
     "foreign OrganId inside From": (
-        document(org("From", A, f'<x:OrganId xmlns:x="urn:evil">{B}</x:OrganId>')
-                 + org("To", C)),
-        "edxml.foreign_lookalike", f"{MH}/From/OrganId"),
-    "two From": (document(org("From", A) + org("From", B) + org("To", C)),
-                 "edxml.duplicate_element", f"{MH}/From"),
+        document(org("From", A, f'<x:OrganId xmlns:x="urn:evil">{B}</x:OrganId>') + org("To", C)),
+        "edxml.foreign_lookalike",
+        f"{MH}/From/OrganId",
+    ),
+    "two From": (
+        document(org("From", A) + org("From", B) + org("To", C)),
+        "edxml.duplicate_element",
+        f"{MH}/From",
+    ),
     "two OrganId in To": (
         document(org("From", A) + org("To", C, f"<OrganId>{B}</OrganId>")),
-        "edxml.duplicate_element", f"{MH}/To[1]/OrganId"),
+        "edxml.duplicate_element",
+        f"{MH}/To[1]/OrganId",
+    ),
     "a foreign To (no edXML one)": (
-        document(f'{org("From", A)}<x:To xmlns:x="urn:evil"><x:OrganId>{C}</x:OrganId></x:To>'
-                 + org("To", B)),
-        "edxml.foreign_lookalike", f"{MH}/To"),
+        document(
+            f'{org("From", A)}<x:To xmlns:x="urn:evil"><x:OrganId>{C}</x:OrganId></x:To>'
+            + org("To", B)
+        ),
+        "edxml.foreign_lookalike",
+        f"{MH}/To",
+    ),
     "To inside an extension": (
         document(org("From", A) + org("To", C) + f'<x:Ext xmlns:x="urn:x">{org("To", B)}</x:Ext>'),
-        "edxml.misplaced_element", f"{MH}/Ext/To"),
+        "edxml.misplaced_element",
+        f"{MH}/Ext/To",
+    ),
     "To inside OtherInfo": (
         document(org("From", A) + org("To", C) + f"<OtherInfo>{org('To', B)}</OtherInfo>"),
-        "edxml.misplaced_element", f"{MH}/OtherInfo/To"),
+        "edxml.misplaced_element",
+        f"{MH}/OtherInfo/To",
+    ),
     "two DocumentId": (
-        document(org("From", A) + org("To", C) + "<DocumentId>a</DocumentId>"
-                 "<DocumentId>b</DocumentId>"),
-        "edxml.duplicate_element", f"{MH}/DocumentId"),
+        document(
+            org("From", A) + org("To", C) + "<DocumentId>a</DocumentId><DocumentId>b</DocumentId>"
+        ),
+        "edxml.duplicate_element",
+        f"{MH}/DocumentId",
+    ),
     "foreign DocumentId": (
-        document(org("From", A) + org("To", C)
-                 + '<DocumentId>a</DocumentId><x:DocumentId xmlns:x="urn:x">b</x:DocumentId>'),
-        "edxml.foreign_lookalike", f"{MH}/DocumentId"),
+        document(
+            org("From", A)
+            + org("To", C)
+            + '<DocumentId>a</DocumentId><x:DocumentId xmlns:x="urn:x">b</x:DocumentId>'
+        ),
+        "edxml.foreign_lookalike",
+        f"{MH}/DocumentId",
+    ),
     "two TraceHeaderList": (
         document(org("From", A) + org("To", C), trace="<TraceHeaderList/>"),
-        "edxml.duplicate_element", f"{H}/TraceHeaderList"),
+        "edxml.duplicate_element",
+        f"{H}/TraceHeaderList",
+    ),
     "two ResponseFor in a status": (
         status(STATUS_BODY + RESPONSE_FOR.replace(B, C)),
-        "edxml.duplicate_element", f"{MH}/ResponseFor"),
+        "edxml.duplicate_element",
+        f"{MH}/ResponseFor",
+    ),
     "two DocumentId in ResponseFor": (
         status(STATUS_BODY.replace("</ResponseFor>", "<DocumentId>2</DocumentId></ResponseFor>")),
-        "edxml.duplicate_element", f"{MH}/ResponseFor/DocumentId"),
-    "two StatusCode": (status(STATUS_BODY + "<StatusCode>06</StatusCode>"),
-                       "edxml.duplicate_element", f"{MH}/StatusCode"),
+        "edxml.duplicate_element",
+        f"{MH}/ResponseFor/DocumentId",
+    ),
+    "two StatusCode": (
+        status(STATUS_BODY + "<StatusCode>06</StatusCode>"),
+        "edxml.duplicate_element",
+        f"{MH}/StatusCode",
+    ),
     "foreign StatusCode": (
         status(STATUS_BODY + '<x:StatusCode xmlns:x="urn:x">02</x:StatusCode>'),
-        "edxml.foreign_lookalike", f"{MH}/StatusCode"),
-    "a status with To": (status(STATUS_BODY + org("To", C)),
-                         "edxml.misplaced_element", f"{MH}/To"),
-    "a status with a header DocumentId": (status(STATUS_BODY + "<DocumentId>d</DocumentId>"),
-                                          "edxml.misplaced_element", f"{MH}/DocumentId"),
-    "a status with TraceHeaderList": (status(STATUS_BODY, header_extra="<TraceHeaderList/>"),
-                                      "edxml.misplaced_element", f"{H}/TraceHeaderList"),
+        "edxml.foreign_lookalike",
+        f"{MH}/StatusCode",
+    ),
+    "a status with To": (status(STATUS_BODY + org("To", C)), "edxml.misplaced_element", f"{MH}/To"),
+    "a status with a header DocumentId": (
+        status(STATUS_BODY + "<DocumentId>d</DocumentId>"),
+        "edxml.misplaced_element",
+        f"{MH}/DocumentId",
+    ),
+    "a status with TraceHeaderList": (
+        status(STATUS_BODY, header_extra="<TraceHeaderList/>"),
+        "edxml.misplaced_element",
+        f"{H}/TraceHeaderList",
+    ),
     "a second MessageHeader in an extension": (
-        status(STATUS_BODY, header_extra=f'<x:E xmlns:x="urn:x"><MessageHeader>'
-                                         f"{org('From', B)}</MessageHeader></x:E>"),
-        "edxml.misplaced_element", f"{H}/E/MessageHeader"),
+        status(
+            STATUS_BODY,
+            header_extra=f'<x:E xmlns:x="urn:x"><MessageHeader>'
+            f"{org('From', B)}</MessageHeader></x:E>",
+        ),
+        "edxml.misplaced_element",
+        f"{H}/E/MessageHeader",
+    ),
     "xsi:type on From": (
-        document(org("From", A).replace("<From>", '<From xmlns:xsi="http://www.w3.org/2001/'
-                                        'XMLSchema-instance" xsi:type="Opaque">') + org("To", C)),
-        "edxml.xsi_attribute", "/edXML"),
+        document(
+            org("From", A).replace(
+                "<From>",
+                '<From xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="Opaque">',
+            )
+            + org("To", C)
+        ),
+        "edxml.xsi_attribute",
+        "/edXML",
+    ),
     "a foreign envelope beside the real one": (
         document(org("From", A) + org("To", C)).replace(
-            b"</edXMLEnvelope>", b'</edXMLEnvelope><x:edXMLEnvelope xmlns:x="urn:x"/>'),
-        "edxml.foreign_lookalike", "/edXML/edXMLEnvelope"),
+            b"</edXMLEnvelope>", b'</edXMLEnvelope><x:edXMLEnvelope xmlns:x="urn:x"/>'
+        ),
+        "edxml.foreign_lookalike",
+        "/edXML/edXMLEnvelope",
+    ),
 }
 
 
@@ -154,7 +224,8 @@ def test_each_ambiguous_variant_is_refused_with_its_code(data: bytes, code: str,
 def test_readers_disagreed_on_the_variants_that_the_old_reader_accepted() -> None:
     """What made them dangerous: a namespace-unaware reader saw another sender than intake."""
     foreign = VARIANTS["foreign-namespace From before the real one"][0].replace(
-        f"{org('From', A)}".encode(), b"", 1)
+        f"{org('From', A)}".encode(), b"", 1
+    )
     foreign = foreign.replace(b"</x:From>", f"</x:From>{org('From', A)}".encode(), 1)
     assert first_by_local_name(foreign, f"{MH}/From/OrganId") == B
     with pytest.raises(PackageError) as caught:
@@ -174,7 +245,8 @@ def test_tidy_packages_and_lenient_producers_still_pass() -> None:
         f"{RESPONSE_FOR}{RESPONSE_FOR}<OtherInfo><ReplyFors>r</ReplyFors><Priority>0</Priority>"
         '</OtherInfo><x:Note xmlns:x="urn:x"><x:OrganId>x</x:OrganId></x:Note>'
         "<Code>7816/VPCP</Code>",
-        trace='<Signature><SignedInfo/></Signature>')
+        trace="<Signature><SignedInfo/></Signature>",
+    )
     parse_package(lenient)
 
 
@@ -218,14 +290,29 @@ def test_the_check_and_the_xsd_give_the_same_verdict_on_the_corpus(path: Path) -
 
 
 @pytest.mark.parametrize(("data", "code", "path"), VARIANTS.values(), ids=VARIANTS.keys())
-def test_on_the_variants_the_check_is_the_xsd_or_stricter(data: bytes, code: str,
-                                                          path: str) -> None:
+def test_on_the_variants_the_check_is_the_xsd_or_stricter(
+    data: bytes, code: str, path: str
+) -> None:
     assert_agrees(data)
 
 
 # Mutations: one edit of a real package at a random element, from names that matter.
-NAMES = sorted(RESERVED | {"OrganId", "Subject", "Priority", "Code", "StaffInfo", "Place",
-                           "TraceHeader", "Signature", "Attachment", "Unknown", "Timestamp"})
+NAMES = sorted(
+    RESERVED
+    | {
+        "OrganId",
+        "Subject",
+        "Priority",
+        "Code",
+        "StaffInfo",
+        "Place",
+        "TraceHeader",
+        "Signature",
+        "Attachment",
+        "Unknown",
+        "Timestamp",
+    }
+)
 NAMESPACES = [EDXML_NS, "urn:other", ""]
 
 
@@ -248,8 +335,9 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif action == "copy" and target.getparent() is not None:
             parent = target.getparent()
             assert parent is not None
-            parent.insert(draw(st.integers(0, len(parent))), etree.fromstring(
-                etree.tostring(target)))
+            parent.insert(
+                draw(st.integers(0, len(parent))), etree.fromstring(etree.tostring(target))
+            )
         elif action == "text":
             target.text = draw(st.sampled_from(["", " \n", "x"]))
         elif action == "wrap" and len(target):

@@ -94,8 +94,12 @@ CLEAN = DocumentPackage(
     ),
     manifest=Manifest(references=(ManifestReference("cid:1", "application/pdf"),)),
     attachments=(
-        Attachment("cid:1", attachment_name="a.pdf", content_type="application/pdf",
-                   content_b64=Attachment.encode(b"%PDF-1.7\n")),
+        Attachment(
+            "cid:1",
+            attachment_name="a.pdf",
+            content_type="application/pdf",
+            content_b64=Attachment.encode(b"%PDF-1.7\n"),
+        ),
     ),
 )
 
@@ -103,7 +107,9 @@ STATUS = StatusPackage(
     StatusHeader(
         from_=org("000.00.00.H41"),
         response_for=ResponseFor(
-            "000.00.00.G22", "7816/VPCP-TTĐT", "2024/05/17",
+            "000.00.00.G22",
+            "7816/VPCP-TTĐT",
+            "2024/05/17",
             "000.00.00.G22,2024/05/17,7816/VPCP-TTĐT",
         ),
         status_code=StatusCode.ACCEPTANCE,
@@ -118,9 +124,7 @@ def header(**changes: Any) -> DocumentPackage:
 
 
 def business(doc_type: BusinessDocType, **changes: Any) -> DocumentPackage:
-    trace = dataclasses.replace(
-        CLEAN.trace_header_list, business=Business(doc_type, **changes)
-    )
+    trace = dataclasses.replace(CLEAN.trace_header_list, business=Business(doc_type, **changes))
     return dataclasses.replace(CLEAN, trace_header_list=trace)
 
 
@@ -141,11 +145,13 @@ def test_a_clean_document_and_status_have_no_issue_at_all() -> None:
 
 
 def test_report_separates_errors_from_warnings_and_raises_the_first_error() -> None:
-    report = ValidationReport((
-        Issue("edxml.too_long", "/a", "long", Severity.WARNING),
-        Issue("edxml.no_recipient", "/b", "nobody", Severity.ERROR),
-        Issue("edxml.bad_organ_id", "/c", "bad", Severity.ERROR),
-    ))
+    report = ValidationReport(
+        (
+            Issue("edxml.too_long", "/a", "long", Severity.WARNING),
+            Issue("edxml.no_recipient", "/b", "nobody", Severity.ERROR),
+            Issue("edxml.bad_organ_id", "/c", "bad", Severity.ERROR),
+        )
+    )
     assert [i.path for i in report.errors] == ["/b", "/c"]
     assert [i.path for i in report.warnings] == ["/a"]
     assert not report.ok
@@ -229,12 +235,15 @@ def test_update_needs_business_document_info_and_valid_receivers() -> None:
         ("edxml.missing_reference", "error", f"{T}/Bussiness/BussinessDocumentInfo"),
     }
     receivers = (
-        Receiver("000.00.00.H41", "0"), Receiver("bad id", "1"), Receiver("000.00.00.H14", "7")
+        Receiver("000.00.00.H41", "0"),
+        Receiver("bad id", "1"),
+        Receiver("000.00.00.H14", "7"),
     )
     info = BusinessDocumentInfo("1", "1", receivers)
     at = f"{T}/Bussiness/BussinessDocumentInfo/ReceiverList/Receiver"
-    assert found(validate_package(business(BusinessDocType.UPDATE, business_document_info=info),
-                                  today=TODAY)) == {
+    assert found(
+        validate_package(business(BusinessDocType.UPDATE, business_document_info=info), today=TODAY)
+    ) == {
         ("edxml.bad_organ_id", "error", f"{at}[2]/OrganId"),
         ("edxml.bad_value", "warning", f"{at}[3]/ReceiverType"),
     }
@@ -243,16 +252,20 @@ def test_update_needs_business_document_info_and_valid_receivers() -> None:
 def test_replacement_needs_replacement_info_with_document_ids() -> None:
     path = f"{T}/Bussiness/ReplacementInfoList"
     for nothing in (None, ()):
-        assert found(validate_package(
-            business(BusinessDocType.REPLACE, replacement_info_list=nothing), today=TODAY
-        )) == {("edxml.missing_reference", "error", path)}
+        assert found(
+            validate_package(
+                business(BusinessDocType.REPLACE, replacement_info_list=nothing), today=TODAY
+            )
+        ) == {("edxml.missing_reference", "error", path)}
     infos = (
         ReplacementInfo("000.00.00.G22,2024/01/30,7806/VPCP", ("000.00.00.H41",)),
         ReplacementInfo(None, ("000.00.00.H14", "nope")),
     )
-    assert found(validate_package(
-        business(BusinessDocType.REPLACE, replacement_info_list=infos), today=TODAY
-    )) == {
+    assert found(
+        validate_package(
+            business(BusinessDocType.REPLACE, replacement_info_list=infos), today=TODAY
+        )
+    ) == {
         ("edxml.missing_reference", "error", f"{path}/ReplacementInfo[2]/DocumentId"),
         ("edxml.bad_organ_id", "error", f"{path}/ReplacementInfo[2]/OrganIdList/OrganId[2]"),
     }
@@ -273,9 +286,22 @@ def test_bkav_null_checks_are_warnings() -> None:
     assert report.ok
     paths = {i.path for i in report.warnings if i.code == "edxml.missing_field"}
     assert paths == {
-        *(f"{H}/From/{name}" for name in ("OrganizationInCharge", "OrganName", "OrganAdd",
-                                          "Email", "Telephone", "Fax", "Website")),
-        f"{H}/Code/CodeNotation", f"{H}/Subject", f"{H}/SignerInfo", f"{H}/ToPlaces",
+        *(
+            f"{H}/From/{name}"
+            for name in (
+                "OrganizationInCharge",
+                "OrganName",
+                "OrganAdd",
+                "Email",
+                "Telephone",
+                "Fax",
+                "Website",
+            )
+        ),
+        f"{H}/Code/CodeNotation",
+        f"{H}/Subject",
+        f"{H}/SignerInfo",
+        f"{H}/ToPlaces",
     }
     untraced = dataclasses.replace(CLEAN, trace_header_list=TraceHeaderList())
     assert found(validate_package(untraced, today=TODAY)) == {
@@ -299,8 +325,9 @@ def test_dates_are_warnings_bad_format_and_future() -> None:
     assert validate_package(pkg, today=date(2024, 5, 21)).warnings != ()
     hops = (TraceHeader("000.00.00.G22", "2024-05-17T08:30:00"), TraceHeader("28.22.H17", None))
     trace = dataclasses.replace(CLEAN.trace_header_list, trace_headers=hops)
-    assert found(validate_package(dataclasses.replace(CLEAN, trace_header_list=trace),
-                                  today=TODAY)) == {
+    assert found(
+        validate_package(dataclasses.replace(CLEAN, trace_header_list=trace), today=TODAY)
+    ) == {
         ("edxml.bad_date", "warning", f"{T}/TraceHeader[1]/Timestamp"),
         ("edxml.non_strict_organ_id", "warning", f"{T}/TraceHeader[2]/OrganId"),
         ("edxml.missing_field", "warning", f"{T}/TraceHeader[2]/Timestamp"),
@@ -350,9 +377,13 @@ def test_length_caps_are_warnings() -> None:
 )
 def test_document_id_format_is_a_warning(document_id: str, ok: bool) -> None:
     issues = found(validate_package(header(document_id=document_id), today=TODAY))
-    assert issues == (set() if ok else {
-        ("edxml.document_id_format", "warning", f"{H}/DocumentId"),
-    })
+    assert issues == (
+        set()
+        if ok
+        else {
+            ("edxml.document_id_format", "warning", f"{H}/DocumentId"),
+        }
+    )
 
 
 def test_attachment_rules_are_part_of_validate_package() -> None:
@@ -397,8 +428,12 @@ EXPECTED_WARNINGS = {  # everything else: no issue at all
     },
     **{
         name: {("edxml.zip_name_mismatch", "/edXML/AttachmentEncoded/Attachment[1]/AttachmentName")}
-        for name in ("edoc_replacement.edxml", "edoc_revocation.edxml", "edoc_update.edxml",
-                     "edoc_uuid_dc0bdef0.edxml")
+        for name in (
+            "edoc_replacement.edxml",
+            "edoc_revocation.edxml",
+            "edoc_update.edxml",
+            "edoc_uuid_dc0bdef0.edxml",
+        )
     },
 }
 
@@ -412,15 +447,21 @@ def test_conformance_packages_have_warnings_only(path: Path) -> None:
 
 def test_a_broken_conformance_package_is_reported_at_its_element() -> None:
     data = (CONFORMANCE_DIR / "edoc_replacement.edxml").read_bytes()
-    broken = data.replace(b"<edXML:OrganId>000.00.00.H14</edXML:OrganId>",
-                          b"<edXML:OrganId>H14</edXML:OrganId>", 1)
-    broken = broken.replace(b"<edXML:ContentId>cid:209</edXML:ContentId>",
-                            b"<edXML:ContentId>cid:210</edXML:ContentId>", 1)
+    broken = data.replace(
+        b"<edXML:OrganId>000.00.00.H14</edXML:OrganId>", b"<edXML:OrganId>H14</edXML:OrganId>", 1
+    )
+    broken = broken.replace(
+        b"<edXML:ContentId>cid:209</edXML:ContentId>",
+        b"<edXML:ContentId>cid:210</edXML:ContentId>",
+        1,
+    )
     report = validate_package(parse_package(broken))
     assert {(i.code, i.path) for i in report.errors} == {
         ("edxml.bad_organ_id", f"{H}/To[2]/OrganId"),
-        ("edxml.attachment_mismatch",
-         "/edXML/edXMLEnvelope/edXMLBody/edXMLManifest/Reference[1]/ContentId"),
+        (
+            "edxml.attachment_mismatch",
+            "/edXML/edXMLEnvelope/edXMLBody/edXMLManifest/Reference[1]/ContentId",
+        ),
         ("edxml.attachment_mismatch", "/edXML/AttachmentEncoded/Attachment[1]/ContentId"),
     }
     with pytest.raises(PackageError) as caught:
@@ -464,7 +505,7 @@ FROM = "<From><OrganId>000.00.00.G22</OrganId></From>"
 
 def wrap(message_header: str, *, header_extra: str = "", root: str = "edXML") -> bytes:
     return (
-        f'<{root} {NS}><edXMLEnvelope><edXMLHeader>{message_header}{header_extra}'
+        f"<{root} {NS}><edXMLEnvelope><edXMLHeader>{message_header}{header_extra}"
         f"</edXMLHeader></edXMLEnvelope></{root}>"
     ).encode()
 
@@ -472,8 +513,10 @@ def wrap(message_header: str, *, header_extra: str = "", root: str = "edXML") ->
 def test_open_containers_accept_unknown_elements_of_any_namespace() -> None:
     unknown = '<ReplyFors>a<Code>1/X</Code></ReplyFors><x:Note xmlns:x="urn:example"/>'
     trace = f"<TraceHeaderList><Bussiness>{unknown}<Paper>0</Paper></Bussiness></TraceHeaderList>"
-    data = wrap(f"<MessageHeader>{FROM}{unknown}<OtherInfo>{unknown}</OtherInfo></MessageHeader>",
-                header_extra=trace)
+    data = wrap(
+        f"<MessageHeader>{FROM}{unknown}<OtherInfo>{unknown}</OtherInfo></MessageHeader>",
+        header_extra=trace,
+    )
     assert validate_schema(load_xml(data)).issues == ()
 
 
@@ -483,33 +526,66 @@ def test_a_minimal_status_like_package_and_foreign_extras_are_valid() -> None:
         "<DigestValue>x</DigestValue></Reference></SignedInfo></Signature>"
     )
     extra = '<x:Note xmlns:x="urn:example">anything <x:b/></x:Note>'
-    data = wrap(f"<MessageHeader {NS} foo='1'>{FROM}{extra}<StatusCode>01</StatusCode>"
-                "</MessageHeader>", header_extra=signature)
+    data = wrap(
+        f"<MessageHeader {NS} foo='1'>{FROM}{extra}<StatusCode>01</StatusCode></MessageHeader>",
+        header_extra=signature,
+    )
     assert validate_schema(load_xml(data)).issues == ()
 
 
 @pytest.mark.parametrize(
     ("data", "path", "needle"),
     [
-        (wrap(f"<MessageHeader>{FROM}</MessageHeader>", root="Envelope"), "/Envelope",
-         "the root element is {http://www.mic.gov.vn/TBT/QCVN_102_2016}Envelope, not"),
+        (
+            wrap(f"<MessageHeader>{FROM}</MessageHeader>", root="Envelope"),
+            "/Envelope",
+            "the root element is {http://www.mic.gov.vn/TBT/QCVN_102_2016}Envelope, not",
+        ),
         (f"<Subject {NS}>x</Subject>".encode(), "/Subject", "the root element is"),
-        (wrap("", header_extra="<TraceHeaderList/>"),
-         "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList", "MessageHeader"),
-        (wrap("<MessageHeader><From>000.00.00.G22</From></MessageHeader>"),
-         f"{H}/From", "element-only"),
-        (wrap(f"<MessageHeader>{FROM}<To>x<OrganId>a</OrganId></To><To/></MessageHeader>"),
-         f"{H}/To[1]", "element-only"),
-        (wrap("<MessageHeader><From><OrganId>x</OrganId><Unknown/></From></MessageHeader>"),
-         f"{H}/From/Unknown", "not expected"),
-        (wrap(f"<MessageHeader>{FROM}<OtherInfo><Appendixes>x</Appendixes></OtherInfo>"
-              "</MessageHeader>"), f"{H}/OtherInfo/Appendixes", "element-only"),
-        (wrap(f"<MessageHeader><To>{FROM[6:-7]}</To></MessageHeader>"), f"{H}/To",
-         "Expected is ( {http://www.mic.gov.vn/TBT/QCVN_102_2016}From )"),
+        (
+            wrap("", header_extra="<TraceHeaderList/>"),
+            "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList",
+            "MessageHeader",
+        ),
+        (
+            wrap("<MessageHeader><From>000.00.00.G22</From></MessageHeader>"),
+            f"{H}/From",
+            "element-only",
+        ),
+        (
+            wrap(f"<MessageHeader>{FROM}<To>x<OrganId>a</OrganId></To><To/></MessageHeader>"),
+            f"{H}/To[1]",
+            "element-only",
+        ),
+        (
+            wrap("<MessageHeader><From><OrganId>x</OrganId><Unknown/></From></MessageHeader>"),
+            f"{H}/From/Unknown",
+            "not expected",
+        ),
+        (
+            wrap(
+                f"<MessageHeader>{FROM}<OtherInfo><Appendixes>x</Appendixes></OtherInfo>"
+                "</MessageHeader>"
+            ),
+            f"{H}/OtherInfo/Appendixes",
+            "element-only",
+        ),
+        (
+            wrap(f"<MessageHeader><To>{FROM[6:-7]}</To></MessageHeader>"),
+            f"{H}/To",
+            "Expected is ( {http://www.mic.gov.vn/TBT/QCVN_102_2016}From )",
+        ),
     ],
-    ids=["wrong root", "a global element as root", "missing MessageHeader", "text in From",
-         "text in To", "unknown element", "text in an open container's known child",
-         "From missing"],
+    ids=[
+        "wrong root",
+        "a global element as root",
+        "missing MessageHeader",
+        "text in From",
+        "text in To",
+        "unknown element",
+        "text in an open container's known child",
+        "From missing",
+    ],
 )
 def test_the_schema_rejects_structural_errors(data: bytes, path: str, needle: str) -> None:
     report = validate_schema(load_xml(data))
@@ -518,4 +594,3 @@ def test_the_schema_rejects_structural_errors(data: bytes, path: str, needle: st
     assert (first.code, first.severity, first.path) == ("edxml.schema", Severity.ERROR, path)
     assert needle in first.message
     assert first.message.startswith("line 1: ")
-

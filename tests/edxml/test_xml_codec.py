@@ -245,7 +245,9 @@ def test_the_sample_repaired_into_a_nested_from_is_refused() -> None:
     nested = nested.replace(b"<edXML:From>", b"<edXML:From>\r\n         <edXML:From>", 1)
     error = _error(nested)
     assert (error.code, error.path) == (
-        "edxml.misplaced_element", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/From/From")
+        "edxml.misplaced_element",
+        "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/From/From",
+    )
 
 
 def test_read_leaves_the_tree_unchanged() -> None:
@@ -306,7 +308,9 @@ def test_comments_and_unprefixed_children_are_accepted() -> None:
 def test_a_no_namespace_look_alike_is_refused_not_read_as_edxml() -> None:
     error = _error(_document('<Subject xmlns="">s</Subject>'))
     assert (error.code, error.path) == (
-        "edxml.foreign_lookalike", "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Subject")
+        "edxml.foreign_lookalike",
+        "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Subject",
+    )
 
 
 def test_leaf_text_is_kept_exactly_and_container_whitespace_ignored() -> None:

@@ -91,7 +91,8 @@ def southbound(data: bytes) -> None:
     credentials = protocol.SystemCredentials(SYSTEM_ID, SECRET)
     try:
         signed, found = protocol.verify_signature(
-            headers, lambda system: credentials if system == SYSTEM_ID else None)
+            headers, lambda system: credentials if system == SYSTEM_ID else None
+        )
         protocol.check_timestamp(signed, found.timestamp_window_s, _now())
         protocol.parse_to(headers.get(protocol.HEADER_PREFIX + protocol.Param.TO.value))
     except LgspError:
@@ -120,8 +121,11 @@ def _signer() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz signer")])
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
         .not_valid_before(_now() - dt.timedelta(days=1))
         .not_valid_after(_now() + dt.timedelta(days=3650))
         .sign(key, hashes.SHA256())
@@ -160,12 +164,17 @@ def _tokens() -> list[bytes]:
 def _southbound_requests() -> list[bytes]:
     at = _now()
     out = []
-    for extra in ({}, {protocol.Param.TO.value: "000.00.04.H56,000.00.15.H56"},
-                  {protocol.Param.TO.value: '["000.00.04.H56"]'},
-                  {protocol.Param.DOC_ID.value: "42"}):
+    for extra in (
+        {},
+        {protocol.Param.TO.value: "000.00.04.H56,000.00.15.H56"},
+        {protocol.Param.TO.value: '["000.00.04.H56"]'},
+        {protocol.Param.DOC_ID.value: "42"},
+    ):
         params = {**protocol.base_params(SYSTEM_ID, at), **extra}
-        headers = {**protocol.signed_headers(params, SECRET),
-                   **{protocol.HEADER_PREFIX + k: v for k, v in params.items()}}
+        headers = {
+            **protocol.signed_headers(params, SECRET),
+            **{protocol.HEADER_PREFIX + k: v for k, v in params.items()},
+        }
         out.append("".join(f"{k}: {v}\n" for k, v in headers.items()).encode("utf-8"))
     return out
 
@@ -186,4 +195,3 @@ def seeds(target: str) -> Iterator[bytes]:
     found = REGRESSIONS_DIR / target
     if found.is_dir():
         yield from (path.read_bytes() for path in sorted(found.iterdir()))
-

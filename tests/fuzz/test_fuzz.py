@@ -38,9 +38,13 @@ def test_every_seed_runs_clean(target: str) -> None:
 
 @pytest.mark.slow
 def test_scripts_fuzz_runs_every_target_for_a_few_seconds(tmp_path: Path) -> None:
-    done = subprocess.run([str(REPO / "scripts" / "fuzz"), "--seconds", "3", "--workdir",
-                           str(tmp_path)], capture_output=True, text=True, timeout=240,
-                          check=False)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "fuzz"), "--seconds", "3", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(targets.TARGETS)

@@ -45,7 +45,7 @@ def java_string_hash(text: str) -> int:
     h = 0
     units = text.encode("utf-16-be")
     for i in range(0, len(units), 2):
-        h = (31 * h + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+        h = (31 * h + int.from_bytes(units[i : i + 2], "big")) & 0xFFFFFFFF
     return h - (1 << 32) if h & 0x80000000 else h
 
 
@@ -65,8 +65,13 @@ def java_hashmap_order(keys: list[str]) -> list[str]:
 def gson_compact(obj: dict[str, str]) -> str:
     """``new Gson().toJson(jsonObject)``: compact, non-ASCII kept, HTML characters escaped."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                         ("=", "\\u003d"), ("'", "\\u0027")):
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("=", "\\u003d"),
+        ("'", "\\u0027"),
+    ):
         text = text.replace(char, escape)
     return text
 
@@ -121,8 +126,9 @@ class JavaSdkClient:
         headers = self._wire_headers()
         self.sent.append(headers)
         self.bodies.append(body if isinstance(body, bytes) else b"")
-        async with self.session.post(f"{self.endpoint}/{name}", data=body,
-                                     headers=headers) as response:
+        async with self.session.post(
+            f"{self.endpoint}/{name}", data=body, headers=headers
+        ) as response:
             raw = await response.read()
             assert response.content_type == "application/json", raw[:300]
             return response.status, json.loads(raw)
@@ -133,12 +139,19 @@ class JavaSdkClient:
         self.header_map.update(params)
         return await self._post(name, b"")
 
-    async def send_edoc(self, data: bytes, filename: str, *, from_: str, to: list[str],
-                        messagetype: str = "edoc") -> tuple[int, dict[str, Any]]:
-        self.header_map.update({
-            "Content-Type": "application/octet-stream", "from": from_, "servicetype": "eDoc",
-            "messagetype": messagetype, "to": json.dumps(to), "hash-file": java_unpadded_hex(data),
-        })
+    async def send_edoc(
+        self, data: bytes, filename: str, *, from_: str, to: list[str], messagetype: str = "edoc"
+    ) -> tuple[int, dict[str, Any]]:
+        self.header_map.update(
+            {
+                "Content-Type": "application/octet-stream",
+                "from": from_,
+                "servicetype": "eDoc",
+                "messagetype": messagetype,
+                "to": json.dumps(to),
+                "hash-file": java_unpadded_hex(data),
+            }
+        )
         if not self.multipart:  # the jar writes the file, then CRLF, and no boundary at all
             return await self._post("sendEdoc", data + b"\r\n")
         writer = aiohttp.MultipartWriter("form-data", boundary=secrets.token_hex(16))
@@ -147,8 +160,9 @@ class JavaSdkClient:
         return await self._post("sendEdoc", writer)  # explicit Content-Type wins, as in Java
 
     async def get_received_edoc_list(self, messagetype: str) -> tuple[int, dict[str, Any]]:
-        return await self.json_call("getReceivedEdocList",
-                                    {"servicetype": "eDoc", "messagetype": messagetype})
+        return await self.json_call(
+            "getReceivedEdocList", {"servicetype": "eDoc", "messagetype": messagetype}
+        )
 
     async def get_edoc(self, doc_id: str, store_dir: str) -> tuple[int, dict[str, Any]]:
         return await self.json_call("getEdoc", {"docId": doc_id, "filePath": store_dir})
@@ -194,11 +208,14 @@ class RunningSimulator:
 
 def two_provinces(window_s: float | None = 3600.0) -> tuple[SimConfig, dict[str, str]]:
     keys = {H56_SYSTEM: secrets.token_urlsafe(24), H41_SYSTEM: secrets.token_urlsafe(24)}
-    config = SimConfig((
-        SimSystem(SystemCredentials(H56_SYSTEM, keys[H56_SYSTEM], window_s), ("*.H56",)),
-        SimSystem(SystemCredentials(H41_SYSTEM, keys[H41_SYSTEM], 60.0),
-                  ("000.00.00.H41", "*.H41")),
-    ))
+    config = SimConfig(
+        (
+            SimSystem(SystemCredentials(H56_SYSTEM, keys[H56_SYSTEM], window_s), ("*.H56",)),
+            SimSystem(
+                SystemCredentials(H41_SYSTEM, keys[H41_SYSTEM], 60.0), ("000.00.00.H41", "*.H41")
+            ),
+        )
+    )
     return config, keys
 
 

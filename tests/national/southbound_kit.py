@@ -12,8 +12,17 @@ from service.service_kit import Gateway
 
 DEPARTMENT, DISTRICT = "000.00.04.H56", "000.00.15.H56"
 ANSWER_KEYS = {"status", "ErrorCode", "ErrorDesc"}
-ITEM_KEYS = {"docId", "serviceType", "messageType", "created_time", "updated_time", "from", "to",
-             "status", "status_desc"}
+ITEM_KEYS = {
+    "docId",
+    "serviceType",
+    "messageType",
+    "created_time",
+    "updated_time",
+    "from",
+    "to",
+    "status",
+    "status_desc",
+}
 sqlite_only = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
@@ -28,8 +37,9 @@ def sdk_for(java_sdk: SdkFactory, gateway: Gateway, organ_id: str, **kwargs: Any
 
 
 def delivered_to(organ_id: str) -> Any:
-    return lambda view: any(r["organ_id"] == organ_id and r["state"] == "delivered"
-                            for r in view["recipients"])
+    return lambda view: any(
+        r["organ_id"] == organ_id and r["state"] == "delivered" for r in view["recipients"]
+    )
 
 
 async def only_item(sdk: JavaSdkClient, messagetype: str) -> dict[str, Any]:
@@ -42,10 +52,13 @@ async def only_item(sdk: JavaSdkClient, messagetype: str) -> dict[str, Any]:
     return dict(item)
 
 
-async def post_raw(gateway: Gateway, operation: str, headers: Any,
-                   body: Any = b"") -> tuple[int, dict[str, Any]]:
+async def post_raw(
+    gateway: Gateway, operation: str, headers: Any, body: Any = b""
+) -> tuple[int, dict[str, Any]]:
     """Send ``headers`` (e.g. a captured call's) as they are to ``operation``."""
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{endpoint(gateway)}/{operation}", headers=headers, data=body) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{endpoint(gateway)}/{operation}", headers=headers, data=body) as response,
+    ):
         assert response.content_type == "application/json"
         return response.status, await response.json()

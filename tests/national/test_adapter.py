@@ -32,15 +32,26 @@ def adapter(endpoint: str, secret: str, system_id: str = H56_SYSTEM) -> National
     return NationalAdapter(NationalClient(endpoint, system_id, secret, timeout_s=5))
 
 
-def outbound(package: bytes, recipient: str = PROVINCE_H41,
-             content_type: str = "application/xml") -> OutboundDelivery:
-    return OutboundDelivery(delivery_id="d-1", document_id="doc-1", organ_id=recipient,
-                            package=package, content_type=content_type)
+def outbound(
+    package: bytes, recipient: str = PROVINCE_H41, content_type: str = "application/xml"
+) -> OutboundDelivery:
+    return OutboundDelivery(
+        delivery_id="d-1",
+        document_id="doc-1",
+        organ_id=recipient,
+        package=package,
+        content_type=content_type,
+    )
 
 
 def document(recipient: str = PROVINCE_H41) -> bytes:
-    doc = build.new_document(organization(DEPARTMENT), [organization(recipient)],
-                             code_number="15", code_notation="SNV-VP", subject="Liên thông")
+    doc = build.new_document(
+        organization(DEPARTMENT),
+        [organization(recipient)],
+        code_number="15",
+        code_notation="SNV-VP",
+        subject="Liên thông",
+    )
     return serialize_package(doc)
 
 
@@ -53,8 +64,9 @@ async def test_a_document_is_sent_as_received_to_its_one_recipient(
     national_sim: RunningSimulator,
 ) -> None:
     package = document()
-    outcome = await deliver(adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]),
-                            outbound(package))
+    outcome = await deliver(
+        adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]), outbound(package)
+    )
 
     assert outcome.delivered
     receiver = NationalClient(national_sim.endpoint, H41_SYSTEM, national_sim.secrets[H41_SYSTEM])
@@ -71,13 +83,20 @@ async def test_a_document_is_sent_as_received_to_its_one_recipient(
 async def test_a_status_package_travels_as_messagetype_status(
     national_sim: RunningSimulator,
 ) -> None:
-    original = build.new_document(organization(PROVINCE_H41), [organization(DEPARTMENT)],
-                                  code_number="7", code_notation="UBND", subject="Gửi Sở")
+    original = build.new_document(
+        organization(PROVINCE_H41),
+        [organization(DEPARTMENT)],
+        code_number="7",
+        code_notation="UBND",
+        subject="Gửi Sở",
+    )
     status = serialize_package(
-        build.status_for(original, organization(DEPARTMENT), StatusCode.ACCEPTANCE))
+        build.status_for(original, organization(DEPARTMENT), StatusCode.ACCEPTANCE)
+    )
 
-    await deliver(adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]),
-                  outbound(status))
+    await deliver(
+        adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]), outbound(status)
+    )
 
     receiver = NationalClient(national_sim.endpoint, H41_SYSTEM, national_sim.secrets[H41_SYSTEM])
     assert await receiver.get_received_edoc_list("edoc") == []
@@ -90,8 +109,10 @@ async def test_a_recipient_no_system_owns_is_refused_for_good(
     national_sim: RunningSimulator,
 ) -> None:
     with pytest.raises(PermanentDeliveryError) as refused:
-        await deliver(adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]),
-                      outbound(document("000.00.00.H29"), recipient="000.00.00.H29"))
+        await deliver(
+            adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]),
+            outbound(document("000.00.00.H29"), recipient="000.00.00.H29"),
+        )
     assert refused.value.code == "delivery.national_refused"
     assert "national.unknown_recipient" in refused.value.message
     assert not refused.value.retryable
@@ -100,8 +121,9 @@ async def test_a_recipient_no_system_owns_is_refused_for_good(
 async def test_an_unreachable_platform_is_transient(national_sim: RunningSimulator) -> None:
     await national_sim.simulator.stop()
     with pytest.raises(TransientDeliveryError) as down:
-        await deliver(adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]),
-                      outbound(document()))
+        await deliver(
+            adapter(national_sim.endpoint, national_sim.secrets[H56_SYSTEM]), outbound(document())
+        )
     assert down.value.code == "delivery.national_unavailable"
     assert down.value.retryable
 
@@ -111,8 +133,9 @@ async def failing_platform() -> AsyncIterator[str]:
     """A platform endpoint that answers every call with 503 and an HTML page."""
 
     async def unavailable(_: web.Request) -> web.Response:
-        return web.Response(status=503, text="<html>Service Unavailable</html>",
-                            content_type="text/html")
+        return web.Response(
+            status=503, text="<html>Service Unavailable</html>", content_type="text/html"
+        )
 
     app = web.Application()
     app.router.add_post("/XrdAdapter/adapter/{operation}", unavailable)
@@ -138,27 +161,35 @@ async def test_refused_credentials_are_retried_later(national_sim: RunningSimula
     assert refused.value.retry_after_s >= 60
 
 
-@pytest.mark.parametrize(("body", "content_type"), [
-    (b"eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "application/jose"),
-    (b"<edXML><unfinished", "application/xml"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "application/jose"),
+        (b"<edXML><unfinished", "application/xml"),
+    ],
+)
 async def test_what_the_platform_cannot_carry_is_refused_without_a_call(
-    failing_platform: str, body: bytes, content_type: str,
+    failing_platform: str,
+    body: bytes,
+    content_type: str,
 ) -> None:
     # the endpoint would answer 503 (transient): a permanent refusal proves no call was made
     with pytest.raises(PermanentDeliveryError) as refused:
-        await deliver(adapter(failing_platform, "secret"),
-                      outbound(body, content_type=content_type))
+        await deliver(
+            adapter(failing_platform, "secret"), outbound(body, content_type=content_type)
+        )
     assert refused.value.code == "delivery.national_format"
 
 
 async def test_the_secret_can_come_from_a_file(
-    national_sim: RunningSimulator, tmp_path: Path,
+    national_sim: RunningSimulator,
+    tmp_path: Path,
 ) -> None:
     secret_file = tmp_path / "national.secret"
     secret_file.write_text(national_sim.secrets[H56_SYSTEM] + "\n# rotated 2025-07\n")
-    conf = NationalSettings(enabled=True, endpoint=national_sim.endpoint, system_id=H56_SYSTEM,
-                            secret_file=secret_file)
+    conf = NationalSettings(
+        enabled=True, endpoint=national_sim.endpoint, system_id=H56_SYSTEM, secret_file=secret_file
+    )
     outcome = await deliver(NationalAdapter(national_client(conf)), outbound(document()))
     assert outcome.delivered
     secret_file.write_text("\n")

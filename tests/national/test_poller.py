@@ -60,9 +60,15 @@ class Receiving:
         received = await ReceivedLog.open(self.settings.store.url)
         sync = AgencySync(self.client, self.directory)
         poller = NationalPoller(
-            client=self.client, intake=self.intake, directory=self.directory,
-            received=received, metrics=self.metrics, interval_s=kwargs.get("interval_s", 0.05),
-            max_backoff_s=kwargs.get("max_backoff_s", 0.4), on_unknown_sender=sync.run_once)
+            client=self.client,
+            intake=self.intake,
+            directory=self.directory,
+            received=received,
+            metrics=self.metrics,
+            interval_s=kwargs.get("interval_s", 0.05),
+            max_backoff_s=kwargs.get("max_backoff_s", 0.4),
+            on_unknown_sender=sync.run_once,
+        )
         return poller, received
 
     def signed(self, package: Package, organ_id: str) -> bytes:
@@ -84,24 +90,42 @@ class Receiving:
 async def receiving(
     tmp_path: Path, test_broker: BrokerSite, national_sim: RunningSimulator
 ) -> AsyncIterator[Receiving]:
-    setup = init_demo(tmp_path / "h56", broker_url=test_broker.url,
-                      store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-                      prefix=test_broker.new_prefix("np"))
+    setup = init_demo(
+        tmp_path / "h56",
+        broker_url=test_broker.url,
+        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
+        prefix=test_broker.new_prefix("np"),
+    )
     pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)  # Nghệ An's signers, same root
     settings = load_settings(setup.config_path, env={"LGSP_LOG__JSON": "false"})
     directory = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     log = await DeliveryLog.open(settings.store.url)
-    broker = await Broker.connect(settings.broker.url, prefix=settings.broker.prefix,
-                                  retry_delays_s=settings.broker.retry_delays_s)
+    broker = await Broker.connect(
+        settings.broker.url,
+        prefix=settings.broker.prefix,
+        retry_delays_s=settings.broker.retry_delays_s,
+    )
     await broker.declare_topology()
     metrics = Metrics()
-    intake = build_intake(settings, directory=directory, delivery_log=log,
-                          dispatcher=build_dispatcher(settings, broker, log), metrics=metrics,
-                          national_fallback=True)
+    intake = build_intake(
+        settings,
+        directory=directory,
+        delivery_log=log,
+        dispatcher=build_dispatcher(settings, broker, log),
+        metrics=metrics,
+        national_fallback=True,
+    )
     endpoint, keys = national_sim.endpoint, national_sim.secrets
-    side = Receiving(settings, directory, log, broker, intake,
-                     NationalClient(endpoint, H56_SYSTEM, keys[H56_SYSTEM], timeout_s=5),
-                     NationalClient(endpoint, H41_SYSTEM, keys[H41_SYSTEM], timeout_s=5), metrics)
+    side = Receiving(
+        settings,
+        directory,
+        log,
+        broker,
+        intake,
+        NationalClient(endpoint, H56_SYSTEM, keys[H56_SYSTEM], timeout_s=5),
+        NationalClient(endpoint, H41_SYSTEM, keys[H41_SYSTEM], timeout_s=5),
+        metrics,
+    )
     yield side
     await side.client.aclose()
     await side.sender.aclose()
@@ -112,20 +136,29 @@ async def receiving(
 
 def document(subject: str = "Gửi Sở Nội vụ", *others: str) -> DocumentPackage:
     recipients = [organization(organ_id) for organ_id in (DEPARTMENT, *others)]
-    return build.new_document(organization(H41_PROVINCE), recipients,
-                              code_number=str(secrets.randbelow(10**6)), code_notation="UBND",
-                              subject=subject)
+    return build.new_document(
+        organization(H41_PROVINCE),
+        recipients,
+        code_number=str(secrets.randbelow(10**6)),
+        code_notation="UBND",
+        subject=subject,
+    )
 
 
 async def test_documents_and_statuses_are_injected_once_and_acknowledged(
     receiving: Receiving,
 ) -> None:
-    original = build.new_document(organization(DEPARTMENT), [organization(H41_PROVINCE)],
-                                  code_number="9", code_notation="SNV", subject="Đã gửi")
+    original = build.new_document(
+        organization(DEPARTMENT),
+        [organization(H41_PROVINCE)],
+        code_number="9",
+        code_notation="SNV",
+        subject="Đã gửi",
+    )
     doc = receiving.signed(document("Gửi Sở và Quảng Nam", "000.00.00.H47"), H41_PROVINCE)
     status = receiving.signed(
-        build.status_for(original, organization(H41_PROVINCE), StatusCode.ACCEPTANCE),
-        H41_PROVINCE)
+        build.status_for(original, organization(H41_PROVINCE), StatusCode.ACCEPTANCE), H41_PROVINCE
+    )
     await receiving.send(doc)
     await receiving.send(doc)  # the platform delivers the same package twice (two docIds)
     await receiving.send(status, messagetype="status")
@@ -184,13 +217,20 @@ async def test_a_restart_before_the_acknowledgement_neither_loses_nor_repeats(
     # the previous process: recorded the first package, then died before writing its row …
     caller = inbound_caller(receiving.directory)
     crashed = await receiving.intake.submit(
-        caller, await receiving.client.get_edoc(item1.doc_id), PackageFormat.XML)
+        caller, await receiving.client.get_edoc(item1.doc_id), PackageFormat.XML
+    )
     # … and recorded the second one and its row, then died before acknowledging it
     recorded = await receiving.intake.submit(
-        caller, await receiving.client.get_edoc(item2.doc_id), PackageFormat.XML)
+        caller, await receiving.client.get_edoc(item2.doc_id), PackageFormat.XML
+    )
     _, received_before = await receiving.poller()
-    await received_before.record(item2.doc_id, message_type="edoc", outcome=AckStatus.DONE,
-                                 document=recorded.document.id, detail="recorded")
+    await received_before.record(
+        item2.doc_id,
+        message_type="edoc",
+        outcome=AckStatus.DONE,
+        document=recorded.document.id,
+        detail="recorded",
+    )
     await received_before.aclose()
     assert await receiving.acks() == ["pending", "pending"]
 
@@ -210,7 +250,8 @@ async def test_a_restart_before_the_acknowledgement_neither_loses_nor_repeats(
 
 
 async def test_polling_backs_off_while_the_platform_is_down_and_lag_grows(
-    receiving: Receiving, national_sim: RunningSimulator,
+    receiving: Receiving,
+    national_sim: RunningSimulator,
 ) -> None:
     await national_sim.simulator.stop()
     poller, received = await receiving.poller(interval_s=0.05, max_backoff_s=0.4)
@@ -248,8 +289,9 @@ def lag(metrics: Metrics) -> float:
 async def test_agency_sync_registers_local_agencies_and_adds_the_others(
     receiving: Receiving,
 ) -> None:
-    await receiving.sender.register_agency(Agency(code="000.00.04.H41", name="Sở Nội vụ Nghệ An",
-                                                  pcode=H41_PROVINCE))
+    await receiving.sender.register_agency(
+        Agency(code="000.00.04.H41", name="Sở Nội vụ Nghệ An", pcode=H41_PROVINCE)
+    )
     await receiving.sender.register_agency(Agency(code=DEPARTMENT, name="Not Thanh Hóa's"))
     sync = AgencySync(receiving.client, receiving.directory)
     local_before = receiving.directory.current.get(DEPARTMENT)
@@ -281,10 +323,16 @@ async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: st
     await log.aclose()
     received = await ReceivedLog.open(store_url)
     try:
-        first = await received.record("n-1", message_type="edoc", outcome=AckStatus.FAIL,
-                                      document=None, detail="signature.invalid: …")
-        again = await received.record("n-1", message_type="edoc", outcome=AckStatus.DONE,
-                                      document=None, detail="recorded")
+        first = await received.record(
+            "n-1",
+            message_type="edoc",
+            outcome=AckStatus.FAIL,
+            document=None,
+            detail="signature.invalid: …",
+        )
+        again = await received.record(
+            "n-1", message_type="edoc", outcome=AckStatus.DONE, document=None, detail="recorded"
+        )
         assert again == first  # a second processing of the docId changes nothing
         assert first.acked_at is None
         await received.mark_acked("n-1")
@@ -292,7 +340,10 @@ async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: st
         assert acked is not None
         assert acked.acked_at is not None
         assert (acked.outcome, await received.get("n-2"), await received.count()) == (
-            AckStatus.FAIL, None, 1)
+            AckStatus.FAIL,
+            None,
+            1,
+        )
     finally:
         await received.aclose()
 
@@ -318,10 +369,12 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
     distinct = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
     tampered = distinct[0].replace("Văn bản 0".encode(), "Văn bản X".encode())
     sent = [*distinct, *distinct[:4], tampered]  # four packages twice, under other docIds
-    sender_ids = [await receiving.sender.send_edoc(data, from_=H41_PROVINCE, to=[DEPARTMENT])
-                  for data in sent]
-    client = CountingClient(national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM],
-                            timeout_s=5)
+    sender_ids = [
+        await receiving.sender.send_edoc(data, from_=H41_PROVINCE, to=[DEPARTMENT]) for data in sent
+    ]
+    client = CountingClient(
+        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], timeout_s=5
+    )
     syncs = 0
 
     async def sync() -> None:
@@ -330,9 +383,17 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
         await AgencySync(client, receiving.directory).run_once()
 
     received = await ReceivedLog.open(receiving.settings.store.url)
-    poller = NationalPoller(client=client, intake=receiving.intake, directory=receiving.directory,
-                            received=received, metrics=receiving.metrics, interval_s=0.05,
-                            max_backoff_s=0.4, on_unknown_sender=sync, concurrency=8)
+    poller = NationalPoller(
+        client=client,
+        intake=receiving.intake,
+        directory=receiving.directory,
+        received=received,
+        metrics=receiving.metrics,
+        interval_s=0.05,
+        max_backoff_s=0.4,
+        on_unknown_sender=sync,
+        concurrency=8,
+    )
     try:
         report = await poller.poll_once()
         again = await poller.poll_once()
@@ -341,8 +402,9 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
         assert (len(report.done), len(report.failed), report.deferred) == (16, 1, [])
         assert len(set(report.done + report.failed)) == len(sent)
         assert again == type(report)()  # nothing left, nothing repeated
-        by_sender_id = {item.sender_doc_id: item
-                        for item in await receiving.sender.get_sent_edoc_list("edoc")}
+        by_sender_id = {
+            item.sender_doc_id: item for item in await receiving.sender.get_sent_edoc_list("edoc")
+        }
         items = [by_sender_id[doc_id] for doc_id in sender_ids]  # in the order sent
         assert [item.receive_status for item in items] == ["done"] * 16 + ["fail"]
         assert await receiving.documents() == len(distinct)  # each package recorded once

@@ -38,10 +38,12 @@ SECRET = "s3cret-ThanhHoa"
 AT = datetime(2024, 3, 5, 14, 23, 1, 7000, tzinfo=PLATFORM_TZ)
 
 
-def lookup(secret: str = SECRET, window_s: float | None = 300.0) -> Callable[
-        [str], SystemCredentials | None]:
-    return lambda system_id: (SystemCredentials(system_id, secret, window_s)
-                              if system_id == "sys-h56" else None)
+def lookup(
+    secret: str = SECRET, window_s: float | None = 300.0
+) -> Callable[[str], SystemCredentials | None]:
+    return lambda system_id: (
+        SystemCredentials(system_id, secret, window_s) if system_id == "sys-h56" else None
+    )
 
 
 def signed(extra: dict[str, str] | None = None, secret: str = SECRET) -> CIMultiDict[str]:
@@ -74,8 +76,16 @@ def test_timestamp_is_ddmmyyyy_t_hhmmss_plus_four_digit_millis_in_vietnam_time()
     assert parse_timestamp(format_timestamp()) <= datetime.now(PLATFORM_TZ)
 
 
-@pytest.mark.parametrize("text", ["2024-03-05T14:23:01", "05032024T142301", "05032024T142301+",
-                                  "32132024T142301+0001", "05032024T142301+00001"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-03-05T14:23:01",
+        "05032024T142301",
+        "05032024T142301+",
+        "32132024T142301+0001",
+        "05032024T142301+00001",
+    ],
+)
 def test_a_malformed_timestamp_is_an_auth_error(text: str) -> None:
     with pytest.raises(AuthError) as caught:
         parse_timestamp(text)
@@ -88,7 +98,8 @@ def test_signed_headers_carry_every_parameter_prefixed_and_a_verifiable_hmac() -
     assert headers["Content-Type"] == "application/json"
     assert headers["XroadVnpt-sign-header-key"] == "systemid;timestamp;Content-Type;docId"
     assert json.loads(headers["XroadVnpt-sign-header"])["XroadVnpt-timestamp"] == (
-        "05032024T142301+0007")
+        "05032024T142301+0007"
+    )
     request, credentials = verify_signature(headers, lookup())
     assert (request.system_id, request.get("docId")) == ("sys-h56", "A1")
     assert credentials.secret == SECRET
@@ -96,12 +107,17 @@ def test_signed_headers_carry_every_parameter_prefixed_and_a_verifiable_hmac() -
 
 def test_the_hmac_is_checked_over_the_sign_header_exactly_as_received() -> None:
     sign_header = '{ "XroadVnpt-systemid" : "sys-h56",\n "XroadVnpt-to": "[\\u0022x\\u0022]" }'
-    headers = CIMultiDict({
-        "XroadVnpt-systemid": "sys-h56", "XroadVnpt-to": '["x"]',
-        "XroadVnpt-sign-header-key": "to;systemid", "XroadVnpt-sign-header": sign_header,
-        "XroadVnpt-hash-header": hmac.new(
-            SECRET.encode(), sign_header.encode(), hashlib.sha256).hexdigest(),
-    })
+    headers = CIMultiDict(
+        {
+            "XroadVnpt-systemid": "sys-h56",
+            "XroadVnpt-to": '["x"]',
+            "XroadVnpt-sign-header-key": "to;systemid",
+            "XroadVnpt-sign-header": sign_header,
+            "XroadVnpt-hash-header": hmac.new(
+                SECRET.encode(), sign_header.encode(), hashlib.sha256
+            ).hexdigest(),
+        }
+    )
     request, _ = verify_signature(headers, lookup())
     assert parse_to(request.get("to")) == ("x",)
 
@@ -111,16 +127,19 @@ def test_the_hmac_is_checked_over_the_sign_header_exactly_as_received() -> None:
     [
         (lambda h: h.__setitem__("XroadVnpt-docId", "B2"), "auth.tampered"),
         (lambda h: h.popall("XroadVnpt-docId"), "auth.tampered"),
-        (lambda h: h.__setitem__("XroadVnpt-sign-header-key", "systemid;timestamp"),
-         "auth.bad_sign_header"),
+        (
+            lambda h: h.__setitem__("XroadVnpt-sign-header-key", "systemid;timestamp"),
+            "auth.bad_sign_header",
+        ),
         (lambda h: h.__setitem__("XroadVnpt-hash-header", "0" * 64), "auth.bad_hmac"),
         (lambda h: h.__setitem__("XroadVnpt-hash-header", "\u00e9" * 64), "auth.bad_hmac"),
         (lambda h: h.popall("XroadVnpt-hash-header"), "auth.unsigned"),
         (lambda h: h.__setitem__("XroadVnpt-sign-header", "[1]"), "auth.bad_sign_header"),
     ],
 )
-def test_tampered_headers_are_refused(mutate: Callable[[CIMultiDict[str]], object],
-                                      code: str) -> None:
+def test_tampered_headers_are_refused(
+    mutate: Callable[[CIMultiDict[str]], object], code: str
+) -> None:
     headers = signed({"docId": "A1"})
     mutate(headers)
     with pytest.raises(AuthError) as caught:
@@ -161,8 +180,12 @@ async def test_each_call_kind_has_its_replay_rule() -> None:
     ack = signed({"docId": "A1", "filePath": "/store", "docid": "A1", "status": "done"})
     await auth.authenticate(ack, Operation.UPDATE_STATUS)
     await auth.authenticate(ack, Operation.GET_RECEIVED_EDOC_LIST)  # stale docId/docid: polls
-    for reused, operation in ((ack, Operation.UPDATE_STATUS), (ack, Operation.GET_EDOC),
-                              (fetch, Operation.UPDATE_STATUS), (fetch, Operation.SEND_EDOC)):
+    for reused, operation in (
+        (ack, Operation.UPDATE_STATUS),
+        (ack, Operation.GET_EDOC),
+        (fetch, Operation.UPDATE_STATUS),
+        (fetch, Operation.SEND_EDOC),
+    ):
         with pytest.raises(AuthError) as caught:
             await auth.authenticate(reused, operation)
         assert caught.value.code == "auth.replayed", operation
@@ -210,16 +233,24 @@ def test_a_raw_body_is_the_file_with_or_without_the_jars_crlf() -> None:
 def test_fail_answers_carry_the_fields_the_sdk_reads() -> None:
     assert fail_answer("x", "y", Operation.SEND_EDOC)["DocId"] == ""
     assert fail_answer("x", "y", Operation.GET_EDOC)["data"] == ""
-    for listing in (Operation.GET_RECEIVED_EDOC_LIST, Operation.GET_SENT_EDOC_LIST,
-                    Operation.GET_AGENCIES_LIST):
+    for listing in (
+        Operation.GET_RECEIVED_EDOC_LIST,
+        Operation.GET_SENT_EDOC_LIST,
+        Operation.GET_AGENCIES_LIST,
+    ):
         assert fail_answer("x", "y", listing)["data"] == []
     assert set(fail_answer("x", "y", Operation.UPDATE_STATUS)) == {
-        "status", "ErrorCode", "ErrorDesc"}
+        "status",
+        "ErrorCode",
+        "ErrorDesc",
+    }
 
 
 def test_to_is_a_json_array_and_a_bare_list_is_tolerated() -> None:
     assert parse_to('["000.00.00.H41","000.00.00.H41", "000.00.04.H41"]') == (
-        "000.00.00.H41", "000.00.04.H41")
+        "000.00.00.H41",
+        "000.00.04.H41",
+    )
     assert parse_to("000.00.00.H41, 000.00.04.H41") == ("000.00.00.H41", "000.00.04.H41")
     assert parse_to(None) == ()
     with pytest.raises(InputError):
@@ -254,17 +285,22 @@ async def test_client_errors_map_to_the_gateway_tree(
     endpoint, script = scripted_platform
     client = NationalClient(endpoint, "sys-h56", SECRET, timeout_s=5)
     fail = {"status": "FAIL", "ErrorCode": "E42", "ErrorDesc": "Không tìm thấy"}
-    script.extend([
-        web.json_response(fail, status=200),
-        web.json_response({**fail, "ErrorCode": "auth.bad_hmac"}, status=401),
-        web.Response(status=502, text="<html>bad gateway</html>"),
-        web.Response(status=200, text="<html>proxy login</html>"),
-        web.json_response({"status": "OK", "ErrorCode": "0", "ErrorDesc": ""}),
-    ])
+    script.extend(
+        [
+            web.json_response(fail, status=200),
+            web.json_response({**fail, "ErrorCode": "auth.bad_hmac"}, status=401),
+            web.Response(status=502, text="<html>bad gateway</html>"),
+            web.Response(status=200, text="<html>proxy login</html>"),
+            web.json_response({"status": "OK", "ErrorCode": "0", "ErrorDesc": ""}),
+        ]
+    )
     with pytest.raises(PlatformRefusedError) as refused:
         await client.get_edoc("X")
     assert (refused.value.code, refused.value.error_code, refused.value.error_desc) == (
-        "national.refused", "E42", "Không tìm thấy")
+        "national.refused",
+        "E42",
+        "Không tìm thấy",
+    )
     with pytest.raises(AuthError) as auth:
         await client.update_status("X", "done")
     assert auth.value.code == "auth.national_rejected"
@@ -278,8 +314,9 @@ async def test_client_errors_map_to_the_gateway_tree(
 
 async def test_an_unreachable_platform_is_unavailable() -> None:
     async with aiohttp.ClientSession() as session:
-        client = NationalClient("http://127.0.0.1:9/XrdAdapter/adapter", "sys-h56", SECRET,
-                                session=session, timeout_s=2)
+        client = NationalClient(
+            "http://127.0.0.1:9/XrdAdapter/adapter", "sys-h56", SECRET, session=session, timeout_s=2
+        )
         with pytest.raises(UnavailableError) as caught:
             await client.send_edoc(b"<edXML/>", from_="000.00.04.H56", to=["000.00.00.H41"])
         assert caught.value.code == "unavailable.national"

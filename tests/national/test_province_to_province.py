@@ -33,16 +33,16 @@ def _kinds(trace: list[dict[str, Any]]) -> set[str]:
     return {event["kind"] for event in trace}
 
 
-async def _arrived(receiver: Province, recipient: str, document_id: str,
-                   business_doc_type: str) -> dict[str, Any]:
+async def _arrived(
+    receiver: Province, recipient: str, document_id: str, business_doc_type: str
+) -> dict[str, Any]:
     """The receiving gateway's view of the package with this DocumentId and business type."""
 
     async def probe() -> list[dict[str, Any]]:
         found = []
         for item in await receiver.inbox(recipient):
             view = await receiver.view(item["document"], recipient)
-            if (view["document_id"], view["business_doc_type"]) == (document_id,
-                                                                   business_doc_type):
+            if (view["document_id"], view["business_doc_type"]) == (document_id, business_doc_type):
                 found.append(view)
         return found
 
@@ -50,8 +50,9 @@ async def _arrived(receiver: Province, recipient: str, document_id: str,
     return view
 
 
-async def _exchange(sender_gw: Province, sender: str, receiver_gw: Province,
-                    recipient: str) -> None:
+async def _exchange(
+    sender_gw: Province, sender: str, receiver_gw: Province, recipient: str
+) -> None:
     """A document, its status 03 back, then its revoke, with every hop in both traces."""
     document: DocumentPackage = new_document(sender, [recipient])
     answer = await sender_gw.submit(sender_gw.sign(document, sender), sender)
@@ -61,16 +62,22 @@ async def _exchange(sender_gw: Province, sender: str, receiver_gw: Province,
     inbound = await _arrived(receiver_gw, recipient, document.document_id or "", "0")
     assert (inbound["sender"], inbound["caller"]) == (sender, NATIONAL)
     [local] = inbound["recipients"]
-    assert (local["organ_id"], local["method"], local["state"]) == (recipient, "mailbox",
-                                                                    "delivered")
+    assert (local["organ_id"], local["method"], local["state"]) == (
+        recipient,
+        "mailbox",
+        "delivered",
+    )
     # the "published" mark rides on the receiving gateway's next group commit (a moment later)
-    inbound = await receiver_gw.wait_for(lambda: receiver_gw.view(inbound["id"], recipient),
-                                         lambda view: "published" in _kinds(view["trace"]))
+    inbound = await receiver_gw.wait_for(
+        lambda: receiver_gw.view(inbound["id"], recipient),
+        lambda view: "published" in _kinds(view["trace"]),
+    )
     assert {"received", "published", "delivered"} <= _kinds(inbound["trace"])
     assert (inbound["trace"][0]["kind"], inbound["trace"][0]["actor"]) == ("received", NATIONAL)
 
-    await receiver_gw.submit(receiver_gw.sign(status_of(document, recipient, "03"), recipient),
-                             recipient)
+    await receiver_gw.submit(
+        receiver_gw.sign(status_of(document, recipient, "03"), recipient), recipient
+    )
 
     def answered(view: dict[str, Any]) -> bool:
         return view["recipients"][0]["business_status"] == "03"
@@ -94,7 +101,10 @@ async def _exchange(sender_gw: Province, sender: str, receiver_gw: Province,
 
 
 async def test_documents_statuses_and_revokes_flow_both_ways(
-    tmp_path: Path, test_broker: BrokerSite, second_broker: BrokerSite, sim_process: SimProcess,
+    tmp_path: Path,
+    test_broker: BrokerSite,
+    second_broker: BrokerSite,
+    sim_process: SimProcess,
 ) -> None:
     h56, h41 = await two_provinces(tmp_path, test_broker, second_broker, sim_process)
     try:
@@ -111,17 +121,22 @@ async def test_documents_statuses_and_revokes_flow_both_ways(
 
 
 async def test_simulator_stopped_during_a_burst_every_document_arrives_once(
-    tmp_path: Path, test_broker: BrokerSite, second_broker: BrokerSite, sim_process: SimProcess,
+    tmp_path: Path,
+    test_broker: BrokerSite,
+    second_broker: BrokerSite,
+    sim_process: SimProcess,
 ) -> None:
     patient = {"LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.5,1", "LGSP_BROKER__MAX_TRIES": "60"}
     h56, h41 = await two_provinces(tmp_path, test_broker, second_broker, sim_process, patient)
     try:
         burst = [new_document(H56_DEPARTMENT, [H41_PROVINCE]) for _ in range(12)]
-        answers = [await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT)
-                   for doc in burst[:6]]
+        answers = [
+            await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT) for doc in burst[:6]
+        ]
         await sim_process.kill()  # mid-burst: some sent, some in flight, the rest still to come
-        answers += [await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT)
-                    for doc in burst[6:]]
+        answers += [
+            await h56.submit(h56.sign(doc, H56_DEPARTMENT), H56_DEPARTMENT) for doc in burst[6:]
+        ]
         await sim_process.start()
 
         expected = sorted(doc.document_id or "" for doc in burst)
@@ -131,8 +146,10 @@ async def test_simulator_stopped_during_a_burst_every_document_arrives_once(
             views = [await h41.view(item["document"], H41_PROVINCE) for item in items]
             return sorted(view["document_id"] for view in views)
 
-        assert await h41.wait_for(arrived, lambda ids: len(ids) >= len(expected),
-                                  timeout_s=60) == expected
+        assert (
+            await h41.wait_for(arrived, lambda ids: len(ids) >= len(expected), timeout_s=60)
+            == expected
+        )
         for answer in answers:
             view = await h56.view(answer["id"], H56_DEPARTMENT)
             assert view["recipients"][0]["state"] == "delivered", view
@@ -140,4 +157,3 @@ async def test_simulator_stopped_during_a_burst_every_document_arrives_once(
     finally:
         await h41.stop()
         await h56.stop()
-

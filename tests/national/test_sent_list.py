@@ -14,9 +14,22 @@ from test_southbound import ANSWER_KEYS, DEPARTMENT, DISTRICT, delivered_to, onl
 
 from gateway.national.sent_list import notation
 
-SENT_KEYS = {"serviceType", "receiverDocId", "toCode", "receiveStatus", "title", "messageType",
-             "notation", "receivedTime", "sentTime", "sendStatus", "sendStatusDesc",
-             "senderDocId", "fromCode", "receiveStatusDesc"}
+SENT_KEYS = {
+    "serviceType",
+    "receiverDocId",
+    "toCode",
+    "receiveStatus",
+    "title",
+    "messageType",
+    "notation",
+    "receivedTime",
+    "sentTime",
+    "sendStatus",
+    "sendStatusDesc",
+    "senderDocId",
+    "fromCode",
+    "receiveStatusDesc",
+}
 
 
 def test_the_notation_is_the_document_ids_last_part() -> None:
@@ -27,26 +40,35 @@ def test_the_notation_is_the_document_ids_last_part() -> None:
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 async def test_a_system_lists_what_it_sent_with_the_recipients_status(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     gateway = await start_gateway()
     department = sdk_for(java_sdk, gateway, DEPARTMENT)
     district = sdk_for(java_sdk, gateway, DISTRICT)
     document = new_document(DEPARTMENT, [DISTRICT])
-    status, sent = await department.send_edoc(gateway.sign(document, DEPARTMENT), "cv.edxml",
-                                              from_=DEPARTMENT, to=[DISTRICT])
+    status, sent = await department.send_edoc(
+        gateway.sign(document, DEPARTMENT), "cv.edxml", from_=DEPARTMENT, to=[DISTRICT]
+    )
     assert status == 200
     await gateway.wait_for(sent["DocId"], DEPARTMENT, delivered_to(DISTRICT))
 
     status, listed = await department.json_call(
-        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "edoc"})
+        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "edoc"}
+    )
     assert (status, set(listed)) == (200, ANSWER_KEYS | {"data"})
     [item] = listed["data"]
     assert set(item) == SENT_KEYS
     assert (item["senderDocId"], item["fromCode"], item["toCode"]) == (
-        sent["DocId"], DEPARTMENT, DISTRICT)
+        sent["DocId"],
+        DEPARTMENT,
+        DISTRICT,
+    )
     assert (item["messageType"], item["sendStatus"], item["receiveStatus"]) == (
-        "edoc", "sent", "pending")
+        "edoc",
+        "sent",
+        "pending",
+    )
     assert item["notation"] == str(document.header.document_id).split(",", 2)[2]
     assert item["title"] == document.header.subject
 
@@ -54,9 +76,11 @@ async def test_a_system_lists_what_it_sent_with_the_recipients_status(
     assert received["docId"] == item["receiverDocId"]  # the id the recipient lists
     await district.update_status(received["docId"], "done")
     _, again = await department.json_call(
-        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "edoc"})
+        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "edoc"}
+    )
     assert again["data"][0]["receiveStatus"] == "done"
     assert again["data"][0]["receivedTime"]
     _, statuses = await department.json_call(
-        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "status"})
+        "getSentEdocList", {"servicetype": "eDoc", "messagetype": "status"}
+    )
     assert statuses["data"] == []

@@ -33,19 +33,31 @@ def client(sim: RunningSimulator, system: str, secret: str | None = None) -> Nat
 
 
 def package(sender: str = DEPARTMENT_H56, recipient: str = PROVINCE_H41) -> bytes:
-    doc = build.new_document(Organization(sender, organ_name="Sở"),
-                             [Organization(recipient, organ_name="UBND")],
-                             code_number="12", code_notation="UBND-VP", subject="Thử nghiệm")
+    doc = build.new_document(
+        Organization(sender, organ_name="Sở"),
+        [Organization(recipient, organ_name="UBND")],
+        code_number="12",
+        code_notation="UBND-VP",
+        subject="Thử nghiệm",
+    )
     return serialize_package(doc)
 
 
-async def raw_call(sim: RunningSimulator, operation: str, params: dict[str, str], *,
-                   system: str = H56_SYSTEM, body: Any = b"",
-                   tamper: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+async def raw_call(
+    sim: RunningSimulator,
+    operation: str,
+    params: dict[str, str],
+    *,
+    system: str = H56_SYSTEM,
+    body: Any = b"",
+    tamper: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
     headers = signed_headers({**base_params(system), **params}, sim.secrets[system])
     headers.update(tamper or {})
-    async with aiohttp.ClientSession() as session, session.post(
-            f"{sim.endpoint}/{operation}", data=body, headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sim.endpoint}/{operation}", data=body, headers=headers) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -59,7 +71,11 @@ async def test_a_package_goes_from_one_province_to_the_other_and_is_acknowledged
     assert await h41.get_received_edoc_list("status") == []
     [item] = await h41.get_received_edoc_list("edoc")
     assert (item.from_, item.to, item.message_type, item.status) == (
-        DEPARTMENT_H56, PROVINCE_H41, "edoc", "pending")
+        DEPARTMENT_H56,
+        PROVINCE_H41,
+        "edoc",
+        "pending",
+    )
     assert item.doc_id != sent_id  # the receiver's docId is its own
     assert await h41.get_edoc(item.doc_id) == data
     with pytest.raises(PlatformRefusedError) as not_theirs:
@@ -69,10 +85,13 @@ async def test_a_package_goes_from_one_province_to_the_other_and_is_acknowledged
     assert await h41.get_received_edoc_list() == []
     [sent] = await h56.get_sent_edoc_list()
     assert (sent.sender_doc_id, sent.receiver_doc_id, sent.to_code, sent.receive_status) == (
-        sent_id, item.doc_id, PROVINCE_H41, "done")
+        sent_id,
+        item.doc_id,
+        PROVINCE_H41,
+        "done",
+    )
 
-    await h41.send_edoc(b"<status/>", from_=PROVINCE_H41, to=[DEPARTMENT_H56],
-                        messagetype="status")
+    await h41.send_edoc(b"<status/>", from_=PROVINCE_H41, to=[DEPARTMENT_H56], messagetype="status")
     assert await h56.get_received_edoc_list("edoc") == []
     [status] = await h56.get_received_edoc_list("status")
     await h56.update_status(status.doc_id, "fail")  # fail also ends it
@@ -87,8 +106,12 @@ async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_
     data = package(recipient="000.00.07.H41")
     form = aiohttp.FormData()
     form.add_field("file_doc", data, filename="a.edxml")
-    status, answer = await raw_call(national_sim, "sendEdoc", {
-        "messagetype": "edoc", "hash-file": java_unpadded_hex(data)}, body=form)
+    status, answer = await raw_call(
+        national_sim,
+        "sendEdoc",
+        {"messagetype": "edoc", "hash-file": java_unpadded_hex(data)},
+        body=form,
+    )
     assert (status, answer["status"], answer["ErrorCode"]) == (200, "OK", "0")
     h41 = client(national_sim, H41_SYSTEM)
     [item] = await h41.get_received_edoc_list()
@@ -100,8 +123,12 @@ async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_
     assert unknown.value.error_code == "national.unknown_recipient"
     form = aiohttp.FormData()
     form.add_field("file_doc", data, filename="a.edxml")
-    status, answer = await raw_call(national_sim, "sendEdoc", {
-        "to": f'["{PROVINCE_H41}"]', "hash-file": java_unpadded_hex(data + b"x")}, body=form)
+    status, answer = await raw_call(
+        national_sim,
+        "sendEdoc",
+        {"to": f'["{PROVINCE_H41}"]', "hash-file": java_unpadded_hex(data + b"x")},
+        body=form,
+    )
     assert (status, answer["status"]) == (400, "FAIL")
     assert answer["ErrorCode"] == "national.hash_mismatch"
     await h41.aclose()
@@ -109,7 +136,8 @@ async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_
 
 
 async def test_hmac_failures_get_401_with_a_json_answer(
-    national_sim: RunningSimulator, java_sdk: SdkFactory,
+    national_sim: RunningSimulator,
+    java_sdk: SdkFactory,
 ) -> None:
     wrong = client(national_sim, H56_SYSTEM, secret="guessed")
     with pytest.raises(AuthError) as caught:
@@ -117,26 +145,30 @@ async def test_hmac_failures_get_401_with_a_json_answer(
     assert caught.value.code == "auth.national_rejected"
     await wrong.aclose()
     listing = {"servicetype": "eDoc", "messagetype": "edoc"}
-    status, answer = await raw_call(national_sim, "getReceivedEdocList", listing,
-                                    tamper={"XroadVnpt-messagetype": "status"})
+    status, answer = await raw_call(
+        national_sim, "getReceivedEdocList", listing, tamper={"XroadVnpt-messagetype": "status"}
+    )
     assert (status, answer["status"], answer["ErrorCode"]) == (401, "FAIL", "auth.tampered")
 
     # Nghệ An allows 60 s: an SDK object made two minutes ago is refused, Thanh Hóa's (1 h) is not.
     old = datetime.now(VN) - timedelta(minutes=2)
-    stale = java_sdk(national_sim.endpoint, H41_SYSTEM, national_sim.secrets[H41_SYSTEM],
-                     created_at=old)
+    stale = java_sdk(
+        national_sim.endpoint, H41_SYSTEM, national_sim.secrets[H41_SYSTEM], created_at=old
+    )
     status, answer = await stale.get_received_edoc_list("edoc")
     assert (status, answer["ErrorCode"]) == (401, "auth.stale_timestamp")
-    ageing = java_sdk(national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM],
-                      created_at=old)
+    ageing = java_sdk(
+        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], created_at=old
+    )
     assert (await ageing.get_received_edoc_list("edoc"))[0] == 200
 
     ack = {"docid": "no-such-doc", "status": "done"}
     headers = signed_headers({**base_params(H56_SYSTEM), **ack}, national_sim.secrets[H56_SYSTEM])
     async with aiohttp.ClientSession() as session:
         for expected in ((404, "national.no_such_doc"), (401, "auth.replayed")):
-            async with session.post(f"{national_sim.endpoint}/updateStatus",
-                                    headers=headers) as response:
+            async with session.post(
+                f"{national_sim.endpoint}/updateStatus", headers=headers
+            ) as response:
                 assert (response.status, (await response.json())["ErrorCode"]) == expected
 
 
@@ -145,8 +177,9 @@ async def test_nothing_is_lost_across_a_restart(national_sim: RunningSimulator) 
     first, second = package(), package()
     await h56.send_edoc(first, from_=DEPARTMENT_H56, to=[PROVINCE_H41])
     await h56.send_edoc(second, from_=DEPARTMENT_H56, to=[PROVINCE_H41])
-    await h41.register_agency(Agency(code="000.00.00.K99", name="Bộ thử nghiệm",
-                                     pcode=PROVINCE_H41, mail="vt@k99.gov.vn"))
+    await h41.register_agency(
+        Agency(code="000.00.00.K99", name="Bộ thử nghiệm", pcode=PROVINCE_H41, mail="vt@k99.gov.vn")
+    )
     items = await h41.get_received_edoc_list()
     await h41.update_status(items[0].doc_id, "done")
 
@@ -167,7 +200,8 @@ async def test_nothing_is_lost_across_a_restart(national_sim: RunningSimulator) 
 
 
 async def test_the_java_sdk_talks_to_the_simulator(
-    national_sim: RunningSimulator, java_sdk: SdkFactory,
+    national_sim: RunningSimulator,
+    java_sdk: SdkFactory,
 ) -> None:
     h56 = java_sdk(national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM])
     h41 = java_sdk(national_sim.endpoint, H41_SYSTEM, national_sim.secrets[H41_SYSTEM])

@@ -41,13 +41,19 @@ from gateway.national.local_systems import load_local_systems
 
 
 @sqlite_only
-@pytest.mark.parametrize(("zone", "age"), [
-    (VN, timedelta(minutes=20)),  # a JVM in Vietnam time, an SDK object 20 minutes old
-    (UTC_JVM, timedelta(hours=2)),  # a container's JVM (UTC: 7 h "behind"), object 2 h old
-], ids=["vietnam-time", "utc-2h-old"])
+@pytest.mark.parametrize(
+    ("zone", "age"),
+    [
+        (VN, timedelta(minutes=20)),  # a JVM in Vietnam time, an SDK object 20 minutes old
+        (UTC_JVM, timedelta(hours=2)),  # a container's JVM (UTC: 7 h "behind"), object 2 h old
+    ],
+    ids=["vietnam-time", "utc-2h-old"],
+)
 async def test_the_vendor_jars_complete_cycle_works_unchanged(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
-    zone: timezone, age: timedelta,
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
+    zone: timezone,
+    age: timedelta,
 ) -> None:
     gateway = await start_gateway()
     created_at = datetime.now(zone) - age  # one SDK object per system, kept for its whole life
@@ -62,17 +68,23 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
 
     document = new_document(DEPARTMENT, [DISTRICT])
     signed = gateway.sign(document, DEPARTMENT)
-    status, sent = await department.send_edoc(signed, "cong-van.edxml", from_=DEPARTMENT,
-                                              to=[DISTRICT])
+    status, sent = await department.send_edoc(
+        signed, "cong-van.edxml", from_=DEPARTMENT, to=[DISTRICT]
+    )
     assert (status, set(sent)) == (200, ANSWER_KEYS | {"DocId"}), sent
     assert (sent["status"], sent["ErrorCode"]) == ("OK", "0")
     assert department.bodies[-1] == signed + b"\r\n"  # the jar's body: the file, then CRLF
     wire = department.sent[-1]
     assert wire["Content-Type"] == "application/octet-stream"
     assert wire["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP"
-    assert wire["XroadVnpt-hash-header"] == hmac.new(
-        department.secret.encode(), wire["XroadVnpt-sign-header"].encode(), hashlib.sha256,
-    ).hexdigest()
+    assert (
+        wire["XroadVnpt-hash-header"]
+        == hmac.new(
+            department.secret.encode(),
+            wire["XroadVnpt-sign-header"].encode(),
+            hashlib.sha256,
+        ).hexdigest()
+    )
     # Same pipeline and delivery log as /api/v1: the DocId is the document's id there, and
     # the delivered bytes are the file's, without the CRLF.
     view = await gateway.wait_for(str(sdk_doc_id(sent)), DEPARTMENT, delivered_to(DISTRICT))
@@ -89,7 +101,8 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
     assert (status, set(acked), acked["status"]) == (200, ANSWER_KEYS, "OK"), acked
     last = district.sent[-1]  # docId and filePath from getEdoc are still in the map, and signed
     assert {"docId", "filePath", "docid", "status"} <= set(
-        last["XroadVnpt-sign-header-key"].split(";"))
+        last["XroadVnpt-sign-header-key"].split(";")
+    )
     assert "\\u003d" in last["XroadVnpt-sign-header"]  # Gson's escape of '=' in filePath
     status, listed = await district.get_received_edoc_list("edoc")  # stale docId: still a poll
     assert (status, listed["data"]) == (200, [])
@@ -97,8 +110,9 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
 
     # The district answers with a status package (03) through the same SDK object.
     reply = gateway.sign(status_for(document, DISTRICT, "03"), DISTRICT)
-    status, sent_status = await district.send_edoc(reply, "status.edxml", from_=DISTRICT,
-                                                   to=[DEPARTMENT], messagetype="status")
+    status, sent_status = await district.send_edoc(
+        reply, "status.edxml", from_=DISTRICT, to=[DEPARTMENT], messagetype="status"
+    )
     assert (status, sent_status["status"]) == (200, "OK"), sent_status
     await gateway.wait_for(sent_status["DocId"], DISTRICT, delivered_to(DEPARTMENT))
     status_item = await only_item(department, "status")
@@ -110,8 +124,8 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
         assert {h["XroadVnpt-timestamp"] for h in sdk.sent} == {sdk.header_map["timestamp"]}
 
     view = await gateway.wait_for(
-        sent["DocId"], DEPARTMENT,
-        lambda v: v["recipients"][0]["business_status"] == "03")
+        sent["DocId"], DEPARTMENT, lambda v: v["recipients"][0]["business_status"] == "03"
+    )
     trail = view["recipients"][0]["trace"]
     assert ("inbox_acked", "acked") in {(e["kind"], e["outcome"]) for e in trail}
     _, status_view = await gateway.get(f"/api/v1/documents/{sent_status['DocId']}", DISTRICT)
@@ -121,22 +135,24 @@ async def test_the_vendor_jars_complete_cycle_works_unchanged(
 
 @sqlite_only
 async def test_every_answer_has_the_fields_the_sdk_reads_and_bodies_are_the_file_exactly(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     gateway = await start_gateway()
     department = sdk_for(java_sdk, gateway, DEPARTMENT)
     signed = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
 
     # A FAIL answer of sendEdoc carries DocId: the SDK's caller sees the error code.
-    status, answer = await department.send_edoc(signed.replace(b"UBND-VP", b"UBND-XX"),
-                                                "sua.edxml", from_=DEPARTMENT, to=[DISTRICT])
+    status, answer = await department.send_edoc(
+        signed.replace(b"UBND-VP", b"UBND-XX"), "sua.edxml", from_=DEPARTMENT, to=[DISTRICT]
+    )
     assert (status, answer["status"], sdk_doc_id(answer)) == (422, "FAIL", "")
     assert answer["ErrorCode"].startswith("signature.")
     department.header_map["hash-file"] = "0" * 64  # the body is not the file the hash names
-    status, answer = await post_raw(gateway, "sendEdoc", department._wire_headers(),
-                                    body=signed + b"\r\n")
-    assert (status, answer["ErrorCode"], sdk_doc_id(answer)) == (
-        400, "national.hash_mismatch", "")
+    status, answer = await post_raw(
+        gateway, "sendEdoc", department._wire_headers(), body=signed + b"\r\n"
+    )
+    assert (status, answer["ErrorCode"], sdk_doc_id(answer)) == (400, "national.hash_mismatch", "")
     wrong = java_sdk(endpoint(gateway), DEPARTMENT, "not-the-secret")
     status, answer = await wrong.send_edoc(signed, "x.edxml", from_=DEPARTMENT, to=[DISTRICT])
     assert (status, answer["ErrorCode"], sdk_doc_id(answer)) == (401, "auth.bad_hmac", "")
@@ -155,13 +171,17 @@ async def test_every_answer_has_the_fields_the_sdk_reads_and_bodies_are_the_file
     ):
         file = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
         if body_of is None:
-            status, answer = await sdk.send_edoc(file, "vb.edxml", from_=DEPARTMENT,
-                                                 to=[DISTRICT])
+            status, answer = await sdk.send_edoc(file, "vb.edxml", from_=DEPARTMENT, to=[DISTRICT])
         else:
-            sdk.header_map.update({"Content-Type": "application/octet-stream",
-                                   "hash-file": hashlib.sha256(file).hexdigest()})
-            status, answer = await post_raw(gateway, "sendEdoc", sdk._wire_headers(),
-                                            body=body_of(file))
+            sdk.header_map.update(
+                {
+                    "Content-Type": "application/octet-stream",
+                    "hash-file": hashlib.sha256(file).hexdigest(),
+                }
+            )
+            status, answer = await post_raw(
+                gateway, "sendEdoc", sdk._wire_headers(), body=body_of(file)
+            )
         assert (status, answer["status"]) == (200, "OK"), answer
         await gateway.wait_for(answer["DocId"], DEPARTMENT, delivered_to(DISTRICT))
         files.add(file)
@@ -177,7 +197,8 @@ async def test_every_answer_has_the_fields_the_sdk_reads_and_bodies_are_the_file
 
 @sqlite_only
 async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_calls(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     gateway = await start_gateway()
@@ -186,7 +207,8 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
     assert systems is not None
     # The file is re-read on change: the district now allows only 60 s of timestamp age.
     text = systems.read_text(encoding="utf-8").replace(
-        f'organ_id = "{DISTRICT}"\n', f'organ_id = "{DISTRICT}"\ntimestamp_window_s = 60\n')
+        f'organ_id = "{DISTRICT}"\n', f'organ_id = "{DISTRICT}"\ntimestamp_window_s = 60\n'
+    )
     systems.write_text(text, encoding="utf-8")
     two_minutes_ago = datetime.now(VN) - timedelta(minutes=2)
 
@@ -195,8 +217,9 @@ async def test_the_gateway_refuses_bad_credentials_stale_tampered_and_replayed_c
     for client, code in ((wrong, "auth.bad_hmac"), (stale, "auth.stale_timestamp")):
         status, answer = await client.get_received_edoc_list("edoc")
         assert (status, answer["status"], answer["ErrorCode"]) == (401, "FAIL", code)
-    ancient = sdk_for(java_sdk, gateway, DEPARTMENT, created_at=datetime.now(VN)
-                      - timedelta(days=40))  # no window by default: any age, any zone
+    ancient = sdk_for(
+        java_sdk, gateway, DEPARTMENT, created_at=datetime.now(VN) - timedelta(days=40)
+    )  # no window by default: any age, any zone
     assert (await ancient.get_received_edoc_list("edoc"))[0] == 200
 
     department = sdk_for(java_sdk, gateway, DEPARTMENT)

@@ -39,8 +39,7 @@ async def deliver_one(gateway: Gateway, java_sdk: SdkFactory) -> bytes:
     """The department sends one document to the district (as the jar does); its bytes."""
     department = sdk_for(java_sdk, gateway, DEPARTMENT)
     signed = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
-    status, sent = await department.send_edoc(signed, "vb.edxml", from_=DEPARTMENT,
-                                              to=[DISTRICT])
+    status, sent = await department.send_edoc(signed, "vb.edxml", from_=DEPARTMENT, to=[DISTRICT])
     assert status == 200, sent
     await gateway.wait_for(sent["DocId"], DEPARTMENT, delivered_to(DISTRICT))
     return signed
@@ -53,7 +52,8 @@ def code_of(result: tuple[int, dict[str, Any]]) -> tuple[int, str]:
 
 @sqlite_only
 async def test_captured_update_status_headers_cannot_fetch_the_package(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     """Issue 9's defect: the used headers of an updateStatus, sent to getEdoc, returned the
     package (its map still holds the docId that getEdoc fetched)."""
@@ -84,15 +84,19 @@ async def test_captured_update_status_headers_cannot_fetch_the_package(
 
 @sqlite_only
 async def test_parameter_names_are_matched_exactly(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     """``docid`` (updateStatus) is not ``docId`` (getEdoc), nor is any other spelling."""
     gateway = await start_gateway()
     signed = await deliver_one(gateway, java_sdk)
     doc_id = (await only_item(sdk_for(java_sdk, gateway, DISTRICT), "edoc"))["docId"]
-    for operation, params in (("getEdoc", {"docid": doc_id}), ("getEdoc", {"DocId": doc_id}),
-                              ("updateStatus", {"docId": doc_id, "status": "done"}),
-                              ("updateStatus", {"DOCID": doc_id, "status": "done"})):
+    for operation, params in (
+        ("getEdoc", {"docid": doc_id}),
+        ("getEdoc", {"DocId": doc_id}),
+        ("updateStatus", {"docId": doc_id, "status": "done"}),
+        ("updateStatus", {"DOCID": doc_id, "status": "done"}),
+    ):
         fresh = sdk_for(java_sdk, gateway, DISTRICT)  # nothing accumulated
         result = await fresh.json_call(operation, params)
         assert code_of(result) == (400, "national.missing_param"), (operation, params)
@@ -104,7 +108,8 @@ async def test_parameter_names_are_matched_exactly(
 
 @sqlite_only
 async def test_a_system_reads_only_its_participants_packages_and_from_its_networks(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     gateway = await start_gateway()
     await deliver_one(gateway, java_sdk)
@@ -128,15 +133,17 @@ async def test_a_system_reads_only_its_participants_packages_and_from_its_networ
     status, _ = await sdk_for(java_sdk, gateway, DEPARTMENT).get_agencies_list()
     assert status == 200  # the department has no list: any address
     loopback = allow.replace('"10.0.0.0/8"', '"127.0.0.0/8"')
-    systems.write_text(intact.replace(f'organ_id = "{DISTRICT}"\n', loopback) + "\n",
-                       encoding="utf-8")
+    systems.write_text(
+        intact.replace(f'organ_id = "{DISTRICT}"\n', loopback) + "\n", encoding="utf-8"
+    )
     status, got = await district.get_edoc(doc_id, "/x")  # refused before it was remembered
     assert status == 200, got
 
 
 @sqlite_only
 async def test_an_acknowledged_package_is_not_served_after_the_grace(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     gateway = await start_gateway(env={"LGSP_SOUTHBOUND__ACKED_GRACE_S": "1"})
     assert gateway.settings.southbound.acked_grace_s == 1.0
@@ -152,7 +159,8 @@ async def test_an_acknowledged_package_is_not_served_after_the_grace(
 
 
 async def test_the_replay_memory_is_shared_by_gateways_and_survives_a_restart(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     """Two gateway processes on one store (SQLite and PostgreSQL), then a restarted one."""
     gateway = await start_gateway()
@@ -164,16 +172,18 @@ async def test_the_replay_memory_is_shared_by_gateways_and_survives_a_restart(
     ack = district.sent[-1]
 
     settings = replace(gateway.settings, http=replace(gateway.settings.http, port=free_port()))
-    other = Gateway(gateway.setup, settings, Service(settings, Role.GATEWAY, drain_grace_s=0),
-                    gateway.session)
+    other = Gateway(
+        gateway.setup, settings, Service(settings, Role.GATEWAY, drain_grace_s=0), gateway.session
+    )
     await other.service.start()
     try:
         for operation in ("updateStatus", "getEdoc"):
             assert code_of(await post_raw(other, operation, ack)) == (401, "auth.replayed")
     finally:
         await other.service.stop()
-    restarted = Gateway(gateway.setup, settings,
-                        Service(settings, Role.GATEWAY, drain_grace_s=0), gateway.session)
+    restarted = Gateway(
+        gateway.setup, settings, Service(settings, Role.GATEWAY, drain_grace_s=0), gateway.session
+    )
     await restarted.service.start()
     try:
         for operation in ("updateStatus", "getEdoc"):
@@ -184,10 +194,10 @@ async def test_the_replay_memory_is_shared_by_gateways_and_survives_a_restart(
         await restarted.service.stop()
 
 
-
 @sqlite_only
 async def test_a_call_that_failed_on_our_side_can_be_retried_with_the_same_headers(
-    start_gateway: StartGateway, java_sdk: SdkFactory,  # noqa: F811
+    start_gateway: StartGateway,  # noqa: F811
+    java_sdk: SdkFactory,
 ) -> None:
     """The SDK retries with byte-identical headers: a retryable failure must not burn them."""
     gateway = await start_gateway()
@@ -197,13 +207,15 @@ async def test_a_call_that_failed_on_our_side_can_be_retried_with_the_same_heade
     signed = gateway.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
     lifecycle.draining = True
     try:
-        status, answer = await department.send_edoc(signed, "vb.edxml", from_=DEPARTMENT,
-                                                    to=[DISTRICT])
+        status, answer = await department.send_edoc(
+            signed, "vb.edxml", from_=DEPARTMENT, to=[DISTRICT]
+        )
     finally:
         lifecycle.draining = False
     assert (status, answer["ErrorCode"], answer["DocId"]) == (503, "unavailable.shutting_down", "")
-    status, answer = await post_raw(gateway, "sendEdoc", department.sent[-1],
-                                    body=department.bodies[-1])
+    status, answer = await post_raw(
+        gateway, "sendEdoc", department.sent[-1], body=department.bodies[-1]
+    )
     assert (status, answer["status"]) == (200, "OK"), answer
     again = await post_raw(gateway, "sendEdoc", department.sent[-1], body=department.bodies[-1])
     assert code_of(again) == (401, "auth.replayed")

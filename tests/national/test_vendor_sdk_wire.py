@@ -52,8 +52,9 @@ async def capture() -> AsyncIterator[tuple[str, list[web.Request], list[bytes]]]
     async def handle(request: web.Request) -> web.Response:
         requests.append(request)
         bodies.append(await request.read())
-        return web.json_response({"status": "OK", "ErrorCode": "0", "ErrorDesc": "",
-                                  "DocId": "d1", "data": []})
+        return web.json_response(
+            {"status": "OK", "ErrorCode": "0", "ErrorDesc": "", "DocId": "d1", "data": []}
+        )
 
     app = web.Application()
     app.router.add_post("/XrdAdapter/adapter/{op}", handle)
@@ -79,8 +80,7 @@ async def test_the_client_sends_what_the_jar_sends(
     created = datetime(2024, 3, 5, 1, 2, 3, 45_000, tzinfo=UTC_JVM)
     file = file_with_a_short_byte()
     async with aiohttp.ClientSession() as session:
-        sdk = JavaSdkClient(session, endpoint, "sys-1", "secret", created_at=created,
-                            zone=UTC_JVM)
+        sdk = JavaSdkClient(session, endpoint, "sys-1", "secret", created_at=created, zone=UTC_JVM)
         await sdk.get_received_edoc_list("edoc")
         await sdk.get_edoc("D1", "/opt/edoc")
         await sdk.send_edoc(file, "vb.edxml", from_="000.00.04.H56", to=["000.00.15.H56"])
@@ -106,7 +106,8 @@ async def test_the_client_sends_what_the_jar_sends(
         listed = request.headers["XroadVnpt-sign-header-key"].split(";")
         assert listed == java_hashmap_order(listed)
         assert list(json.loads(request.headers["XroadVnpt-sign-header"])) == [
-            f"XroadVnpt-{name}" for name in listed]
+            f"XroadVnpt-{name}" for name in listed
+        ]
         assert request.headers["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP"
     vn = JavaSdkClient(session, endpoint, "sys-1", "s", created_at=created, zone=VN)
     assert vn.header_map["timestamp"] == "05032024T080203+0045"
@@ -123,13 +124,30 @@ def test_the_java_parts_agree_with_a_real_jvm(tmp_path: Path) -> None:
     probe.write_text(JAVA_PROBE, encoding="utf-8")
     file = tmp_path / "vb.edxml"
     file.write_bytes(file_with_a_short_byte())
-    keys = ["timestamp", "systemid", "Content-Type", "servicetype", "messagetype", "docId",
-            "filePath", "from", "to", "hash-file", "docid", "status", "pageSize", "pageIndex"]
+    keys = [
+        "timestamp",
+        "systemid",
+        "Content-Type",
+        "servicetype",
+        "messagetype",
+        "docId",
+        "filePath",
+        "from",
+        "to",
+        "hash-file",
+        "docid",
+        "status",
+        "pageSize",
+        "pageIndex",
+    ]
     at = datetime(2024, 12, 31, 23, 59, 58, 7_000, tzinfo=UTC_JVM) + timedelta(hours=-8)
     for zone_id, zone in (("UTC", UTC_JVM), ("Asia/Ho_Chi_Minh", VN)):
         out = subprocess.run(
             ["java", str(probe), zone_id, str(int(at.timestamp() * 1000)), str(file), *keys],
-            capture_output=True, text=True, check=True, timeout=120,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         ).stdout.splitlines()
         sdk = JavaSdkClient(None, "", "s", "k", created_at=at, zone=zone)  # type: ignore[arg-type]
         assert out[0] == sdk.header_map["timestamp"], zone_id

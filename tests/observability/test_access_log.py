@@ -27,5 +27,8 @@ async def test_redirects_and_errors_leave_an_access_line_like_answers() -> None:
     assert (ok.status, moved.status, missing.status) == (200, 303, 404)
     assert moved.headers[REQUEST_ID_HEADER]
     lines = [(e["method"], e["path"], e["status"]) for e in entries if e["event"] == "request"]
-    assert lines == [("GET", "/answered", 200), ("POST", "/redirected", 303),
-                     ("GET", "/nowhere", 404)]
+    assert lines == [
+        ("GET", "/answered", 200),
+        ("POST", "/redirected", 303),
+        ("GET", "/nowhere", 404),
+    ]

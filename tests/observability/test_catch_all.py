@@ -41,9 +41,12 @@ async def test_an_unexpected_api_error_is_a_problem_500_with_the_request_id(
     server: TestServer,
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        async with ClientSession() as client, client.get(
-            server.make_url("/api/v1/broken"), headers={REQUEST_ID_HEADER: "req-42"}
-        ) as response:
+        async with (
+            ClientSession() as client,
+            client.get(
+                server.make_url("/api/v1/broken"), headers={REQUEST_ID_HEADER: "req-42"}
+            ) as response,
+        ):
             body = await response.text()
     assert response.status == 500
     assert response.content_type == PROBLEM_JSON
@@ -64,9 +67,12 @@ async def test_an_unexpected_console_error_is_the_500_page_with_the_request_id(
     server: TestServer,
 ) -> None:
     with structlog.testing.capture_logs() as logs:
-        async with ClientSession() as client, client.get(
-            server.make_url("/admin/broken"), headers={REQUEST_ID_HEADER: "req-43"}
-        ) as response:
+        async with (
+            ClientSession() as client,
+            client.get(
+                server.make_url("/admin/broken"), headers={REQUEST_ID_HEADER: "req-43"}
+            ) as response,
+        ):
             page = await response.text()
     assert response.status == 500
     assert response.content_type == "text/html"

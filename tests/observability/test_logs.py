@@ -70,14 +70,20 @@ async def test_every_line_of_a_request_or_delivery_carries_its_ids(
         status, answer = await gw.submit(signed, DEPARTMENT)
         assert status == 202, answer
         await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered")
-        async with gw.session.post(f"{gw.base_url}/api/v1/documents", data=signed, headers={
-            "Authorization": f"Bearer {wrong_key}", "Content-Type": "application/xml"}) as r:
+        async with gw.session.post(
+            f"{gw.base_url}/api/v1/documents",
+            data=signed,
+            headers={"Authorization": f"Bearer {wrong_key}", "Content-Type": "application/xml"},
+        ) as r:
             assert r.status == 401
 
     orphans = [e for e in entries if "request_id" not in e and "delivery_id" not in e]
     assert orphans == []
-    [post] = [e for e in entries if e["event"] == "request" and e["method"] == "POST"
-              and e["status"] == 202]
+    [post] = [
+        e
+        for e in entries
+        if e["event"] == "request" and e["method"] == "POST" and e["status"] == 202
+    ]
     assert post["document"] == answer["id"]
     [recorded] = [e for e in entries if e["event"] == "document_recorded"]
     assert (recorded["request_id"], recorded["document"]) == (post["request_id"], answer["id"])
@@ -89,8 +95,9 @@ async def test_every_line_of_a_request_or_delivery_carries_its_ids(
     assert {e["event"] for e in delivery_lines} >= {"delivery_retry", "delivered"}
     for entry in delivery_lines:
         assert (entry["delivery_id"], entry["document"]) == (delivery_id, answer["id"]), entry
-    assert_no_secret(repr(entries),
-                     [gw.setup.api_keys[DEPARTMENT], wrong_key, *package_pieces(signed)])
+    assert_no_secret(
+        repr(entries), [gw.setup.api_keys[DEPARTMENT], wrong_key, *package_pieces(signed)]
+    )
 
 
 # --- a real run: `lgsp run` processes writing JSON lines to stderr ------------------------------
@@ -113,8 +120,15 @@ async def _lgsp_run(
 ) -> asyncio.subprocess.Process:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     return await asyncio.create_subprocess_exec(
-        str(LGSP), "run", "--config", str(setup.config_path), "--role", role,
-        env={**clean, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(LGSP),
+        "run",
+        "--config",
+        str(setup.config_path),
+        "--role",
+        role,
+        env={**clean, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -127,11 +141,16 @@ async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
 
 
 @pytest.fixture
-async def demo(tmp_path: Path, test_broker: BrokerSite,
-               push_receiver: PushReceiver) -> AsyncIterator[DemoSetup]:
+async def demo(
+    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
+) -> AsyncIterator[DemoSetup]:
     """A demo whose district is a push recipient; its broker topology deleted afterwards."""
-    setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      prefix=test_broker.new_prefix("o"))
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        broker_url=test_broker.url,
+        prefix=test_broker.new_prefix("o"),
+    )
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     district = holder.current.get(DISTRICT)
     assert district is not None
@@ -159,16 +178,18 @@ async def test_a_real_run_logs_json_lines_with_ids_and_no_secret(
     gateway = await _lgsp_run(demo, "gateway", env)
     worker = await _lgsp_run(demo, "worker", {**env, "LGSP_METRICS__PORT": str(metrics_port)})
     ident = pki.load_identity(demo.pki_dir, DEPARTMENT)
-    signed = sign_xml(serialize_package(new_document(DEPARTMENT, [DISTRICT])), ident.key,
-                      ident.chain)
+    signed = sign_xml(
+        serialize_package(new_document(DEPARTMENT, [DISTRICT])), ident.key, ident.chain
+    )
     api_key = demo.api_keys[DEPARTMENT]
     base = f"http://127.0.0.1:{demo.port}"
     try:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
             await _wait_until_up(http, f"{base}/readyz")
             await _wait_until_up(http, f"http://127.0.0.1:{metrics_port}/metrics")
-            async with http.post(f"{base}/api/v1/documents", data=signed,
-                                 headers={"Content-Type": "application/xml"}) as r:
+            async with http.post(
+                f"{base}/api/v1/documents", data=signed, headers={"Content-Type": "application/xml"}
+            ) as r:
                 assert r.status == 202, await r.text()
                 answer = await r.json()
             for _ in range(300):  # a deadline, not a timing assertion
@@ -180,7 +201,8 @@ async def test_a_real_run_logs_json_lines_with_ids_and_no_secret(
                 worker_metrics = await r.text()
     finally:
         (gateway_code, gateway_err), (worker_code, worker_err) = await asyncio.gather(
-            _stop(gateway), _stop(worker))
+            _stop(gateway), _stop(worker)
+        )
 
     assert (gateway_code, worker_code) == (0, 0), gateway_err[-2000:] + worker_err[-2000:]
     assert 'lgsp_deliveries_total{adapter="push",outcome="delivered"} 1.0' in worker_metrics
@@ -193,5 +215,4 @@ async def test_a_real_run_logs_json_lines_with_ids_and_no_secret(
     assert {"delivery_retry", "delivered"} <= {e["event"] for e in delivery_lines}
     for entry in delivery_lines:
         assert (entry["delivery_id"], entry["document"]) == (delivery_id, answer["id"]), entry
-    assert_no_secret(gateway_err + worker_err,
-                     [api_key, demo.admin_token, *package_pieces(signed)])
+    assert_no_secret(gateway_err + worker_err, [api_key, demo.admin_token, *package_pieces(signed)])

@@ -37,8 +37,10 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 async def scrape(url: str) -> Samples:
-    async with aiohttp.ClientSession() as session, session.get(url,
-                                                               headers=METRICS_HEADERS) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=METRICS_HEADERS) as response,
+    ):
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await response.text()
@@ -84,8 +86,9 @@ async def test_intake_and_delivery_move_their_counters_and_histograms(
     assert (await gw.submit(tampered, DEPARTMENT))[0] == 422
     unknown = gw.sign(new_document(DEPARTMENT, [UNKNOWN]), DEPARTMENT)
     assert (await gw.submit(unknown, DEPARTMENT))[0] == 422
-    async with gw.session.post(f"{gw.base_url}/api/v1/documents", data=signed,
-                               headers={"Content-Type": "application/xml"}) as anonymous:
+    async with gw.session.post(
+        f"{gw.base_url}/api/v1/documents", data=signed, headers={"Content-Type": "application/xml"}
+    ) as anonymous:
         assert anonymous.status == 401
     await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered")
 
@@ -93,8 +96,11 @@ async def test_intake_and_delivery_move_their_counters_and_histograms(
 
     assert labelled(samples, "lgsp_documents_accepted_total", "kind") == {"document": 2}
     rejected = labelled(samples, "lgsp_documents_rejected_total", "code")
-    assert rejected.keys() == {"auth.required", "acl.recipients_refused",
-                               next(c for c in rejected if c.startswith("signature."))}
+    assert rejected.keys() == {
+        "auth.required",
+        "acl.recipients_refused",
+        next(c for c in rejected if c.startswith("signature.")),
+    }
     assert set(rejected.values()) == {1}
     assert value(samples, "lgsp_deliveries_total", adapter="push", outcome="retry") == 1
     assert value(samples, "lgsp_deliveries_total", adapter="push", outcome="delivered") == 1
@@ -115,8 +121,7 @@ async def test_queue_depth_on_the_gateway_and_delivery_metrics_on_the_worker_lis
     start_gateway: StartGateway, push_receiver: PushReceiver
 ) -> None:
     """Gateway and worker as separate roles: the worker serves its metrics on its own port."""
-    gw = await start_gateway(push={DISTRICT: push_receiver.url}, role=Role.GATEWAY,
-                             env=FAST_DEPTHS)
+    gw = await start_gateway(push={DISTRICT: push_receiver.url}, role=Role.GATEWAY, env=FAST_DEPTHS)
     signed = gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT)
     status, answer = await gw.submit(signed, DEPARTMENT)
     assert status == 202, answer
@@ -126,8 +131,11 @@ async def test_queue_depth_on_the_gateway_and_delivery_metrics_on_the_worker_lis
     assert value(waiting, "lgsp_queue_depth", queue=push_queue) == 1  # no worker yet
 
     port = free_port()
-    worker = Service(replace(gw.settings, metrics=replace(gw.settings.metrics, port=port)),
-                     Role.WORKER, shutdown_timeout_s=5)
+    worker = Service(
+        replace(gw.settings, metrics=replace(gw.settings.metrics, port=port)),
+        Role.WORKER,
+        shutdown_timeout_s=5,
+    )
     await worker.start()
     try:
         await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered")
@@ -151,8 +159,11 @@ async def test_national_poll_lag_counts_from_the_last_success() -> None:
     metrics = Metrics(clock=lambda: now[0])
 
     def lag() -> float:
-        [family] = [f for f in text_string_to_metric_families(metrics.render().decode())
-                    if f.name == "lgsp_national_poll_lag_seconds"]
+        [family] = [
+            f
+            for f in text_string_to_metric_families(metrics.render().decode())
+            if f.name == "lgsp_national_poll_lag_seconds"
+        ]
         return float(family.samples[0].value)
 
     assert math.isnan(lag())  # no poller in this process
@@ -188,8 +199,11 @@ def test_dashboard_is_valid_json_with_a_panel_per_signal() -> None:
     panel_using("rate(lgsp_documents_accepted_total[", "by (kind)")
     panel_using("rate(lgsp_documents_rejected_total[", "by (code)")
     panel_using("rate(lgsp_deliveries_total[", "by (adapter, outcome)")
-    for histogram in ("lgsp_accept_latency_seconds", "lgsp_delivery_latency_seconds",
-                      "lgsp_signature_verify_seconds"):
+    for histogram in (
+        "lgsp_accept_latency_seconds",
+        "lgsp_delivery_latency_seconds",
+        "lgsp_signature_verify_seconds",
+    ):
         panel_using("histogram_quantile(0.99, sum by (le", f"rate({histogram}_bucket[")
     panel_using("lgsp_queue_depth")
     panel_using("lgsp_national_poll_lag_seconds")
@@ -205,10 +219,15 @@ async def test_dashboard_queries_only_metrics_the_gateway_exports(
     async with gw.session.get(gw.metrics_url, headers=METRICS_HEADERS) as response:
         text = await response.text()
     exported = {f.name for f in text_string_to_metric_families(text)}
-    exported |= {f"{name}_{suffix}" for name in exported
-                 for suffix in ("total", "bucket", "count", "sum")}
+    exported |= {
+        f"{name}_{suffix}" for name in exported for suffix in ("total", "bucket", "count", "sum")
+    }
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    used = {name for exprs in _exprs(dashboard).values() for e in exprs
-            for name in re.findall(r"\blgsp_[a-z_]+", e)}
+    used = {
+        name
+        for exprs in _exprs(dashboard).values()
+        for e in exprs
+        for name in re.findall(r"\blgsp_[a-z_]+", e)
+    }
     assert used, "the dashboard queries no lgsp_ metric"
     assert used <= exported, used - exported

@@ -32,8 +32,9 @@ async def test_participants_see_codes_and_admins_see_the_remote_answer(
     status, answer = await gw.submit(signed, DEPARTMENT)
     assert status == 202, answer
 
-    sender_view = await gw.wait_for(answer["id"], DEPARTMENT,
-                                    lambda v: states(v)[DISTRICT] == "dead_lettered")
+    sender_view = await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "dead_lettered"
+    )
     status, co_recipient_view = await gw.get(f"/api/v1/documents/{answer['id']}", COMMUNE)
     assert status == 200
 
@@ -55,8 +56,9 @@ async def test_participants_see_codes_and_admins_see_the_remote_answer(
 
 async def admin_view(gw: Any, doc_id: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {gw.setup.admin_token}"}
-    async with gw.session.get(f"{gw.base_url}/api/v1/admin/documents/{doc_id}",
-                              headers=headers) as r:
+    async with gw.session.get(
+        f"{gw.base_url}/api/v1/admin/documents/{doc_id}", headers=headers
+    ) as r:
         assert r.status == 200, await r.text()
         return dict(await r.json())
 

@@ -62,21 +62,32 @@ def test_private_keys_and_demo_secrets_are_0600(tmp_path: Path, open_umask: None
     assert mode(setup.pki_dir / pki.GATEWAY_ID / "key.pem") == 0o600
 
 
-@pytest.mark.parametrize(("url", "masked"), [
-    ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
-    ("postgresql+asyncpg://lgsp@db/lgsp?password=s3cret&ssl=require",
-     "postgresql+asyncpg://lgsp@db/lgsp?password=***&ssl=require"),
-    ("https://h/x?access_token=abc&api_key=def&page=2#frag",
-     "https://h/x?access_token=***&api_key=***&page=2#frag"),
-    ("http://user:p%40ss@host:8080/XrdAdapter/adapter", "http://user:***@host:8080/XrdAdapter/adapter"),
-    ("sqlite+aiosqlite:////var/lib/lgsp/log.db", "sqlite+aiosqlite:////var/lib/lgsp/log.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("amqp://guest:guest@127.0.0.1:5672/", "amqp://guest:***@127.0.0.1:5672/"),
+        (
+            "postgresql+asyncpg://lgsp@db/lgsp?password=s3cret&ssl=require",
+            "postgresql+asyncpg://lgsp@db/lgsp?password=***&ssl=require",
+        ),
+        (
+            "https://h/x?access_token=abc&api_key=def&page=2#frag",
+            "https://h/x?access_token=***&api_key=***&page=2#frag",
+        ),
+        (
+            "http://user:p%40ss@host:8080/XrdAdapter/adapter",
+            "http://user:***@host:8080/XrdAdapter/adapter",
+        ),
+        ("sqlite+aiosqlite:////var/lib/lgsp/log.db", "sqlite+aiosqlite:////var/lib/lgsp/log.db"),
+    ],
+)
 def test_secret_parts_of_urls_are_masked_and_nothing_else(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 
 
-def test_config_check_masks_every_url_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                              ) -> None:
+def test_config_check_masks_every_url_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     setup = init_demo(tmp_path / "demo")
     env = {
         "LGSP_STORE__URL": "postgresql+asyncpg://lgsp@db/lgsp?password=pg-secret",

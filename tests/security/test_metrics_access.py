@@ -28,8 +28,9 @@ TOKEN = "metrics-scraper-token"
 async def test_metrics_are_not_served_on_the_api_port_without_a_token_setting(
     start_gateway: StartGateway,
 ) -> None:
-    gw = await start_gateway(env={"LGSP_METRICS__TOKEN_HASHES": "",
-                                  "LGSP_METRICS__PORT": str(free_port())})
+    gw = await start_gateway(
+        env={"LGSP_METRICS__TOKEN_HASHES": "", "LGSP_METRICS__PORT": str(free_port())}
+    )
     listener = f"http://127.0.0.1:{gw.settings.metrics.port}/metrics"
     async with gw.session.get(f"{gw.base_url}/metrics") as r:
         assert (r.status, (await r.json())["code"]) == (404, "not_found.route")

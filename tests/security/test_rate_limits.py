@@ -28,8 +28,9 @@ def session_from(address: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
 
 
-async def get(session: aiohttp.ClientSession, url: str, api_key: str
-              ) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
+async def get(
+    session: aiohttp.ClientSession, url: str, api_key: str
+) -> tuple[int, dict[str, Any], aiohttp.ClientResponse]:
     async with session.get(url, headers={"Authorization": f"Bearer {api_key}"}) as r:
         return r.status, json.loads(await r.text()), r
 
@@ -75,10 +76,15 @@ async def test_a_participant_over_its_limit_gets_429_and_others_do_not(
 async def test_two_gateway_processes_share_one_participant_limit(
     start_gateway: StartGateway,
 ) -> None:
-    gw = await start_gateway(env={"LGSP_RATE_LIMIT__PARTICIPANT_REQUESTS": "4"},
-                             role=Role.GATEWAY)
-    second = Service(replace(gw.settings, http=replace(gw.settings.http, port=free_port()),
-                             metrics=replace(gw.settings.metrics, port=None)), Role.GATEWAY)
+    gw = await start_gateway(env={"LGSP_RATE_LIMIT__PARTICIPANT_REQUESTS": "4"}, role=Role.GATEWAY)
+    second = Service(
+        replace(
+            gw.settings,
+            http=replace(gw.settings.http, port=free_port()),
+            metrics=replace(gw.settings.metrics, port=None),
+        ),
+        Role.GATEWAY,
+    )
     await second.start()
     try:
         key = gw.setup.api_keys[DEPARTMENT]
@@ -111,10 +117,15 @@ async def test_allowances_keep_the_store_cost_to_one_write_per_batch(
 
 @sqlite_only
 async def test_southbound_failed_signatures_and_a_busy_system_get_429_with_retry_after(
-    start_gateway: StartGateway, java_sdk: SdkFactory,
+    start_gateway: StartGateway,
+    java_sdk: SdkFactory,
 ) -> None:
-    gw = await start_gateway(env={"LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "2",
-                                  "LGSP_RATE_LIMIT__PARTICIPANT_REQUESTS": "2"})
+    gw = await start_gateway(
+        env={
+            "LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "2",
+            "LGSP_RATE_LIMIT__PARTICIPANT_REQUESTS": "2",
+        }
+    )
     creds = json.loads(gw.setup.credentials_path.read_text(encoding="utf-8"))[DISTRICT]
     endpoint = f"{gw.base_url}/XrdAdapter/adapter"
     sdk = java_sdk(endpoint, creds["system_id"], creds["secret"])

@@ -50,17 +50,30 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @pytest.fixture
-async def gateway_process(tmp_path: Path, test_broker: BrokerSite
-                          ) -> AsyncIterator[tuple[DemoSetup, int]]:
+async def gateway_process(
+    tmp_path: Path, test_broker: BrokerSite
+) -> AsyncIterator[tuple[DemoSetup, int]]:
     """``lgsp run --role gateway`` on a fresh demo: (its setup, its pid)."""
-    setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      prefix=test_broker.new_prefix("m"))
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        broker_url=test_broker.url,
+        prefix=test_broker.new_prefix("m"),
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     clean["LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS"] = "0"  # 401s here; 429s are tested apart
     with (tmp_path / "gateway.log").open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
-            str(LGSP), "run", "--config", str(setup.config_path), "--role", "gateway",
-            env=clean, stdout=log_file, stderr=log_file)
+            str(LGSP),
+            "run",
+            "--config",
+            str(setup.config_path),
+            "--role",
+            "gateway",
+            env=clean,
+            stdout=log_file,
+            stderr=log_file,
+        )
         try:
             await _wait_ready(f"http://127.0.0.1:{setup.port}/readyz", proc)
             yield setup, proc.pid
@@ -91,11 +104,13 @@ async def _chunks(total: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                body: bytes, *, chunked: bool) -> int:
+async def _post(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes, *, chunked: bool
+) -> int:
     try:
-        async with session.post(url, data=_chunks(len(body)) if chunked else io.BytesIO(body),
-                                headers=headers) as response:
+        async with session.post(
+            url, data=_chunks(len(body)) if chunked else io.BytesIO(body), headers=headers
+        ) as response:
             await response.read()
             return response.status
     except aiohttp.ClientError:
@@ -108,9 +123,12 @@ async def _flood(base: str, size_bytes: int, *, chunked: bool) -> dict[str, set[
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         for path, headers, _ in TARGETS:
-            statuses = await asyncio.gather(*(
-                _post(session, base + path, headers, body, chunked=chunked)
-                for _ in range(CONCURRENCY)))
+            statuses = await asyncio.gather(
+                *(
+                    _post(session, base + path, headers, body, chunked=chunked)
+                    for _ in range(CONCURRENCY)
+                )
+            )
             answers[path] = set(statuses)
     return answers
 

@@ -61,18 +61,28 @@ def free_port() -> int:
 
 def organization(organ_id: str) -> Organization:
     name = next((p.name for p in pki.DEMO_PARTICIPANTS if p.organ_id == organ_id), organ_id)
-    return Organization(organ_id=organ_id, organ_name=name, organization_in_charge=name,
-                        organ_add="Thanh Hóa", email="vanthu@thanhhoa.gov.vn",
-                        telephone="0237 3852 000", fax="0237 3852 001",
-                        website="thanhhoa.gov.vn")
+    return Organization(
+        organ_id=organ_id,
+        organ_name=name,
+        organization_in_charge=name,
+        organ_add="Thanh Hóa",
+        email="vanthu@thanhhoa.gov.vn",
+        telephone="0237 3852 000",
+        fax="0237 3852 001",
+        website="thanhhoa.gov.vn",
+    )
 
 
-def new_document(sender: str, recipients: list[str], *, number: str | None = None,
-                 attachment_bytes: int = 1024) -> DocumentPackage:
+def new_document(
+    sender: str, recipients: list[str], *, number: str | None = None, attachment_bytes: int = 1024
+) -> DocumentPackage:
     return build.new_document(
-        organization(sender), [organization(r) for r in recipients],
-        code_number=number or str(secrets.randbelow(10**6)), code_notation="UBND-VP",
-        subject="V/v thử nghiệm liên thông văn bản", content="Nội dung",
+        organization(sender),
+        [organization(r) for r in recipients],
+        code_number=number or str(secrets.randbelow(10**6)),
+        code_notation="UBND-VP",
+        subject="V/v thử nghiệm liên thông văn bản",
+        content="Nội dung",
         attachments=[("cong-van.pdf", secrets.token_bytes(attachment_bytes), "application/pdf")],
     )
 
@@ -120,18 +130,23 @@ class Gateway:
         return sign_xml(data, ident.key, ident.chain)
 
     def headers(self, organ_id: str, content_type: str = "application/xml") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.setup.api_keys[organ_id]}",
-                "Content-Type": content_type}
+        return {
+            "Authorization": f"Bearer {self.setup.api_keys[organ_id]}",
+            "Content-Type": content_type,
+        }
 
-    async def submit(self, body: bytes, organ_id: str,
-                     content_type: str = "application/xml") -> tuple[int, dict[str, Any]]:
-        async with self.session.post(f"{self.base_url}/api/v1/documents", data=body,
-                                     headers=self.headers(organ_id, content_type)) as r:
+    async def submit(
+        self, body: bytes, organ_id: str, content_type: str = "application/xml"
+    ) -> tuple[int, dict[str, Any]]:
+        async with self.session.post(
+            f"{self.base_url}/api/v1/documents",
+            data=body,
+            headers=self.headers(organ_id, content_type),
+        ) as r:
             return r.status, json.loads(await r.text())
 
     async def get(self, path: str, organ_id: str) -> tuple[int, Any]:
-        async with self.session.get(f"{self.base_url}{path}",
-                                    headers=self.headers(organ_id)) as r:
+        async with self.session.get(f"{self.base_url}{path}", headers=self.headers(organ_id)) as r:
             raw = await r.read()
             is_json = r.content_type.endswith("json")
             return r.status, json.loads(raw) if is_json else raw
@@ -139,18 +154,21 @@ class Gateway:
     async def admin_view(self, doc_id: str) -> dict[str, Any]:
         """``GET /api/v1/admin/documents/{id}``: the document with its delivery errors in full."""
         headers = {"Authorization": f"Bearer {self.setup.admin_token}"}
-        async with self.session.get(f"{self.base_url}/api/v1/admin/documents/{doc_id}",
-                                    headers=headers) as r:
+        async with self.session.get(
+            f"{self.base_url}/api/v1/admin/documents/{doc_id}", headers=headers
+        ) as r:
             assert r.status == 200, await r.text()
             return dict(json.loads(await r.text()))
 
     async def post(self, path: str, organ_id: str) -> tuple[int, Any]:
-        async with self.session.post(f"{self.base_url}{path}",
-                                     headers=self.headers(organ_id)) as r:
+        async with self.session.post(f"{self.base_url}{path}", headers=self.headers(organ_id)) as r:
             return r.status, json.loads(await r.text())
 
     async def wait_for(
-        self, doc_id: str, organ_id: str, done: Callable[[dict[str, Any]], bool],
+        self,
+        doc_id: str,
+        organ_id: str,
+        done: Callable[[dict[str, Any]], bool],
         timeout_s: float = 20,
     ) -> dict[str, Any]:
         """Poll ``GET /api/v1/documents/{id}`` until ``done(view)``; fail with the last view."""
@@ -178,13 +196,21 @@ async def start_gateway(
     """``await start_gateway(push={organ_id: url})``: a demo gateway in this event loop."""
     started: list[Gateway] = []
 
-    async def start(push: Mapping[str, str] | None = None, role: Role = Role.ALL,
-                    env: Mapping[str, str] | None = None,
-                    soap: Mapping[str, str] | None = None,
-                    national_port: int | None = None) -> Gateway:
-        setup = init_demo(tmp_path / f"demo{len(started)}", port=free_port(),
-                          broker_url=test_broker.url, store_url=store_url,
-                          prefix=test_broker.new_prefix("e"), national_port=national_port)
+    async def start(
+        push: Mapping[str, str] | None = None,
+        role: Role = Role.ALL,
+        env: Mapping[str, str] | None = None,
+        soap: Mapping[str, str] | None = None,
+        national_port: int | None = None,
+    ) -> Gateway:
+        setup = init_demo(
+            tmp_path / f"demo{len(started)}",
+            port=free_port(),
+            broker_url=test_broker.url,
+            store_url=store_url,
+            prefix=test_broker.new_prefix("e"),
+            national_port=national_port,
+        )
         holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
         for organ_id, url in (push or {}).items():
             current = holder.current.get(organ_id)

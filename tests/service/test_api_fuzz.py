@@ -28,8 +28,13 @@ pytestmark = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def check(gw: Gateway, operation: Any, failures: list[str]) -> None:
     """Fuzz one operation; record each bad answer (status and body) instead of stopping."""
 
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(), authenticated=st.booleans())
     def run(case: Any, authenticated: bool) -> None:
         token = gw.setup.admin_token if "/admin/" in case.path else gw.setup.api_keys[DEPARTMENT]
@@ -48,8 +53,10 @@ def check(gw: Gateway, operation: Any, failures: list[str]) -> None:
                 failures.append(f"{label}: not problem+json ({content_type})")
                 return
             problem = json.loads(response.text)
-            if not (isinstance(problem.get("code"), str) and problem.get("status")
-                    == response.status_code):
+            if not (
+                isinstance(problem.get("code"), str)
+                and problem.get("status") == response.status_code
+            ):
                 failures.append(f"{label}: problem without code/status: {response.text[:200]}")
 
     run()

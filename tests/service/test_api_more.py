@@ -30,21 +30,30 @@ def _delivered(view: dict[str, Any]) -> bool:
 
 
 def _ward(**extra: object) -> dict[str, object]:
-    return {"organ_id": WARD, "name": "UBND phường Quảng Tiến", "kind": "state",
-            "level": "commune", "parent": DISTRICT, **extra}
+    return {
+        "organ_id": WARD,
+        "name": "UBND phường Quảng Tiến",
+        "kind": "state",
+        "level": "commune",
+        "parent": DISTRICT,
+        **extra,
+    }
 
 
-async def _admin(gw: Gateway, method: str, path: str, token: str | None,
-                 body: object = None) -> tuple[int, dict[str, Any]]:
+async def _admin(
+    gw: Gateway, method: str, path: str, token: str | None, body: object = None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with gw.session.request(method, f"{gw.base_url}/api/v1/admin/participants{path}",
-                                  json=body, headers=headers) as r:
+    async with gw.session.request(
+        method, f"{gw.base_url}/api/v1/admin/participants{path}", json=body, headers=headers
+    ) as r:
         return r.status, await r.json(content_type=None)
 
 
 async def _inbox_status(gw: Gateway, api_key: str) -> tuple[int, dict[str, Any]]:
-    async with gw.session.get(f"{gw.base_url}/api/v1/inbox",
-                              headers={"Authorization": f"Bearer {api_key}"}) as r:
+    async with gw.session.get(
+        f"{gw.base_url}/api/v1/inbox", headers={"Authorization": f"Bearer {api_key}"}
+    ) as r:
         return r.status, await r.json(content_type=None)
 
 
@@ -62,8 +71,9 @@ async def test_json_document_signed_as_jws_comes_out_of_the_mailbox_byte_identic
     view = await gw.wait_for(answer["id"], DEPARTMENT, _delivered)
     assert view["format"] == "jws"
     [item] = (await gw.get("/api/v1/inbox", COMMUNE))[1]["items"]
-    async with gw.session.get(f"{gw.base_url}/api/v1/inbox/{item['id']}",
-                              headers=gw.headers(COMMUNE)) as r:
+    async with gw.session.get(
+        f"{gw.base_url}/api/v1/inbox/{item['id']}", headers=gw.headers(COMMUNE)
+    ) as r:
         assert r.status == 200
         assert r.content_type == "application/jose"
         assert await r.read() == token
@@ -74,8 +84,11 @@ async def test_json_document_signed_as_jws_comes_out_of_the_mailbox_byte_identic
 async def test_admin_participants_need_the_admin_token(start_gateway: StartGateway) -> None:
     gw = await start_gateway()
     assert (await _admin(gw, "GET", "", None))[1]["code"] == "auth.required"
-    for method, path, body in (("GET", "", None), ("POST", "", _ward()),
-                               ("DELETE", f"/{COMMUNE}", None)):
+    for method, path, body in (
+        ("GET", "", None),
+        ("POST", "", _ward()),
+        ("DELETE", f"/{COMMUNE}", None),
+    ):
         status, problem = await _admin(gw, method, path, "lgsp_admin_wrong", body)
         assert (status, problem["code"]) == (401, "auth.invalid_admin_token"), (method, problem)
         status, problem = await _admin(gw, method, path, gw.setup.api_keys[DEPARTMENT], body)
@@ -146,8 +159,12 @@ async def _openapi_matches_the_router(gw: Gateway) -> None:
         assert r.status == 200
         spec = await r.json()
 
-    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops
-                  if method in ("get", "post", "put", "patch", "delete")}
+    documented = {
+        (path, method)
+        for path, ops in spec["paths"].items()
+        for method in ops
+        if method in ("get", "post", "put", "patch", "delete")
+    }
     assert served == documented
     assert len(served) >= 11
 
@@ -155,21 +172,23 @@ async def _openapi_matches_the_router(gw: Gateway) -> None:
 async def test_openapi_routes_problems_and_request_ids(start_gateway: StartGateway) -> None:
     gw = await start_gateway()
     await _openapi_matches_the_router(gw)
-    async with gw.session.get(f"{gw.base_url}/api/v1/nothing-here",
-                              headers={"X-Request-Id": "req-404"}) as r:
+    async with gw.session.get(
+        f"{gw.base_url}/api/v1/nothing-here", headers={"X-Request-Id": "req-404"}
+    ) as r:
         problem = await _problem(r, 404, "not_found.route")
         assert r.headers["X-Request-Id"] == problem["request_id"] == "req-404"
-    async with gw.session.delete(f"{gw.base_url}/api/v1/documents",
-                                 headers={"X-Request-Id": "req-405"}) as r:
+    async with gw.session.delete(
+        f"{gw.base_url}/api/v1/documents", headers={"X-Request-Id": "req-405"}
+    ) as r:
         problem = await _problem(r, 405, "http.method_not_allowed")
         assert r.headers["X-Request-Id"] == problem["request_id"] == "req-405"
         assert "POST" in r.headers["Allow"]
-    async with gw.session.get(f"{gw.base_url}/api/v1/inbox",
-                              headers={"X-Request-Id": "req-401"}) as r:
+    async with gw.session.get(
+        f"{gw.base_url}/api/v1/inbox", headers={"X-Request-Id": "req-401"}
+    ) as r:
         problem = await _problem(r, 401, "auth.required")
         assert r.headers["X-Request-Id"] == problem["request_id"] == "req-401"
-    async with gw.session.get(f"{gw.base_url}/healthz",
-                              headers={"X-Request-Id": "x" * 65}) as r:
+    async with gw.session.get(f"{gw.base_url}/healthz", headers={"X-Request-Id": "x" * 65}) as r:
         generated = r.headers["X-Request-Id"]  # too long to echo: a new one instead
         assert r.status == 200
         assert generated != "x" * 65
@@ -193,16 +212,18 @@ async def test_a_200_mb_upload_is_refused_with_413_and_the_gateway_stays_healthy
         if declare_length:
             headers["Content-Length"] = str(total)
 
-        async with gw.session.post(f"{gw.base_url}/api/v1/documents", headers=headers,
-                                   data=_zeros(total, sent)) as r:
+        async with gw.session.post(
+            f"{gw.base_url}/api/v1/documents", headers=headers, data=_zeros(total, sent)
+        ) as r:
             problem = await _problem(r, 413, "edxml.too_large")
 
         assert "over the limit" in problem["detail"]
         assert sent[0] < total, "the refusal came before the whole body was sent"
         async with gw.session.get(f"{gw.base_url}/readyz") as r:
             assert r.status == 200
-    status, answer = await gw.submit(gw.sign(new_document(DEPARTMENT, [COMMUNE]), DEPARTMENT),
-                                     DEPARTMENT)
+    status, answer = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [COMMUNE]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202, answer
 
 
@@ -212,11 +233,16 @@ async def test_a_200_mb_upload_is_refused_with_413_and_the_gateway_stays_healthy
 def _write_identity(ident: pki.Identity, where: Path) -> tuple[Path, Path]:
     cert_path, key_path = where / "cert.pem", where / "key.pem"
     where.mkdir(parents=True, exist_ok=True)
-    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
-                                   for c in ident.chain[:-1]))
-    key_path.write_bytes(ident.key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    cert_path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in ident.chain[:-1])
+    )
+    key_path.write_bytes(
+        ident.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -230,8 +256,10 @@ def _client_context(ca_path: Path, client: tuple[Path, Path] | None) -> ssl.SSLC
 
 async def _inbox_over_tls(gw: Gateway, context: ssl.SSLContext) -> tuple[int, dict[str, Any]]:
     url = f"https://127.0.0.1:{gw.settings.http.port}/api/v1/inbox"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session, \
-            session.get(url) as r:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session,
+        session.get(url) as r,
+    ):
         return r.status, await r.json(content_type=None)
 
 
@@ -240,22 +268,31 @@ async def test_a_registered_client_certificate_authenticates_over_mutual_tls(
 ) -> None:
     tls_pki = tmp_path / "tls-pki"
     layout = pki.init_pki(tls_pki, participants=())
-    server = _write_identity(pki.issue(tls_pki, "gateway-tls", name="localhost", save=False),
-                             tmp_path / "server")
+    server = _write_identity(
+        pki.issue(tls_pki, "gateway-tls", name="localhost", save=False), tmp_path / "server"
+    )
     ward_ident = pki.issue(tls_pki, WARD, save=False)
     ward = _write_identity(ward_ident, tmp_path / "ward")
-    stranger = _write_identity(pki.issue(tls_pki, "000.03.15.H56", save=False),
-                               tmp_path / "stranger")
-    gw = await start_gateway(env={"LGSP_HTTP__TLS_CERT": str(server[0]),
-                                  "LGSP_HTTP__TLS_KEY": str(server[1]),
-                                  "LGSP_HTTP__TLS_CLIENT_CA": str(layout.ca_cert_path)})
+    stranger = _write_identity(
+        pki.issue(tls_pki, "000.03.15.H56", save=False), tmp_path / "stranger"
+    )
+    gw = await start_gateway(
+        env={
+            "LGSP_HTTP__TLS_CERT": str(server[0]),
+            "LGSP_HTTP__TLS_KEY": str(server[1]),
+            "LGSP_HTTP__TLS_CLIENT_CA": str(layout.ca_cert_path),
+        }
+    )
     ca = layout.ca_cert_path
     admin = {"Authorization": f"Bearer {gw.setup.admin_token}"}
     entry = _ward(client_cert_fingerprints=[fingerprint(ward_ident.certificate)])
     url = f"https://127.0.0.1:{gw.settings.http.port}/api/v1/admin/participants"
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-            ssl=_client_context(ca, None))) as session, \
-            session.post(url, json=entry, headers=admin) as r:
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=_client_context(ca, None))
+        ) as session,
+        session.post(url, json=entry, headers=admin) as r,
+    ):
         assert r.status == 200, await r.text()
 
     assert await _inbox_over_tls(gw, _client_context(ca, ward)) == (200, {"items": []})

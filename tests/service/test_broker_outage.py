@@ -49,16 +49,23 @@ class Burst:
         gw = self.gw
         while not self.done():
             i = len(self.bodies)
-            self.bodies.append(gw.sign(new_document(DEPARTMENT, [DISTRICT], number=f"{i}/OUT"),
-                                       DEPARTMENT))
+            self.bodies.append(
+                gw.sign(new_document(DEPARTMENT, [DISTRICT], number=f"{i}/OUT"), DEPARTMENT)
+            )
             if self.outage.is_set():
                 self.after_outage.add(i)
             if self.dropped.is_set():
                 self.after_drop.add(i)
-            async with gw.session.post(f"{gw.base_url}/api/v1/documents", data=self.bodies[i],
-                                       headers=gw.headers(DEPARTMENT)) as r:
-                self.answers[i] = (r.status, await r.json(content_type=None),
-                                   r.headers.get("Retry-After"))
+            async with gw.session.post(
+                f"{gw.base_url}/api/v1/documents",
+                data=self.bodies[i],
+                headers=gw.headers(DEPARTMENT),
+            ) as r:
+                self.answers[i] = (
+                    r.status,
+                    await r.json(content_type=None),
+                    r.headers.get("Retry-After"),
+                )
 
     async def run(self) -> None:
         await asyncio.gather(*(self.sender() for _ in range(CONCURRENCY)))
@@ -86,8 +93,9 @@ async def take_broker_away(broker: BrokerSite, burst: Burst) -> None:
     await wait_until(lambda: len(burst.answers) >= 8, 30, "the burst under way")
     await asyncio.to_thread(rabbitmqctl, "clear_permissions", "-p", broker.vhost, broker.user)
     burst.outage.set()
-    await asyncio.to_thread(rabbitmqctl, "close_all_user_connections", broker.user,
-                            "test: broker outage")
+    await asyncio.to_thread(
+        rabbitmqctl, "close_all_user_connections", broker.user, "test: broker outage"
+    )
     burst.dropped.set()
 
 
@@ -126,8 +134,9 @@ async def test_broker_dropping_mid_burst_loses_nothing(
         assert (status, answer["duplicate"]) == (200, True), answer  # the record was kept
         burst.answers[i] = (status, answer, None)
 
-    await wait_until(lambda: set(push_receiver.delivered) == set(bodies), 60,
-                     "every package delivered")
+    await wait_until(
+        lambda: set(push_receiver.delivered) == set(bodies), 60, "every package delivered"
+    )
 
     keys_by_body: defaultdict[bytes, set[str]] = defaultdict(set)
     documents: dict[bytes, str] = {}
@@ -140,13 +149,16 @@ async def test_broker_dropping_mid_burst_loses_nothing(
             [delivery] = answer["recipients"]
             assert keys_by_body[bodies[i]] == {delivery["delivery_id"]}
     for i, body in enumerate(bodies):
-        view = await gw.wait_for(documents[body], DEPARTMENT,
-                                 lambda v: v["recipients"][0]["state"] == "delivered")
+        view = await gw.wait_for(
+            documents[body], DEPARTMENT, lambda v: v["recipients"][0]["state"] == "delivered"
+        )
         kinds = [e["kind"] for e in view["recipients"][0]["trace"]]
         if i in burst.after_drop:  # intake never reached the broker: the relay published it
             assert "republished" in kinds, kinds
     repeats = len(push_receiver.received) - len(keys_by_body)
-    print(f"sent {len(bodies)}: accepted {len(accepted)}, refused {len(refused)} "
-          f"({len(burst.after_outage)} sent after access was revoked, {len(burst.after_drop)} "
-          f"after the connections were closed; {len(retried)} retried by the client); "
-          f"repeated pushes (same key): {repeats}")
+    print(
+        f"sent {len(bodies)}: accepted {len(accepted)}, refused {len(refused)} "
+        f"({len(burst.after_outage)} sent after access was revoked, {len(burst.after_drop)} "
+        f"after the connections were closed; {len(retried)} retried by the client); "
+        f"repeated pushes (same key): {repeats}"
+    )

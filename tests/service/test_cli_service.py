@@ -35,7 +35,11 @@ async def lgsp_process(*args: str) -> Done:
     """Run the ``lgsp`` console script without blocking the loop the in-process gateway uses."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     proc = await asyncio.create_subprocess_exec(
-        str(LGSP), *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(LGSP),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode is not None
@@ -71,15 +75,17 @@ async def test_send_prints_the_answer_and_log_show_traces_the_delivery(
     config = str(gw.setup.config_path)
     package = _unsigned(tmp_path, [COMMUNE, DISTRICT], "cong-van.edxml")
 
-    sent = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT,
-                              "--json")
+    sent = await lgsp_process(
+        "send", str(package), "--config", config, "--as", DEPARTMENT, "--json"
+    )
 
     assert sent.code == 0, sent
     answer: dict[str, Any] = json.loads(sent.out)
     assert answer["duplicate"] is False
     assert sorted(r["organ_id"] for r in answer["recipients"]) == sorted([COMMUNE, DISTRICT])
-    await gw.wait_for(answer["id"], DEPARTMENT,
-                      lambda v: all(r["state"] == "delivered" for r in v["recipients"]))
+    await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: all(r["state"] == "delivered" for r in v["recipients"])
+    )
 
     shown = await lgsp_process("log", "show", answer["id"], "--config", config)
 
@@ -89,7 +95,7 @@ async def test_send_prints_the_answer_and_log_show_traces_the_delivery(
     for recipient in answer["recipients"]:
         [line] = [ln for ln in lines if recipient["delivery_id"] in ln]
         assert line.split()[:3] == [recipient["organ_id"], "mailbox", "delivered"]
-    trail = lines[lines.index("trail") + 1:]
+    trail = lines[lines.index("trail") + 1 :]
     kinds = [line.split()[1] for line in trail]
     assert kinds[0] == "received"
     assert kinds.count("delivered") == 2
@@ -102,8 +108,9 @@ async def test_send_exits_1_with_the_problem_when_refused_or_unreachable(
     config = str(gw.setup.config_path)
     package = _unsigned(tmp_path, [COMMUNE, UNKNOWN], "unknown-recipient.edxml")
 
-    refused = await lgsp_process("send", str(package), "--config", config, "--as", DEPARTMENT,
-                                 "--json")
+    refused = await lgsp_process(
+        "send", str(package), "--config", config, "--as", DEPARTMENT, "--json"
+    )
 
     assert refused.code == 1, refused
     [line] = refused.err.splitlines()
@@ -123,8 +130,12 @@ async def test_send_exits_1_with_the_problem_when_refused_or_unreachable(
 async def test_config_check_on_a_demo(
     tmp_path: Path, store_url: str, lgsp: Lgsp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = init_demo(tmp_path / "demo", port=free_port(), store_url=store_url,
-                      broker_url="amqp://guest:guest@127.0.0.1:5672/lgsp-demo")
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        store_url=store_url,
+        broker_url="amqp://guest:guest@127.0.0.1:5672/lgsp-demo",
+    )
     config = str(setup.config_path)
 
     checked = await lgsp("config", "check", "--config", config)

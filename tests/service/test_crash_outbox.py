@@ -67,14 +67,22 @@ class Process:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.http.port}"
 
-    async def start(self, session: aiohttp.ClientSession, role: str,
-                    env: Mapping[str, str]) -> None:
+    async def start(
+        self, session: aiohttp.ClientSession, role: str, env: Mapping[str, str]
+    ) -> None:
         self._log = self.output.open("ab")
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
         self.proc = await asyncio.create_subprocess_exec(
-            str(LGSP), "run", "--config", str(self.setup.config_path), "--role", role,
-            env={**clean, **TEST_ENV, **env}, stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT)
+            str(LGSP),
+            "run",
+            "--config",
+            str(self.setup.config_path),
+            "--role",
+            role,
+            env={**clean, **TEST_ENV, **env},
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
@@ -104,16 +112,21 @@ class Process:
 async def gateway_process(
     tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
 ) -> AsyncIterator[Process]:
-    setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-                      prefix=test_broker.new_prefix("k"))
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        broker_url=test_broker.url,
+        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
+        prefix=test_broker.new_prefix("k"),
+    )
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     district = holder.current.get(DISTRICT)
     assert district is not None
     holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url)))
     holder.save()
-    process = Process(setup, load_settings(setup.config_path, env=TEST_ENV),
-                      tmp_path / "lgsp-run.log")
+    process = Process(
+        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
+    )
     try:
         yield process
     finally:
@@ -123,8 +136,9 @@ async def gateway_process(
         await delete_topology(process.settings)
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
-                headers: dict[str, str]) -> tuple[int, dict[str, Any]] | str:
+async def _post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]] | str:
     try:
         async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
             return r.status, await r.json(content_type=None)
@@ -137,9 +151,13 @@ async def _log_state(store_url: str) -> dict[str, tuple[str, str, str]]:
     log = await DeliveryLog.open(store_url)
     try:
         async with transaction(log.engines.reader) as conn:
-            rows = (await conn.execute(
-                select(documents.c.package_sha256, deliveries.c.id, deliveries.c.state)
-                .join(documents, documents.c.id == deliveries.c.document))).all()
+            rows = (
+                await conn.execute(
+                    select(documents.c.package_sha256, deliveries.c.id, deliveries.c.state).join(
+                        documents, documents.c.id == deliveries.c.document
+                    )
+                )
+            ).all()
     finally:
         await log.aclose()
     return {row.id: (row.package_sha256, row.id, row.state) for row in rows}
@@ -151,11 +169,18 @@ async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
     gw = gateway_process
     ident = pki.load_identity(gw.setup.pki_dir, DEPARTMENT)
     tag = secrets.token_hex(3)
-    bodies = [sign_xml(serialize_package(new_document(DEPARTMENT, [DISTRICT],
-                                                      number=f"{i}/{tag}")),
-                       ident.key, ident.chain) for i in range(BURST)]
-    headers = {"Authorization": f"Bearer {gw.setup.api_keys[DEPARTMENT]}",
-               "Content-Type": "application/xml"}
+    bodies = [
+        sign_xml(
+            serialize_package(new_document(DEPARTMENT, [DISTRICT], number=f"{i}/{tag}")),
+            ident.key,
+            ident.chain,
+        )
+        for i in range(BURST)
+    ]
+    headers = {
+        "Authorization": f"Bearer {gw.setup.api_keys[DEPARTMENT]}",
+        "Content-Type": "application/xml",
+    }
     answers: dict[int, tuple[int, dict[str, Any]] | str] = {}
     timeout = aiohttp.ClientTimeout(total=30)
 
@@ -207,6 +232,8 @@ async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
         assert keys[sha_of[sha]] == {delivery_id}, "delivered under its one delivery id"
     for i, (_, answer) in accepted.items():
         assert keys[bodies[i]] == {answer["recipients"][0]["delivery_id"]}
-    print(f"killed after {len(answers)} answers ({len(accepted)} accepted): {len(at_kill)} "
-          f"deliveries committed, {len(unconfirmed)} still accepted at the kill; all delivered "
-          f"after the restart, {len(push_receiver.received)} pushes for {len(at_kill)}")
+    print(
+        f"killed after {len(answers)} answers ({len(accepted)} accepted): {len(at_kill)} "
+        f"deliveries committed, {len(unconfirmed)} still accepted at the kill; all delivered "
+        f"after the restart, {len(push_receiver.received)} pushes for {len(at_kill)}"
+    )

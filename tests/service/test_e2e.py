@@ -134,9 +134,14 @@ async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
     status, problem = await gw.submit(unknown, DEPARTMENT)
     assert status == 422
     assert problem["code"] == "acl.recipients_refused"
-    assert problem["recipients"] == [{"organ_id": "000.00.99.H56", "reason": "unknown_recipient",
-                                      "code": "acl.unknown_recipient",
-                                      "detail": problem["recipients"][0]["detail"]}]
+    assert problem["recipients"] == [
+        {
+            "organ_id": "000.00.99.H56",
+            "reason": "unknown_recipient",
+            "code": "acl.unknown_recipient",
+            "detail": problem["recipients"][0]["detail"],
+        }
+    ]
 
     signed = gw.sign(new_document(DEPARTMENT, [COMMUNE]), DEPARTMENT)
     tampered = signed.replace("thử nghiệm".encode(), "THỬ NGHIỆM".encode(), 1)
@@ -148,12 +153,16 @@ async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
     assert status == 403
     assert problem["code"] == "acl.cannot_speak_for"
 
-    async with gw.session.post(f"{gw.base_url}/api/v1/documents", data=signed,
-                               headers={"Content-Type": "application/xml"}) as r:
+    async with gw.session.post(
+        f"{gw.base_url}/api/v1/documents", data=signed, headers={"Content-Type": "application/xml"}
+    ) as r:
         assert r.status == 401
         assert (await r.json())["code"] == "auth.required"
-    async with gw.session.post(f"{gw.base_url}/api/v1/documents", data=b"<x/>",
-                               headers=gw.headers(DEPARTMENT, "text/plain")) as r:
+    async with gw.session.post(
+        f"{gw.base_url}/api/v1/documents",
+        data=b"<x/>",
+        headers=gw.headers(DEPARTMENT, "text/plain"),
+    ) as r:
         assert r.status == 415
 
     holder.upsert(replace(department, may_send_to=(DISTRICT,)))
@@ -176,8 +185,9 @@ async def test_push_that_fails_twice_then_succeeds_ends_delivered(
 ) -> None:
     push_receiver.script = [503, 500]
     gw = await start_gateway(push={DISTRICT: push_receiver.url})
-    status, answer = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                     DEPARTMENT)
+    status, answer = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202
 
     view = await gw.wait_for(answer["id"], DEPARTMENT, _delivered)
@@ -198,12 +208,14 @@ async def test_push_answering_400_is_dead_lettered_with_the_reason(
 ) -> None:
     push_receiver.script = [400]
     gw = await start_gateway(push={DISTRICT: push_receiver.url})
-    status, answer = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                     DEPARTMENT)
+    status, answer = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202
 
-    view = await gw.wait_for(answer["id"], DEPARTMENT,
-                             lambda v: states(v)[DISTRICT] == "dead_lettered")
+    view = await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "dead_lettered"
+    )
 
     [recipient] = view["recipients"]
     assert (recipient["error_code"], "last_error" in recipient) == ("delivery.refused", False)

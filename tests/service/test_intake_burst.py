@@ -56,23 +56,35 @@ async def test_a_burst_answers_each_request_and_lands_exactly_the_right_rows(
     tag = secrets.token_hex(3)
 
     burst: list[tuple[str, bytes, str]] = []  # (what is expected, body, who submits)
-    news = [gw.sign(new_document(DEPARTMENT, [DISTRICT], number=f"{i}/{tag}"), DEPARTMENT)
-            for i in range(16)]
+    news = [
+        gw.sign(new_document(DEPARTMENT, [DISTRICT], number=f"{i}/{tag}"), DEPARTMENT)
+        for i in range(16)
+    ]
     burst += [("new", body, DEPARTMENT) for body in news]
     burst += [("twin", body, DEPARTMENT) for body in news[:4]]  # the same bytes again
     for i in range(2):  # two versions of one DocumentId: one is accepted, the other conflicts
         document = new_document(DEPARTMENT, [DISTRICT], number=f"C{i}/{tag}")
         changed = replace(document, header=replace(document.header, subject="V/v khác"))
-        burst += [("pair", gw.sign(document, DEPARTMENT), DEPARTMENT),
-                  ("pair", gw.sign(changed, DEPARTMENT), DEPARTMENT)]
-    burst.append(("422", gw.sign(new_document(DEPARTMENT, [DISTRICT, "000.00.99.H56"]),
-                                 DEPARTMENT), DEPARTMENT))
+        burst += [
+            ("pair", gw.sign(document, DEPARTMENT), DEPARTMENT),
+            ("pair", gw.sign(changed, DEPARTMENT), DEPARTMENT),
+        ]
+    burst.append(
+        (
+            "422",
+            gw.sign(new_document(DEPARTMENT, [DISTRICT, "000.00.99.H56"]), DEPARTMENT),
+            DEPARTMENT,
+        )
+    )
     tampered = gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT).replace(
-        "thử nghiệm".encode(), "THỬ NGHIỆM".encode(), 1)
+        "thử nghiệm".encode(), "THỬ NGHIỆM".encode(), 1
+    )
     burst.append(("422", tampered, DEPARTMENT))
     burst.append(("403", gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), COMMUNE))
-    burst += [("status", gw.sign(status_for(original, DISTRICT, "03"), DISTRICT), DISTRICT)
-              for original in originals]
+    burst += [
+        ("status", gw.sign(status_for(original, DISTRICT, "03"), DISTRICT), DISTRICT)
+        for original in originals
+    ]
 
     answers = await asyncio.gather(*(gw.submit(body, who) for _, body, who in burst))
 
@@ -81,8 +93,11 @@ async def test_a_burst_answers_each_request_and_lands_exactly_the_right_rows(
         by_body[body].append((status, answer))
         if expected in ("422", "403"):
             assert status == int(expected), answer
-            assert answer["code"] in ("acl.recipients_refused", "signature.digest_mismatch",
-                                      "acl.cannot_speak_for"), answer
+            assert answer["code"] in (
+                "acl.recipients_refused",
+                "signature.digest_mismatch",
+                "acl.cannot_speak_for",
+            ), answer
         elif expected in ("new", "status"):
             assert status in (200, 202), answer
     for body in news:
@@ -90,11 +105,15 @@ async def test_a_burst_answers_each_request_and_lands_exactly_the_right_rows(
         assert statuses == ([200, 202] if body in news[:4] else [202]), by_body[body]
         assert len({a["id"] for _, a in by_body[body]}) == 1
         assert len({a["recipients"][0]["delivery_id"] for _, a in by_body[body]}) == 1
-    pairs = [s for (expected, _, _), (s, _) in zip(burst, answers, strict=True)
-             if expected == "pair"]
+    pairs = [
+        s for (expected, _, _), (s, _) in zip(burst, answers, strict=True) if expected == "pair"
+    ]
     assert sorted(pairs) == [202, 202, 409, 409]
-    conflicts = [a for (expected, _, _), (s, a) in zip(burst, answers, strict=True)
-                 if expected == "pair" and s == 409]
+    conflicts = [
+        a
+        for (expected, _, _), (s, a) in zip(burst, answers, strict=True)
+        if expected == "pair" and s == 409
+    ]
     assert {a["code"] for a in conflicts} == {"conflict.duplicate_document"}
 
     accepted = {a["id"] for s, a in answers if s == 202}
@@ -108,15 +127,18 @@ async def test_a_burst_answers_each_request_and_lands_exactly_the_right_rows(
             answered = await log.get_document(view.document.in_reply_to)
             assert answered is not None
             assert answered.document.document_id == original.document_id
-            assert [d.business_status.value if d.business_status else None
-                    for d in answered.deliveries] == ["03"]
+            assert [
+                d.business_status.value if d.business_status else None for d in answered.deliveries
+            ] == ["03"]
             assert EventKind.BUSINESS_STATUS in [e.kind for e in answered.events]
     finally:
         await log.aclose()
 
-    wanted = {body: a["recipients"][0]["delivery_id"]
-              for (expected, body, _), (s, a) in zip(burst, answers, strict=True)
-              if s == 202 and expected != "status"}
+    wanted = {
+        body: a["recipients"][0]["delivery_id"]
+        for (expected, body, _), (s, a) in zip(burst, answers, strict=True)
+        if s == 202 and expected != "status"
+    }
 
     async def all_pushed() -> bool:
         return wanted.keys() <= {b for _, b in push_receiver.received}
@@ -134,11 +156,30 @@ async def _policy(broker: BrokerSite, gw: Gateway, *definition: str) -> None:
     prefix = gw.settings.broker.prefix
     name, queue = f"{prefix}-refuse", f"^{re.escape(prefix)}\\.q\\.soap$"
     if definition:
-        await asyncio.to_thread(rabbitmqctl, "set_policy", "-p", broker.vhost, "--apply-to",
-                                "queues", "--priority", "10", name, queue, definition[0])
+        await asyncio.to_thread(
+            rabbitmqctl,
+            "set_policy",
+            "-p",
+            broker.vhost,
+            "--apply-to",
+            "queues",
+            "--priority",
+            "10",
+            name,
+            queue,
+            definition[0],
+        )
         for _ in range(100):  # a policy reaches its queues a moment later
-            listed = await asyncio.to_thread(rabbitmqctl, "list_queues", "-p", broker.vhost,
-                                             "--formatter", "json", "name", "policy")
+            listed = await asyncio.to_thread(
+                rabbitmqctl,
+                "list_queues",
+                "-p",
+                broker.vhost,
+                "--formatter",
+                "json",
+                "name",
+                "policy",
+            )
             if {"name": f"{prefix}.q.soap", "policy": name} in json.loads(listed):
                 await asyncio.sleep(0.5)
                 return
@@ -154,7 +195,8 @@ async def _refusing(gw: Gateway, queue: str) -> None:
         for n in range(100):
             try:
                 await channel.default_exchange.publish(
-                    aio_pika.Message(f"probe {n}".encode()), queue, mandatory=True, timeout=5)
+                    aio_pika.Message(f"probe {n}".encode()), queue, mandatory=True, timeout=5
+                )
             except aio_pika.exceptions.DeliveryError:
                 return
             await asyncio.sleep(0.1)
@@ -174,8 +216,15 @@ async def test_a_broker_nack_inside_a_batch_fails_only_its_own_request(
         await _refusing(gw, f"{gw.settings.broker.prefix}.q.soap")
         tag = secrets.token_hex(3)
         to_commune = {i for i in range(12) if i % 4 == 1}
-        bodies = [gw.sign(new_document(DEPARTMENT, [COMMUNE if i in to_commune else DISTRICT],
-                                       number=f"{i}/{tag}"), DEPARTMENT) for i in range(12)]
+        bodies = [
+            gw.sign(
+                new_document(
+                    DEPARTMENT, [COMMUNE if i in to_commune else DISTRICT], number=f"{i}/{tag}"
+                ),
+                DEPARTMENT,
+            )
+            for i in range(12)
+        ]
         batches = dispatcher.batches
         answers = await asyncio.gather(*(gw.submit(body, DEPARTMENT) for body in bodies))
         assert dispatcher.batches - batches < len(bodies), "no publish was shared"
@@ -191,6 +240,7 @@ async def test_a_broker_nack_inside_a_batch_fails_only_its_own_request(
 
     log = await DeliveryLog.open(gw.settings.store.url)
     try:
+
         async def settled() -> bool:
             """The neighbours are marked queued; the refused ones were recorded and the outbox
             relay publishes them once the queue takes them (the client's retry is a 200)."""

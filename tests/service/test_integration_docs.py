@@ -56,14 +56,25 @@ def python_example(*names: str) -> dict[str, Any]:
 def shell(name: str, **env: str) -> subprocess.CompletedProcess[str]:
     bash = shutil.which("bash")
     assert bash
-    return subprocess.run([bash, "-euo", "pipefail", "-c", EXAMPLES[name]],
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [bash, "-euo", "pipefail", "-c", EXAMPLES[name]],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_both_guides_carry_the_same_examples() -> None:
-    assert set(EXAMPLES) == {"submit-curl", "submit-python", "verify-push-python",
-                             "receive-push-python", "mailbox-curl", "mailbox-python"}
+    assert set(EXAMPLES) == {
+        "submit-curl",
+        "submit-python",
+        "verify-push-python",
+        "receive-push-python",
+        "mailbox-curl",
+        "mailbox-python",
+    }
     assert examples(GUIDES[1]) == EXAMPLES
 
 
@@ -91,9 +102,13 @@ async def test_curl_examples_submit_fetch_and_acknowledge(
     signed = gw.sign(new_document(DEPARTMENT, [COMMUNE]), DEPARTMENT)
     (tmp_path / "signed.edxml").write_bytes(signed)
 
-    sent = await asyncio.to_thread(shell, "submit-curl", GATEWAY=gw.base_url,
-                                   API_KEY=gw.setup.api_keys[DEPARTMENT],
-                                   FILE=str(tmp_path / "signed.edxml"))
+    sent = await asyncio.to_thread(
+        shell,
+        "submit-curl",
+        GATEWAY=gw.base_url,
+        API_KEY=gw.setup.api_keys[DEPARTMENT],
+        FILE=str(tmp_path / "signed.edxml"),
+    )
 
     assert sent.returncode == 0, sent.stderr
     answer = json.loads(sent.stdout)
@@ -102,9 +117,14 @@ async def test_curl_examples_submit_fetch_and_acknowledge(
     _, inbox = await gw.get("/api/v1/inbox", COMMUNE)
     [item] = inbox["items"]
 
-    pulled = await asyncio.to_thread(shell, "mailbox-curl", GATEWAY=gw.base_url,
-                                     API_KEY=gw.setup.api_keys[COMMUNE], ITEM=item["id"],
-                                     OUT=str(tmp_path / "received.edxml"))
+    pulled = await asyncio.to_thread(
+        shell,
+        "mailbox-curl",
+        GATEWAY=gw.base_url,
+        API_KEY=gw.setup.api_keys[COMMUNE],
+        ITEM=item["id"],
+        OUT=str(tmp_path / "received.edxml"),
+    )
 
     assert pulled.returncode == 0, pulled.stderr
     listed, acked = _json_values(pulled.stdout)  # the list's and the ack's answers
@@ -136,8 +156,12 @@ async def test_python_examples_submit_refuse_follow_and_poll(start_gateway: Star
 
     taken: list[tuple[dict[str, Any], bytes]] = []
     commune_key = gw.setup.api_keys[COMMUNE]
-    count = await asyncio.to_thread(code["poll_mailbox"], gw.base_url, commune_key,
-                                    lambda item, package: taken.append((item, package)))
+    count = await asyncio.to_thread(
+        code["poll_mailbox"],
+        gw.base_url,
+        commune_key,
+        lambda item, package: taken.append((item, package)),
+    )
     assert count == 1
     assert taken[0][0]["document_id"] == document.document_id
     assert taken[0][1] == signed  # the bytes the sender signed
@@ -146,8 +170,9 @@ async def test_python_examples_submit_refuse_follow_and_poll(start_gateway: Star
 
 
 async def _a_real_push(gw: Gateway, receiver: PushReceiver) -> tuple[dict[str, str], bytes]:
-    status, answer = await gw.submit(gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT),
-                                     DEPARTMENT)
+    status, answer = await gw.submit(
+        gw.sign(new_document(DEPARTMENT, [DISTRICT]), DEPARTMENT), DEPARTMENT
+    )
     assert status == 202, answer
     await gw.wait_for(answer["id"], DEPARTMENT, _delivered)
     headers, body = receiver.received[0]
@@ -175,8 +200,7 @@ async def test_the_documented_push_verifier_on_a_real_push(
     for bad_body, bad_headers, pem in (
         (body + b" ", headers, trusted),  # changed on the way
         (body, {**headers, "X-LGSP-Delivery-Id": "other"}, trusted),
-        (body, {**headers, "X-LGSP-Signature": _none_token(headers["X-LGSP-Signature"])},
-         trusted),
+        (body, {**headers, "X-LGSP-Signature": _none_token(headers["X-LGSP-Signature"])}, trusted),
         (body, headers, (gw.setup.pki_dir / "participants" / DISTRICT / "cert.pem").read_bytes()),
         # ^ another certificate than the gateway's
     ):
@@ -186,8 +210,7 @@ async def test_the_documented_push_verifier_on_a_real_push(
     stored: dict[str, bytes] = {}
 
     def handle(h: dict[str, str], b: bytes) -> int:
-        result: int = code["handle_push"](h, b, trusted, stored.__setitem__,
-                                          stored.__contains__)
+        result: int = code["handle_push"](h, b, trusted, stored.__setitem__, stored.__contains__)
         return result
 
     assert handle(headers, body) == 200
@@ -205,28 +228,43 @@ async def test_lgsp_verify_push_on_a_real_push(
     cert = gw.setup.pki_dir / "gateway" / "cert.pem"
     (tmp_path / "headers.txt").write_text(
         "POST /inbox HTTP/1.1\n" + "".join(f"{k}: {v}\n" for k, v in headers.items()),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (tmp_path / "body.bin").write_bytes(body)
     (tmp_path / "changed.bin").write_bytes(body.replace(b"</", b" </", 1))
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(LGSP), "verify-push", "--trust", str(cert), *args],
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [str(LGSP), "verify-push", "--trust", str(cert), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
-    ok = await asyncio.to_thread(run, "--headers", str(tmp_path / "headers.txt"), "--body",
-                                 str(tmp_path / "body.bin"))
+    ok = await asyncio.to_thread(
+        run, "--headers", str(tmp_path / "headers.txt"), "--body", str(tmp_path / "body.bin")
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("OK: signed by CN=")
     assert headers["X-LGSP-Delivery-Id"] in ok.stdout
 
-    changed = await asyncio.to_thread(run, "--headers", str(tmp_path / "headers.txt"), "--body",
-                                      str(tmp_path / "changed.bin"))
+    changed = await asyncio.to_thread(
+        run, "--headers", str(tmp_path / "headers.txt"), "--body", str(tmp_path / "changed.bin")
+    )
     assert changed.returncode == 1
     assert changed.stderr.startswith("lgsp: jws.invalid: ")
 
     none = await asyncio.to_thread(
-        run, "--signature", _none_token(headers["X-LGSP-Signature"]), "--delivery-id",
-        headers["X-LGSP-Delivery-Id"], "--body", str(tmp_path / "body.bin"), "--json")
+        run,
+        "--signature",
+        _none_token(headers["X-LGSP-Signature"]),
+        "--delivery-id",
+        headers["X-LGSP-Delivery-Id"],
+        "--body",
+        str(tmp_path / "body.bin"),
+        "--json",
+    )
     assert none.returncode == 1
     assert json.loads(none.stdout)["code"] == "jws.algorithm_refused"
 

@@ -123,8 +123,12 @@ async def test_ambiguous_headers_are_refused_at_intake(start_gateway: StartGatew
         status, answer = await refused(gw, edited(plain, edit), DEPARTMENT)
         assert (status, answer) == (400, code), edit.__name__
 
-    twice = plain.replace(b"</edXML:To>", b"</edXML:To>" + plain[
-        plain.index(b"<edXML:To>"):plain.index(b"</edXML:To>") + len(b"</edXML:To>")], 1)
+    twice = plain.replace(
+        b"</edXML:To>",
+        b"</edXML:To>"
+        + plain[plain.index(b"<edXML:To>") : plain.index(b"</edXML:To>") + len(b"</edXML:To>")],
+        1,
+    )
     assert await refused(gw, twice, DEPARTMENT) == (400, "edxml.duplicate_recipient")
     assert (await gw.get("/api/v1/inbox", COMMUNE))[1]["items"] == []
 
@@ -143,15 +147,16 @@ async def test_status_packages_come_only_from_a_recipient(start_gateway: StartGa
     status, answer = await gw.submit(gw.sign(document, DEPARTMENT), DEPARTMENT)
     assert status == 202, answer
 
-    status, problem = await gw.submit(gw.sign(status_for(document, DISTRICT, "02"), DISTRICT),
-                                      DISTRICT)
+    status, problem = await gw.submit(
+        gw.sign(status_for(document, DISTRICT, "02"), DISTRICT), DISTRICT
+    )
     assert status == 403, problem
     assert problem["code"] == "acl.not_a_recipient"
     assert problem["request_id"]
 
-    status, reply = await gw.submit(gw.sign(status_for(document, COMMUNE, "03"), COMMUNE),
-                                    COMMUNE)
+    status, reply = await gw.submit(gw.sign(status_for(document, COMMUNE, "03"), COMMUNE), COMMUNE)
     assert status == 202, reply
     view = await gw.wait_for(
-        answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["business_status"] == "03")
+        answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["business_status"] == "03"
+    )
     assert [r["organ_id"] for r in view["recipients"]] == [COMMUNE]

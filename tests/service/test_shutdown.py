@@ -74,8 +74,15 @@ class RunningGateway:
         self._log = self.output.open("ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
         self.proc = await asyncio.create_subprocess_exec(
-            str(LGSP), "run", "--config", str(self.setup.config_path), "--role", "all",
-            env={**env, **TEST_ENV}, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
+            str(LGSP),
+            "run",
+            "--config",
+            str(self.setup.config_path),
+            "--role",
+            "all",
+            env={**env, **TEST_ENV},
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -111,16 +118,21 @@ async def lgsp_run(
     tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
 ) -> AsyncIterator[RunningGateway]:
     """A demo whose district takes pushes at ``push_receiver``; not started yet."""
-    setup = init_demo(tmp_path / "demo", port=free_port(), broker_url=test_broker.url,
-                      store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-                      prefix=test_broker.new_prefix("s"))
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        broker_url=test_broker.url,
+        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
+        prefix=test_broker.new_prefix("s"),
+    )
     holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     district = holder.current.get(DISTRICT)
     assert district is not None
     holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url)))
     holder.save()
-    gateway = RunningGateway(setup, load_settings(setup.config_path, env=TEST_ENV),
-                             tmp_path / "lgsp-run.log")
+    gateway = RunningGateway(
+        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
+    )
     try:
         yield gateway
     finally:
@@ -128,8 +140,9 @@ async def lgsp_run(
         await delete_topology(gateway.settings)
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes,
-               headers: dict[str, str]) -> Answer:
+async def post(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> Answer:
     """One submission: its answer, or the name of the connection error it met."""
     try:
         async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
@@ -142,7 +155,9 @@ def check_refusal(answer: Answer, where: str) -> None:
     """A refusal during shutdown: 503 with Retry-After, or the listener is gone already."""
     if isinstance(answer, str):
         assert answer in ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError"), (
-            where, answer)
+            where,
+            answer,
+        )
         return
     status, body, retry_after = answer
     assert status == 503, (where, status, body)  # never a 500
@@ -170,8 +185,10 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
         return sign_xml(serialize_package(package), ident.key, ident.chain)
 
     bodies = [signed(i) for i in range(BURST)]
-    headers = {"Authorization": f"Bearer {gw.setup.api_keys[DEPARTMENT]}",
-               "Content-Type": "application/xml"}
+    headers = {
+        "Authorization": f"Bearer {gw.setup.api_keys[DEPARTMENT]}",
+        "Content-Type": "application/xml",
+    }
     answers: dict[int, Answer] = {}
     signalled: list[float] = []
     before_signal: set[int] = set()
@@ -222,8 +239,11 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
             assert not isinstance(retried, str), retried
             assert retried[0] in (200, 202), retried
             accepted[i] = retried
-        await wait_until(lambda: {body for _, body in push_receiver.received}
-                         >= {bodies[i] for i in accepted}, 60, "every accepted package pushed")
+        await wait_until(
+            lambda: {body for _, body in push_receiver.received} >= {bodies[i] for i in accepted},
+            60,
+            "every accepted package pushed",
+        )
         proc = gw.proc
         proc.send_signal(signal.SIGTERM)
         assert await gw.wait_exit(DRAIN_S) == 0, gw.tail()
@@ -238,15 +258,18 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
     distinct = {key for keys in keys_by_body.values() for key in keys}
     assert len(distinct) == len(accepted) == len(keys_by_body)
     repeats = len(push_receiver.received) - len(distinct)
-    await check_log(gw.settings.store.url, [a[1]["id"] for a in accepted.values()
-                                            if not isinstance(a, str)])
+    await check_log(
+        gw.settings.store.url, [a[1]["id"] for a in accepted.values() if not isinstance(a, str)]
+    )
     assert "gateway_draining" in first_run
     assert "Traceback" not in gw.output.read_text(errors="replace"), gw.tail(80)
     late = [i for i in answers if i >= BURST]
-    print(f"burst {BURST} + {len(late)} late: {first_accepted} accepted before exit; "
-          f"{len(draining)} got 503, {len(refused) - len(draining)} a closed listener; "
-          f"the burst's retried; exit 0 in {exit_s:.1f}s (drain budget {DRAIN_S:.0f}s); repeated "
-          f"pushes with the same Idempotency-Key: {repeats}")
+    print(
+        f"burst {BURST} + {len(late)} late: {first_accepted} accepted before exit; "
+        f"{len(draining)} got 503, {len(refused) - len(draining)} a closed listener; "
+        f"the burst's retried; exit 0 in {exit_s:.1f}s (drain budget {DRAIN_S:.0f}s); repeated "
+        f"pushes with the same Idempotency-Key: {repeats}"
+    )
 
 
 async def check_log(store_url: str, document_ids: list[str]) -> None:
@@ -257,7 +280,7 @@ async def check_log(store_url: str, document_ids: list[str]) -> None:
             view = await log.get_document(document_id)
             assert view is not None, document_id
             assert [(d.recipient, d.state) for d in view.deliveries] == [
-                (DISTRICT, DeliveryState.DELIVERED)], view.deliveries
+                (DISTRICT, DeliveryState.DELIVERED)
+            ], view.deliveries
     finally:
         await log.aclose()
-

@@ -48,8 +48,7 @@ async def test_soap_faults_are_retried_or_dead_lettered_with_the_fault_text(
 ) -> None:
     routes = tmp_path / "soap-routes.toml"
     routes.write_text(ROUTES_TOML.format(endpoint=sim.url), encoding="utf-8")
-    gw = await start_gateway(soap={DISTRICT: ROUTE},
-                             env={"LGSP_SOAP__ROUTES_PATH": str(routes)})
+    gw = await start_gateway(soap={DISTRICT: ROUTE}, env={"LGSP_SOAP__ROUTES_PATH": str(routes)})
     flaky, slow, refused = (new_document(DEPARTMENT, [DISTRICT]) for _ in range(3))
     sim.script(_id(flaky), Behaviour.SERVER_FAULT, Behaviour.SERVER_FAULT)
     sim.script(_id(slow), Behaviour.SLOW)
@@ -58,15 +57,21 @@ async def test_soap_faults_are_retried_or_dead_lettered_with_the_fault_text(
     for document in (flaky, slow, refused):
         signed[document.document_id] = gw.sign(document, DEPARTMENT)
         status, answers[document.document_id] = await gw.submit(
-            signed[document.document_id], DEPARTMENT)
+            signed[document.document_id], DEPARTMENT
+        )
         assert status == 202, answers[document.document_id]
 
-    flaky_view = await gw.wait_for(answers[flaky.document_id]["id"], DEPARTMENT,
-                                   lambda v: states(v)[DISTRICT] == "delivered")
-    slow_view = await gw.wait_for(answers[slow.document_id]["id"], DEPARTMENT,
-                                  lambda v: states(v)[DISTRICT] == "delivered")
-    refused_view = await gw.wait_for(answers[refused.document_id]["id"], DEPARTMENT,
-                                     lambda v: states(v)[DISTRICT] == "dead_lettered")
+    flaky_view = await gw.wait_for(
+        answers[flaky.document_id]["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered"
+    )
+    slow_view = await gw.wait_for(
+        answers[slow.document_id]["id"], DEPARTMENT, lambda v: states(v)[DISTRICT] == "delivered"
+    )
+    refused_view = await gw.wait_for(
+        answers[refused.document_id]["id"],
+        DEPARTMENT,
+        lambda v: states(v)[DISTRICT] == "dead_lettered",
+    )
 
     [recipient] = flaky_view["recipients"]
     assert recipient["attempts"] == 3
@@ -75,7 +80,10 @@ async def test_soap_faults_are_retried_or_dead_lettered_with_the_fault_text(
     assert "SOAP ReceiveDocument: AckId=ACK-" in str(delivered["detail"])
     calls = sim.calls_for(_id(flaky))
     assert [c.behaviour for c in calls] == [
-        Behaviour.SERVER_FAULT, Behaviour.SERVER_FAULT, Behaviour.OK]
+        Behaviour.SERVER_FAULT,
+        Behaviour.SERVER_FAULT,
+        Behaviour.OK,
+    ]
     assert {c.xroad["id"] for c in calls} == {recipient["delivery_id"]}  # X-Road id = delivery
     assert calls[-1].xroad["client"]["memberCode"] == "000.00.00.H56"
     assert calls[-1].xroad["service"]["serviceCode"] == "ReceiveDocument"

@@ -30,8 +30,9 @@ async def test_a_resent_status_package_sets_an_unset_business_status_once(
     reply = gw.sign(status_for(document, DISTRICT, "05"), DISTRICT)
     status, first = await gw.submit(reply, DISTRICT)
     assert status == 202, first
-    view = await gw.wait_for(answer["id"], DEPARTMENT,
-                             lambda v: v["recipients"][0]["business_status"] == "05")
+    view = await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["business_status"] == "05"
+    )
     events = len(view["recipients"][0]["trace"])
 
     status, again = await gw.submit(reply, DISTRICT)  # already set: nothing changes
@@ -42,8 +43,11 @@ async def test_a_resent_status_package_sets_an_unset_business_status_once(
     log = await DeliveryLog.open(store_url)  # what a failure after the commit leaves
     try:
         async with log.engines.writer.begin() as conn:
-            await conn.execute(update(deliveries).where(deliveries.c.document == answer["id"])
-                               .values(business_status=None, business_status_at=None))
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.document == answer["id"])
+                .values(business_status=None, business_status_at=None)
+            )
     finally:
         await log.aclose()
     _, view = await gw.get(f"/api/v1/documents/{answer['id']}", DEPARTMENT)

@@ -98,29 +98,43 @@ async def test_a_batch_of_successes_and_failures_ends_each_in_its_state_and_queu
     async with serving(receivers):
         gw = await start_gateway(
             role=Role.GATEWAY,
-            push={DISTRICT: f"{receivers.url}/ok", COMMUNE: f"{receivers.url}/busy",
-                  PROVINCE: f"{receivers.url}/gone"},
-            env={"LGSP_BROKER__RETRY_DELAYS_S": f"0.2,{LONG_RETRY_S}"})
+            push={
+                DISTRICT: f"{receivers.url}/ok",
+                COMMUNE: f"{receivers.url}/busy",
+                PROVINCE: f"{receivers.url}/gone",
+            },
+            env={"LGSP_BROKER__RETRY_DELAYS_S": f"0.2,{LONG_RETRY_S}"},
+        )
         answers = await submit_all(gw, DOCUMENTS, [DISTRICT, COMMUNE, PROVINCE])
         group = WorkerGroup(gw.settings, drain_timeout_s=5)  # all messages wait: one batch
         await group.start()
         try:
             for answer in answers:
-                await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v) == {
-                    DISTRICT: "delivered", COMMUNE: "retrying", PROVINCE: "dead_lettered"})
+                await gw.wait_for(
+                    answer["id"],
+                    DEPARTMENT,
+                    lambda v: (
+                        states(v)
+                        == {DISTRICT: "delivered", COMMUNE: "retrying", PROVINCE: "dead_lettered"}
+                    ),
+                )
         finally:
             await group.stop()
         [push_worker] = [w for w in group.workers if w.method == "push"]
         commits = push_worker.commit_sizes
 
     assert len(receivers.received) == 3 * DOCUMENTS  # each delivery was sent once
-    assert push_worker.outcomes == {"acked": DOCUMENTS, "retried": DOCUMENTS,
-                                    "dead_lettered": DOCUMENTS}
+    assert push_worker.outcomes == {
+        "acked": DOCUMENTS,
+        "retried": DOCUMENTS,
+        "dead_lettered": DOCUMENTS,
+    }
     assert sum(size * n for size, n in commits.items()) == 3 * DOCUMENTS
     assert sum(commits.values()) < 3 * DOCUMENTS, f"not batched: {commits}"
     conf = gw.settings.broker
-    async with await Broker.connect(conf.url, prefix=conf.prefix,
-                                    retry_delays_s=conf.retry_delays_s) as broker:
+    async with await Broker.connect(
+        conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s
+    ) as broker:
         depths = await broker.queue_depths()
         topology = broker.topology
     assert depths[topology.work_queue("push")] == 0  # all acked
@@ -189,8 +203,9 @@ async def writes_blocked(store_url: str, delivery_id: str) -> AsyncIterator[None
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn, conn.begin():
-            await conn.execute(text("SELECT id FROM deliveries WHERE id = :id FOR UPDATE"),
-                               {"id": delivery_id})
+            await conn.execute(
+                text("SELECT id FROM deliveries WHERE id = :id FOR UPDATE"), {"id": delivery_id}
+            )
             yield
     finally:
         await engine.dispose()
@@ -200,9 +215,16 @@ async def start_worker_process(gw: Gateway, output: Path) -> asyncio.subprocess.
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     with output.open("ab") as sink:
         return await asyncio.create_subprocess_exec(
-            str(LGSP), "run", "--config", str(gw.setup.config_path), "--role", "worker",
+            str(LGSP),
+            "run",
+            "--config",
+            str(gw.setup.config_path),
+            "--role",
+            "worker",
             env={**env, **TEST_ENV, "LGSP_LOG__JSON": "true", "PYTHONUNBUFFERED": "1"},
-            stdout=sink, stderr=asyncio.subprocess.STDOUT)
+            stdout=sink,
+            stderr=asyncio.subprocess.STDOUT,
+        )
 
 
 def events(output: Path) -> list[dict[str, Any]]:
@@ -234,8 +256,10 @@ async def test_a_worker_killed_before_its_commit_redelivers_with_the_same_key_on
             async with writes_blocked(gw.settings.store.url, delivery_id):
                 receiver.release.set()  # the adapter call ends: 200 ...
                 await wait_until(  # ... the worker saw it, and now waits to commit
-                    lambda: any(e["event"] == "delivered" for e in events(output)), 30,
-                    "the worker's adapter call returned")
+                    lambda: any(e["event"] == "delivered" for e in events(output)),
+                    30,
+                    "the worker's adapter call returned",
+                )
                 await asyncio.sleep(0.3)
                 assert worker.returncode is None, output.read_text(errors="replace")
                 worker.kill()  # SIGKILL: no commit, no ack, no drain
@@ -252,8 +276,9 @@ async def test_a_worker_killed_before_its_commit_redelivers_with_the_same_key_on
 
             second = await start_worker_process(gw, output)
             try:
-                view = await gw.wait_for(answer["id"], DEPARTMENT,
-                                         lambda v: states(v) == {DISTRICT: "delivered"}, 60)
+                view = await gw.wait_for(
+                    answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "delivered"}, 60
+                )
             finally:
                 second.terminate()
                 assert await asyncio.wait_for(second.wait(), 30) == 0

@@ -327,8 +327,14 @@ def test_a_cached_chain_is_refused_once_its_certificate_is_revoked(own_pki: Path
 def test_a_cached_chain_is_refused_after_its_certificate_expired(pki_dir: Path) -> None:
     now = dt.datetime.now(dt.UTC)  # not the module's NOW: the session PKI may be younger
     store = TrustStore.from_dir(pki_dir)
-    short = pki.issue(pki_dir, "000.00.00.H56", key_type="ec", valid_from=now - DAY,
-                      not_after=now + DAY, save=False)
+    short = pki.issue(
+        pki_dir,
+        "000.00.00.H56",
+        key_type="ec",
+        valid_from=now - DAY,
+        not_after=now + DAY,
+        save=False,
+    )
     store.validate(short.certificate, short.chain[1:], at=now)
     assert store.validate(short.certificate, short.chain[1:], at=now + DAY / 2)
     assert store.cache_info().hits == 1  # type: ignore[union-attr]

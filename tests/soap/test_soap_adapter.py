@@ -74,9 +74,14 @@ def route_for(tmp_path: Path, endpoint: str, timeout_s: float = 5.0) -> SoapRout
 
 
 def delivery(package: bytes, delivery_id: str = "dlv-0001") -> OutboundDelivery:
-    return OutboundDelivery(delivery_id=delivery_id, document_id="doc-1", organ_id=RECIPIENT,
-                            package=package, content_type="application/xml",
-                            url="national-documents")
+    return OutboundDelivery(
+        delivery_id=delivery_id,
+        document_id="doc-1",
+        organ_id=RECIPIENT,
+        package=package,
+        content_type="application/xml",
+        url="national-documents",
+    )
 
 
 @pytest.fixture
@@ -95,11 +100,22 @@ async def test_request_carries_xroad_headers_mapped_fields_and_the_exact_bytes(
     [call] = sim.calls
     assert outcome.detail.startswith("SOAP ReceiveDocument: AckId=ACK-")
     assert call.xroad == {
-        "client": {"xRoadInstance": "VN", "memberClass": "GOV", "memberCode": "000.00.00.H56",
-                   "subsystemCode": "lgsp", "objectType": "SUBSYSTEM"},
-        "service": {"xRoadInstance": "VN", "memberClass": "GOV", "memberCode": "000.00.00.G22",
-                    "subsystemCode": "ndxp", "serviceCode": "ReceiveDocument",
-                    "serviceVersion": "v1", "objectType": "SERVICE"},
+        "client": {
+            "xRoadInstance": "VN",
+            "memberClass": "GOV",
+            "memberCode": "000.00.00.H56",
+            "subsystemCode": "lgsp",
+            "objectType": "SUBSYSTEM",
+        },
+        "service": {
+            "xRoadInstance": "VN",
+            "memberClass": "GOV",
+            "memberCode": "000.00.00.G22",
+            "subsystemCode": "ndxp",
+            "serviceCode": "ReceiveDocument",
+            "serviceVersion": "v1",
+            "objectType": "SERVICE",
+        },
         "id": "dlv-42",
         "userId": "lgsp-thanhhoa",
         "protocolVersion": "4.0",
@@ -138,7 +154,10 @@ async def test_server_fault_is_transient_and_client_fault_is_permanent_with_its_
     assert "soapenv:Client" in permanent.value.message
     assert outcome.delivered
     assert [c.behaviour for c in sim.calls] == [
-        Behaviour.SERVER_FAULT, Behaviour.CLIENT_FAULT, Behaviour.OK]
+        Behaviour.SERVER_FAULT,
+        Behaviour.CLIENT_FAULT,
+        Behaviour.OK,
+    ]
 
 
 async def test_timeout_and_http_503_and_connection_refused_are_transient(
@@ -201,7 +220,7 @@ def test_routes_file_refuses_unknown_keys_and_bad_sources(tmp_path: Path) -> Non
         "source": good.replace('"package_base64"', '"Package Base64!"'),
         "client": good.replace('subsystem = "lgsp"', 'subsytem = "lgsp"'),
         "timeout": good.replace("timeout_s = 1", "timeout_s = -1"),
-        "twice": good + good[good.index("[[route]]"):],
+        "twice": good + good[good.index("[[route]]") :],
     }
     for name, text in cases.items():
         path = tmp_path / f"{name}.toml"
@@ -229,12 +248,17 @@ def test_a_field_the_operation_does_not_have_is_refused_at_startup(tmp_path: Pat
 def test_wsdl_importing_a_remote_schema_or_with_a_dtd_is_refused(tmp_path: Path) -> None:
     wsdl = (wsdl_dir() / "document-service.wsdl").read_text(encoding="utf-8")
     remote = tmp_path / "remote.wsdl"
-    remote.write_text(wsdl.replace('schemaLocation="xroad.xsd"',
-                                   'schemaLocation="http://127.0.0.1:9/xroad.xsd"'),
-                      encoding="utf-8")
+    remote.write_text(
+        wsdl.replace('schemaLocation="xroad.xsd"', 'schemaLocation="http://127.0.0.1:9/xroad.xsd"'),
+        encoding="utf-8",
+    )
     dtd = tmp_path / "dtd.wsdl"
-    dtd.write_text(wsdl.replace("<wsdl:definitions", '<!DOCTYPE x [<!ENTITY e "boom">]>\n'
-                                "<wsdl:definitions", 1), encoding="utf-8")
+    dtd.write_text(
+        wsdl.replace(
+            "<wsdl:definitions", '<!DOCTYPE x [<!ENTITY e "boom">]>\n<wsdl:definitions', 1
+        ),
+        encoding="utf-8",
+    )
     route = route_for(tmp_path, "http://127.0.0.1:1/x")
     for path in (remote, dtd):
         with pytest.raises(ConfigError) as refused:

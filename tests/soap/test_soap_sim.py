@@ -37,25 +37,35 @@ BODY = """<s:ReceiveDocument><s:DocumentId>D-1</s:DocumentId><s:Sender>000.00.04
 
 
 def envelope(headers: str = HEADERS, body: str = BODY, prolog: str = "") -> bytes:
-    return (f'{prolog}<soapenv:Envelope xmlns:soapenv="{SOAP_NS}" xmlns:xrd="{XRD}" '
-            f'xmlns:id="{ID}" xmlns:s="{SVC}"><soapenv:Header>{headers}</soapenv:Header>'
-            f"<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>").encode()
+    return (
+        f'{prolog}<soapenv:Envelope xmlns:soapenv="{SOAP_NS}" xmlns:xrd="{XRD}" '
+        f'xmlns:id="{ID}" xmlns:s="{SVC}"><soapenv:Header>{headers}</soapenv:Header>'
+        f"<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    ).encode()
 
 
 def route(wsdl: Path, endpoint: str | None = None) -> SoapRoute:
     return SoapRoute(
-        name="docs", wsdl=wsdl, operation="ReceiveDocument",
+        name="docs",
+        wsdl=wsdl,
+        operation="ReceiveDocument",
         client=XRoadClient("VN", "GOV", "000.00.00.H56", "lgsp"),
         service=XRoadService("VN", "GOV", "000.00.00.G22", "ReceiveDocument", "ndxp", "v1"),
         user_id="tester",
-        request=(("DocumentId", "header.document_id"), ("Sender", "sender"),
-                 ("Receiver", "recipient"), ("PackageBase64", "package_base64")),
-        endpoint=endpoint)
+        request=(
+            ("DocumentId", "header.document_id"),
+            ("Sender", "sender"),
+            ("Receiver", "recipient"),
+            ("PackageBase64", "package_base64"),
+        ),
+        endpoint=endpoint,
+    )
 
 
 def delivery(delivery_id: str) -> OutboundDelivery:
-    return OutboundDelivery(delivery_id, "doc-1", "000.00.00.G22", SAMPLE.read_bytes(),
-                            "application/xml", url="docs")
+    return OutboundDelivery(
+        delivery_id, "doc-1", "000.00.00.G22", SAMPLE.read_bytes(), "application/xml", url="docs"
+    )
 
 
 @pytest.fixture
@@ -67,8 +77,10 @@ async def sim() -> AsyncIterator[SoapSimulator]:
 
 
 async def post(url: str, body: bytes) -> tuple[int, etree._Element | str]:
-    async with aiohttp.ClientSession() as session, session.post(
-            url, data=body, headers={"Content-Type": "text/xml"}) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers={"Content-Type": "text/xml"}) as r,
+    ):
         raw = await r.read()
     try:
         return r.status, etree.fromstring(raw)
@@ -96,17 +108,29 @@ async def test_a_valid_call_is_answered_and_recorded(sim: SoapSimulator) -> None
     assert call.xroad["userId"] == "tester"
 
 
-@pytest.mark.parametrize(("case", "request_body", "expected"), [
-    ("no X-Road id", envelope(HEADERS.replace("<xrd:id>call-1</xrd:id>", "")),
-     "missing X-Road header(s): id"),
-    ("no headers", envelope(""), "client, service, id, userId, protocolVersion"),
-    ("no DocumentId", envelope(body=BODY.replace("<s:DocumentId>D-1</s:DocumentId>", "")),
-     "DocumentId"),
-    ("service code missing", envelope(HEADERS.replace(
-        "<id:serviceCode>ReceiveDocument</id:serviceCode>", "")), "serviceCode"),
-    ("entity", envelope(prolog='<!DOCTYPE x [<!ENTITY e "boom">]>'), "DOCTYPE"),
-    ("not SOAP", b"<Envelope/>", "not a SOAP 1.1 Envelope"),
-])
+@pytest.mark.parametrize(
+    ("case", "request_body", "expected"),
+    [
+        (
+            "no X-Road id",
+            envelope(HEADERS.replace("<xrd:id>call-1</xrd:id>", "")),
+            "missing X-Road header(s): id",
+        ),
+        ("no headers", envelope(""), "client, service, id, userId, protocolVersion"),
+        (
+            "no DocumentId",
+            envelope(body=BODY.replace("<s:DocumentId>D-1</s:DocumentId>", "")),
+            "DocumentId",
+        ),
+        (
+            "service code missing",
+            envelope(HEADERS.replace("<id:serviceCode>ReceiveDocument</id:serviceCode>", "")),
+            "serviceCode",
+        ),
+        ("entity", envelope(prolog='<!DOCTYPE x [<!ENTITY e "boom">]>'), "DOCTYPE"),
+        ("not SOAP", b"<Envelope/>", "not a SOAP 1.1 Envelope"),
+    ],
+)
 async def test_invalid_calls_get_a_client_fault(
     sim: SoapSimulator, case: str, request_body: bytes, expected: str
 ) -> None:
@@ -142,7 +166,8 @@ async def cli_sim() -> AsyncIterator[str]:
     port = free_port()
     lgsp = Path(sys.executable).parent / "lgsp"
     process = await asyncio.create_subprocess_exec(
-        str(lgsp), "sim", "soap", "--port", str(port), stdout=asyncio.subprocess.PIPE)
+        str(lgsp), "sim", "soap", "--port", str(port), stdout=asyncio.subprocess.PIPE
+    )
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 30)
@@ -165,9 +190,13 @@ async def test_cli_serves_its_wsdl_and_answers_calls_made_from_it(
                 assert r.status == 200
                 (tmp_path / name).write_bytes(await r.read())
         (tmp_path / "served.wsdl").write_bytes(wsdl)
-        async with session.post(f"{cli_sim}/_sim/script", json={
+        async with session.post(
+            f"{cli_sim}/_sim/script",
+            json={
                 "document_id": "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT",
-                "behaviours": ["ok", "client_fault"]}) as r:
+                "behaviours": ["ok", "client_fault"],
+            },
+        ) as r:
             assert r.status == 200
 
         # no endpoint override: the served WSDL's address points at the simulator itself

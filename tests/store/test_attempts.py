@@ -11,8 +11,12 @@ from gateway.store import DeliveryLog, DeliveryState, EventKind, NewDocument
 from gateway.store.attempts import AttemptReport, AttemptResult
 
 PACKAGE = b"<edXML:edXMLEnvelope>batch</edXML:edXMLEnvelope>"
-ROUTES = [("000.00.01.H56", "push"), ("000.00.02.H56", "push"), ("000.00.03.H56", "push"),
-          ("0101234567", "mailbox")]
+ROUTES = [
+    ("000.00.01.H56", "push"),
+    ("000.00.02.H56", "push"),
+    ("000.00.03.H56", "push"),
+    ("0101234567", "mailbox"),
+]
 
 MakeDocument = Callable[..., NewDocument]
 
@@ -24,18 +28,25 @@ async def test_one_batch_moves_each_delivery_and_ignores_the_delivered_ones(
     ok, busy, gone, done = (d.id for d in intake.deliveries)
     await log.mark_delivered(done, detail="delivered before")
 
-    results = await log.record_attempts([
-        AttemptReport(ok, DeliveryState.DELIVERED, "HTTP 200"),
-        AttemptReport(busy, DeliveryState.RETRYING, "HTTP 503", "delivery.http_status: 503"),
-        AttemptReport(gone, DeliveryState.DEAD_LETTERED, "HTTP 410", "delivery.refused: 410"),
-        AttemptReport(done, DeliveryState.DELIVERED, "HTTP 200 again"),
-        AttemptReport(ok, DeliveryState.DELIVERED, "a second copy in the same batch"),
-        AttemptReport("no-such-delivery", DeliveryState.DELIVERED, "HTTP 200"),
-    ])
+    results = await log.record_attempts(
+        [
+            AttemptReport(ok, DeliveryState.DELIVERED, "HTTP 200"),
+            AttemptReport(busy, DeliveryState.RETRYING, "HTTP 503", "delivery.http_status: 503"),
+            AttemptReport(gone, DeliveryState.DEAD_LETTERED, "HTTP 410", "delivery.refused: 410"),
+            AttemptReport(done, DeliveryState.DELIVERED, "HTTP 200 again"),
+            AttemptReport(ok, DeliveryState.DELIVERED, "a second copy in the same batch"),
+            AttemptReport("no-such-delivery", DeliveryState.DELIVERED, "HTTP 200"),
+        ]
+    )
 
-    assert results == [AttemptResult.APPLIED, AttemptResult.APPLIED, AttemptResult.APPLIED,
-                       AttemptResult.ALREADY_DELIVERED, AttemptResult.ALREADY_DELIVERED,
-                       AttemptResult.UNKNOWN]
+    assert results == [
+        AttemptResult.APPLIED,
+        AttemptResult.APPLIED,
+        AttemptResult.APPLIED,
+        AttemptResult.ALREADY_DELIVERED,
+        AttemptResult.ALREADY_DELIVERED,
+        AttemptResult.UNKNOWN,
+    ]
     view = await log.get_document(intake.document.id)
     assert view is not None
     now = {d.id: (d.state, d.attempts, d.last_error) for d in view.deliveries}
@@ -46,16 +57,22 @@ async def test_one_batch_moves_each_delivery_and_ignores_the_delivered_ones(
         done: (DeliveryState.DELIVERED, 1, None),
     }
     assert next(d for d in view.deliveries if d.id == ok).delivered_at is not None
-    trail = [(e.delivery, e.kind, e.outcome, e.detail.get("ignored")) for e in view.events
-             if e.actor == "worker"]
-    assert sorted(trail, key=str) == sorted([
-        (done, EventKind.DELIVERED, "delivered", None),  # mark_delivered, before the batch
-        (ok, EventKind.DELIVERED, "delivered", None),
-        (busy, EventKind.RETRY_SCHEDULED, "retry", None),
-        (gone, EventKind.DEAD_LETTERED, "dead_lettered", None),
-        (done, EventKind.ATTEMPT, "delivered", "already delivered"),
-        (ok, EventKind.ATTEMPT, "delivered", "already delivered"),
-    ], key=str)
+    trail = [
+        (e.delivery, e.kind, e.outcome, e.detail.get("ignored"))
+        for e in view.events
+        if e.actor == "worker"
+    ]
+    assert sorted(trail, key=str) == sorted(
+        [
+            (done, EventKind.DELIVERED, "delivered", None),  # mark_delivered, before the batch
+            (ok, EventKind.DELIVERED, "delivered", None),
+            (busy, EventKind.RETRY_SCHEDULED, "retry", None),
+            (gone, EventKind.DEAD_LETTERED, "dead_lettered", None),
+            (done, EventKind.ATTEMPT, "delivered", "already delivered"),
+            (ok, EventKind.ATTEMPT, "delivered", "already delivered"),
+        ],
+        key=str,
+    )
     [delivered] = [e for e in view.events if e.delivery == ok and e.kind is EventKind.DELIVERED]
     assert delivered.detail == {"message": "HTTP 200", "error": None, "attempt": 1}
 
@@ -65,12 +82,15 @@ async def test_a_late_failure_report_does_not_undo_a_delivery(
 ) -> None:
     intake = await log.record_intake(make_document(), PACKAGE, ROUTES[:1])
     [push] = intake.deliveries
-    first = await log.record_attempts([
-        AttemptReport(push.id, DeliveryState.RETRYING, "timeout", "delivery.timeout"),
-        AttemptReport(push.id, DeliveryState.DELIVERED, "HTTP 200"),
-    ])
-    late = await log.record_attempts([
-        AttemptReport(push.id, DeliveryState.DEAD_LETTERED, "late", "delivery.refused")])
+    first = await log.record_attempts(
+        [
+            AttemptReport(push.id, DeliveryState.RETRYING, "timeout", "delivery.timeout"),
+            AttemptReport(push.id, DeliveryState.DELIVERED, "HTTP 200"),
+        ]
+    )
+    late = await log.record_attempts(
+        [AttemptReport(push.id, DeliveryState.DEAD_LETTERED, "late", "delivery.refused")]
+    )
 
     assert first == [AttemptResult.ALREADY_DELIVERED, AttemptResult.APPLIED]  # success first
     assert late == [AttemptResult.ALREADY_DELIVERED]
@@ -87,11 +107,16 @@ async def test_batch_reads_answer_for_every_id_at_once(
     await log.mark_delivered(two, detail="HTTP 200")
 
     assert await log.delivery_states([one, two, "no-such-delivery", one]) == {
-        one: DeliveryState.ACCEPTED, two: DeliveryState.DELIVERED}
+        one: DeliveryState.ACCEPTED,
+        two: DeliveryState.DELIVERED,
+    }
     sha = intake.document.package_sha256
     assert await log.packages([sha, "0" * 64]) == {sha: PACKAGE}
-    assert (await log.delivery_states([]), await log.packages([]),
-            await log.record_attempts([])) == ({}, {}, [])
+    assert (
+        await log.delivery_states([]),
+        await log.packages([]),
+        await log.record_attempts([]),
+    ) == ({}, {}, [])
 
 
 def test_an_attempt_leaves_a_delivery_delivered_retrying_or_dead_lettered() -> None:

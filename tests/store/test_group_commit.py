@@ -38,9 +38,14 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
     log = await DeliveryLog.open(store_url, batch_max=16, batch_wait_s=0.005)
     try:
         t0 = datetime.now(UTC)
-        originals = [await log.record_intake(
-            make_document(dedup_key=f"orig-{i}", document_id=f"DOC-{i}", received_at=t0),
-            _package(1000 + i), ROUTES) for i in range(3)]
+        originals = [
+            await log.record_intake(
+                make_document(dedup_key=f"orig-{i}", document_id=f"DOC-{i}", received_at=t0),
+                _package(1000 + i),
+                ROUTES,
+            )
+            for i in range(3)
+        ]
         earlier = await log.record_intake(make_document(dedup_key="earlier"), _package(-1), ROUTES)
         earlier_bytes = await log.get_package(earlier.document.package_sha256)
         batches_before = log.writer.batches
@@ -57,22 +62,47 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
         calls.append(("other", make_document(dedup_key="earlier"), _package(98), None))
         for i, at in ((0, 5), (1, 5), (0, 9), (2, 1)):  # two statuses answer original 0
             status = make_document(
-                dedup_key=f"status-{i}-{at}", kind=PackageKind.STATUS, sender=ANSWERING,
-                document_id=f"DOC-{i}", status_code=StatusCode.ACCEPTANCE, subject=None,
-                received_at=t0 + timedelta(minutes=at))
-            answer = StatusAnswer(organ_id=ORIGINAL_SENDER, document_id=f"DOC-{i}",
-                                  code=StatusCode.ACCEPTANCE if at < 9 else StatusCode.ASSIGNMENT)
-            calls.append(("status", status, _package(500 + i * 10 + at),
-                          answer))
-        calls.append(("status-unknown", make_document(
-            dedup_key="status-x", kind=PackageKind.STATUS, sender=ANSWERING, document_id="NONE",
-            status_code=StatusCode.ACCEPTANCE, subject=None), _package(777), StatusAnswer(
-            organ_id=ORIGINAL_SENDER, document_id="NONE", code=StatusCode.ACCEPTANCE)))
+                dedup_key=f"status-{i}-{at}",
+                kind=PackageKind.STATUS,
+                sender=ANSWERING,
+                document_id=f"DOC-{i}",
+                status_code=StatusCode.ACCEPTANCE,
+                subject=None,
+                received_at=t0 + timedelta(minutes=at),
+            )
+            answer = StatusAnswer(
+                organ_id=ORIGINAL_SENDER,
+                document_id=f"DOC-{i}",
+                code=StatusCode.ACCEPTANCE if at < 9 else StatusCode.ASSIGNMENT,
+            )
+            calls.append(("status", status, _package(500 + i * 10 + at), answer))
+        calls.append(
+            (
+                "status-unknown",
+                make_document(
+                    dedup_key="status-x",
+                    kind=PackageKind.STATUS,
+                    sender=ANSWERING,
+                    document_id="NONE",
+                    status_code=StatusCode.ACCEPTANCE,
+                    subject=None,
+                ),
+                _package(777),
+                StatusAnswer(
+                    organ_id=ORIGINAL_SENDER, document_id="NONE", code=StatusCode.ACCEPTANCE
+                ),
+            )
+        )
 
         outcomes = await asyncio.gather(
-            *(log.record_intake(new, body, [(ORIGINAL_SENDER, "push")] if answer else ROUTES,
-                                answers=answer) for _, new, body, answer in calls),
-            return_exceptions=True)
+            *(
+                log.record_intake(
+                    new, body, [(ORIGINAL_SENDER, "push")] if answer else ROUTES, answers=answer
+                )
+                for _, new, body, answer in calls
+            ),
+            return_exceptions=True,
+        )
 
         assert log.writer.batches - batches_before < len(calls) / 2, "no batching happened"
         assert log.writer.largest_batch > 1
@@ -92,7 +122,8 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
                 assert outcome.deliveries == view.deliveries
         for key in news:
             assert sorted(r.created for r in by_key[key]) == (
-                [False, True] if key in ("new-0", "new-1", "new-2") else [True])
+                [False, True] if key in ("new-0", "new-1", "new-2") else [True]
+            )
             assert len({r.document.id for r in by_key[key]}) == 1
             assert len({tuple(d.id for d in r.deliveries) for r in by_key[key]}) == 1
         assert [r.created for r in by_key["earlier"]] == [False]
@@ -104,17 +135,21 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
         assert await _count(log, deliveries) == 2 * (3 + 1 + len(news)) + statuses
         assert await _count(log, packages) == 3 + 1 + len(news) + statuses
         assert await _count(log, events, events.c.kind == EventKind.RECEIVED.value) == (
-            3 + 1 + len(news) + statuses)
+            3 + 1 + len(news) + statuses
+        )
 
         # the statuses: in_reply_to, and the latest status per answered delivery, in one go
         assert by_key["status-0-5"][0].document.in_reply_to == originals[0].document.id
         assert by_key["status-x"][0].document.in_reply_to is None
-        answered = {o.document.id: await log.find_delivery(o.document.id, ANSWERING)
-                    for o in originals}
+        answered = {
+            o.document.id: await log.find_delivery(o.document.id, ANSWERING) for o in originals
+        }
         first = answered[originals[0].document.id]
         assert first is not None
         assert (first.business_status, first.business_status_at) == (
-            StatusCode.ASSIGNMENT, t0 + timedelta(minutes=9))
+            StatusCode.ASSIGNMENT,
+            t0 + timedelta(minutes=9),
+        )
         third = answered[originals[2].document.id]
         assert third is not None
         assert third.business_status is StatusCode.ACCEPTANCE
@@ -133,7 +168,8 @@ async def test_published_marks_ride_on_a_later_transaction(
         log.writer.marks_delay_s = 3600.0  # only an intake can take them along now
         log.note_published(ids)
         assert {d.state for d in (await log.get_document(first.document.id)).deliveries} == {
-            DeliveryState.ACCEPTED}  # type: ignore[union-attr]
+            DeliveryState.ACCEPTED
+        }  # type: ignore[union-attr]
         batches = log.writer.batches
         await log.record_intake(make_document(), _package(2), ROUTES)  # takes the marks along
         assert log.writer.batches == batches + 1
@@ -184,8 +220,9 @@ async def test_a_lone_request_waits_the_batch_wait_at_most(
         waited_s = loop.time() - started
         assert 0.5 <= waited_s < 0.5 + 3.0  # it waited for company, as configured, no more
         log.writer.max_wait_s = 0.0
-        results = await asyncio.gather(*(log.record_intake(make_document(), _package(n), ROUTES)
-                                         for n in range(2, 10)))
+        results = await asyncio.gather(
+            *(log.record_intake(make_document(), _package(n), ROUTES) for n in range(2, 10))
+        )
         assert all(r.created for r in results)
     finally:
         await log.aclose()

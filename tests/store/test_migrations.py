@@ -120,16 +120,22 @@ async def test_version_6_store_gains_the_southbound_replay_memory(store_url: str
     async with raw(store_url) as conn:  # turn it into what version 6 created
         await conn.execute(text("DROP TABLE southbound_replays"))
         await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(text(
-            "INSERT INTO schema_version (version, description, applied_at) "
-            "VALUES (6, 'as version 6 left it', CURRENT_TIMESTAMP)"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (6, 'as version 6 left it', CURRENT_TIMESTAMP)"
+            )
+        )
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == [6, *range(7, LATEST + 1)]
     async with raw(store_url) as conn:
-        await conn.execute(text(
-            "INSERT INTO southbound_replays (system_id, hash_header, operation, first_used_at,"
-            " expires_at) VALUES ('s', 'h', 'getEdoc', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        await conn.execute(
+            text(
+                "INSERT INTO southbound_replays (system_id, hash_header, operation, first_used_at,"
+                " expires_at) VALUES ('s', 'h', 'getEdoc', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
         assert await conn.scalar(text("SELECT count(*) FROM southbound_replays")) == 1
 
 
@@ -157,9 +163,12 @@ async def test_version_7_store_gains_the_console_reports_cache_and_users(store_u
         await conn.execute(text("DROP TABLE console_users"))
         await conn.execute(text("DROP INDEX ix_national_inbox_document"))
         await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(text(
-            "INSERT INTO schema_version (version, description, applied_at) "
-            "VALUES (7, 'as version 7 left it', CURRENT_TIMESTAMP)"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (7, 'as version 7 left it', CURRENT_TIMESTAMP)"
+            )
+        )
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == list(range(7, LATEST + 1))
@@ -167,7 +176,8 @@ async def test_version_7_store_gains_the_console_reports_cache_and_users(store_u
         assert await conn.scalar(text("SELECT count(*) FROM report_days")) == 0
         assert await conn.scalar(text("SELECT count(*) FROM console_users")) == 0
         indexes = await conn.run_sync(
-            lambda sync: {i["name"] for i in inspect(sync).get_indexes("national_inbox")})
+            lambda sync: {i["name"] for i in inspect(sync).get_indexes("national_inbox")}
+        )
     assert "ix_national_inbox_document" in indexes
 
 
@@ -178,14 +188,18 @@ async def test_version_8_store_gains_rate_counters_and_last_error_codes(store_ur
         await conn.execute(text("DROP TABLE rate_counters"))
         await conn.execute(text("ALTER TABLE deliveries DROP COLUMN last_error_code"))
         await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(text(
-            "INSERT INTO schema_version (version, description, applied_at) "
-            "VALUES (8, 'as version 8 left it', CURRENT_TIMESTAMP)"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (8, 'as version 8 left it', CURRENT_TIMESTAMP)"
+            )
+        )
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == [8, 9]
     async with raw(store_url) as conn:
         assert await conn.scalar(text("SELECT count(*) FROM rate_counters")) == 0
         columns = await conn.run_sync(
-            lambda sync: {c["name"] for c in inspect(sync).get_columns("deliveries")})
+            lambda sync: {c["name"] for c in inspect(sync).get_columns("deliveries")}
+        )
     assert "last_error_code" in columns

@@ -101,46 +101,72 @@ def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def scans(plan: dict[str, Any]) -> list[tuple[str, str, str | None]]:
     """(node type, table, index) of every node that reads a table or an index."""
-    return [(n["Node Type"], n.get("Relation Name", ""), n.get("Index Name"))
-            for n in nodes(plan) if "Relation Name" in n or "Index Name" in n]
+    return [
+        (n["Node Type"], n.get("Relation Name", ""), n.get("Index Name"))
+        for n in nodes(plan)
+        if "Relation Name" in n or "Index Name" in n
+    ]
 
 
-BY_RECIPIENT = {"ix_deliveries_recipient_received_at_document",
-                "ix_deliveries_recipient_state_received_at_document"}
+BY_RECIPIENT = {
+    "ix_deliveries_recipient_received_at_document",
+    "ix_deliveries_recipient_state_received_at_document",
+}
 SEARCHES: dict[str, tuple[DocumentFilter, set[str]]] = {
     # filter name: (the filter, indexes of which its page or its count must use one)
     "unfiltered": (DocumentFilter(), {"ix_documents_received_at_id"}),
     "unfiltered, deep page": (DocumentFilter(offset=2000), {"ix_documents_received_at_id"}),
-    "document_id": (DocumentFilter(document_id="S7,2026,7/UBND"),
-                    {"ix_documents_document_id_sender_kind"}),
+    "document_id": (
+        DocumentFilter(document_id="S7,2026,7/UBND"),
+        {"ix_documents_document_id_sender_kind"},
+    ),
     "sender": (DocumentFilter(sender="S7"), {"ix_documents_sender_received_at_id"}),
-    "sender, deep page": (DocumentFilter(sender="S7", offset=50),
-                          {"ix_documents_sender_received_at_id"}),
+    "sender, deep page": (
+        DocumentFilter(sender="S7", offset=50),
+        {"ix_documents_sender_received_at_id"},
+    ),
     "recipient": (DocumentFilter(recipient="R7"), BY_RECIPIENT),
-    "state": (DocumentFilter(state=DeliveryState.DEAD_LETTERED),
-              {"ix_deliveries_state_received_at_document"}),
-    "state, deep page": (DocumentFilter(state=DeliveryState.DELIVERED, offset=2000),
-                         {"ix_deliveries_state_received_at_document"}),
-    "business status": (DocumentFilter(business_status=StatusCode.ACCEPTANCE),
-                        {"ix_deliveries_business_status_received_at_document"}),
-    "date range": (DocumentFilter(since=NOW - timedelta(days=30), until=NOW - timedelta(days=23)),
-                   {"ix_documents_received_at_id"}),
+    "state": (
+        DocumentFilter(state=DeliveryState.DEAD_LETTERED),
+        {"ix_deliveries_state_received_at_document"},
+    ),
+    "state, deep page": (
+        DocumentFilter(state=DeliveryState.DELIVERED, offset=2000),
+        {"ix_deliveries_state_received_at_document"},
+    ),
+    "business status": (
+        DocumentFilter(business_status=StatusCode.ACCEPTANCE),
+        {"ix_deliveries_business_status_received_at_document"},
+    ),
+    "date range": (
+        DocumentFilter(since=NOW - timedelta(days=30), until=NOW - timedelta(days=23)),
+        {"ix_documents_received_at_id"},
+    ),
     "subject text": (DocumentFilter(text="Lụt bão"), {"ix_documents_subject_folded_trgm"}),
-    "sender + state": (DocumentFilter(sender="S7", state=DeliveryState.DEAD_LETTERED),
-                       {"ix_deliveries_sender_received_at_document",
-                        "ix_deliveries_state_received_at_document"}),
-    "recipient + state": (DocumentFilter(recipient="R7", state=DeliveryState.DEAD_LETTERED),
-                          BY_RECIPIENT),
+    "sender + state": (
+        DocumentFilter(sender="S7", state=DeliveryState.DEAD_LETTERED),
+        {"ix_deliveries_sender_received_at_document", "ix_deliveries_state_received_at_document"},
+    ),
+    "recipient + state": (
+        DocumentFilter(recipient="R7", state=DeliveryState.DEAD_LETTERED),
+        BY_RECIPIENT,
+    ),
     "recipient + business status": (
         DocumentFilter(recipient="R7", business_status=StatusCode.ACCEPTANCE),
-        {*BY_RECIPIENT, "ix_deliveries_business_status_received_at_document"}),
+        {*BY_RECIPIENT, "ix_deliveries_business_status_received_at_document"},
+    ),
     "state + date range": (
-        DocumentFilter(state=DeliveryState.DELIVERED, since=NOW - timedelta(days=30),
-                       until=NOW - timedelta(days=23)),
-        {"ix_deliveries_state_received_at_document"}),
+        DocumentFilter(
+            state=DeliveryState.DELIVERED,
+            since=NOW - timedelta(days=30),
+            until=NOW - timedelta(days=23),
+        ),
+        {"ix_deliveries_state_received_at_document"},
+    ),
     "sender + date range": (
         DocumentFilter(sender="S7", since=NOW - timedelta(days=60), until=NOW),
-        {"ix_documents_sender_received_at_id"}),
+        {"ix_documents_sender_received_at_id"},
+    ),
 }
 
 
@@ -176,11 +202,19 @@ async def test_pages_and_counts_match_the_plain_definition(searchable: str) -> N
     try:
         for name, (flt, _) in SEARCHES.items():
             async with engine.connect() as conn:
-                plain = (await conn.execute(
-                    select(documents.c.id).where(*document_conditions(flt))
-                    .order_by(*newest_first()))).scalars().all()
+                plain = (
+                    (
+                        await conn.execute(
+                            select(documents.c.id)
+                            .where(*document_conditions(flt))
+                            .order_by(*newest_first())
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             page = await log.list_documents(flt)
-            assert [d.id for d in page] == plain[flt.offset:flt.offset + flt.limit], name
+            assert [d.id for d in page] == plain[flt.offset : flt.offset + flt.limit], name
             assert await log.count_documents(flt) == min(len(plain), COUNT_CAP), name
             assert await log.count_documents(flt, cap=None) == len(plain), name
         # a document both of whose deliveries are delivered is listed once
@@ -201,16 +235,24 @@ async def _a_small_log(log: DeliveryLog, make_document: MakeDocument) -> list[st
     for i in range(12):
         recipients = [(f"R{i % 3}", "push")] + ([(f"R{(i + 1) % 3}", "mailbox")] if i % 2 else [])
         done = await log.record_intake(
-            make_document(dedup_key=f"k{i}", sender=f"S{i % 3}",
-                          received_at=NOW - timedelta(hours=12 - i)),
-            f"<p{i}/>".encode(), recipients)
+            make_document(
+                dedup_key=f"k{i}", sender=f"S{i % 3}", received_at=NOW - timedelta(hours=12 - i)
+            ),
+            f"<p{i}/>".encode(),
+            recipients,
+        )
         for n, delivery in enumerate(done.deliveries):
             if (i + n) % 3 == 0:
                 await log.mark_delivered(delivery.id, detail="HTTP 200")
                 await log.set_business_status(delivery.id, "03", NOW, "status-doc")
             elif (i + n) % 3 == 1:
-                await log.record_attempt(delivery.id, outcome="x", detail="gave up",
-                                         next_state=DeliveryState.DEAD_LETTERED, error="x")
+                await log.record_attempt(
+                    delivery.id,
+                    outcome="x",
+                    detail="gave up",
+                    next_state=DeliveryState.DEAD_LETTERED,
+                    error="x",
+                )
         ids.append(done.document.id)
     return ids
 
@@ -222,8 +264,11 @@ EVERY_SHAPE = [
     DocumentFilter(business_status=StatusCode.ACCEPTANCE),
     DocumentFilter(sender="S1", state=DeliveryState.DEAD_LETTERED),
     DocumentFilter(recipient="R2", state=DeliveryState.ACCEPTED, sender="S2"),
-    DocumentFilter(state=DeliveryState.DELIVERED, since=NOW - timedelta(hours=8),
-                   until=NOW - timedelta(hours=3)),
+    DocumentFilter(
+        state=DeliveryState.DELIVERED,
+        since=NOW - timedelta(hours=8),
+        until=NOW - timedelta(hours=3),
+    ),
     DocumentFilter(state=DeliveryState.DELIVERED, text="triển khai", kind=PackageKind.DOCUMENT),
     DocumentFilter(recipient="R0", document_id="000.00.00.H56,2024/05/02,123/UBND-VP"),
 ]
@@ -238,12 +283,20 @@ async def test_delivery_filters_answer_as_the_plain_definition(
         ids = await _a_small_log(log, make_document)
         for flt in EVERY_SHAPE:
             async with engine.connect() as conn:
-                plain = (await conn.execute(
-                    select(documents.c.id).where(*document_conditions(flt))
-                    .order_by(*newest_first()))).scalars().all()
+                plain = (
+                    (
+                        await conn.execute(
+                            select(documents.c.id)
+                            .where(*document_conditions(flt))
+                            .order_by(*newest_first())
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
             assert plain, flt  # every shape has matches in this log
             page = [d.id for d in await log.list_documents(flt)]
-            assert page == plain[flt.offset:flt.offset + flt.limit], flt
+            assert page == plain[flt.offset : flt.offset + flt.limit], flt
             assert await log.count_documents(flt) == len(plain), flt
         delivered = await log.list_documents(DocumentFilter(state=DeliveryState.DELIVERED))
         assert len(delivered) == len({d.id for d in delivered})  # once, even if both delivered
@@ -253,11 +306,13 @@ async def test_delivery_filters_answer_as_the_plain_definition(
         await engine.dispose()
 
 
-V6_INDEXES = ("ix_deliveries_recipient_state_received_at_document",
-              "ix_deliveries_recipient_received_at_document",
-              "ix_deliveries_state_received_at_document",
-              "ix_deliveries_business_status_received_at_document",
-              "ix_deliveries_sender_received_at_document")
+V6_INDEXES = (
+    "ix_deliveries_recipient_state_received_at_document",
+    "ix_deliveries_recipient_received_at_document",
+    "ix_deliveries_state_received_at_document",
+    "ix_deliveries_business_status_received_at_document",
+    "ix_deliveries_sender_received_at_document",
+)
 
 
 async def test_a_version_5_store_gets_the_delivery_search_columns(
@@ -273,11 +328,16 @@ async def test_a_version_5_store_gets_the_delivery_search_columns(
                 await conn.execute(text(f"DROP INDEX {index}"))
             for column in ("received_at", "sender"):
                 await conn.execute(text(f"ALTER TABLE deliveries DROP COLUMN {column}"))
-            await conn.execute(text("CREATE INDEX ix_deliveries_recipient_state "
-                                    "ON deliveries (recipient, state)"))
+            await conn.execute(
+                text("CREATE INDEX ix_deliveries_recipient_state ON deliveries (recipient, state)")
+            )
             await conn.execute(text("DELETE FROM schema_version"))
-            await conn.execute(text("INSERT INTO schema_version (version, description, "
-                                    "applied_at) VALUES (5, 'v5', CURRENT_TIMESTAMP)"))
+            await conn.execute(
+                text(
+                    "INSERT INTO schema_version (version, description, "
+                    "applied_at) VALUES (5, 'v5', CURRENT_TIMESTAMP)"
+                )
+            )
 
         log = await DeliveryLog.open(store_url)
         try:
@@ -287,10 +347,14 @@ async def test_a_version_5_store_gets_the_delivery_search_columns(
         finally:
             await log.aclose()
         async with engine.connect() as conn:
-            missing = (await conn.execute(text(
-                "SELECT count(*) FROM deliveries d JOIN documents o ON o.id = d.document "
-                "WHERE d.received_at IS NULL OR d.sender IS NULL OR d.sender <> o.sender"
-            ))).scalar_one()
+            missing = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM deliveries d JOIN documents o ON o.id = d.document "
+                        "WHERE d.received_at IS NULL OR d.sender IS NULL OR d.sender <> o.sender"
+                    )
+                )
+            ).scalar_one()
             assert missing == 0
     finally:
         await engine.dispose()
