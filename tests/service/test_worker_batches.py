@@ -145,10 +145,16 @@ async def test_a_batch_of_successes_and_failures_ends_each_in_its_state_and_queu
         assert status == 200
         by_recipient = {r["organ_id"]: r for r in view["recipients"]}
         assert [by_recipient[r]["attempts"] for r in (DISTRICT, COMMUNE, PROVINCE)] == [1, 1, 1]
-        assert by_recipient[DISTRICT]["last_error"] is None
-        assert "503" in by_recipient[COMMUNE]["last_error"]
-        assert "410" in by_recipient[PROVINCE]["last_error"]
-        assert "no such office" in by_recipient[PROVINCE]["last_error"]
+        assert [by_recipient[r]["error_code"] for r in (DISTRICT, COMMUNE, PROVINCE)] == [
+            None,
+            "delivery.http_status",
+            "delivery.refused",
+        ]  # the sender sees codes only
+        in_full = {r["organ_id"]: r for r in (await gw.admin_view(answer["id"]))["recipients"]}
+        assert in_full[DISTRICT]["last_error"] is None
+        assert "503" in in_full[COMMUNE]["last_error"]
+        assert "410" in in_full[PROVINCE]["last_error"]
+        assert "no such office" in in_full[PROVINCE]["last_error"]
 
 
 # --- a worker process killed between the adapter call and the batch commit ---------------------
