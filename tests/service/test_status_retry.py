@@ -30,8 +30,13 @@ async def test_a_resent_status_package_sets_an_unset_business_status_once(
     reply = gw.sign(status_for(document, DISTRICT, "05"), DISTRICT)
     status, first = await gw.submit(reply, DISTRICT)
     assert status == 202, first
-    view = await gw.wait_for(
-        answer["id"], DEPARTMENT, lambda v: v["recipients"][0]["business_status"] == "05"
+    view = await gw.wait_for(  # delivered too: its event must not land between the counts
+        answer["id"],
+        DEPARTMENT,
+        lambda v: (
+            v["recipients"][0]["business_status"] == "05"
+            and v["recipients"][0]["state"] == "delivered"
+        ),
     )
     events = len(view["recipients"][0]["trace"])
 
