@@ -21,21 +21,10 @@ from gateway.console.report_cache import Figures, Role, Totals, today
 from gateway.core.errors import InputError
 from gateway.edxml.model import StatusCode
 from gateway.edxml.validate import ORGAN_ID_STRICT
-from gateway.store.tables import REPORT_TIME_BINS_S, REPORT_TIME_COLUMNS
+from gateway.store.tables import REPORT_COUNTS, REPORT_TIME_BINS_S, REPORT_TIME_COLUMNS
 
 MAX_RANGE_DAYS = 10 * 366
-COUNTED = (
-    "documents",
-    "new",
-    "revoked",
-    "updated",
-    "replaced",
-    "deliveries",
-    "delivered",
-    "failed",
-    "dead_lettered",
-    "pending",
-)
+COUNTED = REPORT_COUNTS  # the report cache's counted columns, in display order
 STATUS_CODES = tuple(s.value for s in StatusCode)
 _E = TypeVar("_E", bound=StrEnum)
 

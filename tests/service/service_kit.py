@@ -236,6 +236,23 @@ async def start_gateway(
         await delete_topology(gateway.settings)
 
 
+def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: str) -> DemoSetup:
+    """A demo (SQLite log under ``tmp_path``) whose district takes pushes at ``receiver_url``."""
+    setup = init_demo(
+        tmp_path / "demo",
+        port=free_port(),
+        broker_url=broker.url,
+        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
+        prefix=broker.new_prefix(tag),
+    )
+    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
+    district = holder.current.get(DISTRICT)
+    assert district is not None
+    holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, receiver_url)))
+    holder.save()
+    return setup
+
+
 async def delete_topology(settings: Settings) -> None:
     """Quorum queues are costly for a small broker: delete each test gateway's queues after it."""
     conf = settings.broker

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,16 +30,15 @@ from service_kit import (
     TEST_ENV,
     PushReceiver,
     delete_topology,
-    free_port,
+    demo_pushing_to,
     new_document,
 )
 from service_sites import BrokerSite
 from sqlalchemy import select
 
-from gateway.core.directory import Delivery, DeliveryMethod, DirectoryHolder, load_directory
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.setup import DemoSetup
 from gateway.edxml.xml_codec import serialize_package
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DeliveryState
@@ -112,18 +111,7 @@ class Process:
 async def gateway_process(
     tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
 ) -> AsyncIterator[Process]:
-    setup = init_demo(
-        tmp_path / "demo",
-        port=free_port(),
-        broker_url=test_broker.url,
-        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-        prefix=test_broker.new_prefix("k"),
-    )
-    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
-    district = holder.current.get(DISTRICT)
-    assert district is not None
-    holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url)))
-    holder.save()
+    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "k")
     process = Process(
         setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
     )

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -26,16 +26,14 @@ from service_kit import (
     TEST_ENV,
     PushReceiver,
     delete_topology,
-    free_port,
+    demo_pushing_to,
     new_document,
 )
 from service_sites import BrokerSite
 
-from gateway.core.directory import Delivery, DirectoryHolder, load_directory
-from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.setup import DemoSetup
 from gateway.edxml.xml_codec import serialize_package
 from gateway.service.runner import Service
 from gateway.signatures.xmldsig import sign_xml
@@ -118,18 +116,7 @@ async def lgsp_run(
     tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
 ) -> AsyncIterator[RunningGateway]:
     """A demo whose district takes pushes at ``push_receiver``; not started yet."""
-    setup = init_demo(
-        tmp_path / "demo",
-        port=free_port(),
-        broker_url=test_broker.url,
-        store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
-        prefix=test_broker.new_prefix("s"),
-    )
-    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
-    district = holder.current.get(DISTRICT)
-    assert district is not None
-    holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url)))
-    holder.save()
+    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "s")
     gateway = RunningGateway(
         setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
     )
