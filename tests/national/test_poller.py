@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from adapters.national.protocol import AckStatus
 from adapters.national.records import Agency
 from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.errors import UnavailableError
 from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings, load_settings
@@ -34,7 +35,7 @@ from gateway.edxml.xml_codec import parse_package, serialize_package
 from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync
 from gateway.national.poller import NationalPoller, inbound_caller
-from gateway.national.received import ReceivedLog
+from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
@@ -418,3 +419,85 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
     finally:
         await client.aclose()
         await received.aclose()
+
+
+class FlakyClient(NationalClient):
+    """The real client; counts ``getEdoc`` per docId and fails the first one of ``fail_on``."""
+
+    def __init__(self, *args: object, fail_on: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fetched: list[str] = []
+        self._fail_on = fail_on
+
+    async def get_edoc(self, doc_id: str) -> bytes:
+        self.fetched.append(doc_id)
+        if len(self.fetched) == self._fail_on:
+            raise UnavailableError("the platform dropped the connection", code="unavailable.x")
+        return await super().get_edoc(doc_id)
+
+
+class CountingLog(ReceivedLog):
+    """The real ``national_inbox`` log, counting the docIds of each write transaction."""
+
+    def __init__(self, inner: ReceivedLog) -> None:
+        super().__init__(inner._engines)  # the same engines, closed by ``inner``
+        self.records: list[int] = []
+        self.acks: list[int] = []
+
+    async def record_many(self, entries: Sequence[NewProcessedDoc]) -> list[ProcessedDoc]:
+        self.records.append(len(entries))
+        return await super().record_many(entries)
+
+    async def mark_acked_many(self, doc_ids: Sequence[str]) -> list[None]:
+        self.acks.append(len(doc_ids))
+        return await super().mark_acked_many(doc_ids)
+
+
+async def test_a_failure_mid_round_loses_nothing_and_fetches_no_recorded_doc_id_again(
+    receiving: Receiving, national_sim: RunningSimulator
+) -> None:
+    sent = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
+    for data in sent:
+        await receiving.send(data)
+    await AgencySync(receiving.client, receiving.directory).run_once()
+    client = FlakyClient(
+        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], timeout_s=5, fail_on=6
+    )
+    inner = await ReceivedLog.open(receiving.settings.store.url)
+    received = CountingLog(inner)
+    poller = NationalPoller(
+        client=client,
+        intake=receiving.intake,
+        directory=receiving.directory,
+        received=received,
+        metrics=receiving.metrics,
+        interval_s=0.05,
+        max_backoff_s=0.4,
+        concurrency=4,
+    )
+    try:
+        with pytest.raises(UnavailableError):
+            await poller.poll_once()  # the 6th getEdoc fails: no docId is started after it
+        first_round = list(client.fetched)
+        assert len(first_round) < len(sent)
+        acked_first = await receiving.acks()
+        assert acked_first.count("done") == len(first_round) - 1  # those in flight finished
+
+        report = await poller.poll_once()
+        again = await poller.poll_once()
+
+        assert len(report.done) == len(sent) - acked_first.count("done")
+        assert again == type(report)()
+        assert await receiving.acks() == ["done"] * len(sent)
+        assert await receiving.documents() == len(sent)  # each recorded once
+        assert await received.count() == len(sent)
+        failed = first_round[5]
+        assert client.fetched.count(failed) == 2  # the failed fetch is tried again …
+        others = [d for d in client.fetched if d != failed]
+        assert len(others) == len(set(others))  # … and no other docId is fetched twice
+        assert sum(received.records) == len(sent)  # one row per docId …
+        assert sum(received.acks) == len(sent)
+        assert len(received.records) < len(sent)  # … written several at a time
+    finally:
+        await client.aclose()
+        await inner.aclose()
