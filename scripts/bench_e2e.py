@@ -70,6 +70,7 @@ class Plan:
     half_load_s: float  # length of the open-loop run at half the delivered rate
     open_rate_per_s: float = 0.0  # a fixed-rate open-loop run (0: none)
     open_s: float = 0.0
+    open_connections: int = 512  # the fixed-rate run's connections (more requests wait for one)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,13 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
             log_from = [len(g.log_path.read_bytes().splitlines()) for g in stack.gateways]
             fixed = await measure(
                 stack,
-                await submit_open(stack, DISTRICT, extra, rate_per_s=plan.open_rate_per_s),
+                await submit_open(
+                    stack,
+                    DISTRICT,
+                    extra,
+                    rate_per_s=plan.open_rate_per_s,
+                    max_in_flight=plan.open_connections,
+                ),
                 seen,
             )
             fixed_cpu = {
@@ -260,6 +267,7 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
         3.0 if args.quick else 10.0,
         open_rate_per_s=args.open_rate,
         open_s=2.0 if args.quick else 10.0,
+        open_connections=args.open_connections,
     )
     real = Plan(
         "real",
@@ -363,6 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=500.0,
         help="the small mix's fixed-rate open-loop run, packages/s (0: none)",
+    )
+    parser.add_argument(
+        "--open-connections",
+        type=int,
+        default=512,
+        help="connections of the fixed-rate run; requests beyond wait for one, their latency "
+        "still counted from when they were due",
     )
     parser.add_argument("--real-count", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
