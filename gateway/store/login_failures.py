@@ -59,9 +59,9 @@ class LoginFailures:
             await conn.execute(delete(login_failures).where(login_failures.c.username == username))
 
     async def prune(self, before: float) -> int:
-        """Forget the names whose last failure was before ``before``; how many went."""
+        """Forget the names whose last failure was at ``before`` or earlier; how many went."""
         async with transaction(self._engines_of().writer) as conn:
             result = await conn.execute(
-                delete(login_failures).where(login_failures.c.last_at < before)
+                delete(login_failures).where(login_failures.c.last_at <= before)
             )
             return int(result.rowcount)

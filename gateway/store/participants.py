@@ -65,6 +65,14 @@ def directory_differences(
     return added, changed, removed
 
 
+def imported(current: Directory, directory: Directory, *, merge: bool) -> Directory:
+    """The directory an import of ``directory`` makes of ``current``: ``directory`` itself, or
+    with ``merge`` ``current`` with the participants ``directory`` lists added or replaced."""
+    if not merge:
+        return directory
+    return Directory([*(p for p in current if p.organ_id not in directory), *directory])
+
+
 class StoredDirectory:
     """The store's directory and this process's snapshot of it (``holder``)."""
 
