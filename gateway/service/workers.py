@@ -73,6 +73,7 @@ class WorkerGroup:
             adapters=self._adapters,
             metrics=self.metrics,
             max_tries=self.rules.max_tries,
+            refresh_directory=stored.refresh,
         )
         for method in self._adapters:
             worker = Worker(self._broker, method, self.rules)

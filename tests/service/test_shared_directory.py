@@ -2,7 +2,8 @@
 
 A participant added through gateway A's admin API is routable through gateway B within 2 s (each
 process polls the store's directory version every second), and the worker pushes to the URL the
-store gives it; a participant disabled through B is refused by A within 2 s.
+store gives it; a participant disabled through B is refused by A within 2 s. A worker that has
+not polled yet reloads the directory for a recipient it does not know.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from service_kit import (
     DISTRICT,
     TEST_ENV,
     PushReceiver,
+    StartGateway,
     delete_topology,
     free_port,
     new_document,
+    states,
 )
 from service_sites import BrokerSite
 
@@ -33,7 +36,9 @@ from gateway.core.settings import load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml.xml_codec import serialize_package
+from gateway.service import workers
 from gateway.signatures.xmldsig import sign_xml
+from gateway.store.participants import StoredDirectory
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
@@ -223,3 +228,36 @@ async def test_a_participant_added_through_one_gateway_is_routed_through_the_oth
             break
         await asyncio.sleep(0.05)
     assert seen[-1] == 401, f"gateway A still accepts the disabled key after {PICKUP_S}s"
+
+
+async def test_a_worker_behind_on_the_directory_reloads_it_for_an_unknown_recipient(
+    start_gateway: StartGateway, push_receiver: PushReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document for a participant added a moment ago may reach a worker before its next poll:
+    the worker reloads the directory for it instead of dead-lettering it for want of a URL."""
+
+    async def never_polled(stored: StoredDirectory, **kwargs: Any) -> None:
+        await asyncio.Event().wait()  # this worker's directory is only refreshed on demand
+
+    monkeypatch.setattr(workers, "watch_directory", never_polled)
+    gw = await start_gateway()  # intake and workers in one process, each with its snapshot
+    ward = {
+        "organ_id": WARD,
+        "name": "UBND phường Quảng Tiến",
+        "delivery": {"method": "push", "url": push_receiver.url},
+    }
+    headers = {"Authorization": f"Bearer {gw.setup.admin_token}"}
+    async with gw.session.post(
+        f"{gw.base_url}/api/v1/admin/participants", json=ward, headers=headers
+    ) as r:
+        assert r.status == 200, await r.text()
+    body = gw.sign(new_document(DEPARTMENT, [WARD]), DEPARTMENT)
+
+    status, answer = await gw.submit(body, DEPARTMENT)
+
+    assert status == 202, answer
+    view = await gw.wait_for(
+        answer["id"], DEPARTMENT, lambda v: states(v)[WARD] in ("delivered", "dead_lettered")
+    )
+    assert states(view) == {WARD: "delivered"}
+    assert push_receiver.delivered == [body]
