@@ -34,6 +34,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
         console_commands,
+        directory_commands,
         document_commands,
         errors_commands,
         ops_commands,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     errors_commands.register(commands)  # errors
     sim_commands.register(commands)  # sim national
     console_commands.register(commands)  # admin hash-password
+    directory_commands.register(commands)  # directory import|export
     return parser
 
 

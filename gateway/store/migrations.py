@@ -37,10 +37,13 @@ from gateway.store.tables import (
     console_sessions,
     console_users,
     deliveries,
+    directory_version,
     documents,
     fold_text,
+    login_failures,
     metadata,
     national_inbox,
+    participants,
     rate_counters,
     report_days,
     schema_version,
@@ -194,6 +197,17 @@ async def _add_rate_counters(conn: AsyncConnection) -> None:
         await conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN last_error_code {column_type}"))
 
 
+async def _reserved_for_step_10(conn: AsyncConnection) -> None:
+    """Version 10: taken by another branch's step; a placeholder here until they are merged."""
+
+
+async def _add_directory_tables(conn: AsyncConnection) -> None:
+    """Version 11: the participant directory (``participants``, ``directory_version``) and the
+    console's failed log-ins (``login_failures``), shared by every process."""
+    for table in (participants, directory_version, login_failures):
+        await conn.run_sync(table.create, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -208,6 +222,12 @@ STEPS: tuple[Step, ...] = (
         _add_console_reports,
     ),
     Step(9, "rate_counters and deliveries.last_error_code", _add_rate_counters),
+    Step(10, "reserved (merged from another branch)", _reserved_for_step_10),
+    Step(
+        11,
+        "participants, directory_version and login_failures: the directory in the store",
+        _add_directory_tables,
+    ),
 )
 LATEST = STEPS[-1].version
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -296,4 +297,38 @@ rate_counters = Table(
     Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # epoch seconds
     Column("count", Integer, nullable=False),
     Index(None, "window_start"),
+)
+
+# Version 11: the participant directory, shared by every gateway and worker process. Each row is
+# one participant as the JSON object ``core.directory.participant_to_mapping`` makes (the TOML
+# table's shape); ``position`` keeps the file's order. ``directory_version`` has one row (id 1),
+# whose ``version`` every change raises in the change's transaction: processes poll it.
+participants = Table(
+    "participants",
+    metadata,
+    Column("organ_id", String(255), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("entry", Text, nullable=False),  # a JSON object
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),  # seed, import, api:…, console:…, …
+)
+
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("version", BigInteger, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+)
+
+# Version 11: the console's failed log-ins per user name (``gateway.console.throttle``), shared by
+# every gateway process; ``last_at`` in epoch seconds. Rows older than an hour are deleted.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Index(None, "last_at"),
 )
