@@ -145,6 +145,8 @@ class Burst:
         self.bodies: list[bytes] = []
         self.answers: dict[int, tuple[int, dict[str, Any]]] = {}
         self.sent_after_kill: list[int] = []
+        self.answered_at: dict[int, float] = {}
+        self.killed_at = 0.0
         self.killed = asyncio.Event()
         self.stop = asyncio.Event()
 
@@ -165,6 +167,7 @@ class Burst:
             if self.killed.is_set():
                 self.sent_after_kill.append(i)
             self.answers[i] = await self.gw.submit(self.bodies[i], DEPARTMENT)
+            self.answered_at[i] = time.monotonic()
             if self.accepted_after_kill() >= ACCEPTED_AFTER:
                 self.stop.set()
 
@@ -195,6 +198,7 @@ async def test_a_gateway_and_its_workers_ride_out_the_loss_of_their_node(
     async def kill_node_1() -> None:
         await until(lambda: len(burst.answers) >= BEFORE_KILL, 60, "the burst under way")
         await cluster.kill(1)
+        burst.killed_at = time.monotonic()
         burst.killed.set()
 
     senders = asyncio.gather(*(burst.sender() for _ in range(SENDERS)))
@@ -228,7 +232,13 @@ async def test_a_gateway_and_its_workers_ride_out_the_loss_of_their_node(
             assert view["recipients"][0]["state"] == "delivered"
     repeats = len(push_receiver.received) - len(keys)
     refused = sum(1 for s in statuses.values() if s == 503)
+    back_s = min(
+        burst.answered_at[i] - burst.killed_at
+        for i in burst.sent_after_kill
+        if burst.answers.get(i, (0,))[0] == 202
+    )
     print(
+        f"first 202 after the kill: {back_s:.2f}s; "
         f"sent {len(bodies)} ({len(burst.sent_after_kill)} after the kill): "
         f"{len(bodies) - refused} accepted, {refused} refused (503, relayed by the outbox); "
         f"pushes repeated under the same key: {repeats}"
