@@ -116,12 +116,26 @@ class Cluster:
             self.run(how, node)
         self.down_nodes.clear()
 
+    def queues(self, prefix: str) -> dict[str, dict[str, object]]:
+        """The queues named ``prefix``..., with their type, leader and members."""
+        node = next(n for n in range(1, NODES + 1) if n not in self.down_nodes)
+        out = self.run(
+            "ctl",
+            node,
+            "list_queues",
+            "-q",
+            "name",
+            "type",
+            "leader",
+            "members",
+            "--formatter",
+            "json",
+        )
+        return {q["name"]: q for q in json.loads(out) if str(q["name"]).startswith(prefix)}
+
     def leader(self, queue: str) -> str:
         """The Erlang node name of ``queue``'s Raft leader, as a running node sees it."""
-        node = next(n for n in range(1, NODES + 1) if n not in self.down_nodes)
-        out = self.run("ctl", node, "list_queues", "name", "leader", "--formatter", "json", "-q")
-        leaders = {q["name"]: q["leader"] for q in json.loads(out)}
-        return str(leaders[queue])
+        return str(self.queues(queue)[queue]["leader"])
 
 
 @pytest.fixture(scope="session")

@@ -190,8 +190,12 @@ async def test_a_gateway_and_its_workers_ride_out_the_loss_of_their_node(
     worker_broker = workers.workers[0].broker
     node1 = mask_url(cluster.url(1))
     assert (intake.link.node, worker_broker.link.node) == (node1, node1)
-    work = intake.topology.work_queue("push")
-    assert cluster.leader(work) == cluster.node_name(1)  # node 1 leads the queues too
+    queues = cluster.queues(intake.topology.prefix + ".")
+    assert set(queues) == set(intake.topology.queue_names())
+    every_node = sorted(cluster.node_name(n) for n in (1, 2, 3))
+    for name, queue in queues.items():  # quorum queues, replicated on every node
+        assert (queue["type"], sorted(queue["members"])) == ("quorum", every_node), name  # type: ignore[arg-type]
+    assert queues[intake.topology.work_queue("push")]["leader"] == cluster.node_name(1)
 
     burst = Burst(gw)
 
