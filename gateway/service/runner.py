@@ -74,6 +74,11 @@ class Service:
         self._workers: WorkerGroup | None = None
         self._metrics_runner: web.AppRunner | None = None
 
+    @property
+    def workers(self) -> WorkerGroup | None:
+        """The delivery workers (roles ``worker`` and ``all``), once started."""
+        return self._workers
+
     async def start(self) -> None:
         if self.role in (Role.GATEWAY, Role.ALL):
             self.app = create_app(self.settings, metrics=self.metrics)

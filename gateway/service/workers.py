@@ -63,7 +63,10 @@ class WorkerGroup:
         stored = StoredDirectory(lambda: delivery_log.engines)
         directory: DirectoryHolder = await open_directory(self.settings, stored)
         self._broker = await Broker.connect(
-            conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s
+            conf.urls,
+            prefix=conf.prefix,
+            retry_delays_s=conf.retry_delays_s,
+            loops=self.metrics.loops,
         )
         await self._broker.declare_topology()
         self._adapters = build_adapters(self.settings)
