@@ -373,7 +373,7 @@ async def delete_topology(settings: Settings, methods: Sequence[str] = METHODS) 
     """Delete the quorum queues and the exchange of this demo's broker prefix."""
     conf = settings.broker
     topology = Topology(conf.prefix, tuple(methods), tuple(conf.retry_delays_s))
-    connection = await aio_pika.connect(conf.url)
+    connection = await aio_pika.connect(conf.urls[0])
     async with connection, connection.channel() as channel:
         await topology.delete(channel)
 
