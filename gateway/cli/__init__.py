@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
+        archive_commands,
         console_commands,
         document_commands,
         errors_commands,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     errors_commands.register(commands)  # errors
     sim_commands.register(commands)  # sim national
     console_commands.register(commands)  # admin hash-password
+    archive_commands.register(commands)  # archive verify|checkpoint|bundle|verify-bundle
     return parser
 
 

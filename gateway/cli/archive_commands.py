@@ -1,0 +1,117 @@
+"""``lgsp archive verify|checkpoint|bundle|verify-bundle|retain``: the tamper-evident log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from gateway.cli.ops_commands import add_config_option, settings_from
+from gateway.core.errors import ConfigError
+from gateway.core.settings import Settings
+from gateway.evidence.verify import Verdict, verify_store
+from gateway.store import DeliveryLog
+
+_T = TypeVar("_T")
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    group = commands.add_parser(
+        "archive", help="the tamper-evident log: verify it, checkpoints, evidence bundles"
+    )
+    sub = group.add_subparsers(dest="archive_command", required=True, parser_class=type(group))
+
+    verify = sub.add_parser(
+        "verify",
+        help="walk the hash chain and the checkpoints; exit 1 naming the first tampered entry",
+    )
+    add_config_option(verify)
+    verify.add_argument(
+        "--from",
+        dest="since",
+        metavar="DATE",
+        help="start at the last checkpoint signed on or before DATE (ISO; naive = UTC)",
+    )
+    verify.add_argument(
+        "--no-packages",
+        action="store_true",
+        help="do not re-hash the stored package bytes (faster; the chain is still walked)",
+    )
+    verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    verify.set_defaults(handler=_verify)
+
+
+def parse_date(text: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: not an ISO date: {text!r}", code="config.invalid") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def with_log(settings: Settings, work: Callable[[DeliveryLog], Awaitable[_T]]) -> _T:
+    """Open the store, run ``work`` on it and close it again."""
+
+    async def run() -> _T:
+        log = await DeliveryLog.open(settings.store.url)
+        try:
+            return await work(log)
+        finally:
+            await log.aclose()
+
+    return asyncio.run(run())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    since = parse_date(args.since, "--from") if args.since else None
+
+    async def work(log: DeliveryLog) -> Verdict:
+        return await verify_store(log.engines, since=since, check_packages=not args.no_packages)
+
+    verdict = with_log(settings, work)
+    if args.json:
+        print(json.dumps(verdict_json(verdict), ensure_ascii=False, indent=2))
+    else:
+        print(f"lgsp archive verify: {verdict.summary()}")
+    if verdict.intact:
+        if not args.json:
+            print("intact: every entry chains, every checkpoint matches")
+        return 0
+    first, *others = verdict.problems
+    sys.stderr.write(f"lgsp: archive verify: {first.line()}\n")
+    for problem in others[:4]:
+        sys.stderr.write(f"  then {problem.line()}\n")
+    if verdict.walk.problem_count > 1:
+        sys.stderr.write(f"  {verdict.walk.problem_count} problems in all\n")
+    return 1
+
+
+def verdict_json(verdict: Verdict) -> dict[str, object]:
+    return {
+        "intact": verdict.intact,
+        "store_id": verdict.head.store_id,
+        "entries": verdict.walk.entries,
+        "first_seq": verdict.walk.start_seq,
+        "last_seq": verdict.walk.last_seq,
+        "checkpoints": verdict.checkpoints,
+        "checkpoints_matched": verdict.walk.checkpoints_matched,
+        "seconds": round(verdict.seconds, 3),
+        "entries_per_s": round(verdict.rate_per_s),
+        "problem_count": verdict.walk.problem_count,
+        "problems": [
+            {
+                "kind": p.kind.value,
+                "seq": p.seq,
+                "what": p.what,
+                "why": p.why,
+                "checkpoint": p.checkpoint.seq if p.checkpoint else None,
+                "line": p.line(),
+            }
+            for p in verdict.problems
+        ],
+    }

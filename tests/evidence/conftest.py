@@ -1,0 +1,157 @@
+"""Fixtures of the evidence tests: a delivery log written by every writer of the chain, on
+SQLite and PostgreSQL, and the ``lgsp`` entry point run as a user runs it."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from gateway.edxml.formats import PackageFormat
+from gateway.edxml.model import PackageKind, StatusCode
+from gateway.store import DeliveryLog, DeliveryState, NewDocument
+from gateway.store.attempts import AttemptReport
+from gateway.store.intake_batch import StatusAnswer
+
+LGSP = str(Path(sys.executable).with_name("lgsp"))
+SENDER = "000.00.00.H56"
+DEPARTMENT = "000.00.04.H56"
+DISTRICT = "000.00.15.H56"
+BUSINESS = "0101234567"
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """A store written through the delivery log's every writer, and a settings file naming it."""
+
+    url: str
+    config: Path
+    document: str  # documents.id of the main document (three deliveries, a status answer)
+    document_id: str  # its edXML DocumentId
+    status: str  # documents.id of the status package answering it
+
+
+def new_document(number: str, *, sender: str = SENDER, **overrides: object) -> NewDocument:
+    fields: dict[str, object] = {
+        "dedup_key": f"{sender}|{number}|{secrets.token_hex(4)}",
+        "kind": PackageKind.DOCUMENT,
+        "sender": sender,
+        "document_id": f"{sender},2026/05/02,{number}",
+        "format": PackageFormat.XML,
+        "signer_fingerprint": "ab" * 32,
+        "signer_subject": f"CN={sender}",
+        "algorithm": "ecdsa-sha256",
+        "caller": f"client:{sender}",
+        "received_at": datetime.now(UTC),
+        "subject": "Công văn về việc triển khai",
+    }
+    fields.update(overrides)
+    return NewDocument(**fields)  # type: ignore[arg-type]
+
+
+async def fill(url: str, where: Path) -> Filled:
+    """Intake (group commit, with published marks), the worker's batch, single attempts, a status
+    package, a mailbox acknowledgement, a dead letter and its replay: every kind of writer."""
+    log = await DeliveryLog.open(url)
+    try:
+        first = await log.record_intake(
+            new_document("12/UBND-VP"),
+            b"<edXML>first</edXML>",
+            [(DEPARTMENT, "push"), (DISTRICT, "push"), (BUSINESS, "mailbox")],
+        )
+        dept, district, business = (
+            next(d for d in first.deliveries if d.recipient == r)
+            for r in (DEPARTMENT, DISTRICT, BUSINESS)
+        )
+        log.note_published([dept.id, district.id, business.id])  # written by the next batch
+        other = await log.record_intake(
+            new_document("13/UBND-VP"), b"<edXML>second</edXML>", [(DEPARTMENT, "push")]
+        )
+        await log.mark_published([other.deliveries[0].id])
+        await log.record_attempts(
+            [
+                AttemptReport(dept.id, DeliveryState.DELIVERED, "HTTP 200"),
+                AttemptReport(district.id, DeliveryState.RETRYING, "HTTP 503", "busy"),
+                AttemptReport(business.id, DeliveryState.DELIVERED, "stored in mailbox"),
+            ]
+        )
+        await log.record_attempts([AttemptReport(dept.id, DeliveryState.DELIVERED, "again")])
+        await log.record_attempt(
+            other.deliveries[0].id,
+            outcome="refused",
+            detail="HTTP 410",
+            next_state=DeliveryState.FAILED,
+            error="gone",
+        )
+        await log.record_attempt(
+            district.id,
+            outcome="dead_lettered",
+            detail="retries exhausted",
+            next_state=DeliveryState.DEAD_LETTERED,
+            error="HTTP 503",
+        )
+        await log.replay(district.id, "console:operator")
+        await log.mark_published([district.id], republished=True, actor="console:operator")
+        await log.mark_delivered(district.id, detail="HTTP 200")
+        await log.ack_inbox(BUSINESS, business.id)
+        status = await log.record_intake(
+            new_document(
+                "03",
+                sender=DEPARTMENT,
+                kind=PackageKind.STATUS,
+                document_id=first.document.document_id,
+                status_code=StatusCode("03"),
+                subject=None,
+            ),
+            b"<edXML>status 03</edXML>",
+            [(SENDER, "push")],
+            answers=StatusAnswer(
+                organ_id=SENDER, document_id=str(first.document.document_id), code=StatusCode("03")
+            ),
+        )
+        await log.set_business_status(
+            district.id, "05", datetime.now(UTC) - timedelta(minutes=1), "status-by-hand"
+        )
+    finally:
+        await log.aclose()
+    config = where / "gateway.toml"
+    config.write_text(
+        f'[store]\nurl = "{url}"\n\n[archive]\ndir = "{where / "archive"}"\n', encoding="utf-8"
+    )
+    return Filled(
+        url, config, first.document.id, str(first.document.document_id), status.document.id
+    )
+
+
+@pytest.fixture
+async def filled(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Filled:
+    monkeypatch.delenv("LGSP_CONFIG", raising=False)
+    return await fill(store_url, tmp_path)
+
+
+async def sql(url: str, *statements: str, **params: object) -> list[object]:
+    """Run statements straight on the database (as a database administrator could), in one
+    transaction; the first column of each statement's first row, if it returns rows."""
+    engine = create_async_engine(url)
+    results: list[object] = []
+    try:
+        async with engine.begin() as conn:
+            for statement in statements:
+                result = await conn.execute(text(statement), params)
+                results.append(result.scalar() if result.returns_rows else None)
+    finally:
+        await engine.dispose()
+    return results
+
+
+def lgsp(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LGSP, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
