@@ -69,33 +69,30 @@ def canonical_value(value: object) -> object:
     return value
 
 
-def _pick(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, object]:
-    return {name: canonical_value(row[name]) for name in names}
+def _pick(row: Mapping[Any, Any], names: Sequence[str]) -> list[object]:
+    return [canonical_value(row[name]) for name in names]
 
 
 def covered_record(
-    document: Mapping[str, Any], deliveries: Iterable[Mapping[str, Any]], package_size: int
-) -> dict[str, object]:
+    document: Mapping[Any, Any], deliveries: Iterable[Mapping[Any, Any]], package_size: int
+) -> list[object]:
     """What a ``received`` entry covers besides the event: the document row, the immutable
     columns of its deliveries (by recipient), its package's SHA-256 and size."""
-    return {
-        "document": _pick(document, DOCUMENT_FIELDS),
-        "deliveries": sorted(
-            (_pick(d, DELIVERY_FIELDS) for d in deliveries), key=lambda d: str(d["recipient"])
-        ),
-        "package": {"sha256": document["package_sha256"], "size_bytes": package_size},
-    }
+    return [
+        _pick(document, DOCUMENT_FIELDS),
+        sorted((_pick(d, DELIVERY_FIELDS) for d in deliveries), key=lambda d: str(d[1])),
+        [document["package_sha256"], package_size],
+    ]
 
 
-def entry_content(event: Mapping[str, Any], covered: Mapping[str, object] | None) -> bytes:
-    """The canonical bytes an entry's digest is taken over (sorted-key compact UTF-8 JSON)."""
-    content: dict[str, object] = {"v": CHAIN_VERSION, "event": _pick(event, EVENT_FIELDS)}
-    if covered is not None:
-        content["covers"] = dict(covered)
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def entry_content(event: Mapping[Any, Any], covered: Sequence[object] | None) -> bytes:
+    """The canonical bytes an entry's digest is taken over: compact UTF-8 JSON of
+    ``[version, event values, covered records or null]``, values in the pinned field order."""
+    content = [CHAIN_VERSION, _pick(event, EVENT_FIELDS), covered]
+    return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def entry_digest(event: Mapping[str, Any], covered: Mapping[str, object] | None = None) -> str:
+def entry_digest(event: Mapping[Any, Any], covered: Sequence[object] | None = None) -> str:
     """The hex SHA-256 of an entry's content (``covered``: a received event's records)."""
     return hashlib.sha256(_DOMAIN + entry_content(event, covered)).hexdigest()
 
@@ -133,7 +130,7 @@ def read_head(conn: Connection, *, lock: bool = False) -> ChainHead:
 def append_events(
     conn: Connection,
     rows: Sequence[dict[str, Any]],
-    covered: Mapping[str, Mapping[str, object]] | None = None,
+    covered: Mapping[str, Sequence[object]] | None = None,
 ) -> None:
     """Insert ``rows`` (``events`` values without id) at the end of the chain, in their order.
 

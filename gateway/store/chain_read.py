@@ -10,7 +10,7 @@ uses it to chain the events written before.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,8 @@ class StoredEntry:
     """One event as stored, with its covered records; ``flaw`` names a covered record that is
     missing or whose bytes no longer match (the chain hash alone does not see package bytes)."""
 
-    row: Mapping[str, Any]
-    covered: Mapping[str, object] | None
+    row: Mapping[Any, Any]
+    covered: Sequence[object] | None
     flaw: str | None = None
 
     @property
@@ -60,12 +60,13 @@ def read_chunk(
     conn: Connection, after_id: int, limit: int, *, check_packages: bool = True
 ) -> list[StoredEntry]:
     """Up to ``limit`` entries with an id above ``after_id``, in chain order."""
-    rows = [
-        row._asdict()
-        for row in conn.execute(
+    rows = (
+        conn.execute(
             select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
         )
-    ]
+        .mappings()
+        .all()
+    )
     covered, flaws = covered_now(
         conn, [str(r["document"]) for r in rows if r["kind"] == RECEIVED], check_packages
     )
@@ -81,20 +82,20 @@ def read_chunk(
 
 def covered_now(
     conn: Connection, document_ids: Iterable[str], check_packages: bool
-) -> tuple[dict[str, Mapping[str, object]], dict[str, str]]:
+) -> tuple[dict[str, Sequence[object]], dict[str, str]]:
     """The covered records of these documents as stored now, and the flaws found in them."""
     wanted = sorted(set(document_ids))
     if not wanted:
         return {}, {}
     docs = {
-        row.id: row._asdict()
+        row["id"]: row
         for row in conn.execute(
             select(documents, packages.c.size_bytes)
             .outerjoin(packages, packages.c.sha256 == documents.c.package_sha256)
             .where(documents.c.id.in_(wanted))
-        )
+        ).mappings()
     }
-    by_document: dict[str, list[dict[str, Any]]] = {}
+    by_document: dict[str, list[Mapping[Any, Any]]] = {}
     for row in conn.execute(
         select(
             deliveries.c.id,
@@ -103,10 +104,10 @@ def covered_now(
             deliveries.c.method,
             deliveries.c.created_at,
         ).where(deliveries.c.document.in_(list(docs)))
-    ):
-        by_document.setdefault(row.document, []).append(row._asdict())
+    ).mappings():
+        by_document.setdefault(row["document"], []).append(row)
     flaws = {doc_id: "its document row is missing" for doc_id in wanted if doc_id not in docs}
-    covered: dict[str, Mapping[str, object]] = {}
+    covered: dict[str, Sequence[object]] = {}
     for doc_id, doc in docs.items():
         if doc["size_bytes"] is None:
             flaws[doc_id] = f"its package {doc['package_sha256']} is missing"
