@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 from gateway.cli.ops_commands import add_config_option, settings_from
 from gateway.core.errors import ConfigError
 from gateway.core.settings import Settings
-from gateway.evidence.verify import Verdict, verify_store
+from gateway.evidence.checkpoints import CHECKPOINTS_DIR, Checkpoint
+from gateway.evidence.components import build_checkpoint_checker, build_checkpointer
+from gateway.evidence.verify import CheckpointCheck, Verdict, verify_store
 from gateway.store import DeliveryLog
 
 _T = TypeVar("_T")
@@ -44,6 +46,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=_verify)
 
+    checkpoint = sub.add_parser(
+        "checkpoint",
+        help="sign the chain's head now (and time-stamp it when [archive] tsa_url is set)",
+    )
+    add_config_option(checkpoint)
+    checkpoint.set_defaults(handler=_checkpoint)
+
 
 def parse_date(text: str, option: str) -> datetime:
     try:
@@ -70,8 +79,17 @@ def _verify(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     since = parse_date(args.since, "--from") if args.since else None
 
+    checker: list[CheckpointCheck] = []
+
+    def check(row: dict[str, Any], store_id: str) -> str | None:
+        if not checker:  # only when there are checkpoints: the PKI is needed for them
+            checker.append(build_checkpoint_checker(settings))
+        return checker[0](row, store_id)
+
     async def work(log: DeliveryLog) -> Verdict:
-        return await verify_store(log.engines, since=since, check_packages=not args.no_packages)
+        return await verify_store(
+            log.engines, since=since, check_checkpoint=check, check_packages=not args.no_packages
+        )
 
     verdict = with_log(settings, work)
     if args.json:
@@ -89,6 +107,24 @@ def _verify(args: argparse.Namespace) -> int:
     if verdict.walk.problem_count > 1:
         sys.stderr.write(f"  {verdict.walk.problem_count} problems in all\n")
     return 1
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+
+    async def work(log: DeliveryLog) -> Checkpoint | None:
+        return await build_checkpointer(settings, log.engines).checkpoint()
+
+    made = with_log(settings, work)
+    if made is None:
+        print("lgsp archive checkpoint: the chain's head is checkpointed already")
+        return 0
+    stamped = (
+        f", time-stamped {made.tsa.gen_time:%Y-%m-%dT%H:%M:%SZ}" if made.tsa else ", no TSA set"
+    )
+    where = settings.archive.dir / CHECKPOINTS_DIR / f"checkpoint-{made.seq:012d}.jws"
+    print(f"lgsp archive checkpoint: entry {made.seq} signed{stamped}: {where}")
+    return 0
 
 
 def verdict_json(verdict: Verdict) -> dict[str, object]:

@@ -29,8 +29,8 @@ from gateway.store.engine import Engines, transaction
 
 CHUNK = 5000
 
-# Checks one checkpoint row (its signature, its time-stamp): None, or why it is not valid.
-CheckpointCheck = Callable[[dict[str, Any]], str | None]
+# Checks one checkpoint row of a store (signature, time-stamp): None, or why it is not valid.
+CheckpointCheck = Callable[[dict[str, Any], str], str | None]
 # Merges the entries of archive files into the store's stream (ids ascending).
 ArchiveMerge = Callable[[Iterator[StoredEntry], int], Iterator[StoredEntry]]
 
@@ -110,7 +110,9 @@ def _verify(
     start = [r for r in rows if since is not None and r["signed_at"] <= since]
     start_seq, start_hash = (start[-1]["seq"] + 1, start[-1]["hash"]) if start else (1, GENESIS)
     rows = [r for r in rows if r["seq"] >= start_seq - 1]
-    invalid = [(r, why) for r in rows if check_checkpoint and (why := check_checkpoint(r))]
+    invalid = [
+        (r, why) for r in rows if check_checkpoint and (why := check_checkpoint(r, head.store_id))
+    ]
     valid = [r for r in rows if all(r is not bad for bad, _ in invalid)]
     marks = [CheckpointMark(r["seq"], r["hash"], checkpoint_label(r)) for r in valid]
     entries = _chunks(sync, start_seq - 1, chunk, check_packages)

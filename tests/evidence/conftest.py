@@ -4,8 +4,13 @@ SQLite and PostgreSQL, and the ``lgsp`` entry point run as a user runs it."""
 from __future__ import annotations
 
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.cli import main
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
@@ -134,6 +140,65 @@ async def fill(url: str, where: Path) -> Filled:
 async def filled(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Filled:
     monkeypatch.delenv("LGSP_CONFIG", raising=False)
     return await fill(store_url, tmp_path)
+
+
+@dataclass(frozen=True, slots=True)
+class Tsa:
+    url: str
+    ca: Path  # the TSA's root certificate (PEM)
+
+
+@pytest.fixture(scope="session")
+def tsa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tsa]:
+    """A local Time-Stamping Authority (``openssl ts -reply`` behind HTTP) for the session."""
+    assert shutil.which("openssl"), "the tests' TSA needs the openssl command"
+    where = tmp_path_factory.mktemp("tsa")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("tsa_site.py")), str(where), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the test TSA did not start"
+                time.sleep(0.1)
+        yield Tsa(url, where / "tsa-ca.pem")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo PKI: a root CA, its trust store, and the gateway's own P-256 identity."""
+    where = tmp_path_factory.mktemp("pki") / "pki"
+    assert main(["pki", "init", str(where)]) == 0
+    return where
+
+
+@pytest.fixture
+async def signed(filled: Filled, pki_dir: Path, tsa: Tsa) -> Filled:
+    """``filled`` with a PKI and a TSA in its settings: checkpoints can be made and checked."""
+    filled.config.write_text(
+        f'[store]\nurl = "{filled.url}"\n\n[pki]\ndir = "{pki_dir}"\n\n'
+        f'[archive]\ndir = "{filled.config.parent / "archive"}"\ntsa_url = "{tsa.url}"\n'
+        f'tsa_ca = "{tsa.ca}"\n',
+        encoding="utf-8",
+    )
+    return filled
 
 
 async def sql(url: str, *statements: str, **params: object) -> list[object]:
