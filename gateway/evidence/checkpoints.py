@@ -6,7 +6,8 @@ up to ``seq`` is fixed (changing one changes the hash), the gateway's signature 
 for it, and the TSA's token says it existed no later than its ``genTime``. The files
 ``<archive dir>/checkpoints/checkpoint-<seq>.jws`` and ``.tsr`` are checked by anyone with
 ``openssl ts -verify -data …jws -in …tsr -CAfile TSA-CA.pem``; the gateway certificates that ever
-signed one are kept in ``<archive dir>/trust/`` for checking them later.
+signed one are kept in ``<archive dir>/trust/`` for checking them later, with the anchors (the
+province's root CA, the TSA's CA): the directory ``lgsp archive verify-bundle --trust`` takes.
 """
 
 from __future__ import annotations
@@ -79,12 +80,18 @@ class Checkpointer:
     """Signs (and time-stamps) the chain's head; ``out_dir`` receives the exported files."""
 
     def __init__(
-        self, engines: Engines, identity: Identity, tsa: TsaClient | None, out_dir: Path
+        self,
+        engines: Engines,
+        identity: Identity,
+        tsa: TsaClient | None,
+        out_dir: Path,
+        anchors: Iterable[x509.Certificate] = (),
     ) -> None:
         self._engines = engines
         self._identity = identity
         self._tsa = tsa
         self._out_dir = out_dir
+        self._anchors = tuple(anchors)  # exported beside the gateway's certificate
 
     async def checkpoint(self, *, min_age_s: float = 0.0) -> Checkpoint | None:
         """A new checkpoint of the head; None when the head is checkpointed already, or when
@@ -123,10 +130,11 @@ class Checkpointer:
             name.with_suffix(".tsr").write_bytes(made.tsa.response)
         trust = self._out_dir / TRUST_DIR
         trust.mkdir(parents=True, exist_ok=True)
-        cert = self._identity.certificate
-        pinned = trust / f"gateway-{fingerprint(cert)[:16]}.pem"
-        if not pinned.exists():
-            pinned.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        kept = [("gateway", self._identity.certificate)] + [("ca", c) for c in self._anchors]
+        for kind, cert in kept:
+            path = trust / f"{kind}-{fingerprint(cert)[:16]}.pem"
+            if not path.exists():
+                path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _head_and_latest(sync: Connection) -> tuple[Any, dict[str, Any] | None]:

@@ -8,10 +8,12 @@ from cryptography import x509
 from gateway.core.errors import ConfigError, NotFoundError
 from gateway.core.loops import Loops, supervise
 from gateway.core.settings import Settings
+from gateway.evidence.bundle import Bundler
 from gateway.evidence.checkpoints import CheckpointChecker, Checkpointer, pinned_gateway_certs
 from gateway.evidence.tsa import TsaClient, load_certificates
 from gateway.signatures.identity import Identity, load_gateway_identity
 from gateway.signatures.truststore import TrustStore
+from gateway.store import DeliveryLog
 from gateway.store.engine import Engines
 
 CHECKPOINT_LOOP = "checkpoints"
@@ -29,10 +31,29 @@ def tsa_client(settings: Settings) -> TsaClient | None:
     return TsaClient(archive.tsa_url, tsa_roots(settings), timeout_s=archive.tsa_timeout_s)
 
 
+def trust_anchors(settings: Settings) -> tuple[x509.Certificate, ...]:
+    """What a third party checks evidence against: the PKI's anchors and the TSA's CA."""
+    return TrustStore.from_dir(settings.pki.dir).anchors + tsa_roots(settings)
+
+
 def build_checkpointer(settings: Settings, engines: Engines) -> Checkpointer:
     """Signs with the gateway's identity (``<pki>/gateway``); ConfigError without one."""
     return Checkpointer(
-        engines, load_gateway_identity(settings.pki.dir), tsa_client(settings), settings.archive.dir
+        engines,
+        load_gateway_identity(settings.pki.dir),
+        tsa_client(settings),
+        settings.archive.dir,
+        trust_anchors(settings),
+    )
+
+
+def build_bundler(settings: Settings, log: DeliveryLog) -> Bundler:
+    """Bundles signed by the gateway, with a checkpoint made first when one is missing."""
+    return Bundler(
+        log,
+        load_gateway_identity(settings.pki.dir),
+        build_checkpointer(settings, log.engines),
+        trust_anchors(settings),
     )
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from gateway.store.chain import RECEIVED, covered_record, entry_digest
 from gateway.store.tables import chain_checkpoints, deliveries, documents, events, packages
@@ -60,13 +60,25 @@ def read_chunk(
     conn: Connection, after_id: int, limit: int, *, check_packages: bool = True
 ) -> list[StoredEntry]:
     """Up to ``limit`` entries with an id above ``after_id``, in chain order."""
-    rows = (
-        conn.execute(
-            select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-        )
-        .mappings()
-        .all()
-    )
+    query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+    return _entries(conn, query, check_packages)
+
+
+def read_events_of(conn: Connection, document_ids: Iterable[str]) -> list[StoredEntry]:
+    """Every entry about these documents, in chain order, with what each covers."""
+    wanted = sorted(set(document_ids))
+    query = select(events).where(events.c.document.in_(wanted)).order_by(events.c.id)
+    return _entries(conn, query, True)
+
+
+def stored_hash(conn: Connection, entry_id: int) -> str | None:
+    """The chain hash stored with entry ``entry_id``."""
+    value = conn.scalar(select(events.c.chain_hash).where(events.c.id == entry_id))
+    return str(value) if value is not None else None
+
+
+def _entries(conn: Connection, query: Select[Any], check_packages: bool) -> list[StoredEntry]:
+    rows = conn.execute(query).mappings().all()
     covered, flaws = covered_now(
         conn, [str(r["document"]) for r in rows if r["kind"] == RECEIVED], check_packages
     )

@@ -189,9 +189,8 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
-@pytest.fixture
-async def signed(filled: Filled, pki_dir: Path, tsa: Tsa) -> Filled:
-    """``filled`` with a PKI and a TSA in its settings: checkpoints can be made and checked."""
+def with_pki_and_tsa(filled: Filled, pki_dir: Path, tsa: Tsa) -> Filled:
+    """``filled``'s settings given a PKI and a TSA: checkpoints can be made and checked."""
     filled.config.write_text(
         f'[store]\nurl = "{filled.url}"\n\n[pki]\ndir = "{pki_dir}"\n\n'
         f'[archive]\ndir = "{filled.config.parent / "archive"}"\ntsa_url = "{tsa.url}"\n'
@@ -199,6 +198,12 @@ async def signed(filled: Filled, pki_dir: Path, tsa: Tsa) -> Filled:
         encoding="utf-8",
     )
     return filled
+
+
+@pytest.fixture
+async def signed(filled: Filled, pki_dir: Path, tsa: Tsa) -> Filled:
+    """``filled`` (SQLite and PostgreSQL) with a PKI and a TSA in its settings."""
+    return with_pki_and_tsa(filled, pki_dir, tsa)
 
 
 async def sql(url: str, *statements: str, **params: object) -> list[object]:
