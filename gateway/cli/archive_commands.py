@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,9 @@ from gateway.evidence.components import (
     build_bundler,
     build_checkpoint_checker,
     build_checkpointer,
+    build_retainer,
 )
+from gateway.evidence.retention import Archived
 from gateway.evidence.verify import CheckpointCheck, Verdict, verify_store
 from gateway.store import DeliveryLog
 
@@ -82,6 +84,18 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     check.set_defaults(handler=_verify_bundle)
 
+    retain = sub.add_parser(
+        "retain",
+        help="move whole months older than [archive] retain_days into archive files",
+    )
+    add_config_option(retain)
+    retain.add_argument(
+        "--before",
+        metavar="DATE",
+        help="archive the months that ended by DATE (default: now - [archive] retain_days)",
+    )
+    retain.set_defaults(handler=_retain)
+
 
 def parse_date(text: str, option: str) -> datetime:
     try:
@@ -117,7 +131,11 @@ def _verify(args: argparse.Namespace) -> int:
 
     async def work(log: DeliveryLog) -> Verdict:
         return await verify_store(
-            log.engines, since=since, check_checkpoint=check, check_packages=not args.no_packages
+            log.engines,
+            since=since,
+            check_checkpoint=check,
+            archive_dir=settings.archive.dir,
+            check_packages=not args.no_packages,
         )
 
     verdict = with_log(settings, work)
@@ -179,6 +197,32 @@ def _verify_bundle(args: argparse.Namespace) -> int:
             "  checked against the anchors the bundle carries itself: compare the fingerprints "
             "above with the published ones, or pass --trust DIR"
         )
+    return 0
+
+
+def _retain(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.before:
+        before = parse_date(args.before, "--before")
+    elif settings.archive.retain_days:
+        before = datetime.now(UTC) - timedelta(days=settings.archive.retain_days)
+    else:
+        raise ConfigError(
+            "set [archive] retain_days or give --before", code="config.invalid", path="--before"
+        )
+
+    async def work(log: DeliveryLog) -> list[Archived]:
+        return await build_retainer(settings, log).retain(before)
+
+    done = with_log(settings, work)
+    for made in done:
+        w = made.written
+        print(
+            f"lgsp archive retain: {made.period}: {w.documents} documents, {w.entries} events "
+            f"-> {made.path} (sha256:{w.sha256})"
+        )
+    if not done:
+        print(f"lgsp archive retain: no month ended by {before:%Y-%m-%d} is left in the store")
     return 0
 
 

@@ -10,6 +10,7 @@ from gateway.core.loops import Loops, supervise
 from gateway.core.settings import Settings
 from gateway.evidence.bundle import Bundler
 from gateway.evidence.checkpoints import CheckpointChecker, Checkpointer, pinned_gateway_certs
+from gateway.evidence.retention import Retainer
 from gateway.evidence.tsa import TsaClient, load_certificates
 from gateway.signatures.identity import Identity, load_gateway_identity
 from gateway.signatures.truststore import TrustStore
@@ -84,4 +85,14 @@ async def checkpoint_forever(checkpointer: Checkpointer, interval_s: float, loop
 
     await supervise(
         CHECKPOINT_LOOP, round_, interval_s=interval_s, loops=loops, first_delay_s=interval_s
+    )
+
+
+def build_retainer(settings: Settings, log: DeliveryLog) -> Retainer:
+    """Archive files under ``[archive] dir``, signed by the gateway."""
+    return Retainer(
+        log,
+        load_gateway_identity(settings.pki.dir),
+        build_checkpointer(settings, log.engines),
+        settings.archive.dir,
     )

@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
+from gateway.evidence.archive_files import ArchiveSource
 from gateway.evidence.walk import CheckpointMark, Problem, Tamper, WalkResult, walk
 from gateway.store.chain import GENESIS, ChainHead, read_head
 from gateway.store.chain_read import (
@@ -31,8 +33,6 @@ CHUNK = 5000
 
 # Checks one checkpoint row of a store (signature, time-stamp): None, or why it is not valid.
 CheckpointCheck = Callable[[dict[str, Any], str], str | None]
-# Merges the entries of archive files into the store's stream (ids ascending).
-ArchiveMerge = Callable[[Iterator[StoredEntry], int], Iterator[StoredEntry]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +78,19 @@ async def verify_store(
     *,
     since: datetime | None = None,
     check_checkpoint: CheckpointCheck | None = None,
-    merge_archives: ArchiveMerge | None = None,
+    archive_dir: Path | None = None,
     check_packages: bool = True,
     chunk: int = CHUNK,
 ) -> Verdict:
-    """Walk the chain from the start, or from the last checkpoint signed at or before ``since``."""
+    """Walk the chain from the start, or from the last checkpoint signed at or before ``since``;
+    with ``archive_dir``, the entries of the archive files the store lists are merged in."""
     started = time.perf_counter()
     async with transaction(engines.reader) as conn:
         head, result, considered = await conn.run_sync(
             _verify,
             since=since,
             check_checkpoint=check_checkpoint,
-            merge_archives=merge_archives,
+            archive_dir=archive_dir,
             check_packages=check_packages,
             chunk=chunk,
         )
@@ -101,7 +102,7 @@ def _verify(
     *,
     since: datetime | None,
     check_checkpoint: CheckpointCheck | None,
-    merge_archives: ArchiveMerge | None,
+    archive_dir: Path | None,
     check_packages: bool,
     chunk: int,
 ) -> tuple[ChainHead, WalkResult, int]:
@@ -116,8 +117,9 @@ def _verify(
     valid = [r for r in rows if all(r is not bad for bad, _ in invalid)]
     marks = [CheckpointMark(r["seq"], r["hash"], checkpoint_label(r)) for r in valid]
     entries = _chunks(sync, start_seq - 1, chunk, check_packages)
-    if merge_archives is not None:
-        entries = merge_archives(entries, start_seq)
+    source = ArchiveSource(archive_dir, []) if archive_dir is not None else None
+    if source is not None:
+        entries = source.merge(sync, entries, start_seq)
     result = walk(
         entries,
         marks,
@@ -126,6 +128,8 @@ def _verify(
         start_seq=start_seq,
         start_hash=start_hash,
     )
+    for problem in source.problems if source is not None else ():
+        result.add(problem)
     for row, why in invalid:
         result.add(
             Problem(Tamper.EDITED, int(row["seq"]), checkpoint_label(row), f"not valid: {why}")

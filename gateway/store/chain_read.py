@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
@@ -53,7 +54,9 @@ class StoredEntry:
         kind, doc = self.row["kind"], self.row["document"]
         delivery = self.row["delivery"]
         where = f"delivery {delivery} of document {doc}" if delivery else f"document {doc}"
-        return f"event {self.id} ({kind}, {where}, at {self.row['at']:%Y-%m-%dT%H:%M:%SZ})"
+        at = self.row["at"]  # a datetime from the store, an ISO string from an archive file
+        shown = at.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(at, datetime) else str(at)
+        return f"event {self.id} ({kind}, {where}, at {shown})"
 
 
 def read_chunk(
@@ -61,14 +64,14 @@ def read_chunk(
 ) -> list[StoredEntry]:
     """Up to ``limit`` entries with an id above ``after_id``, in chain order."""
     query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    return _entries(conn, query, check_packages)
+    return read_entries(conn, query, check_packages)
 
 
 def read_events_of(conn: Connection, document_ids: Iterable[str]) -> list[StoredEntry]:
     """Every entry about these documents, in chain order, with what each covers."""
     wanted = sorted(set(document_ids))
     query = select(events).where(events.c.document.in_(wanted)).order_by(events.c.id)
-    return _entries(conn, query, True)
+    return read_entries(conn, query, True)
 
 
 def stored_hash(conn: Connection, entry_id: int) -> str | None:
@@ -77,7 +80,7 @@ def stored_hash(conn: Connection, entry_id: int) -> str | None:
     return str(value) if value is not None else None
 
 
-def _entries(conn: Connection, query: Select[Any], check_packages: bool) -> list[StoredEntry]:
+def read_entries(conn: Connection, query: Select[Any], check_packages: bool) -> list[StoredEntry]:
     rows = conn.execute(query).mappings().all()
     covered, flaws = covered_now(
         conn, [str(r["document"]) for r in rows if r["kind"] == RECEIVED], check_packages

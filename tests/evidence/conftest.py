@@ -62,14 +62,17 @@ def new_document(number: str, *, sender: str = SENDER, **overrides: object) -> N
     return NewDocument(**fields)  # type: ignore[arg-type]
 
 
-async def fill(url: str, where: Path) -> Filled:
+async def fill(url: str, where: Path, received_at: datetime | None = None) -> Filled:
     """Intake (group commit, with published marks), the worker's batch, single attempts, a status
-    package, a mailbox acknowledgement, a dead letter and its replay: every kind of writer."""
+    package, a mailbox acknowledgement, a dead letter and its replay: every kind of writer.
+    ``received_at``: the documents' time of receipt (default: now)."""
+    at = {"received_at": received_at} if received_at is not None else {}
+    tag = secrets.token_hex(2)  # DocumentIds of their own, however many fills share the store
     log = await DeliveryLog.open(url)
     try:
         first = await log.record_intake(
-            new_document("12/UBND-VP"),
-            b"<edXML>first</edXML>",
+            new_document(f"12/UBND-VP-{tag}", **at),
+            f"<edXML>first {tag}</edXML>".encode(),
             [(DEPARTMENT, "push"), (DISTRICT, "push"), (BUSINESS, "mailbox")],
         )
         dept, district, business = (
@@ -78,7 +81,9 @@ async def fill(url: str, where: Path) -> Filled:
         )
         log.note_published([dept.id, district.id, business.id])  # written by the next batch
         other = await log.record_intake(
-            new_document("13/UBND-VP"), b"<edXML>second</edXML>", [(DEPARTMENT, "push")]
+            new_document(f"13/UBND-VP-{tag}", **at),
+            f"<edXML>second {tag}</edXML>".encode(),
+            [(DEPARTMENT, "push")],
         )
         await log.mark_published([other.deliveries[0].id])
         await log.record_attempts(
@@ -115,8 +120,9 @@ async def fill(url: str, where: Path) -> Filled:
                 document_id=first.document.document_id,
                 status_code=StatusCode("03"),
                 subject=None,
+                **at,
             ),
-            b"<edXML>status 03</edXML>",
+            f"<edXML>status 03 {tag}</edXML>".encode(),
             [(SENDER, "push")],
             answers=StatusAnswer(
                 organ_id=SENDER, document_id=str(first.document.document_id), code=StatusCode("03")
