@@ -53,16 +53,14 @@ class BundleReport:
     lines: list[str] = field(default_factory=list)
 
 
-def _bad(message: str, code: str = "evidence.bundle_invalid") -> SignatureError:
-    return SignatureError(message, code=code)
-
-
 def check_bundle(data: bytes, trust: Trust | None = None) -> BundleReport:
     """Check a bundle; its report, or ``SignatureError`` naming the first thing that fails."""
     members = read_zip(data)
     given = trust if trust is not None else Trust.from_members(members)
     if not given.anchors:
-        raise _bad("no trust anchor to check the signatures against", "evidence.untrusted")
+        raise SignatureError(
+            "no trust anchor to check the signatures against", code="evidence.untrusted"
+        )
     store = TrustStore(given.anchors)
     manifest, signer = _manifest(members, given, store)
     pinned = given.gateway_certs or (signer,)
@@ -74,7 +72,9 @@ def check_bundle(data: bytes, trust: Trust | None = None) -> BundleReport:
         _Paths(members, pinned, store, given.anchors, report).check(records)
         _receipt(members, main, pinned, store, _when(manifest.get("made_at"), "the manifest"))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise _bad(f"the bundle's records are malformed: {exc!r}") from exc
+        raise SignatureError(
+            f"the bundle's records are malformed: {exc!r}", code="evidence.bundle_invalid"
+        ) from exc
     report.lines[:0] = [
         f"document {main[_DOC['id']]} ({main[_DOC['document_id']]}) from "
         f"{main[_DOC['sender']]}, received {main[_DOC['received_at']]}",
@@ -96,11 +96,13 @@ def _signed(token: bytes, what: str, pinned: tuple[x509.Certificate, ...] | None
     try:
         checked = verify_jws(token)
     except LgspError as exc:
-        raise _bad(f"{what}: {exc}") from exc
+        raise SignatureError(f"{what}: {exc}", code="evidence.bundle_invalid") from exc
     if pinned is not None and fingerprint(checked.signer_certificate) not in {
         fingerprint(c) for c in pinned
     }:
-        raise _bad(f"{what}: not signed by the gateway's certificate", "evidence.signer")
+        raise SignatureError(
+            f"{what}: not signed by the gateway's certificate", code="evidence.signer"
+        )
     return checked
 
 
@@ -108,16 +110,19 @@ def _chained(store: TrustStore, checked: JwsCheck, at: datetime, what: str) -> N
     try:
         store.validate(checked.signer_certificate, checked.certificates[1:], at=at)
     except LgspError as exc:
-        raise _bad(f"{what}: the signer's certificate is not trusted: {exc}") from exc
+        raise SignatureError(
+            f"{what}: the signer's certificate is not trusted: {exc}",
+            code="evidence.bundle_invalid",
+        ) from exc
 
 
 def _claims(checked: JwsCheck, what: str) -> dict[str, Any]:
     try:
         claims = json.loads(checked.payload)
     except ValueError as exc:
-        raise _bad(f"{what}: unreadable claims") from exc
+        raise SignatureError(f"{what}: unreadable claims", code="evidence.bundle_invalid") from exc
     if not isinstance(claims, dict):
-        raise _bad(f"{what}: unreadable claims")
+        raise SignatureError(f"{what}: unreadable claims", code="evidence.bundle_invalid")
     return claims
 
 
@@ -125,17 +130,22 @@ def _manifest(
     members: dict[str, bytes], trust: Trust, store: TrustStore
 ) -> tuple[dict[str, Any], x509.Certificate]:
     if MANIFEST not in members:
-        raise _bad("no manifest")
+        raise SignatureError("no manifest", code="evidence.bundle_invalid")
     checked = _signed(members[MANIFEST], "the manifest", trust.gateway_certs or None)
     claims = _claims(checked, "the manifest")
     if claims.get("typ") != BUNDLE_TYPE or claims.get("format") != BUNDLE_FORMAT:
-        raise _bad("the manifest is not an evidence bundle's (format 1)")
+        raise SignatureError(
+            "the manifest is not an evidence bundle's (format 1)", code="evidence.bundle_invalid"
+        )
     _chained(store, checked, _when(claims.get("made_at"), "the manifest"), "the manifest")
     files = {n: sha256_hex(d) for n, d in members.items() if n != MANIFEST}
     if claims.get("files") != files:
         listed = claims.get("files") if isinstance(claims.get("files"), dict) else {}
         changed = sorted(set(files.items()) ^ set(dict(listed or {}).items()))
-        raise _bad(f"the members differ from the signed manifest: {changed[0][0]}")
+        raise SignatureError(
+            f"the members differ from the signed manifest: {changed[0][0]}",
+            code="evidence.bundle_invalid",
+        )
     return claims, checked.signer_certificate
 
 
@@ -143,31 +153,42 @@ def _when(value: object, what: str) -> datetime:
     try:
         return datetime.fromisoformat(str(value))
     except ValueError as exc:
-        raise _bad(f"{what}: no readable time") from exc
+        raise SignatureError(f"{what}: no readable time", code="evidence.bundle_invalid") from exc
 
 
 def _json_member(members: dict[str, bytes], name: str) -> Any:
     try:
         return json.loads(members[name])
     except (KeyError, ValueError) as exc:
-        raise _bad(f"{name} is missing or unreadable") from exc
+        raise SignatureError(
+            f"{name} is missing or unreadable", code="evidence.bundle_invalid"
+        ) from exc
 
 
 def _records(members: dict[str, bytes]) -> list[dict[str, Any]]:
     records = _json_member(members, RECORDS).get("entries")
     if not isinstance(records, list) or not records:
-        raise _bad(f"{RECORDS} holds no events")
+        raise SignatureError(f"{RECORDS} holds no events", code="evidence.bundle_invalid")
     last = 0
     for record in records:
         event = record.get("event") if isinstance(record, dict) else None
         if not isinstance(event, dict) or sorted(event) != sorted(EVENT_FIELDS):
-            raise _bad(f"{RECORDS}: an event without exactly the chained fields")
+            raise SignatureError(
+                f"{RECORDS}: an event without exactly the chained fields",
+                code="evidence.bundle_invalid",
+            )
         if not isinstance(event["id"], int) or event["id"] <= last:
-            raise _bad(f"{RECORDS}: events out of chain order at {event['id']}")
+            raise SignatureError(
+                f"{RECORDS}: events out of chain order at {event['id']}",
+                code="evidence.bundle_invalid",
+            )
         last = event["id"]
         covers = record.get("covers")
         if (event["kind"] == RECEIVED) != (covers is not None):
-            raise _bad(f"{RECORDS}: event {last} and the records it covers disagree")
+            raise SignatureError(
+                f"{RECORDS}: event {last} and the records it covers disagree",
+                code="evidence.bundle_invalid",
+            )
         record["digest"] = entry_digest(event, covers)
     return records
 
@@ -175,14 +196,23 @@ def _records(members: dict[str, bytes]) -> list[dict[str, Any]]:
 def _main_document(records: list[dict[str, Any]], document: str) -> list[Any]:
     received = {r["event"]["document"]: r["covers"] for r in records if r["covers"] is not None}
     if document not in received:
-        raise _bad(f"the bundle has no received event of document {document}")
+        raise SignatureError(
+            f"the bundle has no received event of document {document}",
+            code="evidence.bundle_invalid",
+        )
     for record in records:
         covers = received.get(record["event"]["document"])
         if covers is None:
-            raise _bad(f"event {record['event']['id']}: its document was not received here")
+            raise SignatureError(
+                f"event {record['event']['id']}: its document was not received here",
+                code="evidence.bundle_invalid",
+            )
         doc_id = covers[0][_DOC["id"]]
         if doc_id != document and covers[0][_DOC["in_reply_to"]] != document:
-            raise _bad(f"event {record['event']['id']}: about another document")
+            raise SignatureError(
+                f"event {record['event']['id']}: about another document",
+                code="evidence.bundle_invalid",
+            )
     return list(received[document][0])
 
 
@@ -190,11 +220,16 @@ def _packages(members: dict[str, bytes], records: list[dict[str, Any]]) -> None:
     expected = {r["covers"][2][0]: r["covers"][2][1] for r in records if r["covers"] is not None}
     present = {n[len(PACKAGES) : -4] for n in members if n.startswith(PACKAGES)}
     if present != set(expected):
-        raise _bad("the packages differ from the received events'")
+        raise SignatureError(
+            "the packages differ from the received events'", code="evidence.bundle_invalid"
+        )
     for sha, size in expected.items():
         data = members[f"{PACKAGES}{sha}.bin"]
         if hashlib.sha256(data).hexdigest() != sha or len(data) != size:
-            raise _bad(f"package {sha} does not hash to its recorded SHA-256 and size")
+            raise SignatureError(
+                f"package {sha} does not hash to its recorded SHA-256 and size",
+                code="evidence.bundle_invalid",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,47 +246,66 @@ class _Paths:
         digests = {r["event"]["id"]: r["digest"] for r in records}
         segments = _json_member(self.members, PATH).get("segments")
         if not isinstance(segments, list) or not segments:
-            raise _bad(f"{PATH} holds no path")
+            raise SignatureError(f"{PATH} holds no path", code="evidence.bundle_invalid")
         on_path: set[int] = set()
         used: set[str] = set()
         for segment in segments:
             seq, running, expected = segment["checkpoint"], segment["start_hash"], segment["start"]
             for entry_id, digest in segment["digests"]:
                 if entry_id != expected:
-                    raise _bad(f"the path to checkpoint {seq} skips from {expected} to {entry_id}")
+                    raise SignatureError(
+                        f"the path to checkpoint {seq} skips from {expected} to {entry_id}",
+                        code="evidence.bundle_invalid",
+                    )
                 if entry_id in digests and digests[entry_id] != digest:
-                    raise _bad(f"event {entry_id}: its record does not hash to the path's digest")
+                    raise SignatureError(
+                        f"event {entry_id}: its record does not hash to the path's digest",
+                        code="evidence.bundle_invalid",
+                    )
                 running, expected = link(running, digest), entry_id + 1
                 on_path.add(entry_id)
             if expected != seq + 1:
-                raise _bad(f"the path to checkpoint {seq} does not reach it")
+                raise SignatureError(
+                    f"the path to checkpoint {seq} does not reach it",
+                    code="evidence.bundle_invalid",
+                )
             used |= self.checkpoint(seq, running)
         if set(digests) - on_path:
-            raise _bad(f"event {min(set(digests) - on_path)} is on no path to a checkpoint")
+            raise SignatureError(
+                f"event {min(set(digests) - on_path)} is on no path to a checkpoint",
+                code="evidence.bundle_invalid",
+            )
         if {n for n in self.members if n.startswith(CHECKPOINTS)} != used:
-            raise _bad("the checkpoints differ from the paths'")
+            raise SignatureError(
+                "the checkpoints differ from the paths'", code="evidence.bundle_invalid"
+            )
 
     def checkpoint(self, seq: int, chain_hash: str) -> set[str]:
         """Check checkpoint ``seq`` against the hash its path reached; the members it used."""
         name, what = f"{CHECKPOINTS}{seq}", f"checkpoint {seq}"
         if f"{name}.jws" not in self.members:
-            raise _bad(f"{what} is missing")
+            raise SignatureError(f"{what} is missing", code="evidence.bundle_invalid")
         statement = self.members[f"{name}.jws"]
         checked = _signed(statement, what, self.pinned)
         claims = _claims(checked, what)
         signed_at = _when(claims.get("signed_at"), what)
         _chained(self.store, checked, signed_at, what)
         if claims.get("typ") != CHECKPOINT_TYPE or claims.get("seq") != seq:
-            raise _bad(f"{what}: not a checkpoint of entry {seq}")
+            raise SignatureError(
+                f"{what}: not a checkpoint of entry {seq}", code="evidence.bundle_invalid"
+            )
         if claims.get("hash") != chain_hash:
-            raise _bad(f"{what}: the path's chain hash is not the signed one")
+            raise SignatureError(
+                f"{what}: the path's chain hash is not the signed one",
+                code="evidence.bundle_invalid",
+            )
         used = {f"{name}.jws"}
         line = f"checkpoint {seq} of store {claims.get('store')}: signed {signed_at.isoformat()}"
         if f"{name}.tsr" in self.members:
             try:
                 at = check_token(self.members[f"{name}.tsr"], statement, self.anchors)
             except LgspError as exc:
-                raise _bad(f"{what}: {exc}") from exc
+                raise SignatureError(f"{what}: {exc}", code="evidence.bundle_invalid") from exc
             used.add(f"{name}.tsr")
             line += f", time-stamped {at.isoformat()} by the TSA"
         else:
@@ -268,7 +322,7 @@ def _receipt(
     signed_at: datetime,
 ) -> None:
     if RECEIPT not in members:
-        raise _bad("no receipt")
+        raise SignatureError("no receipt", code="evidence.bundle_invalid")
     checked = _signed(members[RECEIPT], "the receipt", pinned)
     expected = Receipt(
         id=main[_DOC["id"]],
@@ -278,5 +332,7 @@ def _receipt(
         accepted_at=_when(main[_DOC["received_at"]], "the document"),
     ).claims()
     if _claims(checked, "the receipt") != expected:
-        raise _bad("the receipt's claims are not the recorded document's")
+        raise SignatureError(
+            "the receipt's claims are not the recorded document's", code="evidence.bundle_invalid"
+        )
     _chained(store, checked, signed_at, "the receipt")  # signed again with the bundle
