@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from sqlalchemy import Connection, select
 
 from gateway.core.errors import ConflictError, ServiceError
+from gateway.evidence.archive_files import ArchiveSource
 from gateway.evidence.bundle_check import BundleReport, check_bundle
 from gateway.evidence.bundle_format import (
     BUNDLE_FORMAT,
@@ -38,18 +40,13 @@ from gateway.evidence.bundle_format import (
     write_zip,
 )
 from gateway.evidence.checkpoints import Checkpointer, fingerprint
+from gateway.evidence.verify import hot_entries
 from gateway.intake.receipts import Receipt, ReceiptSigner
 from gateway.signatures.identity import Identity
 from gateway.signatures.jws import sign_jws
 from gateway.store import DeliveryLog, DocumentView
 from gateway.store.chain import EVENT_FIELDS, GENESIS, canonical_value, link
-from gateway.store.chain_read import (
-    StoredEntry,
-    checkpoint_rows,
-    read_chunk,
-    read_events_of,
-    stored_hash,
-)
+from gateway.store.chain_read import StoredEntry, checkpoint_rows, read_events_of
 from gateway.store.engine import transaction
 from gateway.store.tables import documents
 
@@ -72,7 +69,9 @@ class Bundler:
         identity: Identity,
         checkpointer: Checkpointer | None,
         anchors: Sequence[x509.Certificate],
+        archive_dir: Path | None = None,
     ) -> None:
+        self._archive_dir = archive_dir
         self._log = log
         self._identity = identity
         self._checkpointer = checkpointer
@@ -87,7 +86,9 @@ class Bundler:
         if uncovered and self._checkpointer is not None:
             await self._checkpointer.checkpoint()
         async with transaction(self._log.engines.reader) as conn:
-            records, segments, marks = await conn.run_sync(_evidence, view.document.id)
+            records, segments, marks = await conn.run_sync(
+                _evidence, view.document.id, self._archive_dir
+            )
         packages = await self._log.packages(
             _package_of(e) for e in records if e.covered is not None
         )
@@ -157,7 +158,7 @@ def _entries_and_checkpoints(
 
 
 def _evidence(
-    sync: Connection, document: str
+    sync: Connection, document: str, archive_dir: Path | None
 ) -> tuple[list[StoredEntry], list[dict[str, object]], list[dict[str, Any]]]:
     """The entries, the path segments (one per checkpoint that covers some of them) and those
     checkpoints' rows; ``ConflictError`` when the last entries have no checkpoint yet."""
@@ -179,7 +180,7 @@ def _evidence(
                 code="conflict.not_checkpointed",
             )
         groups.setdefault(int(mark["seq"]), []).append(entry)
-    segments = [_segment(sync, group[0].id, seq) for seq, group in groups.items()]
+    segments = [_segment(sync, group[0].id, seq, archive_dir) for seq, group in groups.items()]
     marks = [r for r in rows if r["seq"] in groups]
     for segment, mark in zip(segments, marks, strict=True):
         if segment["end_hash"] != mark["hash"]:
@@ -191,20 +192,24 @@ def _evidence(
     return entries, [_without_end(s) for s in segments], marks
 
 
-def _segment(sync: Connection, first: int, seq: int) -> dict[str, object]:
-    """The digests of entries ``first``..``seq`` and the hash before ``first``."""
-    start_hash = GENESIS if first == 1 else stored_hash(sync, first - 1)
-    digests: list[list[object]] = []
-    after, running = first - 1, str(start_hash)
-    while after < seq:
-        chunk = read_chunk(sync, after, min(PATH_CHUNK, seq - after), check_packages=False)
-        if not chunk:
+def _segment(sync: Connection, first: int, seq: int, archive_dir: Path | None) -> dict[str, object]:
+    """The digests of entries ``first``..``seq`` and the hash before ``first``, from the store
+    and the archive files (a path may cross entries archived since)."""
+    after = max(first - 2, 0)
+    stream: Iterator[StoredEntry] = hot_entries(sync, after, PATH_CHUNK, check_packages=False)
+    if archive_dir is not None:
+        stream = ArchiveSource(archive_dir, []).merge(sync, stream, after + 1)
+    start_hash, digests = GENESIS, []
+    running = GENESIS
+    for entry in stream:
+        if entry.id == first - 1:
+            start_hash = running = str(entry.stored_hash)
+            continue
+        if entry.id > seq:
             break
-        for entry in chunk:
-            digest = entry.digest()
-            digests.append([entry.id, digest])
-            running = link(running, digest)
-        after = chunk[-1].id
+        digest = entry.digest()
+        digests.append([entry.id, digest])
+        running = link(running, digest)
     return {
         "checkpoint": seq,
         "start": first,

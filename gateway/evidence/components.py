@@ -55,6 +55,7 @@ def build_bundler(settings: Settings, log: DeliveryLog) -> Bundler:
         load_gateway_identity(settings.pki.dir),
         build_checkpointer(settings, log.engines),
         trust_anchors(settings),
+        settings.archive.dir,
     )
 
 

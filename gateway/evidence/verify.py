@@ -116,7 +116,7 @@ def _verify(
     ]
     valid = [r for r in rows if all(r is not bad for bad, _ in invalid)]
     marks = [CheckpointMark(r["seq"], r["hash"], checkpoint_label(r)) for r in valid]
-    entries = _chunks(sync, start_seq - 1, chunk, check_packages)
+    entries = hot_entries(sync, start_seq - 1, chunk, check_packages=check_packages)
     source = ArchiveSource(archive_dir, []) if archive_dir is not None else None
     if source is not None:
         entries = source.merge(sync, entries, start_seq)
@@ -146,9 +146,10 @@ def _verify(
     return head, result, len(rows)
 
 
-def _chunks(
-    sync: Connection, after_id: int, chunk: int, check_packages: bool
+def hot_entries(
+    sync: Connection, after_id: int, chunk: int, *, check_packages: bool
 ) -> Iterator[StoredEntry]:
+    """The store's entries after ``after_id``, read ``chunk`` at a time."""
     while batch := read_chunk(sync, after_id, chunk, check_packages=check_packages):
         yield from batch
         after_id = batch[-1].id

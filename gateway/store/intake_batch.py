@@ -128,7 +128,8 @@ def write_batch(
     ids = {w.new.dedup_key: new_id() for w in writing}
     docs = {w.new.dedup_key: _document(w, ids[w.new.dedup_key], originals) for w in writing}
     _insert_packages(conn, writing, now)
-    inserted = _insert_documents(conn, docs.values())
+    doc_rows = {key: _document_row(d) for key, d in docs.items()}
+    inserted = _insert_documents(conn, doc_rows.values())
     known = _known(conn, [w for w in writing if w.new.dedup_key not in inserted])
     for write in writing:
         key = write.new.dedup_key
@@ -161,7 +162,7 @@ def write_batch(
     trail += _published(conn, published, now)
     covered = {
         r.document.id: covered_record(
-            _document_row(r.document), delivery_rows[r.document.id], len(w.package)
+            doc_rows[w.new.dedup_key], delivery_rows[r.document.id], len(w.package)
         )
         for w, r in new_records
     }
@@ -269,9 +270,9 @@ def _document_row(d: DocumentRecord) -> dict[str, object]:
     return {"id": d.id, "package_sha256": d.package_sha256, **document_values(d)}
 
 
-def _insert_documents(conn: Connection, docs: Iterable[DocumentRecord]) -> set[str]:
-    """Insert the documents whose key is new; return the keys inserted."""
-    rows = sorted(map(_document_row, docs), key=lambda r: str(r["dedup_key"]))
+def _insert_documents(conn: Connection, docs: Iterable[dict[str, object]]) -> set[str]:
+    """Insert the documents (``_document_row``s) whose key is new; return the keys inserted."""
+    rows = sorted(docs, key=lambda r: str(r["dedup_key"]))
     if not rows:
         return set()
     statement = (

@@ -58,9 +58,17 @@ async def test_archived_months_leave_the_store_and_the_chain_still_verifies(
     assert f" {events_before} entries (1..{events_before}) " in out
     again = lgsp("archive", "retain", "--before", "2025-03-01", "--config", str(filled.config))
     assert "no month ended by 2025-03-01 is left in the store" in again.stdout
-    # the chain goes on after the archived entries
+    # the chain goes on after the archived entries, and a path may start from one of them
     assert lgsp("archive", "checkpoint", "--config", str(filled.config)).returncode == 0
     assert verify(filled)[0] == 0
+    out = tmp_path / "today.zip"
+    made = lgsp(
+        "archive", "bundle", filled.document, "-o", str(out), "--config", str(filled.config)
+    )
+    assert made.returncode == 0, made.stderr
+    trust = str(tmp_path / "archive" / "trust")
+    checked = lgsp("archive", "verify-bundle", str(out), "--trust", trust)
+    assert checked.returncode == 0, checked.stderr
 
 
 async def test_an_edited_archive_file_is_named(
