@@ -10,7 +10,7 @@ come from those files, merged in by id (``gateway.evidence.archive_files``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,9 +153,3 @@ def hot_entries(
     while batch := read_chunk(sync, after_id, chunk, check_packages=check_packages):
         yield from batch
         after_id = batch[-1].id
-
-
-def first_problem_lines(problems: Sequence[Problem], limit: int = 5) -> list[str]:
-    """The problems in chain order (the first one first), as lines."""
-    ordered = sorted(problems, key=lambda p: p.seq)
-    return [p.line() for p in ordered[:limit]]

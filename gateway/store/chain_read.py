@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, select
 
 from gateway.store.chain import RECEIVED, covered_record, entry_digest
 from gateway.store.tables import chain_checkpoints, deliveries, documents, events, packages
@@ -72,12 +72,6 @@ def read_events_of(conn: Connection, document_ids: Iterable[str]) -> list[Stored
     wanted = sorted(set(document_ids))
     query = select(events).where(events.c.document.in_(wanted)).order_by(events.c.id)
     return read_entries(conn, query, True)
-
-
-def stored_hash(conn: Connection, entry_id: int) -> str | None:
-    """The chain hash stored with entry ``entry_id``."""
-    value = conn.scalar(select(events.c.chain_hash).where(events.c.id == entry_id))
-    return str(value) if value is not None else None
 
 
 def read_entries(conn: Connection, query: Select[Any], check_packages: bool) -> list[StoredEntry]:
@@ -161,12 +155,6 @@ def unchained_documents(conn: Connection, limit: int = 10) -> list[str]:
         conn.execute(
             select(documents.c.id).where(~received.exists()).order_by(documents.c.id).limit(limit)
         ).scalars()
-    )
-
-
-def entry_count(conn: Connection, after_id: int = 0) -> int:
-    return int(
-        conn.scalar(select(func.count()).select_from(events).where(events.c.id > after_id)) or 0
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Filled, Tsa, fill, lgsp, with_pki_and_tsa
+from evidence_kit import Filled, Tsa, fill, lgsp, with_pki_and_tsa
 from tsa_site import make_tsa
 
 from gateway.core.errors import SignatureError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import fill, sql
+from evidence_kit import fill, sql
 
 from gateway.evidence.verify import verify_store
 from gateway.store import DeliveryLog

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Filled, lgsp, sql
+from evidence_kit import Filled, lgsp, sql
 
 from gateway.store import EventKind
 

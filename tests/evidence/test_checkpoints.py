@@ -7,7 +7,7 @@ import asyncio
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-from conftest import Filled, Tsa, lgsp, sql
+from evidence_kit import Filled, Tsa, lgsp, sql
 from sqlalchemy import select, update
 
 from gateway.core.loops import Loops

@@ -9,7 +9,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import Filled, Tsa, fill, lgsp, sql, with_pki_and_tsa
+from evidence_kit import Filled, Tsa, fill, lgsp, sql, with_pki_and_tsa
 
 from gateway.evidence.archive_files import ENTRIES
 
