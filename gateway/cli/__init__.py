@@ -33,6 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
+        archive_commands,
         console_commands,
         directory_commands,
         document_commands,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_commands.register(commands)  # sim national
     console_commands.register(commands)  # admin hash-password
     directory_commands.register(commands)  # directory import|export
+    archive_commands.register(commands)  # archive verify|checkpoint|bundle|verify-bundle
     return parser
 
 

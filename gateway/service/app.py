@@ -19,6 +19,7 @@ from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.outbox import relay_forever
+from gateway.evidence.components import build_checkpointer, checkpoint_forever
 from gateway.national.southbound import setup_southbound
 from gateway.service.components import (
     build_dispatcher,
@@ -148,6 +149,21 @@ async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _checkpoint_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sign (and time-stamp) the chain's head every ``archive.checkpoint_interval_s``."""
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        checkpoint_forever(
+            build_checkpointer(settings, app[DELIVERY_LOG].engines),
+            settings.archive.checkpoint_interval_s,
+            app[METRICS].loops,
+        ),
+        name="checkpoints",
+    )
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.Application:
     """The gateway's HTTP application; resources open on startup and close on cleanup."""
     app = web.Application(
@@ -161,6 +177,8 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app.cleanup_ctx.extend(
         [_store_ctx, _directory_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _queue_depths_ctx]
     )
+    if settings.archive.checkpoint_interval_s > 0:
+        app.cleanup_ctx.append(_checkpoint_ctx)
     for module in (documents, inbox, admin, health):
         app.add_routes(module.routes)
     setup_console(app)  # the admin web console under /admin
