@@ -68,13 +68,15 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     add_config_option(bundle)
     bundle.add_argument("document", metavar="DOCUMENT", help="the record id or the DocumentId")
-    bundle.add_argument("-o", "--output", type=Path, required=True, metavar="FILE.zip")
+    bundle.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE.zip", help="where to write it"
+    )
     bundle.set_defaults(handler=_bundle)
 
     check = sub.add_parser(
         "verify-bundle", help="check an evidence bundle offline (no gateway, no store)"
     )
-    check.add_argument("bundle", type=Path, metavar="FILE.zip")
+    check.add_argument("bundle", type=Path, metavar="FILE.zip", help="the bundle to check")
     check.add_argument(
         "--trust",
         type=Path,
