@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -49,6 +50,7 @@ RABBIT_SCRIPT = REPO / "scripts" / "rabbitmq-cluster.sh"
 DEFAULT_DIR = REPO / "var" / "cluster"
 STATE_NAME = "cluster.json"
 READY_TIMEOUT_S = 90.0
+_SAVING = threading.Lock()
 
 
 @dataclass
@@ -102,9 +104,10 @@ class Deployment:
         return self.root / "logs" / f"{name}.log"
 
     def save(self) -> None:
-        tmp = self.root / f"{STATE_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.root / STATE_NAME)
+        with _SAVING:  # faults run in threads
+            tmp = self.root / f"{STATE_NAME}.tmp"
+            tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+            tmp.replace(self.root / STATE_NAME)
 
     @classmethod
     def load(cls, dir: Path) -> Deployment:
@@ -249,6 +252,16 @@ def up(options: UpOptions) -> Deployment:
         settings=dict(options.settings),
     )
     dep.save()
+    try:
+        _start(dep, options)
+    except BaseException:
+        down(dep)
+        raise
+    return dep
+
+
+def _start(dep: Deployment, options: UpOptions) -> None:
+    root = dep.root
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         rabbit = pool.submit(dep.rabbit, "up")
         try:
@@ -257,7 +270,7 @@ def up(options: UpOptions) -> Deployment:
             setup = init_demo(
                 root / "demo",
                 port=dep.gateway_ports[0],
-                broker_url=broker_urls[0],
+                broker_url=dep.broker_urls[0],
                 store_url=dep.store_url,
                 prefix=dep.broker_prefix,
                 national_port=dep.national_port,
@@ -274,7 +287,6 @@ def up(options: UpOptions) -> Deployment:
         dep.start(name, wait=False)
     for name in dep.names():
         dep.wait_ready(name)
-    return dep
 
 
 def _single_url_if_unsupported(dep: Deployment, demo_toml: str, options: UpOptions) -> None:
