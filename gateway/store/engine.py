@@ -158,10 +158,22 @@ async def _translated(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             f"the store is unavailable: {error}", code="unavailable.store"
         ) from error
     except exc.DBAPIError as error:
-        if error.connection_invalidated:
+        if error.connection_invalidated or _server_unavailable(error):
             raise UnavailableError(
                 f"lost the store connection: {error}", code="unavailable.store"
             ) from error
         raise ServiceError(f"store error: {error}", code="store.error") from error
     except exc.SQLAlchemyError as error:
         raise ServiceError(f"store error: {error}", code="store.error") from error
+
+
+# SQLSTATEs of a server that is away for a while, not of a bad request: connection exceptions
+# (class 08), shutting down or starting up (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+# cannot_connect_now: "the database system is starting up") and too many connections (53300).
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _server_unavailable(error: exc.DBAPIError) -> bool:
+    """Whether the driver's error says the server is away (retry later), not that we erred."""
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

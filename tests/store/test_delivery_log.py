@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -10,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from service_sites import PG_ADMIN_URL
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.core.errors import (
     ConfigError,
@@ -501,6 +505,24 @@ async def test_postgresql_down_is_unavailable() -> None:
         await DeliveryLog.open("postgresql+asyncpg://postgres@127.0.0.1:1/test")
     assert caught.value.code == "unavailable.store"
     assert caught.value.retryable
+
+
+async def test_postgresql_refusing_connections_for_a_while_is_unavailable() -> None:
+    """The server answering with a SQLSTATE of "away for now" (here 53300, too many connections;
+    a restarting server answers 57P03) is a 503 to retry, not a 500 store error."""
+    role = f"lgsp_test_{secrets.token_hex(4)}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0'))
+    try:
+        with pytest.raises(UnavailableError) as caught:
+            await DeliveryLog.open(make_url(PG_ADMIN_URL).set(username=role).render_as_string())
+        assert caught.value.code == "unavailable.store"
+        assert "too many connections" in caught.value.message
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        await admin.dispose()
 
 
 async def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
