@@ -89,19 +89,26 @@ class Ledger:
         )
 
     async def wait_quiet(self, quiet_s: float) -> float:
-        """Until everything is settled or nothing changed for ``quiet_s``; seconds waited."""
+        """Until everything is settled or nothing changed for ``quiet_s``; seconds waited.
+
+        A change is a document settled or another attempt at one of the unsettled ones."""
         started = last_change = time.monotonic()
         acked = [s for s in self.submissions if s.acknowledged and s.document]
-        last_unsettled = -1
+        last: tuple[int, int] = (-1, -1)
         while True:
             todo = [s for s in acked if not self._settled(s)]
             await self._refresh([str(s.document) for s in todo])
-            unsettled = sum(1 for s in todo if not self._settled(s))
-            print(f"# accounting: {unsettled} documents not settled yet", flush=True)
-            if unsettled == 0:
+            todo = [s for s in todo if not self._settled(s)]
+            attempts = sum(
+                d["attempts"]
+                for s in todo
+                for d in self.views.get(str(s.document), {}).get("recipients", [])
+            )
+            print(f"# accounting: {len(todo)} documents not settled yet", flush=True)
+            if not todo:
                 return time.monotonic() - started
-            if unsettled != last_unsettled:
-                last_unsettled, last_change = unsettled, time.monotonic()
+            if (len(todo), attempts) != last:
+                last, last_change = (len(todo), attempts), time.monotonic()
             elif time.monotonic() - last_change > quiet_s:
                 return time.monotonic() - started
             await asyncio.sleep(ROUND_PAUSE_S)

@@ -1,10 +1,12 @@
 """The chaos soak's agency system: submits at a steady rate and retries as integration.md asks.
 
-A request that got no answer (connection refused or reset, a timeout) or a retryable one (408,
-429, 5xx; ``Retry-After`` honoured, at most ``MAX_BACKOFF_S``) is sent again with the same bytes,
-to the next gateway (as a load balancer would), with a growing back-off, until ``give_up_s``
-after it was due. 202 (accepted) or 200 (the same bytes were accepted before: the original
-record) ends it; any other answer is a refusal. Every retry is counted, by cause.
+A request that got no answer (connection refused or reset, a timeout) or one that says to try
+again (503, 429, 408; a problem with ``"retryable": true``; 502 and 504 from a load balancer;
+``Retry-After`` honoured, at most ``MAX_BACKOFF_S``) is sent again with the same bytes, to the
+next gateway (as a load balancer would), with a growing back-off, until ``give_up_s`` after it
+was due. 202 (accepted) or 200 (the same bytes were accepted before: the original record) ends
+it; any other answer (a 500 included: the gateway did not say the fault was passing) is a
+refusal, reported. Every retry is counted, by cause.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from soak_mix import Doc
 
-RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+RETRYABLE = frozenset({408, 429, 502, 503, 504})
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 8.0
 REQUEST_TIMEOUT_S = 30.0
@@ -90,7 +92,7 @@ class AgencyClient:
                 sub.answers.append(str(status))
                 if status in (200, 202):
                     return self._acknowledged(sub, status, raw)
-                if status not in RETRYABLE:
+                if status not in RETRYABLE and not _says_retryable(raw):
                     sub.status, sub.refusal = status, raw[:300].decode(errors="replace")
                     return sub
                 cause = f"http_{status}"
@@ -108,6 +110,14 @@ class AgencyClient:
         sub.document = str(answer["id"])
         sub.deliveries = {r["organ_id"]: r["delivery_id"] for r in answer["recipients"]}
         return sub
+
+
+def _says_retryable(raw: bytes) -> bool:
+    """A problem document with ``"retryable": true``."""
+    try:
+        return json.loads(raw).get("retryable") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 def _seconds(value: str | None) -> float | None:

@@ -30,17 +30,17 @@ from typing import Any
 import aiohttp
 from cluster_deploy import Deployment
 
-FAULTS = (
-    "gateway-kill",
-    "worker-kill",
-    "rabbitmq-kill",
-    "postgres-restart",
+FAULTS = (  # in the order they run: the ones with the longest tail first
     "national-down",
-    "push-5xx",
     "push-timeout",
+    "gateway-kill",
+    "push-5xx",
+    "rabbitmq-kill",
     "push-slow",
+    "worker-kill",
+    "postgres-restart",
 )
-PROCESS_FAULTS = frozenset(FAULTS[:4])
+PROCESS_FAULTS = frozenset({"gateway-kill", "worker-kill", "rabbitmq-kill", "postgres-restart"})
 PUSH_FAULTS = {  # fault -> (receiver endpoint, its mode)
     "push-5xx": ("department", "5xx"),
     "push-timeout": ("province", "timeout"),
@@ -75,12 +75,11 @@ class FaultRecord:
 
 
 def schedule(kinds: list[str], load_s: float, rounds: int = 1) -> list[tuple[float, str]]:
-    """``kinds`` (``rounds`` times over) spread from 10 % to 70 % of the load's length."""
+    """``kinds`` (``rounds`` times over) spread from 5 % to 60 % of the load's length, so that
+    the last fault is over, and its retries mostly done, before the load ends."""
     planned = [k for _ in range(rounds) for k in kinds]
-    if not planned:
-        return []
-    step = 0.6 * load_s / max(1, len(planned) - 1) if len(planned) > 1 else 0.0
-    return [(0.1 * load_s + i * step, kind) for i, kind in enumerate(planned)]
+    step = 0.55 * load_s / (len(planned) - 1) if len(planned) > 1 else 0.0
+    return [(0.05 * load_s + i * step, kind) for i, kind in enumerate(planned)]
 
 
 class Chaos:

@@ -41,11 +41,9 @@ from soak_mix import CYCLE, MAILBOXES, PUSH_ENDPOINTS, Mix
 from gateway.core.directory import hash_api_key
 
 # The deployment's delivery settings for a soak: retries soon enough that a short soak ends in
-# minutes, and enough of them (1 + 5 + 15 + 30 x 8 s) to outlast every fault window.
-SOAK_SETTINGS = {
-    "broker.retry_delays_s": "[1.0, 5.0, 15.0, 30.0]",
-    "broker.max_tries": "12",
-}
+# minutes, and enough of them (1 + 2 + 5 + 10 x 16 s) to outlast every fault window.
+RETRY_DELAYS_S = "1,2,5,10"
+MAX_TRIES = 20
 GIVE_UP_S = 600.0  # the agency system stops retrying a submission this long after it was due
 
 
@@ -60,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fault-rounds", type=int, default=1, help="run the faults N times")
     parser.add_argument("--window-s", type=float, default=20.0, help="push fault windows")
     parser.add_argument("--national-down-s", type=float, default=30.0)
-    parser.add_argument("--quiet-s", type=float, default=180.0, help="no progress this long: stop")
+    parser.add_argument("--quiet-s", type=float, default=120.0, help="no progress this long: stop")
+    parser.add_argument("--retry-delays-s", default=RETRY_DELAYS_S, help="the workers' retries")
+    parser.add_argument("--max-tries", type=int, default=MAX_TRIES)
     parser.add_argument("--store-url", help="an existing PostgreSQL server (no restart fault)")
     parser.add_argument("--dir", type=Path, help="the deployment's directory (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the deployment's files")
@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         rmq_amqp_base=args.rmq_amqp_base,
         rmq_dist_base=args.rmq_dist_base,
         rmq_prefix=args.rmq_prefix,
-        settings=SOAK_SETTINGS,
+        settings={
+            "broker.retry_delays_s": json.dumps([float(x) for x in args.retry_delays_s.split(",")]),
+            "broker.max_tries": str(args.max_tries),
+        },
     )
     started = time.time()
     dep: Deployment | None = None
