@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,6 +38,7 @@ from cluster_procs import (  # noqa: E402
     free_port,
     kill,
     port_open,
+    reachable_by_others,
     start_detached,
     terminate,
     wait_port,
@@ -68,6 +70,8 @@ class Deployment:
     rmq_dist_base: int
     rmq_prefix: str
     pg_port: int | None = None  # the private PostgreSQL (None: --store-url's server)
+    pg_dir: str | None = None  # its directory: DIR/postgres, or a temporary one another user
+    # (postgres, when we are root) can reach
     external_store: str | None = None  # that server, whose database ``down`` drops
     pids: dict[str, int] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # extra settings written (for show)
@@ -98,7 +102,9 @@ class Deployment:
 
     @property
     def postgres(self) -> PrivatePostgres | None:
-        return PrivatePostgres(self.root / "postgres", self.pg_port) if self.pg_port else None
+        if self.pg_port is None or self.pg_dir is None:
+            return None
+        return PrivatePostgres(Path(self.pg_dir), self.pg_port)
 
     def log_path(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
@@ -236,6 +242,10 @@ def up(options: UpOptions) -> Deployment:
     root.chmod(0o755)  # the private PostgreSQL runs as another user when we are root
     broker_urls = [f"amqp://guest:guest@127.0.0.1:{options.rmq_amqp_base + i}/" for i in (1, 2, 3)]
     pg_port = None if options.store_url else free_port()
+    pg_dir = root / "postgres"
+    if pg_port and os.geteuid() == 0 and not reachable_by_others(root):  # e.g. pytest tmp_path
+        pg_dir = Path(tempfile.mkdtemp(prefix="lgsp-cluster-pg-"))
+        pg_dir.chmod(0o755)
     dep = Deployment(
         dir=str(root),
         gateway_ports=[free_port() for _ in range(options.gateways)],
@@ -248,6 +258,7 @@ def up(options: UpOptions) -> Deployment:
         rmq_dist_base=options.rmq_dist_base,
         rmq_prefix=options.rmq_prefix,
         pg_port=pg_port,
+        pg_dir=str(pg_dir) if pg_port else None,
         external_store=options.store_url,
         settings=dict(options.settings),
     )
@@ -341,8 +352,9 @@ def down(dep: Deployment, *, clean: bool = False) -> None:
     """Stop everything (gateways and workers drain on SIGTERM); ``clean`` removes the dir."""
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         list(pool.map(dep.stop, reversed(dep.names())))
-    if dep.postgres is not None and (dep.root / "postgres" / "data").exists():
-        dep.postgres.stop("fast")
+    pg = dep.postgres
+    if pg is not None and pg.data.exists():
+        pg.stop("fast")
     if dep.external_store is not None and dep.store_url:
         from sqlalchemy import make_url  # noqa: PLC0415
 
@@ -350,6 +362,8 @@ def down(dep: Deployment, *, clean: bool = False) -> None:
         _admin_sql(dep.external_store, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     dep.rabbit("down", check=False)
     if clean:
+        if pg is not None:
+            shutil.rmtree(pg.dir, ignore_errors=True)
         shutil.rmtree(dep.root, ignore_errors=True)
 
 

@@ -129,6 +129,11 @@ def postgres_bin() -> Path:
     return Path(initdb).parent
 
 
+def reachable_by_others(path: Path) -> bool:
+    """Whether another user (``postgres``) may enter ``path``: every ancestor has o+x."""
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents) if p.exists())
+
+
 class PrivatePostgres:
     """A PostgreSQL server of its own in ``dir`` (``data/``, ``run/`` socket, ``server.log``)."""
 
@@ -146,7 +151,10 @@ class PrivatePostgres:
         cmd = [str(self.bin / args[0]), *args[1:]]
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             cmd = ["runuser", "-u", POSTGRES_USER, "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, cwd=self.dir)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=self.dir)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()}")
+        return done
 
     def init(self) -> None:
         """A fresh cluster: trust authentication, loopback and a socket in ``run/`` only."""
