@@ -1,4 +1,7 @@
-"""``Broker``: one robust AMQP connection, confirmed publishing, consumers, depths and replay.
+"""``Broker``: a failover connection, confirmed publishing, consumers, depths and replay.
+
+The connection (``link.Link``) goes to one node of the broker's URL list and, once lost, to the
+next; the publishing channel (``confirms``) and every subscription are opened again on it.
 
 ``publish`` returns only once the broker confirmed the persistent message; a nack, an unroutable
 message (published ``mandatory``) or a lost connection raises ``UnavailableError``
@@ -20,14 +23,14 @@ from typing import Self
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
-    AbstractRobustConnection,
     DeliveryMode,
 )
 
+from gateway.broker.confirms import PublishingChannel
 from gateway.broker.consumer import Received, Subscription
 from gateway.broker.failures import BROKER_UNAVAILABLE, broker_errors
+from gateway.broker.link import Link
 from gateway.broker.messages import (
     H_ATTEMPTS,
     H_DEAD_AT,
@@ -37,47 +40,53 @@ from gateway.broker.messages import (
 )
 from gateway.broker.topology import DEFAULT_PREFIX, DEFAULT_RETRY_DELAYS_S, Topology
 from gateway.core.errors import InputError, UnavailableError
+from gateway.core.loops import Loops
 
 
 class Broker:
-    """The gateway's RabbitMQ client. Create with ``await Broker.connect(url, prefix=...)``."""
+    """The gateway's RabbitMQ client. Create with ``await Broker.connect(urls, prefix=...)``."""
 
-    def __init__(
-        self,
-        connection: AbstractRobustConnection,
-        channel: AbstractChannel,
-        topology: Topology,
-        *,
-        publish_timeout_s: float,
-    ) -> None:
-        self._connection = connection
-        self._channel = channel
+    def __init__(self, link: Link, topology: Topology, *, publish_timeout_s: float) -> None:
+        self._link = link
+        self._publishing = PublishingChannel(link)
         self.topology = topology
         self.publish_timeout_s = publish_timeout_s
-        self._deliveries: AbstractExchange | None = None
 
     @classmethod
     async def connect(
         cls,
-        url: str,
+        url: str | Sequence[str],
         *,
         prefix: str = DEFAULT_PREFIX,
         methods: Sequence[str] = METHODS,
         retry_delays_s: Sequence[float] = DEFAULT_RETRY_DELAYS_S,
         connect_timeout_s: float = 10.0,
         publish_timeout_s: float = 10.0,
+        loops: Loops | None = None,
     ) -> Broker:
-        """Connect (robust: reconnects by itself) and open a publisher-confirms channel."""
+        """Connect to the first node of ``url`` (one URL, or a cluster's nodes) that answers,
+        failing over to the next when the connection is lost; open the publishing channel."""
         topology = Topology(prefix, tuple(methods), tuple(retry_delays_s))
-        with broker_errors(f"connect to {_safe_url(url)}"):
-            connection = await aio_pika.connect_robust(url, timeout=connect_timeout_s)
+        urls = (url,) if isinstance(url, str) else tuple(url)
+        link = await Link.open(urls, connect_timeout_s=connect_timeout_s, loops=loops)
+        broker = cls(link, topology, publish_timeout_s=publish_timeout_s)
         try:
-            with broker_errors("open the publishing channel"):
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            async with broker._publishing.publishing("open the publishing channel"):
+                pass
         except UnavailableError:
-            await connection.close()
+            await link.aclose()
             raise
-        return cls(connection, channel, topology, publish_timeout_s=publish_timeout_s)
+        return broker
+
+    @property
+    def link(self) -> Link:
+        """The connection and which node it reaches (for health, logs and tests)."""
+        return self._link
+
+    @property
+    def renewals_after_nack(self) -> int:
+        """How many times a nack made the publishing channel be replaced."""
+        return self._publishing.renewals_after_nack
 
     async def __aenter__(self) -> Self:
         return self
@@ -91,36 +100,30 @@ class Broker:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if not self._connection.is_closed:
-            await self._connection.close()
+        await self._publishing.aclose()
+        await self._link.aclose()
 
     @asynccontextmanager
     async def _scratch_channel(self, action: str) -> AsyncIterator[AbstractChannel]:
         """A short-lived confirming channel: a failed passive declare closes only this one."""
-        if self._connection.is_closed:
-            raise UnavailableError(f"{action}: the connection is closed", code=BROKER_UNAVAILABLE)
+        channel = await self._link.channel(action, confirms=True)
         with broker_errors(action):
-            channel = await self._open_channel(action, confirms=True)
             try:
                 yield channel
             finally:
                 if not channel.is_closed:
                     await channel.close()
 
-    async def _open_channel(self, action: str, *, confirms: bool) -> AbstractChannel:
-        try:
-            return await self._connection.channel(
-                publisher_confirms=confirms, on_return_raises=confirms
-            )
-        except RuntimeError as exc:  # aio-pika / aiormq between reconnects: "... closed"
-            raise UnavailableError(
-                f"{action}: the connection is down ({exc})", code=BROKER_UNAVAILABLE
-            ) from exc
-
     async def declare_topology(self) -> None:
         """Declare exchange, work, retry and dead queues (idempotent)."""
         async with self._scratch_channel("declare the topology") as channel:
             await self.topology.declare(channel)
+
+    async def delete_topology(self) -> None:
+        """Delete the exchange and every queue of the prefix, messages included (a demo's
+        clean-up, tests): never on a prefix in service."""
+        async with self._scratch_channel("delete the topology") as channel:
+            await self.topology.delete(channel)
 
     async def ping(self) -> None:
         """Readiness: the broker answers and our exchange exists; else ``UnavailableError``."""
@@ -136,21 +139,19 @@ class Broker:
                 depths[name] = queue.declaration_result.message_count or 0
         return depths
 
-    async def _exchange(self) -> AbstractExchange:
-        if self._deliveries is None:
-            name = self.topology.exchange
-            self._deliveries = await self._channel.get_exchange(name, ensure=False)
-        return self._deliveries
-
     async def publish(self, msg: DeliveryMessage) -> None:
         """Publish to the deliveries exchange; returns once the broker confirmed it."""
-        with broker_errors(f"publish {msg.delivery_id}"):
-            exchange = await self._exchange()
-            await exchange.publish(
-                msg.to_amqp(),
-                msg.routing_key,
-                mandatory=True,
-                timeout=self.publish_timeout_s,
+        action = f"publish {msg.delivery_id}"
+        await self._confirmed(msg.to_amqp(), self.topology.exchange, msg.routing_key, action)
+
+    async def _confirmed(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, action: str
+    ) -> None:
+        """Publish ``mandatory`` on the publishing channel and wait for the broker's confirm."""
+        async with self._publishing.publishing(action) as slot:
+            target = await slot.exchange(exchange)
+            await target.publish(
+                message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
 
     async def publish_each(self, msgs: Iterable[DeliveryMessage]) -> list[BaseException | None]:
@@ -177,10 +178,7 @@ class Broker:
         ) from first
 
     async def _publish_to_queue(self, message: aio_pika.Message, queue: str, action: str) -> None:
-        with broker_errors(action):
-            await self._channel.default_exchange.publish(
-                message, queue, mandatory=True, timeout=self.publish_timeout_s
-            )
+        await self._confirmed(message, "", queue, action)
 
     async def publish_retry(self, msg: DeliveryMessage, delay_s: float) -> float:
         """Park ``msg`` in the retry queue of the smallest delay >= ``delay_s``; return that delay.
@@ -213,17 +211,10 @@ class Broker:
         await self._publish_to_queue(copy, queue, f"dead-letter {raw.message_id}")
 
     async def subscribe(self, method: str, *, prefetch: int) -> Subscription:
-        """A consumer channel on ``<p>.q.<method>`` with ``prefetch`` unacked messages at most."""
+        """A consumer of ``<p>.q.<method>`` with ``prefetch`` unacked messages at most, on a
+        channel of its own; it starts with ``start`` and follows the link's failovers."""
         name = self.topology.work_queue(method)
-        if self._connection.is_closed:
-            raise UnavailableError(
-                f"subscribe to {name}: the connection is closed", code=BROKER_UNAVAILABLE
-            )
-        with broker_errors(f"subscribe to {name}"):
-            channel = await self._open_channel(f"subscribe to {name}", confirms=False)
-            await channel.set_qos(prefetch_count=prefetch)
-            queue = await channel.get_queue(name, ensure=True)
-        return Subscription(channel, queue)
+        return Subscription(self._link, name, prefetch, loops=self._link.loops)
 
     async def requeue_dead(self, method: str, *, delivery_ids: set[str] | None = None) -> int:
         """Move dead letters (all, or those of ``delivery_ids``) back to the work queue.
@@ -263,12 +254,3 @@ def _replayable(raw: AbstractIncomingMessage, wanted: set[str] | None) -> Delive
     except InputError:
         return None
     return replace(msg, attempt=1)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    userinfo, _, host = rest.rpartition("@")
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"

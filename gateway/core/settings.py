@@ -42,7 +42,9 @@ class HttpSettings:
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # One node, or a cluster's nodes (a TOML array; comma-separated in the environment): the
+    # gateway connects to the first that answers and, after a lost connection, to the next.
+    url: str | tuple[str, ...] = "amqp://guest:guest@127.0.0.1:5672/"
     prefix: str = "lgsp"
     prefetch: int = 32
     retry_delays_s: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 3600.0)
@@ -50,6 +52,11 @@ class BrokerSettings:
     claim_check_threshold_bytes: int = 256 * 1024  # larger packages travel by sha256 reference
     outbox_interval_s: float = 5.0  # how often the outbox relay looks for unpublished deliveries
     outbox_age_s: float = 15.0  # deliveries still unpublished this long after intake
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The broker nodes' URLs, in the order they are tried."""
+        return (self.url,) if isinstance(self.url, str) else self.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +246,8 @@ def effective_settings_masked(settings: Settings) -> dict[str, dict[str, object]
         for key, value in out[section.name].items():  # broker, store, national endpoint, …
             if isinstance(value, str) and "://" in value:
                 out[section.name][key] = mask_url(value)
+            elif isinstance(value, list) and any(isinstance(v, str) for v in value):
+                out[section.name][key] = [mask_url(v) if isinstance(v, str) else v for v in value]
     out["admin"]["api_token_hashes"] = [MASK for _ in settings.admin.api_token_hashes]
     out["metrics"]["token_hashes"] = [MASK for _ in settings.metrics.token_hashes]
     out["admin"]["user"] = [
@@ -282,6 +291,19 @@ def _env_overrides(env: Mapping[str, str]) -> Raw:
 # --- coercion ------------------------------------------------------------------------------------
 
 
+def _alternatives(tp: Any) -> tuple[Any, ...]:
+    """The member types of a union such as ``str | tuple[str, ...]`` (not of ``X | None``)."""
+    if get_origin(tp) not in (Union, types.UnionType):
+        return ()
+    members = tuple(a for a in get_args(tp) if a is not type(None))
+    return members if len(members) > 1 else ()
+
+
+def _one_or_many(members: tuple[Any, ...], many: bool) -> Any:
+    """Of ``X | tuple[X, ...]``, the tuple type if ``many``, else ``X``."""
+    return next(m for m in members if (get_origin(m) is tuple) == many)
+
+
 def _split_optional(tp: Any) -> tuple[Any, bool]:
     if get_origin(tp) in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -291,6 +313,8 @@ def _split_optional(tp: Any) -> tuple[Any, bool]:
 
 def _coerce(value: object, tp: Any, key: str) -> object:
     """A TOML value checked against, and converted to, the field type ``tp``."""
+    if members := _alternatives(tp):  # one value or an array of them
+        tp = _one_or_many(members, isinstance(value, list))
     inner, optional = _split_optional(tp)
     if optional and value == "":
         return None
@@ -331,6 +355,8 @@ def _coerce_record(value: object, cls: type[Any], key: str) -> object:
 
 def _coerce_env(text: str, tp: Any, key: str) -> object:
     """An environment string converted to the field type ``tp`` (arrays are comma-separated)."""
+    if members := _alternatives(tp):  # one value, or several separated by commas
+        tp = _one_or_many(members, "," in text)
     inner, optional = _split_optional(tp)
     if get_origin(inner) is tuple and is_dataclass(get_args(inner)[0]):
         raise _invalid(key, "tables cannot be set in the environment; use the settings file")
@@ -455,8 +481,18 @@ def _validate_http(h: HttpSettings) -> None:
 
 
 def _validate_broker(b: BrokerSettings) -> None:
-    if URL(b.url).scheme not in ("amqp", "amqps"):
-        raise _invalid("broker.url", "must be an amqp:// or amqps:// URL")
+    if not b.urls:
+        raise _invalid("broker.url", "must name at least one broker node")
+    for n, url in enumerate(b.urls, 1):
+        if _url_scheme(url) not in ("amqp", "amqps"):
+            which = f"node {n} of {len(b.urls)}" if len(b.urls) > 1 else "the URL"
+            raise _invalid(  # the URL itself is not shown: a badly split one may hold a password
+                "broker.url",
+                f"{which} is not an amqp:// or amqps:// URL (in the environment several are "
+                "separated by commas; write a comma in a password as %2C)",
+            )
+    if len(set(b.urls)) != len(b.urls):
+        raise _invalid("broker.url", "names the same node twice")
     if not _PREFIX_RE.fullmatch(b.prefix):
         raise _invalid("broker.prefix", "lowercase letters, digits, '_', '.', '-' only")
     if b.prefetch < 1:
@@ -472,6 +508,13 @@ def _validate_broker(b: BrokerSettings) -> None:
     if b.outbox_interval_s <= 0 or b.outbox_age_s <= 0:
         key = "outbox_interval_s" if b.outbox_interval_s <= 0 else "outbox_age_s"
         raise _invalid(f"broker.{key}", "must be positive")
+
+
+def _url_scheme(url: str) -> str | None:
+    try:
+        return URL(url).scheme
+    except ValueError:
+        return None
 
 
 def _validate_store(st: StoreSettings) -> None:

@@ -396,10 +396,8 @@ def demo_config(dir: Path) -> Path:
 async def clean_demo(dir: Path, *, broker: bool = True) -> Cleaned:
     """Delete the demo's broker queues and exchange (its own prefix), then the files and
     directories ``init_demo`` generated in ``dir`` (and ``dir`` itself when left empty)."""
-    import aio_pika  # noqa: PLC0415 (only this command talks to the broker)
-
+    from gateway.broker import Broker  # noqa: PLC0415 (only this command talks to the broker)
     from gateway.broker.messages import METHODS  # noqa: PLC0415
-    from gateway.broker.topology import Topology  # noqa: PLC0415
     from gateway.core.settings import load_settings  # noqa: PLC0415
 
     config = demo_config(dir)
@@ -407,17 +405,22 @@ async def clean_demo(dir: Path, *, broker: bool = True) -> Cleaned:
     prefix = None
     if broker:
         conf = load_settings(config).broker
-        topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
         try:
-            connection = await aio_pika.connect(conf.url, timeout=10)
-        except (OSError, aio_pika.exceptions.AMQPError) as exc:
+            connected = await Broker.connect(
+                conf.urls,
+                prefix=conf.prefix,
+                methods=METHODS,
+                retry_delays_s=conf.retry_delays_s,
+                connect_timeout_s=10,
+            )
+        except UnavailableError as exc:
             raise UnavailableError(
-                f"cannot reach the broker to delete the demo's queues ({exc}); start it, or "
-                "pass --keep-broker",
+                f"cannot reach the broker to delete the demo's queues ({exc.message}); start "
+                "it, or pass --keep-broker",
                 code="unavailable.broker",
             ) from exc
-        async with connection, connection.channel() as channel:
-            await topology.delete(channel)
+        async with connected:
+            await connected.delete_topology()
         prefix = conf.prefix
     removed = []
     for name in GENERATED:

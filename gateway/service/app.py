@@ -60,7 +60,12 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     conf = app[SETTINGS].broker
-    broker = await Broker.connect(conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s)
+    broker = await Broker.connect(
+        conf.urls,
+        prefix=conf.prefix,
+        retry_delays_s=conf.retry_delays_s,
+        loops=app[METRICS].loops,
+    )
     try:
         await broker.declare_topology()
     except LgspError:

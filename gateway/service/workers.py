@@ -61,7 +61,10 @@ class WorkerGroup:
             store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000
         )
         self._broker = await Broker.connect(
-            conf.url, prefix=conf.prefix, retry_delays_s=conf.retry_delays_s
+            conf.urls,
+            prefix=conf.prefix,
+            retry_delays_s=conf.retry_delays_s,
+            loops=self.metrics.loops,
         )
         await self._broker.declare_topology()
         self._adapters = build_adapters(self.settings)
