@@ -53,6 +53,11 @@ DEFAULT_DIR = REPO / "var" / "cluster"
 STATE_NAME = "cluster.json"
 READY_TIMEOUT_S = 90.0
 _SAVING = threading.Lock()
+# RabbitMQ settings of the deployment's nodes (what advanced.config's {rabbit, [...]} would hold;
+# set at run time because scripts/rabbitmq-cluster.sh writes its own files). A retry whose move
+# back to the work queue (at-least-once dead-lettering) found that queue electing a new leader is
+# moved again after this many ms: RabbitMQ 3.10's default, 180000, holds it 3 minutes.
+RABBIT_APP_ENV = {"dead_letter_worker_publisher_confirm_timeout": 10_000}
 
 
 @dataclass
@@ -208,6 +213,11 @@ class Deployment:
             text=True,
         )
 
+    def tune_rabbit(self, node: int) -> None:
+        """Apply ``RABBIT_APP_ENV`` to a running node (again after each restart of it)."""
+        for key, value in RABBIT_APP_ENV.items():
+            self.rabbit("ctl", str(node), "eval", f"application:set_env(rabbit, {key}, {value}).")
+
     def rabbit_node_up(self, node: int) -> bool:
         return port_open(self.rmq_amqp_base + node)
 
@@ -294,6 +304,8 @@ def _start(dep: Deployment, options: UpOptions) -> None:
             result = rabbit.result()
         (root / "logs").mkdir(exist_ok=True)
         (root / "logs" / "rabbitmq-up.log").write_text(result.stderr, encoding="utf-8")
+    for node in (1, 2, 3):
+        dep.tune_rabbit(node)
     for name in dep.names():  # the simulator first: the workers' agency sync calls it
         dep.start(name, wait=False)
     for name in dep.names():

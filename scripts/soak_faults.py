@@ -169,6 +169,7 @@ class Chaos:
         await asyncio.sleep(self.times.rabbit_down_s)
         started = time.time()
         await asyncio.to_thread(self.dep.rabbit, "start-node", str(node))
+        await asyncio.to_thread(self.dep.tune_rabbit, node)
         back_s = time.time() - started
         members = await asyncio.to_thread(self._members, queue, node)
         if sorted(members.values()) != ["follower", "follower", "leader"]:
