@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_procs import (  # noqa: E402
     PrivatePostgres,
     alive,
+    drop_database_on,
     free_port,
+    fresh_database_on,
     kill,
     port_open,
     reachable_by_others,
@@ -299,7 +301,6 @@ def _start(dep: Deployment, options: UpOptions) -> None:
             demo_toml = setup.config_path.read_text(encoding="utf-8")
             toml = deployment_toml(demo_toml, dep.broker_urls, options.settings)
             dep.config.write_text(toml, encoding="utf-8")
-            _single_url_if_unsupported(dep, demo_toml, options)
         finally:
             result = rabbit.result()
         (root / "logs").mkdir(exist_ok=True)
@@ -312,52 +313,15 @@ def _start(dep: Deployment, options: UpOptions) -> None:
         dep.wait_ready(name)
 
 
-def _single_url_if_unsupported(dep: Deployment, demo_toml: str, options: UpOptions) -> None:
-    """Until ``broker.url`` takes a list (multi-node failover), the first node only."""
-    from gateway.core.errors import ConfigError  # noqa: PLC0415
-    from gateway.core.settings import load_settings  # noqa: PLC0415
-
-    try:
-        load_settings(dep.config, env={})
-    except ConfigError as exc:
-        if "broker.url" not in str(exc):
-            raise
-        print("# cluster: broker.url takes no list here: the first node only", file=sys.stderr)
-        single = deployment_toml(demo_toml, dep.broker_urls[:1], options.settings)
-        dep.config.write_text(single, encoding="utf-8")
-
-
 def _fresh_store(dep: Deployment) -> str:
-    name = "lgsp"
-    if dep.external_store is None:
-        pg = dep.postgres
-        assert pg is not None
-        pg.init()
-        pg.start()
-        pg.create_database(name)
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/{name}"
-    from sqlalchemy import make_url  # noqa: PLC0415
-
-    name = f"lgsp_cluster_{secrets.token_hex(4)}"
-    _admin_sql(dep.external_store, f'CREATE DATABASE "{name}"')
-    return make_url(dep.external_store).set(database=name).render_as_string(hide_password=False)
-
-
-def _admin_sql(server_url: str, statement: str) -> None:
-    import asyncio  # noqa: PLC0415
-
-    from sqlalchemy import text  # noqa: PLC0415
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
-
-    async def run() -> None:
-        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    if dep.external_store is not None:
+        return fresh_database_on(dep.external_store)
+    pg = dep.postgres
+    assert pg is not None
+    pg.init()
+    pg.start()
+    pg.create_database("lgsp")
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/lgsp"
 
 
 def down(dep: Deployment, *, clean: bool = False) -> None:
@@ -368,10 +332,7 @@ def down(dep: Deployment, *, clean: bool = False) -> None:
     if pg is not None and pg.data.exists():
         pg.stop("fast")
     if dep.external_store is not None and dep.store_url:
-        from sqlalchemy import make_url  # noqa: PLC0415
-
-        name = make_url(dep.store_url).database
-        _admin_sql(dep.external_store, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database_on(dep.external_store, dep.store_url)
     dep.rabbit("down", check=False)
     if clean:
         if pg is not None:

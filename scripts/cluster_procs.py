@@ -10,9 +10,11 @@ directory, on a port of its own: the chaos soak restarts it, and the machine's s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +22,9 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 POSTGRES_USER = "postgres"
 STOP_TIMEOUT_S = 30.0
@@ -194,3 +199,30 @@ class PrivatePostgres:
 
     def create_database(self, name: str) -> None:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", POSTGRES_USER, name)
+
+
+# --- a database on an existing server (--store-url) ------------------------------------------
+
+
+def _admin_sql(server_url: str, statement: str) -> None:
+    async def run() -> None:
+        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def fresh_database_on(server_url: str) -> str:
+    """A new database ``lgsp_cluster_<hex>`` on ``server_url``'s server; its URL."""
+    name = f"lgsp_cluster_{secrets.token_hex(4)}"
+    _admin_sql(server_url, f'CREATE DATABASE "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database_on(server_url: str, database_url: str) -> None:
+    name = make_url(database_url).database
+    _admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

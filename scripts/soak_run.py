@@ -65,8 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dir", type=Path, help="the deployment's directory (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the deployment's files")
     parser.add_argument("--report", type=Path, help="write the full report (JSON) here")
-    parser.add_argument("--rmq-amqp-base", type=int, default=5770, help="nodes on BASE+1..3")
-    parser.add_argument("--rmq-dist-base", type=int, default=25770)
+    parser.add_argument(  # not scripts/cluster's 5771-5773: both may run at once
+        "--rmq-amqp-base", type=int, default=5775, help="RabbitMQ nodes on BASE+1..3 (5776-5778)"
+    )
+    parser.add_argument("--rmq-dist-base", type=int, default=25775)
     parser.add_argument("--rmq-prefix", default="lgspsoak", help="RabbitMQ node names")
     args = parser.parse_args(argv)
     if args.duration:
