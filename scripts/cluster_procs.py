@@ -83,7 +83,11 @@ def alive(pid: int, marker: str) -> bool:
     """``pid`` runs (not a zombie) and its command line contains ``marker``."""
     _reap(pid)
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        for _ in range(50):  # empty for a moment while a just-started process execs
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            if cmdline:
+                break
+            time.sleep(0.01)
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
