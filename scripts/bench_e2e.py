@@ -70,6 +70,7 @@ class Plan:
     half_load_s: float  # length of the open-loop run at half the delivered rate
     open_rate_per_s: float = 0.0  # a fixed-rate open-loop run (0: none)
     open_s: float = 0.0
+    open_connections: int = 512  # the fixed-rate run's connections (more requests wait for one)
 
 
 @dataclass(frozen=True)
@@ -156,16 +157,33 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         half_subs = await submit_open(stack, DISTRICT, extra, rate_per_s=half_rate)
         half = await measure(stack, half_subs, seen)
         _report(plan.name, f"half load ({half_rate:.0f}/s offered)", half)
-        fixed = None
+        fixed, fixed_cpu, server_ms = None, {}, []
         if plan.open_rate_per_s > 0:
             extra = packages.make(round(plan.open_rate_per_s * plan.open_s))
-            seen = await stack.receiver.count()
+            seen, cpu_before = await stack.receiver.count(), stack.cpu_s()
+            log_from = [len(g.log_path.read_bytes().splitlines()) for g in stack.gateways]
             fixed = await measure(
                 stack,
-                await submit_open(stack, DISTRICT, extra, rate_per_s=plan.open_rate_per_s),
+                await submit_open(
+                    stack,
+                    DISTRICT,
+                    extra,
+                    rate_per_s=plan.open_rate_per_s,
+                    max_in_flight=plan.open_connections,
+                ),
                 seen,
             )
+            fixed_cpu = {
+                k: round((v - cpu_before.get(k, 0.0)) / max(1, fixed.accepted) * 1000, 2)
+                for k, v in stack.cpu_s().items()
+            }
+            server_ms = _server_durations_ms(stack, log_from)
             _report(plan.name, f"open loop ({plan.open_rate_per_s:.0f}/s offered)", fixed)
+            print(
+                f"# {plan.name} open loop: CPU ms per package {fixed_cpu}; in the gateway p50 "
+                f"{percentile(server_ms, 50):.1f} ms p99 {percentile(server_ms, 99):.1f} ms",
+                file=sys.stderr,
+            )
         rss = stack.peak_rss_mb()
     figures = _figures(full, half, half_rate=half_rate, rss=rss, plan=plan, options=options)
     if fixed is not None:
@@ -175,9 +193,26 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         figures[f"e2e_p99_ms_at_{rate}"] = round(percentile(fixed.e2e_ms, 99), 1)
         figures[f"delivered_per_s_at_{rate}"] = round(fixed.delivered_per_s, 1)
         figures[f"refused_at_{rate}"] = fixed.refused
+        figures[f"accepted_per_s_at_{rate}"] = round(fixed.accepted_per_s, 1)
+        figures[f"gateway_p50_ms_at_{rate}"] = round(percentile(server_ms, 50), 1)
+        figures[f"gateway_p99_ms_at_{rate}"] = round(percentile(server_ms, 99), 1)
+        figures[f"cpu_ms_per_package_at_{rate}"] = fixed_cpu
     figures["cpu_ms_per_package"] = cpu
     figures["load_average_1m"] = round(os.getloadavg()[0], 1)
     return figures
+
+
+def _server_durations_ms(stack: Stack, log_from: Sequence[int]) -> list[float]:
+    """The gateways' own time for each POST of documents logged after ``log_from`` (lines per
+    gateway log): from the request's headers read to its answer (the access log's duration)."""
+    found: list[float] = []
+    for gateway, start in zip(stack.gateways, log_from, strict=True):
+        for line in gateway.log_path.read_bytes().splitlines()[start:]:
+            if b'"request"' in line and b"/api/v1/documents" in line:
+                event = json.loads(line)
+                if event.get("event") == "request" and event.get("method") == "POST":
+                    found.append(float(event["duration_ms"]))
+    return found
 
 
 def _report(mix: str, label: str, run: RunFigures) -> None:
@@ -232,6 +267,7 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
         3.0 if args.quick else 10.0,
         open_rate_per_s=args.open_rate,
         open_s=2.0 if args.quick else 10.0,
+        open_connections=args.open_connections,
     )
     real = Plan(
         "real",
@@ -335,6 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=500.0,
         help="the small mix's fixed-rate open-loop run, packages/s (0: none)",
+    )
+    parser.add_argument(
+        "--open-connections",
+        type=int,
+        default=512,
+        help="connections of the fixed-rate run; requests beyond wait for one, their latency "
+        "still counted from when they were due",
     )
     parser.add_argument("--real-count", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)

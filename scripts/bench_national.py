@@ -334,7 +334,8 @@ async def run_national(plan: NationalPlan, options: StackOptions) -> dict[str, o
     root = Path(tempfile.mkdtemp(prefix="lgsp-bench-national-"))
     try:
         async with contextlib.AsyncExitStack() as stack:
-            sim = await stack.enter_async_context(running_simulator(root))
+            code_env = {"PYTHONPATH": str(options.code_dir.resolve())} if options.code_dir else None
+            sim = await stack.enter_async_context(running_simulator(root, code_env))
             h56_env = {**options.env, **national_env(sim, H56_SYSTEM, plan.poll_intervals_s[0])}
             h56 = await stack.enter_async_context(
                 running_stack(

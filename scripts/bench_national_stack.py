@@ -143,8 +143,11 @@ class Simulator:
 
 
 @contextlib.asynccontextmanager
-async def running_simulator(root: Path) -> AsyncIterator[Simulator]:
-    """``lgsp sim national`` on a fresh SQLite file in ``root`` (the caller removes ``root``)."""
+async def running_simulator(
+    root: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Simulator]:
+    """``lgsp sim national`` on a fresh SQLite file in ``root`` (the caller removes ``root``);
+    ``env``: extra environment (e.g. ``PYTHONPATH`` of an older copy of the code)."""
     keys = {H56_SYSTEM: secrets.token_hex(16), H41_SYSTEM: secrets.token_hex(16)}
     config = root / "sim.toml"
     config.touch(mode=0o600)
@@ -171,6 +174,7 @@ async def running_simulator(root: Path) -> AsyncIterator[Simulator]:
             str(config),
         ],
         root / "simulator.log",
+        env,
     )
     try:
         await wait_ready([proc], port=port)

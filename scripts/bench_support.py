@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from gateway.broker.messages import METHODS  # noqa: E402
 from gateway.broker.topology import Topology  # noqa: E402
-from gateway.core.directory import Delivery, DirectoryHolder, load_directory  # noqa: E402
+from gateway.core.directory import Delivery, load_directory, write_directory  # noqa: E402
 from gateway.core.methods import DeliveryMethod  # noqa: E402
 from gateway.core.settings import Settings, load_settings  # noqa: E402
 from gateway.demo import pki  # noqa: E402
@@ -373,7 +373,7 @@ async def delete_topology(settings: Settings, methods: Sequence[str] = METHODS) 
     """Delete the quorum queues and the exchange of this demo's broker prefix."""
     conf = settings.broker
     topology = Topology(conf.prefix, tuple(methods), tuple(conf.retry_delays_s))
-    connection = await aio_pika.connect(conf.url)
+    connection = await aio_pika.connect(conf.urls[0])
     async with connection, connection.channel() as channel:
         await topology.delete(channel)
 
@@ -388,11 +388,11 @@ def _make_demo(
         store_url=store_url,
         prefix=f"bench-{secrets.token_hex(4)}",
     )
-    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
-    current = holder.current.get(DEPARTMENT)
+    directory = load_directory(setup.directory_path)  # seeds the bench's empty store at start
+    current = directory.get(DEPARTMENT)
     assert current is not None
-    holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.PUSH, receiver_url)))
-    holder.save()
+    pushed = replace(current, delivery=Delivery(DeliveryMethod.PUSH, receiver_url))
+    write_directory(setup.directory_path, directory.with_participant(pushed))
     return setup
 
 

@@ -13,7 +13,6 @@ Unlike the Java SDK, each call carries a fresh timestamp and only its own parame
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Mapping, Sequence
@@ -138,7 +137,7 @@ class NationalClient:
         if not isinstance(data, str):
             raise _bad_answer(Operation.GET_EDOC, "no base64 data")
         try:
-            return base64.b64decode(data, validate=True)
+            return binascii.a2b_base64(data, strict_mode=True)  # as b64decode(validate=True)
         except (binascii.Error, ValueError) as exc:
             raise _bad_answer(Operation.GET_EDOC, "data is not base64") from exc
 

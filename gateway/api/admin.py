@@ -1,6 +1,6 @@
-"""``/api/v1/admin/…``: the directory, changed at run time (every change in the operators'
-audit trail, as the console's are), and documents with their delivery errors in full, for an
-admin token holder."""
+"""``/api/v1/admin/…``: the directory, changed at run time in the store (every change in the
+operators' audit trail, as the console's are; other processes see it within 2 s), and documents
+with their delivery errors in full, for an admin token holder."""
 
 from __future__ import annotations
 
@@ -16,18 +16,10 @@ from gateway.api.documents import document_json
 from gateway.core.directory import generate_api_key, participant_from_mapping, participant_json
 from gateway.core.errors import ConfigError, InputError, NotFoundError
 from gateway.edxml.validate import is_organ_id
-from gateway.store.audit import append_audit
-from gateway.web.keys import DELIVERY_LOG, DIRECTORY
+from gateway.web.keys import DELIVERY_LOG, DIRECTORY, STORED_DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
-
-
-async def _audit(
-    request: web.Request, actor: str, action: str, target: str, detail: dict[str, object]
-) -> None:
-    """The same audit trail as the console's (``console_audit``), the API's actor named."""
-    await append_audit(request.app[DELIVERY_LOG].engines, actor, action, [(target, detail)])
 
 
 @routes.get("/api/v1/admin/participants")
@@ -65,41 +57,29 @@ async def upsert_participant(request: web.Request) -> web.Response:
         plaintext, digest = generate_api_key()
         participant = replace(participant, api_key_hashes=(*participant.api_key_hashes, digest))
         answer["api_key"] = plaintext
-    holder = request.app[DIRECTORY]
-    try:
-        holder.upsert(participant)  # the directory's own checks (fingerprints, URLs, ...)
+    detail = {
+        "via": "api",
+        "enabled": participant.enabled,
+        "delivery_method": participant.delivery.method.value,
+        "new_api_key": generate,
+    }
+    try:  # in the store, with its audit entry; the directory's own checks (fingerprints, URLs…)
+        await request.app[STORED_DIRECTORY].save(participant, actor=actor, detail=detail)
     except ConfigError as exc:
         raise InputError(exc.message, code="admin.invalid_participant", path=exc.path) from exc
-    if holder.path is not None:
-        holder.save()
     log.info("participant_saved", organ_id=participant.organ_id, actor=actor)
-    await _audit(
-        request,
-        actor,
-        "participant.save",
-        participant.organ_id,
-        {
-            "via": "api",
-            "enabled": participant.enabled,
-            "delivery_method": participant.delivery.method.value,
-            "new_api_key": generate,
-        },
-    )
     return web.json_response({"participant": participant_json(participant), **answer})
 
 
 @routes.delete("/api/v1/admin/participants/{organ_id}")
 async def disable_participant(request: web.Request) -> web.Response:
     actor = await require_admin(request)
-    holder = request.app[DIRECTORY]
-    directory = holder.disable(request.match_info["organ_id"])
-    if holder.path is not None:
-        holder.save()
-    log.info("participant_disabled", organ_id=request.match_info["organ_id"], actor=actor)
-    await _audit(
-        request, actor, "participant.disable", request.match_info["organ_id"], {"via": "api"}
+    organ_id = request.match_info["organ_id"]
+    directory = await request.app[STORED_DIRECTORY].disable(
+        organ_id, actor=actor, detail={"via": "api"}
     )
-    participant = directory.get(request.match_info["organ_id"])
+    log.info("participant_disabled", organ_id=organ_id, actor=actor)
+    participant = directory.get(organ_id)
     assert participant is not None
     return web.json_response({"participant": participant_json(participant)})
 

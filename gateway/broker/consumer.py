@@ -27,6 +27,7 @@ from gateway.core.errors import InputError
 from gateway.core.loops import Loops, supervise
 
 log = structlog.get_logger(__name__)
+WAIT_UP_S = 60.0  # a round waiting for the link to come back fails after this (and retries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class Subscription:
         if channel is not None:
             self.channel, self.queue, self.consumer_tag = None, None, None
             log.warning("broker.consumer_lost", queue=self.queue_name, node=self.link.node)
-        await self.link.wait_up(WATCH_S)
+        await self.link.wait_up(WAIT_UP_S)  # resumes as soon as the link is up again
         await self._consume()
         self.resumed += 1
         log.info("broker.consumer_resumed", queue=self.queue_name, node=self.link.node)

@@ -27,6 +27,8 @@ _FAILURES: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
 )
 
+_TRANSLATED: tuple[type[BaseException], ...] = (amqp.ChannelPreconditionFailed, *_FAILURES)
+
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, amqp.PublishError):
@@ -38,16 +40,28 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def broker_error(action: str, exc: BaseException) -> BaseException:
+    """What ``broker_errors`` raises for ``exc`` (``exc`` itself when it is no broker failure),
+    for outcomes collected rather than raised (a pipelined publish's)."""
+    error: BaseException
+    if isinstance(exc, amqp.ChannelPreconditionFailed):
+        error = ConfigError(
+            f"{action}: the broker refused our topology ({exc}); a queue or exchange exists "
+            "with other arguments",
+            code=TOPOLOGY_MISMATCH,
+        )
+    elif isinstance(exc, _FAILURES):
+        error = UnavailableError(f"{action}: {_describe(exc)}", code=BROKER_UNAVAILABLE)
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
+
+
 @contextmanager
 def broker_errors(action: str) -> Iterator[None]:
     """Run one broker operation, translating dependency exceptions raised inside it."""
     try:
         yield
-    except amqp.ChannelPreconditionFailed as exc:
-        raise ConfigError(
-            f"{action}: the broker refused our topology ({exc}); a queue or exchange exists "
-            "with other arguments",
-            code=TOPOLOGY_MISMATCH,
-        ) from exc
-    except _FAILURES as exc:
-        raise UnavailableError(f"{action}: {_describe(exc)}", code=BROKER_UNAVAILABLE) from exc
+    except _TRANSLATED as exc:
+        raise broker_error(action, exc) from exc

@@ -25,7 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from gateway.broker.failures import BROKER_UNAVAILABLE, broker_errors
 from gateway.core.errors import ConfigError, UnavailableError
 from gateway.core.loops import Loops, supervise
-from gateway.core.redact import mask_url
+from gateway.core.redact import mask_url, mask_urls_in
 
 log = structlog.get_logger(__name__)
 
@@ -144,7 +144,7 @@ class Link:
                 with broker_errors(f"connect to {node}"):
                     connection = await aio_pika.connect(url, timeout=self.connect_timeout_s)
             except UnavailableError as exc:
-                failures.append(exc.message)
+                failures.append(mask_urls_in(exc.message))  # a dependency's text may hold one
                 continue
             self._node = node
             return connection

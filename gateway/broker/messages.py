@@ -15,12 +15,14 @@ from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractMessage, DeliveryMode, HeadersType
+from aiormq import spec
 
 from gateway.core.errors import InputError
 from gateway.core.methods import DeliveryMethod
 
 METHODS: tuple[str, ...] = tuple(m.value for m in DeliveryMethod)
 DEFAULT_CONTENT_TYPE = "application/xml"
+PERSISTENT = int(DeliveryMode.PERSISTENT)
 
 H_DOCUMENT_PK = "x-lgsp-document-pk"
 H_RECIPIENT = "x-lgsp-recipient"
@@ -68,8 +70,8 @@ class DeliveryMessage:
         """``<method>.<OrganId>`` on the deliveries exchange (OrganIds contain dots)."""
         return f"{self.method}.{self.recipient}"
 
-    def to_amqp(self) -> aio_pika.Message:
-        """The persistent AMQP message: ``message_id`` = delivery_id, the rest in headers."""
+    def amqp_headers(self) -> HeadersType:
+        """The ``x-lgsp-*`` headers (the claim check only when there is one)."""
         headers: HeadersType = {
             H_DOCUMENT_PK: self.document_pk,
             H_RECIPIENT: self.recipient,
@@ -79,9 +81,24 @@ class DeliveryMessage:
         }
         if self.claim_check_sha256 is not None:
             headers[H_CLAIM_CHECK] = self.claim_check_sha256
+        return headers
+
+    def amqp_properties(self) -> spec.Basic.Properties:
+        """The AMQP properties of ``to_amqp()``, built without an aio-pika message (the
+        broker's publishing path): persistent, ``message_id`` = delivery_id, headers."""
+        return spec.Basic.Properties(
+            content_type=self.content_type,
+            delivery_mode=PERSISTENT,
+            message_id=self.delivery_id,
+            timestamp=self.published_at,
+            headers=self.amqp_headers(),
+        )
+
+    def to_amqp(self) -> aio_pika.Message:
+        """The persistent AMQP message as aio-pika builds it (``amqp_properties``' reference)."""
         return aio_pika.Message(
             self.body or b"",
-            headers=headers,
+            headers=self.amqp_headers(),
             content_type=self.content_type,
             delivery_mode=DeliveryMode.PERSISTENT,
             message_id=self.delivery_id,

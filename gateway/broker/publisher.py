@@ -12,7 +12,6 @@ each message's own outcome, so that one nack fails only what it belongs to.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -26,8 +25,9 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     DeliveryMode,
 )
+from aiormq import spec
 
-from gateway.broker.confirms import PublishingChannel
+from gateway.broker.confirms import Outgoing, PublishingChannel
 from gateway.broker.consumer import Received, Subscription
 from gateway.broker.failures import BROKER_UNAVAILABLE, broker_errors
 from gateway.broker.link import Link
@@ -71,8 +71,7 @@ class Broker:
         link = await Link.open(urls, connect_timeout_s=connect_timeout_s, loops=loops)
         broker = cls(link, topology, publish_timeout_s=publish_timeout_s)
         try:
-            async with broker._publishing.publishing("open the publishing channel"):
-                pass
+            await broker._publishing.ready("open the publishing channel")
         except UnavailableError:
             await link.aclose()
             raise
@@ -141,23 +140,24 @@ class Broker:
 
     async def publish(self, msg: DeliveryMessage) -> None:
         """Publish to the deliveries exchange; returns once the broker confirmed it."""
-        action = f"publish {msg.delivery_id}"
-        await self._confirmed(msg.to_amqp(), self.topology.exchange, msg.routing_key, action)
-
-    async def _confirmed(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, action: str
-    ) -> None:
-        """Publish ``mandatory`` on the publishing channel and wait for the broker's confirm."""
-        async with self._publishing.publishing(action) as slot:
-            target = await slot.exchange(exchange)
-            await target.publish(
-                message, routing_key, mandatory=True, timeout=self.publish_timeout_s
-            )
+        [error] = await self.publish_each([msg])
+        if error is not None:
+            raise error
 
     async def publish_each(self, msgs: Iterable[DeliveryMessage]) -> list[BaseException | None]:
         """Publish all concurrently (confirms pipelined); each message's error, or None."""
-        results = await asyncio.gather(*(self.publish(m) for m in msgs), return_exceptions=True)
-        return [r if isinstance(r, BaseException) else None for r in results]
+        exchange = self.topology.exchange
+        outgoing = [
+            Outgoing(
+                m.body or b"",
+                exchange,
+                m.routing_key,
+                m.amqp_properties(),
+                f"publish {m.delivery_id}",
+            )
+            for m in msgs
+        ]
+        return await self._publishing.publish_each(outgoing, timeout_s=self.publish_timeout_s)
 
     async def publish_many(self, msgs: Iterable[DeliveryMessage]) -> None:
         """Publish all concurrently and wait for every confirm.
@@ -177,8 +177,13 @@ class Broker:
             code=BROKER_UNAVAILABLE,
         ) from first
 
-    async def _publish_to_queue(self, message: aio_pika.Message, queue: str, action: str) -> None:
-        await self._confirmed(message, "", queue, action)
+    async def _publish_to_queue(
+        self, body: bytes, properties: spec.Basic.Properties, queue: str, action: str
+    ) -> None:
+        outgoing = Outgoing(body, "", queue, properties, action)
+        [error] = await self._publishing.publish_each([outgoing], timeout_s=self.publish_timeout_s)
+        if error is not None:
+            raise error
 
     async def publish_retry(self, msg: DeliveryMessage, delay_s: float) -> float:
         """Park ``msg`` in the retry queue of the smallest delay >= ``delay_s``; return that delay.
@@ -187,7 +192,8 @@ class Broker:
         """
         chosen_s = self.topology.retry_delay_for(delay_s)
         queue = self.topology.retry_queue(msg.method, chosen_s)
-        await self._publish_to_queue(msg.to_amqp(), queue, f"retry {msg.delivery_id}")
+        action = f"retry {msg.delivery_id}"
+        await self._publish_to_queue(msg.body or b"", msg.amqp_properties(), queue, action)
         return chosen_s
 
     async def dead_letter(
@@ -208,7 +214,8 @@ class Broker:
             timestamp=raw.timestamp,
         )
         queue = self.topology.dead_queue(method)
-        await self._publish_to_queue(copy, queue, f"dead-letter {raw.message_id}")
+        action = f"dead-letter {raw.message_id}"
+        await self._publish_to_queue(copy.body, copy.properties, queue, action)
 
     async def subscribe(self, method: str, *, prefetch: int) -> Subscription:
         """A consumer of ``<p>.q.<method>`` with ``prefetch`` unacked messages at most, on a

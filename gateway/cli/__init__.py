@@ -33,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import (  # noqa: PLC0415 (keeps --help fast)
+        archive_commands,
         console_commands,
+        directory_commands,
         document_commands,
         errors_commands,
         ops_commands,
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     errors_commands.register(commands)  # errors
     sim_commands.register(commands)  # sim national
     console_commands.register(commands)  # admin hash-password
+    directory_commands.register(commands)  # directory import|export
+    archive_commands.register(commands)  # archive verify|checkpoint|bundle|verify-bundle
     return parser
 
 

@@ -67,7 +67,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="no national delivery: documents to the national platform are refused",
     )
-    init.add_argument("--force", action="store_true", help="replace an existing demo in DIR")
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing demo in DIR (new keys; its default SQLite store is removed)",
+    )
     init.add_argument(
         "--no-steps",
         action="store_true",

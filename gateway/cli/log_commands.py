@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.cli.ops_commands import add_config_option, settings_from
-from gateway.core.errors import ConfigError, ConflictError, NotFoundError
-from gateway.edxml.model import PackageKind, StatusCode
+from gateway.core.errors import ConfigError
+from gateway.edxml.model import StatusCode
 from gateway.national.received import ReceivedLog
 from gateway.store import (
     DeliveryLog,
@@ -185,7 +185,7 @@ def _delivery_brief(d: DeliveryRecord) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     async def work(log: DeliveryLog) -> tuple[DocumentView, list[str]]:
-        view = await find_view(log, args.id)
+        view = await log.find_view(args.id)
         return view, await ReceivedLog(log.engines).doc_ids_of(view.document.id)
 
     view, national_doc_ids = _with_log(args, work)
@@ -194,33 +194,6 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print("\n".join(show_lines(view, national_doc_ids)))
     return 0
-
-
-async def find_view(log: DeliveryLog, given: str) -> DocumentView:
-    """The document whose log id, else whose edXML DocumentId, is ``given``. A DocumentId that
-    several records share (a document and the statuses answering it, or two senders) names the
-    document if there is one, else is refused listing their ids."""
-    view = await log.get_document(given)
-    if view is not None:
-        return view
-    records = await log.list_documents(DocumentFilter(document_id=given, limit=20))
-    documents = [r for r in records if r.kind is PackageKind.DOCUMENT]
-    chosen = documents if len(documents) == 1 else records
-    if len(chosen) == 1:
-        found = await log.get_document(chosen[0].id)
-        if found is not None:
-            return found
-    if not records:
-        raise NotFoundError(
-            f"no document {given} in the delivery log (neither a record id nor "
-            "a DocumentId); `lgsp log list` lists them",
-            code="not_found.document",
-        )
-    listed = ", ".join(f"{r.id} ({r.kind.value} from {r.sender})" for r in records)
-    raise ConflictError(
-        f"DocumentId {given} names {len(records)} records: {listed}; give one of these ids",
-        code="conflict.ambiguous_document",
-    )
 
 
 def show_lines(view: DocumentView, national_doc_ids: Sequence[str] = ()) -> list[str]:

@@ -173,6 +173,11 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "doc.no_attachments": ("Không có tệp đính kèm.", "No attachments."),
     "doc.download": ("Tải về", "Download"),
     "doc.raw_package": ("Tải gói tin gốc", "Download the package as received"),
+    "doc.evidence_title": ("Chứng cứ", "Evidence"),
+    "doc.evidence": (
+        "Tải hồ sơ chứng cứ (kiểm tra được ngoại tuyến)",
+        "Download the evidence bundle (checkable offline)",
+    ),
     "doc.package_error": (
         "Không đọc được gói tin đã lưu: {error}",
         "The stored package cannot be read: {error}",

@@ -74,7 +74,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     username, password = form.get("username"), form.get("password")
     name = username.strip() if isinstance(username, str) else ""
     throttle = request.app[LOGIN_THROTTLE]
-    wait_s = throttle.retry_after_s(name)
+    wait_s = await throttle.retry_after_s(name)
     if wait_s:
         return _login_page(request, next_path, failed=True, wait_s=wait_s)
     try:
@@ -84,13 +84,13 @@ async def login(request: web.Request) -> web.StreamResponse:
             await request.app[USERS].accounts_named(name), name, password
         )
     except AuthError:
-        throttle.failed(name)
+        await throttle.failed(name)
         try:
             await limits.failed(request.remote)
         except RateLimitError as exc:
             return _login_page(request, next_path, failed=True, wait_s=exc.retry_after_s)
         return _login_page(request, next_path, failed=True)
-    throttle.succeeded(name)
+    await throttle.succeeded(name)
     response = web.HTTPSeeOther(next_path)
     await sign_in(request, response, account)
     await request.app[CONSOLE_DB].audit(

@@ -1,5 +1,5 @@
-"""``/admin/documents/{id}``: a document, its package, signature, deliveries and trail; files;
-resending one of its deliveries."""
+"""``/admin/documents/{id}``: a document, its package, signature, deliveries and trail; files
+and its evidence bundle; resending one of its deliveries."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from gateway.console.replay import Replayer
 from gateway.console.search import next_retry_at
 from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.edxml.formats import PackageFormat
+from gateway.evidence.components import build_bundler
 from gateway.store import DeliveryState, DocumentView
 from gateway.store.engine import transaction
 from gateway.store.tables import fold_text, national_inbox
@@ -145,3 +146,19 @@ async def package_download(request: web.Request) -> web.Response:
     view = await _view(request)
     suffix = "edxml" if view.document.format == PackageFormat.XML else "jws"
     return download(await _package(request, view), f"{view.document.id}.{suffix}")
+
+
+@routes.get("/documents/{id}/evidence")
+async def evidence_download(request: web.Request) -> web.Response:
+    """The document's evidence bundle (any console role), checked before it is handed out;
+    audited as ``evidence.bundle``. A checkpoint is made first when its last events have none."""
+    user = await require_user(request)
+    view = await _view(request)
+    config = request.config_dict
+    bundle = await build_bundler(config[SETTINGS], config[DELIVERY_LOG]).build(view.document.id)
+    await request.app[CONSOLE_DB].audit(
+        user.username, "evidence.bundle", view.document.id, {"bytes": len(bundle.data)}
+    )
+    response = download(bundle.data, bundle.name)
+    response.content_type = "application/zip"
+    return response

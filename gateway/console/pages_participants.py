@@ -1,4 +1,5 @@
-"""``/admin/participants``: the directory; operators add, edit and disable participants."""
+"""``/admin/participants``: the directory; operators add, edit and disable participants (in the
+store, which every process reads)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from gateway.console.auth import posted_form, require_user
-from gateway.console.context import CONSOLE_DB, SignedIn
+from gateway.console.context import SignedIn
 from gateway.console.participant_form import directory_entry, form_values, posted_values
 from gateway.console.render import render, translator
 from gateway.core.directory import (
@@ -24,7 +25,8 @@ from gateway.core.directory import (
 from gateway.core.errors import ConfigError, ForbiddenError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.validate import is_organ_id
-from gateway.web.keys import DIRECTORY
+from gateway.store.participants import StoredDirectory
+from gateway.web.keys import DIRECTORY, STORED_DIRECTORY
 
 routes = web.RouteTableDef()
 log = structlog.get_logger(__name__)
@@ -32,6 +34,10 @@ log = structlog.get_logger(__name__)
 
 def _holder(request: web.Request) -> DirectoryHolder:
     return request.config_dict[DIRECTORY]
+
+
+def _stored(request: web.Request) -> StoredDirectory:
+    return request.config_dict[STORED_DIRECTORY]
 
 
 def _existing(request: web.Request, organ_id: str) -> Participant:
@@ -89,12 +95,6 @@ async def edit_form(request: web.Request) -> web.Response:
     return _form_page(request, form_values(existing), is_new=False)
 
 
-def _save(holder: DirectoryHolder, participant: Participant) -> None:
-    holder.upsert(participant)
-    if holder.path is not None:
-        holder.save()
-
-
 @routes.post("/participants/save")
 async def save(request: web.Request) -> web.StreamResponse:
     """Add (``is_new``) or replace a participant; a new API key is shown once, never stored."""
@@ -117,12 +117,15 @@ async def save(request: web.Request) -> web.StreamResponse:
         if form.get("generate_api_key") == "on":
             api_key, digest = generate_api_key()
             participant = replace(participant, api_key_hashes=(*participant.api_key_hashes, digest))
-        _save(_holder(request), participant)
+        detail = {
+            "new": is_new,
+            "enabled": participant.enabled,
+            "api_key_issued": api_key is not None,
+        }  # the change and its audit entry, in one transaction of the store
+        await _stored(request).save(participant, actor=user.username, detail=detail)
     except ConfigError as exc:
         error = translator(request)("part.invalid", error=exc.message)
         return _form_page(request, values, is_new=is_new, error=error)
-    detail = {"new": is_new, "enabled": participant.enabled, "api_key_issued": api_key is not None}
-    await request.app[CONSOLE_DB].audit(user.username, "participant.save", organ_id, detail)
     log.info("participant_saved", organ_id=organ_id, actor=user.actor)
     if api_key is not None:
         return render(request, "participant_key.html", organ_id=organ_id, api_key=api_key)
@@ -134,10 +137,6 @@ async def disable(request: web.Request) -> web.StreamResponse:
     user, _ = await posted_form(request)
     organ_id = request.match_info["organ_id"]
     _existing(request, organ_id)
-    holder = _holder(request)
-    holder.disable(organ_id)
-    if holder.path is not None:
-        holder.save()
-    await request.app[CONSOLE_DB].audit(user.username, "participant.disable", organ_id)
+    await _stored(request).disable(organ_id, actor=user.username)
     log.info("participant_disabled", organ_id=organ_id, actor=user.actor)
     raise web.HTTPSeeOther("/admin/participants?" + urlencode({"disabled": organ_id}))

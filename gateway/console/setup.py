@@ -39,6 +39,7 @@ from gateway.console.users import UserStore
 from gateway.core.loops import supervise
 from gateway.core.resources import console_static_dir
 from gateway.core.settings import Settings
+from gateway.store.login_failures import LoginFailures
 from gateway.web.keys import DELIVERY_LOG, METRICS, SETTINGS
 
 PREFIX = "/admin"
@@ -63,7 +64,7 @@ def console_app(settings: Settings, gateway: web.Application) -> web.Application
     console[TEMPLATES] = build_templates()
     console[ACCOUNTS] = accounts_from(settings.admin.user)
     console[SECURE_COOKIES] = settings.http.tls_cert is not None
-    console[LOGIN_THROTTLE] = LoginThrottle()
+    console[LOGIN_THROTTLE] = LoginThrottle(LoginFailures(lambda: gateway[DELIVERY_LOG].engines))
     # The console's tables live in the delivery log's database: it shares the log's engines.
     console[CONSOLE_DB] = ConsoleDb(lambda: gateway[DELIVERY_LOG].engines)
     console[REPORT_CACHE] = ReportCache(lambda: gateway[DELIVERY_LOG].engines)

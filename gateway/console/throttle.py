@@ -7,32 +7,30 @@ guessing costs the gateway no hashing either. A success ends it. An anonymous ca
 make an operator wait at most ``max_delay_s``, never lock them out; the addresses that fail
 too often are refused by the shared per-address limit (``gateway.web.rate_limits``).
 
-Kept in the process's memory: each gateway process delays on its own.
+The failures are counted in the store (``gateway.store.login_failures``), so every gateway
+process delays the same name alike; the clock is the wall clock, which the processes share.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-MAX_TRACKED_NAMES = 10_000
+from gateway.store.login_failures import LoginFailures
 
-
-@dataclass(slots=True)
-class _Failures:
-    count: int
-    last_at: float
+PRUNE_EVERY_S = 60.0
 
 
 @dataclass
 class LoginThrottle:
+    failures: LoginFailures
     free_failures: int = 3
     base_delay_s: float = 1.0
     max_delay_s: float = 60.0
     forget_after_s: float = 3600.0  # a name's failures this old no longer count
-    clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, _Failures] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+    _pruned_at: float | None = None
 
     def delay_s(self, failures: int) -> float:
         """The wait after ``failures`` failed log-ins in a row."""
@@ -41,34 +39,23 @@ class LoginThrottle:
             return 0.0
         return min(self.base_delay_s * 2.0**over, self.max_delay_s)
 
-    def retry_after_s(self, username: str) -> float:
+    async def retry_after_s(self, username: str) -> float:
         """Seconds until this name may try again (0: it may now)."""
-        entry = self._failures.get(username)
-        if entry is None:
+        found = await self.failures.get(username)
+        if found is None:
             return 0.0
-        since_s = self.clock() - entry.last_at
+        count, last_at = found
+        since_s = self.clock() - last_at
         if since_s >= self.forget_after_s:
-            del self._failures[username]
             return 0.0
-        return max(self.delay_s(entry.count) - since_s, 0.0)
+        return max(self.delay_s(count) - since_s, 0.0)
 
-    def failed(self, username: str) -> None:
+    async def failed(self, username: str) -> None:
         now = self.clock()
-        entry = self._failures.get(username)
-        if entry is None or now - entry.last_at >= self.forget_after_s:
-            self._forget_oldest()
-            self._failures[username] = _Failures(1, now)
-        else:
-            entry.count += 1
-            entry.last_at = now
+        await self.failures.failed(username, now, self.forget_after_s)
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now  # names sprayed by a guesser do not pile up
+            await self.failures.prune(before=now - self.forget_after_s)
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username, None)
-
-    def _forget_oldest(self) -> None:
-        """Bound memory: names sprayed by a guesser do not pile up."""
-        if len(self._failures) < MAX_TRACKED_NAMES:
-            return
-        oldest = sorted(self._failures, key=lambda name: self._failures[name].last_at)
-        for name in oldest[: len(oldest) // 2]:
-            del self._failures[name]
+    async def succeeded(self, username: str) -> None:
+        await self.failures.clear(username)

@@ -176,6 +176,28 @@ class SoapSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveSettings:
+    """The tamper-evident log (``docs/evidence.md``): checkpoints, their time-stamps, retention."""
+
+    dir: Path = Path("archive")  # checkpoint files and archive files (one per period)
+    checkpoint_interval_s: float = 300.0  # how often the chain's head is signed (0: only on demand)
+    tsa_url: str = ""  # an RFC 3161 Time-Stamping Authority (unset: checkpoints are only signed)
+    tsa_ca: Path | None = None  # PEM certificates the TSA's tokens must chain to
+    tsa_timeout_s: float = 30.0
+    retain_days: int = 0  # documents older than this move to archive files (0: never)
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_interval_s", "tsa_timeout_s", "retain_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0", code="config.invalid")
+        if self.tsa_url and URL(self.tsa_url).scheme not in ("http", "https"):
+            raise ConfigError("tsa_url must be an http:// or https:// URL", code="config.invalid")
+        if self.tsa_url and self.tsa_ca is None:
+            raise ConfigError("tsa_url needs tsa_ca (the TSA's CA)", code="config.invalid")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
@@ -191,6 +213,7 @@ class Settings:
     national: NationalSettings = field(default_factory=NationalSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     soap: SoapSettings = field(default_factory=SoapSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
 
 
 Raw = dict[str, dict[str, object]]

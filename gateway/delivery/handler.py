@@ -20,7 +20,7 @@ queues and dead letters; see ``gateway.delivery.worker``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -30,6 +30,7 @@ from adapters.base import Adapter, OutboundDelivery
 from gateway.broker import DeliveryMessage
 from gateway.core.directory import DirectoryHolder
 from gateway.core.errors import LgspError
+from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.delivery.outcomes import Attempt, Permanent, Ready, Retry, Verdict
 from gateway.store import DeliveryLog
@@ -37,6 +38,9 @@ from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.records import DeliveryState
 
 log = structlog.get_logger(__name__)
+
+_ADDRESSED = frozenset({DeliveryMethod.PUSH.value, DeliveryMethod.SOAP.value})
+"""Methods whose address (push URL, SOAP route) comes from the recipient's directory entry."""
 
 _STATE_OF = {
     Verdict.DELIVERED: DeliveryState.DELIVERED,
@@ -56,9 +60,13 @@ class DeliveryHandler:
         adapters: Mapping[str, Adapter],
         metrics: Metrics,
         max_tries: int,
+        refresh_directory: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``refresh_directory``: reload ``directory`` from the store when a message is for a
+        recipient it does not know yet (added by another process in the last second)."""
         self._log = delivery_log
         self._directory = directory
+        self._refresh_directory = refresh_directory
         self._adapters = adapters
         self._metrics = metrics
         self._max_tries = max_tries
@@ -111,6 +119,8 @@ class DeliveryHandler:
         if ready.package is None:
             self._dead(msg, "the package was not fetched", "broker.empty")
         try:
+            if self._refresh_directory is not None and self._unknown_address(msg):
+                await self._refresh_directory()
             outcome = await adapter.deliver(self._outbound(msg, ready.package))
         except LgspError as exc:
             self._failed_attempt(msg, exc)
@@ -139,6 +149,9 @@ class DeliveryHandler:
             late = result is AttemptResult.ALREADY_DELIVERED
             verdicts.append(Verdict.ALREADY_DELIVERED if late else attempt.verdict)
         return verdicts
+
+    def _unknown_address(self, msg: DeliveryMessage) -> bool:
+        return msg.method in _ADDRESSED and msg.recipient not in self._directory.current
 
     def _outbound(self, msg: DeliveryMessage, package: bytes) -> OutboundDelivery:
         participant = self._directory.current.get(msg.recipient)

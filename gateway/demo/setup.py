@@ -110,7 +110,10 @@ def init_demo(
     port (``national-sim.toml`` holds its systems: this gateway and the national agencies'),
     so documents to ``000.00.00.G22`` reach it; without, the gateway refuses them
     (``routing.no_adapter``). Refuses (``config.demo_exists``) when ``dir`` already holds a
-    demo, unless ``force``; then the PKI, every key and the admin token are made anew.
+    demo, unless ``force``; then the PKI, every key and the admin token are made anew, and the
+    demo's own SQLite store is removed (its directory and console users would keep the old
+    keys and passwords: the store, once seeded, is the directory). A ``store_url`` store is
+    not touched: ``lgsp directory import`` loads the new directory into it.
     """
     root = dir.resolve()
     existing = [name for name in _WRITTEN if (root / name).exists()]
@@ -121,6 +124,9 @@ def init_demo(
             path=str(root / existing[0]),
         )
     (root / "var").mkdir(parents=True, exist_ok=True)
+    if existing and force and store_url is None:
+        for suffix in ("", "-wal", "-shm"):
+            (root / f"{STORE_NAME}{suffix}").unlink(missing_ok=True)
     pki_dir = root / PKI_NAME
     pki.init_pki(pki_dir, force=force)
     api_keys, directory = _demo_directory(pki_dir)

@@ -223,15 +223,7 @@ class Intake:
             ) from exc
 
     def _receipt(self, document: DocumentRecord) -> str:
-        return self._receipts.sign(
-            Receipt(
-                id=document.id,
-                package_sha256=document.package_sha256,
-                sender=document.sender,
-                document_id=document.document_id,
-                accepted_at=document.received_at,
-            )
-        )
+        return self._receipts.sign(Receipt.of(document))
 
 
 def _queued(delivery: DeliveryRecord) -> DeliveryRecord:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from gateway.signatures.identity import Identity
 from gateway.signatures.jws import sign_jws
+from gateway.store.records import DocumentRecord
 
 RECEIPT_TYPE = "lgsp-receipt+jwt"
 
@@ -21,6 +22,17 @@ class Receipt:
     sender: str
     document_id: str | None
     accepted_at: datetime
+
+    @classmethod
+    def of(cls, document: DocumentRecord) -> Receipt:
+        """The receipt of a recorded document (what intake answers, what a bundle carries)."""
+        return cls(
+            id=document.id,
+            package_sha256=document.package_sha256,
+            sender=document.sender,
+            document_id=document.document_id,
+            accepted_at=document.received_at,
+        )
 
     def claims(self) -> dict[str, object]:
         return {

@@ -7,7 +7,8 @@ accepts packages it sends through the platform (the poller injects them). An ent
 lists under the OrganId of a local agency never replaces it. Agencies that leave the platform's
 list are kept (the list may be partial); an administrator disables them.
 
-The directory file is rewritten only when something changed, so other processes reload it.
+The directory in the store is written only when something changed (one change, one audit entry
+per agency added or updated, actor ``national-sync``); other processes reload it within 2 s.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import structlog
 
 from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.records import Agency
-from gateway.core.directory import (
-    Delivery,
-    Directory,
-    DirectoryHolder,
-    Participant,
-    ParticipantKind,
-)
+from gateway.core.directory import Delivery, Directory, Participant, ParticipantKind
 from gateway.core.methods import DeliveryMethod
+from gateway.store.participants import StoredDirectory
 
 log = structlog.get_logger(__name__)
+SYNC_ACTOR = "national-sync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,20 +95,21 @@ def _participant(agency: Agency, current: Participant | None) -> Participant:
 class AgencySync:
     """Registers the local agencies and pulls the national list into ``directory``."""
 
-    def __init__(self, client: NationalClient, directory: DirectoryHolder) -> None:
+    def __init__(self, client: NationalClient, directory: StoredDirectory) -> None:
         self._client = client
         self._directory = directory
 
     async def run_once(self) -> SyncReport:
         """One sync; ``UnavailableError`` / ``AuthError`` when the platform cannot be used."""
-        self._directory.reload_if_changed()  # another process may have edited the file
+        await self._directory.refresh()  # another process may have changed it
         listed = await self._client.get_agencies_list()
         registered, refused = await self._register(listed)
-        merged, report = merge_agencies(self._directory.current, listed)
-        if report.added or report.updated:
-            self._directory.replace(merged)
-            if self._directory.path is not None:
-                self._directory.save()
+        merged, report = merge_agencies(self._directory.holder.current, listed)
+        changed = [merged.get(code) for code in (*report.added, *report.updated)]
+        if changed:
+            await self._directory.save_many(
+                (p for p in changed if p is not None), actor=SYNC_ACTOR, action="participant.sync"
+            )
         report = replace(report, registered=registered, refused=refused)
         log.info(
             "national_agencies_synced",
@@ -131,7 +129,7 @@ class AgencySync:
         known = {(a.code, a.name, a.pcode) for a in listed}
         done: list[str] = []
         refused: list[str] = []
-        for agency in local_agencies(self._directory.current):
+        for agency in local_agencies(self._directory.holder.current):
             if (agency.code, agency.name, agency.pcode) in known:
                 continue
             try:

@@ -2,15 +2,19 @@
 
 One round, per message type (``edoc`` first, then ``status``, one after the other)::
 
-    getReceivedEdocList -> for each docId, up to ``concurrency`` docIds at once (started in the
-                           platform's order; each docId goes through its steps in order):
+    getReceivedEdocList -> national_inbox rows of the listed docIds (one read)
+    -> for each docId, up to ``concurrency`` docIds at once (started in the platform's order;
+       each docId goes through its steps in order):
         already in national_inbox?  -> only repeat the updateStatus (the last ack was lost)
         getEdoc -> Intake.submit(caller=national participant) -> national_inbox row
         -> updateStatus done (recorded, or a duplicate of what was) | fail (refused for good)
+        -> national_inbox acked_at
 
 Concurrency changes nothing below: each docId is acknowledged only after its own row, and two
 docIds carrying the same package meet in intake's deduplication, which holds for concurrent
-submissions too (both get the one document).
+submissions too (both get the one document). The rows and acked marks of concurrent docIds are
+written together (``gateway.delivery.batching``: what arrives while one write runs goes into the
+next one), and each docId waits for the write of its own.
 
 Who speaks: packages arrive with the *national participant* (the directory's enabled participant
 of kind ``national``, e.g. ``000.00.00.G22``) as the caller. For these packages alone it may speak
@@ -47,15 +51,17 @@ from gateway.core.directory import DirectoryHolder, Participant
 from gateway.core.errors import ConfigError, ForbiddenError, InputError, LgspError, UnavailableError
 from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
+from gateway.delivery.batching import Batcher
 from gateway.edxml.formats import PackageFormat
 from gateway.intake.pipeline import Intake, IntakeOutcome
-from gateway.national.received import ProcessedDoc, ReceivedLog
+from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 
 log = structlog.get_logger(__name__)
 
 SyncHook = Callable[[], Awaitable[object]]
 LOOP_NAME = "national-poller"
 GONE_CODES = frozenset({"national.no_such_doc"})  # acknowledged or withdrawn meanwhile
+MAX_WRITE_BATCH = 64  # national_inbox rows (or acked marks) written in one transaction
 
 
 @dataclass
@@ -105,6 +111,8 @@ class NationalPoller:
         self._on_unknown_sender = on_unknown_sender
         self._round_sync: asyncio.Future[object] | None = None  # this round's agency sync
         self._concurrency = concurrency
+        self._records = Batcher(received.record_many, max_size=MAX_WRITE_BATCH)
+        self._acks = Batcher(received.mark_acked_many, max_size=MAX_WRITE_BATCH)
         self._metrics = metrics
         self._health = metrics.loops.register(LOOP_NAME, interval_s)
         metrics.national_poller_started()
@@ -155,6 +163,9 @@ class NationalPoller:
     ) -> None:
         """Process ``items``, ``concurrency`` at a time; after a failure start no more of them,
         let those in flight finish, then raise the first failure."""
+        if not items:
+            return
+        known = await self._received.get_many([item.doc_id for item in items])
         slots = asyncio.Semaphore(self._concurrency)
         failures: list[Exception] = []
 
@@ -163,7 +174,7 @@ class NationalPoller:
                 if failures:
                     return  # left on the platform for the next round
                 try:
-                    await self._process(item, kind, report)
+                    await self._process(item, kind, report, known.get(item.doc_id))
                 except Exception as exc:  # re-raised below, once the others are done
                     failures.append(exc)
 
@@ -171,17 +182,28 @@ class NationalPoller:
         if failures:
             raise failures[0]
 
-    async def _process(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
+    async def _process(
+        self,
+        item: ReceivedItem,
+        kind: MessageType,
+        report: PollReport,
+        processed: ProcessedDoc | None,
+    ) -> None:
         outer = structlog.contextvars.get_contextvars()
         structlog.contextvars.bind_contextvars(national_doc_id=item.doc_id)
         try:
-            await self._process_one(item, kind, report)
+            await self._process_one(item, kind, report, processed)
         finally:  # intake binds the document id: none of it leaks into the next item's logs
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**outer)
 
-    async def _process_one(self, item: ReceivedItem, kind: MessageType, report: PollReport) -> None:
-        processed = await self._received.get(item.doc_id)
+    async def _process_one(
+        self,
+        item: ReceivedItem,
+        kind: MessageType,
+        report: PollReport,
+        processed: ProcessedDoc | None,
+    ) -> None:
         if processed is None:
             processed = await self._inject(item, kind)
         if processed is None:
@@ -205,23 +227,17 @@ class NationalPoller:
             log.warning(
                 "national_doc_refused", doc_id=item.doc_id, code=exc.code, error=exc.message
             )
-            return await self._received.record(
-                item.doc_id,
-                message_type=kind.value,
-                outcome=AckStatus.FAIL,
-                document=None,
-                detail=f"{exc.code}: {exc.message}",
+            return await self._records.submit(
+                NewProcessedDoc(
+                    item.doc_id, kind.value, AckStatus.FAIL, None, f"{exc.code}: {exc.message}"
+                )
             )
         except LgspError as exc:
             log.error("national_doc_deferred", doc_id=item.doc_id, code=exc.code, error=exc.message)
             return None
         detail = "recorded" if outcome.created else "duplicate of a recorded document"
-        return await self._received.record(
-            item.doc_id,
-            message_type=kind.value,
-            outcome=AckStatus.DONE,
-            document=outcome.document.id,
-            detail=detail,
+        return await self._records.submit(
+            NewProcessedDoc(item.doc_id, kind.value, AckStatus.DONE, outcome.document.id, detail)
         )
 
     async def _submit(self, data: bytes) -> IntakeOutcome:
@@ -247,4 +263,4 @@ class NationalPoller:
             if exc.error_code not in GONE_CODES:
                 log.warning("national_ack_refused", doc_id=processed.doc_id, error=exc.message)
                 return  # acknowledged again next round
-        await self._received.mark_acked(processed.doc_id)
+        await self._acks.submit(processed.doc_id)

@@ -5,10 +5,15 @@ platform is told ``done``/``fail``; ``acked_at`` is set once ``updateStatus`` wa
 crash between those steps the platform lists the docId again: the row says what to answer, and the
 package is not fetched or injected again. A crash before the row exists costs one more ``getEdoc``,
 and intake's deduplication (same sender, DocumentId and bytes) answers with the first record.
+
+Each call takes many docIds at once (one statement, one transaction), so that the poller's
+concurrent docIds share their reads and writes (``get_many``, ``record_many``,
+``mark_acked_many``); the single-docId calls are the same with one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +38,25 @@ class ProcessedDoc:
     detail: str
     processed_at: datetime
     acked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewProcessedDoc:
+    """How a docId was processed, to be recorded (``processed_at`` is the time of the write)."""
+
+    doc_id: str
+    message_type: str
+    outcome: AckStatus
+    document: str | None
+    detail: str
+
+
+MAX_IDS_PER_STATEMENT = 500  # docIds bound in one IN (…) or multi-row INSERT
+
+
+def _chunks(doc_ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(doc_ids), MAX_IDS_PER_STATEMENT):
+        yield doc_ids[start : start + MAX_IDS_PER_STATEMENT]
 
 
 def _record(row: Row[Any]) -> ProcessedDoc:
@@ -77,11 +101,16 @@ class ReceivedLog:
             return [doc_id for (doc_id,) in await conn.execute(query)]
 
     async def get(self, doc_id: str) -> ProcessedDoc | None:
+        return (await self.get_many([doc_id])).get(doc_id)
+
+    async def get_many(self, doc_ids: Sequence[str]) -> dict[str, ProcessedDoc]:
+        """The rows of those of ``doc_ids`` that were processed, by docId (one read)."""
+        found: dict[str, ProcessedDoc] = {}
         async with transaction(self._engines.reader) as conn:
-            row = (
-                await conn.execute(select(national_inbox).where(national_inbox.c.doc_id == doc_id))
-            ).first()
-        return _record(row) if row is not None else None
+            for chunk in _chunks(list(dict.fromkeys(doc_ids))):
+                query = select(national_inbox).where(national_inbox.c.doc_id.in_(chunk))
+                found.update((row.doc_id, _record(row)) for row in await conn.execute(query))
+        return found
 
     async def record(
         self,
@@ -93,32 +122,58 @@ class ReceivedLog:
         detail: str,
     ) -> ProcessedDoc:
         """Remember how ``doc_id`` was processed; the first record of a docId wins."""
+        entry = NewProcessedDoc(doc_id, message_type, outcome, document, detail)
+        [recorded] = await self.record_many([entry])
+        return recorded
+
+    async def record_many(self, entries: Sequence[NewProcessedDoc]) -> list[ProcessedDoc]:
+        """Remember each entry (one transaction); the first record of a docId wins, and the row
+        each docId has afterwards is returned, in the order of ``entries``."""
+        if not entries:
+            return []
+        now = datetime.now(UTC)
+        values = {  # the first entry of a docId repeated in ``entries`` wins too
+            e.doc_id: {
+                "doc_id": e.doc_id,
+                "message_type": e.message_type,
+                "outcome": e.outcome.value,
+                "document": e.document,
+                "detail": e.detail,
+                "processed_at": now,
+            }
+            for e in reversed(entries)
+        }
+        rows: dict[str, ProcessedDoc] = {}
         async with transaction(self._engines.writer) as conn:
             dialect_insert = (
                 postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             )
-            statement = dialect_insert(national_inbox).values(
-                doc_id=doc_id,
-                message_type=message_type,
-                outcome=outcome.value,
-                document=document,
-                detail=detail,
-                processed_at=datetime.now(UTC),
-            )
-            await conn.execute(statement.on_conflict_do_nothing(index_elements=["doc_id"]))
-            row = (
-                await conn.execute(select(national_inbox).where(national_inbox.c.doc_id == doc_id))
-            ).one()
-        return _record(row)
+            for chunk in _chunks(sorted(values)):  # in key order: concurrent writers agree
+                statement = dialect_insert(national_inbox).values([values[d] for d in chunk])
+                await conn.execute(statement.on_conflict_do_nothing(index_elements=["doc_id"]))
+                query = select(national_inbox).where(national_inbox.c.doc_id.in_(chunk))
+                rows.update((row.doc_id, _record(row)) for row in await conn.execute(query))
+        return [rows[e.doc_id] for e in entries]
 
     async def mark_acked(self, doc_id: str) -> None:
         """The platform accepted the ``updateStatus`` for ``doc_id``."""
-        async with transaction(self._engines.writer) as conn:
-            await conn.execute(
-                update(national_inbox)
-                .where(national_inbox.c.doc_id == doc_id, national_inbox.c.acked_at.is_(None))
-                .values(acked_at=datetime.now(UTC))
-            )
+        await self.mark_acked_many([doc_id])
+
+    async def mark_acked_many(self, doc_ids: Sequence[str]) -> list[None]:
+        """The platform accepted the ``updateStatus`` of each of ``doc_ids`` (one transaction;
+        one ``None`` per docId, for the poller's batcher)."""
+        if doc_ids:
+            now = datetime.now(UTC)
+            async with transaction(self._engines.writer) as conn:
+                for chunk in _chunks(sorted(set(doc_ids))):
+                    await conn.execute(
+                        update(national_inbox)
+                        .where(
+                            national_inbox.c.doc_id.in_(chunk), national_inbox.c.acked_at.is_(None)
+                        )
+                        .values(acked_at=now)
+                    )
+        return [None] * len(doc_ids)
 
     async def count(self) -> int:
         """How many docIds were processed (for tests and the console)."""

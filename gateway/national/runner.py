@@ -15,7 +15,6 @@ import asyncio
 import structlog
 
 from adapters.national.client import NationalClient
-from gateway.core.directory import DirectoryHolder
 from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
@@ -25,6 +24,7 @@ from gateway.national.connection import national_client
 from gateway.national.poller import NationalPoller
 from gateway.national.received import ReceivedLog
 from gateway.store import DeliveryLog
+from gateway.store.participants import StoredDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,7 @@ class NationalRunner:
         self,
         settings: Settings,
         *,
-        directory: DirectoryHolder,
+        directory: StoredDirectory,
         delivery_log: DeliveryLog,
         intake: Intake,
         metrics: Metrics,
@@ -64,7 +64,7 @@ class NationalRunner:
         self.poller = NationalPoller(
             client=self._client,
             intake=self._intake,
-            directory=self._directory,
+            directory=self._directory.holder,
             received=self._received,
             metrics=self._metrics,
             interval_s=conf.poll_interval_s,

@@ -3,13 +3,18 @@
 Every sent package gets the sender's ``DocId``; each recipient gets a queue entry of its own, with
 its own ``docId`` (the platform's receiverDocId), ``pending`` until the receiving system
 acknowledges it ``done`` or ``fail``. Uses the gateway store's engine (WAL, synchronous=FULL).
+
+Concurrent sends (and acknowledgements) are written together, one transaction for what arrived
+while the previous one was written (``gateway.delivery.batching``); each call returns once its own
+write committed. The registered agencies are read once and kept (this process is their only
+writer).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,9 +36,11 @@ from sqlalchemy import (
 from adapters.national.protocol import PLATFORM_TZ
 from adapters.national.records import Agency
 from gateway.core.errors import ForbiddenError
+from gateway.delivery.batching import Batcher
 from gateway.store.engine import Engines, create_engines, transaction
 
 PENDING = "pending"
+MAX_WRITE_BATCH = 64
 
 metadata = MetaData()
 messages = Table(
@@ -107,6 +114,22 @@ def _entry(row: Row[Any] | Any) -> QueueEntry:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Send:
+    sender_system: str
+    from_code: str
+    message_type: str
+    data: bytes = field(repr=False)
+    receivers: Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    system: str
+    doc_id: str
+    status: str
+
+
 _ENTRY_COLUMNS = (
     queue.c.doc_id,
     queue.c.message,
@@ -126,6 +149,10 @@ class SimStore:
 
     def __init__(self, engines: Engines) -> None:
         self._engines = engines
+        self._sends = Batcher(self._record_sends, max_size=MAX_WRITE_BATCH)
+        self._statuses = Batcher(self._set_statuses, max_size=MAX_WRITE_BATCH)
+        self._agencies: list[tuple[Agency, str]] | None = None  # read once, kept up to date
+        self._registrations = 0  # a read older than the last registration is not kept
 
     @classmethod
     async def open(cls, path: Path) -> SimStore:
@@ -135,6 +162,8 @@ class SimStore:
         return cls(engines)
 
     async def aclose(self) -> None:
+        await self._sends.aclose()
+        await self._statuses.aclose()
         await self._engines.reader.dispose()
 
     async def record_send(
@@ -146,17 +175,26 @@ class SimStore:
         receivers: Sequence[tuple[str, str]],
     ) -> str:
         """Store a package and queue it for each ``(receiver_system, to_code)``; its DocId."""
-        doc_id, now = str(uuid.uuid4()), now_text()
+        send = _Send(sender_system, from_code, message_type, data, receivers)
+        return await self._sends.submit(send)
+
+    async def _record_sends(self, sends: Sequence[_Send]) -> list[str]:
+        now = now_text()
+        doc_ids = [str(uuid.uuid4()) for _ in sends]
         async with transaction(self._engines.writer) as conn:
             await conn.execute(
-                insert(messages).values(
-                    doc_id=doc_id,
-                    sender_system=sender_system,
-                    from_code=from_code,
-                    message_type=message_type,
-                    data=data,
-                    sent_at=now,
-                )
+                insert(messages),
+                [
+                    {
+                        "doc_id": doc_id,
+                        "sender_system": send.sender_system,
+                        "from_code": send.from_code,
+                        "message_type": send.message_type,
+                        "data": send.data,
+                        "sent_at": now,
+                    }
+                    for doc_id, send in zip(doc_ids, sends, strict=True)
+                ],
             )
             await conn.execute(
                 insert(queue),
@@ -170,10 +208,11 @@ class SimStore:
                         "created_at": now,
                         "updated_at": now,
                     }
-                    for system, to_code in receivers
+                    for doc_id, send in zip(doc_ids, sends, strict=True)
+                    for system, to_code in send.receivers
                 ],
             )
-        return doc_id
+        return doc_ids
 
     async def pending(self, system: str, message_type: str, limit: int) -> list[QueueEntry]:
         """What waits for ``system``, oldest first."""
@@ -204,13 +243,19 @@ class SimStore:
 
     async def set_status(self, system: str, doc_id: str, status: str) -> bool:
         """Acknowledge ``system``'s entry ``doc_id``; False if it has no such entry."""
+        return await self._statuses.submit(_Status(system, doc_id, status))
+
+    async def _set_statuses(self, statuses: Sequence[_Status]) -> list[bool]:
+        now, found = now_text(), []
         async with transaction(self._engines.writer) as conn:
-            result = await conn.execute(
-                update(queue)
-                .where(queue.c.doc_id == doc_id, queue.c.receiver_system == system)
-                .values(status=status, updated_at=now_text())
-            )
-        return bool(result.rowcount)
+            for ack in statuses:
+                result = await conn.execute(
+                    update(queue)
+                    .where(queue.c.doc_id == ack.doc_id, queue.c.receiver_system == ack.system)
+                    .values(status=ack.status, updated_at=now)
+                )
+                found.append(bool(result.rowcount))
+        return found
 
     async def sent(self, system: str, message_type: str, limit: int) -> list[QueueEntry]:
         """``system``'s sent packages, one entry per recipient, newest first."""
@@ -226,6 +271,15 @@ class SimStore:
 
     async def agencies(self) -> list[tuple[Agency, str]]:
         """Registered agencies with the system each belongs to."""
+        if self._agencies is not None:
+            return list(self._agencies)
+        registrations = self._registrations
+        found = await self._read_agencies()
+        if registrations == self._registrations:
+            self._agencies = found
+        return list(found)
+
+    async def _read_agencies(self) -> list[tuple[Agency, str]]:
         async with transaction(self._engines.reader) as conn:
             rows = await conn.execute(select(agencies).order_by(agencies.c.code))
             return [
@@ -270,3 +324,5 @@ class SimStore:
                 raise ForbiddenError(
                     f"agency {agency.code} belongs to another system", code="national.agency_taken"
                 )
+        self._registrations += 1
+        self._agencies = None  # read again on next use

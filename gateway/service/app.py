@@ -13,11 +13,13 @@ from gateway.api import admin, documents, health, inbox
 from gateway.api.middleware import request_context
 from gateway.broker import Broker
 from gateway.console.setup import setup_console
+from gateway.core.directory import DirectoryHolder
 from gateway.core.errors import LgspError
 from gateway.core.loops import supervise
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.dispatch.outbox import relay_forever
+from gateway.evidence.components import build_checkpointer, checkpoint_forever
 from gateway.national.southbound import setup_southbound
 from gateway.service.components import (
     build_dispatcher,
@@ -28,6 +30,7 @@ from gateway.service.components import (
 )
 from gateway.store import DeliveryLog
 from gateway.store.counters import Counters
+from gateway.store.participants import StoredDirectory
 from gateway.web.keys import (
     BROKER,
     DELIVERY_LOG,
@@ -38,6 +41,7 @@ from gateway.web.keys import (
     METRICS,
     RATE_LIMITS,
     SETTINGS,
+    STORED_DIRECTORY,
     Lifecycle,
 )
 from gateway.web.rate_limits import RateLimits
@@ -135,8 +139,26 @@ async def _queue_depths_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _directory_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The directory from the store (seeded from the file when the store has none), then kept
+    current by the watch."""
+    await open_directory(app[SETTINGS], app[STORED_DIRECTORY])
     task = asyncio.create_task(
-        watch_directory(app[DIRECTORY], loops=app[METRICS].loops), name="directory-watch"
+        watch_directory(app[STORED_DIRECTORY], loops=app[METRICS].loops), name="directory-watch"
+    )
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
+async def _checkpoint_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Sign (and time-stamp) the chain's head every ``archive.checkpoint_interval_s``."""
+    settings = app[SETTINGS]
+    task = asyncio.create_task(
+        checkpoint_forever(
+            build_checkpointer(settings, app[DELIVERY_LOG].engines),
+            settings.archive.checkpoint_interval_s,
+            app[METRICS].loops,
+        ),
+        name="checkpoints",
     )
     async for _ in _cancel_on_cleanup(task):
         yield
@@ -150,10 +172,13 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app[SETTINGS] = settings
     app[METRICS] = metrics or Metrics()
     app[LIFECYCLE] = Lifecycle()
-    app[DIRECTORY] = open_directory(settings)
+    app[DIRECTORY] = DirectoryHolder()  # filled from the store at start (_directory_ctx)
+    app[STORED_DIRECTORY] = StoredDirectory(lambda: app[DELIVERY_LOG].engines, app[DIRECTORY])
     app.cleanup_ctx.extend(
-        [_store_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _directory_ctx, _queue_depths_ctx]
+        [_store_ctx, _directory_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _queue_depths_ctx]
     )
+    if settings.archive.checkpoint_interval_s > 0:
+        app.cleanup_ctx.append(_checkpoint_ctx)
     for module in (documents, inbox, admin, health):
         app.add_routes(module.routes)
     setup_console(app)  # the admin web console under /admin

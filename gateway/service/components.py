@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 import structlog
 
 from gateway.broker import Broker
-from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.directory import DirectoryHolder
 from gateway.core.loops import Loops, supervise
 from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
@@ -20,10 +20,13 @@ from gateway.signatures.identity import Identity, load_gateway_identity
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier
 from gateway.store import DeliveryLog
+from gateway.store.participants import StoredDirectory
 
 log = structlog.get_logger(__name__)
 
-DIRECTORY_POLL_S = 2.0
+DIRECTORY_POLL_S = 1.0
+"""How often each process asks the store for its directory version: changes show within 2 s."""
+DIRECTORY_MAX_BACKOFF_S = 10.0
 
 
 def _algorithms_for(holder: DirectoryHolder) -> Callable[[str], frozenset[SignatureAlgorithm]]:
@@ -56,22 +59,31 @@ def build_verifier(settings: Settings, holder: DirectoryHolder) -> Verifier:
     )
 
 
-def open_directory(settings: Settings) -> DirectoryHolder:
-    path = settings.directory.path
-    return DirectoryHolder(load_directory(path), path)
+async def open_directory(settings: Settings, stored: StoredDirectory) -> DirectoryHolder:
+    """Load the store's directory into ``stored.holder``, seeding an empty store from the
+    configured file (``[directory] path``) first."""
+    await stored.open(settings.directory.path)
+    return stored.holder
 
 
 async def watch_directory(
-    holder: DirectoryHolder, interval_s: float = DIRECTORY_POLL_S, *, loops: Loops | None = None
+    stored: StoredDirectory, interval_s: float = DIRECTORY_POLL_S, *, loops: Loops | None = None
 ) -> None:
-    """Pick up directory edits made by another gateway or by hand, without a restart."""
+    """Pick up directory changes made by another process (its admin API, console, agency sync,
+    ``lgsp directory import``) within ``interval_s``: one small query per round."""
 
     async def round_() -> None:
-        if holder.reload_if_changed():
-            log.info("directory_reloaded", participants=len(holder.current.participants))
+        if await stored.refresh():
+            holder = stored.holder
+            log.info("directory_reloaded", participants=len(holder.current), version=holder.version)
 
     await supervise(
-        "directory-watch", round_, interval_s=interval_s, loops=loops, first_delay_s=interval_s
+        "directory-watch",
+        round_,
+        interval_s=interval_s,
+        max_backoff_s=DIRECTORY_MAX_BACKOFF_S,
+        loops=loops,
+        first_delay_s=interval_s,
     )
 
 

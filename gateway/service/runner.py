@@ -1,8 +1,17 @@
 """``lgsp run``: serve the gateway and/or the workers until SIGTERM, then shut down gracefully.
 
-Shutdown order: intake answers 503 + Retry-After for ``drain_grace_s``; the listener closes and
-in-flight requests finish; workers stop consuming and finish their in-flight deliveries; then the
-broker and store connections close. Nothing accepted is lost: what is not delivered stays queued.
+Shutdown order: intake answers 503 + Retry-After for ``drain_grace_s``; the listener closes, the
+connections it accepted last are still answered (503) for ``settle_s``, and in-flight requests
+finish; workers stop consuming and finish their in-flight deliveries; then the broker and store
+connections close. Nothing accepted is lost: what is not delivered stays queued.
+
+Why the settle: aiohttp's ``pre_shutdown`` closes a connection by cancelling the future its
+handler task waits on. A connection accepted in the last loop iterations before the listener
+closed has no such future yet (its task has not run), so it is not closed; its task then waits
+for a request that ``data_received`` drops (the connection is marked closing), and the runner
+waits the whole ``shutdown_timeout_s`` for it while the client hangs (seen in
+``tests/service/test_shutdown.py`` under load: 29 s of silence after the last delivery).
+Closing the listener ourselves and letting those connections start first removes the window.
 """
 
 from __future__ import annotations
@@ -51,17 +60,24 @@ class Service:
         role: Role,
         *,
         drain_grace_s: float = 1.0,
+        settle_s: float = 0.25,
         shutdown_timeout_s: float = 30.0,
     ) -> None:
         self.settings = settings
         self.role = role
         self.metrics = Metrics()
         self.drain_grace_s = drain_grace_s
+        self.settle_s = settle_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
         self._workers: WorkerGroup | None = None
         self._metrics_runner: web.AppRunner | None = None
+
+    @property
+    def workers(self) -> WorkerGroup | None:
+        """The delivery workers (roles ``worker`` and ``all``), once started."""
+        return self._workers
 
     async def start(self) -> None:
         if self.role in (Role.GATEWAY, Role.ALL):
@@ -98,6 +114,9 @@ class Service:
             self.app[LIFECYCLE].draining = True
             log.info("gateway_draining", grace_s=self.drain_grace_s)
             await asyncio.sleep(self.drain_grace_s)
+            for site in list(self._runner.sites):
+                await site.stop()  # no new connections; the accepted ones get their 503
+            await asyncio.sleep(self.settle_s)
             await self._runner.cleanup()
         if self._workers is not None:
             await self._workers.stop()

@@ -23,6 +23,7 @@ from gateway.service.components import (
 )
 from gateway.service.registry import build_adapters
 from gateway.store import DeliveryLog
+from gateway.store.participants import StoredDirectory
 
 log = structlog.get_logger(__name__)
 
@@ -55,11 +56,12 @@ class WorkerGroup:
 
     async def start(self) -> None:
         conf = self.settings.broker
-        directory: DirectoryHolder = open_directory(self.settings)
         store = self.settings.store
-        self._log = await DeliveryLog.open(
+        self._log = delivery_log = await DeliveryLog.open(
             store.url, batch_max=store.batch_max, batch_wait_s=store.batch_wait_ms / 1000
         )
+        stored = StoredDirectory(lambda: delivery_log.engines)
+        directory: DirectoryHolder = await open_directory(self.settings, stored)
         self._broker = await Broker.connect(
             conf.urls,
             prefix=conf.prefix,
@@ -74,13 +76,14 @@ class WorkerGroup:
             adapters=self._adapters,
             metrics=self.metrics,
             max_tries=self.rules.max_tries,
+            refresh_directory=stored.refresh,
         )
         for method in self._adapters:
             worker = Worker(self._broker, method, self.rules)
             await worker.start(handler)
             self._workers.append(worker)
         self._watch = asyncio.create_task(
-            watch_directory(directory, loops=self.metrics.loops), name="directory-watch"
+            watch_directory(stored, loops=self.metrics.loops), name="directory-watch"
         )
         if self.settings.national.enabled:  # the poller and the agency sync
             intake = build_intake(
@@ -93,7 +96,7 @@ class WorkerGroup:
             )
             self.national = NationalRunner(
                 self.settings,
-                directory=directory,
+                directory=stored,
                 delivery_log=self._log,
                 intake=intake,
                 metrics=self.metrics,

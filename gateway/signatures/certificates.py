@@ -6,14 +6,23 @@ load, a bad key ``ValueError`` and an unknown key type or curve ``UnsupportedAlg
 ``TypeError`` at ``subject``/``issuer``. The
 verifiers would meet those deep inside (a crash the fuzzers found); loading through here touches
 every part the gateway reads, so the callers translate one exception type at one place.
+
+The same signers' certificates arrive with every package, so the parsed certificates of the last
+``CACHED_CERTIFICATES`` distinct DER encodings are kept (a refused encoding is not): the same bytes
+parse to the same certificate, and a ``Certificate`` does not change.
 """
 
 from __future__ import annotations
 
+import functools
+
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
+CACHED_CERTIFICATES = 1024
 
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def load_untrusted_der(der: bytes) -> x509.Certificate:
     """A DER certificate whose key, names, validity and extensions all parse, or ``ValueError``."""
     try:

@@ -17,15 +17,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import InputError
+from gateway.store.chain import append_events
 from gateway.store.engine import transaction
 from gateway.store.queries import event_values, utc_now
 from gateway.store.reads import LogReader
 from gateway.store.records import DeliveryState, EventKind
-from gateway.store.tables import deliveries, events, packages
+from gateway.store.tables import deliveries, packages
 
 _NOT_DELIVERED = deliveries.c.state != DeliveryState.DELIVERED.value
 
@@ -109,8 +110,7 @@ class AttemptLog(LogReader):
                 for i, report in enumerate(reports)
             ]
             rows = [row for row in trail if row is not None]
-            if rows:
-                await conn.execute(insert(events), rows)
+            await conn.run_sync(append_events, rows)  # last: see ``store.chain``
         return [
             AttemptResult.APPLIED
             if i in moved

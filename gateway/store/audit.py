@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.store.engine import Engines, transaction
 from gateway.store.tables import console_audit
@@ -17,6 +18,19 @@ async def append_audit(
     engines: Engines, actor: str, action: str, targets: Sequence[tuple[str, Mapping[str, object]]]
 ) -> None:
     """One entry per ``(target, detail)``, all in one transaction."""
+    if not targets:
+        return
+    async with transaction(engines.writer) as conn:
+        await insert_audit(conn, actor, action, targets)
+
+
+async def insert_audit(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    targets: Sequence[tuple[str, Mapping[str, object]]],
+) -> None:
+    """The same entries inside the caller's transaction (a change and its entry commit together)."""
     if not targets:
         return
     now = datetime.now(UTC)
@@ -30,5 +44,4 @@ async def append_audit(
         }
         for target, detail in targets
     ]
-    async with transaction(engines.writer) as conn:
-        await conn.execute(insert(console_audit), rows)
+    await conn.execute(insert(console_audit), rows)

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConflictError, InputError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import StatusCode
 from gateway.store.attempts import AttemptLog
+from gateway.store.chain import append_events
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.group_commit import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, GroupCommitter
 from gateway.store.intake_batch import IntakeWrite, StatusAnswer
@@ -34,7 +35,7 @@ from gateway.store.records import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.tables import deliveries, events
+from gateway.store.tables import deliveries
 
 _EVENT_FOR_STATE = {
     DeliveryState.DELIVERED: EventKind.DELIVERED,
@@ -156,8 +157,8 @@ class DeliveryLog(AttemptLog):
                 )
                 .values(state=DeliveryState.QUEUED.value, updated_at=now)
             )
-            await conn.execute(
-                insert(events),
+            await conn.run_sync(
+                append_events,
                 [
                     event_values(
                         document=row.document,
@@ -226,8 +227,9 @@ class DeliveryLog(AttemptLog):
                 values["delivered_at"] = now
             info["attempt"] = row.attempts + 1
             kind = _EVENT_FOR_STATE.get(next_state, EventKind.ATTEMPT)
+            record = await self._update_delivery(conn, delivery_id, values)
             await self._append(conn, row, kind, outcome=outcome, detail=info, actor=actor)
-            return await self._update_delivery(conn, delivery_id, values)
+            return record
 
     async def mark_delivered(
         self, delivery_id: str, *, detail: str, actor: str = "worker"
@@ -270,6 +272,14 @@ class DeliveryLog(AttemptLog):
                 "at": at.isoformat(),
                 "superseded": not newest,
             }
+            record = delivery_record(row)
+            if newest:
+                values = {
+                    "business_status": status.value,
+                    "business_status_at": at,
+                    "updated_at": utc_now(),
+                }
+                record = await self._update_delivery(conn, delivery_id, values)
             await self._append(
                 conn,
                 row,
@@ -278,14 +288,7 @@ class DeliveryLog(AttemptLog):
                 detail=detail,
                 actor=actor,
             )
-            if not newest:
-                return delivery_record(row)
-            values = {
-                "business_status": status.value,
-                "business_status_at": at,
-                "updated_at": utc_now(),
-            }
-            return await self._update_delivery(conn, delivery_id, values)
+            return record
 
     # -- mailbox --------------------------------------------------------------------------------
 
@@ -307,7 +310,7 @@ class DeliveryLog(AttemptLog):
                         deliveries.c.method == DeliveryMethod.MAILBOX.value,
                         deliveries.c.state == DeliveryState.DELIVERED.value,
                     )
-                    .with_for_update()
+                    .with_for_update(key_share=True)
                 )
             ).first()
             if row is None:
@@ -317,6 +320,9 @@ class DeliveryLog(AttemptLog):
             if row.acked_at is not None:
                 return delivery_record(row)
             now = utc_now()
+            record = await self._update_delivery(
+                conn, delivery_id, {"acked_at": now, "updated_at": now}
+            )
             await self._append(
                 conn,
                 row,
@@ -325,9 +331,7 @@ class DeliveryLog(AttemptLog):
                 detail={"reason": reason} if reason else {},
                 actor=recipient,
             )
-            return await self._update_delivery(
-                conn, delivery_id, {"acked_at": now, "updated_at": now}
-            )
+            return record
 
     async def replay(self, delivery_id: str, actor: str) -> DeliveryRecord:
         """A dead-lettered (or failed) delivery back to ``accepted``, same id, to be republished."""
@@ -338,6 +342,8 @@ class DeliveryLog(AttemptLog):
                     f"delivery {delivery_id} is {row.state}, not dead-lettered",
                     code="conflict.not_replayable",
                 )
+            values = {"state": DeliveryState.ACCEPTED.value, "updated_at": utc_now()}
+            record = await self._update_delivery(conn, delivery_id, values)
             await self._append(
                 conn,
                 row,
@@ -346,15 +352,16 @@ class DeliveryLog(AttemptLog):
                 detail={"state_before": row.state},
                 actor=actor,
             )
-            values = {"state": DeliveryState.ACCEPTED.value, "updated_at": utc_now()}
-            return await self._update_delivery(conn, delivery_id, values)
+            return record
 
     # -- helpers (inside a caller's transaction) ----------------------------------------------
 
     async def _locked_delivery(self, conn: AsyncConnection, delivery_id: str) -> Row[Any]:
         row = (
             await conn.execute(
-                select(deliveries).where(deliveries.c.id == delivery_id).with_for_update()
+                select(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .with_for_update(key_share=True)  # FOR NO KEY UPDATE: see ``store.chain``
             )
         ).first()
         if row is None:
@@ -384,7 +391,8 @@ class DeliveryLog(AttemptLog):
         detail: dict[str, object],
         actor: str,
     ) -> None:
-        """An event about ``delivery`` (a ``deliveries`` row)."""
+        """An event about ``delivery`` (a ``deliveries`` row), appended to the chain: the
+        transaction's last write."""
         values = event_values(
             document=delivery.document,
             delivery=delivery.id,
@@ -394,4 +402,4 @@ class DeliveryLog(AttemptLog):
             detail=detail,
             actor=actor,
         )
-        await conn.execute(insert(events).values(**values))
+        await conn.run_sync(append_events, [values])

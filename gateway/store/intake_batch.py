@@ -15,7 +15,9 @@
 5. the business status of the answered deliveries, latest by time (one UPDATE per delivery, as
    an executemany); a status sent again sets it only if it is unset or older;
 6. the events (received, business_status, and the ``published`` marks the group committer
-   carried over), one multi-row INSERT, after the ``accepted -> queued`` UPDATE of those marks.
+   carried over), one multi-row INSERT, after the ``accepted -> queued`` UPDATE of those marks,
+   appended to the hash chain (``store.chain``) last: a received event covers its document,
+   deliveries and package.
 
 Rows are sorted by their unique key before each INSERT, so that two processes' batches on
 PostgreSQL take the index locks in one order (no deadlock between overlapping batches). The
@@ -37,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gateway.core.errors import ConflictError, ForbiddenError, LgspError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind, StatusCode
+from gateway.store.chain import append_events, covered_record
 from gateway.store.queries import (
     delivery_record,
     document_record,
@@ -53,7 +56,7 @@ from gateway.store.records import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.tables import deliveries, documents, events, packages
+from gateway.store.tables import deliveries, documents, packages
 
 NewId = Callable[[], str]
 Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_recipient
@@ -125,7 +128,8 @@ def write_batch(
     ids = {w.new.dedup_key: new_id() for w in writing}
     docs = {w.new.dedup_key: _document(w, ids[w.new.dedup_key], originals) for w in writing}
     _insert_packages(conn, writing, now)
-    inserted = _insert_documents(conn, docs.values())
+    doc_rows = {key: _document_row(d) for key, d in docs.items()}
+    inserted = _insert_documents(conn, doc_rows.values())
     known = _known(conn, [w for w in writing if w.new.dedup_key not in inserted])
     for write in writing:
         key = write.new.dedup_key
@@ -141,23 +145,28 @@ def write_batch(
             )
     if any(isinstance(o, ConflictError) for o in outcomes.values()):
         _forget_orphans(conn, {w.sha256 for w in writing if w.new.dedup_key not in inserted})
-    created = [o for o in outcomes.values() if isinstance(o, IntakeResult) and o.created]
-    _insert(
-        conn,
-        deliveries,
-        [_delivery_values(d, r.document) for r in created for d in r.deliveries],
-        key="id",
-    )
-    trail = [
-        _received_event(r.document, w.package, len(w.routes), now)
+    new_records = [
+        (w, r)
         for w, r in ((w, outcomes[w.new.dedup_key]) for w in writing)
         if isinstance(r, IntakeResult) and r.created
     ]
+    delivery_rows = {
+        r.document.id: [_delivery_values(d, r.document) for d in r.deliveries]
+        for _, r in new_records
+    }
+    _insert(conn, deliveries, [d for rows in delivery_rows.values() for d in rows], key="id")
+    trail = [_received_event(r.document, w.package, len(w.routes), now) for w, r in new_records]
     trail += _business_statuses(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
     )
     trail += _published(conn, published, now)
-    _insert(conn, events, trail, key=None)
+    covered = {
+        r.document.id: covered_record(
+            doc_rows[w.new.dedup_key], delivery_rows[r.document.id], len(w.package)
+        )
+        for w, r in new_records
+    }
+    append_events(conn, trail, covered)  # last: the chain's head is held until the commit
     return [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
 
 
@@ -257,12 +266,13 @@ def _insert_packages(conn: Connection, writes: Iterable[IntakeWrite], now: datet
         conn.execute(statement, [rows[sha] for sha in sorted(rows)])
 
 
-def _insert_documents(conn: Connection, docs: Iterable[DocumentRecord]) -> set[str]:
-    """Insert the documents whose key is new; return the keys inserted."""
-    rows = sorted(
-        ({"id": d.id, "package_sha256": d.package_sha256, **document_values(d)} for d in docs),
-        key=lambda r: str(r["dedup_key"]),
-    )
+def _document_row(d: DocumentRecord) -> dict[str, object]:
+    return {"id": d.id, "package_sha256": d.package_sha256, **document_values(d)}
+
+
+def _insert_documents(conn: Connection, docs: Iterable[dict[str, object]]) -> set[str]:
+    """Insert the documents (``_document_row``s) whose key is new; return the keys inserted."""
+    rows = sorted(docs, key=lambda r: str(r["dedup_key"]))
     if not rows:
         return set()
     statement = (
@@ -380,7 +390,7 @@ def _answered(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, 
         )
         .where(tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs)))
         .order_by(deliveries.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: see ``store.chain``
     ).all()
     return {(r.document, r.recipient): r for r in rows}
 

@@ -30,17 +30,26 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.core.errors import ConfigError
+from gateway.store.chain import GENESIS, init_head, link
+from gateway.store.chain_read import read_chunk
 from gateway.store.engine import transaction
 from gateway.store.tables import (
     SUBJECT_TRIGRAM_INDEX,
+    archives,
+    chain_checkpoints,
+    chain_head,
     console_audit,
     console_sessions,
     console_users,
     deliveries,
+    directory_version,
     documents,
+    events,
     fold_text,
+    login_failures,
     metadata,
     national_inbox,
+    participants,
     rate_counters,
     report_days,
     schema_version,
@@ -64,6 +73,7 @@ class Step:
 async def _create_all(conn: AsyncConnection) -> None:
     await _enable_trigrams(conn)
     await conn.run_sync(metadata.create_all)
+    await conn.run_sync(init_head)
 
 
 async def _enable_trigrams(conn: AsyncConnection) -> None:
@@ -194,6 +204,55 @@ async def _add_rate_counters(conn: AsyncConnection) -> None:
         await conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN last_error_code {column_type}"))
 
 
+async def _add_chain(conn: AsyncConnection) -> None:
+    """Version 10: the hash chain: ``events.chain_hash``, ``chain_head``, checkpoints, archives.
+
+    The events written before are chained in id order. Their ids are first made consecutive
+    (PostgreSQL's sequence leaves gaps after a rollback), since a gap in the chain reads as a
+    deleted entry: event ids are no foreign key, only ``lgsp log tail`` cursors held across the
+    upgrade see the renumbering.
+    """
+    if "chain_hash" not in await conn.run_sync(_column_names, "events"):
+        column_type = events.c.chain_hash.type.compile(dialect=conn.dialect)
+        await conn.execute(text(f"ALTER TABLE events ADD COLUMN chain_hash {column_type}"))
+    for table in (chain_head, chain_checkpoints, archives):
+        await conn.run_sync(table.create, checkfirst=True)
+    if await conn.scalar(select(func.count()).select_from(chain_head)):
+        return
+    await conn.run_sync(_chain_existing_events)
+
+
+def _chain_existing_events(sync: Connection) -> None:
+    count, top = sync.execute(select(func.count(), func.max(events.c.id))).one()
+    if count and top != count:
+        numbered = select(
+            events.c.id, func.row_number().over(order_by=events.c.id).label("n")
+        ).subquery()
+        sync.execute(update(events).where(events.c.id == numbered.c.id).values(id=-numbered.c.n))
+        sync.execute(update(events).values(id=-events.c.id))
+    last_id, last_hash = 0, GENESIS
+    while chunk := read_chunk(sync, last_id, BACKFILL_BATCH, check_packages=False):
+        hashes = []
+        for entry in chunk:
+            last_hash = link(last_hash, entry.digest())
+            hashes.append({"e_id": entry.id, "e_hash": last_hash})
+        sync.execute(
+            update(events)
+            .where(events.c.id == bindparam("e_id"))
+            .values(chain_hash=bindparam("e_hash")),
+            hashes,
+        )
+        last_id = chunk[-1].id
+    init_head(sync, last_id, last_hash)
+
+
+async def _add_directory_tables(conn: AsyncConnection) -> None:
+    """Version 11: the participant directory (``participants``, ``directory_version``) and the
+    console's failed log-ins (``login_failures``), shared by every process."""
+    for table in (participants, directory_version, login_failures):
+        await conn.run_sync(table.create, checkfirst=True)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -208,6 +267,12 @@ STEPS: tuple[Step, ...] = (
         _add_console_reports,
     ),
     Step(9, "rate_counters and deliveries.last_error_code", _add_rate_counters),
+    Step(10, "the hash chain: events.chain_hash, chain_head, checkpoints, archives", _add_chain),
+    Step(
+        11,
+        "participants, directory_version and login_failures: the directory in the store",
+        _add_directory_tables,
+    ),
 )
 LATEST = STEPS[-1].version
 

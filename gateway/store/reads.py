@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.core.errors import NotFoundError
+from gateway.core.errors import ConflictError, NotFoundError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind
 from gateway.store.engine import Engines, transaction
@@ -141,6 +141,32 @@ class LogReader:
             return DocumentView(
                 document_record(row), deliveries_now, tuple(map(event_record, trail))
             )
+
+    async def find_view(self, given: str) -> DocumentView:
+        """The document whose log id, else whose edXML DocumentId, is ``given``. A DocumentId
+        that several records share (a document and the statuses answering it, or two senders)
+        names the document if there is one, else is refused listing their ids."""
+        view = await self.get_document(given)
+        if view is not None:
+            return view
+        records = await self.list_documents(DocumentFilter(document_id=given, limit=20))
+        documents = [r for r in records if r.kind is PackageKind.DOCUMENT]
+        chosen = documents if len(documents) == 1 else records
+        if len(chosen) == 1:
+            found = await self.get_document(chosen[0].id)
+            if found is not None:
+                return found
+        if not records:
+            raise NotFoundError(
+                f"no document {given} in the delivery log (neither a record id nor "
+                "a DocumentId); `lgsp log list` lists them",
+                code="not_found.document",
+            )
+        listed = ", ".join(f"{r.id} ({r.kind.value} from {r.sender})" for r in records)
+        raise ConflictError(
+            f"DocumentId {given} names {len(records)} records: {listed}; give one of these ids",
+            code="conflict.ambiguous_document",
+        )
 
     async def get_package(self, sha256: str) -> bytes:
         async with transaction(self._engines.reader) as conn:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -171,8 +172,46 @@ events = Table(
     Column("outcome", String(64), nullable=False),
     Column("detail", Text, nullable=False),  # a JSON object
     Column("actor", String(128), nullable=False),
+    # Version 10: the hash chain (``store.chain``): id is the place in the chain, assigned by the
+    # writer from ``chain_head``; chain_hash links this event to the one before it.
+    Column("chain_hash", String(64)),
     Index(None, "document", "id"),
     Index(None, "delivery", "id"),
+)
+
+# Version 10: the head of the hash chain (one row, id 1), locked by every append.
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),  # events.id of the last entry (0: none)
+    Column("hash", String(64), nullable=False),  # its chain_hash
+    Column("store_id", String(36), nullable=False),  # names this store in checkpoints, bundles
+)
+
+# Version 10: signed (and time-stamped) checkpoints of the chain's head (``gateway.evidence``).
+chain_checkpoints = Table(
+    "chain_checkpoints",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # the last entry covered
+    Column("hash", String(64), nullable=False),  # its chain_hash
+    Column("signed_at", UtcDateTime, nullable=False),
+    Column("statement", Text, nullable=False),  # compact JWS by the gateway over (store, seq, hash)
+    Column("tsa_response", LargeBinary),  # RFC 3161 TimeStampResp (DER) over the statement
+    Column("tsa_time", UtcDateTime),  # the token's genTime
+    Index(None, "signed_at"),
+)
+
+# Version 10: documents moved out of the hot store into archive files, one per period.
+archives = Table(
+    "archives",
+    metadata,
+    Column("period", String(7), primary_key=True),  # YYYY-MM of received_at (UTC)
+    Column("file", String(255), nullable=False),  # its name in the archive directory
+    Column("sha256", String(64), nullable=False),  # of the file
+    Column("documents", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 national_inbox = Table(
@@ -296,4 +335,38 @@ rate_counters = Table(
     Column("window_start", BigInteger, primary_key=True, autoincrement=False),  # epoch seconds
     Column("count", Integer, nullable=False),
     Index(None, "window_start"),
+)
+
+# Version 11: the participant directory, shared by every gateway and worker process. Each row is
+# one participant as the JSON object ``core.directory.participant_to_mapping`` makes (the TOML
+# table's shape); ``position`` keeps the file's order. ``directory_version`` has one row (id 1),
+# whose ``version`` every change raises in the change's transaction: processes poll it.
+participants = Table(
+    "participants",
+    metadata,
+    Column("organ_id", String(255), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("entry", Text, nullable=False),  # a JSON object
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),  # seed, import, api:…, console:…, …
+)
+
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1
+    Column("version", BigInteger, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("changed_by", String(128), nullable=False),
+)
+
+# Version 11: the console's failed log-ins per user name (``gateway.console.throttle``), shared by
+# every gateway process; ``last_at`` in epoch seconds. Rows older than an hour are deleted.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", Float, nullable=False),
+    Index(None, "last_at"),
 )

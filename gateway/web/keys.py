@@ -13,6 +13,7 @@ from gateway.core.settings import Settings
 from gateway.dispatch.publishing import Dispatcher
 from gateway.intake.pipeline import Intake
 from gateway.store import DeliveryLog
+from gateway.store.participants import StoredDirectory
 from gateway.web.rate_limits import RateLimits
 
 
@@ -28,7 +29,8 @@ class Lifecycle:
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-DIRECTORY = web.AppKey("directory", DirectoryHolder)
+DIRECTORY = web.AppKey("directory", DirectoryHolder)  # this process's snapshot
+STORED_DIRECTORY = web.AppKey("stored_directory", StoredDirectory)  # changes go through it
 DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)
 BROKER = web.AppKey("broker", Broker)
 INTAKE = web.AppKey("intake", Intake)

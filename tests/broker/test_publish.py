@@ -206,3 +206,30 @@ def test_from_amqp_refuses_malformed_messages(headers: dict[str, object], why: s
     with pytest.raises(InputError) as caught:
         DeliveryMessage.from_amqp(message)
     assert why in caught.value.message
+
+
+async def test_the_fast_path_and_aio_pika_publish_the_same_message(
+    broker: Broker,
+    raw_connection: AbstractRobustConnection,
+    drain_queue,
+    make_message: MakeMessage,
+) -> None:
+    """The broker publishes through aiormq with properties it builds itself; aio-pika's own
+    message (``to_amqp``) is the reference: the same message arrives the same either way."""
+    by_reference = make_message(
+        2, body=None, claim_check_sha256="ab" * 32, content_type="application/jose"
+    )
+    retried = make_message(3, attempt=4)
+    work = broker.topology.work_queue("push")
+    async with raw_connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
+        exchange = await ch.get_exchange(broker.topology.exchange)
+        for msg in (make_message(1), by_reference, retried):
+            await broker.publish(msg)
+            await exchange.publish(msg.to_amqp(), msg.routing_key, mandatory=True)
+            fast, reference = await drain_queue(raw_connection, work)
+            assert fast.body == reference.body
+            assert fast.properties == reference.properties
+            assert msg.amqp_headers().items() <= (fast.headers or {}).items()  # + x-delivery-count
+            assert fast.delivery_mode == DeliveryMode.PERSISTENT
+            assert (fast.routing_key, fast.exchange) == (reference.routing_key, reference.exchange)
+            assert DeliveryMessage.from_amqp(fast) == DeliveryMessage.from_amqp(reference) == msg

@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from directory_kit import directory_in
 
 from gateway.cli import main
 from gateway.core.directory import hash_api_key, load_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, demo_prefix, init_demo
+from gateway.demo.setup import PROVINCE, DemoSetup, demo_prefix, init_demo
 from gateway.signatures.binding import fingerprint
 
 LGSP = Path(sys.executable).with_name("lgsp")
@@ -196,3 +197,18 @@ def test_national_section_points_at_the_simulator_and_a_soap_route_is_written(
     assert settings.soap.routes_path == demo.dir / "soap-routes.toml"
     routes = load_routes(settings.soap.routes_path)
     assert routes["national-documents"].endpoint == "http://127.0.0.1:8091/DocumentReceivingService"
+
+
+async def test_force_replaces_the_demos_own_store_so_its_new_keys_are_the_directory(
+    tmp_path: Path,
+) -> None:
+    setup = init_demo(tmp_path / "site")
+    async with directory_in(setup.store_url) as stored:
+        await stored.open(setup.directory_path)  # a first start seeded the store
+
+    again = init_demo(setup.dir, force=True)
+
+    async with directory_in(again.store_url) as stored:
+        directory = await stored.open(again.directory_path)
+    assert directory.by_api_key(again.api_keys[PROVINCE]) is not None
+    assert directory.by_api_key(setup.api_keys[PROVINCE]) is None

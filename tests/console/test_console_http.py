@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 from console_kit import ConsoleClient, console_password, dead_letter
+from directory_kit import stored_directory
 from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
@@ -20,7 +21,6 @@ from service.service_kit import (
     new_document,
 )
 
-from gateway.core.directory import load_directory
 from gateway.web.keys import BROKER
 
 # The console's own behaviour does not depend on the store: run on SQLite (the store's
@@ -150,7 +150,7 @@ async def test_only_an_operator_posting_the_session_token_replays_selected_or_al
         f"/admin/participants/{DISTRICT}/disable", {"csrf_token": viewer.csrf}
     )
     assert status == 403
-    assert load_directory(gw.setup.directory_path).get(DISTRICT).enabled  # type: ignore[union-attr]
+    assert (await stored_directory(gw.settings.store.url)).get(DISTRICT).enabled  # type: ignore[union-attr]
 
     status, view = await gw.get(f"/api/v1/documents/{doc_id}", DEPARTMENT)
     assert status == 200
@@ -239,7 +239,7 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
 
     status, page, _ = await operator.get("/admin/participants")
     assert status == 200
-    district = load_directory(gw.setup.directory_path).get(DISTRICT)
+    district = (await stored_directory(gw.settings.store.url)).get(DISTRICT)
     assert district is not None
     assert district.api_key_hashes[0][:12] in page
     assert district.api_key_hashes[0] not in page
@@ -285,7 +285,7 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
     edited = {**form, "is_new": "0", "name": "UBND xã Quảng Bình (mới)", "generate_api_key": ""}
     status, _, _ = await operator.post("/admin/participants/save", edited)
     assert status == 303
-    saved = load_directory(gw.setup.directory_path).get(new_id)
+    saved = (await stored_directory(gw.settings.store.url)).get(new_id)  # in the store
     assert saved is not None
     assert saved.name == "UBND xã Quảng Bình (mới)"
     assert len(saved.api_key_hashes) == 1  # the edit kept the key
@@ -294,7 +294,7 @@ async def test_operator_adds_edits_and_disables_a_participant_never_seeing_secre
         f"/admin/participants/{new_id}/disable", {"csrf_token": operator.csrf}
     )
     assert status == 303
-    disabled = load_directory(gw.setup.directory_path).get(new_id)
+    disabled = (await stored_directory(gw.settings.store.url)).get(new_id)
     assert disabled is not None
     assert not disabled.enabled
     async with gw.session.get(inbox, headers={"Authorization": f"Bearer {api_key}"}) as r:

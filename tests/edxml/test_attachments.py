@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import itertools
 import zipfile
 
 import pytest
@@ -85,6 +87,28 @@ def test_decode_refuses_invalid_base64(content: str) -> None:
         decode_attachment(Attachment("cid:1", content_b64=content))
     assert caught.value.code == "edxml.bad_base64"
     assert not isinstance(caught.value, LimitError)
+
+
+def test_decode_accepts_and_refuses_exactly_what_strict_b64decode_does() -> None:
+    texts = ["".join(t) for n in range(7) for t in itertools.product("AQ=/*", repeat=n)]
+    texts += [f"{t[:2]}\n {t[2:]}" for t in texts[::7]]  # whitespace anywhere is dropped
+    texts += ["QUJD\u00a0RA==", "QUJDRA==\u2028", "é"]  # non-ASCII whitespace and letters
+    for text in texts:
+        try:
+            expected: bytes | None = base64.b64decode("".join(text.split()), validate=True)
+        except ValueError:  # binascii.Error included
+            expected = None
+        try:
+            got: bytes | None = decode_attachment(Attachment("cid:1", content_b64=text))
+        except PackageError:
+            got = None
+        assert got == expected, text
+
+
+def test_the_size_limit_does_not_count_line_breaks() -> None:
+    limits = ParseLimits(max_attachment_bytes=30)
+    wrapped = "\n".join(Attachment.encode(b"x" * 30))  # one line per character
+    assert decode_attachment(Attachment("cid:1", content_b64=wrapped), limits) == b"x" * 30
 
 
 def test_decode_enforces_the_decoded_size_limit() -> None:

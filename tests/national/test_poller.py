@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from directory_kit import stored_directory
 from national_kit import H41_SYSTEM, H56_SYSTEM, RunningSimulator
 from provinces import H41_PARTICIPANTS, H41_PROVINCE, delete_topology, organization
 from service_sites import BrokerSite
@@ -21,7 +22,8 @@ from adapters.national.client import NationalClient
 from adapters.national.protocol import AckStatus
 from adapters.national.records import Agency
 from gateway.broker import Broker
-from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.directory import DirectoryHolder
+from gateway.core.errors import UnavailableError
 from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings, load_settings
@@ -34,10 +36,11 @@ from gateway.edxml.xml_codec import parse_package, serialize_package
 from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync
 from gateway.national.poller import NationalPoller, inbound_caller
-from gateway.national.received import ReceivedLog
+from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
+from gateway.store.participants import StoredDirectory
 
 DEPARTMENT, NATIONAL = "000.00.04.H56", "000.00.00.G22"
 
@@ -47,7 +50,7 @@ class Receiving:
     """Thanh Hóa's side: directory, log, broker, intake; Nghệ An's client to send with."""
 
     settings: Settings
-    directory: DirectoryHolder
+    stored: StoredDirectory  # the directory in the store; ``directory`` its snapshot here
     log: DeliveryLog
     broker: Broker
     intake: Intake
@@ -55,10 +58,14 @@ class Receiving:
     sender: NationalClient  # Nghệ An's system
     metrics: Metrics
 
+    @property
+    def directory(self) -> DirectoryHolder:
+        return self.stored.holder
+
     async def poller(self, **kwargs: float) -> tuple[NationalPoller, ReceivedLog]:
         """A poller as after a (re)start: its own ``national_inbox`` connection."""
         received = await ReceivedLog.open(self.settings.store.url)
-        sync = AgencySync(self.client, self.directory)
+        sync = AgencySync(self.client, self.stored)
         poller = NationalPoller(
             client=self.client,
             intake=self.intake,
@@ -98,8 +105,10 @@ async def receiving(
     )
     pki.init_pki(setup.pki_dir, participants=H41_PARTICIPANTS)  # Nghệ An's signers, same root
     settings = load_settings(setup.config_path, env={"LGSP_LOG__JSON": "false"})
-    directory = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
     log = await DeliveryLog.open(settings.store.url)
+    stored = StoredDirectory(lambda: log.engines)
+    await stored.open(setup.directory_path)  # seeds the empty store
+    directory = stored.holder
     broker = await Broker.connect(
         settings.broker.url,
         prefix=settings.broker.prefix,
@@ -118,7 +127,7 @@ async def receiving(
     endpoint, keys = national_sim.endpoint, national_sim.secrets
     side = Receiving(
         settings,
-        directory,
+        stored,
         log,
         broker,
         intake,
@@ -178,7 +187,7 @@ async def test_documents_and_statuses_are_injected_once_and_acknowledged(
     # only the local recipient: the platform itself brings the package to Quảng Nam
     assert [(d.recipient, d.method.value) for d in view.deliveries] == [(DEPARTMENT, "mailbox")]
     # the unknown sender made the poller sync the agencies once: Nghệ An is now national-routed
-    synced = load_directory(receiving.settings.directory.path).get(H41_PROVINCE)
+    synced = (await stored_directory(receiving.settings.store.url)).get(H41_PROVINCE)
     assert synced is not None
     assert synced.delivery.method is DeliveryMethod.NATIONAL
     assert await received.count() == 3
@@ -213,7 +222,7 @@ async def test_a_restart_before_the_acknowledgement_neither_loses_nor_repeats(
     await receiving.send(first)
     await receiving.send(second)
     [item1, item2] = await receiving.client.get_received_edoc_list("edoc")
-    await AgencySync(receiving.client, receiving.directory).run_once()
+    await AgencySync(receiving.client, receiving.stored).run_once()
     # the previous process: recorded the first package, then died before writing its row …
     caller = inbound_caller(receiving.directory)
     crashed = await receiving.intake.submit(
@@ -293,7 +302,7 @@ async def test_agency_sync_registers_local_agencies_and_adds_the_others(
         Agency(code="000.00.04.H41", name="Sở Nội vụ Nghệ An", pcode=H41_PROVINCE)
     )
     await receiving.sender.register_agency(Agency(code=DEPARTMENT, name="Not Thanh Hóa's"))
-    sync = AgencySync(receiving.client, receiving.directory)
+    sync = AgencySync(receiving.client, receiving.stored)
     local_before = receiving.directory.current.get(DEPARTMENT)
 
     report = await sync.run_once()
@@ -305,17 +314,17 @@ async def test_agency_sync_registers_local_agencies_and_adds_the_others(
     listed = {a.code for a in await receiving.sender.get_agencies_list()}
     assert local <= listed
     assert NATIONAL not in listed
-    on_disk = load_directory(receiving.settings.directory.path)
-    added = on_disk.get("000.00.04.H41")
+    in_store = await stored_directory(receiving.settings.store.url)
+    added = in_store.get("000.00.04.H41")
     assert added is not None
     assert (added.delivery.method, added.parent) == (DeliveryMethod.NATIONAL, H41_PROVINCE)
-    assert on_disk.get(DEPARTMENT) == local_before  # a local agency is never replaced
-    mtime = receiving.settings.directory.path.stat().st_mtime_ns
+    assert in_store.get(DEPARTMENT) == local_before  # a local agency is never replaced
+    version = await receiving.stored.version()
 
     again = await sync.run_once()
 
     assert (again.registered, again.added, again.updated) == ((), (), ())
-    assert receiving.settings.directory.path.stat().st_mtime_ns == mtime  # not rewritten
+    assert await receiving.stored.version() == version  # not written again
 
 
 async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: str) -> None:
@@ -380,7 +389,7 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
     async def sync() -> None:
         nonlocal syncs
         syncs += 1
-        await AgencySync(client, receiving.directory).run_once()
+        await AgencySync(client, receiving.stored).run_once()
 
     received = await ReceivedLog.open(receiving.settings.store.url)
     poller = NationalPoller(
@@ -418,3 +427,85 @@ async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
     finally:
         await client.aclose()
         await received.aclose()
+
+
+class FlakyClient(NationalClient):
+    """The real client; counts ``getEdoc`` per docId and fails the first one of ``fail_on``."""
+
+    def __init__(self, *args: object, fail_on: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fetched: list[str] = []
+        self._fail_on = fail_on
+
+    async def get_edoc(self, doc_id: str) -> bytes:
+        self.fetched.append(doc_id)
+        if len(self.fetched) == self._fail_on:
+            raise UnavailableError("the platform dropped the connection", code="unavailable.x")
+        return await super().get_edoc(doc_id)
+
+
+class CountingLog(ReceivedLog):
+    """The real ``national_inbox`` log, counting the docIds of each write transaction."""
+
+    def __init__(self, inner: ReceivedLog) -> None:
+        super().__init__(inner._engines)  # the same engines, closed by ``inner``
+        self.records: list[int] = []
+        self.acks: list[int] = []
+
+    async def record_many(self, entries: Sequence[NewProcessedDoc]) -> list[ProcessedDoc]:
+        self.records.append(len(entries))
+        return await super().record_many(entries)
+
+    async def mark_acked_many(self, doc_ids: Sequence[str]) -> list[None]:
+        self.acks.append(len(doc_ids))
+        return await super().mark_acked_many(doc_ids)
+
+
+async def test_a_failure_mid_round_loses_nothing_and_fetches_no_recorded_doc_id_again(
+    receiving: Receiving, national_sim: RunningSimulator
+) -> None:
+    sent = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
+    for data in sent:
+        await receiving.send(data)
+    await AgencySync(receiving.client, receiving.stored).run_once()
+    client = FlakyClient(
+        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], timeout_s=5, fail_on=6
+    )
+    inner = await ReceivedLog.open(receiving.settings.store.url)
+    received = CountingLog(inner)
+    poller = NationalPoller(
+        client=client,
+        intake=receiving.intake,
+        directory=receiving.directory,
+        received=received,
+        metrics=receiving.metrics,
+        interval_s=0.05,
+        max_backoff_s=0.4,
+        concurrency=4,
+    )
+    try:
+        with pytest.raises(UnavailableError):
+            await poller.poll_once()  # the 6th getEdoc fails: no docId is started after it
+        first_round = list(client.fetched)
+        assert len(first_round) < len(sent)
+        acked_first = await receiving.acks()
+        assert acked_first.count("done") == len(first_round) - 1  # those in flight finished
+
+        report = await poller.poll_once()
+        again = await poller.poll_once()
+
+        assert len(report.done) == len(sent) - acked_first.count("done")
+        assert again == type(report)()
+        assert await receiving.acks() == ["done"] * len(sent)
+        assert await receiving.documents() == len(sent)  # each recorded once
+        assert await received.count() == len(sent)
+        failed = first_round[5]
+        assert client.fetched.count(failed) == 2  # the failed fetch is tried again …
+        others = [d for d in client.fetched if d != failed]
+        assert len(others) == len(set(others))  # … and no other docId is fetched twice
+        assert sum(received.records) == len(sent)  # one row per docId …
+        assert sum(received.acks) == len(sent)
+        assert len(received.records) < len(sent)  # … written several at a time
+    finally:
+        await client.aclose()
+        await inner.aclose()

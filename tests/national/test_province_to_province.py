@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from directory_kit import stored_directory
 from provinces import (
     H41_DEPARTMENT,
     H41_PROVINCE,
@@ -21,7 +22,6 @@ from provinces import (
 )
 from service_sites import BrokerSite
 
-from gateway.core.directory import load_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage
@@ -112,7 +112,7 @@ async def test_documents_statuses_and_revokes_flow_both_ways(
         await _exchange(h41, H41_DEPARTMENT, h56, H56_PROVINCE)
         # each side's agency sync made the other province's agencies national participants
         for province, foreign in ((h56, H41_DEPARTMENT), (h41, H56_DEPARTMENT)):
-            entry = load_directory(province.settings.directory.path).get(foreign)
+            entry = (await stored_directory(province.settings.store.url)).get(foreign)
             assert entry is not None
             assert entry.delivery.method is DeliveryMethod.NATIONAL
     finally:

@@ -30,7 +30,7 @@ from service.service_kit import (
 from service_sites import BrokerSite
 from structlog.testing import capture_logs
 
-from gateway.core.directory import Delivery, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, load_directory, write_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
@@ -151,11 +151,11 @@ async def demo(
         broker_url=test_broker.url,
         prefix=test_broker.new_prefix("o"),
     )
-    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
-    district = holder.current.get(DISTRICT)
+    directory = load_directory(setup.directory_path)  # seeds the empty store at start
+    district = directory.get(DISTRICT)
     assert district is not None
-    holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url)))
-    holder.save()
+    pushed = replace(district, delivery=Delivery(DeliveryMethod.PUSH, push_receiver.url))
+    write_directory(setup.directory_path, directory.with_participant(pushed))
     yield setup
     await delete_topology(load_settings(setup.config_path))
 

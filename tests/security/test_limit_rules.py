@@ -1,5 +1,5 @@
 """The rules behind the limits, on a real store and a controlled clock: fixed windows shared by
-processes, allowances, pruning; the console's growing delays and their ceiling."""
+processes, allowances, pruning; the console's growing delays (counted in the store too)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from gateway.console.throttle import LoginThrottle
 from gateway.core.errors import RateLimitError
 from gateway.store import DeliveryLog
 from gateway.store.counters import Counters
-from gateway.store.tables import rate_counters
+from gateway.store.login_failures import LoginFailures
+from gateway.store.tables import login_failures, rate_counters
 from gateway.web.rate_limits import WindowLimit
 
 
@@ -71,30 +72,43 @@ async def test_a_known_exhausted_window_is_refused_without_the_store(store_url: 
         await log.aclose()
 
 
-def test_console_delays_grow_per_name_up_to_a_ceiling_and_end_on_success() -> None:
-    clock = Clock(0.0)
-    throttle = LoginThrottle(clock=clock)
-    waits = []
-    for _ in range(12):
-        throttle.failed("operator")
-        waits.append(throttle.retry_after_s("operator"))
-    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
-    assert throttle.retry_after_s("viewer") == 0
-    clock.now += 30
-    assert throttle.retry_after_s("operator") == 30  # never more than the ceiling: no lockout
-    throttle.succeeded("operator")
-    assert throttle.retry_after_s("operator") == 0
+async def test_console_delays_grow_per_name_up_to_a_ceiling_and_end_on_success(
+    store_url: str,
+) -> None:
+    log = await DeliveryLog.open(store_url)
+    try:
+        clock = Clock(0.0)
+        throttle = LoginThrottle(LoginFailures(lambda: log.engines), clock=clock)
+        waits = []
+        for _ in range(12):
+            await throttle.failed("operator")
+            waits.append(await throttle.retry_after_s("operator"))
+        assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+        assert await throttle.retry_after_s("viewer") == 0
+        clock.now += 30
+        assert await throttle.retry_after_s("operator") == 30  # never more: no lockout
+        await throttle.succeeded("operator")
+        assert await throttle.retry_after_s("operator") == 0
+    finally:
+        await log.aclose()
 
 
-def test_console_failures_are_forgotten_after_an_hour() -> None:
-    clock = Clock(0.0)
-    throttle = LoginThrottle(clock=clock)
-    for _ in range(5):
-        throttle.failed("operator")
-    clock.now += 3600
-    assert throttle.retry_after_s("operator") == 0
-    throttle.failed("operator")
-    assert throttle.retry_after_s("operator") == 0  # counting starts again
+async def test_console_failures_are_forgotten_after_an_hour(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    try:
+        clock = Clock(0.0)
+        throttle = LoginThrottle(LoginFailures(lambda: log.engines), clock=clock)
+        for name in ("viewer", *["operator"] * 5):
+            await throttle.failed(name)
+        clock.now += 3600
+        assert await throttle.retry_after_s("operator") == 0
+        await throttle.failed("operator")
+        assert await throttle.retry_after_s("operator") == 0  # counting starts again
+        async with log.engines.reader.connect() as conn:  # and old names are pruned
+            names = (await conn.execute(select(login_failures.c.username))).scalars().all()
+        assert names == ["operator"]  # the viewer's hour-old failure went
+    finally:
+        await log.aclose()
 
 
 async def test_concurrent_requests_share_one_claim_instead_of_each_taking_a_batch(

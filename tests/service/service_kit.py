@@ -24,7 +24,7 @@ from service_sites import BrokerSite
 
 from gateway.broker.messages import METHODS
 from gateway.broker.topology import Topology
-from gateway.core.directory import Delivery, DirectoryHolder, load_directory
+from gateway.core.directory import Delivery, DirectoryHolder, load_directory, write_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
@@ -211,7 +211,7 @@ async def start_gateway(
             prefix=test_broker.new_prefix("e"),
             national_port=national_port,
         )
-        holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
+        holder = DirectoryHolder(load_directory(setup.directory_path))
         for organ_id, url in (push or {}).items():
             current = holder.current.get(organ_id)
             assert current is not None, organ_id
@@ -220,7 +220,7 @@ async def start_gateway(
             current = holder.current.get(organ_id)
             assert current is not None, organ_id
             holder.upsert(replace(current, delivery=Delivery(DeliveryMethod.SOAP, route)))
-        holder.save()
+        write_directory(setup.directory_path, holder.current)  # seeds the empty store at start
         metrics_env = {"LGSP_METRICS__TOKEN_HASHES": METRICS_TOKEN_HASH}
         settings = load_settings(setup.config_path, env={**TEST_ENV, **metrics_env, **(env or {})})
         service = Service(settings, role, drain_grace_s=0.3, shutdown_timeout_s=15)
@@ -245,11 +245,11 @@ def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: 
         store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
         prefix=broker.new_prefix(tag),
     )
-    holder = DirectoryHolder(load_directory(setup.directory_path), setup.directory_path)
-    district = holder.current.get(DISTRICT)
+    directory = load_directory(setup.directory_path)  # seeds the empty store at start
+    district = directory.get(DISTRICT)
     assert district is not None
-    holder.upsert(replace(district, delivery=Delivery(DeliveryMethod.PUSH, receiver_url)))
-    holder.save()
+    pushed = replace(district, delivery=Delivery(DeliveryMethod.PUSH, receiver_url))
+    write_directory(setup.directory_path, directory.with_participant(pushed))
     return setup
 
 

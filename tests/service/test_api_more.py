@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
+from directory_kit import stored_directory
 from service_kit import COMMUNE, DEPARTMENT, DISTRICT, Gateway, StartGateway, new_document, states
 
 from gateway.demo import pki
@@ -127,7 +128,9 @@ async def test_admin_adds_a_participant_with_a_key_then_disables_it_without_rest
     assert (status, problem["code"]) == (401, "auth.invalid_api_key")
     listing = (await _admin(gw, "GET", "", token))[1]["participants"]
     assert {p["organ_id"]: p["enabled"] for p in listing}[WARD] is False
-    assert WARD in gw.setup.directory_path.read_text(encoding="utf-8")  # saved for a restart
+    stored = (await stored_directory(gw.settings.store.url)).get(WARD)  # kept for a restart
+    assert stored is not None
+    assert not stored.enabled
     status, problem = await _admin(gw, "DELETE", "/000.09.99.H56", token)
     assert (status, problem["code"]) == (404, "not_found.participant")
     status, problem = await _admin(gw, "POST", "", token, {"organ_id": WARD, "nme": "typo"})

@@ -6,6 +6,7 @@ import asyncio
 import json
 from dataclasses import replace
 
+from directory_kit import change_directory
 from service_kit import (
     BUSINESS,
     COMMUNE,
@@ -19,7 +20,7 @@ from service_kit import (
     status_for,
 )
 
-from gateway.core.directory import DirectoryHolder, load_directory
+from gateway.core.directory import load_directory
 from gateway.signatures.jws import verify_jws
 
 
@@ -126,8 +127,7 @@ async def test_duplicates_same_bytes_200_other_bytes_409(start_gateway: StartGat
 
 async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
     gw = await start_gateway()
-    holder = DirectoryHolder(load_directory(gw.setup.directory_path), gw.setup.directory_path)
-    department = holder.current.get(DEPARTMENT)
+    department = load_directory(gw.setup.directory_path).get(DEPARTMENT)
     assert department is not None
 
     unknown = gw.sign(new_document(DEPARTMENT, [COMMUNE, "000.00.99.H56"]), DEPARTMENT)
@@ -165,8 +165,7 @@ async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
     ) as r:
         assert r.status == 415
 
-    holder.upsert(replace(department, may_send_to=(DISTRICT,)))
-    holder.save()
+    await change_directory(gw.settings.store.url, replace(department, may_send_to=(DISTRICT,)))
     await _wait_directory_reload()
     denied = gw.sign(new_document(DEPARTMENT, [COMMUNE, DISTRICT]), DEPARTMENT)
     status, problem = await gw.submit(denied, DEPARTMENT)
@@ -177,7 +176,7 @@ async def test_refusals_have_their_codes(start_gateway: StartGateway) -> None:
 
 
 async def _wait_directory_reload() -> None:
-    await asyncio.sleep(2.5)  # the gateway polls the directory file every 2 s
+    await asyncio.sleep(2.0)  # every process applies a change in the store within 2 s
 
 
 async def test_push_that_fails_twice_then_succeeds_ends_delivered(

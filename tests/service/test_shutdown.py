@@ -45,11 +45,11 @@ SIGTERM_AFTER = 60  # answers received before the signal
 LATE_MAX = 2000  # submissions after the signal, at most (until the process is gone, or
 CLOSED_ENOUGH = 10  # this many found the listener closed)
 REQUEST_TIMEOUT_S = 30.0  # a request without an answer by then hangs: a failure
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # start-up only; a loaded 2-core machine (load 17) once took over 30 s
 # ``serve`` drains with Service's defaults: 503s for drain_grace_s, then up to
 # shutdown_timeout_s for in-flight requests and deliveries. A clean exit stays within both.
 _defaults = Service.__init__.__kwdefaults__ or {}
-DRAIN_S = float(_defaults["drain_grace_s"]) + float(_defaults["shutdown_timeout_s"])
+DRAIN_S = sum(float(_defaults[k]) for k in ("drain_grace_s", "settle_s", "shutdown_timeout_s"))
 
 Answer = tuple[int, dict[str, Any], str | None] | str  # (status, body, Retry-After) or an error
 

@@ -2,8 +2,9 @@
 
 The corpus: every conformance package re-signed by ``sign_xml`` (RSA and EC, c14n and exc-c14n,
 SHA-1 and SHA-256), packages signed by signxml itself, and tampered or harmlessly changed
-variants. The few deliberate differences (profile rules signxml does not have, and the
-exc-c14n URI alias signxml does not know) are listed in ``DIVERGENT`` with both verdicts pinned.
+variants. The few deliberate differences (profile rules signxml does not have, the exc-c14n URI
+alias signxml does not know, a malformed certificate copy it ignores) are listed in ``DIVERGENT``
+with both verdicts pinned.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gateway.signatures.algorithms import (
     DigestAlgorithm,
     SignatureAlgorithm,
 )
+from gateway.signatures.certificates import load_untrusted_der
 from gateway.signatures.xmldsig import sign_xml
 
 if TYPE_CHECKING:
@@ -267,6 +269,33 @@ def _signature_object(root: etree._Element, dsig: Dsig, _: Signer) -> None:
     etree.SubElement(wrapper, f"{EDX}Note").text = "unsigned"
 
 
+def _malformed_ca_copy(root: etree._Element, dsig: Dsig, _: Signer) -> None:
+    """The CA copy in KeyInfo gets a non-DER BasicConstraints ``cA`` (BOOLEAN 0x01, not 0xff)."""
+    element = _certificate_elements(root, dsig)[1]
+    der = base64.b64decode("".join((element.text or "").split()))
+    ca_true = bytes.fromhex("30030101ff")
+    assert ca_true in der
+    element.text = base64.b64encode(der.replace(ca_true, bytes.fromhex("3003010101"), 1)).decode()
+
+
+def _certificate_elements(root: etree._Element, dsig: Dsig) -> list[etree._Element]:
+    return list(dsig.signature_of(root).iter(f"{DS}X509Certificate"))
+
+
+def _has_malformed_extra_certificate(data: bytes, dsig: Dsig) -> bool:
+    """Whether a certificate after the signer's in KeyInfo fails to parse (pinned divergence)."""
+    try:
+        elements = _certificate_elements(dsig.parse(data), dsig)
+    except Exception:  # an unparseable package: not this divergence
+        return False
+    for element in elements[1:]:
+        try:
+            load_untrusted_der(base64.b64decode("".join((element.text or "").split())))
+        except ValueError:
+            return True
+    return False
+
+
 def _split_text_with_comment(root: etree._Element, dsig: Dsig, _: Signer) -> None:
     organ_id = _organ_id(root, dsig)
     text = organ_id.text or ""
@@ -351,6 +380,9 @@ DIVERGENT = {
     "valid signature over an Id": (_reference_an_id_validly, "signature.bad_reference", VALID),
     # Real producers write exc-c14n as http://www.w3.org/TR/xml-exc-c14n#; signxml rejects it.
     "exc-c14n URI alias": (_alias_exc_c14n, VALID, "InvalidInput"),
+    # signxml ignores a CA copy in KeyInfo that does not parse (it trusts its own CA file); we
+    # refuse a package carrying a malformed certificate rather than skip what we cannot read.
+    "malformed CA copy in KeyInfo": (_malformed_ca_copy, "signature.bad_certificate", VALID),
 }
 
 # (package, profile, c14n) the tamper vectors start from.
@@ -555,4 +587,7 @@ def test_mutated_packages_get_the_same_verdict_from_both(
     mutated = _mutate(signed(*base), kind, data, dsig)
     ours, reference = dsig.ours(mutated), dsig.reference(mutated)
     note(f"{kind} on {base[0]}: ours={ours} signxml={reference}")
+    if (ours, reference) == ("signature.bad_certificate", VALID):
+        assert _has_malformed_extra_certificate(mutated, dsig)  # pinned in DIVERGENT
+        return
     assert (ours == VALID) is (reference == VALID)

@@ -196,10 +196,31 @@ async def test_version_8_store_gains_rate_counters_and_last_error_codes(store_ur
         )
     log = await DeliveryLog.open(store_url)
     await log.aclose()
-    assert [v for v, _ in await versions(store_url)] == [8, 9]
+    assert [v for v, _ in await versions(store_url)] == list(range(8, LATEST + 1))
     async with raw(store_url) as conn:
         assert await conn.scalar(text("SELECT count(*) FROM rate_counters")) == 0
         columns = await conn.run_sync(
             lambda sync: {c["name"] for c in inspect(sync).get_columns("deliveries")}
         )
     assert "last_error_code" in columns
+
+
+async def test_version_10_store_gains_the_directory_and_the_login_failures(store_url: str) -> None:
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    async with raw(store_url) as conn:  # turn it into what version 10 created
+        for table in ("participants", "directory_version", "login_failures"):
+            await conn.execute(text(f"DROP TABLE {table}"))
+        await conn.execute(text("DELETE FROM schema_version"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (10, 'as version 10 left it', CURRENT_TIMESTAMP)"
+            )
+        )
+    log = await DeliveryLog.open(store_url)
+    await log.aclose()
+    assert [v for v, _ in await versions(store_url)] == list(range(10, LATEST + 1))
+    async with raw(store_url) as conn:
+        for table in ("participants", "directory_version", "login_failures"):
+            assert await conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0
