@@ -158,10 +158,24 @@ async def _translated(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
             f"the store is unavailable: {error}", code="unavailable.store"
         ) from error
     except exc.DBAPIError as error:
-        if error.connection_invalidated:
+        if error.connection_invalidated or _transient(error):
             raise UnavailableError(
-                f"lost the store connection: {error}", code="unavailable.store"
+                f"the store cannot take this now, try again: {error}", code="unavailable.store"
             ) from error
         raise ServiceError(f"store error: {error}", code="store.error") from error
     except exc.SQLAlchemyError as error:
         raise ServiceError(f"store error: {error}", code="store.error") from error
+
+
+# SQLSTATEs that say "try again", not "you erred": a server that is away for a while (connection
+# exceptions, class 08; shutting down or starting up, 57P01 admin_shutdown, 57P02 crash_shutdown,
+# 57P03 cannot_connect_now: "the database system is starting up"; 53300 too many connections), and
+# a transaction that lost a race with another and was rolled back whole (40001
+# serialization_failure, 40P01 deadlock_detected): the same work, tried again, succeeds.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+
+
+def _transient(error: exc.DBAPIError) -> bool:
+    """Whether the driver's error says to try again later (nothing was written)."""
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -10,6 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from service_sites import PG_ADMIN_URL
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.core.errors import (
     ConfigError,
@@ -28,6 +32,7 @@ from gateway.store import (
     IntakeResult,
     NewDocument,
 )
+from gateway.store.engine import transaction
 
 PACKAGE = b"<edXML:edXMLEnvelope>package one</edXML:edXMLEnvelope>"
 OTHER_PACKAGE = b"<edXML:edXMLEnvelope>package two</edXML:edXMLEnvelope>"
@@ -501,6 +506,57 @@ async def test_postgresql_down_is_unavailable() -> None:
         await DeliveryLog.open("postgresql+asyncpg://postgres@127.0.0.1:1/test")
     assert caught.value.code == "unavailable.store"
     assert caught.value.retryable
+
+
+async def test_postgresql_refusing_connections_for_a_while_is_unavailable() -> None:
+    """The server answering with a SQLSTATE of "away for now" (here 53300, too many connections;
+    a restarting server answers 57P03) is a 503 to retry, not a 500 store error."""
+    role = f"lgsp_test_{secrets.token_hex(4)}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 0'))
+    try:
+        with pytest.raises(UnavailableError) as caught:
+            await DeliveryLog.open(make_url(PG_ADMIN_URL).set(username=role).render_as_string())
+        assert caught.value.code == "unavailable.store"
+        assert "too many connections" in caught.value.message
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        await admin.dispose()
+
+
+async def test_a_postgresql_deadlock_is_unavailable_not_a_store_error() -> None:
+    """Two transactions locking two rows in opposite orders: PostgreSQL rolls one back (40P01).
+    That one's work was not written and succeeds if tried again: 503, not a 500."""
+    name = f"lgsp_test_{secrets.token_hex(6)}"
+    admin = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_async_engine(make_url(PG_ADMIN_URL).set(database=name))
+    try:
+        async with transaction(engine) as conn:
+            await conn.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+            await conn.execute(text("INSERT INTO pair VALUES (1, 0), (2, 0)"))
+        both_hold_one = asyncio.Barrier(2)
+
+        async def lock(first: int, second: int) -> None:
+            async with transaction(engine) as conn:
+                await conn.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"), {"i": first})
+                await both_hold_one.wait()
+                await conn.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"), {"i": second})
+
+        outcomes = await asyncio.gather(lock(1, 2), lock(2, 1), return_exceptions=True)
+        victims = [o for o in outcomes if isinstance(o, BaseException)]
+        assert len(victims) == 1, outcomes
+        assert isinstance(victims[0], UnavailableError), victims
+        assert victims[0].code == "unavailable.store"
+        assert "deadlock" in victims[0].message
+    finally:
+        await engine.dispose()
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
 
 
 async def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
