@@ -34,11 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, make_url, text
+from sqlalchemy import Connection, insert, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_support import fresh_database  # noqa: E402
 
 from gateway.store import DeliveryLog  # noqa: E402
 from gateway.store.chain import append_events, covered_record  # noqa: E402
@@ -124,20 +127,14 @@ def _event(
 
 @asynccontextmanager
 async def fresh_store(pg_url: str | None) -> AsyncIterator[str]:
-    if pg_url is None:
-        with tempfile.TemporaryDirectory(prefix="lgsp-bench-archive-") as where:
-            yield f"sqlite+aiosqlite:///{where}/log.db"
+    """A fresh PostgreSQL database on ``pg_url``'s server (``bench_support``), else SQLite."""
+    if pg_url is not None:
+        async with fresh_database(pg_url) as url:
+            assert url is not None
+            yield url
         return
-    name = f"lgsp_bench_{secrets.token_hex(4)}"
-    admin = create_async_engine(pg_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    with tempfile.TemporaryDirectory(prefix="lgsp-bench-archive-") as where:
+        yield f"sqlite+aiosqlite:///{where}/log.db"
 
 
 async def fill(url: str, events: int) -> int:
