@@ -368,7 +368,11 @@ def addresses(dep: Deployment) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="scripts/cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--store-url", help="an existing PostgreSQL server (fresh database)")

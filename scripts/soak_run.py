@@ -48,7 +48,11 @@ GIVE_UP_S = 600.0  # the agency system stops retrying a submission this long aft
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="scripts/soak",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--count", type=int, default=10_000, help="documents (default 10000)")
     parser.add_argument("--rate", type=float, default=20.0, help="documents per second")
     parser.add_argument("--duration", type=float, help="seconds of load: rate = count/duration")
