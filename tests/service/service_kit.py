@@ -1,4 +1,4 @@
-"""End-to-end kit: a demo gateway (HTTP + workers) on the real broker and a real store.
+"""End-to-end kit: demo gateways (in the test's loop or ``lgsp run`` children), broker and store.
 
 Test modules import names from here (``from service_kit import …``); ``conftest.py`` only
 re-exports the fixtures, because several ``conftest`` modules cannot be told apart by import.
