@@ -61,13 +61,13 @@ from bench_support import (
     StackOptions,
     Submission,
     cpu_s,
-    organization,
     peak_rss_mb,
     percentile,
     running_stack,
     submit_open,
 )
 
+from gateway.demo.participants import organization
 from gateway.demo.setup import DemoSetup
 from gateway.edxml import build
 from gateway.edxml.xml_codec import serialize_package

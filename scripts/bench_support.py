@@ -38,15 +38,13 @@ sys.path.insert(0, str(REPO))
 
 from gateway.broker.messages import METHODS  # noqa: E402
 from gateway.broker.topology import Topology  # noqa: E402
-from gateway.core.directory import Delivery, load_directory, write_directory  # noqa: E402
-from gateway.core.methods import DeliveryMethod  # noqa: E402
 from gateway.core.settings import Settings, load_settings  # noqa: E402
 from gateway.demo import pki  # noqa: E402
+from gateway.demo.participants import deliver_by_push, organization  # noqa: E402
 from gateway.demo.setup import DemoSetup, init_demo  # noqa: E402
 from gateway.edxml import build  # noqa: E402
 from gateway.edxml.model import (  # noqa: E402
     DocumentPackage,
-    Organization,
     StatusCode,
     TraceHeader,
 )
@@ -111,20 +109,6 @@ def pids_of(needle: str) -> list[int]:
 
 
 # --- packages --------------------------------------------------------------------------------
-
-
-def organization(organ_id: str) -> Organization:
-    name = next((p.name for p in pki.DEMO_PARTICIPANTS if p.organ_id == organ_id), organ_id)
-    return Organization(
-        organ_id=organ_id,
-        organ_name=name,
-        organization_in_charge=name,
-        organ_add="Thanh Hóa",
-        email="vanthu@thanhhoa.gov.vn",
-        telephone="0237 3852 000",
-        fax="0237 3852 001",
-        website="thanhhoa.gov.vn",
-    )
 
 
 class Signer:
@@ -388,11 +372,7 @@ def _make_demo(
         store_url=store_url,
         prefix=f"bench-{secrets.token_hex(4)}",
     )
-    directory = load_directory(setup.directory_path)  # seeds the bench's empty store at start
-    current = directory.get(DEPARTMENT)
-    assert current is not None
-    pushed = replace(current, delivery=Delivery(DeliveryMethod.PUSH, receiver_url))
-    write_directory(setup.directory_path, directory.with_participant(pushed))
+    deliver_by_push(setup, DEPARTMENT, receiver_url)  # seeds the bench's empty store at start
     return setup
 
 

@@ -31,10 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import REAL_SAMPLE, organization
+from bench_support import REAL_SAMPLE
 
 from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki
+from gateway.demo.participants import organization
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage, StatusCode, TraceHeader
 from gateway.edxml.xml_codec import parse_package, serialize_package

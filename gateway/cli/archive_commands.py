@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from gateway.cli.ops_commands import add_config_option, settings_from
+from gateway.cli.ops_commands import settings_from
+from gateway.cli.subcommands import command_group, configured_command, with_log
 from gateway.core.errors import ConfigError
-from gateway.core.settings import Settings
 from gateway.evidence.bundle import Bundle
 from gateway.evidence.bundle_check import check_bundle
 from gateway.evidence.bundle_format import Trust
@@ -28,20 +26,18 @@ from gateway.evidence.retention import Archived
 from gateway.evidence.verify import CheckpointCheck, Verdict, verify_store
 from gateway.store import DeliveryLog
 
-_T = TypeVar("_T")
-
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    group = commands.add_parser(
-        "archive", help="the tamper-evident log: verify it, checkpoints, evidence bundles"
+    sub = command_group(
+        commands, "archive", "the tamper-evident log: verify it, checkpoints, evidence bundles"
     )
-    sub = group.add_subparsers(dest="archive_command", required=True, parser_class=type(group))
 
-    verify = sub.add_parser(
+    verify = configured_command(
+        sub,
         "verify",
+        _verify,
         help="walk the hash chain and the checkpoints; exit 1 naming the first tampered entry",
     )
-    add_config_option(verify)
     verify.add_argument(
         "--from",
         dest="since",
@@ -54,24 +50,24 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="do not re-hash the stored package bytes (faster; the chain is still walked)",
     )
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    verify.set_defaults(handler=_verify)
 
-    checkpoint = sub.add_parser(
+    configured_command(
+        sub,
         "checkpoint",
+        _checkpoint,
         help="sign the chain's head now (and time-stamp it when [archive] tsa_url is set)",
     )
-    add_config_option(checkpoint)
-    checkpoint.set_defaults(handler=_checkpoint)
 
-    bundle = sub.add_parser(
-        "bundle", help="write a document's evidence bundle (checked offline by verify-bundle)"
+    bundle = configured_command(
+        sub,
+        "bundle",
+        _bundle,
+        help="write a document's evidence bundle (checked offline by verify-bundle)",
     )
-    add_config_option(bundle)
     bundle.add_argument("document", metavar="DOCUMENT", help="the record id or the DocumentId")
     bundle.add_argument(
         "-o", "--output", type=Path, required=True, metavar="FILE.zip", help="where to write it"
     )
-    bundle.set_defaults(handler=_bundle)
 
     check = sub.add_parser(
         "verify-bundle", help="check an evidence bundle offline (no gateway, no store)"
@@ -86,17 +82,17 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     check.set_defaults(handler=_verify_bundle)
 
-    retain = sub.add_parser(
+    retain = configured_command(
+        sub,
         "retain",
+        _retain,
         help="move whole months older than [archive] retain_days into archive files",
     )
-    add_config_option(retain)
     retain.add_argument(
         "--before",
         metavar="DATE",
         help="archive the months that ended by DATE (default: now - [archive] retain_days)",
     )
-    retain.set_defaults(handler=_retain)
 
 
 def parse_date(text: str, option: str) -> datetime:
@@ -105,19 +101,6 @@ def parse_date(text: str, option: str) -> datetime:
     except ValueError as exc:
         raise ConfigError(f"{option}: not an ISO date: {text!r}", code="config.invalid") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
-def with_log(settings: Settings, work: Callable[[DeliveryLog], Awaitable[_T]]) -> _T:
-    """Open the store, run ``work`` on it and close it again."""
-
-    async def run() -> _T:
-        log = await DeliveryLog.open(settings.store.url)
-        try:
-            return await work(log)
-        finally:
-            await log.aclose()
-
-    return asyncio.run(run())
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -140,7 +123,7 @@ def _verify(args: argparse.Namespace) -> int:
             check_packages=not args.no_packages,
         )
 
-    verdict = with_log(settings, work)
+    verdict = with_log(settings.store.url, work)
     if args.json:
         print(json.dumps(verdict_json(verdict), ensure_ascii=False, indent=2))
     else:
@@ -164,7 +147,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
     async def work(log: DeliveryLog) -> Checkpoint | None:
         return await build_checkpointer(settings, log.engines).checkpoint()
 
-    made = with_log(settings, work)
+    made = with_log(settings.store.url, work)
     if made is None:
         print("lgsp archive checkpoint: the chain's head is checkpointed already")
         return 0
@@ -182,7 +165,7 @@ def _bundle(args: argparse.Namespace) -> int:
     async def work(log: DeliveryLog) -> Bundle:
         return await build_bundler(settings, log).build(args.document)
 
-    made = with_log(settings, work)
+    made = with_log(settings.store.url, work)
     args.output.write_bytes(made.data)
     print(f"lgsp archive bundle: {args.output} ({len(made.data)} bytes), checked:")
     print("\n".join(f"  {line}" for line in made.report.lines))
@@ -216,7 +199,7 @@ def _retain(args: argparse.Namespace) -> int:
     async def work(log: DeliveryLog) -> list[Archived]:
         return await build_retainer(settings, log).retain(before)
 
-    done = with_log(settings, work)
+    done = with_log(settings.store.url, work)
     for made in done:
         w = made.written
         print(

@@ -7,17 +7,16 @@ TOML file is how it is seeded, edited by hand, reviewed and backed up.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.cli.ops_commands import add_config_option, settings_from
+from gateway.cli.ops_commands import settings_from
+from gateway.cli.subcommands import command_group, configured_command, with_log
 from gateway.core.directory import Directory, dump_directory, load_directory, write_directory
 from gateway.core.errors import ConfigError
-from gateway.store import DeliveryLog
 from gateway.store.participants import (
     ImportReport,
     StoredDirectory,
@@ -29,53 +28,47 @@ _T = TypeVar("_T")
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    group = commands.add_parser(
-        "directory", help="the participant directory: import a TOML file into the store, export it"
+    sub = command_group(
+        commands,
+        "directory",
+        "the participant directory: import a TOML file into the store, export it",
     )
-    sub = group.add_subparsers(dest="directory_command", required=True, parser_class=type(group))
 
-    export = sub.add_parser(
+    export = configured_command(
+        sub,
         "export",
+        _export,
         help="print the store's directory as TOML (or write it to a file)",
         description="The store's participant directory as a TOML file that `lgsp directory "
         "import` reads back identically (API keys as their hashes only).",
     )
-    add_config_option(export)
     export.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write FILE (atomically), not stdout"
     )
-    export.set_defaults(handler=_export)
 
-    imp = sub.add_parser(
+    imp = configured_command(
+        sub,
         "import",
+        _import,
         help="make a TOML file the store's directory (every process applies it within 2 s)",
         description="Replace the store's participant directory with FILE's: participants "
         "missing from FILE are removed (--merge: only add and replace those FILE lists). "
         "Every change is in the audit trail.",
     )
-    add_config_option(imp)
     imp.add_argument(
         "file", type=Path, nargs="?", metavar="FILE", help="default: the settings' directory.path"
     )
     imp.add_argument("--merge", action="store_true", help="keep participants FILE does not list")
     imp.add_argument("--dry-run", action="store_true", help="print the changes, make none")
-    imp.set_defaults(handler=_import)
 
 
 def _with_directory(
     args: argparse.Namespace, work: Callable[[StoredDirectory], Awaitable[_T]]
 ) -> _T:
     """Open the store named by the settings (migrated if needed), run ``work``, close it."""
-    url = settings_from(args).store.url
-
-    async def run() -> _T:
-        log = await DeliveryLog.open(url)
-        try:
-            return await work(StoredDirectory(lambda: log.engines))
-        finally:
-            await log.aclose()
-
-    return asyncio.run(run())
+    return with_log(
+        settings_from(args).store.url, lambda log: work(StoredDirectory(lambda: log.engines))
+    )
 
 
 def _no_directory() -> ConfigError:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from gateway.cli.ops_commands import add_config_option, settings_from
+from gateway.cli.ops_commands import settings_from
+from gateway.cli.subcommands import command_group, configured_command, with_log
 from gateway.core.errors import ConfigError
 from gateway.edxml.model import StatusCode
 from gateway.national.received import ReceivedLog
@@ -26,15 +27,12 @@ from gateway.store.queries import COUNT_CAP
 
 SUBJECT_WIDTH = 48
 TAIL_PAGE = 1000
-_T = TypeVar("_T")
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    group = commands.add_parser("log", help="the delivery log: documents, deliveries, events")
-    sub = group.add_subparsers(dest="log_command", required=True, parser_class=type(group))
+    sub = command_group(commands, "log", "the delivery log: documents, deliveries, events")
 
-    listing = sub.add_parser("list", help="documents, newest first, one line each")
-    add_config_option(listing)
+    listing = configured_command(sub, "list", _list, help="documents, newest first, one line each")
     listing.add_argument("--sender", metavar="ID", help="sent by this OrganId")
     listing.add_argument("--recipient", metavar="ID", help="with a delivery to this OrganId")
     listing.add_argument("--document-id", metavar="ID", help="the edXML DocumentId")
@@ -56,10 +54,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="skip the first N matches (the next page)",
     )
     listing.add_argument("--json", action="store_true", help="print the documents as JSON")
-    listing.set_defaults(handler=_list)
 
-    show = sub.add_parser("show", help="one document: deliveries, business status and trail")
-    add_config_option(show)
+    show = configured_command(
+        sub, "show", _show, help="one document: deliveries, business status and trail"
+    )
     show.add_argument(
         "id",
         metavar="ID",
@@ -67,10 +65,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "DocumentId (e.g. 000.00.04.H56,2025/01/02,12/UBND-VP)",
     )
     show.add_argument("--json", action="store_true", help="print the document as JSON")
-    show.set_defaults(handler=_show)
 
-    tail = sub.add_parser("tail", help="the latest events; --follow keeps printing new ones")
-    add_config_option(tail)
+    tail = configured_command(
+        sub, "tail", _tail, help="the latest events; --follow keeps printing new ones"
+    )
     tail.add_argument("--limit", type=int, default=20, metavar="N", help="events shown first")
     tail.add_argument("--follow", "-f", action="store_true", help="poll until Ctrl-C")
     tail.add_argument(
@@ -80,21 +78,6 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="S",
         help="seconds between polls with --follow",
     )
-    tail.set_defaults(handler=_tail)
-
-
-def _with_log(args: argparse.Namespace, work: Callable[[DeliveryLog], Awaitable[_T]]) -> _T:
-    """Open the store named by the settings, run ``work`` on it and close it again."""
-    url = settings_from(args).store.url
-
-    async def run() -> _T:
-        log = await DeliveryLog.open(url)
-        try:
-            return await work(log)
-        finally:
-            await log.aclose()
-
-    return asyncio.run(run())
 
 
 # --- list ----------------------------------------------------------------------------------------
@@ -111,7 +94,7 @@ def _list(args: argparse.Namespace) -> int:
                 views.append(view)
         return views, await log.count_documents(flt)
 
-    views, total = _with_log(args, work)
+    views, total = with_log(settings_from(args).store.url, work)
     if args.json:
         print(_dumps([_view_dict(v, events=False) for v in views]))
         return 0
@@ -188,7 +171,7 @@ def _show(args: argparse.Namespace) -> int:
         view = await log.find_view(args.id)
         return view, await ReceivedLog(log.engines).doc_ids_of(view.document.id)
 
-    view, national_doc_ids = _with_log(args, work)
+    view, national_doc_ids = with_log(settings_from(args).store.url, work)
     if args.json:
         print(_dumps({**_view_dict(view, events=True), "national_doc_ids": national_doc_ids}))
     else:
@@ -264,7 +247,7 @@ def _tail(args: argparse.Namespace) -> int:
                 last_id = event.id
 
     try:
-        _with_log(args, work)
+        with_log(settings_from(args).store.url, work)
     except KeyboardInterrupt:
         return 0  # Ctrl-C is how --follow ends
     return 0

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.engine import Engines, transaction
 from gateway.store.tables import rate_counters
+from gateway.store.upsert import upsert
 
 
 class Counters:
@@ -28,15 +28,9 @@ class Counters:
         values = {"key": key, "window_start": window_start, "count": amount}
         target = [rate_counters.c.key, rate_counters.c.window_start]
         grown = {"count": rate_counters.c.count + amount}
-        statement = (
-            postgresql.insert(rate_counters)
-            .values(values)
-            .on_conflict_do_update(index_elements=target, set_=grown)
-            if engines.dialect == "postgresql"
-            else sqlite.insert(rate_counters)
-            .values(values)
-            .on_conflict_do_update(index_elements=target, set_=grown)
-        ).returning(rate_counters.c.count)
+        statement = upsert(engines.dialect, rate_counters, values, target, grown).returning(
+            rate_counters.c.count
+        )
         async with transaction(engines.writer) as conn:
             return int((await conn.execute(statement)).scalar_one())
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.engine import Engines, transaction
 from gateway.store.tables import login_failures
+from gateway.store.upsert import upsert
 
 
 class LoginFailures:
@@ -42,15 +42,9 @@ class LoginFailures:
         values = {"username": username, "failures": 1, "last_at": now}
         grown = {"failures": counted, "last_at": now}
         target = [table.c.username]
-        statement = (
-            postgresql.insert(table)
-            .values(values)
-            .on_conflict_do_update(index_elements=target, set_=grown)
-            if engines.dialect == "postgresql"
-            else sqlite.insert(table)
-            .values(values)
-            .on_conflict_do_update(index_elements=target, set_=grown)
-        ).returning(table.c.failures)
+        statement = upsert(engines.dialect, table, values, target, grown).returning(
+            table.c.failures
+        )
         async with transaction(engines.writer) as conn:
             return int((await conn.execute(statement)).scalar_one())
 

@@ -1,4 +1,4 @@
-"""End-to-end kit: a demo gateway (HTTP + workers) on the real broker and a real store.
+"""End-to-end kit: demo gateways (in the test's loop or ``lgsp run`` children), broker and store.
 
 Test modules import names from here (``from service_kit import …``); ``conftest.py`` only
 re-exports the fixtures, because several ``conftest`` modules cannot be told apart by import.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
 import socket
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aio_pika
 import aiohttp
@@ -28,9 +31,10 @@ from gateway.core.directory import Delivery, DirectoryHolder, load_directory, wr
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
+from gateway.demo.participants import deliver_by_push, organization
 from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml import build
-from gateway.edxml.model import DocumentPackage, Organization, StatusCode
+from gateway.edxml.model import DocumentPackage, StatusCode
 from gateway.edxml.xml_codec import serialize_package
 from gateway.service.runner import Role, Service
 from gateway.signatures.xmldsig import sign_xml
@@ -48,6 +52,9 @@ TEST_ENV = {
 }
 
 
+LGSP = Path(sys.executable).with_name("lgsp")
+START_TIMEOUT_S = 90.0  # start-up only; a loaded 2-core machine (load 17) once took over 30 s
+
 METRICS_TOKEN = "test-metrics-token"
 METRICS_TOKEN_HASH = hashlib.sha256(METRICS_TOKEN.encode()).hexdigest()
 METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -57,20 +64,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def organization(organ_id: str) -> Organization:
-    name = next((p.name for p in pki.DEMO_PARTICIPANTS if p.organ_id == organ_id), organ_id)
-    return Organization(
-        organ_id=organ_id,
-        organ_name=name,
-        organization_in_charge=name,
-        organ_add="Thanh Hóa",
-        email="vanthu@thanhhoa.gov.vn",
-        telephone="0237 3852 000",
-        fax="0237 3852 001",
-        website="thanhhoa.gov.vn",
-    )
 
 
 def new_document(
@@ -236,6 +229,110 @@ async def start_gateway(
         await delete_topology(gateway.settings)
 
 
+@dataclass
+class RunningGateway:
+    """``lgsp run`` as a child process on a demo, its output in a file."""
+
+    setup: DemoSetup
+    settings: Settings
+    output: Path
+    proc: asyncio.subprocess.Process | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http.port}"
+
+    async def start(
+        self,
+        session: aiohttp.ClientSession,
+        role: str = "all",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start ``lgsp run --role ROLE`` (``TEST_ENV`` and ``env`` over an environment without
+        ``LGSP_`` variables) and return once ``/readyz`` answers 200."""
+        self._log = self.output.open("ab")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+        self.proc = await asyncio.create_subprocess_exec(
+            str(LGSP),
+            "run",
+            "--config",
+            str(self.setup.config_path),
+            "--role",
+            role,
+            env={**clean, **TEST_ENV, **(env or {})},
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
+            try:
+                async with session.get(f"{self.base_url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"lgsp run not ready in {START_TIMEOUT_S}s:\n{self.tail()}")
+
+    async def stop(self, sig: int, timeout_s: float = 60) -> int:
+        """Send ``sig`` (unless the process is gone already) and wait for its exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await self.wait_exit(timeout_s)
+
+    async def wait_exit(self, timeout_s: float) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout_s)
+        assert self._log is not None
+        self._log.close()
+        return code
+
+    async def kill(self) -> None:
+        """SIGKILL the process if it still runs (the end of a test, passed or not)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+async def lgsp_run(
+    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
+) -> AsyncIterator[RunningGateway]:
+    """A demo whose district takes pushes at ``push_receiver``, for ``lgsp run``; not started."""
+    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "r")
+    gateway = RunningGateway(
+        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
+    )
+    try:
+        yield gateway
+    finally:
+        await gateway.kill()
+        await delete_topology(gateway.settings)
+
+
+Answer = tuple[int, dict[str, Any], str | None] | str  # (status, body, Retry-After) or an error
+
+
+async def post_document(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]
+) -> Answer:
+    """One submission to the gateway at ``url``: its answer, or the name of the client error it
+    met (a refused or cut connection)."""
+    try:
+        async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
+            return r.status, await r.json(content_type=None), r.headers.get("Retry-After")
+    except aiohttp.ClientError as exc:
+        return type(exc).__name__
+
+
 def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: str) -> DemoSetup:
     """A demo (SQLite log under ``tmp_path``) whose district takes pushes at ``receiver_url``."""
     setup = init_demo(
@@ -245,11 +342,7 @@ def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: 
         store_url=f"sqlite+aiosqlite:///{tmp_path}/log.db",
         prefix=broker.new_prefix(tag),
     )
-    directory = load_directory(setup.directory_path)  # seeds the empty store at start
-    district = directory.get(DISTRICT)
-    assert district is not None
-    pushed = replace(district, delivery=Delivery(DeliveryMethod.PUSH, receiver_url))
-    write_directory(setup.directory_path, directory.with_participant(pushed))
+    deliver_by_push(setup, DISTRICT, receiver_url)  # seeds the empty store at start
     return setup
 
 

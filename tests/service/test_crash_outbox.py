@@ -11,127 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import secrets
 import signal
-import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
 
 import aiohttp
-import pytest
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    TEST_ENV,
+    Answer,
     PushReceiver,
-    delete_topology,
-    demo_pushing_to,
+    RunningGateway,
     new_document,
+    post_document,
 )
-from service_sites import BrokerSite
 from sqlalchemy import select
 
-from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup
 from gateway.edxml.xml_codec import serialize_package
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DeliveryState
 from gateway.store.engine import transaction
 from gateway.store.tables import deliveries, documents
 
-LGSP = Path(sys.executable).with_name("lgsp")
 BURST = 160
 CONCURRENCY = 32
 KILL_AFTER = 50  # answers received before the SIGKILL
 FAST_OUTBOX = {"LGSP_BROKER__OUTBOX_INTERVAL_S": "0.5", "LGSP_BROKER__OUTBOX_AGE_S": "1"}
-
-
-@dataclass
-class Process:
-    """``lgsp run`` as a child process, its output in a file."""
-
-    setup: DemoSetup
-    settings: Settings
-    output: Path
-    proc: asyncio.subprocess.Process | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http.port}"
-
-    async def start(
-        self, session: aiohttp.ClientSession, role: str, env: Mapping[str, str]
-    ) -> None:
-        self._log = self.output.open("ab")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-        self.proc = await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(self.setup.config_path),
-            "--role",
-            role,
-            env={**clean, **TEST_ENV, **env},
-            stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
-            try:
-                async with session.get(f"{self.base_url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"lgsp run not ready in 30s:\n{self.tail()}")
-
-    async def stop(self, sig: int) -> int:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), 60)
-        if self._log is not None:
-            self._log.close()
-        return code
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-async def gateway_process(
-    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
-) -> AsyncIterator[Process]:
-    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "k")
-    process = Process(
-        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
-    )
-    try:
-        yield process
-    finally:
-        if process.proc is not None and process.proc.returncode is None:
-            process.proc.kill()
-            await process.proc.wait()
-        await delete_topology(process.settings)
-
-
-async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, dict[str, Any]] | str:
-    try:
-        async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
-            return r.status, await r.json(content_type=None)
-    except aiohttp.ClientError as exc:
-        return type(exc).__name__
 
 
 async def _log_state(store_url: str) -> dict[str, tuple[str, str, str]]:
@@ -152,9 +58,9 @@ async def _log_state(store_url: str) -> dict[str, tuple[str, str, str]]:
 
 
 async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
-    gateway_process: Process, push_receiver: PushReceiver
+    lgsp_run: RunningGateway, push_receiver: PushReceiver
 ) -> None:
-    gw = gateway_process
+    gw = lgsp_run
     ident = pki.load_identity(gw.setup.pki_dir, DEPARTMENT)
     tag = secrets.token_hex(3)
     bodies = [
@@ -169,7 +75,7 @@ async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
         "Authorization": f"Bearer {gw.setup.api_keys[DEPARTMENT]}",
         "Content-Type": "application/xml",
     }
-    answers: dict[int, tuple[int, dict[str, Any]] | str] = {}
+    answers: dict[int, Answer] = {}
     timeout = aiohttp.ClientTimeout(total=30)
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -181,7 +87,7 @@ async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
         async def client() -> None:
             while queue and proc.returncode is None:
                 i = queue.pop(0)
-                answers[i] = await _post(session, gw.base_url, bodies[i], headers)
+                answers[i] = await post_document(session, gw.base_url, bodies[i], headers)
                 if len(answers) == KILL_AFTER:
                     proc.send_signal(signal.SIGKILL)
 
@@ -218,7 +124,7 @@ async def test_a_crash_between_commit_and_publish_is_repaired_by_the_outbox(
         keys[body].add(received_headers["Idempotency-Key"])
     for delivery_id, (sha, _, _) in at_kill.items():
         assert keys[sha_of[sha]] == {delivery_id}, "delivered under its one delivery id"
-    for i, (_, answer) in accepted.items():
+    for i, (_, answer, _) in accepted.items():
         assert keys[bodies[i]] == {answer["recipients"][0]["delivery_id"]}
     print(
         f"killed after {len(answers)} answers ({len(accepted)} accepted): {len(at_kill)} "

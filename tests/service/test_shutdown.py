@@ -8,134 +8,37 @@ both runs.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable
 
 import aiohttp
-import pytest
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    TEST_ENV,
+    Answer,
     PushReceiver,
-    delete_topology,
-    demo_pushing_to,
+    RunningGateway,
     new_document,
+    post_document,
 )
-from service_sites import BrokerSite
 
-from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup
 from gateway.edxml.xml_codec import serialize_package
 from gateway.service.runner import Service
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DeliveryState
 
-LGSP = Path(sys.executable).with_name("lgsp")
 BURST = 200
 SIGTERM_AFTER = 60  # answers received before the signal
 LATE_MAX = 2000  # submissions after the signal, at most (until the process is gone, or
 CLOSED_ENOUGH = 10  # this many found the listener closed)
 REQUEST_TIMEOUT_S = 30.0  # a request without an answer by then hangs: a failure
-START_TIMEOUT_S = 90.0  # start-up only; a loaded 2-core machine (load 17) once took over 30 s
 # ``serve`` drains with Service's defaults: 503s for drain_grace_s, then up to
 # shutdown_timeout_s for in-flight requests and deliveries. A clean exit stays within both.
 _defaults = Service.__init__.__kwdefaults__ or {}
 DRAIN_S = sum(float(_defaults[k]) for k in ("drain_grace_s", "settle_s", "shutdown_timeout_s"))
-
-Answer = tuple[int, dict[str, Any], str | None] | str  # (status, body, Retry-After) or an error
-
-
-@dataclass
-class RunningGateway:
-    """``lgsp run`` as a child process, its output in a file."""
-
-    setup: DemoSetup
-    settings: Settings
-    output: Path
-    proc: asyncio.subprocess.Process | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http.port}"
-
-    async def start(self, session: aiohttp.ClientSession) -> None:
-        self._log = self.output.open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-        self.proc = await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(self.setup.config_path),
-            "--role",
-            "all",
-            env={**env, **TEST_ENV},
-            stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
-            try:
-                async with session.get(f"{self.base_url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"lgsp run not ready in {START_TIMEOUT_S}s:\n{self.tail()}")
-
-    async def wait_exit(self, timeout_s: float) -> int:
-        assert self.proc is not None
-        code = await asyncio.wait_for(self.proc.wait(), timeout_s)
-        assert self._log is not None
-        self._log.close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-        if self._log is not None:
-            self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture
-async def lgsp_run(
-    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
-) -> AsyncIterator[RunningGateway]:
-    """A demo whose district takes pushes at ``push_receiver``; not started yet."""
-    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "s")
-    gateway = RunningGateway(
-        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
-    )
-    try:
-        yield gateway
-    finally:
-        gateway.kill()
-        await delete_topology(gateway.settings)
-
-
-async def post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
-) -> Answer:
-    """One submission: its answer, or the name of the connection error it met."""
-    try:
-        async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
-            return r.status, await r.json(content_type=None), r.headers.get("Retry-After")
-    except aiohttp.ClientConnectionError as exc:
-        return type(exc).__name__
 
 
 def check_refusal(answer: Answer, where: str) -> None:
@@ -187,7 +90,7 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
         proc = gw.proc
 
         async def submit(i: int) -> None:
-            answers[i] = await post(session, gw.base_url, bodies[i], headers)
+            answers[i] = await post_document(session, gw.base_url, bodies[i], headers)
             if len(answers) == SIGTERM_AFTER:
                 before_signal.update(answers)
                 proc.send_signal(signal.SIGTERM)
@@ -202,7 +105,7 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
                     if proc.returncode is not None or closed >= CLOSED_ENOUGH:
                         return
                     bodies.append(signed(i))
-                    answers[i] = await post(late, gw.base_url, bodies[i], headers)
+                    answers[i] = await post_document(late, gw.base_url, bodies[i], headers)
                     closed += isinstance(answers[i], str)
 
         await asyncio.gather(*(submit(i) for i in range(BURST)), keep_submitting())
@@ -222,7 +125,7 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
 
         await gw.start(session)  # the same configuration, store and queues
         for i in (i for i in refused if i < BURST):  # the burst's clients retry
-            retried = await post(session, gw.base_url, bodies[i], headers)
+            retried = await post_document(session, gw.base_url, bodies[i], headers)
             assert not isinstance(retried, str), retried
             assert retried[0] in (200, 202), retried
             accepted[i] = retried
@@ -231,9 +134,7 @@ async def test_sigterm_mid_burst_drains_exits_0_and_loses_nothing(
             60,
             "every accepted package pushed",
         )
-        proc = gw.proc
-        proc.send_signal(signal.SIGTERM)
-        assert await gw.wait_exit(DRAIN_S) == 0, gw.tail()
+        assert await gw.stop(signal.SIGTERM, DRAIN_S) == 0, gw.tail()
 
     keys_by_body: defaultdict[bytes, set[str]] = defaultdict(set)
     for received_headers, body in push_receiver.received:
