@@ -7,8 +7,10 @@ elects a leader is held by RabbitMQ 3.10 for ``dead_letter_worker_publisher_conf
 ``queued`` or ``retrying``. Every ``[delivery] sweep_interval_s`` each worker process:
 
 1. reads the deliveries of its methods overdue by ``sweep_grace_s`` (``store.sweep``);
-2. leaves alone the methods whose work queue has messages ready: behind a backlog a message is
-   late, not lost (the next rounds look again);
+2. leaves alone the methods whose work queue has messages ready, or had at a round less than a
+   grace ago, or since this process started less than a grace ago: behind a backlog a message
+   is late, not lost, and the messages a worker took from it may still be on their way through
+   an adapter (the next rounds look again);
 3. claims each delivery in the store (one conditional update: of several sweeps on several hosts
    one wins, and the delivery is not due again for another grace);
 4. publishes one confirmed message per claimed delivery to its work queue (by claim check, as the
@@ -23,7 +25,8 @@ sweep after the next grace tries again.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 import structlog
@@ -69,12 +72,16 @@ class Sweeper:
         dispatcher: Dispatcher,
         rules: SweepRules,
         metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
         self._log = sweep_log
         self._dispatcher = dispatcher
         self.rules = rules
         self._metrics = metrics
+        self._clock = clock
+        self._started_at = clock()
+        self._backlog_seen_at: dict[str, float] = {}  # by method, at a round
 
     async def sweep_once(self) -> SweepRound:
         """One round (see the module docstring)."""
@@ -125,10 +132,19 @@ class Sweeper:
         return replace(message, attempt=item.delivery.attempts + 1)
 
     async def _backlogged(self, methods: Collection[str]) -> set[str]:
-        """The methods whose work queue has messages ready (one passive declare per queue)."""
+        """The methods whose work queue has messages ready, or had less than a grace ago (one
+        passive declare per queue)."""
         depths = await self._broker.queue_depths()
         topology = self._broker.topology
-        return {m for m in methods if depths.get(topology.work_queue(m), 0) > 0}
+        now = self._clock()
+        for method in methods:
+            if depths.get(topology.work_queue(method), 0) > 0:
+                self._backlog_seen_at[method] = now
+        return {
+            m
+            for m in methods
+            if now - self._backlog_seen_at.get(m, self._started_at) < self.rules.grace_s
+        }
 
     async def run(self, *, interval_s: float, loops: Loops | None = None) -> None:
         """``sweep_once`` every ``interval_s`` until cancelled (the ``delivery-sweep`` loop)."""
