@@ -12,10 +12,11 @@ No column holds the due time (no migration): ``overdue`` narrows the rows in SQL
 delay each could have had (the schedule's for its attempt count; the ``(state, updated_at)``
 index serves the range), then checks each against its last events (the ``(delivery, id)`` index).
 
-``claim`` is a conditional update per delivery (``WHERE state = :seen AND updated_at = :seen``)
-that sets ``updated_at`` to now: of two sweeps that read the same row, on SQLite or PostgreSQL,
-only the first moves it and the second's update finds nothing (PostgreSQL re-reads the row once
-the first commits). The claimed delivery is then due again only after another grace.
+``claim`` is a conditional update per delivery, each in a transaction of its own (``WHERE
+state = :seen AND updated_at = :seen``), that sets ``updated_at`` to now: of two sweeps that read
+the same row, on SQLite or PostgreSQL, only the first moves it and the second's update finds
+nothing (PostgreSQL re-reads the row once the first commits). The claimed delivery is then due
+again only after another grace.
 """
 
 from __future__ import annotations
@@ -110,11 +111,13 @@ class SweepLog:
 
     async def claim(self, seen: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:
         """Claim each delivery as it was read (same state, same ``updated_at``), moving its
-        ``updated_at`` to now; the ones claimed (by this call, not another sweep)."""
-        now = utc_now()
+        ``updated_at`` to now; the ones claimed (by this call, not another sweep).
+
+        One short transaction per delivery: a claim never holds two row locks, so it cannot
+        deadlock with a worker's batch commit (overdue deliveries are few)."""
         claimed: list[DeliveryRecord] = []
-        async with transaction(self._engines.writer) as conn:
-            for record in sorted(seen, key=lambda r: r.id):  # one lock order for every sweep
+        for record in seen:
+            async with transaction(self._engines.writer) as conn:
                 moved = (
                     await conn.execute(
                         update(deliveries)
@@ -123,12 +126,12 @@ class SweepLog:
                             deliveries.c.state == record.state.value,
                             deliveries.c.updated_at == record.updated_at,
                         )
-                        .values(updated_at=now)
+                        .values(updated_at=utc_now())
                         .returning(deliveries.c.id)
                     )
                 ).first()
-                if moved is not None:
-                    claimed.append(record)
+            if moved is not None:
+                claimed.append(record)
         return claimed
 
     async def record_swept(self, swept: Sequence[Overdue], *, actor: str = "worker") -> None:
