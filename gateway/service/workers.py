@@ -135,12 +135,9 @@ class WorkerGroup:
         """Drain every worker, then release adapters, the broker and the store."""
         if self.national is not None:
             await self.national.stop()
-        for task in (self._sweep, self._watch):  # the sweep first: it publishes
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await _cancel(self._sweep)  # first: it publishes
         await asyncio.gather(*(w.stop() for w in self._workers))
+        await _cancel(self._watch)
         for adapter in self._adapters.values():
             await adapter.aclose()
         if self._broker is not None:
@@ -148,3 +145,10 @@ class WorkerGroup:
         if self._log is not None:
             await self._log.aclose()
         log.info("workers_stopped", outcomes={w.method: dict(w.outcomes) for w in self._workers})
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
