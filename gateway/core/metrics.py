@@ -5,6 +5,7 @@ Names (see docs/operations.md and config/grafana-dashboard.json):
     lgsp_documents_accepted_total{kind}            packages accepted at intake (202 or 200)
     lgsp_documents_rejected_total{code}            submissions refused, by error code
     lgsp_deliveries_total{adapter,outcome}         delivered | retry | dead_lettered | redelivered
+    lgsp_deliveries_swept_total{adapter}           published again by the workers' sweep
     lgsp_accept_latency_seconds                    intake request to answer (accepted ones)
     lgsp_delivery_latency_seconds{adapter}         published on the broker to delivered
     lgsp_signature_verify_seconds{format}          signature verification of one package
@@ -63,6 +64,12 @@ class Metrics:
             "lgsp_deliveries",
             "Delivery attempts by adapter and outcome",
             ["adapter", "outcome"],
+            registry=r,
+        )
+        self.swept = Counter(
+            "lgsp_deliveries_swept",
+            "Deliveries whose overdue broker message the sweep published again",
+            ["adapter"],
             registry=r,
         )
         self.accept_latency_s = Histogram(

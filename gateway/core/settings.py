@@ -60,6 +60,15 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """The workers' sweep: deliveries whose broker message is overdue are published again."""
+
+    sweep_interval_s: float = 30.0  # how often each worker process looks (0: never)
+    # A delivery is overdue this long after it was due: queued since, or its retry delay over.
+    sweep_grace_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
 class StoreSettings:
     url: str = "sqlite+aiosqlite:///var/lgsp.db"  # a relative SQLite path is resolved like paths
     batch_max: int = 64  # intakes committed together at most (group commit)
@@ -202,6 +211,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     pki: PkiSettings = field(default_factory=PkiSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     limits: ParseLimits = field(default_factory=ParseLimits)
@@ -451,6 +461,7 @@ def _validate(s: Settings) -> None:
     _validate_http(s.http)
     _validate_broker(s.broker)
     _validate_store(s.store)
+    _validate_delivery(s.delivery)
     for token_hash in s.admin.api_token_hashes:
         if not _SHA256_HEX.fullmatch(token_hash):
             raise _invalid("admin.api_token_hashes", "each must be 64 lowercase hex digits")
@@ -548,6 +559,13 @@ def _validate_store(st: StoreSettings) -> None:
         raise _invalid("store.batch_max", "must be at least 1")
     if not 0 <= st.batch_wait_ms <= 1000:
         raise _invalid("store.batch_wait_ms", "must be 0 to 1000")
+
+
+def _validate_delivery(d: DeliverySettings) -> None:
+    if d.sweep_interval_s < 0:
+        raise _invalid("delivery.sweep_interval_s", "must not be negative (0 turns the sweep off)")
+    if d.sweep_grace_s <= 0:
+        raise _invalid("delivery.sweep_grace_s", "must be positive")
 
 
 def _validate_national(n: NationalSettings) -> None:

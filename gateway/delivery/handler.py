@@ -61,15 +61,19 @@ class DeliveryHandler:
         metrics: Metrics,
         max_tries: int,
         refresh_directory: Callable[[], Awaitable[object]] | None = None,
+        delay_for: Callable[[int, float | None], float] | None = None,
     ) -> None:
         """``refresh_directory``: reload ``directory`` from the store when a message is for a
-        recipient it does not know yet (added by another process in the last second)."""
+        recipient it does not know yet (added by another process in the last second).
+        ``delay_for(attempt, defer_s)``: the worker's retry delay (``WorkerRules.delay_for``),
+        recorded with each retry so that the sweep knows when it is due."""
         self._log = delivery_log
         self._directory = directory
         self._refresh_directory = refresh_directory
         self._adapters = adapters
         self._metrics = metrics
         self._max_tries = max_tries
+        self._delay_for = delay_for
 
     async def check(self, messages: Sequence[DeliveryMessage]) -> list[Attempt | Ready]:
         states = await self._log.delivery_states(m.delivery_id for m in messages)
@@ -138,6 +142,7 @@ class DeliveryHandler:
                 a.detail,
                 None if a.verdict is Verdict.DELIVERED else a.detail,
                 None if a.verdict is Verdict.DELIVERED else a.code,
+                self._retry_in_s(a),
             )
             for a in attempts
             if a.verdict in _STATE_OF
@@ -149,6 +154,11 @@ class DeliveryHandler:
             late = result is AttemptResult.ALREADY_DELIVERED
             verdicts.append(Verdict.ALREADY_DELIVERED if late else attempt.verdict)
         return verdicts
+
+    def _retry_in_s(self, attempt: Attempt) -> float | None:
+        if attempt.verdict is not Verdict.RETRY or self._delay_for is None:
+            return None
+        return self._delay_for(attempt.message.attempt, attempt.defer_s)
 
     def _unknown_address(self, msg: DeliveryMessage) -> bool:
         return msg.method in _ADDRESSED and msg.recipient not in self._directory.current

@@ -14,6 +14,7 @@ from gateway.core.metrics import Metrics
 from gateway.core.settings import Settings
 from gateway.delivery.handler import DeliveryHandler
 from gateway.delivery.worker import Worker, WorkerRules
+from gateway.dispatch.sweep import Sweeper, SweepRules
 from gateway.national.runner import NationalRunner
 from gateway.service.components import (
     build_dispatcher,
@@ -24,6 +25,7 @@ from gateway.service.components import (
 from gateway.service.registry import build_adapters
 from gateway.store import DeliveryLog
 from gateway.store.participants import StoredDirectory
+from gateway.store.sweep import SweepLog
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,8 @@ class WorkerGroup:
         self._broker: Broker | None = None
         self._log: DeliveryLog | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._sweep: asyncio.Task[None] | None = None
+        self.sweeper: Sweeper | None = None
         self.national: NationalRunner | None = None
 
     @property
@@ -77,6 +81,7 @@ class WorkerGroup:
             metrics=self.metrics,
             max_tries=self.rules.max_tries,
             refresh_directory=stored.refresh,
+            delay_for=self.rules.delay_for,
         )
         for method in self._adapters:
             worker = Worker(self._broker, method, self.rules)
@@ -85,6 +90,7 @@ class WorkerGroup:
         self._watch = asyncio.create_task(
             watch_directory(stored, loops=self.metrics.loops), name="directory-watch"
         )
+        self._start_sweep(self._broker, delivery_log)
         if self.settings.national.enabled:  # the poller and the agency sync
             intake = build_intake(
                 self.settings,
@@ -104,15 +110,34 @@ class WorkerGroup:
             await self.national.start()
         log.info("workers_started", methods=list(self._adapters))
 
+    def _start_sweep(self, broker: Broker, delivery_log: DeliveryLog) -> None:
+        """The ``delivery-sweep`` loop over this group's methods (``[delivery]``; 0: none)."""
+        conf = self.settings.delivery
+        if conf.sweep_interval_s <= 0 or not self._adapters:
+            return
+        self.sweeper = Sweeper(
+            broker=broker,
+            sweep_log=SweepLog(delivery_log.engines),
+            dispatcher=build_dispatcher(self.settings, broker, delivery_log),
+            rules=SweepRules(
+                grace_s=conf.sweep_grace_s,
+                delays_s=self.rules.delays_s,
+                methods=frozenset(self._adapters),
+            ),
+            metrics=self.metrics,
+        )
+        self._sweep = asyncio.create_task(
+            self.sweeper.run(interval_s=conf.sweep_interval_s, loops=self.metrics.loops),
+            name="delivery-sweep",
+        )
+
     async def stop(self) -> None:
         """Drain every worker, then release adapters, the broker and the store."""
         if self.national is not None:
             await self.national.stop()
+        await _cancel(self._sweep)  # first: it publishes
         await asyncio.gather(*(w.stop() for w in self._workers))
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await _cancel(self._watch)
         for adapter in self._adapters.values():
             await adapter.aclose()
         if self._broker is not None:
@@ -120,3 +145,10 @@ class WorkerGroup:
         if self._log is not None:
             await self._log.aclose()
         log.info("workers_stopped", outcomes={w.method: dict(w.outcomes) for w in self._workers})
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

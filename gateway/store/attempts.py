@@ -55,6 +55,7 @@ class AttemptReport:
     detail: str
     error: str | None = None  # the adapter's message (remote text, URL): for admins only
     error_code: str | None = None  # its stable code, shown to participants
+    retry_in_s: float | None = None  # RETRYING: the delay before the next attempt (the sweep's)
 
     def __post_init__(self) -> None:
         if self.state not in _REPORTED:
@@ -189,6 +190,8 @@ def _event(
     detail: dict[str, object] = {"message": report.detail, "error": report.error}
     if report.error_code is not None:
         detail["code"] = report.error_code
+    if report.retry_in_s is not None:
+        detail["retry_in_s"] = report.retry_in_s
     if moved is not None:
         document, attempts = moved
         detail["attempt"] = attempts
