@@ -376,7 +376,8 @@ def _parse_date(text: str, fmt: str) -> datetime:
     match = canonical.fullmatch(text) if canonical else None
     if match is not None:
         try:
-            return datetime(*map(int, match.groups()))
+            parts = [int(part) for part in match.groups()] + [0, 0, 0]
+            return datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
         except ValueError:
             pass
     return datetime.strptime(text, fmt)
