@@ -24,7 +24,7 @@ from gateway.edxml.model import EDXML_NS, Package
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
 from gateway.signatures.algorithms import ALL_SUPPORTED, DEFAULT_ALLOWED, SignatureAlgorithm
-from gateway.signatures.binding import check_binding, fingerprint
+from gateway.signatures.binding import check_binding, fingerprint, subject_text
 from gateway.signatures.jws import verify_jws
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.xmldsig import verify_xml_signature
@@ -163,7 +163,7 @@ class Verifier:
             warnings += (_warning("signature.weak_algorithm", message),)
         return VerifiedDocument(
             sender=sender,
-            signer_subject=signed.leaf.subject.rfc4514_string(),
+            signer_subject=subject_text(signed.leaf),
             certificate_fingerprint=fingerprint(signed.leaf),
             algorithm=signed.algorithm.short_name,
             signed_bytes=signed.signed_bytes,
