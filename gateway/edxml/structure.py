@@ -363,13 +363,19 @@ class _Walk:
         kids = model.children
         counts: dict[str, int] = {}
         for child in el:
-            if element_only and not _blank(child.tail):
-                raise _text_error(path)
+            if element_only:
+                tail = child.tail
+                if tail and tail.strip(_WHITESPACE):
+                    raise _text_error(path)
             tag: object = child.tag  # a comment's tag is the Comment factory
             if not isinstance(tag, str):
                 continue
-            uri, local = ("", tag[_NS_LEN:]) if tag.startswith(_NS) else _split(tag)
-            known = kids.get(local) if uri == "" else None
+            if tag.startswith(_NS):
+                uri, local = "", tag[_NS_LEN:]
+                known = kids.get(local)
+            else:
+                uri, local = _split(tag)
+                known = None
             if known is not None:
                 type_name, most = known
                 count = counts[local] = counts.get(local, 0) + 1
@@ -450,8 +456,12 @@ class _Walk:
 
     @staticmethod
     def _element_only(el: etree._Element, path: str) -> None:
-        if not _blank(el.text) or any(not _blank(child.tail) for child in el):
+        if not _blank(el.text):
             raise _text_error(path)
+        for child in el:
+            tail = child.tail
+            if tail and tail.strip(_WHITESPACE):
+                raise _text_error(path)
 
 
 def _text_error(path: str) -> PackageError:
