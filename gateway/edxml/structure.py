@@ -370,6 +370,7 @@ class _Walk:
             tag: object = child.tag  # a comment's tag is the Comment factory
             if not isinstance(tag, str):
                 continue
+            uri: str | None
             if tag.startswith(_NS):
                 uri, local = "", tag[_NS_LEN:]
                 known = kids.get(local)
