@@ -15,7 +15,7 @@ from typing import Final
 
 from cryptography import x509
 
-from gateway.core.errors import SignatureError
+from gateway.core.errors import PackageError, SignatureError
 from gateway.edxml import json_codec
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.issues import Issue, Severity
@@ -108,10 +108,22 @@ class Verifier:
 
     def verify_xml(self, data: bytes) -> VerifiedDocument:
         """Verify an enveloped-XML-DSig edXML package; the tree is parsed once and read as
-        verified."""
+        verified.
+
+        The records are read from the tree before the digest, which then need not put the large
+        texts it lifts back into a tree nobody reads again. A package the reader refuses is
+        refused with that reason only once its signature holds (the signature's refusal first).
+        """
         root = load_xml(data, self.limits)
-        check = verify_xml_signature(root, allowed=ALL_SUPPORTED)
-        package = read_package(root)
+        try:
+            package: Package | None = read_package(root)
+            unreadable: PackageError | None = None
+        except PackageError as exc:
+            package, unreadable = None, exc
+        check = verify_xml_signature(root, allowed=ALL_SUPPORTED, keep_tree=False)
+        if unreadable is not None:
+            raise unreadable
+        assert package is not None
         warnings = []
         if check.signature_namespace == EDXML_NS:
             warnings.append(
