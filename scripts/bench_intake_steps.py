@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         verifier = Verifier(TrustStore.from_dir(setup.pki_dir))
     mixes = ("small", "real") if args.mix == "both" else (args.mix,)
     steps = {mix: _steps(verifier, packages[mix]) for mix in mixes}
-    calls = {"small": args.calls, "real": max(10, args.calls // 20)}
+    calls = {"small": args.calls, "real": max(10, args.calls // 4)}
     best: dict[str, dict[str, float]] = {mix: {} for mix in mixes}
     for _ in range(args.rounds):
         for mix in mixes:
