@@ -2,8 +2,9 @@
 
 Two packages, signed by a demo participant (RSA-2048, as ``bench_e2e.py`` signs them): the small
 mix's ~4 KB status package and the real mix's 361 KB ``edoc_new.edxml``. Each step is called
-``--calls`` times per round and timed with ``time.process_time``; the figure is the best of
-``--rounds`` rounds (the machine is shared), the steps interleaved round by round.
+``--calls`` times per round (a quarter as many for the real one) and timed with
+``time.process_time``; the figure is the best of ``--rounds`` rounds (the machine is shared), the
+steps interleaved round by round.
 
 Steps: reading the body off a stream (``read_limited``), the hardened parse (``load_xml``), the
 XML-DSig check (``verify_xml_signature``), reading the records (``read_package``), the semantic
@@ -107,7 +108,9 @@ def _per_call_ms(action: Callable[[], object], calls: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=200, help="calls per round (small)")
+    parser.add_argument(
+        "--calls", type=int, default=200, help="calls per round (small; real: a quarter)"
+    )
     parser.add_argument("--mix", choices=("small", "real", "both"), default="both")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
