@@ -9,8 +9,9 @@ steps interleaved round by round.
 Steps: reading the body off a stream (``read_limited``), the hardened parse (``load_xml``), the
 XML-DSig check (``verify_xml_signature``), reading the records (``read_package``), the semantic
 validation (``validate_package``), the whole ``Verifier.verify_xml`` (with trust and binding),
-the package's SHA-256 (the store's key), the intake's own records (``dedup_key``), and the
-national adapter's reading of a package's sender and kind. The last line is one JSON object.
+the package's SHA-256 (the store's key), the intake's own records (``dedup_key``), the
+receipt's JWS, and the national adapter's reading of a package's sender and kind. The last
+line is one JSON object.
 
     .venv/bin/python scripts/bench_intake_steps.py [--rounds 5] [--calls 200] [--mix small|real]
 """
@@ -46,6 +47,8 @@ from gateway.edxml.hardened import load_xml, read_limited
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
 from gateway.intake.pipeline import dedup_key
+from gateway.signatures.identity import Identity, load_gateway_identity
+from gateway.signatures.jws import sign_jws
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import Verifier
 from gateway.signatures.xmldsig import verify_xml_signature
@@ -80,7 +83,17 @@ def _delivery(data: bytes) -> OutboundDelivery:
     )
 
 
-def _steps(verifier: Verifier, data: bytes) -> dict[str, Callable[[], object]]:
+RECEIPT = json.dumps({
+    "accepted_at": "2026-12-04T22:00:00+00:00",
+    "document_id": "000.00.15.H56,2024/05/20,1/UBND-VP",
+    "id": "0190b2c4-8f3e-7c1a-9d2b-3e4f5a6b7c8d",
+    "package_sha256": "0" * 64,
+    "sender": DISTRICT,
+}, separators=(",", ":")).encode()  # fmt: skip
+"""A receipt's payload, as ``ReceiptSigner`` writes it."""
+
+
+def _steps(verifier: Verifier, identity: Identity, data: bytes) -> dict[str, Callable[[], object]]:
     root = load_xml(data)
     package = read_package(root)
     verified = verifier.verify_xml(data)
@@ -95,6 +108,9 @@ def _steps(verifier: Verifier, data: bytes) -> dict[str, Callable[[], object]]:
         "sha256": lambda: hashlib.sha256(data).hexdigest(),
         "dedup_key": lambda: dedup_key(verified),
         "national_describe": lambda: national_adapter._describe(delivery),
+        "receipt_jws": lambda: sign_jws(
+            RECEIPT, identity.key, identity.chain, alg=identity.jws_algorithm
+        ),
     }
 
 
@@ -121,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
             "real": real_packages(signer, 1)[0],
         }
         verifier = Verifier(TrustStore.from_dir(setup.pki_dir))
+        identity = load_gateway_identity(setup.pki_dir)
     mixes = ("small", "real") if args.mix == "both" else (args.mix,)
-    steps = {mix: _steps(verifier, packages[mix]) for mix in mixes}
+    steps = {mix: _steps(verifier, identity, packages[mix]) for mix in mixes}
     calls = {"small": args.calls, "real": max(10, args.calls // 4)}
     best: dict[str, dict[str, float]] = {mix: {} for mix in mixes}
     for _ in range(args.rounds):
