@@ -1,7 +1,7 @@
 """The verifier: bytes in, a ``VerifiedDocument`` out (signature, algorithm policy, trust, binding).
 
 Order, so that the error code names the first thing that failed: parse (hardened, once) ->
-signature -> records read from the *same* verified tree (read just before the digest, their
+signature -> records read from the *same* verified tree (read before the signature check, their
 refusal raised once the signature holds) -> the sender's algorithm policy -> certificate trust ->
 signer-to-sender binding -> semantic validation (errors refuse, warnings are kept). The bytes
 handed on (``signed_bytes``) are exactly the bytes that were verified.
