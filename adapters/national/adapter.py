@@ -28,8 +28,8 @@ from adapters.base import (
 from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.protocol import MessageType
 from gateway.core.errors import AuthError, InputError, UnavailableError
-from gateway.edxml.model import StatusPackage
-from gateway.edxml.xml_codec import parse_package
+from gateway.edxml.model import PackageKind
+from gateway.edxml.peek import peek_package
 
 XML_TYPES = frozenset({"application/xml", "text/xml", "application/edxml+xml"})
 AUTH_RETRY_AFTER_S = 60.0
@@ -78,10 +78,10 @@ def _describe(delivery: OutboundDelivery) -> tuple[str, MessageType]:
             code="delivery.national_format",
         )
     try:
-        package = parse_package(delivery.package)
+        headline = peek_package(delivery.package)  # a stored, verified package: its header only
     except InputError as exc:
         raise PermanentDeliveryError(
             f"unreadable package: {exc}", code="delivery.national_format"
         ) from exc
-    kind = MessageType.STATUS if isinstance(package, StatusPackage) else MessageType.EDOC
-    return package.sender, kind
+    kind = MessageType.STATUS if headline.kind is PackageKind.STATUS else MessageType.EDOC
+    return headline.sender, kind

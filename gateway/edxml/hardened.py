@@ -36,7 +36,7 @@ from gateway.edxml.limits import (
 )
 from gateway.edxml.model import EDXML_NS
 
-__all__ = ["ByteStream", "check_size", "load_xml", "read_limited"]
+__all__ = ["PARSER_OPTIONS", "ByteStream", "check_bytes", "check_size", "load_xml", "read_limited"]
 
 FEED_CHUNK_BYTES = 64 * 1024
 """Bytes handed to libxml2 per feed; the shape limits are checked between feeds. Small chunks
@@ -91,7 +91,7 @@ def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Elemen
     Comments are kept (real producers write them); CDATA sections become plain text.
     """
     check_size(len(data), limits)
-    _check_bytes(data)
+    check_bytes(data)
     root = _parse(data, limits)
     _check_tree(root, len(data), limits)
     return root
@@ -100,7 +100,7 @@ def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Elemen
 # --- before parsing: the bytes ------------------------------------------------------------------
 
 
-def _check_bytes(data: bytes) -> None:
+def check_bytes(data: bytes) -> None:
     """Encoding, emptiness, binary content, the XML declaration and the absence of a DOCTYPE."""
     if data.startswith(_WIDE_BOMS) or data.startswith(_EBCDIC_DECL) or _is_wide_text(data[:4]):
         raise PackageError(
@@ -192,7 +192,7 @@ def _parse_whole(data: bytes) -> etree._Element:
 
 def _parse_in_chunks(data: bytes, limits: ParseLimits) -> etree._Element:
     """Chunks into a pull parser; count and open depth are checked after every chunk."""
-    parser = etree.XMLPullParser(events=("start",), **_PARSER_OPTIONS)
+    parser = etree.XMLPullParser(events=("start",), **PARSER_OPTIONS)
     events = cast("Iterator[tuple[str, etree._Element]]", parser.read_events())
     guard = _ShapeGuard(limits)
     at_end = False
@@ -210,7 +210,7 @@ def _parse_in_chunks(data: bytes, limits: ParseLimits) -> etree._Element:
         raise _failure(exc, data, at_end=at_end) from exc
 
 
-_PARSER_OPTIONS: dict[str, Any] = {
+PARSER_OPTIONS: dict[str, Any] = {
     "encoding": "utf-8",  # the declaration was checked; never let it switch the decoder
     "resolve_entities": False,
     "no_network": True,
@@ -229,7 +229,7 @@ def _thread_parser() -> etree.XMLParser:
     """This thread's parser (lxml parsers are reusable, not shareable between threads)."""
     parser: etree.XMLParser | None = getattr(_THREAD, "parser", None)
     if parser is None:
-        parser = _THREAD.parser = etree.XMLParser(**_PARSER_OPTIONS)
+        parser = _THREAD.parser = etree.XMLParser(**PARSER_OPTIONS)
     return parser
 
 

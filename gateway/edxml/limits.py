@@ -69,12 +69,14 @@ async def read_limited(
     memory and the refusal comes before the rest is received.
     """
     check_size(declared_length, limits)
-    received = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     while chunk := await stream.read(chunk_bytes):
-        received += chunk
-        if len(received) > limits.max_bytes:
-            raise _too_large(len(received), limits, at_least=True)
-    return bytes(received)
+        size += len(chunk)
+        if size > limits.max_bytes:
+            raise _too_large(size, limits, at_least=True)
+        chunks.append(chunk)
+    return b"".join(chunks)  # one copy (none for a body read in one chunk)
 
 
 def _too_large(size: int, limits: ParseLimits, *, at_least: bool = False) -> LimitError:

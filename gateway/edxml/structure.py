@@ -167,6 +167,9 @@ GLOBALS: Final[Mapping[str, str]] = {
     "edXML": "Root",
 }
 """The elements ``edxml.xsd`` declares globally: checked wherever the schema meets them laxly."""
+_LAX_CHECKED: Final = (*(f"{{*}}{name}" for name in RESERVED), *(_NS + name for name in GLOBALS))
+"""The tags ``_Walk.lax`` acts on below an element: reserved names in any namespace or none,
+edXML's global elements."""
 
 
 def check_structure(root: etree._Element) -> None:
@@ -360,13 +363,20 @@ class _Walk:
         kids = model.children
         counts: dict[str, int] = {}
         for child in el:
-            if element_only and not _blank(child.tail):
-                raise _text_error(path)
+            if element_only:
+                tail = child.tail
+                if tail and tail.strip(_WHITESPACE):
+                    raise _text_error(path)
             tag: object = child.tag  # a comment's tag is the Comment factory
             if not isinstance(tag, str):
                 continue
-            uri, local = ("", tag[_NS_LEN:]) if tag.startswith(_NS) else _split(tag)
-            known = kids.get(local) if uri == "" else None
+            uri: str | None
+            if tag.startswith(_NS):
+                uri, local = "", tag[_NS_LEN:]
+                known = kids.get(local)
+            else:
+                uri, local = _split(tag)
+                known = None
             if known is not None:
                 type_name, most = known
                 count = counts[local] = counts.get(local, 0) + 1
@@ -429,6 +439,8 @@ class _Walk:
     def lax(self, el: etree._Element, path: str) -> None:
         """Children of an undeclared element: global edXML elements are checked, names that
         carry the header may not appear."""
+        if next(el.iterdescendants(*_LAX_CHECKED), None) is None:
+            return  # nothing below to check or refuse (lxml filters the tags in C)
         for child in el:
             tag = child.tag
             if isinstance(tag, str):
@@ -445,8 +457,12 @@ class _Walk:
 
     @staticmethod
     def _element_only(el: etree._Element, path: str) -> None:
-        if not _blank(el.text) or any(not _blank(child.tail) for child in el):
+        if not _blank(el.text):
             raise _text_error(path)
+        for child in el:
+            tail = child.tail
+            if tail and tail.strip(_WHITESPACE):
+                raise _text_error(path)
 
 
 def _text_error(path: str) -> PackageError:

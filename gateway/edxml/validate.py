@@ -360,11 +360,34 @@ def _document_id(value: str | None, path: str) -> list[Issue]:
     return [warning("edxml.document_id_format", path, message)]
 
 
+_CANONICAL = {  # the usual spelling of each format: read without strptime's regex machinery
+    DATE_FORMAT: re.compile(r"([0-9]{4})/([0-9]{2})/([0-9]{2})"),
+    TIMESTAMP_FORMAT: re.compile(
+        r"([0-9]{4})/([0-9]{2})/([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    ),
+}
+
+
+def _parse_date(text: str, fmt: str) -> datetime:
+    """``datetime.strptime(text, fmt)``; its canonical spelling is read directly (what strptime
+    accepts of that spelling is exactly what ``datetime`` accepts; anything else, and any value
+    ``datetime`` refuses, goes to strptime, which decides)."""
+    canonical = _CANONICAL.get(fmt)
+    match = canonical.fullmatch(text) if canonical else None
+    if match is not None:
+        try:
+            parts = [int(part) for part in match.groups()] + [0, 0, 0]
+            return datetime(parts[0], parts[1], parts[2], parts[3], parts[4], parts[5])
+        except ValueError:
+            pass
+    return datetime.strptime(text, fmt)
+
+
 def _date(value: str | None, path: str, fmt: str, *, not_after: date | None = None) -> list[Issue]:
     if value is None or _blank(value):
         return []
     try:
-        parsed = datetime.strptime(value.strip(), fmt)
+        parsed = _parse_date(value.strip(), fmt)
     except ValueError:
         shape = fmt.replace("%Y", "yyyy").replace("%m", "MM").replace("%d", "dd")
         shape = shape.replace("%H", "HH").replace("%M", "mm").replace("%S", "ss")

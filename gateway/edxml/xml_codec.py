@@ -56,7 +56,8 @@ __all__ = ["parse_package", "read_package", "serialize_package"]
 _Element = etree._Element
 _T = TypeVar("_T")
 _DSIG_SIGNATURE = f"{{{m.XMLDSIG_NS}}}Signature"
-_NON_ELEMENTS = (etree._Comment, etree._ProcessingInstruction, etree._Entity)
+_EDXML_ANY = f"{NS}*"  # lxml's tag filter: any element in the edXML namespace
+_NS_LEN = len(NS)
 
 
 def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Package:
@@ -96,21 +97,35 @@ def _error(message: str, code: str, path: str) -> PackageError:
 
 
 class _Kids:
-    """The element children of one container, by local name, with the container's path."""
+    """The element children of one container, by local name, with the container's path.
 
-    __slots__ = ("el", "named", "order", "path")
+    ``named`` holds the edXML children (lxml picks them out in C); ``order``, every element child
+    in document order, is listed only when asked for (extras, error messages)."""
+
+    __slots__ = ("_order", "el", "named", "path")
 
     def __init__(self, el: _Element, path: str) -> None:
         self.el = el
         self.path = path
-        self.named: dict[str, list[_Element]] = {}
-        self.order: list[tuple[str | None, _Element]] = []
-        for child in el:
-            if not isinstance(child, _NON_ELEMENTS):
-                local = _edxml_local(child.tag)
-                self.order.append((local, child))
-                if local is not None:
-                    self.named.setdefault(local, []).append(child)
+        self._order: list[tuple[str | None, _Element]] | None = None
+        named: dict[str, list[_Element]] = {}
+        for child in el.iterchildren(_EDXML_ANY):
+            local = child.tag[_NS_LEN:]
+            found = named.get(local)
+            if found is None:
+                named[local] = [child]
+            else:
+                found.append(child)
+        self.named = named
+
+    @property
+    def order(self) -> list[tuple[str | None, _Element]]:
+        """(edXML local name or None, element) of every element child, in document order."""
+        if self._order is None:
+            self._order = [
+                (_edxml_local(child.tag), child) for child in self.el.iterchildren(etree.Element)
+            ]
+        return self._order
 
     def at(self, name: str, index: int | None = None) -> str:
         return f"{self.path}/{name}" + ("" if index is None else f"[{index}]")
@@ -149,6 +164,9 @@ class _Kids:
         return {attr: self.text(name) for name, attr in table if attr not in skip}
 
     def extras(self, known: frozenset[str]) -> tuple[str, ...]:
+        named = self.named
+        if named.keys() <= known and len(self.el) == sum(map(len, named.values())):
+            return ()  # every child is a known edXML element (no comment, no foreign element)
         return tuple(_fragment(c) for local, c in self.order if local not in known)
 
 
@@ -164,7 +182,7 @@ def _read_org(kids: _Kids) -> m.Organization:
 
 def _read_code(kids: _Kids) -> m.Code:
     raw = (kids.el.text or "").strip()
-    if not kids.order and raw:  # sloppy <Code>7816/VPCP-TTĐT</Code>
+    if raw and not kids.order:  # sloppy <Code>7816/VPCP-TTĐT</Code>
         number, slash, notation = raw.partition("/")
         return m.Code(code_number=number, code_notation=notation if slash else None)
     return m.Code(**kids.leaves(CODE))
@@ -286,7 +304,7 @@ def _read_status_header(mh: _Kids) -> m.StatusHeader:
 
 def _read_signature(header: _Kids) -> str | None:
     found = header.named.get("Signature", [])
-    found = found + [c for local, c in header.order if c.tag == _DSIG_SIGNATURE and not local]
+    found = found + list(header.el.iterchildren(_DSIG_SIGNATURE))
     if len(found) > 1:
         raise _error("more than one <Signature>", "duplicate_element", header.at("Signature"))
     return _fragment(found[0]) if found else None

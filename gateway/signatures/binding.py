@@ -7,6 +7,7 @@ directory may list the certificate's SHA-256 fingerprint for the sender.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from cryptography import x509
@@ -19,16 +20,27 @@ ORGAN_ID_URI_PREFIX: Final = "urn:lgsp:organ-id:"
 UID_PREFIXES: Final = ("ORGANID:", "MST:")
 BOUND_BY_CERTIFICATE: Final = "certificate"
 BOUND_BY_DIRECTORY: Final = "directory"
+CACHED_CERTIFICATES: Final = 1024
+"""What is derived from a certificate is kept for this many (a ``Certificate`` never changes, and
+the same signers' certificates arrive with every package)."""
 
 
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def organ_ids_in(cert: x509.Certificate) -> frozenset[str]:
     """Every OrganId (or tax code) the certificate names, from SAN URIs and subject UIDs."""
     return _san_organ_ids(cert) | _uid_organ_ids(cert)
 
 
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 of the DER certificate, lowercase hex without separators."""
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
+def subject_text(cert: x509.Certificate) -> str:
+    """The certificate's subject as an RFC 4514 string."""
+    return cert.subject.rfc4514_string()
 
 
 def check_binding(cert: x509.Certificate, sender: str, bound_fingerprints: frozenset[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -62,15 +63,8 @@ def sign_jws(
     if not certificates:
         raise SignatureError("a JWS needs the signer certificate", code="jws.no_certificate")
     algorithm = alg or alg_for_key(key)
-    leaf_der = certificates[0].public_bytes(serialization.Encoding.DER)
-    header: dict[str, Any] = {
-        "alg": algorithm,
-        "x5c": [
-            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
-            for c in certificates
-        ],
-        "x5t#S256": _b64url(hashlib.sha256(leaf_der).digest()),
-    }
+    x5c, x5t = _x5_headers(tuple(certificates))
+    header: dict[str, Any] = {"alg": algorithm, "x5c": list(x5c), "x5t#S256": x5t}
     try:
         return rfc_jws.serialize_compact(
             header, payload, private_jwk(key), registry=_registry(algorithm, len(payload))
@@ -79,6 +73,18 @@ def sign_jws(
         raise SignatureError(
             f"cannot sign JWS with {algorithm}: {exc}", code="jws.unsupported_algorithm"
         ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _x5_headers(certificates: tuple[x509.Certificate, ...]) -> tuple[tuple[str, ...], str]:
+    """``x5c`` (base64 DER, leaf first) and ``x5t#S256`` of a chain: the same for every token a
+    signer makes, so derived once per chain."""
+    leaf_der = certificates[0].public_bytes(serialization.Encoding.DER)
+    x5c = tuple(
+        base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
+        for c in certificates
+    )
+    return x5c, _b64url(hashlib.sha256(leaf_der).digest())
 
 
 def verify_jws(

@@ -1,9 +1,10 @@
 """The verifier: bytes in, a ``VerifiedDocument`` out (signature, algorithm policy, trust, binding).
 
 Order, so that the error code names the first thing that failed: parse (hardened, once) ->
-signature -> records read from the *same* verified tree -> the sender's algorithm policy ->
-certificate trust -> signer-to-sender binding -> semantic validation (errors refuse, warnings
-are kept). The bytes handed on (``signed_bytes``) are exactly the bytes that were verified.
+signature -> records read from the *same* verified tree (read before the signature check, their
+refusal raised once the signature holds) -> the sender's algorithm policy -> certificate trust ->
+signer-to-sender binding -> semantic validation (errors refuse, warnings are kept). The bytes
+handed on (``signed_bytes``) are exactly the bytes that were verified.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Final
 
 from cryptography import x509
 
-from gateway.core.errors import SignatureError
+from gateway.core.errors import PackageError, SignatureError
 from gateway.edxml import json_codec
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.issues import Issue, Severity
@@ -24,7 +25,7 @@ from gateway.edxml.model import EDXML_NS, Package
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
 from gateway.signatures.algorithms import ALL_SUPPORTED, DEFAULT_ALLOWED, SignatureAlgorithm
-from gateway.signatures.binding import check_binding, fingerprint
+from gateway.signatures.binding import check_binding, fingerprint, subject_text
 from gateway.signatures.jws import verify_jws
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.xmldsig import verify_xml_signature
@@ -108,10 +109,22 @@ class Verifier:
 
     def verify_xml(self, data: bytes) -> VerifiedDocument:
         """Verify an enveloped-XML-DSig edXML package; the tree is parsed once and read as
-        verified."""
+        verified.
+
+        The records are read from the tree before the digest, which then need not put the large
+        texts it lifts back into a tree nobody reads again. A package the reader refuses is
+        refused with that reason only once its signature holds (the signature's refusal first).
+        """
         root = load_xml(data, self.limits)
-        check = verify_xml_signature(root, allowed=ALL_SUPPORTED)
-        package = read_package(root)
+        try:
+            package: Package | None = read_package(root)
+            unreadable: PackageError | None = None
+        except PackageError as exc:
+            package, unreadable = None, exc
+        check = verify_xml_signature(root, allowed=ALL_SUPPORTED, keep_tree=False)
+        if unreadable is not None:
+            raise unreadable
+        assert package is not None
         warnings = []
         if check.signature_namespace == EDXML_NS:
             warnings.append(
@@ -163,7 +176,7 @@ class Verifier:
             warnings += (_warning("signature.weak_algorithm", message),)
         return VerifiedDocument(
             sender=sender,
-            signer_subject=signed.leaf.subject.rfc4514_string(),
+            signer_subject=subject_text(signed.leaf),
             certificate_fingerprint=fingerprint(signed.leaf),
             algorithm=signed.algorithm.short_name,
             signed_bytes=signed.signed_bytes,

@@ -84,19 +84,26 @@ def _fail(code: str, message: str) -> SignatureError:
 
 
 def verify_xml_signature(
-    root: etree._Element, *, allowed: frozenset[SignatureAlgorithm] = ALL_SUPPORTED
+    root: etree._Element,
+    *,
+    allowed: frozenset[SignatureAlgorithm] = ALL_SUPPORTED,
+    keep_tree: bool = True,
 ) -> XmlSignatureCheck:
     """Check the package's one enveloped signature; return what signed it, or raise SignatureError.
 
     ``root`` is the document root from ``load_xml``. It is left exactly as it was, but it is
     briefly modified while the document is canonicalised: do not read it from another thread.
+    ``keep_tree=False``: large texts are left out of the tree afterwards (see ``enveloped_digest``);
+    for a caller that has read all it needs from the tree before.
     """
     signature = _the_signature(root)
     namespace = etree.QName(signature).namespace or ""
     info = _read_signed_info(signature, namespace, allowed)
     certificates = _certificates(signature, namespace)
     leaf = _verifying_certificate(certificates, info, subtree_c14n(info.element, info.c14n))
-    actual = enveloped_digest(root, signature, info.reference_c14n, info.digest_algorithm)
+    actual = enveloped_digest(
+        root, signature, info.reference_c14n, info.digest_algorithm, restore=keep_tree
+    )
     if not hmac.compare_digest(actual, info.digest_value):
         raise _fail("digest_mismatch", "the document does not match the signed digest")
     others = tuple(c for c in certificates if c is not leaf)

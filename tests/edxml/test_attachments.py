@@ -13,12 +13,14 @@ from gateway.core.errors import LimitError, PackageError
 from gateway.edxml.attachments import (
     check_attachments,
     decode_attachment,
+    inspect_attachment,
     is_zip,
     zip_entries,
 )
 from gateway.edxml.issues import Issue
 from gateway.edxml.limits import ParseLimits
 from gateway.edxml.model import (
+    ZIP_MAGIC,
     Attachment,
     DocumentPackage,
     Manifest,
@@ -103,6 +105,29 @@ def test_decode_accepts_and_refuses_exactly_what_strict_b64decode_does() -> None
         except PackageError:
             got = None
         assert got == expected, text
+        try:  # the intake's check, which does not decode a plain text: the same verdicts
+            seen: tuple[int, bytes] | None = inspect_attachment(
+                Attachment("cid:1", content_b64=text)
+            )
+        except PackageError:
+            seen = None
+        assert seen == (None if expected is None else (len(expected), expected[:6])), text
+
+
+def test_inspect_refuses_and_measures_large_texts_as_decoding_does() -> None:
+    payload = ZIP_MAGIC + bytes(range(256)) * 1000
+    text = Attachment.encode(payload)
+    assert inspect_attachment(Attachment("cid:1", content_b64=text)) == (len(payload), payload[:6])
+    for bad in (text[:100] + "*" + text[101:], text[:-4] + "=" + text[-3:], text + "\n" + text):
+        with pytest.raises(PackageError) as caught:
+            decode_attachment(Attachment("cid:1", content_b64=bad))
+        with pytest.raises(PackageError) as inspected:
+            inspect_attachment(Attachment("cid:1", content_b64=bad))
+        assert inspected.value.code == caught.value.code == "edxml.bad_base64"
+    limits = ParseLimits(max_attachment_bytes=len(payload) - 1)
+    with pytest.raises(LimitError) as too_large:
+        inspect_attachment(Attachment("cid:1", content_b64=text), limits)
+    assert too_large.value.code == "edxml.attachment_too_large"
 
 
 def test_the_size_limit_does_not_count_line_breaks() -> None:

@@ -242,7 +242,7 @@ def test_no_network_connection_is_attempted(attack: str, listener: socket.socket
 def test_the_parser_itself_never_fetches(attack: str, listener: socket.socket) -> None:
     """Defence in depth: even past the DOCTYPE refusal, the parser configuration fetches nothing."""
     host, port = listener.getsockname()
-    parser = etree.XMLParser(**hardened._PARSER_OPTIONS)
+    parser = etree.XMLParser(**hardened.PARSER_OPTIONS)
     parser.feed(NETWORK_ATTACKS[attack][0].format(url=f"http://{host}:{port}").encode())
     with contextlib.suppress(etree.XMLSyntaxError):
         parser.close()  # an unresolved entity may spoil the document; what matters is no fetch
@@ -251,7 +251,7 @@ def test_the_parser_itself_never_fetches(attack: str, listener: socket.socket) -
 
 def test_the_parser_itself_never_reads_local_files() -> None:
     passwd = Path("/etc/passwd").read_bytes()
-    parser = etree.XMLParser(**hardened._PARSER_OPTIONS)
+    parser = etree.XMLParser(**hardened.PARSER_OPTIONS)
     parser.feed(b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>')
     root = parser.close()
     assert passwd[:16] not in etree.tostring(root)

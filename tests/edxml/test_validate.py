@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from samples import CONFORMANCE_DIR, CONFORMANCE_FILES
 from strategies import package_strategy
 
 from gateway.core.errors import PackageError
+from gateway.edxml import validate
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import (
     Attachment,
@@ -594,3 +595,21 @@ def test_the_schema_rejects_structural_errors(data: bytes, path: str, needle: st
     assert (first.code, first.severity, first.path) == ("edxml.schema", Severity.ERROR, path)
     assert needle in first.message
     assert first.message.startswith("line 1: ")
+
+
+def test_dates_are_read_exactly_as_strptime_reads_them() -> None:
+    dates = ["2024/02/29", "2023/02/29", "2024/13/01", "2024/00/10", "2024/1/5", "0000/01/01"]
+    dates += ["0001/01/01", "9999/12/31", "2024/01/32", "２０２４/01/01", "2024/01/01 ", "24/01/01"]
+    times = [f"2024/05/20 {t}" for t in ("23:59:59", "24:00:00", "23:60:00", "23:59:60", "1:2:3")]
+    times += ["2024/05/20  10:00:00", "2024/02/30 10:00:00", "2024/05/20T10:00:00", "2024/05/20"]
+    for fmt, texts in ((validate.DATE_FORMAT, dates), (validate.TIMESTAMP_FORMAT, times)):
+        for text in texts:
+            try:
+                expected: datetime | None = datetime.strptime(text, fmt)
+            except ValueError:
+                expected = None
+            try:
+                got: datetime | None = validate._parse_date(text, fmt)
+            except ValueError:
+                got = None
+            assert got == expected, (text, fmt)

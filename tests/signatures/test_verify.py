@@ -28,6 +28,7 @@ from gateway.edxml.limits import ParseLimits
 from gateway.edxml.xml_codec import parse_package
 from gateway.signatures.algorithms import DEFAULT_ALLOWED, SignatureAlgorithm
 from gateway.signatures.binding import fingerprint
+from gateway.signatures.enveloped import LARGE_TEXT_CHARS
 from gateway.signatures.jws import sign_jws
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.verify import VerifiedDocument, Verifier
@@ -356,3 +357,28 @@ def test_jws_payload_must_be_a_package(verifier: Verifier, pki_dir: Path) -> Non
     error = failure(lambda: verifier.verify_jws(token))
     assert isinstance(error, PackageError)
     assert error.code == "json.schema"
+
+
+def test_an_unreadable_package_is_refused_for_its_signature_first(
+    verifier: Verifier, pki_dir: Path
+) -> None:
+    """The records are read before the digest; the reader's refusal waits for the signature."""
+    data = re.sub(rb"(<edXML:StatusCode>[^<]*</edXML:StatusCode>)", rb"\1\1", STATUS.read_bytes())
+    with pytest.raises(PackageError):
+        parse_package(data)
+    ident = pki.load_identity(pki_dir, sender_of(STATUS.read_bytes()))
+    signed = sign_xml(data, ident.key, ident.chain)
+    assert failure(lambda: verifier.verify_xml(signed)).code == "edxml.duplicate_element"
+    tampered = signed.replace(b"<edXML:Description>", b"<edXML:Description>x", 1)
+    assert tampered != signed
+    assert failure(lambda: verifier.verify_xml(tampered)).code == "signature.digest_mismatch"
+
+
+def test_the_records_of_a_package_with_large_texts_are_read_whole(
+    verifier: Verifier, pki_dir: Path
+) -> None:
+    """edoc_new's attachment is lifted out of the tree for the digest and not put back."""
+    signed = signed_as(pki_dir, (CONFORMANCE_DIR / "edoc_new.edxml").read_bytes())
+    package = verifier.verify_xml(signed).package
+    assert package == parse_package(signed)
+    assert len(package.attachments[0].content_b64) > LARGE_TEXT_CHARS  # type: ignore[union-attr]
