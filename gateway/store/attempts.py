@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.core.errors import InputError
 from gateway.store.chain import append_events
 from gateway.store.engine import transaction
-from gateway.store.queries import event_values, utc_now
+from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
 from gateway.store.records import DeliveryState, EventKind
 from gateway.store.tables import deliveries, packages
@@ -102,6 +102,8 @@ class AttemptLog(LogReader):
             return []
         now = utc_now()
         async with transaction(self._engines.writer) as conn:
+            if conn.dialect.name == "postgresql":  # one lock order for every writer
+                await conn.execute(lock_deliveries(r.delivery_id for r in reports))
             moved = await self._move(conn, reports, now)
             missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
             documents = await _documents_of(conn, missed) if missed else {}

@@ -26,6 +26,7 @@ from gateway.store.queries import (
     delivery_record,
     delivery_routes,
     event_values,
+    lock_deliveries,
     utc_now,
 )
 from gateway.store.records import (
@@ -142,7 +143,11 @@ class DeliveryLog(AttemptLog):
         kind = EventKind.REPUBLISHED if republished else EventKind.PUBLISHED
         async with transaction(self._engines.writer) as conn:
             rows = (
-                await conn.execute(select(deliveries).where(deliveries.c.id.in_(delivery_ids)))
+                await conn.execute(
+                    lock_deliveries(
+                        delivery_ids, deliveries.c.id, deliveries.c.document, deliveries.c.state
+                    )
+                )
             ).all()
             by_id = {row.id: row for row in rows}
             missing = set(delivery_ids) - by_id.keys()
