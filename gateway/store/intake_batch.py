@@ -16,7 +16,9 @@
 4. the deliveries of the new documents (one multi-row INSERT);
 5. the business status of the answered deliveries, latest by time (one UPDATE per delivery, as
    an executemany); a status sent again sets it only if it is unset or older;
-6. the events (received, business_status, and the ``published`` marks the group committer
+6. the ``national_inbox`` rows of packages fetched from the national platform (``NationalDoc``),
+   one multi-row INSERT;
+7. the events (received, business_status, and the ``published`` marks the group committer
    carried over), one multi-row INSERT, after the ``accepted -> queued`` UPDATE of those marks,
    appended to the hash chain (``store.chain``) last: a received event covers its document,
    deliveries and package.
@@ -68,7 +70,7 @@ from gateway.store.records import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.tables import deliveries, documents, packages
+from gateway.store.tables import deliveries, documents, national_inbox, packages
 
 NewId = Callable[[], str]
 Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_recipient
@@ -94,6 +96,15 @@ class StatusAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class NationalDoc:
+    """The national platform's docId a package was fetched under: its ``national_inbox`` row
+    (outcome ``done``) is written in the intake's own transaction."""
+
+    doc_id: str
+    message_type: str  # edoc | status
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeWrite:
     """One intake to record: its document, its bytes, one route per recipient."""
 
@@ -102,6 +113,7 @@ class IntakeWrite:
     sha256: str
     routes: tuple[tuple[str, DeliveryMethod], ...]
     answers: StatusAnswer | None = None
+    national: NationalDoc | None = None
 
 
 def write_batch(
@@ -173,6 +185,8 @@ def write_batch(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
     )
     trail += _published(conn, marked, now)
+    answers = [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
+    _national_rows(conn, writes, answers, now)
     covered = {
         r.document.id: covered_record(
             doc_rows[w.new.dedup_key], delivery_rows[r.document.id], len(w.package)
@@ -180,7 +194,31 @@ def write_batch(
         for w, r in new_records
     }
     append_events(conn, trail, covered)  # last: the chain's head is held until the commit
-    return [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
+    return answers
+
+
+def _national_rows(
+    conn: Connection, writes: Sequence[IntakeWrite], answers: Sequence[Outcome], now: datetime
+) -> None:
+    """The ``national_inbox`` rows of the recorded writes that came from the national platform;
+    a docId that has a row already keeps it (the first record wins)."""
+    rows = {
+        w.national.doc_id: {
+            "doc_id": w.national.doc_id,
+            "message_type": w.national.message_type,
+            "outcome": "done",
+            "document": a.document.id,
+            "detail": "recorded" if a.created else "duplicate of a recorded document",
+            "processed_at": now,
+        }
+        for w, a in zip(writes, answers, strict=True)
+        if w.national is not None and isinstance(a, IntakeResult)
+    }
+    if rows:
+        statement = _dialect_insert(conn)(national_inbox).on_conflict_do_nothing(
+            index_elements=["doc_id"]
+        )
+        conn.execute(statement, [rows[d] for d in sorted(rows)])
 
 
 def _answer(
