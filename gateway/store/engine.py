@@ -56,9 +56,10 @@ def create_engines(url: str) -> Engines:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _check_sqlite_dir(parsed.database)
+        one_hop = sqlite_driver.dbapi()  # one thread hop per statement
         engine = create_async_engine(
             parsed,
-            module=sqlite_driver.dbapi(),  # one thread hop per statement
+            **({"module": one_hop} if one_hop is not None else {}),
             pool_reset_on_return=None,  # see ``_on_reset``
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )

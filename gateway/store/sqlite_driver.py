@@ -26,7 +26,11 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.util import await_
+
+try:
+    from sqlalchemy.util import await_
+except ImportError:  # SQLAlchemy 2.0 (where ``dbapi()`` declines anyway)
+    from sqlalchemy.util import await_only as await_
 
 _Outcome = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
 
@@ -124,6 +128,10 @@ class _Dbapi(AsyncAdapt_aiosqlite_dbapi):
         return _Connection(self, adapted._connection)
 
 
-def dbapi() -> AsyncAdapt_aiosqlite_dbapi:
-    """The DBAPI module for ``create_async_engine(sqlite+aiosqlite URL, module=dbapi())``."""
+def dbapi() -> AsyncAdapt_aiosqlite_dbapi | None:
+    """The DBAPI module for ``create_async_engine(sqlite+aiosqlite URL, module=dbapi())``; None
+    where SQLAlchemy's adapter is not the one this was written against (SQLAlchemy 2.0: its
+    connection picks no cursor class), so that the engine keeps SQLAlchemy's own."""
+    if not hasattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls"):
+        return None
     return _Dbapi(aiosqlite, sqlite3)
