@@ -3,8 +3,8 @@
 Rules (the worker loop batches ``check`` and ``commit`` and turns the verdicts into acks, retry
 queues and dead letters; see ``gateway.delivery.worker``):
 
-    check, once per batch          one read of the batch's delivery states (and one of its
-                                   claim-checked packages)
+    check, once per batch          one read transaction: the batch's delivery states (and
+                                   its claim-checked packages)
         delivery delivered already -> ALREADY_DELIVERED: acked, never sent again
         delivery not in the log    -> Retry ("not in the delivery log")
         otherwise                  -> Ready, with the package bytes
@@ -76,15 +76,14 @@ class DeliveryHandler:
         self._delay_for = delay_for
 
     async def check(self, messages: Sequence[DeliveryMessage]) -> list[Attempt | Ready]:
-        states = await self._log.delivery_states(m.delivery_id for m in messages)
-        to_fetch = {
-            m.claim_check_sha256
-            for m in messages
-            if m.body is None
-            and m.claim_check_sha256
-            and states.get(m.delivery_id) not in (None, DeliveryState.DELIVERED)
-        }
-        packages = await self._log.packages(to_fetch) if to_fetch else {}
+        states, packages = await self._log.check_batch(
+            (m.delivery_id for m in messages),
+            {
+                m.delivery_id: m.claim_check_sha256
+                for m in messages
+                if m.body is None and m.claim_check_sha256
+            },
+        )
         return [self._checked(m, states.get(m.delivery_id), packages) for m in messages]
 
     def _checked(

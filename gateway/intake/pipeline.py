@@ -42,7 +42,7 @@ from gateway.intake.routing import Refusal, RefusalReason, route
 from gateway.intake.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
-from gateway.store.intake_batch import StatusAnswer
+from gateway.store.intake_batch import NationalDoc, StatusAnswer
 from gateway.store.records import (
     DeliveryRecord,
     DeliveryState,
@@ -140,14 +140,22 @@ class Intake:
         self._receipts = receipts
         self._metrics = metrics
 
-    async def submit(self, caller: Participant, body: bytes, fmt: PackageFormat) -> IntakeOutcome:
+    async def submit(
+        self,
+        caller: Participant,
+        body: bytes,
+        fmt: PackageFormat,
+        *,
+        national: NationalDoc | None = None,
+    ) -> IntakeOutcome:
+        """``national``: the platform docId a polled package came under, recorded with it."""
         verified = await self._verify(body, fmt)
         if not caller_may_speak_for(caller, verified.sender):
             raise ForbiddenError(
                 f"{caller.organ_id} may not submit packages for {verified.sender}",
                 code="acl.cannot_speak_for",
             )
-        result = await self._record(caller, verified, fmt, body)
+        result = await self._record(caller, verified, fmt, body, national)
         structlog.contextvars.bind_contextvars(document=result.document.id)
         log.info(
             "document_recorded",
@@ -180,7 +188,12 @@ class Intake:
         return verified
 
     async def _record(
-        self, caller: Participant, verified: VerifiedDocument, fmt: PackageFormat, body: bytes
+        self,
+        caller: Participant,
+        verified: VerifiedDocument,
+        fmt: PackageFormat,
+        body: bytes,
+        national: NationalDoc | None = None,
     ) -> IntakeResult:
         """Log the bytes as received (a JWS stays the token), so every reader gets the same.
 
@@ -209,7 +222,9 @@ class Intake:
             if not (from_national and r.method is DeliveryMethod.NATIONAL)
         ]
         try:
-            return await self._log.record_intake(new, body, routes, answers=_answers(package))
+            return await self._log.record_intake(
+                new, body, routes, answers=_answers(package), national=national
+            )
         except ConflictError as exc:
             if exc.code != DuplicateDocumentError.default_code:
                 raise

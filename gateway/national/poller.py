@@ -6,7 +6,8 @@ One round, per message type (``edoc`` first, then ``status``, one after the othe
     -> for each docId, up to ``concurrency`` docIds at once (started in the platform's order;
        each docId goes through its steps in order):
         already in national_inbox?  -> only repeat the updateStatus (the last ack was lost)
-        getEdoc -> Intake.submit(caller=national participant) -> national_inbox row
+        getEdoc -> Intake.submit(caller=national participant), which writes the docId's
+                   national_inbox row in the intake's own transaction (refused: a row of its own)
         -> updateStatus done (recorded, or a duplicate of what was) | fail (refused for good)
         -> national_inbox acked_at
 
@@ -41,6 +42,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 import structlog
 
@@ -55,6 +57,7 @@ from gateway.delivery.batching import Batcher
 from gateway.edxml.formats import PackageFormat
 from gateway.intake.pipeline import Intake, IntakeOutcome
 from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
+from gateway.store.intake_batch import NationalDoc
 
 log = structlog.get_logger(__name__)
 
@@ -220,7 +223,7 @@ class NationalPoller:
             log.warning("national_doc_unavailable", doc_id=item.doc_id, error=exc.message)
             return None
         try:
-            outcome = await self._submit(data)
+            outcome = await self._submit(data, NationalDoc(item.doc_id, kind.value))
         except UnavailableError:
             raise
         except InputError as exc:
@@ -235,16 +238,23 @@ class NationalPoller:
         except LgspError as exc:
             log.error("national_doc_deferred", doc_id=item.doc_id, code=exc.code, error=exc.message)
             return None
+        # intake wrote the docId's row in its own transaction (``NationalDoc``)
         detail = "recorded" if outcome.created else "duplicate of a recorded document"
-        return await self._records.submit(
-            NewProcessedDoc(item.doc_id, kind.value, AckStatus.DONE, outcome.document.id, detail)
+        return ProcessedDoc(
+            item.doc_id,
+            kind.value,
+            AckStatus.DONE,
+            outcome.document.id,
+            detail,
+            processed_at=datetime.now(UTC),
+            acked_at=None,
         )
 
-    async def _submit(self, data: bytes) -> IntakeOutcome:
+    async def _submit(self, data: bytes, national: NationalDoc) -> IntakeOutcome:
         synced_before = self._round_sync is not None and self._round_sync.done()
         try:
             return await self._intake.submit(
-                inbound_caller(self._directory), data, PackageFormat.XML
+                inbound_caller(self._directory), data, PackageFormat.XML, national=national
             )
         except ForbiddenError as exc:
             if (
@@ -254,7 +264,9 @@ class NationalPoller:
         if self._round_sync is None:  # the first docId of the round to meet an unknown sender
             self._round_sync = asyncio.ensure_future(self._on_unknown_sender())
         await asyncio.shield(self._round_sync)  # the others wait for the same sync
-        return await self._intake.submit(inbound_caller(self._directory), data, PackageFormat.XML)
+        return await self._intake.submit(
+            inbound_caller(self._directory), data, PackageFormat.XML, national=national
+        )
 
     async def _acknowledge(self, processed: ProcessedDoc) -> None:
         try:

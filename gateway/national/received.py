@@ -1,7 +1,8 @@
 """The national docIds the poller has processed (table ``national_inbox``): none is injected twice.
 
-A row is written after intake recorded the package (or refused it for good) and before the
-platform is told ``done``/``fail``; ``acked_at`` is set once ``updateStatus`` was accepted. After a
+A row is written with the document, in intake's own transaction (``NationalDoc``; or, for a
+package refused for good, by ``record_many`` after the refusal), and before the platform is told
+``done``/``fail``; ``acked_at`` is set once ``updateStatus`` was accepted. After a
 crash between those steps the platform lists the docId again: the row says what to answer, and the
 package is not fetched or injected again. A crash before the row exists costs one more ``getEdoc``,
 and intake's deduplication (same sender, DocumentId and bytes) answers with the first record.

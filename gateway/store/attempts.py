@@ -1,9 +1,10 @@
 """The worker's side of the delivery log, a batch at a time: one read before, one write after.
 
-Before delivering a batch, ``delivery_states`` answers "delivered already?" for all of it in one
-read (so a delivered delivery is never sent again) and ``packages`` fetches its claim-checked
-bytes in one more statement. After the batch's adapter calls, ``record_attempts`` writes every
-outcome in ONE transaction: each delivery moves with a conditional update
+Before delivering a batch, ``check_batch`` answers "delivered already?" for all of it in one
+read (so a delivered delivery is never sent again) and fetches its claim-checked bytes with one
+more statement in the same read transaction. After the batch's adapter calls,
+``record_attempts`` writes every outcome in ONE transaction (on PostgreSQL its rows locked first,
+in id order: ``queries.lock_deliveries``): each delivery moves with a conditional update
 (``... WHERE state <> 'delivered' RETURNING``), and a row that it does not move was delivered by
 someone else meanwhile. That report changes nothing but the trail (an ``attempt`` event marked
 ``ignored``), and the caller is told so, from the same statement rather than a second read.
@@ -11,7 +12,7 @@ someone else meanwhile. That report changes nothing but the trail (an ``attempt`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.core.errors import InputError
 from gateway.store.chain import append_events
 from gateway.store.engine import transaction
-from gateway.store.queries import event_values, utc_now
+from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
 from gateway.store.records import DeliveryState, EventKind
 from gateway.store.tables import deliveries, packages
@@ -78,6 +79,34 @@ class AttemptLog(LogReader):
             )
             return {row.id: DeliveryState(row.state) for row in rows}
 
+    async def check_batch(
+        self, delivery_ids: Iterable[str], claim_checks: Mapping[str, str]
+    ) -> tuple[dict[str, DeliveryState], dict[str, bytes]]:
+        """``delivery_states`` of ``delivery_ids`` and, in the same read transaction, the bytes
+        of the ``claim_checks`` (delivery id -> package SHA-256) whose delivery is found and not
+        delivered: what a worker batch needs before its adapter calls."""
+        ids = sorted(set(delivery_ids))
+        if not ids:
+            return {}, {}
+        async with transaction(self._engines.reader) as conn:
+            rows = await conn.execute(
+                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids))
+            )
+            states = {row.id: DeliveryState(row.state) for row in rows}
+            wanted = sorted(
+                {
+                    sha
+                    for delivery_id, sha in claim_checks.items()
+                    if states.get(delivery_id) not in (None, DeliveryState.DELIVERED)
+                }
+            )
+            if not wanted:
+                return states, {}
+            found = await conn.execute(
+                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted))
+            )
+            return states, {row.sha256: bytes(row.data) for row in found}
+
     async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
         """The stored bytes of each of ``sha256s`` found in the log (one statement)."""
         wanted = sorted(set(sha256s))
@@ -103,6 +132,8 @@ class AttemptLog(LogReader):
             return []
         now = utc_now()
         async with transaction(self._engines.writer) as conn:
+            if conn.dialect.name == "postgresql":  # one lock order for every writer
+                await conn.execute(lock_deliveries(r.delivery_id for r in reports))
             moved = await self._move(conn, reports, now)
             missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
             documents = await _documents_of(conn, missed) if missed else {}

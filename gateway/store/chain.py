@@ -6,7 +6,9 @@ the ``chain_head`` row, inside the transaction that writes the events. The head 
 ``FOR UPDATE`` (PostgreSQL; on SQLite the write transaction is already the store's only writer),
 so every process appends after the last committed event, and nothing else is ever waited for
 once the head is held: each writer appends its events last, after its own row locks (which are
-``FOR NO KEY UPDATE``, so the foreign-key checks of the inserted events never wait on them).
+``FOR NO KEY UPDATE``, so the foreign-key checks of the inserted events never wait on them). A
+writer that changes several deliveries locks them first, in one statement, in id order
+(``queries.lock_deliveries``), so writers never wait on each other in a cycle.
 
 **Content.** An entry's digest covers the event's columns (``EVENT_FIELDS``, its id included); a
 ``received`` event also covers the document it records (``DOCUMENT_FIELDS``), the immutable part

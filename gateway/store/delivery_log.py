@@ -20,12 +20,13 @@ from gateway.store.attempts import AttemptLog
 from gateway.store.chain import append_events
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.group_commit import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, GroupCommitter
-from gateway.store.intake_batch import IntakeWrite, StatusAnswer
+from gateway.store.intake_batch import IntakeWrite, NationalDoc, StatusAnswer
 from gateway.store.migrations import migrate
 from gateway.store.queries import (
     delivery_record,
     delivery_routes,
     event_values,
+    lock_deliveries,
     utc_now,
 )
 from gateway.store.records import (
@@ -109,6 +110,7 @@ class DeliveryLog(AttemptLog):
         recipients: Sequence[tuple[str, str]],
         *,
         answers: StatusAnswer | None = None,
+        national: NationalDoc | None = None,
     ) -> IntakeResult:
         """Record a package, its document, one delivery per ``(organ_id, method)``, atomically.
 
@@ -116,7 +118,8 @@ class DeliveryLog(AttemptLog):
         with other bytes it raises ``ConflictError`` (``conflict.duplicate_document``). A status
         package passes ``answers``: the document it answers becomes ``in_reply_to`` and that
         delivery's business status is set in the same transaction. Concurrent calls share one
-        transaction (``group_commit``).
+        transaction (``group_commit``). A package fetched from the national platform passes
+        ``national``: its ``national_inbox`` row is written in the same transaction.
         """
         write = IntakeWrite(
             new,
@@ -124,6 +127,7 @@ class DeliveryLog(AttemptLog):
             hashlib.sha256(package).hexdigest(),
             tuple(delivery_routes(recipients)),
             answers,
+            national,
         )
         return await self.writer.record(write)
 
@@ -142,7 +146,11 @@ class DeliveryLog(AttemptLog):
         kind = EventKind.REPUBLISHED if republished else EventKind.PUBLISHED
         async with transaction(self._engines.writer) as conn:
             rows = (
-                await conn.execute(select(deliveries).where(deliveries.c.id.in_(delivery_ids)))
+                await conn.execute(
+                    lock_deliveries(
+                        delivery_ids, deliveries.c.id, deliveries.c.document, deliveries.c.state
+                    )
+                )
             ).all()
             by_id = {row.id: row for row in rows}
             missing = set(delivery_ids) - by_id.keys()

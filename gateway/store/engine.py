@@ -23,8 +23,10 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
 from gateway.core.errors import ConfigError, ConflictError, ServiceError, UnavailableError
+from gateway.store import sqlite_driver
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_POOL_SIZE = 5
@@ -54,8 +56,12 @@ def create_engines(url: str) -> Engines:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _check_sqlite_dir(parsed.database)
+        one_hop = sqlite_driver.dbapi()  # one thread hop per statement
         engine = create_async_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            parsed,
+            **({"module": one_hop} if one_hop is not None else {}),
+            pool_reset_on_return=None,  # see ``_on_reset``
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _configure_sqlite(engine)
         return Engines(engine, engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}))
@@ -106,6 +112,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: PoolResetState) -> None:
+        """A connection back in the pool: roll back only a transaction still open (after a
+        commit or rollback, the pool's own unconditional rollback is a wasted thread hop)."""
+        if reset_state.asyncio_safe and sqlite_driver.in_transaction(dbapi_connection):
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -3,9 +3,11 @@
 ``write_batch`` runs inside the caller's write transaction (a sync ``Connection``, through
 ``AsyncConnection.run_sync``: the same code on SQLite and PostgreSQL). In order:
 
-1. the originals answered by the batch's status packages (one SELECT), and the deliveries they
-   answer, locked (one SELECT ... FOR UPDATE): a status from a sender that is not a recipient of
-   its original is that request's ``acl.not_a_recipient`` (403), and is not written;
+1. the originals answered by the batch's status packages (one SELECT), then, locked in one
+   SELECT ... FOR NO KEY UPDATE in id order (``queries.lock_deliveries``, the order of every
+   writer), the deliveries they answer and the ``published`` ones: a status from a sender that
+   is not a recipient of its original is that request's ``acl.not_a_recipient`` (403), and is
+   not written;
 2. the packages, ``ON CONFLICT (sha256) DO NOTHING`` (one multi-row INSERT);
 3. the documents, ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``: dedup of the whole
    batch in one statement. A key not returned was there already: one SELECT reads those, the
@@ -14,7 +16,9 @@
 4. the deliveries of the new documents (one multi-row INSERT);
 5. the business status of the answered deliveries, latest by time (one UPDATE per delivery, as
    an executemany); a status sent again sets it only if it is unset or older;
-6. the events (received, business_status, and the ``published`` marks the group committer
+6. the ``national_inbox`` rows of packages fetched from the national platform (``NationalDoc``),
+   one multi-row INSERT;
+7. the events (received, business_status, and the ``published`` marks the group committer
    carried over), one multi-row INSERT, after the ``accepted -> queued`` UPDATE of those marks,
    appended to the hash chain (``store.chain``) last: a received event covers its document,
    deliveries and package.
@@ -33,7 +37,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, exists, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.errors import ConflictError, ForbiddenError, LgspError
@@ -45,6 +58,7 @@ from gateway.store.queries import (
     document_record,
     document_values,
     event_values,
+    lock_deliveries,
     select_documents,
     utc_now,
 )
@@ -56,7 +70,7 @@ from gateway.store.records import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.tables import deliveries, documents, packages
+from gateway.store.tables import deliveries, documents, national_inbox, packages
 
 NewId = Callable[[], str]
 Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_recipient
@@ -82,6 +96,15 @@ class StatusAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class NationalDoc:
+    """The national platform's docId a package was fetched under: its ``national_inbox`` row
+    (outcome ``done``) is written in the intake's own transaction."""
+
+    doc_id: str
+    message_type: str  # edoc | status
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeWrite:
     """One intake to record: its document, its bytes, one route per recipient."""
 
@@ -90,6 +113,7 @@ class IntakeWrite:
     sha256: str
     routes: tuple[tuple[str, DeliveryMethod], ...]
     answers: StatusAnswer | None = None
+    national: NationalDoc | None = None
 
 
 def write_batch(
@@ -110,13 +134,14 @@ def write_batch(
         for w in leaders
         if w.answers is not None and (w.answers.organ_id, w.answers.document_id) in originals
     }
-    answered = _answered(
+    answered, marked = _locked(
         conn,
         {
             (doc, by_key.new.sender)
             for by_key in leaders
             if (doc := answering.get(by_key.new.dedup_key))
         },
+        published,
     )
     outcomes: dict[str, Outcome] = {
         w.new.dedup_key: _not_a_recipient(w)
@@ -159,7 +184,9 @@ def write_batch(
     trail += _business_statuses(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
     )
-    trail += _published(conn, published, now)
+    trail += _published(conn, marked, now)
+    answers = [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
+    _national_rows(conn, writes, answers, now)
     covered = {
         r.document.id: covered_record(
             doc_rows[w.new.dedup_key], delivery_rows[r.document.id], len(w.package)
@@ -167,7 +194,31 @@ def write_batch(
         for w, r in new_records
     }
     append_events(conn, trail, covered)  # last: the chain's head is held until the commit
-    return [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
+    return answers
+
+
+def _national_rows(
+    conn: Connection, writes: Sequence[IntakeWrite], answers: Sequence[Outcome], now: datetime
+) -> None:
+    """The ``national_inbox`` rows of the recorded writes that came from the national platform;
+    a docId that has a row already keeps it (the first record wins)."""
+    rows = {
+        w.national.doc_id: {
+            "doc_id": w.national.doc_id,
+            "message_type": w.national.message_type,
+            "outcome": "done",
+            "document": a.document.id,
+            "detail": "recorded" if a.created else "duplicate of a recorded document",
+            "processed_at": now,
+        }
+        for w, a in zip(writes, answers, strict=True)
+        if w.national is not None and isinstance(a, IntakeResult)
+    }
+    if rows:
+        statement = _dialect_insert(conn)(national_inbox).on_conflict_do_nothing(
+            index_elements=["doc_id"]
+        )
+        conn.execute(statement, [rows[d] for d in sorted(rows)])
 
 
 def _answer(
@@ -377,22 +428,26 @@ def _received_event(
     )
 
 
-def _answered(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
-    """The deliveries (document, recipient) that status packages answer, locked for update."""
-    if not pairs:
-        return {}
-    rows = conn.execute(
-        select(
-            deliveries.c.id,
-            deliveries.c.document,
-            deliveries.c.recipient,
-            deliveries.c.business_status_at,
-        )
-        .where(tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs)))
-        .order_by(deliveries.c.id)
-        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: see ``store.chain``
-    ).all()
-    return {(r.document, r.recipient): r for r in rows}
+def _locked(
+    conn: Connection, pairs: set[tuple[str, str]], published: Sequence[str]
+) -> tuple[dict[tuple[str, str], Any], list[Any]]:
+    """Lock, in one statement and in id order (``queries.lock_deliveries``), the deliveries
+    (document, recipient) that status packages answer and the ``published`` ones; return the
+    former by pair, the latter as rows."""
+    wanted = set(published)
+    if not pairs and not wanted:
+        return {}, []
+    columns = (
+        deliveries.c.id,
+        deliveries.c.document,
+        deliveries.c.recipient,
+        deliveries.c.state,
+        deliveries.c.business_status_at,
+    )
+    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
+    rows = conn.execute(lock_deliveries(wanted, *columns, also=answering if pairs else None)).all()
+    answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
+    return answered, [r for r in rows if r.id in wanted]
 
 
 def _not_a_recipient(write: IntakeWrite) -> ForbiddenError:
@@ -455,19 +510,17 @@ def _business_statuses(
     return trail
 
 
-def _published(conn: Connection, ids: Sequence[str], now: datetime) -> list[dict[str, Any]]:
-    """Deliveries the broker confirmed: accepted -> queued (later states stay); their events."""
-    if not ids:
+def _published(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
+    """Deliveries the broker confirmed (``rows``, locked): accepted -> queued (later states
+    stay); their events."""
+    if not rows:
         return []
-    wanted = sorted(set(ids))
-    rows = conn.execute(
-        select(deliveries.c.id, deliveries.c.document, deliveries.c.state).where(
-            deliveries.c.id.in_(wanted)
-        )
-    ).all()
     conn.execute(
         update(deliveries)
-        .where(deliveries.c.id.in_(wanted), deliveries.c.state == DeliveryState.ACCEPTED.value)
+        .where(
+            deliveries.c.id.in_([r.id for r in rows]),
+            deliveries.c.state == DeliveryState.ACCEPTED.value,
+        )
         .values(state=DeliveryState.QUEUED.value, updated_at=now)
     )
     return [

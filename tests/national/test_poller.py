@@ -40,6 +40,7 @@ from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
+from gateway.store.intake_batch import NationalDoc
 from gateway.store.participants import StoredDirectory
 
 DEPARTMENT, NATIONAL = "000.00.04.H56", "000.00.00.G22"
@@ -213,6 +214,49 @@ async def test_refused_packages_are_acknowledged_fail_and_not_recorded(
     assert row.outcome is AckStatus.FAIL
     assert row.detail.startswith("signature.")
     await received.aclose()
+
+
+async def test_a_polled_package_and_its_doc_id_row_are_recorded_in_one_transaction(
+    receiving: Receiving,
+) -> None:
+    """The ``national_inbox`` row is written with the document, not after it: there is no
+    moment where the document is recorded and its docId is not (nor the other way round)."""
+    await receiving.send(receiving.signed(document(), H41_PROVINCE))
+    [item] = await receiving.client.get_received_edoc_list("edoc")
+    await AgencySync(receiving.client, receiving.stored).run_once()
+    _, received = await receiving.poller()
+    data = await receiving.client.get_edoc(item.doc_id)
+    try:
+        recorded = await receiving.intake.submit(
+            inbound_caller(receiving.directory),
+            data,
+            PackageFormat.XML,
+            national=NationalDoc(item.doc_id, "edoc"),
+        )
+        row = await received.get(item.doc_id)
+        assert row is not None
+        assert (row.outcome, row.document, row.detail, row.acked_at) == (
+            AckStatus.DONE,
+            recorded.document.id,
+            "recorded",
+            None,
+        )
+        again = await receiving.intake.submit(
+            inbound_caller(receiving.directory),
+            data,
+            PackageFormat.XML,
+            national=NationalDoc("another-doc-id", "edoc"),
+        )
+        assert not again.created
+        other = await received.get("another-doc-id")
+        assert other is not None
+        assert (other.document, other.detail) == (
+            recorded.document.id,
+            "duplicate of a recorded document",
+        )
+        assert await receiving.acks() == ["pending"]  # nothing said to the platform yet
+    finally:
+        await received.aclose()
 
 
 async def test_a_restart_before_the_acknowledgement_neither_loses_nor_repeats(
@@ -503,9 +547,8 @@ async def test_a_failure_mid_round_loses_nothing_and_fetches_no_recorded_doc_id_
         assert client.fetched.count(failed) == 2  # the failed fetch is tried again …
         others = [d for d in client.fetched if d != failed]
         assert len(others) == len(set(others))  # … and no other docId is fetched twice
-        assert sum(received.records) == len(sent)  # one row per docId …
+        assert received.records == []  # each row was written by its intake's transaction
         assert sum(received.acks) == len(sent)
-        assert len(received.records) < len(sent)  # … written several at a time
     finally:
         await client.aclose()
         await inner.aclose()

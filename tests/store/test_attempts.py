@@ -119,6 +119,32 @@ async def test_batch_reads_answer_for_every_id_at_once(
     ) == ({}, {}, [])
 
 
+async def test_a_batch_check_reads_states_and_only_the_packages_still_to_deliver(
+    log: DeliveryLog, make_document: MakeDocument
+) -> None:
+    first = await log.record_intake(make_document(), PACKAGE, ROUTES[:1])
+    second = await log.record_intake(make_document(), PACKAGE + b" 2", ROUTES[:1])
+    (pending,), (done,) = first.deliveries, second.deliveries
+    await log.mark_delivered(done.id, detail="HTTP 200")
+    claim_checks = {
+        pending.id: first.document.package_sha256,
+        done.id: second.document.package_sha256,  # delivered: its bytes are not read
+        "no-such-delivery": "0" * 64,
+    }
+
+    states, packages = await log.check_batch(
+        [pending.id, done.id, "no-such-delivery"], claim_checks
+    )
+
+    assert states == {pending.id: DeliveryState.ACCEPTED, done.id: DeliveryState.DELIVERED}
+    assert packages == {first.document.package_sha256: PACKAGE}
+    assert await log.check_batch([done.id], {done.id: second.document.package_sha256}) == (
+        {done.id: DeliveryState.DELIVERED},
+        {},
+    )
+    assert await log.check_batch([], {}) == ({}, {})
+
+
 def test_an_attempt_leaves_a_delivery_delivered_retrying_or_dead_lettered() -> None:
     with pytest.raises(InputError):
         AttemptReport("d", DeliveryState.ACCEPTED, "no")
