@@ -6,6 +6,9 @@ queues and dead letters; see ``gateway.delivery.worker``):
     check, once per batch          one read transaction: the batch's delivery states (and
                                    its claim-checked packages)
         delivery delivered already -> ALREADY_DELIVERED: acked, never sent again
+        delivery dead-lettered or failed -> SETTLED: a late copy (a held retry, a swept
+                                   twin), acked and not sent; only an admin's replay
+                                   (which makes it ``accepted`` first) sends it again
         delivery not in the log    -> Retry ("not in the delivery log")
         otherwise                  -> Ready, with the package bytes
     deliver, per message           adapter returns -> DELIVERED (logged, counted)
@@ -42,6 +45,7 @@ log = structlog.get_logger(__name__)
 _ADDRESSED = frozenset({DeliveryMethod.PUSH.value, DeliveryMethod.SOAP.value})
 """Methods whose address (push URL, SOAP route) comes from the recipient's directory entry."""
 
+_WAITING_FOR_AN_ADMIN = (DeliveryState.DEAD_LETTERED, DeliveryState.FAILED)
 _STATE_OF = {
     Verdict.DELIVERED: DeliveryState.DELIVERED,
     Verdict.RETRY: DeliveryState.RETRYING,
@@ -102,6 +106,17 @@ class DeliveryHandler:
                 attempt=msg.attempt,
             )
             return Attempt(msg, Verdict.ALREADY_DELIVERED, "already delivered")
+        if state in _WAITING_FOR_AN_ADMIN:
+            self._metrics.deliveries.labels(msg.method, "stale").inc()
+            log.warning(
+                "delivery_copy_dropped",
+                delivery_id=msg.delivery_id,
+                document=msg.document_pk,
+                recipient=msg.recipient,
+                attempt=msg.attempt,
+                state=state.value,
+            )
+            return Attempt(msg, Verdict.SETTLED, f"the delivery is {state.value}")
         if msg.body is not None:
             return Ready(msg, msg.body)
         package = packages.get(msg.claim_check_sha256 or "")

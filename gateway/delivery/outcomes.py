@@ -55,6 +55,7 @@ class Verdict(StrEnum):
 
     DELIVERED = "delivered"  # the recipient has it: ack
     ALREADY_DELIVERED = "already_delivered"  # delivered before (not sent again): ack
+    SETTLED = "settled"  # a late copy of a dead-lettered or failed delivery (not sent): ack
     RETRY = "retry"  # a copy to a retry queue, then ack
     DEAD = "dead"  # a copy to the dead letters with the reason, then ack
 

@@ -70,7 +70,12 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 Logger = structlog.typing.FilteringBoundLogger
-_SETTLED_AS = {Verdict.DELIVERED: "acked", Verdict.ALREADY_DELIVERED: "acked"}
+_NOTHING_TO_RECORD = (Verdict.ALREADY_DELIVERED, Verdict.SETTLED)
+_SETTLED_AS = {
+    Verdict.DELIVERED: "acked",
+    Verdict.ALREADY_DELIVERED: "acked",
+    Verdict.SETTLED: "acked",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +266,7 @@ class Worker:
 
     async def _recorded(self, attempt: Attempt, bound: Logger) -> Attempt:
         """``attempt`` after the batch commit that records it (nothing to record: as it is)."""
-        if attempt.verdict is Verdict.ALREADY_DELIVERED:
+        if attempt.verdict in _NOTHING_TO_RECORD:
             return attempt
         assert self._commits is not None
         try:

@@ -3,7 +3,8 @@
 A delivery whose broker message is lost (the log says ``retrying`` or ``queued``, no message
 anywhere) is published again once it is overdue, and delivered once; one whose message is still
 on its way is left alone; two sweeps racing each other publish each delivery once; a copy that
-still arrives after the delivery is delivered is acknowledged without a second delivery.
+still arrives after the delivery is delivered is acknowledged without a second delivery, and one
+of a delivery dead-lettered meanwhile is acknowledged without being sent.
 """
 
 from __future__ import annotations
@@ -215,6 +216,49 @@ async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_d
         ("delivered", "delivered"),
     ]
     assert metrics.swept.labels("push")._value.get() == 1
+
+
+async def test_a_late_copy_of_a_dead_lettered_delivery_is_acknowledged_and_not_sent(
+    log: DeliveryLog, broker: Broker
+) -> None:
+    """Two retry chains (a swept attempt and the copy RabbitMQ held back): once one ends the
+    delivery dead-lettered, the other's copy must not send it again; only a replay does."""
+    dead = await retrying_delivery(log, retry_in_s=0.2)
+    await log.record_attempts(
+        [AttemptReport(dead.id, DeliveryState.DEAD_LETTERED, "gave up", "gave up", "delivery.x")]
+    )
+    adapter = CountingAdapter()
+    metrics = Metrics()
+    handler = DeliveryHandler(
+        delivery_log=log,
+        directory=DirectoryHolder(),
+        adapters={"push": adapter},
+        metrics=metrics,
+        max_tries=RULES.max_tries,
+    )
+    worker = Worker(broker, "push", RULES)
+    await worker.start(handler)
+    try:
+        copy = DeliveryMessage(
+            delivery_id=dead.id,
+            document_pk=dead.document,
+            recipient=RECIPIENT,
+            method="push",
+            attempt=2,
+            body=PACKAGE,
+        )
+        await broker.publish(copy)
+        await eventually(lambda: _settled(worker, "acked", 1), "the late copy acknowledged")
+    finally:
+        await worker.stop()
+    assert adapter.calls == []
+    assert metrics.deliveries.labels("push", "stale")._value.get() == 1
+    assert await state_of(log, dead) is DeliveryState.DEAD_LETTERED
+    assert await trail(log, dead) == [
+        ("published", "confirmed"),
+        ("retry_scheduled", "retry"),
+        ("dead_lettered", "dead_lettered"),
+    ]
 
 
 async def _is(log: DeliveryLog, delivery: DeliveryRecord, state: DeliveryState) -> bool:
