@@ -134,4 +134,6 @@ def dbapi() -> AsyncAdapt_aiosqlite_dbapi | None:
     connection picks no cursor class), so that the engine keeps SQLAlchemy's own."""
     if not hasattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls"):
         return None
+    if not hasattr(aiosqlite.Connection, "_execute"):  # aiosqlite's own hop, used by ``_run``
+        return None
     return _Dbapi(aiosqlite, sqlite3)
