@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import pytest
-from cluster.conftest import Cluster
+from cluster_site import Cluster
 from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
