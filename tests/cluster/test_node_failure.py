@@ -41,7 +41,8 @@ from gateway.core.settings import load_settings
 from gateway.service.runner import Role, Service
 from gateway.web.keys import BROKER
 
-pytestmark = pytest.mark.cluster
+# one worker runs every user of the session's cluster (with the soak): one cluster up per run
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("rabbitmq_cluster")]
 
 FAST_OUTBOX = {"LGSP_BROKER__OUTBOX_INTERVAL_S": "0.5", "LGSP_BROKER__OUTBOX_AGE_S": "1"}
 SENDERS = 4
