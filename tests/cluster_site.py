@@ -65,6 +65,9 @@ class Cluster:
             "RMQ_PREFIX": f"lgsp{self.amqp_base}n",
             "RMQ_AMQP_BASE": str(self.amqp_base),
             "RMQ_DIST_BASE": str(self.amqp_base + DIST_OFFSET),
+            # three nodes boot at once: on a busy 2-core machine (load 9) one has taken more
+            # than the script's default 120 s
+            "RMQ_BOOT_TIMEOUT": "300",
         }
 
     def url(self, node: int) -> str:
@@ -77,7 +80,7 @@ class Cluster:
     def node_name(self, node: int) -> str:
         return f"lgsp{self.amqp_base}n{node}@localhost"
 
-    def run(self, *args: object, timeout_s: float = 180) -> str:
+    def run(self, *args: object, timeout_s: float = 360) -> str:
         done = subprocess.run(
             [str(SCRIPT), "-d", str(self.dir), *map(str, args)],
             env=self.env,
@@ -149,7 +152,7 @@ def rabbitmq_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     cluster = Cluster(Path(tempfile.mkdtemp(prefix="lgsp-cluster-")), base)
     failed_before = request.session.testsfailed
     try:
-        cluster.run("up")
+        cluster.run("up", timeout_s=600)
         yield cluster
     finally:
         cluster.run("down")

@@ -41,8 +41,10 @@ from gateway.core.settings import load_settings
 from gateway.service.runner import Role, Service
 from gateway.web.keys import BROKER
 
-# one worker runs every user of the session's cluster (with the soak): one cluster up per run
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("rabbitmq_cluster")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.timeout(900),  # the first one brings the cluster up (minutes on a busy machine)
+]
 
 FAST_OUTBOX = {"LGSP_BROKER__OUTBOX_INTERVAL_S": "0.5", "LGSP_BROKER__OUTBOX_AGE_S": "1"}
 SENDERS = 4

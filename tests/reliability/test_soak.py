@@ -53,8 +53,7 @@ def _missing_servers() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.cluster
-@pytest.mark.xdist_group("rabbitmq_cluster")  # the node-failure tests' worker: their cluster
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)  # 600 s if it brings the session cluster up
 def test_short_soak_loses_nothing_and_processes_nothing_twice(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
