@@ -82,6 +82,7 @@ class Deployment:
     external_store: str | None = None  # that server, whose database ``down`` drops
     pids: dict[str, int] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # extra settings written (for show)
+    rmq_dir: str | None = None  # a running cluster's -d DIR (its owner starts and stops it)
 
     # --- paths ----------------------------------------------------------------------------
     @property
@@ -208,7 +209,7 @@ class Deployment:
             "RMQ_PREFIX": self.rmq_prefix,
         }
         return subprocess.run(
-            [str(RABBIT_SCRIPT), "-d", str(self.root / "rabbitmq"), *args],
+            [str(RABBIT_SCRIPT), "-d", self.rmq_dir or str(self.root / "rabbitmq"), *args],
             env=env,
             check=check,
             capture_output=True,
@@ -242,6 +243,7 @@ class UpOptions:
     rmq_dist_base: int = 25770
     rmq_prefix: str = "lgspc"
     settings: dict[str, str] = field(default_factory=dict)  # "section.key" -> TOML value
+    rmq_dir: Path | None = None  # use the cluster rabbitmq-cluster.sh runs there (not started)
 
 
 def up(options: UpOptions) -> Deployment:
@@ -273,6 +275,7 @@ def up(options: UpOptions) -> Deployment:
         pg_dir=str(pg_dir) if pg_port else None,
         external_store=options.store_url,
         settings=dict(options.settings),
+        rmq_dir=str(options.rmq_dir.resolve()) if options.rmq_dir else None,
     )
     dep.save()
     try:
@@ -286,7 +289,7 @@ def up(options: UpOptions) -> Deployment:
 def _start(dep: Deployment, options: UpOptions) -> None:
     root = dep.root
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        rabbit = pool.submit(dep.rabbit, "up")
+        rabbit = pool.submit(dep.rabbit, "status" if dep.rmq_dir else "up")
         try:
             dep.store_url = _fresh_store(dep)
             dep.save()
@@ -333,7 +336,8 @@ def down(dep: Deployment, *, clean: bool = False) -> None:
         pg.stop("fast")
     if dep.external_store is not None and dep.store_url:
         drop_database_on(dep.external_store, dep.store_url)
-    dep.rabbit("down", check=False)
+    if dep.rmq_dir is None:
+        dep.rabbit("down", check=False)
     if clean:
         if pg is not None:
             shutil.rmtree(pg.dir, ignore_errors=True)

@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rmq-dist-base", type=int, default=25775)
     parser.add_argument("--rmq-prefix", default="lgspsoak", help="RabbitMQ node names")
+    parser.add_argument(  # the test suite's session cluster (tests/cluster_site.py)
+        "--rmq-dir", type=Path, help="a running rabbitmq-cluster.sh -d DIR cluster to use"
+    )
     args = parser.parse_args(argv)
     if args.duration:
         args.rate = args.count / args.duration
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         rmq_amqp_base=args.rmq_amqp_base,
         rmq_dist_base=args.rmq_dist_base,
         rmq_prefix=args.rmq_prefix,
+        rmq_dir=args.rmq_dir,
         settings={
             "broker.retry_delays_s": json.dumps([float(x) for x in args.retry_delays_s.split(",")]),
             "broker.max_tries": str(args.max_tries),

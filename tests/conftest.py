@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: reference samples, the run's broker names, empty stores."""
+"""Fixtures shared by every test: reference samples, the run's broker names, empty stores, the
+session's RabbitMQ cluster (``cluster_site``: the node-failure tests and the soak share it)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from cluster_site import cluster, rabbitmq_cluster
 from samples import CONFORMANCE_DIR
 from service_sites import PG_ADMIN_URL, BrokerSite
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+
+__all__ = ["cluster", "rabbitmq_cluster"]
 
 
 @pytest.fixture(scope="session")

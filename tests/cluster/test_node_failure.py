@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import pytest
-from cluster.conftest import Cluster
+from cluster_site import Cluster
 from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
@@ -41,7 +41,10 @@ from gateway.core.settings import load_settings
 from gateway.service.runner import Role, Service
 from gateway.web.keys import BROKER
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.timeout(900),  # the first one brings the cluster up (minutes on a busy machine)
+]
 
 FAST_OUTBOX = {"LGSP_BROKER__OUTBOX_INTERVAL_S": "0.5", "LGSP_BROKER__OUTBOX_AGE_S": "1"}
 SENDERS = 4

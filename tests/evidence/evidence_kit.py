@@ -1,10 +1,14 @@
 """Evidence test kit: a delivery log written by every writer of the chain (SQLite and
-PostgreSQL), a local TSA, the demo PKI, and the ``lgsp`` entry point run as a user runs it.
+PostgreSQL), a local TSA, the demo PKI, and ``lgsp`` (in-process, or its entry point run as a
+user runs it).
 Test modules import from here (``from evidence_kit import …``); ``conftest.py`` registers the
 fixtures."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import io
 import secrets
 import shutil
 import socket
@@ -33,6 +37,12 @@ SENDER = "000.00.00.H56"
 DEPARTMENT = "000.00.04.H56"
 DISTRICT = "000.00.15.H56"
 BUSINESS = "0101234567"
+
+
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+"""For a test whose point does not depend on the database: what it checks reads the rows the
+same way on both (each module keeps its dialect-dependent tests, e.g. every writer's events
+chained and verified, retention's deletes, checkpoints, migration, on PostgreSQL too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +239,28 @@ async def sql(url: str, *statements: str, **params: object) -> list[object]:
     return results
 
 
-def lgsp(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def lgsp_process(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``lgsp ARGS`` run as a user runs it: the installed entry point, in a process of its own
+    (about 2 s of imports each: the tests that prove the entry point use it, the rest ``lgsp``)."""
     return subprocess.run(
         [LGSP, *args], capture_output=True, text=True, timeout=timeout_s, check=False
     )
+
+
+def lgsp(*args: str) -> subprocess.CompletedProcess[str]:
+    """``lgsp ARGS`` in this process (the same ``main`` the entry point calls), its exit code,
+    stdout and stderr captured. It runs on a thread of its own: the commands call
+    ``asyncio.run`` and the tests calling this are coroutines (their loop waits, as it does on a
+    subprocess)."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def run() -> int:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                return main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors and --help
+                return exit_.code if isinstance(exit_.code, int) else 1
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lgsp") as pool:
+        code = pool.submit(run).result()
+    return subprocess.CompletedProcess([LGSP, *args], code, out.getvalue(), err.getvalue())

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from evidence_kit import Filled, Tsa, fill, lgsp, with_pki_and_tsa
+from evidence_kit import Filled, Tsa, fill, lgsp, lgsp_process, with_pki_and_tsa
 from tsa_site import make_tsa
 
 from gateway.core.errors import SignatureError
-from gateway.core.settings import load_settings
+from gateway.core.settings import Settings, load_settings
 from gateway.evidence.bundle_check import check_bundle
 from gateway.evidence.bundle_format import MANIFEST, Trust, read_zip, sha256_hex, write_zip
 from gateway.evidence.components import build_bundler
@@ -40,8 +40,8 @@ async def test_a_bundle_verifies_offline(signed: Filled, tmp_path: Path) -> None
     if signed.url.startswith("sqlite"):  # no store to ask any more
         await asyncio.to_thread(Path(signed.url.split("///", 1)[1]).unlink)
 
-    done = lgsp("archive", "verify-bundle", str(elsewhere / "evidence.zip"), "--trust",
-                str(elsewhere / "trust"))  # fmt: skip
+    bundle, trust_dir = str(elsewhere / "evidence.zip"), str(elsewhere / "trust")
+    done = lgsp_process("archive", "verify-bundle", bundle, "--trust", trust_dir)  # a third party
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     lines = done.stdout.splitlines()
     assert f"document {signed.document} ({signed.document_id}) from 000.00.00.H56" in lines[1]
@@ -54,22 +54,27 @@ async def test_a_bundle_verifies_offline(signed: Filled, tmp_path: Path) -> None
     assert "compare the fingerprints above with the published ones" in alone.stdout
 
 
-@pytest.fixture
-async def made(
-    tmp_path: Path, pki_dir: Path, tsa: Tsa
+@pytest.fixture(scope="module")
+def made(
+    tmp_path_factory: pytest.TempPathFactory, pki_dir: Path, tsa: Tsa
 ) -> tuple[bytes, Trust, Callable[[dict[str, bytes]], bytes]]:
     """A bundle (built in-process from an SQLite store: checking it reads no store), the trust
     it is checked with, and a way to re-sign a changed one's manifest with the gateway's own
-    key (an insider holding the key)."""
-    signed = with_pki_and_tsa(
-        await fill(f"sqlite+aiosqlite:///{tmp_path}/log.db", tmp_path), pki_dir, tsa
-    )
-    settings = load_settings(signed.config)
-    log = await DeliveryLog.open(signed.url)
-    try:
-        built = await build_bundler(settings, log).build(signed.document)
-    finally:
-        await log.aclose()
+    key (an insider holding the key). One for the module: the tests only read it (each changes
+    a copy of its members)."""
+    where = tmp_path_factory.mktemp("made")
+
+    async def build() -> tuple[Settings, bytes]:
+        url = f"sqlite+aiosqlite:///{where}/log.db"
+        signed = with_pki_and_tsa(await fill(url, where), pki_dir, tsa)
+        settings = load_settings(signed.config)
+        log = await DeliveryLog.open(signed.url)
+        try:
+            return settings, (await build_bundler(settings, log).build(signed.document)).data
+        finally:
+            await log.aclose()
+
+    settings, data = asyncio.run(build())
     identity = load_gateway_identity(settings.pki.dir)
 
     def resigned(members: dict[str, bytes]) -> bytes:
@@ -79,7 +84,7 @@ async def made(
         members[MANIFEST] = sign_jws(payload, identity.key, identity.chain).encode()
         return write_zip(members)
 
-    return built.data, Trust.from_dir(settings.archive.dir / "trust"), resigned
+    return data, Trust.from_dir(settings.archive.dir / "trust"), resigned
 
 
 def flip(data: bytes, at: int) -> bytes:

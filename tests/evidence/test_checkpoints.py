@@ -1,5 +1,7 @@
 """Checkpoints: the chain's head signed by the gateway and time-stamped by a TSA (a local
-``openssl ts`` one), stored and exported; ``lgsp archive verify`` holds the chain to them."""
+``openssl ts`` one), stored and exported; ``lgsp archive verify`` holds the chain to them.
+Making, verifying and the periodic loop on SQLite and PostgreSQL; the changes a checkpoint
+exposes on SQLite."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import subprocess
 from datetime import UTC, datetime, timedelta
 
-from evidence_kit import Filled, Tsa, lgsp, sql
+from evidence_kit import SQLITE_ONLY, Filled, Tsa, lgsp, sql
 from sqlalchemy import select, update
 
 from gateway.core.loops import Loops
@@ -61,6 +63,7 @@ async def test_a_checkpoint_is_signed_time_stamped_exported_and_verified(
     assert "1 of 1 checkpoints matched" in out
 
 
+@SQLITE_ONLY
 async def test_a_change_before_a_checkpoint_names_the_checkpoint_it_contradicts(
     signed: Filled,
 ) -> None:
@@ -75,6 +78,7 @@ async def test_a_change_before_a_checkpoint_names_the_checkpoint_it_contradicts(
     assert ", time-stamped " in first
 
 
+@SQLITE_ONLY
 async def test_a_chain_recomputed_after_an_edit_contradicts_the_signed_checkpoint(
     signed: Filled,
 ) -> None:
@@ -110,6 +114,7 @@ async def test_a_chain_recomputed_after_an_edit_contradicts_the_signed_checkpoin
     )
 
 
+@SQLITE_ONLY
 async def test_a_forged_checkpoint_row_is_refused(signed: Filled) -> None:
     assert checkpoint(signed)[0] == 0
     (seq,) = await sql(signed.url, "SELECT max(seq) FROM chain_checkpoints")
@@ -120,6 +125,7 @@ async def test_a_forged_checkpoint_row_is_refused(signed: Filled) -> None:
     assert "not valid: evidence.statement: the signed statement does not match the row" in err
 
 
+@SQLITE_ONLY
 async def test_verify_from_a_date_starts_at_the_checkpoint_before_it(signed: Filled) -> None:
     assert checkpoint(signed)[0] == 0
     await sql(signed.url, "UPDATE events SET actor = 'someone else' WHERE id = 2")

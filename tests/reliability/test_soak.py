@@ -1,23 +1,23 @@
 """A short chaos soak in the normal suite: every fault kind once, nothing lost, nothing twice.
 
-``scripts/soak`` brings up the 3-node RabbitMQ cluster deployment (on ports found free from
-5790, nodes named after them, so it runs beside the developer's and the cluster tests'
-clusters), sends a few hundred documents of the mixed load while a gateway, a worker, the push
-queue's leading RabbitMQ node and the private PostgreSQL are killed or restarted, the national
-simulator is down for 30 s and three push endpoints answer 5xx, time out or are slow, then
-accounts for every document. The long run and its figures are in docs/reliability.md.
+``scripts/soak`` brings up the cluster deployment on the session's 3-node RabbitMQ cluster
+(``cluster_site``, shared with the node-failure tests: one cluster up per session), sends 150
+documents of the mixed load while a gateway, a worker, the push queue's leading RabbitMQ node
+and the private PostgreSQL are killed or restarted, the national simulator is down for 15 s and
+three push endpoints answer 5xx, time out or are slow for 12 s, then accounts for every
+document. The long run and its figures are in docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cluster_site import DIST_OFFSET, Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 SOAK = REPO / "scripts" / "soak_run.py"
@@ -31,26 +31,13 @@ FAULTS = (
     "worker-kill",
     "postgres-restart",
 )
-COUNT = 250
+# 30 s of load; the faults start from 5 % to 60 % of it (scripts/soak_faults.schedule), and the
+# push fault windows (12 s) and the national simulator's downtime (15 s) end before the load
+# does, as in the long soak: every fault meets documents under way and their retries.
+COUNT = 150
 RATE_PER_S = 5.0
-DIST_OFFSET = 20000
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_base(start: int = 5790) -> int:
-    """The first base (in steps of 10) whose nodes' AMQP and distribution ports are all free."""
-    for base in range(start, start + 200, 10):
-        if all(_free(base + i) and _free(base + i + DIST_OFFSET) for i in (1, 2, 3)):
-            return base
-    raise AssertionError(f"no free ports for the soak's cluster from {start}")
+WINDOW_S = 12.0
+NATIONAL_DOWN_S = 15.0
 
 
 def _missing_servers() -> list[str]:
@@ -66,19 +53,23 @@ def _missing_servers() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.cluster
-@pytest.mark.timeout(600)
-def test_short_soak_loses_nothing_and_processes_nothing_twice(tmp_path: Path) -> None:
+@pytest.mark.timeout(900)  # 600 s if it brings the session cluster up
+def test_short_soak_loses_nothing_and_processes_nothing_twice(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if missing := _missing_servers():
         pytest.skip(f"the cluster deployment needs {', '.join(missing)}")
-    base = _free_base()
+    cluster: Cluster = request.getfixturevalue("cluster")  # every node up
+    base = cluster.amqp_base
     run = subprocess.run(
         [
             sys.executable, str(SOAK),
             "--count", str(COUNT), "--rate", str(RATE_PER_S),
+            "--window-s", str(WINDOW_S), "--national-down-s", str(NATIONAL_DOWN_S),
             "--dir", str(tmp_path / "deployment"),
             "--report", str(tmp_path / "report.json"),
             "--rmq-amqp-base", str(base), "--rmq-dist-base", str(base + DIST_OFFSET),
-            "--rmq-prefix", f"lgspsoak{base}n",
+            "--rmq-prefix", f"lgsp{base}n", "--rmq-dir", str(cluster.dir),
         ],
         capture_output=True, text=True, timeout=570, check=False,
     )  # fmt: skip
