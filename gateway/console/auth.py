@@ -28,7 +28,6 @@ LOGIN_FORM_TTL_S = 3600
 CSRF_FIELD = "csrf_token"
 COOKIE_PATH = "/admin"
 PASSWORD_PAGE = "/admin/account/password"  # noqa: S105 - a path, not a secret
-_UNKNOWN_USER = dummy_hash()
 
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 
@@ -47,7 +46,7 @@ def accounts_from(users: tuple[ConsoleUser, ...]) -> dict[str, Account]:
 async def check_password(accounts: dict[str, Account], username: str, password: str) -> Account:
     """The account if the password is right, else ``AuthError``; unknown names cost the same."""
     account = accounts.get(username)
-    stored = account.password if account is not None else _UNKNOWN_USER
+    stored = account.password if account is not None else dummy_hash()
     matches = await asyncio.to_thread(verify_password, password, stored)
     if account is None or not matches:
         raise AuthError("wrong username or password", code="console.bad_credentials")

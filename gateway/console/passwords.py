@@ -7,6 +7,7 @@ which ones to renew). ``lgsp admin hash-password`` prints a new hash.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, extract_parameters
@@ -58,6 +59,9 @@ def verify_password(password: str, stored: StoredHash) -> bool:
         return False
 
 
+@functools.cache
 def dummy_hash() -> StoredHash:
-    """A hash no real password matches: checked for unknown users, so timing tells nothing."""
+    """A hash no real password matches: checked for unknown users, so timing tells nothing.
+    Made once per process, on first use (about 0.4 s of argon2: not at import, which every
+    ``lgsp`` command pays); the console makes it when it is mounted."""
     return StoredHash(_HASHER.hash(_DUMMY_PASSWORD + str(id(_HASHER))))

@@ -32,6 +32,7 @@ from gateway.console.context import (
 )
 from gateway.console.db import ConsoleDb
 from gateway.console.middleware import console_errors
+from gateway.console.passwords import dummy_hash
 from gateway.console.render import build_templates
 from gateway.console.report_cache import ReportCache
 from gateway.console.throttle import LoginThrottle
@@ -99,6 +100,7 @@ async def _report_cache_ctx(
 
 def setup_console(app: web.Application) -> None:
     """Mount the console on the gateway's ``app`` (call once, before the app starts)."""
+    dummy_hash()  # now, not at the first unknown user's log-in (whose answer would take longer)
     console = console_app(app[SETTINGS], app)
     app.add_subapp(PREFIX, console)
     app.cleanup_ctx.append(functools.partial(_report_cache_ctx, console))
