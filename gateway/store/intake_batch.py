@@ -33,7 +33,7 @@ records (created=False), other bytes a conflict.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -109,7 +109,7 @@ class IntakeWrite:
     """One intake to record: its document, its bytes, one route per recipient."""
 
     new: NewDocument  # in_reply_to is filled in here when ``answers`` finds the original
-    package: bytes
+    package: bytes = field(repr=False)  # up to megabytes: never in a log line or a repr
     sha256: str
     routes: tuple[tuple[str, DeliveryMethod], ...]
     answers: StatusAnswer | None = None
