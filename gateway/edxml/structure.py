@@ -34,13 +34,20 @@ container, comments, a ``Signature`` in the edXML or the XMLDSig namespace, ``Co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 from lxml import etree
 
 from gateway.core.errors import PackageError
+from gateway.edxml.content_model import (
+    DOCUMENT_HEADER,
+    GLOBALS,
+    STATUS_HEADER,
+    TYPES,
+    UNBOUNDED,
+    Content,
+    ElementType,
+)
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 
 __all__ = ["ONE_READING_CODES", "XSD_CODES", "check_structure"]
@@ -53,7 +60,6 @@ _XSI_OVERRIDE = etree.XPath(
     "boolean(//@*[namespace-uri() = $xsi and (local-name() = 'type' or local-name() = 'nil')])"
 )
 _WHITESPACE: Final = " \t\r\n"
-UNBOUNDED: Final = 0
 
 XSD_CODES: Final = frozenset({
     "edxml.wrong_root", "edxml.wrong_namespace", "edxml.missing_field",
@@ -74,99 +80,8 @@ RESERVED: Final = frozenset({
 structure and nowhere else (not inside an extension, in no namespace)."""
 
 
-class Content(StrEnum):
-    """How a type's children are checked."""
-
-    TEXT = "text"  # simple content: no element children
-    CLOSED = "closed"  # its own children (each with a maximum) and foreign elements
-    OPEN = "open"  # any element; edXML ones that are declared globally are checked as such
-    OPAQUE = "opaque"  # mixed, lax: only what is declared inside is checked
-
-
-@dataclass(frozen=True, slots=True)
-class _Type:
-    content: Content
-    children: Mapping[str, tuple[str, int]]  # local name -> (type name, max occurrences)
-    mixed: bool = False
-
-
-def _kids(spec: str) -> dict[str, tuple[str, int]]:
-    """``"OrganId Code:Code Place*"`` -> {name: (type, max)}; ``*`` = unbounded, type Text."""
-    out: dict[str, tuple[str, int]] = {}
-    for word in spec.split():
-        name, _, type_name = word.partition(":")
-        many = name.endswith("*")
-        name = name.rstrip("*")
-        out[name] = (type_name or "Text", UNBOUNDED if many else 1)
-    return out
-
-
-def _closed(spec: str, *, mixed: bool = False) -> _Type:
-    return _Type(Content.CLOSED, _kids(spec), mixed)
-
-
-_ORGANIZATION = "OrganId OrganizationInCharge OrganName OrganAdd Email Telephone Fax Website"
-_STAFF = "Department DepartmentId Staff StaffId Email Mobile"
-TYPES: Final[Mapping[str, _Type]] = {
-    "Text": _Type(Content.TEXT, {}),
-    "Opaque": _Type(Content.OPAQUE, {}, mixed=True),
-    "Organization": _closed(_ORGANIZATION),
-    "Code": _closed("CodeNumber CodeNotation", mixed=True),
-    "PromulgationInfo": _closed("Place PromulgationDate"),
-    "DocumentType": _closed("Type TypeDetail TypeName"),
-    "SignerInfo": _closed("Competence Position FullName"),
-    "Appendixes": _closed("Appendix*"),
-    "ResponseFor": _closed("OrganId Code:Code PromulgationDate DocumentId"),
-    "ResponseForTask": _closed("TaskCode*"),
-    "ToPlaces": _closed("Place*"),
-    "StaffInfo": _closed(_STAFF),
-    "TraceHeaderList": _closed("TraceHeader*:TraceHeader Bussiness:Bussiness"),
-    "TraceHeader": _closed("OrganId Timestamp"),
-    "BussinessDocumentInfo": _closed("DocumentInfo DocumentReceiver ReceiverList:ReceiverList"),
-    "ReceiverList": _closed("Receiver*:Receiver"),
-    "Receiver": _closed("OrganId ReceiverType"),
-    "ReplacementInfoList": _closed("ReplacementInfo*:ReplacementInfo"),
-    "ReplacementInfo": _closed("DocumentId OrganIdList:OrganIdList"),
-    "OrganIdList": _closed("OrganId*"),
-    "Body": _closed("edXMLManifest:Manifest"),
-    "Manifest": _closed("Reference*:ManifestReference"),
-    "ManifestReference": _closed("ContentId ContentType Description AttachmentName"),
-    "AttachmentEncoded": _closed("Attachment*:Attachment"),
-    "Attachment": _closed(
-        "ContentId AttachmentName Description FieldName MimeType ContentType ContentTransferEncoded"
-    ),
-    # The open containers: their known children are the global elements below, at most once each
-    # unless starred; MessageHeader's depend on the kind of package (see _message_header).
-    "OtherInfo": _Type(Content.OPEN, _kids(
-        "Priority SphereOfPromulgation TyperNotation PromulgationAmount PageAmount Direction "
-        "Appendixes:Appendixes"
-    )),
-    "Bussiness": _Type(Content.OPEN, _kids(
-        "DocumentId BussinessDocType BussinessDocReason Paper "
-        "BussinessDocumentInfo:BussinessDocumentInfo ReplacementInfoList:ReplacementInfoList "
-        "StaffInfo:StaffInfo"
-    )),
-}  # fmt: skip
-
-_DOCUMENT_HEADER = _Type(Content.OPEN, _kids(
-    "From:Organization To*:Organization DocumentId Code:Code PromulgationInfo:PromulgationInfo "
-    "DocumentType:DocumentType Subject Content SignerInfo:SignerInfo DueDate OtherInfo:OtherInfo "
-    "ResponseFor*:ResponseFor SteeringType ResponseForTask:ResponseForTask ApplicationType "
-    "ToPlaces:ToPlaces"
-))  # fmt: skip
-_STATUS_HEADER = _Type(Content.OPEN, _kids(
-    "From:Organization ResponseFor:ResponseFor StaffInfo:StaffInfo StatusCode Description Timestamp"
-))  # fmt: skip
 _NOT_IN_STATUS: Final = frozenset({"To", "DocumentId"})
 
-GLOBALS: Final[Mapping[str, str]] = {
-    **{name: t for name, (t, _max) in _DOCUMENT_HEADER.children.items()},
-    **{name: t for name, (t, _max) in _STATUS_HEADER.children.items()},
-    **{name: t for name, (t, _max) in TYPES["OtherInfo"].children.items()},
-    **{name: t for name, (t, _max) in TYPES["Bussiness"].children.items()},
-    "edXML": "Root",
-}
-"""The elements ``edxml.xsd`` declares globally: checked wherever the schema meets them laxly."""
 _LAX_CHECKED: Final = (*(f"{{*}}{name}" for name in RESERVED), *(_NS + name for name in GLOBALS))
 """The tags ``_Walk.lax`` acts on below an element: reserved names in any namespace or none,
 edXML's global elements."""
@@ -327,7 +242,7 @@ class _Walk:
                 f"{path}/From",
             )
         status = mh.find(f"{_NS}StatusCode") is not None
-        model = _STATUS_HEADER if status else _DOCUMENT_HEADER
+        model = STATUS_HEADER if status else DOCUMENT_HEADER
         if status:
             for name in _NOT_IN_STATUS:
                 if mh.find(_NS + name) is not None:
@@ -356,7 +271,7 @@ class _Walk:
         else:
             self.children(el, model, path)
 
-    def children(self, el: etree._Element, model: _Type, path: str) -> None:
+    def children(self, el: etree._Element, model: ElementType, path: str) -> None:
         element_only = not model.mixed
         if element_only and not _blank(el.text):
             raise _text_error(path)

@@ -9,20 +9,13 @@ The rules, their codes and severities are tabled in ``docs/validation.md``.
 
 from __future__ import annotations
 
-import functools
 import re
-import threading
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
 
-from lxml import etree
-
-from gateway.core.resources import schema_path
 from gateway.edxml.attachments import check_attachments
 from gateway.edxml.issues import Issue, Severity, ValidationReport, error, warning
 from gateway.edxml.model import (
-    EDXML_NS,
     Business,
     BusinessDocType,
     DocumentPackage,
@@ -33,13 +26,15 @@ from gateway.edxml.model import (
     StatusPackage,
     TraceHeaderList,
 )
+from gateway.edxml.xsd import validate_schema
 
 __all__ = ["Issue", "Severity", "ValidationReport", "validate_package", "validate_schema"]
+
+# ``validate_schema`` lives in ``gateway.edxml.xsd`` and is re-exported here, beside the rules.
 
 HEADER = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 TRACE = "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList"
 BUSINESS = f"{TRACE}/Bussiness"
-ROOT_TAG = f"{{{EDXML_NS}}}edXML"
 VIETNAM_TZ = timezone(timedelta(hours=7))
 
 ORGAN_ID_STRICT = re.compile(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}")
@@ -395,65 +390,3 @@ def _date(value: str | None, path: str, fmt: str, *, not_after: date | None = No
     if not_after is not None and parsed.date() > not_after:
         return [warning("edxml.future_date", path, f"{value!r} is after {not_after:%Y/%m/%d}")]
     return []
-
-
-# -- XSD --------------------------------------------------------------------------------------
-
-_schema_lock = threading.Lock()
-
-
-@functools.cache
-def _schema() -> etree.XMLSchema:
-    """edxml.xsd, parsed without DTDs, entities or network access, and compiled once."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    return etree.XMLSchema(etree.parse(str(schema_path("edxml.xsd")), parser))
-
-
-def validate_schema(root: etree._Element) -> ValidationReport:
-    """Validate an edXML tree against ``schemas/edxml.xsd``; each violation is ``edxml.schema``.
-
-    The root must be ``edXML``: the schema declares some inner elements globally (see its header),
-    and XSD cannot say which global element may be a document's root.
-    """
-    if root.tag != ROOT_TAG:
-        message = f"line {root.sourceline}: the root element is {root.tag}, not {ROOT_TAG}"
-        path = f"/{etree.QName(root).localname}"
-        return ValidationReport((error("edxml.schema", path, message),))
-    schema = _schema()
-    with _schema_lock:  # the validator's error log is shared state
-        valid = schema.validate(root)
-        log: Any = schema.error_log  # lxml-stubs do not declare the log iterable
-        entries = [(entry.path, entry.line, entry.message) for entry in log]
-    if valid:
-        return ValidationReport()
-    tree = root.getroottree()
-    return ValidationReport(
-        tuple(
-            error("edxml.schema", _element_path(tree, path), f"line {line}: {message}")
-            for path, line, message in entries
-        )
-    )
-
-
-def _element_path(tree: etree._ElementTree, xpath: str | None) -> str:
-    """Turn libxml2's ``/*/*[2]`` into ``/edXML/edXMLEnvelope/…/To[2]``."""
-    if not xpath:
-        return "/"
-    try:
-        found: Any = tree.xpath(xpath)
-    except etree.XPathError:
-        return xpath
-    if not isinstance(found, list) or not found or not isinstance(found[0], etree._Element):
-        return xpath
-    parts: list[str] = []
-    element: etree._Element | None = found[0]
-    while element is not None:
-        parent = element.getparent()
-        name = etree.QName(element).localname
-        if parent is not None:
-            same = [child for child in parent if child.tag == element.tag]
-            if len(same) > 1:
-                name += f"[{same.index(element) + 1}]"
-        parts.append(name)
-        element = parent
-    return "/" + "/".join(reversed(parts))
