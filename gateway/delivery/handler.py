@@ -97,25 +97,10 @@ class DeliveryHandler:
             reason = f"delivery {msg.delivery_id} is not in the delivery log"
             return Attempt(msg, Verdict.RETRY, reason)
         if state is DeliveryState.DELIVERED:
-            self._metrics.deliveries.labels(msg.method, "redelivered").inc()
-            log.info(
-                "delivery_already_done",
-                delivery_id=msg.delivery_id,
-                document=msg.document_pk,
-                recipient=msg.recipient,
-                attempt=msg.attempt,
-            )
+            self._not_sent(msg, "redelivered", log.info, "delivery_already_done")
             return Attempt(msg, Verdict.ALREADY_DELIVERED, "already delivered")
         if state in _WAITING_FOR_AN_ADMIN:
-            self._metrics.deliveries.labels(msg.method, "stale").inc()
-            log.warning(
-                "delivery_copy_dropped",
-                delivery_id=msg.delivery_id,
-                document=msg.document_pk,
-                recipient=msg.recipient,
-                attempt=msg.attempt,
-                state=state.value,
-            )
+            self._not_sent(msg, "stale", log.warning, "delivery_copy_dropped", state=state.value)
             return Attempt(msg, Verdict.SETTLED, f"the delivery is {state.value}")
         if msg.body is not None:
             return Ready(msg, msg.body)
@@ -128,6 +113,25 @@ class DeliveryHandler:
             )
             return Attempt(msg, Verdict.DEAD, reason)
         return Ready(msg, package)
+
+    def _not_sent(
+        self,
+        msg: DeliveryMessage,
+        outcome: str,
+        emit: Callable[..., object],
+        event: str,
+        **extra: str,
+    ) -> None:
+        """A message settled without an adapter call: counted under ``outcome``, logged."""
+        self._metrics.deliveries.labels(msg.method, outcome).inc()
+        emit(
+            event,
+            delivery_id=msg.delivery_id,
+            document=msg.document_pk,
+            recipient=msg.recipient,
+            attempt=msg.attempt,
+            **extra,
+        )
 
     async def deliver(self, ready: Ready) -> Attempt:
         msg = ready.message

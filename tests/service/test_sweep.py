@@ -164,12 +164,10 @@ def work_depth(broker: Broker, count: int) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_delivered_again(
-    log: DeliveryLog, broker: Broker
-) -> None:
-    lost = await retrying_delivery(log, retry_in_s=0.2)
-    adapter = CountingAdapter()
-    metrics = Metrics()
+async def started_worker(
+    log: DeliveryLog, broker: Broker, adapter: CountingAdapter, metrics: Metrics
+) -> Worker:
+    """A push worker delivering through ``adapter``, as the worker role builds it."""
     handler = DeliveryHandler(
         delivery_log=log,
         directory=DirectoryHolder(),
@@ -180,6 +178,28 @@ async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_d
     )
     worker = Worker(broker, "push", RULES)
     await worker.start(handler)
+    return worker
+
+
+def late_copy(delivery: DeliveryRecord, attempt: int) -> DeliveryMessage:
+    """A copy of ``delivery``'s message that arrives late (a retry the broker held back)."""
+    return DeliveryMessage(
+        delivery_id=delivery.id,
+        document_pk=delivery.document,
+        recipient=RECIPIENT,
+        method="push",
+        attempt=attempt,
+        body=PACKAGE,
+    )
+
+
+async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_delivered_again(
+    log: DeliveryLog, broker: Broker
+) -> None:
+    lost = await retrying_delivery(log, retry_in_s=0.2)
+    adapter = CountingAdapter()
+    metrics = Metrics()
+    worker = await started_worker(log, broker, adapter, metrics)
     sweep = sweeper(broker, log, metrics)
     try:
         assert (await sweep.sweep_once()).published == 0  # due in 0.2 s, overdue 0.5 s later
@@ -194,15 +214,7 @@ async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_d
         assert (call.package, call.attempt) == (PACKAGE, 2)  # by claim check, the next attempt
 
         # The retry copy the broker held back arrives after all: acknowledged, not delivered.
-        late = DeliveryMessage(
-            delivery_id=lost.id,
-            document_pk=lost.document,
-            recipient=RECIPIENT,
-            method="push",
-            attempt=2,
-            body=PACKAGE,
-        )
-        await broker.publish(late)
+        await broker.publish(late_copy(lost, attempt=2))
         await eventually(lambda: _settled(worker, "acked", 2), "the late copy acknowledged")
         assert adapter.count(lost.id) == 1
         assert metrics.deliveries.labels("push", "redelivered")._value.get() == 1
@@ -229,25 +241,9 @@ async def test_a_late_copy_of_a_dead_lettered_delivery_is_acknowledged_and_not_s
     )
     adapter = CountingAdapter()
     metrics = Metrics()
-    handler = DeliveryHandler(
-        delivery_log=log,
-        directory=DirectoryHolder(),
-        adapters={"push": adapter},
-        metrics=metrics,
-        max_tries=RULES.max_tries,
-    )
-    worker = Worker(broker, "push", RULES)
-    await worker.start(handler)
+    worker = await started_worker(log, broker, adapter, metrics)
     try:
-        copy = DeliveryMessage(
-            delivery_id=dead.id,
-            document_pk=dead.document,
-            recipient=RECIPIENT,
-            method="push",
-            attempt=2,
-            body=PACKAGE,
-        )
-        await broker.publish(copy)
+        await broker.publish(late_copy(dead, attempt=2))
         await eventually(lambda: _settled(worker, "acked", 1), "the late copy acknowledged")
     finally:
         await worker.stop()
