@@ -3,8 +3,9 @@
 ``load_xml`` is the only way untrusted bytes become an lxml tree. Each refusal has its own code
 (the catalogue is ``tests/edxml/malicious/EXPECTED.toml``):
 
-* from the bytes, before parsing: size, emptiness, encodings other than UTF-8, binary or non-XML
-  input, XML 1.1, and any ``<!DOCTYPE`` (so no entity is declared and nothing can be fetched);
+* from the bytes, before parsing (``prolog.check_bytes``): size, emptiness, encodings other than
+  UTF-8, binary or non-XML input, XML 1.1, and any ``<!DOCTYPE`` (so no entity is declared and
+  nothing can be fetched);
 * while parsing: packages over ``SINGLE_FEED_MAX_BYTES`` go to libxml2 in chunks and the start
   events are checked between chunks, so a million elements or 10,000 levels are never fully built
   (libxml2 itself stops at 2048 levels; smaller packages cannot hold more than ~130,000 elements);
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import codecs
 import functools
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, cast
@@ -35,6 +35,7 @@ from gateway.edxml.limits import (
     read_limited,
 )
 from gateway.edxml.model import EDXML_NS
+from gateway.edxml.prolog import check_bytes
 
 __all__ = ["PARSER_OPTIONS", "ByteStream", "check_bytes", "check_size", "load_xml", "read_limited"]
 
@@ -49,22 +50,6 @@ their shape checked on the finished tree; larger ones are fed in chunks."""
 XINCLUDE_NAMESPACES = frozenset(
     {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"}
 )
-
-_UTF8_BOM = codecs.BOM_UTF8
-_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-_EBCDIC_DECL = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC
-_UTF8_NAMES = frozenset({"utf-8", "utf8"})
-_SNIFF_BYTES = 512
-_MARKUP_START = b"< \t\r\n"
-
-_WHITESPACE = re.compile(rb"[ \t\r\n]*")
-_PROLOG = re.compile(rb"(?:[ \t\r\n]+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
-_DECLARATION = re.compile(
-    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*([\"'])([^\"']*)\1"
-    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*([\"'])([^\"']*)\3)?"
-)
-_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r") + b"\x7f"
-_NOT_CONTROL = bytes(b for b in range(256) if b not in _CONTROL_BYTES)
 
 _ATTACHMENTS = etree.XPath("/*/e:AttachmentEncoded/e:Attachment", namespaces={"e": EDXML_NS})
 _ENCODED_TAG = f"{{{EDXML_NS}}}ContentTransferEncoded"
@@ -95,73 +80,6 @@ def load_xml(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Elemen
     root = _parse(data, limits)
     _check_tree(root, len(data), limits)
     return root
-
-
-# --- before parsing: the bytes ------------------------------------------------------------------
-
-
-def check_bytes(data: bytes) -> None:
-    """Encoding, emptiness, binary content, the XML declaration and the absence of a DOCTYPE."""
-    if data.startswith(_WIDE_BOMS) or data.startswith(_EBCDIC_DECL) or _is_wide_text(data[:4]):
-        raise PackageError(
-            "the package is not UTF-8 (UTF-16/UTF-32/EBCDIC detected)", code="edxml.bad_encoding"
-        )
-    start = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
-    first = _skip_whitespace(data, start)
-    if first == len(data):
-        raise PackageError("the package is empty", code="edxml.empty")
-    if data[first] != ord("<"):
-        _refuse_non_xml(data[first : first + _SNIFF_BYTES])
-    _check_declaration(data, start)
-    prolog_end = _PROLOG.match(data, start)
-    assert prolog_end is not None  # the pattern matches the empty string
-    if data[prolog_end.end() : prolog_end.end() + 9].upper() == b"<!DOCTYPE":
-        raise PackageError("DOCTYPE declarations are not allowed", code="edxml.dtd_forbidden")
-
-
-def _is_wide_text(head: bytes) -> bool:
-    """UTF-16/UTF-32 without a BOM: ``<`` or whitespace as a 2- or 4-byte code unit."""
-    if len(head) < 4:
-        return False
-    little = head[0] in _MARKUP_START and head[1] == 0
-    big = head[1] in _MARKUP_START and head[0] == 0
-    big32 = head[:3] == b"\x00\x00\x00" and head[3] in _MARKUP_START
-    return little or big or big32
-
-
-def _skip_whitespace(data: bytes, start: int) -> int:
-    match = _WHITESPACE.match(data, start)
-    assert match is not None  # the pattern matches the empty string
-    return match.end()
-
-
-def _refuse_non_xml(head: bytes) -> None:
-    """The first significant byte is not ``<``: binary garbage or some other text format."""
-    try:
-        codecs.utf_8_decode(head, "strict", False)
-    except UnicodeDecodeError as exc:
-        raise PackageError("binary data, not an XML document", code="edxml.binary") from exc
-    if head.translate(None, _NOT_CONTROL):
-        raise PackageError("binary data, not an XML document", code="edxml.binary")
-    raise PackageError("not an XML document (it does not start with '<')", code="edxml.not_xml")
-
-
-def _check_declaration(data: bytes, start: int) -> None:
-    """An XML declaration, if present, must say version 1.0 and (if anything) UTF-8."""
-    match = _DECLARATION.match(data, start)
-    if match is None:
-        return  # no declaration, or one libxml2 will refuse as malformed
-    version, encoding = match.group(2), match.group(4)
-    if version != b"1.0":
-        raise PackageError(
-            f"XML version {version.decode('ascii', 'replace')!r} is not supported (1.0 only)",
-            code="edxml.bad_version",
-        )
-    if encoding is not None and encoding.decode("ascii", "replace").lower() not in _UTF8_NAMES:
-        raise PackageError(
-            f"declared encoding {encoding.decode('ascii', 'replace')!r}: packages must be UTF-8",
-            code="edxml.bad_encoding",
-        )
 
 
 # --- parsing: whole (small packages) or in chunks with start events checked between chunks --------

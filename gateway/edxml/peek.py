@@ -17,9 +17,10 @@ from typing import cast
 from lxml import etree
 
 from gateway.core.errors import PackageError
-from gateway.edxml.hardened import PARSER_OPTIONS, check_bytes
+from gateway.edxml.hardened import PARSER_OPTIONS
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits, check_size
 from gateway.edxml.model import EDXML_NS, PackageKind
+from gateway.edxml.prolog import check_bytes
 
 __all__ = ["Headline", "peek_package"]
 
