@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from machine import require
 from national_kit import (
     UTC_JVM,
     VN,
@@ -118,8 +119,8 @@ def test_java_string_hash_is_javas() -> None:
     assert java_string_hash("polygenelubricants") == -(2**31)
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK (java) on the machine")
 def test_the_java_parts_agree_with_a_real_jvm(tmp_path: Path) -> None:
+    require([] if shutil.which("java") else ["a JDK (java)"], "comparing with a real JVM")
     probe = tmp_path / "Probe.java"
     probe.write_text(JAVA_PROBE, encoding="utf-8")
     file = tmp_path / "vb.edxml"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from machine import require
 from service_kit import (
     COMMUNE,
     DEPARTMENT,
@@ -93,11 +94,11 @@ def _delivered(view: dict[str, Any]) -> bool:
     return all(r["state"] == "delivered" for r in view["recipients"])
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 @SQLITE
 async def test_curl_examples_submit_fetch_and_acknowledge(
     start_gateway: StartGateway, tmp_path: Path
 ) -> None:
+    require([] if shutil.which("curl") else ["curl"], "running the documented curl examples")
     gw = await start_gateway()
     signed = gw.sign(new_document(DEPARTMENT, [COMMUNE]), DEPARTMENT)
     (tmp_path / "signed.edxml").write_bytes(signed)
