@@ -153,16 +153,8 @@ async def _publish(channel: AbstractChannel, item: Outgoing, timeout_s: float) -
     message; returns once the broker confirmed it. ``wait=False``: the caller waits for the
     confirm, not for the frames to leave the socket buffer first."""
     underlay = await channel.get_underlay_channel()
-    if not isinstance(underlay, aiormq.Channel):  # another implementation of aiormq's ABC
-        await underlay.basic_publish(
-            item.body,
-            exchange=item.exchange,
-            routing_key=item.routing_key,
-            properties=item.properties,
-            mandatory=True,
-            timeout=timeout_s,
-        )
-        return
+    # ``wait`` is aiormq.Channel's own; another implementation of aiormq's ABC may not take it
+    extra = {"wait": False} if isinstance(underlay, aiormq.Channel) else {}
     await underlay.basic_publish(
         item.body,
         exchange=item.exchange,
@@ -170,5 +162,5 @@ async def _publish(channel: AbstractChannel, item: Outgoing, timeout_s: float) -
         properties=item.properties,
         mandatory=True,
         timeout=timeout_s,
-        wait=False,
+        **extra,
     )
