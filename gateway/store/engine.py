@@ -5,12 +5,12 @@ sender "accepted" only after the intake transaction commits, so a commit must su
 (``NORMAL`` in WAL mode may lose the last commits on power loss; the cost of FULL is one fsync of
 the WAL per commit). Writers wait up to ``busy_timeout`` for each other, and write transactions
 start with ``BEGIN IMMEDIATE`` so that a read-then-write transaction never fails half-way on a
-stale snapshot. PostgreSQL gets a small pool per process (several gateway processes share it).
+stale snapshot; they take turns first (``sqlite_turns``), in the process and across processes.
+PostgreSQL gets a small pool per process (several gateway processes share it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -18,15 +18,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
 from gateway.core.errors import ConfigError, ConflictError, ServiceError, UnavailableError
-from gateway.store import sqlite_driver
+from gateway.store import sqlite_driver, sqlite_turns
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_POOL_SIZE = 5
@@ -126,34 +125,22 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-_SQLITE_WRITE_LOCKS: WeakKeyDictionary[Engine, asyncio.Lock] = WeakKeyDictionary()
-
-
-def _sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
-    """The lock a process's SQLite write transactions queue on, one at a time.
-
-    SQLite has a single writer; without this, every pooled connection races for the file lock
-    and the losers sleep in SQLite's busy handler (up to 100 ms a try), so under load the lock
-    sits idle while writers sleep, and waits reach ``busy_timeout``. Queued here, they take
-    turns at once; only other processes still contend on the file lock.
-    """
+def _write_turns(engine: AsyncEngine) -> sqlite_turns.WriteTurns | None:
+    """The turns a SQLite write transaction waits for (``sqlite_turns``); none on PostgreSQL."""
     if engine.get_execution_options().get(_BEGIN_OPTION) != "IMMEDIATE":
         return None
-    lock = _SQLITE_WRITE_LOCKS.get(engine.sync_engine)
-    if lock is None:
-        lock = _SQLITE_WRITE_LOCKS[engine.sync_engine] = asyncio.Lock()
-    return lock
+    return sqlite_turns.turns_of(engine.sync_engine)
 
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A transaction, committed on success; the store's SQLAlchemy errors are translated here."""
-    lock = _sqlite_write_lock(engine)
-    if lock is None:
+    turns = _write_turns(engine)
+    if turns is None:
         async with _translated(engine) as conn:
             yield conn
         return
-    async with lock, _translated(engine) as conn:
+    async with turns.turn(), _translated(engine) as conn:
         yield conn
 
 
