@@ -4,6 +4,7 @@ turn is given back; a cancelled wait and a killed holder never leave the turn ta
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -64,7 +65,8 @@ def holder(database: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 def _give_back(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     proc.stdin.write("go\n")
     proc.stdin.flush()
     assert proc.stdout.readline().strip() == "released"
@@ -83,7 +85,7 @@ async def _rows(engines: Engines) -> list[int]:
 async def test_a_write_waits_for_another_process_turn_and_starts_once_it_is_given_back(
     engines: Engines, holder: subprocess.Popen[str], database: Path
 ) -> None:
-    assert Path(str(database) + LOCK_SUFFIX).stat().st_mode & 0o777 == 0o600
+    assert os.stat(str(database) + LOCK_SUFFIX).st_mode & 0o777 == 0o600
     writing = asyncio.create_task(_insert(engines, 1))
     await asyncio.sleep(0.5)
     assert not writing.done()  # SQLite's own lock is free: only the turn holds it back
