@@ -231,13 +231,20 @@ async def start_gateway(
 
 @dataclass
 class RunningGateway:
-    """``lgsp run`` as a child process on a demo, its output in a file."""
+    """``lgsp run`` as a child process on a demo, its output (stdout and stderr) in a file.
+
+    ``settings`` are what the child runs with: the demo's configuration under ``TEST_ENV`` and
+    the ``env`` of the last ``start`` (e.g. ``LGSP_HTTP__PORT`` for a second gateway).
+    """
 
     setup: DemoSetup
-    settings: Settings
     output: Path
+    settings: Settings = field(init=False)
     proc: asyncio.subprocess.Process | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings(self.setup.config_path, env=TEST_ENV)
 
     @property
     def base_url(self) -> str:
@@ -250,7 +257,13 @@ class RunningGateway:
         env: Mapping[str, str] | None = None,
     ) -> None:
         """Start ``lgsp run --role ROLE`` (``TEST_ENV`` and ``env`` over an environment without
-        ``LGSP_`` variables) and return once ``/readyz`` answers 200."""
+        ``LGSP_`` variables) and return once it has started: its last start-up line is in its
+        output (``workers_started``, or ``metrics_listening`` with a metrics port) and, with an
+        HTTP listener, ``/readyz`` answers 200."""
+        run_env = {**TEST_ENV, **(env or {})}
+        self.settings = load_settings(self.setup.config_path, env=run_env)
+        self.output.touch()
+        since = self.output.stat().st_size
         self._log = self.output.open("ab")
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
         self.proc = await asyncio.create_subprocess_exec(
@@ -260,21 +273,33 @@ class RunningGateway:
             str(self.setup.config_path),
             "--role",
             role,
-            env={**clean, **TEST_ENV, **(env or {})},
+            env={**clean, **run_env},
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
         )
+        listens = role in (Role.GATEWAY.value, Role.ALL.value)
+        if self.settings.metrics.port is not None:
+            last_line = b"metrics_listening"
+        elif role == Role.GATEWAY.value:
+            last_line = b"gateway_listening"
+        else:
+            last_line = b"workers_started"
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
-            try:
-                async with session.get(f"{self.base_url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
+            if last_line in self.output.read_bytes()[since:] and (
+                not listens or await self._ready(session)
+            ):
+                return
             await asyncio.sleep(0.1)
         raise AssertionError(f"lgsp run not ready in {START_TIMEOUT_S}s:\n{self.tail()}")
+
+    async def _ready(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(f"{self.base_url}/readyz") as r:
+                return r.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
 
     async def stop(self, sig: int, timeout_s: float = 60) -> int:
         """Send ``sig`` (unless the process is gone already) and wait for its exit code."""
@@ -302,20 +327,40 @@ class RunningGateway:
         return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
 
 
+NewProcess = Callable[[DemoSetup, str], RunningGateway]
+
+
 @pytest.fixture
-async def lgsp_run(
-    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
-) -> AsyncIterator[RunningGateway]:
-    """A demo whose district takes pushes at ``push_receiver``, for ``lgsp run``; not started."""
-    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "r")
-    gateway = RunningGateway(
-        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
-    )
+async def lgsp_processes(tmp_path: Path) -> AsyncIterator[NewProcess]:
+    """``lgsp_processes(setup, name)``: an ``lgsp run`` on ``setup``, not started, its output in
+    ``tmp_path/NAME.log``. At the end each is killed and each setup's broker topology deleted."""
+    made: list[RunningGateway] = []
+
+    def new(setup: DemoSetup, name: str) -> RunningGateway:
+        process = RunningGateway(setup, tmp_path / f"{name}.log")
+        made.append(process)
+        return process
+
     try:
-        yield gateway
+        yield new
     finally:
-        await gateway.kill()
-        await delete_topology(gateway.settings)
+        await asyncio.gather(*(process.kill() for process in made))
+        prefixes = {p.settings.broker.prefix: p.settings for p in made}
+        for settings in prefixes.values():
+            await delete_topology(settings)
+
+
+@pytest.fixture
+def lgsp_run(
+    tmp_path: Path,
+    test_broker: BrokerSite,
+    push_receiver: PushReceiver,
+    lgsp_processes: NewProcess,
+) -> RunningGateway:
+    """A demo whose district takes pushes at ``push_receiver``, for ``lgsp run``; not started."""
+    return lgsp_processes(
+        demo_pushing_to(tmp_path, test_broker, push_receiver.url, "r"), "lgsp-run"
+    )
 
 
 Answer = tuple[int, dict[str, Any], str | None] | str  # (status, body, Retry-After) or an error

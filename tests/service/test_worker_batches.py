@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,8 +21,8 @@ from service_kit import (
     DEPARTMENT,
     DISTRICT,
     PROVINCE,
-    TEST_ENV,
     Gateway,
+    NewProcess,
     StartGateway,
     free_port,
     new_document,
@@ -38,7 +37,6 @@ from gateway.service.runner import Role
 from gateway.service.workers import WorkerGroup
 from gateway.store import DeliveryLog, DeliveryState
 
-LGSP = Path(sys.executable).with_name("lgsp")
 DOCUMENTS = 4  # each to three recipients: one answers 200, one 503, one 410
 LONG_RETRY_S = 600.0  # the retry copies wait here, where the test can count them
 
@@ -217,22 +215,6 @@ async def writes_blocked(store_url: str, delivery_id: str) -> AsyncIterator[None
         await engine.dispose()
 
 
-async def start_worker_process(gw: Gateway, output: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    with output.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(gw.setup.config_path),
-            "--role",
-            "worker",
-            env={**env, **TEST_ENV, "LGSP_LOG__JSON": "true", "PYTHONUNBUFFERED": "1"},
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-
-
 def events(output: Path) -> list[dict[str, Any]]:
     lines = output.read_text(errors="replace").splitlines()
     return [json.loads(line) for line in lines if line.startswith("{")]
@@ -247,47 +229,39 @@ async def wait_until(condition: Callable[[], object], timeout_s: float, what: st
 
 
 async def test_a_worker_killed_before_its_commit_redelivers_with_the_same_key_once_recorded(
-    start_gateway: StartGateway, tmp_path: Path
+    start_gateway: StartGateway, lgsp_processes: NewProcess
 ) -> None:
     async with holding_receiver() as receiver:
         gw = await start_gateway(role=Role.GATEWAY, push={DISTRICT: receiver.url})
         [answer] = await submit_all(gw, 1, [DISTRICT])
         delivery_id = answer["recipients"][0]["delivery_id"]
         await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "queued"})
-        output = tmp_path / "worker.log"
+        worker, json_log = lgsp_processes(gw.setup, "worker"), {"LGSP_LOG__JSON": "true"}
+        output = worker.output
 
-        worker = await start_worker_process(gw, output)
-        try:
-            await wait_until(lambda: receiver.received, 60, "the push reaches the receiver")
-            async with writes_blocked(gw.settings.store.url, delivery_id):
-                receiver.release.set()  # the adapter call ends: 200 ...
-                await wait_until(  # ... the worker saw it, and now waits to commit
-                    lambda: any(e["event"] == "delivered" for e in events(output)),
-                    30,
-                    "the worker's adapter call returned",
-                )
-                await asyncio.sleep(0.3)
-                assert worker.returncode is None, output.read_text(errors="replace")
-                worker.kill()  # SIGKILL: no commit, no ack, no drain
-                await worker.wait()
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
+        await worker.start(gw.session, "worker", json_log)
+        await wait_until(lambda: receiver.received, 60, "the push reaches the receiver")
+        async with writes_blocked(gw.settings.store.url, delivery_id):
+            receiver.release.set()  # the adapter call ends: 200 ...
+            await wait_until(  # ... the worker saw it, and now waits to commit
+                lambda: any(e["event"] == "delivered" for e in events(output)),
+                30,
+                "the worker's adapter call returned",
+            )
+            await asyncio.sleep(0.3)
+            # SIGKILL: no commit, no ack, no drain (-SIGKILL: it was still running)
+            assert await worker.stop(signal.SIGKILL) == -signal.SIGKILL, worker.tail()
         log = await DeliveryLog.open(gw.settings.store.url)
         try:
             before = await log.get_delivery(delivery_id)
             assert before is not None
             assert before.state is DeliveryState.QUEUED, "recorded although killed before commit"
 
-            second = await start_worker_process(gw, output)
-            try:
-                view = await gw.wait_for(
-                    answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "delivered"}, 60
-                )
-            finally:
-                second.terminate()
-                assert await asyncio.wait_for(second.wait(), 30) == 0
+            await worker.start(gw.session, "worker", json_log)  # the same queues and store
+            view = await gw.wait_for(
+                answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "delivered"}, 60
+            )
+            assert await worker.stop(signal.SIGTERM, 30) == 0, worker.tail()
             after = await log.get_document(answer["id"])
         finally:
             await log.aclose()
