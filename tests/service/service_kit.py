@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -64,6 +65,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def local_site(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1: its base URL, until the block ends."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def new_document(
@@ -405,13 +418,9 @@ async def push_receiver() -> AsyncIterator[PushReceiver]:
     receiver = PushReceiver()
     app = web.Application()
     app.router.add_post("/inbox", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/inbox"
-    yield receiver
-    await runner.cleanup()
+    async with local_site(app) as base_url:
+        receiver.url = f"{base_url}/inbox"
+        yield receiver
 
 
 def status_for(document: DocumentPackage, sender: str, code: str) -> bytes:

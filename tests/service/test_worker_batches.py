@@ -24,7 +24,7 @@ from service_kit import (
     Gateway,
     NewProcess,
     StartGateway,
-    free_port,
+    local_site,
     new_document,
     states,
 )
@@ -68,15 +68,9 @@ class ScriptedReceivers:
 async def serving(receivers: ScriptedReceivers) -> AsyncIterator[None]:
     app = web.Application()
     app.router.add_post("/{name}", receivers.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receivers.url = f"http://127.0.0.1:{port}"
-    try:
+    async with local_site(app) as base_url:
+        receivers.url = base_url
         yield
-    finally:
-        await runner.cleanup()
 
 
 async def submit_all(gw: Gateway, count: int, recipients: list[str]) -> list[dict[str, Any]]:
@@ -178,16 +172,12 @@ async def holding_receiver() -> AsyncIterator[HoldingReceiver]:
     receiver = HoldingReceiver()
     app = web.Application()
     app.router.add_post("/inbox", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/inbox"
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        await runner.cleanup()
+    async with local_site(app) as base_url:
+        receiver.url = f"{base_url}/inbox"
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # before the site's cleanup waits for the held requests
 
 
 @asynccontextmanager
