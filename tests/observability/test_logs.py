@@ -12,16 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 import structlog
+from process_kit import NewProcess, RunningGateway, post_document
 from service.service_kit import (
     DEPARTMENT,
     DISTRICT,
-    NewProcess,
     PushReceiver,
-    RunningGateway,
     StartGateway,
     free_port,
     new_document,
-    post_document,
     states,
 )
 from structlog.testing import capture_logs

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from service.service_kit import NewProcess, RunningGateway, free_port
+from process_kit import NewProcess, RunningGateway
+from service.service_kit import (
+    free_port,
+)
 from service_sites import BrokerSite
 
 from gateway.demo.setup import init_demo

@@ -17,12 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from process_kit import NewProcess, RunningGateway
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    NewProcess,
     PushReceiver,
-    RunningGateway,
     StartGateway,
     free_port,
     new_document,

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from process_kit import NewProcess
 from service_kit import (
     COMMUNE,
     DEPARTMENT,
     DISTRICT,
     PROVINCE,
     Gateway,
-    NewProcess,
     StartGateway,
     local_site,
     new_document,
