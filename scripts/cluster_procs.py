@@ -1,11 +1,12 @@
 """Deployment processes: detached children checked by pid and command line, a private PostgreSQL.
 
-Used by ``cluster_deploy.py``. A process is started detached (its own session, output to a log
-file) and known afterwards by its pid *and* a marker its command line must contain (the
-deployment's directory), so a signal never reaches another process that reused the pid. The
-private PostgreSQL is an ``initdb`` cluster of the machine's binaries in the deployment's
-directory, on a port of its own: the chaos soak restarts it, and the machine's shared server
-(which other test runs use) is never touched. As root, it runs as the ``postgres`` user.
+Used by ``cluster_deployment.py`` and ``cluster_deploy.py``. A process is started detached (its
+own session, output to a log file) and known afterwards by its pid *and* a marker its command
+line must contain (the deployment's directory), so a signal never reaches another process that
+reused the pid. The private PostgreSQL is an ``initdb`` cluster of the machine's binaries in the
+deployment's directory, on a port of its own: the chaos soak restarts it, and the machine's
+shared server (which other test runs use) is never touched.
+As root, it runs as the ``postgres`` user.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The chaos soak's faults, run on a schedule against a ``cluster_deploy.Deployment``.
+"""The chaos soak's faults, run on a schedule against a ``cluster_deployment.Deployment``.
 
 =================== =================================================================
 ``gateway-kill``    SIGKILL of a gateway process; started again after ``restart_after_s``
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
-from cluster_deploy import Deployment
+from cluster_deployment import Deployment
 
 FAULTS = (  # in the order they run: the ones with the longest tail first
     "national-down",

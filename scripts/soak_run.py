@@ -30,7 +30,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_deploy import Deployment, UpOptions, down, up
+from cluster_deploy import UpOptions, down, up
+from cluster_deployment import Deployment
 from cluster_procs import free_port, start_detached, terminate, wait_port
 from soak_accounting import Ledger
 from soak_client import AgencyClient, run_load

@@ -17,6 +17,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 
+from gateway.broker.messages import METHODS
+from gateway.broker.topology import Topology
+from gateway.core.settings import Settings
+
 BASE_URL = os.environ.get("LGSP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
@@ -151,3 +155,12 @@ def _alive(pid: int) -> bool:
 PG_ADMIN_URL = os.environ.get(
     "LGSP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+
+
+async def delete_topology(settings: Settings) -> None:
+    """Quorum queues are costly for a small broker: delete each test gateway's queues after it."""
+    conf = settings.broker
+    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
+    connection = await aio_pika.connect(conf.url)
+    async with connection, connection.channel() as channel:
+        await topology.delete(channel)

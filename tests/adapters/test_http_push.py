@@ -7,7 +7,7 @@ import base64
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.base import (
@@ -288,6 +289,15 @@ def signed_headers(
     return {"x-lgsp-signature": signature, "x-lgsp-delivery-id": delivery_id}
 
 
+def refusal(
+    headers: Mapping[str, str], certificate: x509.Certificate, body: bytes = PACKAGE
+) -> str:
+    """The code of the ``SignatureError`` that ``verify_push_signature`` must raise."""
+    with pytest.raises(SignatureError) as refused:
+        verify_push_signature(headers, body, certificate)
+    return refused.value.code
+
+
 def test_verify_accepts_an_untouched_request(gateway_identity: pki.Identity) -> None:
     signed = verify_push_signature(
         signed_headers(gateway_identity), PACKAGE, gateway_identity.certificate
@@ -307,47 +317,33 @@ def test_every_body_length_signs_and_verifies_and_one_byte_more_does_not(
     for identity in (gateway_identity, pki.load_identity(pki_dir, "gateway-rsa")):
         headers = signed_headers(identity, body)
         assert verify_push_signature(headers, body, identity.certificate).delivery_id == "d-1"
-        with pytest.raises(SignatureError) as refused:
-            verify_push_signature(headers, body + b"=", identity.certificate)
-        assert refused.value.code == "jws.invalid"
+        assert refusal(headers, identity.certificate, body + b"=") == "jws.invalid"
 
 
 def test_verify_refuses_a_changed_body(gateway_identity: pki.Identity) -> None:
     headers = signed_headers(gateway_identity)
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(headers, PACKAGE.replace(b"V", b"W"), gateway_identity.certificate)
-    assert info.value.code == "jws.invalid"
+    changed = PACKAGE.replace(b"V", b"W")
+    assert refusal(headers, gateway_identity.certificate, changed) == "jws.invalid"
 
 
 def test_verify_refuses_another_delivery_id(gateway_identity: pki.Identity) -> None:
     headers = signed_headers(gateway_identity) | {"x-lgsp-delivery-id": "d-2"}
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(headers, PACKAGE, gateway_identity.certificate)
-    assert info.value.code == "jws.delivery_mismatch"
+    assert refusal(headers, gateway_identity.certificate) == "jws.delivery_mismatch"
 
 
 def test_verify_refuses_old_or_future_signatures(gateway_identity: pki.Identity) -> None:
     for skew in (-3600, 3600):
         headers = signed_headers(gateway_identity, now=time.time() + skew)
-        with pytest.raises(SignatureError) as info:
-            verify_push_signature(headers, PACKAGE, gateway_identity.certificate)
-        assert info.value.code == "jws.stale"
+        assert refusal(headers, gateway_identity.certificate) == "jws.stale"
 
 
 def test_verify_refuses_another_signer(gateway_identity: pki.Identity, pki_dir: Path) -> None:
     impostor = pki.load_identity(pki_dir, "impostor")
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(signed_headers(impostor), PACKAGE, gateway_identity.certificate)
-    assert info.value.code == "jws.unknown_key"
+    assert refusal(signed_headers(impostor), gateway_identity.certificate) == "jws.unknown_key"
     # Naming the gateway's certificate does not help when the key is not the gateway's.
     forged = sign_push(PACKAGE, "d-1", impostor.key, gateway_identity.certificate)
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(
-            {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
-            PACKAGE,
-            gateway_identity.certificate,
-        )
-    assert info.value.code == "jws.invalid"
+    headers = {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"}
+    assert refusal(headers, gateway_identity.certificate) == "jws.invalid"
 
 
 @pytest.mark.parametrize("value", [None, "", "not-a-jws", "a.b.c.d", "!!!..sig"])
@@ -355,9 +351,7 @@ def test_verify_refuses_missing_or_garbled_headers(
     gateway_identity: pki.Identity, value: str | None
 ) -> None:
     headers = {} if value is None else {"X-LGSP-Signature": value}
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(headers, PACKAGE, gateway_identity.certificate)
-    assert info.value.code == "jws.malformed"
+    assert refusal(headers, gateway_identity.certificate) == "jws.malformed"
 
 
 def test_the_algorithm_follows_the_gateway_key(
@@ -375,13 +369,8 @@ def test_the_algorithm_follows_the_gateway_key(
         assert signed.algorithm == algorithm
     # an RSA signature naming the P-256 certificate: the key type does not fit the algorithm
     forged = sign_push(PACKAGE, "d-1", rsa_identity.key, gateway_identity.certificate)
-    with pytest.raises(SignatureError) as info:
-        verify_push_signature(
-            {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"},
-            PACKAGE,
-            gateway_identity.certificate,
-        )
-    assert info.value.code == "jws.invalid"
+    headers = {"X-LGSP-Signature": forged, "X-LGSP-Delivery-Id": "d-1"}
+    assert refusal(headers, gateway_identity.certificate) == "jws.invalid"
 
 
 def test_a_key_without_a_push_algorithm_is_refused_when_the_adapter_is_made(

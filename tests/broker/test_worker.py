@@ -45,6 +45,23 @@ class Recorder:
         return [m.attempt for m in self.seen if m.delivery_id == delivery_id]
 
 
+async def run_until(
+    broker: Broker,
+    handler: Callable[[DeliveryMessage], Awaitable[None]],
+    outcome: str,
+    count: int,
+    what: str,
+    *,
+    rules: WorkerRules = RULES,
+) -> Worker:
+    """A push worker on ``handler``, stopped once ``count`` messages had ``outcome``."""
+    worker = Worker(broker, "push", rules)
+    await worker.start(handler)
+    await eventually(settled(worker, outcome, count), what)
+    await worker.stop()
+    return worker
+
+
 def settled(worker: Worker, outcome: str, count: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return worker.outcomes[outcome] >= count
@@ -84,11 +101,8 @@ async def test_success_is_acked_and_logged_with_the_delivery_id(
     msgs = [make_message(n) for n in range(5)]
     await broker.publish_many(msgs)
     handler = Recorder()
-    worker = Worker(broker, "push", RULES)
     with capture_logs() as logs:
-        await worker.start(handler)
-        await eventually(settled(worker, "acked", 5), "5 acks")
-        await worker.stop()
+        await run_until(broker, handler, "acked", 5, "5 acks")
     assert sorted(m.delivery_id for m in handler.seen) == sorted(m.delivery_id for m in msgs)
     assert {m.delivery_id: m for m in handler.seen} == {m.delivery_id: m for m in msgs}
     assert set((await broker.queue_depths()).values()) == {0}
@@ -109,10 +123,8 @@ async def test_retry_goes_through_the_retry_queue_and_returns_with_the_next_atte
     async def fail(_: DeliveryMessage) -> None:
         raise Retry("remote said 503")
 
-    worker = Worker(broker, "push", RULES)
-    await worker.start(Recorder(fail))
-    await eventually(settled(worker, "retried", 1), "one retry")
-    await worker.stop()  # the copy comes back to the work queue after 0.2 s, unconsumed
+    # stopped after the retry: the copy comes back to the work queue after 0.2 s, unconsumed
+    await run_until(broker, Recorder(fail), "retried", 1, "one retry")
 
     work = broker.topology.work_queue("push")
     await eventually(depth(broker, work, 1), "the retry back in the work queue")
@@ -137,10 +149,9 @@ async def test_defer_s_picks_the_smallest_delay_at_least_that_long(
         async def later(_: DeliveryMessage) -> None:
             raise Retry("busy", defer_s=60)
 
-        worker = Worker(broker, "push", WorkerRules(delays_s=(0.2, 0.5, 600)))
-        await worker.start(later)
-        await eventually(settled(worker, "retried", 1), "one retry")
-        await worker.stop()
+        await run_until(
+            broker, later, "retried", 1, "one retry", rules=WorkerRules(delays_s=(0.2, 0.5, 600))
+        )
         depths = await broker.queue_depths()
         assert depths[broker.topology.retry_queue("push", 600)] == 1
         assert depths[broker.topology.work_queue("push")] == 0
@@ -155,10 +166,7 @@ async def test_retry_then_success(broker: Broker, make_message: MakeMessage) -> 
             raise Retry(defer_s=0.3)  # -> the 0.5 s queue
 
     handler = Recorder(flaky)
-    worker = Worker(broker, "push", RULES)
-    await worker.start(handler)
-    await eventually(settled(worker, "acked", 1), "success on attempt 2")
-    await worker.stop()
+    await run_until(broker, handler, "acked", 1, "success on attempt 2")
     assert handler.attempts(msg.delivery_id) == [1, 2]
     assert set((await broker.queue_depths()).values()) == {0}
 
@@ -176,11 +184,8 @@ async def test_max_tries_dead_letters_with_reason_and_attempts(
         raise Retry("remote said 503")
 
     handler = Recorder(always)
-    worker = Worker(broker, "push", RULES)
     with capture_logs() as logs:
-        await worker.start(handler)
-        await eventually(settled(worker, "dead_lettered", 1), "a dead letter")
-        await worker.stop()
+        await run_until(broker, handler, "dead_lettered", 1, "a dead letter")
     assert handler.attempts(msg.delivery_id) == [1, 2, 3]
     [dead] = await drain_queue(raw_connection, broker.topology.dead_queue("push"))
     assert dead.message_id == msg.delivery_id
@@ -205,10 +210,7 @@ async def test_permanent_dead_letters_at_once(
         raise Permanent("recipient answered 410 Gone")
 
     handler = Recorder(refuse)
-    worker = Worker(broker, "push", RULES)
-    await worker.start(handler)
-    await eventually(settled(worker, "dead_lettered", 1), "a dead letter")
-    await worker.stop()
+    await run_until(broker, handler, "dead_lettered", 1, "a dead letter")
     assert handler.attempts(msg.delivery_id) == [1]
     [dead] = await drain_queue(raw_connection, broker.topology.dead_queue("push"))
     assert dead.headers["x-lgsp-dead-reason"] == "recipient answered 410 Gone"
@@ -227,11 +229,8 @@ async def test_an_unexpected_exception_is_logged_and_retried(
             raise KeyError("surprise")
 
     handler = Recorder(buggy)
-    worker = Worker(broker, "push", RULES)
     with capture_logs() as logs:
-        await worker.start(handler)
-        await eventually(settled(worker, "acked", 1), "success on attempt 2")
-        await worker.stop()
+        await run_until(broker, handler, "acked", 1, "success on attempt 2")
     assert handler.attempts(msg.delivery_id) == [1, 2]
     [error] = [e for e in logs if e["event"] == "delivery.handler_error"]
     assert error["delivery_id"] == msg.delivery_id
@@ -247,11 +246,8 @@ async def test_a_malformed_message_goes_to_the_dead_letters(
         bad = aio_pika.Message(b"<junk/>", message_id="no-headers", headers={"x-lgsp-attempt": 1})
         await channel.default_exchange.publish(bad, broker.topology.work_queue("push"))
     handler = Recorder()
-    worker = Worker(broker, "push", RULES)
     with capture_logs() as logs:
-        await worker.start(handler)
-        await eventually(settled(worker, "dead_lettered", 1), "a dead letter")
-        await worker.stop()
+        await run_until(broker, handler, "dead_lettered", 1, "a dead letter")
     assert handler.seen == []
     [dead] = await drain_queue(raw_connection, broker.topology.dead_queue("push"))
     assert dead.body == b"<junk/>"
@@ -279,10 +275,7 @@ async def test_a_failed_retry_publish_requeues_instead_of_losing(
             raise Retry("first failure")
 
     handler = Recorder(once)
-    worker = Worker(broker, "push", RULES)
-    await worker.start(handler)
-    await eventually(settled(worker, "acked", 1), "success after the requeue")
-    await worker.stop()
+    worker = await run_until(broker, handler, "acked", 1, "success after the requeue")
     assert handler.attempts(msg.delivery_id) == [1, 1]  # requeued as it was
     assert worker.outcomes["requeued"] == 1
     assert worker.outcomes["retried"] == 0
@@ -303,10 +296,7 @@ async def test_a_failed_dead_letter_publish_requeues_instead_of_losing(
         if calls == 1:
             raise Permanent("no such recipient")
 
-    worker = Worker(broker, "push", RULES)
-    await worker.start(Recorder(once))
-    await eventually(settled(worker, "acked", 1), "success after the requeue")
-    await worker.stop()
+    worker = await run_until(broker, Recorder(once), "acked", 1, "success after the requeue")
     assert worker.outcomes["requeued"] == 1
     assert worker.outcomes["dead_lettered"] == 0
 
@@ -379,11 +369,8 @@ async def test_a_message_unacked_when_its_connection_dies_is_delivered_again(
     await doomed_broker.aclose()  # the worker "crashes" before its ack
 
     handler = Recorder()
-    survivor = Worker(broker, "push", RULES)
     with capture_logs() as logs:
-        await survivor.start(handler)
-        await eventually(settled(survivor, "acked", 1), "the redelivery")
-        await survivor.stop()
+        await run_until(broker, handler, "acked", 1, "the redelivery")
     await doomed.stop()
     assert handler.seen == [msg]
     [line] = [e for e in logs if e["event"] == "delivery.settled"]

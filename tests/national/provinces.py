@@ -13,7 +13,6 @@ import asyncio
 import json
 import secrets
 import shutil
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from service.service_kit import delete_topology
+from service.service_kit import delete_topology, free_port
 from service_sites import BrokerSite
 
 from gateway.core.directory import (
@@ -67,12 +66,6 @@ GATEWAY_ENV = {
     "LGSP_BROKER__OUTBOX_AGE_S": "1",
 }
 QUICK_RETRIES = {"LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.4,0.8", "LGSP_BROKER__MAX_TRIES": "4"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def organization(organ_id: str) -> Organization:

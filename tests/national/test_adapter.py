@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from national_kit import H41_SYSTEM, H56_SYSTEM, RunningSimulator
-from provinces import free_port, organization
+from provinces import organization
+from service.service_kit import local_site
 
 from adapters.base import (
     DeliveryOutcome,
@@ -139,12 +140,8 @@ async def failing_platform() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/XrdAdapter/adapter/{operation}", unavailable)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/XrdAdapter/adapter"
-    await runner.cleanup()
+    async with local_site(app) as base_url:
+        yield f"{base_url}/XrdAdapter/adapter"
 
 
 async def test_a_platform_answering_5xx_is_transient(failing_platform: str) -> None:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
+from service.service_kit import local_site
 
 from adapters.national.client import NationalClient, PlatformRefusedError
 from adapters.national.protocol import (
@@ -270,13 +271,8 @@ async def scripted_platform() -> AsyncIterator[tuple[str, list[web.Response]]]:
 
     app = web.Application()
     app.router.add_post("/XrdAdapter/adapter/{op}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/XrdAdapter/adapter", script
-    await runner.cleanup()
+    async with local_site(app) as base_url:
+        yield f"{base_url}/XrdAdapter/adapter", script
 
 
 async def test_client_errors_map_to_the_gateway_tree(

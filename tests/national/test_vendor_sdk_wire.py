@@ -23,6 +23,7 @@ from national_kit import (
     java_string_hash,
     java_unpadded_hex,
 )
+from service.service_kit import local_site
 
 # What the jar does with its header map, in Java, for the parts Java itself defines.
 JAVA_PROBE = """
@@ -59,11 +60,8 @@ async def capture() -> AsyncIterator[tuple[str, list[web.Request], list[bytes]]]
 
     app = web.Application()
     app.router.add_post("/XrdAdapter/adapter/{op}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/XrdAdapter/adapter", requests, bodies
-    await runner.cleanup()
+    async with local_site(app) as base_url:
+        yield f"{base_url}/XrdAdapter/adapter", requests, bodies
 
 
 def file_with_a_short_byte() -> bytes:

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from service.service_kit import delete_topology, free_port
+from process_kit import NewProcess, RunningGateway
+from service.service_kit import (
+    free_port,
+)
 from service_sites import BrokerSite
 
-from gateway.core.settings import load_settings
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.setup import init_demo
 
-LGSP = Path(sys.executable).with_name("lgsp")
 BODY_MB = 20
 CONCURRENCY = 5
 MAX_GROWTH_MB = 20.0
@@ -51,51 +49,19 @@ def peak_rss_mb(pid: int) -> float:
 
 @pytest.fixture
 async def gateway_process(
-    tmp_path: Path, test_broker: BrokerSite
-) -> AsyncIterator[tuple[DemoSetup, int]]:
-    """``lgsp run --role gateway`` on a fresh demo: (its setup, its pid)."""
+    tmp_path: Path, test_broker: BrokerSite, lgsp_processes: NewProcess
+) -> RunningGateway:
+    """``lgsp run --role gateway`` on a fresh demo, started."""
     setup = init_demo(
         tmp_path / "demo",
         port=free_port(),
         broker_url=test_broker.url,
         prefix=test_broker.new_prefix("m"),
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    clean["LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS"] = "0"  # 401s here; 429s are tested apart
-    with (tmp_path / "gateway.log").open("wb") as log_file:
-        proc = await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(setup.config_path),
-            "--role",
-            "gateway",
-            env=clean,
-            stdout=log_file,
-            stderr=log_file,
-        )
-        try:
-            await _wait_ready(f"http://127.0.0.1:{setup.port}/readyz", proc)
-            yield setup, proc.pid
-        finally:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(proc.wait(), timeout=60)
-            await delete_topology(load_settings(setup.config_path, env={}))
-
-
-async def _wait_ready(url: str, proc: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):  # a deadline, not a timing assertion
-            assert proc.returncode is None, "the gateway exited at start-up"
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} never answered 200")
+    gateway = lgsp_processes(setup, "gateway")
+    async with aiohttp.ClientSession() as session:  # 401s here; 429s are tested apart
+        await gateway.start(session, "gateway", {"LGSP_RATE_LIMIT__FAILED_AUTH_PER_ADDRESS": "0"})
+    return gateway
 
 
 async def _chunks(total: int) -> AsyncIterator[bytes]:
@@ -134,10 +100,10 @@ async def _flood(base: str, size_bytes: int, *, chunked: bool) -> dict[str, set[
 
 
 async def test_large_unauthenticated_posts_are_refused_unread_and_leave_rss_flat(
-    gateway_process: tuple[DemoSetup, int],
+    gateway_process: RunningGateway,
 ) -> None:
-    setup, pid = gateway_process
-    base = f"http://127.0.0.1:{setup.port}"
+    assert gateway_process.proc is not None
+    pid, base = gateway_process.proc.pid, gateway_process.base_url
     await _flood(base, 1024, chunked=False)  # warm each path up (templates, imports)
     before_mb = peak_rss_mb(pid)
 

@@ -1,4 +1,4 @@
-"""End-to-end kit: demo gateways (in the test's loop or ``lgsp run`` children), broker and store.
+"""End-to-end kit: demo gateways in the test's loop (``lgsp run`` children: ``process_kit``).
 
 Test modules import names from here (``from service_kit import …``); ``conftest.py`` only
 re-exports the fixtures, because several ``conftest`` modules cannot be told apart by import.
@@ -9,24 +9,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import secrets
 import socket
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
 from aiohttp import web
-from service_sites import BrokerSite
+from process_kit import TEST_ENV, NewProcess, RunningGateway
+from service_sites import BrokerSite, delete_topology
 
-from gateway.broker.messages import METHODS
-from gateway.broker.topology import Topology
 from gateway.core.directory import Delivery, DirectoryHolder, load_directory, write_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
@@ -45,15 +41,6 @@ COMMUNE = "000.01.15.H56"
 PROVINCE = "000.00.00.H56"
 BUSINESS = "0101234567"
 
-TEST_ENV = {
-    "LGSP_BROKER__RETRY_DELAYS_S": "0.2,0.4,0.8",
-    "LGSP_BROKER__MAX_TRIES": "4",
-    "LGSP_LOG__JSON": "false",
-}
-
-
-LGSP = Path(sys.executable).with_name("lgsp")
-START_TIMEOUT_S = 90.0  # start-up only; a loaded 2-core machine (load 17) once took over 30 s
 
 METRICS_TOKEN = "test-metrics-token"
 METRICS_TOKEN_HASH = hashlib.sha256(METRICS_TOKEN.encode()).hexdigest()
@@ -64,6 +51,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def local_site(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port of 127.0.0.1: its base URL, until the block ends."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def new_document(
@@ -229,108 +228,17 @@ async def start_gateway(
         await delete_topology(gateway.settings)
 
 
-@dataclass
-class RunningGateway:
-    """``lgsp run`` as a child process on a demo, its output in a file."""
-
-    setup: DemoSetup
-    settings: Settings
-    output: Path
-    proc: asyncio.subprocess.Process | None = None
-    _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http.port}"
-
-    async def start(
-        self,
-        session: aiohttp.ClientSession,
-        role: str = "all",
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        """Start ``lgsp run --role ROLE`` (``TEST_ENV`` and ``env`` over an environment without
-        ``LGSP_`` variables) and return once ``/readyz`` answers 200."""
-        self._log = self.output.open("ab")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-        self.proc = await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(self.setup.config_path),
-            "--role",
-            role,
-            env={**clean, **TEST_ENV, **(env or {})},
-            stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.proc.returncode is None, f"lgsp run exited:\n{self.tail()}"
-            try:
-                async with session.get(f"{self.base_url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"lgsp run not ready in {START_TIMEOUT_S}s:\n{self.tail()}")
-
-    async def stop(self, sig: int, timeout_s: float = 60) -> int:
-        """Send ``sig`` (unless the process is gone already) and wait for its exit code."""
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        return await self.wait_exit(timeout_s)
-
-    async def wait_exit(self, timeout_s: float) -> int:
-        assert self.proc is not None
-        code = await asyncio.wait_for(self.proc.wait(), timeout_s)
-        assert self._log is not None
-        self._log.close()
-        return code
-
-    async def kill(self) -> None:
-        """SIGKILL the process if it still runs (the end of a test, passed or not)."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._log is not None:
-            self._log.close()
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
-async def lgsp_run(
-    tmp_path: Path, test_broker: BrokerSite, push_receiver: PushReceiver
-) -> AsyncIterator[RunningGateway]:
+def lgsp_run(
+    tmp_path: Path,
+    test_broker: BrokerSite,
+    push_receiver: PushReceiver,
+    lgsp_processes: NewProcess,
+) -> RunningGateway:
     """A demo whose district takes pushes at ``push_receiver``, for ``lgsp run``; not started."""
-    setup = demo_pushing_to(tmp_path, test_broker, push_receiver.url, "r")
-    gateway = RunningGateway(
-        setup, load_settings(setup.config_path, env=TEST_ENV), tmp_path / "lgsp-run.log"
+    return lgsp_processes(
+        demo_pushing_to(tmp_path, test_broker, push_receiver.url, "r"), "lgsp-run"
     )
-    try:
-        yield gateway
-    finally:
-        await gateway.kill()
-        await delete_topology(gateway.settings)
-
-
-Answer = tuple[int, dict[str, Any], str | None] | str  # (status, body, Retry-After) or an error
-
-
-async def post_document(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: Mapping[str, str]
-) -> Answer:
-    """One submission to the gateway at ``url``: its answer, or the name of the client error it
-    met (a refused or cut connection)."""
-    try:
-        async with session.post(f"{url}/api/v1/documents", data=body, headers=headers) as r:
-            return r.status, await r.json(content_type=None), r.headers.get("Retry-After")
-    except aiohttp.ClientError as exc:
-        return type(exc).__name__
 
 
 def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: str) -> DemoSetup:
@@ -346,27 +254,14 @@ def demo_pushing_to(tmp_path: Path, broker: BrokerSite, receiver_url: str, tag: 
     return setup
 
 
-async def delete_topology(settings: Settings) -> None:
-    """Quorum queues are costly for a small broker: delete each test gateway's queues after it."""
-    conf = settings.broker
-    topology = Topology(conf.prefix, METHODS, tuple(conf.retry_delays_s))
-    connection = await aio_pika.connect(conf.url)
-    async with connection, connection.channel() as channel:
-        await topology.delete(channel)
-
-
 @pytest.fixture
 async def push_receiver() -> AsyncIterator[PushReceiver]:
     receiver = PushReceiver()
     app = web.Application()
     app.router.add_post("/inbox", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/inbox"
-    yield receiver
-    await runner.cleanup()
+    async with local_site(app) as base_url:
+        receiver.url = f"{base_url}/inbox"
+        yield receiver
 
 
 def status_for(document: DocumentPackage, sender: str, code: str) -> bytes:

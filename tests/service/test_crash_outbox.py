@@ -16,14 +16,12 @@ import signal
 from collections import defaultdict
 
 import aiohttp
+from process_kit import Answer, RunningGateway, post_document
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    Answer,
     PushReceiver,
-    RunningGateway,
     new_document,
-    post_document,
 )
 from sqlalchemy import select
 

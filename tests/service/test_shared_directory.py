@@ -9,30 +9,26 @@ not polled yet reloads the directory for a recipient it does not know.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
 import pytest
+from process_kit import NewProcess, RunningGateway
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    TEST_ENV,
     PushReceiver,
     StartGateway,
-    delete_topology,
     free_port,
     new_document,
     states,
 )
 from service_sites import BrokerSite
 
-from gateway.core.settings import load_settings
 from gateway.demo import pki
 from gateway.demo.setup import DemoSetup, init_demo
 from gateway.edxml.xml_codec import serialize_package
@@ -42,87 +38,22 @@ from gateway.store.participants import StoredDirectory
 
 pytestmark = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 
-LGSP = Path(sys.executable).with_name("lgsp")
 WARD = "000.02.15.H56"
 PICKUP_S = 2.0  # the issue's promise: every process sees a directory change within 2 s
-START_TIMEOUT_S = 40.0
-
-
-@dataclass
-class Running:
-    """One ``lgsp run`` child process, its output in a file."""
-
-    name: str
-    proc: asyncio.subprocess.Process
-    output: Path
-    sink: IO[bytes]
-    port: int | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.output.read_text(errors="replace").splitlines()[-lines:])
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        self.sink.close()
-
-
-async def _spawn(setup: DemoSetup, tmp_path: Path, name: str, *args: str) -> Running:
-    output = tmp_path / f"{name}.log"
-    sink = output.open("ab")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    proc = await asyncio.create_subprocess_exec(
-        str(LGSP),
-        "run",
-        "--config",
-        str(setup.config_path),
-        *args,
-        env={**clean, **TEST_ENV, "PYTHONUNBUFFERED": "1"},
-        stdout=sink,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    return Running(name, proc, output, sink)
-
-
-async def _ready(session: aiohttp.ClientSession, process: Running) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.proc.returncode is None, f"{process.name} exited:\n{process.tail()}"
-        if process.port is None:  # the worker: no listener, its log says when it runs
-            if "workers_started" in process.output.read_text(errors="replace"):
-                return
-        else:
-            try:
-                async with session.get(f"{process.base_url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{process.name} not ready in {START_TIMEOUT_S}s:\n{process.tail()}")
 
 
 @dataclass
 class Deployment:
     setup: DemoSetup
-    gateway_a: Running
-    gateway_b: Running
-    worker: Running
+    gateway_a: RunningGateway
+    gateway_b: RunningGateway
+    worker: RunningGateway
     session: aiohttp.ClientSession
 
 
 @pytest.fixture
 async def deployment(
-    tmp_path: Path, store_url: str, test_broker: BrokerSite
+    store_url: str, test_broker: BrokerSite, lgsp_processes: NewProcess, tmp_path: Path
 ) -> AsyncIterator[Deployment]:
     setup = init_demo(
         tmp_path / "demo",
@@ -131,27 +62,18 @@ async def deployment(
         store_url=store_url,
         prefix=test_broker.new_prefix("sd"),
     )
-    started: list[Running] = []
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            for name, args, port in (
-                ("gateway-a", ("--role", "gateway"), setup.port),
-                ("gateway-b", ("--role", "gateway", "--port", str(port_b := free_port())), port_b),
-                ("worker", ("--role", "worker"), None),
-            ):
-                process = await _spawn(setup, tmp_path, name, *args)
-                process.port = port
-                started.append(process)
-            for process in started:
-                await _ready(session, process)
-            yield Deployment(setup, *started, session)
-    finally:
-        await asyncio.gather(*(p.stop() for p in started))
-        await delete_topology(load_settings(setup.config_path, env={}))
+    a, b, worker = (lgsp_processes(setup, name) for name in ("gateway-a", "gateway-b", "worker"))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(
+            a.start(session, "gateway"),
+            b.start(session, "gateway", {"LGSP_HTTP__PORT": str(free_port())}),
+            worker.start(session, "worker"),
+        )
+        yield Deployment(setup, a, b, worker, session)
 
 
 async def _admin(
-    d: Deployment, gateway: Running, method: str, path: str = "", body: object = None
+    d: Deployment, gateway: RunningGateway, method: str, path: str = "", body: object = None
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {d.setup.admin_token}"}
     url = f"{gateway.base_url}/api/v1/admin/participants{path}"
@@ -159,7 +81,9 @@ async def _admin(
         return r.status, await r.json(content_type=None)
 
 
-async def _submit(d: Deployment, gateway: Running, body: bytes) -> tuple[int, dict[str, Any]]:
+async def _submit(
+    d: Deployment, gateway: RunningGateway, body: bytes
+) -> tuple[int, dict[str, Any]]:
     headers = {
         "Authorization": f"Bearer {d.setup.api_keys[DEPARTMENT]}",
         "Content-Type": "application/xml",
@@ -170,7 +94,7 @@ async def _submit(d: Deployment, gateway: Running, body: bytes) -> tuple[int, di
         return r.status, await r.json(content_type=None)
 
 
-async def _inbox(d: Deployment, gateway: Running, api_key: str) -> int:
+async def _inbox(d: Deployment, gateway: RunningGateway, api_key: str) -> int:
     headers = {"Authorization": f"Bearer {api_key}"}
     async with d.session.get(f"{gateway.base_url}/api/v1/inbox", headers=headers) as r:
         return r.status

@@ -14,14 +14,12 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import aiohttp
+from process_kit import Answer, RunningGateway, post_document
 from service_kit import (
     DEPARTMENT,
     DISTRICT,
-    Answer,
     PushReceiver,
-    RunningGateway,
     new_document,
-    post_document,
 )
 
 from gateway.demo import pki

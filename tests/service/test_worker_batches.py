@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import signal
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from process_kit import NewProcess
 from service_kit import (
     COMMUNE,
     DEPARTMENT,
     DISTRICT,
     PROVINCE,
-    TEST_ENV,
     Gateway,
     StartGateway,
-    free_port,
+    local_site,
     new_document,
     states,
 )
@@ -38,7 +37,6 @@ from gateway.service.runner import Role
 from gateway.service.workers import WorkerGroup
 from gateway.store import DeliveryLog, DeliveryState
 
-LGSP = Path(sys.executable).with_name("lgsp")
 DOCUMENTS = 4  # each to three recipients: one answers 200, one 503, one 410
 LONG_RETRY_S = 600.0  # the retry copies wait here, where the test can count them
 
@@ -70,15 +68,9 @@ class ScriptedReceivers:
 async def serving(receivers: ScriptedReceivers) -> AsyncIterator[None]:
     app = web.Application()
     app.router.add_post("/{name}", receivers.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receivers.url = f"http://127.0.0.1:{port}"
-    try:
+    async with local_site(app) as base_url:
+        receivers.url = base_url
         yield
-    finally:
-        await runner.cleanup()
 
 
 async def submit_all(gw: Gateway, count: int, recipients: list[str]) -> list[dict[str, Any]]:
@@ -180,16 +172,12 @@ async def holding_receiver() -> AsyncIterator[HoldingReceiver]:
     receiver = HoldingReceiver()
     app = web.Application()
     app.router.add_post("/inbox", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/inbox"
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        await runner.cleanup()
+    async with local_site(app) as base_url:
+        receiver.url = f"{base_url}/inbox"
+        try:
+            yield receiver
+        finally:
+            receiver.release.set()  # before the site's cleanup waits for the held requests
 
 
 @asynccontextmanager
@@ -217,22 +205,6 @@ async def writes_blocked(store_url: str, delivery_id: str) -> AsyncIterator[None
         await engine.dispose()
 
 
-async def start_worker_process(gw: Gateway, output: Path) -> asyncio.subprocess.Process:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    with output.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            str(LGSP),
-            "run",
-            "--config",
-            str(gw.setup.config_path),
-            "--role",
-            "worker",
-            env={**env, **TEST_ENV, "LGSP_LOG__JSON": "true", "PYTHONUNBUFFERED": "1"},
-            stdout=sink,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-
-
 def events(output: Path) -> list[dict[str, Any]]:
     lines = output.read_text(errors="replace").splitlines()
     return [json.loads(line) for line in lines if line.startswith("{")]
@@ -247,47 +219,39 @@ async def wait_until(condition: Callable[[], object], timeout_s: float, what: st
 
 
 async def test_a_worker_killed_before_its_commit_redelivers_with_the_same_key_once_recorded(
-    start_gateway: StartGateway, tmp_path: Path
+    start_gateway: StartGateway, lgsp_processes: NewProcess
 ) -> None:
     async with holding_receiver() as receiver:
         gw = await start_gateway(role=Role.GATEWAY, push={DISTRICT: receiver.url})
         [answer] = await submit_all(gw, 1, [DISTRICT])
         delivery_id = answer["recipients"][0]["delivery_id"]
         await gw.wait_for(answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "queued"})
-        output = tmp_path / "worker.log"
+        worker, json_log = lgsp_processes(gw.setup, "worker"), {"LGSP_LOG__JSON": "true"}
+        output = worker.output
 
-        worker = await start_worker_process(gw, output)
-        try:
-            await wait_until(lambda: receiver.received, 60, "the push reaches the receiver")
-            async with writes_blocked(gw.settings.store.url, delivery_id):
-                receiver.release.set()  # the adapter call ends: 200 ...
-                await wait_until(  # ... the worker saw it, and now waits to commit
-                    lambda: any(e["event"] == "delivered" for e in events(output)),
-                    30,
-                    "the worker's adapter call returned",
-                )
-                await asyncio.sleep(0.3)
-                assert worker.returncode is None, output.read_text(errors="replace")
-                worker.kill()  # SIGKILL: no commit, no ack, no drain
-                await worker.wait()
-        finally:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
+        await worker.start(gw.session, "worker", json_log)
+        await wait_until(lambda: receiver.received, 60, "the push reaches the receiver")
+        async with writes_blocked(gw.settings.store.url, delivery_id):
+            receiver.release.set()  # the adapter call ends: 200 ...
+            await wait_until(  # ... the worker saw it, and now waits to commit
+                lambda: any(e["event"] == "delivered" for e in events(output)),
+                30,
+                "the worker's adapter call returned",
+            )
+            await asyncio.sleep(0.3)
+            # SIGKILL: no commit, no ack, no drain (-SIGKILL: it was still running)
+            assert await worker.stop(signal.SIGKILL) == -signal.SIGKILL, worker.tail()
         log = await DeliveryLog.open(gw.settings.store.url)
         try:
             before = await log.get_delivery(delivery_id)
             assert before is not None
             assert before.state is DeliveryState.QUEUED, "recorded although killed before commit"
 
-            second = await start_worker_process(gw, output)
-            try:
-                view = await gw.wait_for(
-                    answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "delivered"}, 60
-                )
-            finally:
-                second.terminate()
-                assert await asyncio.wait_for(second.wait(), 30) == 0
+            await worker.start(gw.session, "worker", json_log)  # the same queues and store
+            view = await gw.wait_for(
+                answer["id"], DEPARTMENT, lambda v: states(v) == {DISTRICT: "delivered"}, 60
+            )
+            assert await worker.stop(signal.SIGTERM, 30) == 0, worker.tail()
             after = await log.get_document(answer["id"])
         finally:
             await log.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import aiohttp
 import pytest
 from lxml import etree
 from samples import CONFORMANCE_DIR
+from service.service_kit import free_port
 
 from adapters.base import OutboundDelivery, PermanentDeliveryError
 from adapters.soap import SoapAdapter, SoapRoute, XRoadClient, XRoadService
@@ -152,12 +152,6 @@ async def test_same_xroad_id_gets_the_same_ack(sim: SoapSimulator) -> None:
 
     assert first.detail == again.detail
     assert first.detail != other.detail
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
