@@ -10,8 +10,9 @@ Steps: reading the body off a stream (``read_limited``), the hardened parse (``l
 XML-DSig check (``verify_xml_signature``), reading the records (``read_package``), the semantic
 validation (``validate_package``), the whole ``Verifier.verify_xml`` (with trust and binding),
 the package's SHA-256 (the store's key), the intake's own records (``dedup_key``), the
-receipt's JWS, and the national adapter's reading of a package's sender and kind. The last
-line is one JSON object.
+receipt's JWS through joserfc (``receipt_jws``, the reference) and as intake signs it
+(``receipt``: ``ReceiptSigner``, claims and JSON included), and the national adapter's reading
+of a package's sender and kind. The last line is one JSON object.
 
     .venv/bin/python scripts/bench_intake_steps.py [--rounds 5] [--calls 200] [--mix small|real]
 """
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +49,7 @@ from gateway.edxml.hardened import load_xml, read_limited
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
 from gateway.intake.pipeline import dedup_key
+from gateway.intake.receipts import Receipt, ReceiptSigner
 from gateway.signatures.identity import Identity, load_gateway_identity
 from gateway.signatures.jws import sign_jws
 from gateway.signatures.truststore import TrustStore
@@ -94,6 +97,8 @@ RECEIPT = json.dumps({
 
 
 def _steps(verifier: Verifier, identity: Identity, data: bytes) -> dict[str, Callable[[], object]]:
+    receipts = ReceiptSigner(identity)
+    receipt = Receipt(**json.loads(RECEIPT) | {"accepted_at": datetime.now(UTC)})
     root = load_xml(data)
     package = read_package(root)
     verified = verifier.verify_xml(data)
@@ -111,6 +116,7 @@ def _steps(verifier: Verifier, identity: Identity, data: bytes) -> dict[str, Cal
         "receipt_jws": lambda: sign_jws(
             RECEIPT, identity.key, identity.chain, alg=identity.jws_algorithm
         ),
+        "receipt": lambda: receipts.sign(receipt),
     }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.signatures.identity import Identity
-from gateway.signatures.jws import sign_jws
+from gateway.signatures.jws import CompactSigner
 from gateway.store.records import DocumentRecord
 
 RECEIPT_TYPE = "lgsp-receipt+jwt"
@@ -49,9 +49,9 @@ class ReceiptSigner:
     """Signs receipts with the gateway's own identity (``pki/gateway``): ES256 for its P-256 key."""
 
     def __init__(self, identity: Identity) -> None:
-        self._identity = identity
-        self.algorithm = identity.jws_algorithm
+        self._signer = CompactSigner.of(identity.key, identity.chain, alg=identity.jws_algorithm)
+        self.algorithm = self._signer.algorithm
 
     def sign(self, receipt: Receipt) -> str:
         payload = json.dumps(receipt.claims(), separators=(",", ":"), sort_keys=True).encode()
-        return sign_jws(payload, self._identity.key, self._identity.chain, alg=self.algorithm)
+        return self._signer.sign(payload)

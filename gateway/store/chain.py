@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.core.errors import ServiceError
 from gateway.store.records import EventKind
@@ -124,11 +124,22 @@ def init_head(conn: Connection, last_id: int = 0, last_hash: str = GENESIS) -> N
     )
 
 
+# The statements of every append, built once (a statement object keeps its compiled form's cache
+# key: building them per transaction cost more Python than running them).
+_HEAD = select(chain_head.c.last_id, chain_head.c.hash, chain_head.c.store_id).where(
+    chain_head.c.id == 1
+)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_INSERT_EVENTS = insert(events)
+_MOVE_HEAD = (
+    update(chain_head)
+    .where(chain_head.c.id == 1)
+    .values(last_id=bindparam("new_last_id"), hash=bindparam("new_hash"))
+)
+
+
 def read_head(conn: Connection, *, lock: bool = False) -> ChainHead:
-    query = select(chain_head.c.last_id, chain_head.c.hash, chain_head.c.store_id).where(
-        chain_head.c.id == 1
-    )
-    row = conn.execute(query.with_for_update() if lock else query).one()
+    row = conn.execute(_HEAD_LOCKED if lock else _HEAD).one()
     return ChainHead(int(row.last_id), row.hash, row.store_id)
 
 
@@ -157,7 +168,5 @@ def append_events(
                     f"a received event of {row['document']} without its records", code="store.error"
                 )
         last_hash = row["chain_hash"] = link(last_hash, entry_digest(row, cover))
-    conn.execute(insert(events), list(rows))
-    conn.execute(
-        update(chain_head).where(chain_head.c.id == 1).values(last_id=last_id, hash=last_hash)
-    )
+    conn.execute(_INSERT_EVENTS, list(rows))
+    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_hash": last_hash})

@@ -86,6 +86,48 @@ _SET_STATUS = (
 )
 
 
+def _by_dialect(build: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
+    """A statement built once for each dialect's ``INSERT`` (``ON CONFLICT`` is dialect SQL)."""
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+def _statement(conn: Connection, statements: dict[str, Any]) -> Any:
+    return statements["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+
+
+# The batch's statements, built once: a statement object keeps its cache key, so SQLAlchemy finds
+# the compiled SQL without rebuilding and re-hashing the expression on every batch.
+_ORIGINALS = (
+    select(documents.c.id, documents.c.sender, documents.c.document_id)
+    .where(
+        documents.c.kind == PackageKind.DOCUMENT.value,
+        tuple_(documents.c.sender, documents.c.document_id).in_(bindparam("refs", expanding=True)),
+    )
+    .order_by(documents.c.received_at, documents.c.id)
+)
+_INSERT_PACKAGES = _by_dialect(
+    lambda dialect_insert: dialect_insert(packages).on_conflict_do_nothing(
+        index_elements=["sha256"]
+    )
+)
+_INSERT_DOCUMENTS = _by_dialect(
+    lambda dialect_insert: (
+        dialect_insert(documents)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(documents.c.dedup_key)
+    )
+)
+_INSERT_DELIVERIES = insert(deliveries)
+_MARK_QUEUED = (
+    update(deliveries)
+    .where(
+        deliveries.c.id.in_(bindparam("m_ids", expanding=True)),
+        deliveries.c.state == DeliveryState.ACCEPTED.value,
+    )
+    .values(state=DeliveryState.QUEUED.value, updated_at=bindparam("m_now"))
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusAnswer:
     """A status package's reference to the document it answers (its sender and DocumentId)."""
@@ -251,21 +293,15 @@ def _dialect_insert(conn: Connection) -> Callable[..., Any]:
 
 def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, key: str | None) -> None:
     if rows:
-        conn.execute(insert(table), sorted(rows, key=lambda r: r[key]) if key else rows)
+        statement = _INSERT_DELIVERIES if table is deliveries else insert(table)
+        conn.execute(statement, sorted(rows, key=lambda r: r[key]) if key else rows)
 
 
 def _originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The first-received document of each (sender, DocumentId), by id."""
     if not refs:
         return {}
-    rows = conn.execute(
-        select(documents.c.id, documents.c.sender, documents.c.document_id)
-        .where(
-            documents.c.kind == PackageKind.DOCUMENT.value,
-            tuple_(documents.c.sender, documents.c.document_id).in_(sorted(refs)),
-        )
-        .order_by(documents.c.received_at, documents.c.id)
-    ).all()
+    rows = conn.execute(_ORIGINALS, {"refs": sorted(refs)}).all()
     found: dict[tuple[str, str], str] = {}
     for row in rows:
         found.setdefault((row.sender, row.document_id), row.id)
@@ -311,10 +347,7 @@ def _insert_packages(conn: Connection, writes: Iterable[IntakeWrite], now: datet
         for w in writes
     }
     if rows:
-        statement = _dialect_insert(conn)(packages).on_conflict_do_nothing(
-            index_elements=["sha256"]
-        )
-        conn.execute(statement, [rows[sha] for sha in sorted(rows)])
+        conn.execute(_statement(conn, _INSERT_PACKAGES), [rows[sha] for sha in sorted(rows)])
 
 
 def _document_row(d: DocumentRecord) -> dict[str, object]:
@@ -326,12 +359,7 @@ def _insert_documents(conn: Connection, docs: Iterable[dict[str, object]]) -> se
     rows = sorted(docs, key=lambda r: str(r["dedup_key"]))
     if not rows:
         return set()
-    statement = (
-        _dialect_insert(conn)(documents)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(documents.c.dedup_key)
-    )
-    return set(conn.execute(statement, rows).scalars())
+    return set(conn.execute(_statement(conn, _INSERT_DOCUMENTS), rows).scalars())
 
 
 def _known(conn: Connection, writes: Sequence[IntakeWrite]) -> dict[str, IntakeResult]:
@@ -515,14 +543,7 @@ def _published(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dic
     stay); their events."""
     if not rows:
         return []
-    conn.execute(
-        update(deliveries)
-        .where(
-            deliveries.c.id.in_([r.id for r in rows]),
-            deliveries.c.state == DeliveryState.ACCEPTED.value,
-        )
-        .values(state=DeliveryState.QUEUED.value, updated_at=now)
-    )
+    conn.execute(_MARK_QUEUED, {"m_ids": [r.id for r in rows], "m_now": now})
     return [
         event_values(
             document=r.document,

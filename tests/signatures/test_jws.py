@@ -16,7 +16,7 @@ from pki_fixtures import shared_pki
 
 from gateway.core.errors import LimitError, SignatureError
 from gateway.demo import pki
-from gateway.signatures.jws import sign_jws, verify_jws
+from gateway.signatures.jws import CompactSigner, sign_jws, verify_jws
 
 PAYLOAD = json.dumps({"header": {"from": {"organ_id": "000.00.00.H56"}}}).encode()
 
@@ -210,3 +210,53 @@ def test_package_sized_payloads_round_trip(ec_ident: pki.Identity) -> None:
     assert isinstance(ec_ident.key, ec.EllipticCurvePrivateKey)
     big = json.dumps({"attachments": [{"content_b64": "QUJD" * 250_000}]}).encode()
     assert verify_jws(sign_jws(big, ec_ident.key, ec_ident.chain)).payload == big
+
+
+# -- CompactSigner: the receipts' signer, built with cryptography, held to joserfc's tokens -------
+
+PAYLOADS = [PAYLOAD, b"", json.dumps({"subject": "Quảng Xương"}, ensure_ascii=False).encode()]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_compact_signer_rs256_makes_joserfcs_very_token(
+    rsa_ident: pki.Identity, payload: bytes
+) -> None:
+    signer = CompactSigner.of(rsa_ident.key, rsa_ident.chain)
+    assert signer.algorithm == "RS256"
+    token = signer.sign(payload)  # PKCS#1 v1.5 is deterministic: the same bytes throughout
+    assert token == sign_jws(payload, rsa_ident.key, rsa_ident.chain)
+    assert verify_jws(token).payload == payload
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_compact_signer_es256_agrees_with_joserfc(ec_ident: pki.Identity, payload: bytes) -> None:
+    signer = CompactSigner.of(ec_ident.key, ec_ident.chain)
+    assert signer.algorithm == "ES256"
+    token = signer.sign(payload)
+    reference = sign_jws(payload, ec_ident.key, ec_ident.chain)
+    assert token.split(".")[:2] == reference.split(".")[:2]  # header and payload, byte for byte
+    check = verify_jws(token, allowed_algs=frozenset({"ES256"}))  # joserfc checks R || S
+    assert check.payload == payload
+    assert check.certificates == ec_ident.chain
+    assert len(base64.urlsafe_b64decode(token.split(".")[2] + "==")) == 64
+    head, _, sig = token.split(".")
+    other = b64url(payload + b" ")
+    assert code_of(f"{head}.{other}.{sig}", allowed_algs=frozenset({"ES256"})) == "jws.invalid"
+
+
+def test_compact_signer_refuses_what_it_cannot_sign(
+    rsa_ident: pki.Identity, ec_ident: pki.Identity
+) -> None:
+    refusals = [
+        lambda: CompactSigner.of(rsa_ident.key, rsa_ident.chain, alg="ES256"),
+        lambda: CompactSigner.of(ec_ident.key, ec_ident.chain, alg="RS256"),
+        lambda: CompactSigner.of(rsa_ident.key, rsa_ident.chain, alg="RS512"),
+        lambda: CompactSigner.of(ec.generate_private_key(ec.SECP384R1()), ec_ident.chain),
+    ]
+    for make in refusals:
+        with pytest.raises(SignatureError) as failure:
+            make()
+        assert failure.value.code == "jws.unsupported_algorithm"
+    with pytest.raises(SignatureError) as failure:
+        CompactSigner.of(rsa_ident.key, [])
+    assert failure.value.code == "jws.no_certificate"
