@@ -24,6 +24,7 @@ from enum import StrEnum
 import structlog
 from aiohttp import web
 
+from gateway.core.heap import settle_heap
 from gateway.core.metrics import Metrics, serve_metrics
 from gateway.core.settings import Settings
 from gateway.service.app import create_app
@@ -134,6 +135,7 @@ async def serve(settings: Settings, role: Role, stop: asyncio.Event | None = Non
     service = Service(settings, role)
     try:
         await service.start()
+        settle_heap()
         await stop.wait()
     finally:
         await service.stop()
