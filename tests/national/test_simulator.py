@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime, timedelta
 from typing import Any
@@ -96,6 +97,47 @@ async def test_a_package_goes_from_one_province_to_the_other_and_is_acknowledged
     [status] = await h56.get_received_edoc_list("status")
     await h56.update_status(status.doc_id, "fail")  # fail also ends it
     assert await h56.get_received_edoc_list("status") == []
+    for c in (h56, h41):
+        await c.aclose()
+
+
+async def test_concurrent_reads_and_acknowledgements_each_get_their_own_answer(
+    national_sim: RunningSimulator,
+) -> None:
+    """Concurrent getEdoc and updateStatus calls are served together (one transaction per group):
+    each still gets its own package or refusal, and only the caller's entries change."""
+    h56, h41 = client(national_sim, H56_SYSTEM), client(national_sim, H41_SYSTEM)
+    to_h41 = [package(recipient=PROVINCE_H41) + f"<!-- {n} -->".encode() for n in range(6)]
+    to_h56 = [package(PROVINCE_H41, DEPARTMENT_H56) + f"<!-- {n} -->".encode() for n in range(6)]
+    await asyncio.gather(
+        *(h56.send_edoc(data, from_=DEPARTMENT_H56, to=[PROVINCE_H41]) for data in to_h41),
+        *(h41.send_edoc(data, from_=PROVINCE_H41, to=[DEPARTMENT_H56]) for data in to_h56),
+    )
+    for_h41, for_h56 = await h41.get_received_edoc_list(), await h56.get_received_edoc_list()
+    reads = await asyncio.gather(
+        *(h41.get_edoc(item.doc_id) for item in for_h41),
+        *(h56.get_edoc(item.doc_id) for item in for_h56),
+        *(h56.get_edoc(item.doc_id) for item in for_h41[:3]),  # not H56's
+        h41.get_edoc("no-such-doc"),
+        return_exceptions=True,
+    )
+    assert sorted(reads[:12]) == sorted(to_h41 + to_h56)  # type: ignore[type-var]
+    assert [getattr(r, "error_code", r) for r in reads[12:]] == ["national.no_such_doc"] * 4
+
+    acks = await asyncio.gather(
+        *(h41.update_status(item.doc_id, "done") for item in for_h41[:4]),
+        *(h56.update_status(item.doc_id, "fail") for item in for_h41[4:]),  # not H56's
+        h56.update_status(for_h56[0].doc_id, "done"),
+        h56.update_status(for_h56[1].doc_id, "fail"),
+        return_exceptions=True,
+    )
+    assert acks[:4] == [None] * 4
+    assert [getattr(r, "error_code", r) for r in acks[4:6]] == ["national.no_such_doc"] * 2
+    assert acks[6:] == [None, None]
+    assert [i.doc_id for i in await h41.get_received_edoc_list()] == [i.doc_id for i in for_h41[4:]]
+    sent = {i.receiver_doc_id: i.receive_status for i in await h41.get_sent_edoc_list()}
+    assert (sent[for_h56[0].doc_id], sent[for_h56[1].doc_id]) == ("done", "fail")
+    assert sorted(sent.values()) == ["done", "fail"] + ["pending"] * 4
     for c in (h56, h41):
         await c.aclose()
 
