@@ -141,18 +141,19 @@ class NationalPoller:
         """Poll until ``stop`` is set (a supervised loop: failures back off, never end it)."""
         await supervise(
             LOOP_NAME,
-            self._rounds,
+            lambda: self._rounds(stop),
             interval_s=self._interval_s,
             max_backoff_s=self._max_backoff_s,
             loops=self._metrics.loops,
             stop=stop,
         )
 
-    async def _rounds(self) -> None:
+    async def _rounds(self, stop: asyncio.Event) -> None:
         """Rounds one after another while each acknowledges something (at most
-        ``MAX_ROUNDS_AT_ONCE``): what arrived during a busy round does not wait ``interval_s``."""
+        ``MAX_ROUNDS_AT_ONCE``, and none once ``stop`` is set): what arrived during a busy round
+        does not wait ``interval_s``."""
         for _ in range(MAX_ROUNDS_AT_ONCE):
-            if not (await self.poll_once()).acked:
+            if not (await self.poll_once()).acked or stop.is_set():
                 return
 
     async def poll_once(self) -> PollReport:
