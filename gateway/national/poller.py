@@ -9,13 +9,18 @@ One round, per message type (``edoc`` first, then ``status``, one after the othe
         getEdoc -> Intake.submit(caller=national participant), which writes the docId's
                    national_inbox row in the intake's own transaction (refused: a row of its own)
         -> updateStatus done (recorded, or a duplicate of what was) | fail (refused for good)
-        -> national_inbox acked_at
+    -> national_inbox acked_at of every docId acknowledged in the round (one write)
 
 Concurrency changes nothing below: each docId is acknowledged only after its own row, and two
 docIds carrying the same package meet in intake's deduplication, which holds for concurrent
-submissions too (both get the one document). The rows and acked marks of concurrent docIds are
-written together (``gateway.delivery.batching``: what arrives while one write runs goes into the
-next one), and each docId waits for the write of its own.
+submissions too (both get the one document). The rows of refused docIds are written together
+(``gateway.delivery.batching``: what arrives while one write runs goes into the next one). The
+acked mark only spares a repeated ``updateStatus`` after a crash (the platform no longer lists an
+acknowledged docId), so one write per round carries it.
+
+Rounds: a round that acknowledged something is followed at once by the next (at most
+``MAX_ROUNDS_AT_ONCE`` in a row): what arrived meanwhile does not wait ``interval_s``, which is
+the pause after a round that found nothing to acknowledge.
 
 Who speaks: packages arrive with the *national participant* (the directory's enabled participant
 of kind ``national``, e.g. ``000.00.00.G22``) as the caller. For these packages alone it may speak
@@ -64,7 +69,8 @@ log = structlog.get_logger(__name__)
 SyncHook = Callable[[], Awaitable[object]]
 LOOP_NAME = "national-poller"
 GONE_CODES = frozenset({"national.no_such_doc"})  # acknowledged or withdrawn meanwhile
-MAX_WRITE_BATCH = 64  # national_inbox rows (or acked marks) written in one transaction
+MAX_WRITE_BATCH = 64  # national_inbox rows of refused packages written in one transaction
+MAX_ROUNDS_AT_ONCE = 50  # busy rounds in a row before the loop records a success and pauses
 
 
 @dataclass
@@ -74,6 +80,7 @@ class PollReport:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)  # updateStatus accepted (or already gone)
 
 
 def inbound_caller(directory: DirectoryHolder) -> Participant:
@@ -115,7 +122,6 @@ class NationalPoller:
         self._round_sync: asyncio.Future[object] | None = None  # this round's agency sync
         self._concurrency = concurrency
         self._records = Batcher(received.record_many, max_size=MAX_WRITE_BATCH)
-        self._acks = Batcher(received.mark_acked_many, max_size=MAX_WRITE_BATCH)
         self._metrics = metrics
         self._health = metrics.loops.register(LOOP_NAME, interval_s)
         metrics.national_poller_started()
@@ -135,12 +141,20 @@ class NationalPoller:
         """Poll until ``stop`` is set (a supervised loop: failures back off, never end it)."""
         await supervise(
             LOOP_NAME,
-            self.poll_once,
+            lambda: self._rounds(stop),
             interval_s=self._interval_s,
             max_backoff_s=self._max_backoff_s,
             loops=self._metrics.loops,
             stop=stop,
         )
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
+        """Rounds one after another while each acknowledges something (at most
+        ``MAX_ROUNDS_AT_ONCE``, and none once ``stop`` is set): what arrived during a busy round
+        does not wait ``interval_s``."""
+        for _ in range(MAX_ROUNDS_AT_ONCE):
+            if not (await self.poll_once()).acked or stop.is_set():
+                return
 
     async def poll_once(self) -> PollReport:
         """One round over both message types; raises ``UnavailableError`` when it had to stop."""
@@ -165,42 +179,34 @@ class NationalPoller:
         self, items: Sequence[ReceivedItem], kind: MessageType, report: PollReport
     ) -> None:
         """Process ``items``, ``concurrency`` at a time; after a failure start no more of them,
-        let those in flight finish, then raise the first failure."""
+        let those in flight finish, mark the acknowledged ones (one write), then raise the first
+        failure."""
         if not items:
             return
         known = await self._received.get_many([item.doc_id for item in items])
         slots = asyncio.Semaphore(self._concurrency)
         failures: list[Exception] = []
+        acked_before = len(report.acked)
 
         async def one(item: ReceivedItem) -> None:
             async with slots:
                 if failures:
                     return  # left on the platform for the next round
+                # each docId runs in a task of its own (gather): what it and intake bind to the
+                # log context stays in that task
+                structlog.contextvars.bind_contextvars(national_doc_id=item.doc_id)
                 try:
                     await self._process(item, kind, report, known.get(item.doc_id))
                 except Exception as exc:  # re-raised below, once the others are done
                     failures.append(exc)
 
         await asyncio.gather(*(one(item) for item in items))
+        if len(report.acked) > acked_before:  # a lost mark costs one repeated updateStatus
+            await self._received.mark_acked_many(report.acked[acked_before:])
         if failures:
             raise failures[0]
 
     async def _process(
-        self,
-        item: ReceivedItem,
-        kind: MessageType,
-        report: PollReport,
-        processed: ProcessedDoc | None,
-    ) -> None:
-        outer = structlog.contextvars.get_contextvars()
-        structlog.contextvars.bind_contextvars(national_doc_id=item.doc_id)
-        try:
-            await self._process_one(item, kind, report, processed)
-        finally:  # intake binds the document id: none of it leaks into the next item's logs
-            structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(**outer)
-
-    async def _process_one(
         self,
         item: ReceivedItem,
         kind: MessageType,
@@ -212,8 +218,8 @@ class NationalPoller:
         if processed is None:
             report.deferred.append(item.doc_id)
             return
-        if processed.acked_at is None:
-            await self._acknowledge(processed)
+        if processed.acked_at is None and await self._acknowledge(processed):
+            report.acked.append(item.doc_id)
         (report.done if processed.outcome is AckStatus.DONE else report.failed).append(item.doc_id)
 
     async def _inject(self, item: ReceivedItem, kind: MessageType) -> ProcessedDoc | None:
@@ -268,11 +274,12 @@ class NationalPoller:
             inbound_caller(self._directory), data, PackageFormat.XML, national=national
         )
 
-    async def _acknowledge(self, processed: ProcessedDoc) -> None:
+    async def _acknowledge(self, processed: ProcessedDoc) -> bool:
+        """``updateStatus``; False if the platform refused it (acknowledged again next round)."""
         try:
             await self._client.update_status(processed.doc_id, processed.outcome)
         except PlatformRefusedError as exc:
             if exc.error_code not in GONE_CODES:
                 log.warning("national_ack_refused", doc_id=processed.doc_id, error=exc.message)
-                return  # acknowledged again next round
-        await self._acks.submit(processed.doc_id)
+                return False
+        return True

@@ -4,10 +4,10 @@ Every sent package gets the sender's ``DocId``; each recipient gets a queue entr
 its own ``docId`` (the platform's receiverDocId), ``pending`` until the receiving system
 acknowledges it ``done`` or ``fail``. Uses the gateway store's engine (WAL, synchronous=FULL).
 
-Concurrent sends (and acknowledgements) are written together, one transaction for what arrived
-while the previous one was written (``gateway.delivery.batching``); each call returns once its own
-write committed. The registered agencies are read once and kept (this process is their only
-writer).
+Concurrent sends, acknowledgements and ``getEdoc`` reads are grouped, one transaction for what
+arrived while the previous one ran (``gateway.delivery.batching``); each call returns once its own
+write committed (or its read is done). The registered agencies are read once and kept (this process
+is their only writer).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    bindparam,
     insert,
     select,
     update,
@@ -124,6 +125,12 @@ class _Send:
 
 
 @dataclass(frozen=True, slots=True)
+class _Fetch:
+    system: str
+    doc_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Status:
     system: str
     doc_id: str
@@ -151,6 +158,7 @@ class SimStore:
         self._engines = engines
         self._sends = Batcher(self._record_sends, max_size=MAX_WRITE_BATCH)
         self._statuses = Batcher(self._set_statuses, max_size=MAX_WRITE_BATCH)
+        self._packages = Batcher(self._read_packages, max_size=MAX_WRITE_BATCH)
         self._agencies: list[tuple[Agency, str]] | None = None  # read once, kept up to date
         self._registrations = 0  # a read older than the last registration is not kept
 
@@ -164,6 +172,7 @@ class SimStore:
     async def aclose(self) -> None:
         await self._sends.aclose()
         await self._statuses.aclose()
+        await self._packages.aclose()
         await self._engines.reader.dispose()
 
     async def record_send(
@@ -232,29 +241,48 @@ class SimStore:
 
     async def package_for(self, system: str, doc_id: str) -> bytes | None:
         """The bytes behind ``system``'s queue entry ``doc_id`` (None: not theirs)."""
+        return await self._packages.submit(_Fetch(system, doc_id))
+
+    async def _read_packages(self, fetches: Sequence[_Fetch]) -> list[bytes | None]:
+        doc_ids = sorted({f.doc_id for f in fetches})
         query = (
-            select(messages.c.data)
-            .join(queue, messages.c.doc_id == queue.c.message)
-            .where(queue.c.doc_id == doc_id, queue.c.receiver_system == system)
+            select(queue.c.doc_id, queue.c.receiver_system, messages.c.data)
+            .join(messages, messages.c.doc_id == queue.c.message)
+            .where(queue.c.doc_id.in_(doc_ids))
         )
         async with transaction(self._engines.reader) as conn:
-            data = await conn.scalar(query)
-        return bytes(data) if data is not None else None
+            found = {
+                (row.receiver_system, row.doc_id): bytes(row.data)
+                for row in await conn.execute(query)
+            }
+        return [found.get((f.system, f.doc_id)) for f in fetches]
 
     async def set_status(self, system: str, doc_id: str, status: str) -> bool:
         """Acknowledge ``system``'s entry ``doc_id``; False if it has no such entry."""
         return await self._statuses.submit(_Status(system, doc_id, status))
 
     async def _set_statuses(self, statuses: Sequence[_Status]) -> list[bool]:
-        now, found = now_text(), []
+        """One read of the entries named, then one executemany UPDATE of those that are the
+        caller's (an entry's docId is unique)."""
+        now = now_text()
+        owned = select(queue.c.doc_id, queue.c.receiver_system).where(
+            queue.c.doc_id.in_(sorted({ack.doc_id for ack in statuses}))
+        )
         async with transaction(self._engines.writer) as conn:
-            for ack in statuses:
-                result = await conn.execute(
+            entries = {(row.receiver_system, row.doc_id) for row in await conn.execute(owned)}
+            found = [(ack.system, ack.doc_id) in entries for ack in statuses]
+            changes = [
+                {"entry": ack.doc_id, "new_status": ack.status}
+                for ack, ok in zip(statuses, found, strict=True)
+                if ok
+            ]
+            if changes:  # in the order received: a docId acknowledged twice keeps the last
+                await conn.execute(
                     update(queue)
-                    .where(queue.c.doc_id == ack.doc_id, queue.c.receiver_system == ack.system)
-                    .values(status=ack.status, updated_at=now)
+                    .where(queue.c.doc_id == bindparam("entry"))
+                    .values(status=bindparam("new_status"), updated_at=now),
+                    changes,
                 )
-                found.append(bool(result.rowcount))
         return found
 
     async def sent(self, system: str, message_type: str, limit: int) -> list[QueueEntry]:

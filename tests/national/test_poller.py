@@ -19,8 +19,8 @@ from provinces import H41_PARTICIPANTS, H41_PROVINCE, delete_topology, organizat
 from service_sites import BrokerSite
 
 from adapters.national.client import NationalClient
-from adapters.national.protocol import AckStatus
-from adapters.national.records import Agency
+from adapters.national.protocol import AckStatus, MessageType
+from adapters.national.records import Agency, ReceivedItem
 from gateway.broker import Broker
 from gateway.core.directory import DirectoryHolder
 from gateway.core.errors import UnavailableError
@@ -35,7 +35,7 @@ from gateway.edxml.model import DocumentPackage, Package, StatusCode
 from gateway.edxml.xml_codec import parse_package, serialize_package
 from gateway.intake.pipeline import Intake
 from gateway.national.agency_sync import AgencySync
-from gateway.national.poller import NationalPoller, inbound_caller
+from gateway.national.poller import NationalPoller, SyncHook, inbound_caller
 from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
@@ -63,19 +63,30 @@ class Receiving:
     def directory(self) -> DirectoryHolder:
         return self.stored.holder
 
-    async def poller(self, **kwargs: float) -> tuple[NationalPoller, ReceivedLog]:
-        """A poller as after a (re)start: its own ``national_inbox`` connection."""
-        received = await ReceivedLog.open(self.settings.store.url)
-        sync = AgencySync(self.client, self.stored)
+    async def poller(
+        self,
+        *,
+        client: NationalClient | None = None,
+        received: ReceivedLog | None = None,
+        on_unknown_sender: SyncHook | None = None,
+        concurrency: int = 16,
+        interval_s: float = 0.05,
+        max_backoff_s: float = 0.4,
+    ) -> tuple[NationalPoller, ReceivedLog]:
+        """A poller as after a (re)start: its own ``national_inbox`` connection unless
+        ``received`` is given; Thanh Hóa's client and agency sync unless others are."""
+        received = received or await ReceivedLog.open(self.settings.store.url)
+        client = client or self.client
         poller = NationalPoller(
-            client=self.client,
+            client=client,
             intake=self.intake,
             directory=self.directory,
             received=received,
             metrics=self.metrics,
-            interval_s=kwargs.get("interval_s", 0.05),
-            max_backoff_s=kwargs.get("max_backoff_s", 0.4),
-            on_unknown_sender=sync.run_once,
+            interval_s=interval_s,
+            max_backoff_s=max_backoff_s,
+            on_unknown_sender=on_unknown_sender or AgencySync(client, self.stored).run_once,
+            concurrency=concurrency,
         )
         return poller, received
 
@@ -307,7 +318,7 @@ async def test_polling_backs_off_while_the_platform_is_down_and_lag_grows(
     national_sim: RunningSimulator,
 ) -> None:
     await national_sim.simulator.stop()
-    poller, received = await receiving.poller(interval_s=0.05, max_backoff_s=0.4)
+    poller, received = await receiving.poller(max_backoff_s=0.4)
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop))
     try:
@@ -401,13 +412,28 @@ async def test_the_received_log_keeps_the_first_record_of_a_doc_id(store_url: st
         await received.aclose()
 
 
-class CountingClient(NationalClient):
-    """The real client, counting how many ``getEdoc`` calls are open at once."""
+class WatchedClient(NationalClient):
+    """The real client; notes each ``getEdoc``'s docId and the most open at once, fails the
+    ``fail_on``-th one (0: none), and lists at most ``list_limit`` items a call."""
 
-    open_now = 0
-    most_open = 0
+    def __init__(
+        self, *args: object, fail_on: int = 0, list_limit: int | None = None, **kwargs: object
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fetched: list[str] = []
+        self.open_now = self.most_open = 0
+        self._fail_on = fail_on
+        self._list_limit = list_limit
+
+    async def get_received_edoc_list(
+        self, messagetype: MessageType | str = MessageType.EDOC
+    ) -> list[ReceivedItem]:
+        return (await super().get_received_edoc_list(messagetype))[: self._list_limit]
 
     async def get_edoc(self, doc_id: str) -> bytes:
+        self.fetched.append(doc_id)
+        if len(self.fetched) == self._fail_on:
+            raise UnavailableError("the platform dropped the connection", code="unavailable.x")
         self.open_now += 1
         self.most_open = max(self.most_open, self.open_now)
         try:
@@ -416,76 +442,14 @@ class CountingClient(NationalClient):
             self.open_now -= 1
 
 
-async def test_a_concurrent_round_injects_and_acknowledges_each_doc_id_once(
-    receiving: Receiving, national_sim: RunningSimulator
-) -> None:
-    distinct = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
-    tampered = distinct[0].replace("Văn bản 0".encode(), "Văn bản X".encode())
-    sent = [*distinct, *distinct[:4], tampered]  # four packages twice, under other docIds
-    sender_ids = [
-        await receiving.sender.send_edoc(data, from_=H41_PROVINCE, to=[DEPARTMENT]) for data in sent
-    ]
-    client = CountingClient(
-        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], timeout_s=5
+def watched(
+    sim: RunningSimulator, *, fail_on: int = 0, list_limit: int | None = None
+) -> WatchedClient:
+    """Thanh Hóa's system, watched."""
+    secret = sim.secrets[H56_SYSTEM]
+    return WatchedClient(
+        sim.endpoint, H56_SYSTEM, secret, timeout_s=5, fail_on=fail_on, list_limit=list_limit
     )
-    syncs = 0
-
-    async def sync() -> None:
-        nonlocal syncs
-        syncs += 1
-        await AgencySync(client, receiving.stored).run_once()
-
-    received = await ReceivedLog.open(receiving.settings.store.url)
-    poller = NationalPoller(
-        client=client,
-        intake=receiving.intake,
-        directory=receiving.directory,
-        received=received,
-        metrics=receiving.metrics,
-        interval_s=0.05,
-        max_backoff_s=0.4,
-        on_unknown_sender=sync,
-        concurrency=8,
-    )
-    try:
-        report = await poller.poll_once()
-        again = await poller.poll_once()
-        assert 1 < client.most_open <= 8  # fetched several at a time, never more than 8
-        assert syncs == 1  # every docId met the unknown sender; one sync served them all
-        assert (len(report.done), len(report.failed), report.deferred) == (16, 1, [])
-        assert len(set(report.done + report.failed)) == len(sent)
-        assert again == type(report)()  # nothing left, nothing repeated
-        by_sender_id = {
-            item.sender_doc_id: item for item in await receiving.sender.get_sent_edoc_list("edoc")
-        }
-        items = [by_sender_id[doc_id] for doc_id in sender_ids]  # in the order sent
-        assert [item.receive_status for item in items] == ["done"] * 16 + ["fail"]
-        assert await receiving.documents() == len(distinct)  # each package recorded once
-        assert await received.count() == len(sent)
-        rows = [await received.get(item.receiver_doc_id) for item in items]
-        assert all(row is not None and row.acked_at is not None for row in rows)
-        documents = [row.document if row is not None else None for row in rows]
-        assert len(set(documents[:12])) == 12
-        assert documents[12:16] == documents[:4]  # a repeated package: the one document
-        assert documents[16] is None  # the tampered one was refused
-    finally:
-        await client.aclose()
-        await received.aclose()
-
-
-class FlakyClient(NationalClient):
-    """The real client; counts ``getEdoc`` per docId and fails the first one of ``fail_on``."""
-
-    def __init__(self, *args: object, fail_on: int, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.fetched: list[str] = []
-        self._fail_on = fail_on
-
-    async def get_edoc(self, doc_id: str) -> bytes:
-        self.fetched.append(doc_id)
-        if len(self.fetched) == self._fail_on:
-            raise UnavailableError("the platform dropped the connection", code="unavailable.x")
-        return await super().get_edoc(doc_id)
 
 
 class CountingLog(ReceivedLog):
@@ -505,50 +469,91 @@ class CountingLog(ReceivedLog):
         return await super().mark_acked_many(doc_ids)
 
 
-async def test_a_failure_mid_round_loses_nothing_and_fetches_no_recorded_doc_id_again(
+async def test_concurrent_rounds_inject_and_acknowledge_each_doc_id_once_across_a_failure(
     receiving: Receiving, national_sim: RunningSimulator
 ) -> None:
-    sent = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
-    for data in sent:
-        await receiving.send(data)
-    await AgencySync(receiving.client, receiving.stored).run_once()
-    client = FlakyClient(
-        national_sim.endpoint, H56_SYSTEM, national_sim.secrets[H56_SYSTEM], timeout_s=5, fail_on=6
-    )
+    """Up to 8 docIds at once; four packages come twice (under other docIds) and one is
+    tampered; the 10th getEdoc fails, which ends the round once those in flight are done."""
+    distinct = [receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE) for n in range(12)]
+    tampered = distinct[0].replace("Văn bản 0".encode(), "Văn bản X".encode())
+    sent = [*distinct, *distinct[:4], tampered]
+    sender_ids = [
+        await receiving.sender.send_edoc(data, from_=H41_PROVINCE, to=[DEPARTMENT]) for data in sent
+    ]
+    client = watched(national_sim, fail_on=10)
+    syncs = 0
+
+    async def sync() -> None:
+        nonlocal syncs
+        syncs += 1
+        await AgencySync(client, receiving.stored).run_once()
+
     inner = await ReceivedLog.open(receiving.settings.store.url)
     received = CountingLog(inner)
-    poller = NationalPoller(
-        client=client,
-        intake=receiving.intake,
-        directory=receiving.directory,
-        received=received,
-        metrics=receiving.metrics,
-        interval_s=0.05,
-        max_backoff_s=0.4,
-        concurrency=4,
+    poller, _ = await receiving.poller(
+        client=client, received=received, on_unknown_sender=sync, concurrency=8
     )
     try:
         with pytest.raises(UnavailableError):
-            await poller.poll_once()  # the 6th getEdoc fails: no docId is started after it
+            await poller.poll_once()  # no docId is started after the failed getEdoc
         first_round = list(client.fetched)
-        assert len(first_round) < len(sent)
+        assert len(first_round) == 10
         acked_first = await receiving.acks()
-        assert acked_first.count("done") == len(first_round) - 1  # those in flight finished
+        assert len(acked_first) - acked_first.count("pending") == 9  # those in flight finished
 
         report = await poller.poll_once()
         again = await poller.poll_once()
 
-        assert len(report.done) == len(sent) - acked_first.count("done")
-        assert again == type(report)()
-        assert await receiving.acks() == ["done"] * len(sent)
-        assert await receiving.documents() == len(sent)  # each recorded once
+        assert 1 < client.most_open <= 8  # fetched several at a time, never more than 8
+        assert syncs == 1  # every docId met the unknown sender; one sync served them all
+        assert len(report.done + report.failed) == len(sent) - 9
+        assert again == type(report)()  # nothing left, nothing repeated
+        by_sender_id = {
+            item.sender_doc_id: item for item in await receiving.sender.get_sent_edoc_list("edoc")
+        }
+        items = [by_sender_id[doc_id] for doc_id in sender_ids]  # in the order sent
+        assert [item.receive_status for item in items] == ["done"] * 16 + ["fail"]
+        assert await receiving.documents() == len(distinct)  # each package recorded once
         assert await received.count() == len(sent)
-        failed = first_round[5]
+        rows = [await received.get(item.receiver_doc_id) for item in items]
+        assert all(row is not None and row.acked_at is not None for row in rows)
+        documents = [row.document if row is not None else None for row in rows]
+        assert len(set(documents[:12])) == 12
+        assert documents[12:16] == documents[:4]  # a repeated package: the one document
+        assert documents[16] is None  # the tampered one was refused
+        failed = first_round[-1]
         assert client.fetched.count(failed) == 2  # the failed fetch is tried again …
         others = [d for d in client.fetched if d != failed]
         assert len(others) == len(set(others))  # … and no other docId is fetched twice
-        assert received.records == []  # each row was written by its intake's transaction
-        assert sum(received.acks) == len(sent)
+        assert received.records == [1]  # the refused one; the others' rows came with intake
+        assert received.acks == [9, len(sent) - 9]  # the acknowledged marks: one write a round
     finally:
         await client.aclose()
         await inner.aclose()
+
+
+async def test_rounds_follow_at_once_while_they_acknowledge_something(
+    receiving: Receiving, national_sim: RunningSimulator
+) -> None:
+    """The platform lists 3 items a call here: the 7 packages take three busy rounds in a row
+    (then an empty one), none of them waiting for the poll interval (a minute)."""
+    for n in range(7):
+        await receiving.send(receiving.signed(document(f"Văn bản {n}"), H41_PROVINCE))
+    client = watched(national_sim, list_limit=3)
+    poller, received = await receiving.poller(client=client, interval_s=60.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(poller.run(stop))
+    try:
+        for _ in range(400):
+            if await received.count() == 7:
+                break
+            await asyncio.sleep(0.05)
+        assert await received.count() == 7
+        assert await receiving.acks() == ["done"] * 7
+        assert len(client.fetched) == 7
+        assert poller.failed_rounds == 0
+    finally:
+        stop.set()
+        await task
+        await client.aclose()
+        await received.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from gateway.core.errors import AuthError
 from gateway.edxml import build
 from gateway.edxml.model import Organization
 from gateway.edxml.xml_codec import serialize_package
+from gateway.national.serving import _file_part
 
 DEPARTMENT_H56, PROVINCE_H41 = "000.00.04.H56", "000.00.00.H41"
 
@@ -100,6 +102,47 @@ async def test_a_package_goes_from_one_province_to_the_other_and_is_acknowledged
         await c.aclose()
 
 
+async def test_concurrent_reads_and_acknowledgements_each_get_their_own_answer(
+    national_sim: RunningSimulator,
+) -> None:
+    """Concurrent getEdoc and updateStatus calls are served together (one transaction per group):
+    each still gets its own package or refusal, and only the caller's entries change."""
+    h56, h41 = client(national_sim, H56_SYSTEM), client(national_sim, H41_SYSTEM)
+    to_h41 = [package(recipient=PROVINCE_H41) + f"<!-- {n} -->".encode() for n in range(6)]
+    to_h56 = [package(PROVINCE_H41, DEPARTMENT_H56) + f"<!-- {n} -->".encode() for n in range(6)]
+    await asyncio.gather(
+        *(h56.send_edoc(data, from_=DEPARTMENT_H56, to=[PROVINCE_H41]) for data in to_h41),
+        *(h41.send_edoc(data, from_=PROVINCE_H41, to=[DEPARTMENT_H56]) for data in to_h56),
+    )
+    for_h41, for_h56 = await h41.get_received_edoc_list(), await h56.get_received_edoc_list()
+    reads = await asyncio.gather(
+        *(h41.get_edoc(item.doc_id) for item in for_h41),
+        *(h56.get_edoc(item.doc_id) for item in for_h56),
+        *(h56.get_edoc(item.doc_id) for item in for_h41[:3]),  # not H56's
+        h41.get_edoc("no-such-doc"),
+        return_exceptions=True,
+    )
+    assert sorted(reads[:12]) == sorted(to_h41 + to_h56)  # type: ignore[type-var]
+    assert [getattr(r, "error_code", r) for r in reads[12:]] == ["national.no_such_doc"] * 4
+
+    acks = await asyncio.gather(
+        *(h41.update_status(item.doc_id, "done") for item in for_h41[:4]),
+        *(h56.update_status(item.doc_id, "fail") for item in for_h41[4:]),  # not H56's
+        h56.update_status(for_h56[0].doc_id, "done"),
+        h56.update_status(for_h56[1].doc_id, "fail"),
+        return_exceptions=True,
+    )
+    assert acks[:4] == [None] * 4
+    assert [getattr(r, "error_code", r) for r in acks[4:6]] == ["national.no_such_doc"] * 2
+    assert acks[6:] == [None, None]
+    assert [i.doc_id for i in await h41.get_received_edoc_list()] == [i.doc_id for i in for_h41[4:]]
+    sent = {i.receiver_doc_id: i.receive_status for i in await h41.get_sent_edoc_list()}
+    assert (sent[for_h56[0].doc_id], sent[for_h56[1].doc_id]) == ("done", "fail")
+    assert sorted(sent.values()) == ["done", "fail"] + ["pending"] * 4
+    for c in (h56, h41):
+        await c.aclose()
+
+
 async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_refused(
     national_sim: RunningSimulator,
 ) -> None:
@@ -133,6 +176,55 @@ async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_
     assert answer["ErrorCode"] == "national.hash_mismatch"
     await h41.aclose()
     await h56.aclose()
+
+
+def part(headers: str, content: bytes) -> bytes:
+    return f"--{BOUNDARY}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+
+
+BOUNDARY = "b0und4ry"
+FILE_DOC = 'Content-Disposition: form-data; name="file_doc"; filename="a.edxml"'
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+@pytest.mark.parametrize(
+    ("shape", "content_type"),
+    [
+        ("file_doc alone", MULTIPART),
+        ("a field first", MULTIPART),
+        ("base64 transfer encoding", MULTIPART),
+        ("file_doc alone", "application/octet-stream"),  # boundary read from the first line
+    ],
+)
+async def test_a_multipart_upload_stores_the_file_the_reference_reader_finds(
+    national_sim: RunningSimulator, shape: str, content_type: str
+) -> None:
+    """The simulator's quick read of a first, plain file_doc part and aiohttp's MultipartReader
+    (the reference) agree: the bytes stored are the file, which ends in CRLF and holds the
+    boundary text (not at a line start) to tempt a naive reader."""
+    file = package() + f" --{BOUNDARY} \r\n".encode()  # "from" and "to" given: not parsed
+    parts = {
+        "file_doc alone": part(FILE_DOC, file),
+        "a field first": part('Content-Disposition: form-data; name="note"', b"x")
+        + part(FILE_DOC, file),
+        "base64 transfer encoding": part(
+            FILE_DOC + "\r\nContent-Transfer-Encoding: base64", base64.b64encode(file)
+        ),
+    }
+    body = parts[shape] + f"--{BOUNDARY}--\r\n".encode()
+    assert await _file_part(body, BOUNDARY) == file  # the reference
+    status, answer = await raw_call(
+        national_sim,
+        "sendEdoc",
+        {"from": DEPARTMENT_H56, "to": f'["{PROVINCE_H41}"]', "hash-file": java_unpadded_hex(file)},
+        body=body,
+        tamper={"Content-Type": content_type},
+    )
+    assert (status, answer["status"]) == (200, "OK")
+    h41 = client(national_sim, H41_SYSTEM)
+    [item] = await h41.get_received_edoc_list()
+    assert await h41.get_edoc(item.doc_id) == file
+    await h41.aclose()
 
 
 async def test_hmac_failures_get_401_with_a_json_answer(
