@@ -109,16 +109,10 @@ async def read_file_doc(request: web.Request, signed: SignedRequest) -> bytes:
     if not given:
         raise InputError("the signed header hash-file is required", code="national.missing_param")
     body = await request.read()
-    content_type = request.headers.get(hdrs.CONTENT_TYPE, "")
-    declared = _declared_boundary(content_type)
-    if declared is not None:  # labelled multipart: its plain file part first
-        simple = _simple_file_part(body, declared)
-        if simple is not None and hash_file_matches(given, simple):
-            return simple
     raw = raw_file_of(body, given)
     if raw is not None:
         return raw
-    boundary = _boundary(body, content_type)
+    boundary = _boundary(body, request.headers.get(hdrs.CONTENT_TYPE, ""))
     if boundary is None:
         raise HashFileError("hash-file is not the SHA-256 of the body (less one final CRLF)")
     data = await _file_part(body, boundary)
@@ -140,36 +134,13 @@ async def _file_part(body: bytes, boundary: str) -> bytes:
     raise InputError("no file_doc part in the upload", code="national.no_file")
 
 
-def _simple_file_part(body: bytes, boundary: str) -> bytes | None:
-    """The bytes of a ``file_doc`` part that comes first, unencoded, as our client and the SDK
-    send it; None for any other shape. Only a fast path: the caller accepts these bytes only if
-    they are the ones the signed ``hash-file`` names, else aiohttp's ``MultipartReader`` reads
-    the body (and the tests hold the two to the same answer)."""
-    opening = b"--" + boundary.encode("ascii", "replace") + b"\r\n"
-    if not body.startswith(opening):
-        return None
-    blank = body.find(b"\r\n\r\n", len(opening))
-    if blank < 0 or b'name="file_doc"' not in body[len(opening) : blank]:
-        return None
-    end = body.find(b"\r\n" + opening[:-2], blank + 4)
-    return body[blank + 4 : end] if end >= 0 else None
-
-
-def _declared_boundary(content_type: str) -> str | None:
-    """The boundary a ``multipart/*`` Content-Type declares."""
+def _boundary(body: bytes, content_type: str) -> str | None:
     media, _, rest = content_type.partition(";")
     if media.strip().lower().startswith("multipart/"):
         for param in rest.split(";"):
             key, _, value = param.strip().partition("=")
             if key.lower() == "boundary" and value:
                 return value.strip('"')
-    return None
-
-
-def _boundary(body: bytes, content_type: str) -> str | None:
-    declared = _declared_boundary(content_type)
-    if declared is not None:
-        return declared
     first = body.lstrip(b"\r\n").split(b"\r\n", 1)[0]
     if first.startswith(b"--") and 2 < len(first) <= 72 and first.isascii():
         return first[2:].decode("ascii").strip()

@@ -25,7 +25,6 @@ from gateway.core.errors import AuthError
 from gateway.edxml import build
 from gateway.edxml.model import Organization
 from gateway.edxml.xml_codec import serialize_package
-from gateway.national.serving import _file_part
 
 DEPARTMENT_H56, PROVINCE_H41 = "000.00.04.H56", "000.00.00.H41"
 
@@ -176,55 +175,6 @@ async def test_recipients_come_from_the_package_without_to_and_unknown_ones_are_
     assert answer["ErrorCode"] == "national.hash_mismatch"
     await h41.aclose()
     await h56.aclose()
-
-
-def part(headers: str, content: bytes) -> bytes:
-    return f"--{BOUNDARY}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
-
-
-BOUNDARY = "b0und4ry"
-FILE_DOC = 'Content-Disposition: form-data; name="file_doc"; filename="a.edxml"'
-MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
-
-
-@pytest.mark.parametrize(
-    ("shape", "content_type"),
-    [
-        ("file_doc alone", MULTIPART),
-        ("a field first", MULTIPART),
-        ("base64 transfer encoding", MULTIPART),
-        ("file_doc alone", "application/octet-stream"),  # boundary read from the first line
-    ],
-)
-async def test_a_multipart_upload_stores_the_file_the_reference_reader_finds(
-    national_sim: RunningSimulator, shape: str, content_type: str
-) -> None:
-    """The simulator's quick read of a first, plain file_doc part and aiohttp's MultipartReader
-    (the reference) agree: the bytes stored are the file, which ends in CRLF and holds the
-    boundary text (not at a line start) to tempt a naive reader."""
-    file = package() + f" --{BOUNDARY} \r\n".encode()  # "from" and "to" given: not parsed
-    parts = {
-        "file_doc alone": part(FILE_DOC, file),
-        "a field first": part('Content-Disposition: form-data; name="note"', b"x")
-        + part(FILE_DOC, file),
-        "base64 transfer encoding": part(
-            FILE_DOC + "\r\nContent-Transfer-Encoding: base64", base64.b64encode(file)
-        ),
-    }
-    body = parts[shape] + f"--{BOUNDARY}--\r\n".encode()
-    assert await _file_part(body, BOUNDARY) == file  # the reference
-    status, answer = await raw_call(
-        national_sim,
-        "sendEdoc",
-        {"from": DEPARTMENT_H56, "to": f'["{PROVINCE_H41}"]', "hash-file": java_unpadded_hex(file)},
-        body=body,
-        tamper={"Content-Type": content_type},
-    )
-    assert (status, answer["status"]) == (200, "OK")
-    h41 = client(national_sim, H41_SYSTEM)
-    [item] = await h41.get_received_edoc_list()
-    assert await h41.get_edoc(item.doc_id) == file
-    await h41.aclose()
 
 
 async def test_hmac_failures_get_401_with_a_json_answer(
