@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+import pybase64
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -88,7 +89,9 @@ class PushSigner:
     sections 3.3/3.4: ``BASE64URL(header) '.' BASE64URL(payload)`` signed, an ES256 signature
     as R || S of 32 bytes each), not through a JOSE library: the signing input is hashed in
     pieces, so the payload's base64 is made once and never copied again (most of a large
-    package's cost). ``verify_push_signature`` checks it with joserfc, as receivers do."""
+    package's cost), by ``pybase64`` (SIMD; the standard library's encoder took 0.8 ms of a
+    361 KB package's 2.7 ms). ``verify_push_signature`` checks it with joserfc, as receivers do,
+    and the tests hold ``pybase64`` to the standard library's encoding."""
 
     algorithm: str
     key: SigningKey = field(repr=False)
@@ -109,7 +112,7 @@ class PushSigner:
             "crit": ["iat", DELIVERY_ID_PARAM],
         }
         header = _b64url(json.dumps(protected, separators=(",", ":")).encode())
-        payload = base64.urlsafe_b64encode(body)
+        payload = pybase64.urlsafe_b64encode(body)
         digest = hashlib.sha256(header)
         digest.update(b".")
         digest.update(memoryview(payload)[: len(payload) - payload[-2:].count(b"=")])
