@@ -283,8 +283,10 @@ class Worker:
             await self._retry(received, attempt.message, attempt.detail, attempt.defer_s, bound)
         elif attempt.verdict is Verdict.DEAD:
             await self._dead_letter(received, attempt.detail, attempt.message.attempt, bound)
-        else:
-            await self._settle(received, _SETTLED_AS[attempt.verdict], bound)
+        else:  # one line per delivered message, after its ack: "delivered" (with the detail)
+            event = "delivered" if attempt.verdict is Verdict.DELIVERED else "delivery.settled"
+            outcome = _SETTLED_AS[attempt.verdict]
+            await self._settle(received, outcome, bound, event, detail=attempt.detail)
 
     async def _retry(
         self,
@@ -316,7 +318,14 @@ class Worker:
         bound.warning("delivery.dead_lettered", reason=reason, attempts=attempts)
         await self._settle(received, "dead_lettered", bound)
 
-    async def _settle(self, received: Received, outcome: str, bound: Logger) -> None:
+    async def _settle(
+        self,
+        received: Received,
+        outcome: str,
+        bound: Logger,
+        event: str = "delivery.settled",
+        **fields: str,
+    ) -> None:
         try:
             await received.ack()
         except UnavailableError as exc:
@@ -324,7 +333,7 @@ class Worker:
             bound.warning("delivery.ack_failed", outcome=outcome, error=str(exc))
             return
         self.outcomes[outcome] += 1
-        bound.info("delivery.settled", outcome=outcome)
+        bound.info(event, outcome=outcome, **fields)
 
     async def _requeue(self, received: Received, bound: Logger) -> None:
         try:
