@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.registry import HeaderParameter
+from yarl import URL
 
 from adapters.base import (
     Adapter,
@@ -56,6 +57,7 @@ DELIVERY_ID_PARAM = "lgsp-delivery-id"
 ALGORITHMS = ("RS256", "ES256")
 MAX_REASON_CHARS = 300
 SIGN_IN_THREAD_BYTES = 1024 * 1024  # sign larger bodies off the event loop
+MAX_TARGETS_KEPT = 4096  # parsed push URLs kept by an adapter
 _REGISTRY = jws.JWSRegistry(
     header_registry={
         "iat": HeaderParameter("signing time, seconds since the epoch", "int", required=True),
@@ -222,17 +224,29 @@ class HttpPushAdapter(Adapter):
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._targets: dict[str, URL] = {}  # push URLs the policy allowed, parsed
+
+    def _target(self, url: str) -> URL:
+        """``url`` parsed and allowed by the policy (an immutable one: the answer is kept, for
+        the few URLs of a directory); raises ``ForbiddenTargetError`` (not kept)."""
+        parsed = self._targets.get(url)
+        if parsed is None:
+            parsed = self._policy.check_url(url)
+            if len(self._targets) >= MAX_TARGETS_KEPT:
+                self._targets.clear()
+            self._targets[url] = parsed
+        return parsed
 
     async def deliver(self, delivery: OutboundDelivery) -> DeliveryOutcome:
         if not delivery.url:
             raise PermanentDeliveryError(
                 f"no push URL for {delivery.organ_id}", code="delivery.no_url"
             )
-        self._policy.check_url(delivery.url)
+        url = self._target(delivery.url)
         headers = await self._headers(delivery)
         try:
             async with self._client().post(
-                delivery.url,
+                url,
                 data=request_body(delivery.package),
                 headers=headers,
                 timeout=self._timeout,
