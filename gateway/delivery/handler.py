@@ -11,8 +11,7 @@ queues and dead letters; see ``gateway.delivery.worker``):
                                    (which makes it ``accepted`` first) sends it again
         delivery not in the log    -> Retry ("not in the delivery log")
         otherwise                  -> Ready, with the package bytes
-    deliver, per message           adapter returns -> DELIVERED (counted; the worker logs
-                                       "delivered" once the message is acked)
+    deliver, per message           adapter returns -> DELIVERED (logged, counted)
                                    adapter raises a retryable error -> Retry(retry_after_s);
                                        on the last try Permanent ("gave up after N tries")
                                    adapter raises a permanent error -> Permanent(reason)
@@ -150,6 +149,7 @@ class DeliveryHandler:
         self._metrics.deliveries.labels(msg.method, "delivered").inc()
         age_s = (datetime.now(UTC) - msg.published_at).total_seconds()
         self._metrics.delivery_latency_s.labels(msg.method).observe(max(age_s, 0.0))
+        log.info("delivered", attempt=msg.attempt, detail=outcome.detail)
         return Attempt(msg, Verdict.DELIVERED, outcome.detail)
 
     async def commit(self, attempts: Sequence[Attempt]) -> list[Verdict]:

