@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+import pybase64
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -33,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_ds
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.registry import HeaderParameter
+from yarl import URL
 
 from adapters.base import (
     Adapter,
@@ -55,6 +57,7 @@ DELIVERY_ID_PARAM = "lgsp-delivery-id"
 ALGORITHMS = ("RS256", "ES256")
 MAX_REASON_CHARS = 300
 SIGN_IN_THREAD_BYTES = 1024 * 1024  # sign larger bodies off the event loop
+MAX_TARGETS_KEPT = 4096  # parsed push URLs kept by an adapter
 _REGISTRY = jws.JWSRegistry(
     header_registry={
         "iat": HeaderParameter("signing time, seconds since the epoch", "int", required=True),
@@ -88,7 +91,9 @@ class PushSigner:
     sections 3.3/3.4: ``BASE64URL(header) '.' BASE64URL(payload)`` signed, an ES256 signature
     as R || S of 32 bytes each), not through a JOSE library: the signing input is hashed in
     pieces, so the payload's base64 is made once and never copied again (most of a large
-    package's cost). ``verify_push_signature`` checks it with joserfc, as receivers do."""
+    package's cost), by ``pybase64`` (SIMD; the standard library's encoder took 0.8 ms of a
+    361 KB package's 2.7 ms). ``verify_push_signature`` checks it with joserfc, as receivers do,
+    and the tests hold ``pybase64`` to the standard library's encoding."""
 
     algorithm: str
     key: SigningKey = field(repr=False)
@@ -109,7 +114,7 @@ class PushSigner:
             "crit": ["iat", DELIVERY_ID_PARAM],
         }
         header = _b64url(json.dumps(protected, separators=(",", ":")).encode())
-        payload = base64.urlsafe_b64encode(body)
+        payload = pybase64.urlsafe_b64encode(body)
         digest = hashlib.sha256(header)
         digest.update(b".")
         digest.update(memoryview(payload)[: len(payload) - payload[-2:].count(b"=")])
@@ -219,17 +224,29 @@ class HttpPushAdapter(Adapter):
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._targets: dict[str, URL] = {}  # push URLs the policy allowed, parsed
+
+    def _target(self, url: str) -> URL:
+        """``url`` parsed and allowed by the policy (an immutable one: the answer is kept, for
+        the few URLs of a directory); raises ``ForbiddenTargetError`` (not kept)."""
+        parsed = self._targets.get(url)
+        if parsed is None:
+            parsed = self._policy.check_url(url)
+            if len(self._targets) >= MAX_TARGETS_KEPT:
+                self._targets.clear()
+            self._targets[url] = parsed
+        return parsed
 
     async def deliver(self, delivery: OutboundDelivery) -> DeliveryOutcome:
         if not delivery.url:
             raise PermanentDeliveryError(
                 f"no push URL for {delivery.organ_id}", code="delivery.no_url"
             )
-        self._policy.check_url(delivery.url)
+        url = self._target(delivery.url)
         headers = await self._headers(delivery)
         try:
             async with self._client().post(
-                delivery.url,
+                url,
                 data=request_body(delivery.package),
                 headers=headers,
                 timeout=self._timeout,

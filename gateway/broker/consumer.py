@@ -4,6 +4,11 @@ The worker never touches aio-pika: it gets ``Received`` (the parsed ``DeliveryMe
 it could not be parsed) and settles it with ``ack()`` or ``requeue()``, whose broker failures are
 ``UnavailableError`` (an unsettled message returns to the queue when its channel closes).
 A subscription outlives its channel: after a failover it consumes again on the new connection.
+
+Acks asked for in the same turn of the event loop (a batch settled after its commit) go out
+together (``ChannelAcks``): one ``basic.ack`` with ``multiple`` for a run of consecutive delivery
+tags that are all asked to be acked, the others one by one. A tag is covered only when its own
+``ack()`` asked for it, so no message is acknowledged before its worker says so.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
 )
+from aiormq.abc import AbstractChannel as AmqpChannel
 
 from gateway.broker.failures import broker_errors
 from gateway.broker.link import MAX_BACKOFF_S, RECONNECT_S, WATCH_S, Link
@@ -40,23 +46,98 @@ class Received:
     redelivered: bool
     raw: AbstractIncomingMessage = field(repr=False)
 
+    acks: ChannelAcks | None = field(default=None, repr=False, compare=False)
+
     @classmethod
-    def of(cls, raw: AbstractIncomingMessage) -> Received:
+    def of(cls, raw: AbstractIncomingMessage, acks: ChannelAcks | None = None) -> Received:
         try:
             message: DeliveryMessage | None = DeliveryMessage.from_amqp(raw)
             reason = None
         except InputError as exc:
             message, reason = None, exc.message
-        return cls(message, reason, raw.message_id, bool(raw.redelivered), raw)
+        return cls(message, reason, raw.message_id, bool(raw.redelivered), raw, acks)
 
     async def ack(self) -> None:
         with broker_errors(f"ack of {self.message_id}"):
-            await self.raw.ack()
+            if self.acks is None or self.raw.delivery_tag is None:
+                await self.raw.ack()
+            else:
+                await self.acks.ack(self.raw)
 
     async def requeue(self) -> None:
         """Give the message back to its queue now (``basic.nack`` with requeue)."""
         with broker_errors(f"requeue of {self.message_id}"):
             await self.raw.nack(requeue=True)
+            if self.acks is not None and self.raw.delivery_tag is not None:
+                self.acks.settled(self.raw.delivery_tag)
+
+
+class ChannelAcks:
+    """The acks of one consuming channel, sent together once per turn of the event loop.
+
+    Delivery tags on a channel count 1, 2, 3, ... (AMQP 0-9-1); every tag up to ``_floor`` is
+    settled. A flush acks the run of tags right above the floor that are asked to be acked (or
+    settled otherwise, e.g. requeued) with ONE ``basic.ack(highest, multiple=True)``, which
+    covers exactly the unsettled tags of that run: the ones asked for. A tag not seen, or seen
+    and not settled, ends the run; asked-for tags beyond it are acked one by one."""
+
+    def __init__(self) -> None:
+        self._floor = 0  # every tag <= floor is settled
+        self._above: set[int] = set()  # tags > floor settled one by one (acked or requeued)
+        self._asked: dict[int, asyncio.Future[None]] = {}
+        self._channel: AmqpChannel | None = None
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def ack(self, raw: AbstractIncomingMessage) -> None:
+        """Ack ``raw`` with the others asked for in this turn; raises what ``basic.ack`` does."""
+        assert raw.delivery_tag is not None
+        future = asyncio.get_running_loop().create_future()
+        self._asked[raw.delivery_tag] = future
+        self._channel = raw.channel
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await future
+
+    def settled(self, tag: int) -> None:
+        """``tag`` was settled otherwise (requeued): a run of acks may cover it."""
+        if tag > self._floor:
+            self._above.add(tag)
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the acks of this turn gather
+        while self._asked and self._channel is not None:
+            asked, self._asked = self._asked, {}
+            top = self._floor
+            while top + 1 in asked or top + 1 in self._above:
+                top += 1
+            run = [tag for tag in asked if tag <= top]
+            singles = [tag for tag in asked if tag > top]
+            self._floor = top
+            self._above = {tag for tag in self._above if tag > top} | set(singles)
+            sends = [(max(run), len(run) > 1, run)] if run else []
+            sends += [(tag, False, [tag]) for tag in singles]
+            try:
+                for tag, multiple, covered in sends:
+                    await self._send(self._channel, tag, multiple, [asked[t] for t in covered])
+            except BaseException:  # cancelled: no future waits forever
+                for future in [*asked.values(), *self._asked.values()]:
+                    future.cancel()
+                raise
+
+    @staticmethod
+    async def _send(
+        channel: AmqpChannel, tag: int, multiple: bool, waiting: list[asyncio.Future[None]]
+    ) -> None:
+        try:
+            await channel.basic_ack(tag, multiple=multiple)
+        except Exception as exc:
+            for future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
 
 
 ReceivedCallback = Callable[[Received], Awaitable[None]]
@@ -105,7 +186,12 @@ class Subscription:
             try:
                 await channel.set_qos(prefetch_count=self.prefetch)
                 queue = await channel.get_queue(self.queue_name, ensure=True)
-                self.consumer_tag = await queue.consume(self._deliver, no_ack=False)
+                acks = ChannelAcks()  # this channel's delivery tags
+
+                async def deliver(raw: AbstractIncomingMessage) -> None:
+                    await self._deliver(raw, acks)
+
+                self.consumer_tag = await queue.consume(deliver, no_ack=False)
             except BaseException:
                 if not channel.is_closed:
                     await channel.close()
@@ -129,9 +215,9 @@ class Subscription:
         self.resumed += 1
         log.info("broker.consumer_resumed", queue=self.queue_name, node=self.link.node)
 
-    async def _deliver(self, raw: AbstractIncomingMessage) -> None:
+    async def _deliver(self, raw: AbstractIncomingMessage, acks: ChannelAcks) -> None:
         assert self._on_received is not None
-        await self._on_received(Received.of(raw))
+        await self._on_received(Received.of(raw, acks))
 
     async def _stop_keeping(self) -> None:
         keeper, self._keeper = self._keeper, None

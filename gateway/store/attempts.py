@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import InputError
@@ -30,6 +30,27 @@ from gateway.store.records import DeliveryState, EventKind
 from gateway.store.tables import deliveries, packages
 
 _NOT_DELIVERED = deliveries.c.state != DeliveryState.DELIVERED.value
+
+# The batch statements, built once (each execution then skips building the statement and its
+# cache key; the compiled form is SQLAlchemy's cached one): ``ids`` and ``sha256s`` expand.
+_STATES = select(deliveries.c.id, deliveries.c.state).where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
+)
+_PACKAGES = select(packages.c.sha256, packages.c.data).where(
+    packages.c.sha256.in_(bindparam("sha256s", expanding=True))
+)
+_NOW = bindparam("now_", type_=deliveries.c.updated_at.type)
+_DELIVERED = (
+    update(deliveries)
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)), _NOT_DELIVERED)
+    .values(
+        state=DeliveryState.DELIVERED.value,
+        attempts=deliveries.c.attempts + 1,
+        updated_at=_NOW,
+        delivered_at=_NOW,
+    )
+    .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts)
+)
 
 
 class AttemptResult(StrEnum):
@@ -74,9 +95,7 @@ class AttemptLog(LogReader):
         if not ids:
             return {}
         async with transaction(self._engines.reader) as conn:
-            rows = await conn.execute(
-                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids))
-            )
+            rows = await conn.execute(_STATES, {"ids": ids})
             return {row.id: DeliveryState(row.state) for row in rows}
 
     async def check_batch(
@@ -89,9 +108,7 @@ class AttemptLog(LogReader):
         if not ids:
             return {}, {}
         async with transaction(self._engines.reader) as conn:
-            rows = await conn.execute(
-                select(deliveries.c.id, deliveries.c.state).where(deliveries.c.id.in_(ids))
-            )
+            rows = await conn.execute(_STATES, {"ids": ids})
             states = {row.id: DeliveryState(row.state) for row in rows}
             wanted = sorted(
                 {
@@ -102,9 +119,7 @@ class AttemptLog(LogReader):
             )
             if not wanted:
                 return states, {}
-            found = await conn.execute(
-                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted))
-            )
+            found = await conn.execute(_PACKAGES, {"sha256s": wanted})
             return states, {row.sha256: bytes(row.data) for row in found}
 
     async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
@@ -113,9 +128,7 @@ class AttemptLog(LogReader):
         if not wanted:
             return {}
         async with transaction(self._engines.reader) as conn:
-            rows = await conn.execute(
-                select(packages.c.sha256, packages.c.data).where(packages.c.sha256.in_(wanted))
-            )
+            rows = await conn.execute(_PACKAGES, {"sha256s": wanted})
             return {row.sha256: bytes(row.data) for row in rows}
 
     async def record_attempts(
@@ -163,17 +176,7 @@ class AttemptLog(LogReader):
             if report.state is DeliveryState.DELIVERED:
                 first.setdefault(report.delivery_id, i)
         if first:  # the hot path: every success of the batch in one statement
-            result = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(sorted(first)), _NOT_DELIVERED)
-                .values(
-                    state=DeliveryState.DELIVERED.value,
-                    attempts=deliveries.c.attempts + 1,
-                    updated_at=now,
-                    delivered_at=now,
-                )
-                .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts)
-            )
+            result = await conn.execute(_DELIVERED, {"ids": sorted(first), "now_": now})
             for row in result:
                 moved[first[row.id]] = (row.document, row.attempts)
         for i, report in enumerate(reports):  # failures: fewer, each with its own error
