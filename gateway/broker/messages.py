@@ -125,29 +125,36 @@ class DeliveryMessage:
 
 
 def _problem_of(msg: DeliveryMessage) -> str | None:
-    """Why this message breaks the rules, or None."""
-    checks: tuple[tuple[bool, str], ...] = (
-        (not msg.delivery_id, "delivery_id (message_id) is empty"),
-        (not msg.document_pk, "document_pk is empty"),
-        (not msg.recipient, "recipient is empty"),
-        (msg.method not in METHODS, f"method {msg.method!r} is not one of {METHODS}"),
-        (isinstance(msg.attempt, bool) or msg.attempt < 1, f"attempt {msg.attempt!r} < 1"),
-        (msg.published_at.tzinfo is None, "published_at has no timezone"),
-        (
-            msg.claim_check_sha256 is not None and msg.body is not None,
-            "a claim-check message must have an empty body",
-        ),
-        (
-            msg.claim_check_sha256 is None and not msg.body,
-            "the body is empty and there is no claim check",
-        ),
-        (
-            msg.claim_check_sha256 is not None
-            and not _SHA256_HEX.fullmatch(msg.claim_check_sha256),
-            "claim check is not a lowercase hex SHA-256",
-        ),
-    )
-    return next((why for failed, why in checks if failed), None)
+    """Why this message breaks the rules, or None (the first rule broken; each reason is
+    formatted only for a message that breaks its rule)."""
+    return _identity_problem(msg) or _content_problem(msg)
+
+
+def _identity_problem(msg: DeliveryMessage) -> str | None:
+    if not msg.delivery_id:
+        return "delivery_id (message_id) is empty"
+    if not msg.document_pk:
+        return "document_pk is empty"
+    if not msg.recipient:
+        return "recipient is empty"
+    if msg.method not in METHODS:
+        return f"method {msg.method!r} is not one of {METHODS}"
+    if isinstance(msg.attempt, bool) or msg.attempt < 1:
+        return f"attempt {msg.attempt!r} < 1"
+    return None
+
+
+def _content_problem(msg: DeliveryMessage) -> str | None:
+    claim = msg.claim_check_sha256
+    if msg.published_at.tzinfo is None:
+        return "published_at has no timezone"
+    if claim is None:
+        return None if msg.body else "the body is empty and there is no claim check"
+    if msg.body is not None:
+        return "a claim-check message must have an empty body"
+    if not _SHA256_HEX.fullmatch(claim):
+        return "claim check is not a lowercase hex SHA-256"
+    return None
 
 
 def _optional_text(headers: Mapping[str, object], name: str) -> str | None:
