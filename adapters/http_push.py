@@ -179,16 +179,19 @@ def verify_push_signature(
         raise SignatureError(
             f"{SIGNATURE_HEADER} does not verify: {exc}", code="jws.invalid"
         ) from exc
-    return _checked_claims(header, lowered, max_age_s, time.time() if now is None else now)
+    return checked_claims(header, lowered, max_age_s, time.time() if now is None else now)
 
 
-def _checked_claims(
+def checked_claims(
     header: Mapping[str, object], lowered: Mapping[str, str], max_age_s: float, now: float
 ) -> PushSignature:
-    delivery_id = header[DELIVERY_ID_PARAM]
-    iat = header["iat"]
-    assert isinstance(delivery_id, str)  # types checked by the registry when verifying
-    assert isinstance(iat, int)
+    """The signed delivery id and time of a verified push's JWS header, checked against the
+    request's ``X-LGSP-Delivery-Id`` header (``lowered``: names in lower case) and ``now``."""
+    delivery_id, iat = header.get(DELIVERY_ID_PARAM), header.get("iat")
+    if not isinstance(delivery_id, str) or not isinstance(iat, int):
+        raise SignatureError(
+            "the signature carries no delivery id or signing time", code="jws.malformed"
+        )
     if lowered.get(DELIVERY_ID_HEADER.lower()) != delivery_id:
         raise SignatureError(
             f"{DELIVERY_ID_HEADER} is not the signed delivery id", code="jws.delivery_mismatch"

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -30,6 +30,7 @@ from adapters.http_push import (
     DELIVERY_ID_PARAM,
     SIGNATURE_HEADER,
     certificate_thumbprint,
+    checked_claims,
 )
 from gateway.core.errors import ConfigError, SignatureError
 
@@ -166,30 +167,11 @@ def verify_push(
             jws.deserialize_compact(token, jwk, algorithms=[alg], registry=registry, payload=body)
         except (JoseError, ValueError):
             continue
-        checked = _claims(header, lowered, max_age_s, time.time() if now is None else now)
+        checked = checked_claims(header, lowered, max_age_s, time.time() if now is None else now)
         return VerifiedPush(checked.delivery_id, checked.issued_at, alg, candidate.label)
     raise SignatureError(
         f"{SIGNATURE_HEADER} does not verify over this body with a trusted key", code="jws.invalid"
     )
-
-
-def _claims(
-    header: Mapping[str, Any], lowered: Mapping[str, str], max_age_s: float, now: float
-) -> VerifiedPush:
-    delivery_id, iat = header.get(DELIVERY_ID_PARAM), header.get("iat")
-    if not isinstance(delivery_id, str) or not isinstance(iat, int):
-        raise SignatureError(
-            "the signature carries no delivery id or signing time", code="jws.malformed"
-        )
-    if lowered.get(DELIVERY_ID_HEADER.lower()) != delivery_id:
-        raise SignatureError(
-            f"{DELIVERY_ID_HEADER} is not the signed delivery id", code="jws.delivery_mismatch"
-        )
-    if abs(now - iat) > max_age_s:
-        raise SignatureError(
-            f"signed {now - iat:.0f} s ago, outside ±{max_age_s:.0f} s", code="jws.stale"
-        )
-    return VerifiedPush(delivery_id, datetime.fromtimestamp(iat, UTC), str(header["alg"]), "")
 
 
 # --- the command ---------------------------------------------------------------------------------
