@@ -29,8 +29,7 @@ import aiohttp
 import pybase64
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.registry import HeaderParameter
@@ -46,7 +45,7 @@ from adapters.base import (
 )
 from adapters.push_targets import TargetPolicy, guarded_session
 from gateway.core.errors import SignatureError
-from gateway.signatures.jws import PrivateKey, alg_for_key, public_jwk
+from gateway.signatures.jws import PrivateKey, alg_for_key, public_jwk, signature_of_digest
 
 SigningKey = PrivateKey  # the gateway identity's key: RSA (RS256) or P-256 (ES256)
 SIGNATURE_HEADER = "X-LGSP-Signature"
@@ -118,14 +117,8 @@ class PushSigner:
         digest = hashlib.sha256(header)
         digest.update(b".")
         digest.update(memoryview(payload)[: len(payload) - payload[-2:].count(b"=")])
-        return f"{header.decode('ascii')}..{_b64url(self._signature(digest.digest())).decode()}"
-
-    def _signature(self, digest: bytes) -> bytes:
-        prehashed = Prehashed(hashes.SHA256())
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            return self.key.sign(digest, padding.PKCS1v15(), prehashed)
-        r, s = decode_dss_signature(self.key.sign(digest, ec.ECDSA(prehashed)))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        signature = signature_of_digest(self.key, digest.digest())
+        return f"{header.decode('ascii')}..{_b64url(signature).decode()}"
 
 
 def _b64url(data: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any, Final, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 from joserfc import jwk
 from joserfc import jws as rfc_jws
 from joserfc.errors import BadSignatureError, JoseError
@@ -117,12 +117,18 @@ class CompactSigner:
     def sign(self, payload: bytes) -> str:
         """The compact JWS of ``payload``."""
         signing_input = b"%b.%b" % (self.header_segment, _b64url(payload).encode("ascii"))
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            signature = self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-        else:
-            r, s = decode_dss_signature(self.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        signature = signature_of_digest(self.key, hashlib.sha256(signing_input).digest())
         return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
+
+
+def signature_of_digest(key: PrivateKey, digest: bytes) -> bytes:
+    """The JWS signature (RS256: PKCS#1 v1.5; ES256: R || S, 32 bytes each) of a signing input
+    whose SHA-256 is ``digest`` (so a large input can be hashed in pieces)."""
+    prehashed = Prehashed(hashes.SHA256())
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(digest, padding.PKCS1v15(), prehashed)
+    r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(prehashed)))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 @functools.lru_cache(maxsize=64)
