@@ -117,6 +117,11 @@ _INSERT_DOCUMENTS = _by_dialect(
         .returning(documents.c.dedup_key)
     )
 )
+_INSERT_NATIONAL = _by_dialect(
+    lambda dialect_insert: dialect_insert(national_inbox).on_conflict_do_nothing(
+        index_elements=["doc_id"]
+    )
+)
 _INSERT_DELIVERIES = insert(deliveries)
 _MARK_QUEUED = (
     update(deliveries)
@@ -221,7 +226,11 @@ def write_batch(
         r.document.id: [_delivery_values(d, r.document) for d in r.deliveries]
         for _, r in new_records
     }
-    _insert(conn, deliveries, [d for rows in delivery_rows.values() for d in rows], key="id")
+    new_deliveries = sorted(
+        (d for rows in delivery_rows.values() for d in rows), key=lambda d: d["id"]
+    )
+    if new_deliveries:  # in id order, as every writer of several deliveries locks them
+        conn.execute(_INSERT_DELIVERIES, new_deliveries)
     trail = [_received_event(r.document, w.package, len(w.routes), now) for w, r in new_records]
     trail += _business_statuses(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
@@ -257,10 +266,7 @@ def _national_rows(
         if w.national is not None and isinstance(a, IntakeResult)
     }
     if rows:
-        statement = _dialect_insert(conn)(national_inbox).on_conflict_do_nothing(
-            index_elements=["doc_id"]
-        )
-        conn.execute(statement, [rows[d] for d in sorted(rows)])
+        conn.execute(_statement(conn, _INSERT_NATIONAL), [rows[d] for d in sorted(rows)])
 
 
 def _answer(
@@ -285,16 +291,6 @@ def _resubmitted(outcome: Outcome, write: IntakeWrite) -> Outcome:
             code="conflict.duplicate_document",
         )
     return IntakeResult(False, document, outcome.deliveries)
-
-
-def _dialect_insert(conn: Connection) -> Callable[..., Any]:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
-def _insert(conn: Connection, table: Any, rows: list[dict[str, Any]], *, key: str | None) -> None:
-    if rows:
-        statement = _INSERT_DELIVERIES if table is deliveries else insert(table)
-        conn.execute(statement, sorted(rows, key=lambda r: r[key]) if key else rows)
 
 
 def _originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
