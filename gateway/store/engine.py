@@ -83,17 +83,18 @@ def _check_sqlite_dir(database: str | None) -> None:
     A new database file is created here, readable by the owner only (0600), whatever the umask:
     it holds every package. SQLite gives its ``-wal`` and ``-shm`` files the database's mode.
     """
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = sqlite_turns.file_database(database)
+    if path is None:
         return
     try:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(
-            f"the directory of the SQLite store {database} cannot be created: {err.strerror}",
+            f"the directory of the SQLite store {path} cannot be created: {err.strerror}",
             code="config.store_url",
         ) from err
     with contextlib.suppress(FileExistsError):
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
