@@ -50,6 +50,15 @@ async def _receive(
     return subscription, got, queue
 
 
+async def _published_and_received(
+    broker: Broker, make_message: MakeMessage, count: int
+) -> tuple[Subscription, list[Received], asyncio.Queue[Received]]:
+    """``count`` messages published and received, in delivery-tag order (tags 1 … count)."""
+    await broker.publish_many([make_message(n) for n in range(count)])
+    subscription, got, queue = await _receive(broker, count)
+    return subscription, sorted(got.values(), key=lambda r: r.raw.delivery_tag or 0), queue
+
+
 async def _depth_becomes(broker: Broker, count: int) -> None:
     name = broker.topology.work_queue("push")
     for _ in range(500):  # a deadline, not a timing assertion
@@ -62,10 +71,7 @@ async def _depth_becomes(broker: Broker, count: int) -> None:
 async def test_a_batch_of_acks_is_one_multiple_ack_and_never_covers_a_held_message(
     broker: Broker, make_message: MakeMessage, sent_acks: list[tuple[int, bool]]
 ) -> None:
-    msgs = [make_message(n) for n in range(6)]
-    await broker.publish_many(msgs)
-    subscription, got, _ = await _receive(broker, 6)
-    by_tag = sorted(got.values(), key=lambda r: r.raw.delivery_tag or 0)
+    subscription, by_tag, _ = await _published_and_received(broker, make_message, 6)
     held = by_tag[2]  # its worker has not settled it yet
 
     await asyncio.gather(*(r.ack() for r in by_tag if r is not held))
@@ -87,10 +93,7 @@ async def test_a_batch_of_acks_is_one_multiple_ack_and_never_covers_a_held_messa
 async def test_a_run_of_acks_spans_a_requeued_message_which_comes_back_once(
     broker: Broker, make_message: MakeMessage, sent_acks: list[tuple[int, bool]]
 ) -> None:
-    msgs = [make_message(n) for n in range(4)]
-    await broker.publish_many(msgs)
-    subscription, got, queue = await _receive(broker, 4)
-    by_tag = sorted(got.values(), key=lambda r: r.raw.delivery_tag or 0)
+    subscription, by_tag, queue = await _published_and_received(broker, make_message, 4)
 
     await by_tag[1].requeue()  # tag 2
     await asyncio.gather(by_tag[0].ack(), by_tag[2].ack(), by_tag[3].ack())
