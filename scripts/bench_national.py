@@ -67,8 +67,8 @@ from bench_support import (
     submit_open,
 )
 
+from gateway.demo.layout import DemoSetup
 from gateway.demo.participants import organization
-from gateway.demo.setup import DemoSetup
 from gateway.edxml import build
 from gateway.edxml.xml_codec import serialize_package
 

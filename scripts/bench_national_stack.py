@@ -52,7 +52,8 @@ from gateway.core.directory import (
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.layout import DemoSetup
+from gateway.demo.setup import init_demo
 
 H41_PROVINCE, H41_DEPARTMENT, NATIONAL = "000.00.00.H41", "000.00.04.H41", "000.00.00.G22"
 H56_SYSTEM, H41_SYSTEM = "lgsp-h56", "lgsp-h41"

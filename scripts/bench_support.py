@@ -40,8 +40,9 @@ from gateway.broker.messages import METHODS  # noqa: E402
 from gateway.broker.topology import Topology  # noqa: E402
 from gateway.core.settings import Settings, load_settings  # noqa: E402
 from gateway.demo import pki  # noqa: E402
+from gateway.demo.layout import DemoSetup  # noqa: E402
 from gateway.demo.participants import deliver_by_push, organization  # noqa: E402
-from gateway.demo.setup import DemoSetup, init_demo  # noqa: E402
+from gateway.demo.setup import init_demo  # noqa: E402
 from gateway.edxml import build  # noqa: E402
 from gateway.edxml.model import (  # noqa: E402
     DocumentPackage,
