@@ -29,17 +29,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_support
-from bench_support import (
-    LGSP,
-    Proc,
-    Stack,
-    delete_topology,
-    free_port,
-    peak_rss_mb,
-    spawn,
-    stop,
-)
+import bench_profiled
+from bench_measure import peak_rss_mb
+from bench_procs import LGSP, Proc, free_port, spawn, stop
+from bench_stack import Stack, delete_topology
 
 from gateway.core.directory import (
     Delivery,
@@ -237,7 +230,7 @@ class NgheAn:
     session: aiohttp.ClientSession
     receiver_url: str
     env: dict[str, str]
-    profile_dir: Path | None = None  # run under cProfile (bench_support's ``profiled``)
+    profile_dir: Path | None = None  # run under cProfile (``bench_profiled.py``)
     gateway: Proc | None = None
     worker: Proc | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -249,8 +242,7 @@ class NgheAn:
             out = self.profile_dir / f"h41_{role}-{poll_interval_s:g}"
             args = [
                 sys.executable,
-                str(Path(bench_support.__file__)),
-                "profiled",
+                str(Path(bench_profiled.__file__)),
                 str(out),
                 *args[1:],
             ]
