@@ -1,4 +1,4 @@
-"""``bench_profiled.py OUT LGSP-ARGS...``: ``lgsp`` under cProfile (the benches' ``--profile``)."""
+"""``bench_profiled.py OUT LGSP-ARGS...``: ``lgsp`` under cProfile (for ``--profile-dir``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def profiled_main(argv: Sequence[str]) -> int:
     """``OUT ARGS…``: run ``lgsp ARGS…`` under cProfile (CPU time), stats to OUT.pid."""
     import cProfile  # noqa: PLC0415 (only the profiling runs need it)
 
+    # The installed gateway, or the bench's --code-dir copy (PYTHONPATH): never forced to the
+    # checkout by a sys.path entry, so a profile is of the code the bench runs.
     from gateway.cli import main as lgsp_main  # noqa: PLC0415
 
     out, args = argv[0], list(argv[1:])
