@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import fresh_database  # noqa: E402
+from bench_stack import fresh_database  # noqa: E402
 
 from gateway.store import DeliveryLog  # noqa: E402
 from gateway.store.chain import append_events, covered_record  # noqa: E402
@@ -127,7 +127,7 @@ def _event(
 
 @asynccontextmanager
 async def fresh_store(pg_url: str | None) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database on ``pg_url``'s server (``bench_support``), else SQLite."""
+    """A fresh PostgreSQL database on ``pg_url``'s server (``bench_stack``), else SQLite."""
     if pg_url is not None:
         async with fresh_database(pg_url) as url:
             assert url is not None

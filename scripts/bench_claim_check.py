@@ -37,14 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import (
-    DEFAULT_BROKER_URL,
-    cpu_s,
-    delete_topology,
-    fresh_database,
-    percentile,
-    pids_of,
-)
+from bench_measure import cpu_s, percentile, pids_of
+from bench_stack import DEFAULT_BROKER_URL, delete_topology, fresh_database
 
 from gateway.broker import Broker, DeliveryMessage, Received, Subscription
 from gateway.core.settings import BrokerSettings, Settings

@@ -35,24 +35,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_load import Submission, submit_closed, submit_open, wait_delivered
+from bench_measure import percentile
 from bench_national import national_plan, run_national
-from bench_support import (
-    DEFAULT_BROKER_URL,
+from bench_packages import (
     DEPARTMENT,
     DISTRICT,
     Signer,
-    Stack,
-    StackOptions,
-    Submission,
     original_documents,
-    percentile,
     real_packages,
-    running_stack,
     status_packages,
-    submit_closed,
-    submit_open,
-    wait_delivered,
 )
+from bench_stack import DEFAULT_BROKER_URL, Stack, StackOptions, running_stack
 
 from gateway.edxml.xml_codec import serialize_package
 

@@ -33,14 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import (
-    DEFAULT_BROKER_URL,
-    DISTRICT,
-    Signer,
-    original_documents,
-    real_packages,
-    status_packages,
-)
+from bench_packages import DISTRICT, Signer, original_documents, real_packages, status_packages
+from bench_stack import DEFAULT_BROKER_URL
 
 from adapters.base import OutboundDelivery
 from adapters.national import adapter as national_adapter

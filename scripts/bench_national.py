@@ -2,7 +2,7 @@
 
 Everything runs as real processes: ``lgsp sim national`` (its own SQLite file; systems
 ``lgsp-h56`` owning ``*.H56`` and ``lgsp-h41`` owning ``*.H41``), the H56 demo exactly as in the
-local mixes (``bench_support.running_stack``, with ``[national]`` enabled through
+local mixes (``bench_stack.running_stack``, with ``[national]`` enabled through
 ``LGSP_NATIONAL__*``), and Nghệ An's stack (``bench_national_stack``: gateway + worker, own
 directory, SQLite store and broker prefix, PKI under H56's root CA).
 
@@ -43,6 +43,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_load import Submission, submit_open
+from bench_measure import cpu_s, peak_rss_mb, percentile
 from bench_national_stack import (
     H41_PROVINCE,
     H41_SYSTEM,
@@ -53,22 +55,11 @@ from bench_national_stack import (
     running_h41,
     running_simulator,
 )
-from bench_support import (
-    DEFAULT_BROKER_URL,
-    DEPARTMENT,
-    Signer,
-    Stack,
-    StackOptions,
-    Submission,
-    cpu_s,
-    peak_rss_mb,
-    percentile,
-    running_stack,
-    submit_open,
-)
+from bench_packages import DEPARTMENT, Signer
+from bench_stack import DEFAULT_BROKER_URL, Stack, StackOptions, running_stack
 
+from gateway.demo.layout import DemoSetup
 from gateway.demo.participants import organization
-from gateway.demo.setup import DemoSetup
 from gateway.edxml import build
 from gateway.edxml.xml_codec import serialize_package
 

@@ -29,17 +29,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_support
-from bench_support import (
-    LGSP,
-    Proc,
-    Stack,
-    delete_topology,
-    free_port,
-    peak_rss_mb,
-    spawn,
-    stop,
-)
+import bench_profiled
+from bench_measure import peak_rss_mb
+from bench_procs import LGSP, Proc, free_port, spawn, stop
+from bench_stack import Stack, delete_topology
 
 from gateway.core.directory import (
     Delivery,
@@ -52,7 +45,8 @@ from gateway.core.directory import (
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.layout import DemoSetup
+from gateway.demo.setup import init_demo
 
 H41_PROVINCE, H41_DEPARTMENT, NATIONAL = "000.00.00.H41", "000.00.04.H41", "000.00.00.G22"
 H56_SYSTEM, H41_SYSTEM = "lgsp-h56", "lgsp-h41"
@@ -236,7 +230,7 @@ class NgheAn:
     session: aiohttp.ClientSession
     receiver_url: str
     env: dict[str, str]
-    profile_dir: Path | None = None  # run under cProfile (bench_support's ``profiled``)
+    profile_dir: Path | None = None  # run under cProfile (``bench_profiled.py``)
     gateway: Proc | None = None
     worker: Proc | None = None
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -248,8 +242,7 @@ class NgheAn:
             out = self.profile_dir / f"h41_{role}-{poll_interval_s:g}"
             args = [
                 sys.executable,
-                str(Path(bench_support.__file__)),
-                "profiled",
+                str(Path(bench_profiled.__file__)),
                 str(out),
                 *args[1:],
             ]

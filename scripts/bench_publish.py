@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import DEFAULT_BROKER_URL
+from bench_stack import DEFAULT_BROKER_URL
 
 from gateway.broker import Broker, DeliveryMessage
 

@@ -1,7 +1,7 @@
 """Benchmark: memory a flood of large unauthenticated POSTs costs a real gateway process.
 
 Starts a demo gateway as real processes (``lgsp demo init`` + ``lgsp run``, as
-``bench_support.running_stack`` does), then fires ``--concurrency`` (20) POSTs of ``--mb`` (60)
+``bench_stack.running_stack`` does), then fires ``--concurrency`` (20) POSTs of ``--mb`` (60)
 MB at once at each public path, with no or wrong credentials: the intake API, the mailbox
 acknowledgement, the admin API, the console's log-in and its other forms, and the southbound
 ``sendEdoc``. Each path is hit once with ``Content-Length`` bodies and once with chunked ones.
@@ -30,12 +30,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_support import (  # noqa: E402
-    DEFAULT_BROKER_URL,
-    StackOptions,
-    peak_rss_mb,
-    running_stack,
-)
+from bench_measure import peak_rss_mb  # noqa: E402
+from bench_stack import DEFAULT_BROKER_URL, StackOptions, running_stack  # noqa: E402
 
 TARGET_GROWTH_MB = 20.0
 CHUNK_BYTES = 1024 * 1024

@@ -28,14 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_e2e import WARMUP, Packages
-from bench_support import (
-    DISTRICT,
-    StackOptions,
-    cpu_s,
-    running_stack,
-    submit_closed,
-    wait_delivered,
-)
+from bench_load import submit_closed, wait_delivered
+from bench_measure import cpu_s
+from bench_packages import DISTRICT
+from bench_stack import StackOptions, running_stack
 from sqlalchemy.engine import make_url
 
 from gateway.core.settings import load_settings

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from bench_support import percentile
+from bench_measure import percentile
 from soak_client import Submission
 from soak_consumers import MailboxReader, NationalReader
 from soak_mix import METHOD_OF, PUSH_ENDPOINTS

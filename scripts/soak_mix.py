@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_support import REAL_SAMPLE
+from bench_packages import REAL_SAMPLE
 
 from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki

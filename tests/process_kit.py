@@ -21,7 +21,7 @@ import pytest
 from service_sites import delete_topology
 
 from gateway.core.settings import Settings, load_settings
-from gateway.demo.setup import DemoSetup
+from gateway.demo.layout import DemoSetup
 from gateway.service.runner import Role
 
 TEST_ENV = {  # every test gateway, in the loop or a child: quick retries, text logs

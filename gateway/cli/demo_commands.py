@@ -13,7 +13,8 @@ from typing import Any
 
 from gateway.core.redact import mask_url
 from gateway.core.settings import load_settings
-from gateway.demo.setup import (
+from gateway.demo.clean import clean_demo, demo_config
+from gateway.demo.layout import (
     CONSOLE_ENTRY,
     CREDENTIALS_NAME,
     DEFAULT_BROKER_URL,
@@ -21,10 +22,8 @@ from gateway.demo.setup import (
     SIM_CONFIG_NAME,
     SIM_DB_NAME,
     DemoSetup,
-    clean_demo,
-    demo_config,
-    init_demo,
 )
+from gateway.demo.setup import init_demo
 
 FIRST_SENDER = "000.00.04.H56"  # Sở Nội vụ
 FIRST_RECIPIENT = "000.00.15.H56"  # UBND huyện Quảng Xương

@@ -8,7 +8,7 @@ from gateway.core.directory import Delivery, load_directory, write_directory
 from gateway.core.errors import ConfigError
 from gateway.core.methods import DeliveryMethod
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup
+from gateway.demo.layout import DemoSetup
 from gateway.edxml.model import Organization
 
 

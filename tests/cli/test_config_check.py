@@ -12,7 +12,8 @@ import pytest
 from gateway.cli import main
 from gateway.core.directory import hash_api_key
 from gateway.core.settings import effective_settings_masked, load_settings
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.layout import DemoSetup
+from gateway.demo.setup import init_demo
 from gateway.store.delivery_log import DeliveryLog
 
 REPO = Path(__file__).resolve().parents[2]

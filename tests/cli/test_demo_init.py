@@ -16,7 +16,8 @@ from gateway.core.directory import hash_api_key, load_directory
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import load_settings
 from gateway.demo import pki
-from gateway.demo.setup import PROVINCE, DemoSetup, demo_prefix, init_demo
+from gateway.demo.layout import PROVINCE, DemoSetup
+from gateway.demo.setup import demo_prefix, init_demo
 from gateway.signatures.binding import fingerprint
 
 LGSP = Path(sys.executable).with_name("lgsp")

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from gateway.cli import main
 from gateway.core.directory import Directory, dump_directory, load_directory, write_directory
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.layout import DemoSetup
+from gateway.demo.setup import init_demo
 from gateway.store import DeliveryLog
 from gateway.store.tables import console_audit
 

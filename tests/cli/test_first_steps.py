@@ -21,7 +21,8 @@ from gateway.broker.messages import METHODS
 from gateway.broker.topology import Topology
 from gateway.cli import main
 from gateway.core.settings import load_settings
-from gateway.demo.setup import GENERATED, init_demo
+from gateway.demo.layout import GENERATED
+from gateway.demo.setup import init_demo
 from gateway.edxml.xml_codec import parse_package
 
 LGSP = Path(sys.executable).with_name("lgsp")

@@ -36,7 +36,7 @@ from southbound_kit import (
 
 from gateway.cli import main
 from gateway.core.settings import load_settings
-from gateway.demo.setup import DemoSetup
+from gateway.demo.layout import DemoSetup
 from gateway.national.local_systems import load_local_systems
 
 

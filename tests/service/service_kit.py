@@ -27,8 +27,9 @@ from gateway.core.directory import Delivery, DirectoryHolder, load_directory, wr
 from gateway.core.methods import DeliveryMethod
 from gateway.core.settings import Settings, load_settings
 from gateway.demo import pki
+from gateway.demo.layout import DemoSetup
 from gateway.demo.participants import deliver_by_push, organization
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.setup import init_demo
 from gateway.edxml import build
 from gateway.edxml.model import DocumentPackage, StatusCode
 from gateway.edxml.xml_codec import serialize_package

@@ -30,7 +30,8 @@ from service_kit import (
 from service_sites import BrokerSite
 
 from gateway.demo import pki
-from gateway.demo.setup import DemoSetup, init_demo
+from gateway.demo.layout import DemoSetup
+from gateway.demo.setup import init_demo
 from gateway.edxml.xml_codec import serialize_package
 from gateway.service import workers
 from gateway.signatures.xmldsig import sign_xml
