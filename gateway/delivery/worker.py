@@ -228,6 +228,7 @@ class Worker:
             method=msg.method,
             recipient=msg.recipient,
             attempt=msg.attempt,
+            attempts_seen=msg.attempts_seen,
             redelivered=received.redelivered,
         )
         structlog.contextvars.bind_contextvars(  # for the handler's own lines
