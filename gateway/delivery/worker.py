@@ -37,7 +37,9 @@ store call of the same kind ran: at most ``prefetch`` messages; see ``batching``
 So a message is acknowledged only after its attempt is committed: a worker that dies before
 its ack (at any point, between the adapter call and the commit included) gets the message
 redelivered, and the recipient may get the same package again, with the same delivery id
-(``Idempotency-Key``); the log records one success. ``stop()`` drains: it cancels the consumer,
+(``Idempotency-Key``); the log records one success. (Once a failed attempt is committed, its
+redelivered message is a stale copy: acked unsent, its retry being the one published, or, if the
+worker died before publishing it, the sweep's.) ``stop()`` drains: it cancels the consumer,
 lets in-flight messages finish (commit included) for up to ``drain_timeout_s``, cancels the rest
 (their messages go back to the queue) and closes.
 """
