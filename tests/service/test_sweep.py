@@ -18,6 +18,7 @@ import aio_pika
 from service_kit import DEPARTMENT, DISTRICT, METRICS_HEADERS, PushReceiver, StartGateway, states
 from service_kit import new_document as new_package
 from service_sites import BrokerSite
+from sqlalchemy import update
 from sweep_kit import (
     DELAYS_S,
     GRACE_S,
@@ -41,7 +42,9 @@ from gateway.broker import Broker, DeliveryMessage
 from gateway.core.metrics import Metrics
 from gateway.store import DeliveryLog, DeliveryState, EventKind
 from gateway.store.attempts import AttemptReport
+from gateway.store.engine import transaction
 from gateway.store.sweep import SWEPT, SweepLog
+from gateway.store.tables import deliveries
 
 
 async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_delivered_again(
@@ -200,6 +203,25 @@ async def test_two_sweeps_racing_publish_each_overdue_delivery_once(
             assert record.updated_at >= started
     finally:
         await other_host.aclose()
+
+
+async def test_a_claim_holds_only_at_the_attempt_count_its_message_carries(
+    log: DeliveryLog,
+) -> None:
+    """The swept message carries the count the sweep read (``attempts_seen``): if an attempt was
+    counted after the read, even at the same ``updated_at``, the claim fails and nothing is
+    published with a count the log has moved past."""
+    lost = await retrying_delivery(log, retry_in_s=0.2)
+    await asyncio.sleep(0.2 + GRACE_S + 0.1)
+    sweep_log = SweepLog(log.engines)
+    [seen] = await sweep_log.overdue(methods={"push"}, grace_s=GRACE_S, delays_s=DELAYS_S)
+    async with transaction(log.engines.writer) as conn:  # counted meanwhile, same instant
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == lost.id)
+            .values(attempts=deliveries.c.attempts + 1)
+        )
+    assert await sweep_log.claim([seen.item.delivery]) == []
 
 
 async def test_the_worker_role_sweeps_a_lost_retry_and_the_recipient_gets_it_once(
