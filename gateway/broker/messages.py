@@ -2,7 +2,11 @@
 
 One message per (document, recipient). Small packages travel in the body; large ones travel as a
 claim check: an empty body and the package's SHA-256 in ``x-lgsp-claim-check-sha256``, the worker
-reading the bytes from the store. ``from_amqp`` refuses anything that does not hold these rules
+reading the bytes from the store. ``x-lgsp-attempts-seen`` is the delivery's recorded attempt count
+when the message was made (0 at intake): the worker acknowledges without sending a copy whose
+count is no longer the log's (a stale copy: another copy's attempt was recorded since), so a
+delivery has one retry chain; a message without it (an older publisher's) counts as current.
+``from_amqp`` refuses anything that does not hold these rules
 with ``InputError`` code ``broker.malformed_message`` (the worker dead-letters such messages).
 """
 
@@ -28,6 +32,7 @@ H_DOCUMENT_PK = "x-lgsp-document-pk"
 H_RECIPIENT = "x-lgsp-recipient"
 H_METHOD = "x-lgsp-method"
 H_ATTEMPT = "x-lgsp-attempt"
+H_ATTEMPTS_SEEN = "x-lgsp-attempts-seen"
 H_CLAIM_CHECK = "x-lgsp-claim-check-sha256"
 H_PUBLISHED_AT = "x-lgsp-published-at"
 H_DEAD_REASON = "x-lgsp-dead-reason"
@@ -48,7 +53,11 @@ def _malformed(message: str) -> InputError:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryMessage:
-    """One delivery to one recipient by one method; ``attempt`` counts from 1."""
+    """One delivery to one recipient by one method; ``attempt`` counts from 1.
+
+    ``attempts_seen``: the delivery's ``attempts`` in the log when this message was made (None:
+    not known, as from a publisher older than the field; the worker then takes it as current).
+    """
 
     delivery_id: str
     document_pk: str
@@ -59,6 +68,7 @@ class DeliveryMessage:
     claim_check_sha256: str | None = None
     content_type: str = DEFAULT_CONTENT_TYPE
     published_at: datetime = field(default_factory=_utc_now)
+    attempts_seen: int | None = None
 
     def __post_init__(self) -> None:
         problem = _problem_of(self)
@@ -81,6 +91,8 @@ class DeliveryMessage:
         }
         if self.claim_check_sha256 is not None:
             headers[H_CLAIM_CHECK] = self.claim_check_sha256
+        if self.attempts_seen is not None:
+            headers[H_ATTEMPTS_SEEN] = self.attempts_seen
         return headers
 
     def amqp_properties(self) -> spec.Basic.Properties:
@@ -121,13 +133,14 @@ class DeliveryMessage:
             claim_check_sha256=claim,
             content_type=incoming.content_type or DEFAULT_CONTENT_TYPE,
             published_at=_timestamp(headers, H_PUBLISHED_AT),
+            attempts_seen=_optional_integer(headers, H_ATTEMPTS_SEEN),
         )
 
 
 def _problem_of(msg: DeliveryMessage) -> str | None:
     """Why this message breaks the rules, or None (the first rule broken; each reason is
     formatted only for a message that breaks its rule)."""
-    return _identity_problem(msg) or _content_problem(msg)
+    return _identity_problem(msg) or _count_problem(msg) or _content_problem(msg)
 
 
 def _identity_problem(msg: DeliveryMessage) -> str | None:
@@ -139,8 +152,15 @@ def _identity_problem(msg: DeliveryMessage) -> str | None:
         return "recipient is empty"
     if msg.method not in METHODS:
         return f"method {msg.method!r} is not one of {METHODS}"
+    return None
+
+
+def _count_problem(msg: DeliveryMessage) -> str | None:
     if isinstance(msg.attempt, bool) or msg.attempt < 1:
         return f"attempt {msg.attempt!r} < 1"
+    seen = msg.attempts_seen
+    if seen is not None and (isinstance(seen, bool) or seen < 0):
+        return f"attempts_seen {seen!r} < 0"
     return None
 
 
@@ -179,9 +199,18 @@ def _text(headers: Mapping[str, object], name: str) -> str:
 
 
 def _integer(headers: Mapping[str, object], name: str) -> int:
-    value = headers.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
+    value = _optional_integer(headers, name)
+    if value is None:
         raise _malformed(f"header {name} is missing or not an integer")
+    return value
+
+
+def _optional_integer(headers: Mapping[str, object], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _malformed(f"header {name} is not an integer")
     return value
 
 

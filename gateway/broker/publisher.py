@@ -12,7 +12,7 @@ each message's own outcome, so that one nack fails only what it belongs to.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +33,7 @@ from gateway.broker.failures import BROKER_UNAVAILABLE, broker_errors
 from gateway.broker.link import Link
 from gateway.broker.messages import (
     H_ATTEMPTS,
+    H_ATTEMPTS_SEEN,
     H_DEAD_AT,
     H_DEAD_REASON,
     METHODS,
@@ -197,11 +198,21 @@ class Broker:
         return chosen_s
 
     async def dead_letter(
-        self, method: str, received: Received, *, reason: str, attempts: int
+        self,
+        method: str,
+        received: Received,
+        *,
+        reason: str,
+        attempts: int,
+        attempts_seen: int | None = None,
     ) -> None:
-        """Copy a received message, as received, to ``<p>.dead.<method>`` with why and when."""
+        """Copy a received message, as received, to ``<p>.dead.<method>`` with why and when;
+        ``attempts_seen`` (the delivery's count after the dead letter was recorded) replaces
+        the message's own, so that a replay of the copy is current."""
         raw = received.raw
         headers = dict(raw.headers or {})
+        if attempts_seen is not None:
+            headers[H_ATTEMPTS_SEEN] = attempts_seen
         headers[H_DEAD_REASON] = reason
         headers[H_ATTEMPTS] = attempts
         headers[H_DEAD_AT] = datetime.now(UTC).isoformat()
@@ -223,19 +234,26 @@ class Broker:
         name = self.topology.work_queue(method)
         return Subscription(self._link, name, prefetch, loops=self._link.loops)
 
-    async def requeue_dead(self, method: str, *, delivery_ids: set[str] | None = None) -> int:
+    async def requeue_dead(
+        self,
+        method: str,
+        *,
+        delivery_ids: set[str] | None = None,
+        attempts_seen: Mapping[str, int] | None = None,
+    ) -> int:
         """Move dead letters (all, or those of ``delivery_ids``) back to the work queue.
 
         Each moves as a fresh message (attempt 1, same delivery_id), confirmed before the dead
-        copy is acked. Others, and dead letters that cannot be parsed, stay dead. Returns how
-        many moved.
+        copy is acked; it carries the delivery's count in ``attempts_seen`` (the log's, read by
+        the caller) if there, else the dead copy's. Others, and dead letters that cannot be
+        parsed, stay dead. Returns how many moved.
         """
         moved = 0
         async with self._scratch_channel(f"requeue dead letters of {method}") as channel:
             dead = await channel.declare_queue(self.topology.dead_queue(method), passive=True)
             held: list[AbstractIncomingMessage] = []  # unacked, so ``get`` moves past them
             while (raw := await dead.get(no_ack=False, fail=False)) is not None:
-                fresh = _replayable(raw, delivery_ids)
+                fresh = _replayable(raw, delivery_ids, attempts_seen or {})
                 if fresh is None:
                     held.append(raw)
                     continue
@@ -252,7 +270,9 @@ class Broker:
         return moved
 
 
-def _replayable(raw: AbstractIncomingMessage, wanted: set[str] | None) -> DeliveryMessage | None:
+def _replayable(
+    raw: AbstractIncomingMessage, wanted: set[str] | None, attempts_seen: Mapping[str, int]
+) -> DeliveryMessage | None:
     """The dead letter as a fresh attempt-1 message, or None if it is not to be replayed."""
     if wanted is not None and raw.message_id not in wanted:
         return None
@@ -260,4 +280,6 @@ def _replayable(raw: AbstractIncomingMessage, wanted: set[str] | None) -> Delive
         msg = DeliveryMessage.from_amqp(raw)
     except InputError:
         return None
-    return replace(msg, attempt=1)
+    return replace(
+        msg, attempt=1, attempts_seen=attempts_seen.get(msg.delivery_id, msg.attempts_seen)
+    )

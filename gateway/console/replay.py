@@ -3,7 +3,8 @@
 Per batch: each delivery goes back to ``accepted`` in the log (``DeliveryLog.replay``, which
 refuses anything not dead-lettered or failed). Then, per method, the dead copies of exactly those
 deliveries move from ``<p>.dead.<method>`` back to the work queue (``Broker.requeue_dead``, same
-message id); when some copy is missing from the dead queue, the batch is published afresh by claim
+message id, carrying the delivery's recorded attempt count so that the worker takes it as
+current); when some copy is missing from the dead queue, the batch is published afresh by claim
 check instead (``Dispatcher.publish``, body None). Either way the worker sends the same delivery id,
 which the push adapter uses as the ``Idempotency-Key``, and skips deliveries already delivered.
 If the broker is down the deliveries stay ``accepted`` (reported as ``deferred``) and the outbox
@@ -82,7 +83,9 @@ class Replayer:
 
     async def _requeue(self, method: str, records: list[DeliveryRecord], actor: str) -> None:
         ids = [r.id for r in records]
-        moved = await self._broker.requeue_dead(method, delivery_ids=set(ids))
+        moved = await self._broker.requeue_dead(
+            method, delivery_ids=set(ids), attempts_seen={r.id: r.attempts for r in records}
+        )
         if moved == len(ids):
             await self._log.mark_published(ids, republished=True, actor=actor)
             return

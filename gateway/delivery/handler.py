@@ -3,14 +3,20 @@
 Rules (the worker loop batches ``check`` and ``commit`` and turns the verdicts into acks, retry
 queues and dead letters; see ``gateway.delivery.worker``):
 
-    check, once per batch          one read transaction: the batch's delivery states (and
-                                   its claim-checked packages)
+    check, once per batch          one read transaction: the batch's delivery states and
+                                   attempt counts (and its claim-checked packages)
         delivery delivered already -> ALREADY_DELIVERED: acked, never sent again
         delivery dead-lettered or failed -> SETTLED: a late copy (a held retry, a swept
                                    twin), acked and not sent; only an admin's replay
                                    (which makes it ``accepted`` first) sends it again
         delivery not in the log    -> Retry ("not in the delivery log")
-        otherwise                  -> Ready, with the package bytes
+        message's attempts_seen is not the log's count -> SETTLED: a stale copy (another
+                                   copy's attempt was recorded since: a held retry after a
+                                   sweep, a copy older than a replay), acked and not sent,
+                                   so that a delivery has one retry chain
+        otherwise                  -> Ready, with the package bytes (a message without
+                                   attempts_seen, from an older publisher, is current and
+                                   takes the log's count)
     deliver, per message           adapter returns -> DELIVERED (logged, counted)
                                    adapter raises a retryable error -> Retry(retry_after_s);
                                        on the last try Permanent ("gave up after N tries")
@@ -18,12 +24,20 @@ queues and dead letters; see ``gateway.delivery.worker``):
     commit, once per batch         every attempt in one transaction (``record_attempts``):
                                    delivered / retrying / dead_lettered, attempts + 1, an event;
                                    a delivery someone delivered meanwhile stays as it is and
-                                   its message is acked (ALREADY_DELIVERED)
+                                   its message is acked (ALREADY_DELIVERED); a failure counts
+                                   only if the log's count is still the message's, so of two
+                                   copies that failed at once one is retried and the other is
+                                   acked (SETTLED, stale); a recorded failure's message comes
+                                   back with the new count, which its retry or dead copy carries
+
+A redelivery after a crash before the commit still carries the log's count: it is sent again,
+under the same ``Idempotency-Key``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import NoReturn
 
@@ -37,7 +51,7 @@ from gateway.core.methods import DeliveryMethod
 from gateway.core.metrics import Metrics
 from gateway.delivery.outcomes import Attempt, Permanent, Ready, Retry, Verdict
 from gateway.store import DeliveryLog
-from gateway.store.attempts import AttemptReport, AttemptResult
+from gateway.store.attempts import AttemptReport, AttemptResult, StoredDelivery
 from gateway.store.records import DeliveryState
 
 log = structlog.get_logger(__name__)
@@ -80,7 +94,7 @@ class DeliveryHandler:
         self._delay_for = delay_for
 
     async def check(self, messages: Sequence[DeliveryMessage]) -> list[Attempt | Ready]:
-        states, packages = await self._log.check_batch(
+        stored, packages = await self._log.check_batch(
             (m.delivery_id for m in messages),
             {
                 m.delivery_id: m.claim_check_sha256
@@ -88,20 +102,30 @@ class DeliveryHandler:
                 if m.body is None and m.claim_check_sha256
             },
         )
-        return [self._checked(m, states.get(m.delivery_id), packages) for m in messages]
+        return [self._checked(m, stored.get(m.delivery_id), packages) for m in messages]
 
     def _checked(
-        self, msg: DeliveryMessage, state: DeliveryState | None, packages: Mapping[str, bytes]
+        self, msg: DeliveryMessage, stored: StoredDelivery | None, packages: Mapping[str, bytes]
     ) -> Attempt | Ready:
-        if state is None:  # retried (and in the end dead-lettered), as any store failure
+        if stored is None:  # retried (and in the end dead-lettered), as any store failure
             reason = f"delivery {msg.delivery_id} is not in the delivery log"
             return Attempt(msg, Verdict.RETRY, reason)
+        state = stored.state
         if state is DeliveryState.DELIVERED:
             self._not_sent(msg, "redelivered", log.info, "delivery_already_done")
             return Attempt(msg, Verdict.ALREADY_DELIVERED, "already delivered")
         if state in _WAITING_FOR_AN_ADMIN:
             self._not_sent(msg, "stale", log.warning, "delivery_copy_dropped", state=state.value)
             return Attempt(msg, Verdict.SETTLED, f"the delivery is {state.value}")
+        if msg.attempts_seen != stored.attempts:
+            if msg.attempts_seen is not None:
+                return self._stale(msg, stored.attempts)
+            msg = replace(msg, attempts_seen=stored.attempts)  # an older publisher's: current
+        return self._ready(msg, packages)
+
+    @staticmethod
+    def _ready(msg: DeliveryMessage, packages: Mapping[str, bytes]) -> Attempt | Ready:
+        """A current copy with its package (in the body, or fetched by the check)."""
         if msg.body is not None:
             return Ready(msg, msg.body)
         package = packages.get(msg.claim_check_sha256 or "")
@@ -114,13 +138,18 @@ class DeliveryHandler:
             return Attempt(msg, Verdict.DEAD, reason)
         return Ready(msg, package)
 
+    def _stale(self, msg: DeliveryMessage, attempts: int) -> Attempt:
+        """A copy whose count the log has moved past: acked, not sent (see the module)."""
+        self._not_sent(msg, "stale", log.info, "delivery_stale_copy", attempts_now=attempts)
+        return Attempt(msg, Verdict.SETTLED, f"a stale copy: the log counts {attempts} attempts")
+
     def _not_sent(
         self,
         msg: DeliveryMessage,
         outcome: str,
         emit: Callable[..., object],
         event: str,
-        **extra: str,
+        **extra: object,
     ) -> None:
         """A message settled without an adapter call: counted under ``outcome``, logged."""
         self._metrics.deliveries.labels(msg.method, outcome).inc()
@@ -130,6 +159,7 @@ class DeliveryHandler:
             document=msg.document_pk,
             recipient=msg.recipient,
             attempt=msg.attempt,
+            attempts_seen=msg.attempts_seen,
             **extra,
         )
 
@@ -152,7 +182,7 @@ class DeliveryHandler:
         log.info("delivered", attempt=msg.attempt, detail=outcome.detail)
         return Attempt(msg, Verdict.DELIVERED, outcome.detail)
 
-    async def commit(self, attempts: Sequence[Attempt]) -> list[Verdict]:
+    async def commit(self, attempts: Sequence[Attempt]) -> list[Attempt]:
         reports = [
             AttemptReport(
                 a.message.delivery_id,
@@ -161,17 +191,39 @@ class DeliveryHandler:
                 None if a.verdict is Verdict.DELIVERED else a.detail,
                 None if a.verdict is Verdict.DELIVERED else a.code,
                 self._retry_in_s(a),
+                attempts_seen=a.message.attempts_seen,
             )
             for a in attempts
             if a.verdict in _STATE_OF
         ]
         results = iter(await self._log.record_attempts(reports))
-        verdicts = []
-        for attempt in attempts:
-            result = next(results) if attempt.verdict in _STATE_OF else None
-            late = result is AttemptResult.ALREADY_DELIVERED
-            verdicts.append(Verdict.ALREADY_DELIVERED if late else attempt.verdict)
-        return verdicts
+        return [self._recorded(a, next(results)) if a.verdict in _STATE_OF else a for a in attempts]
+
+    def _recorded(self, attempt: Attempt, result: AttemptResult) -> Attempt:
+        """``attempt`` as ``record_attempts`` left it (see the module docstring)."""
+        msg, verdict = attempt.message, attempt.verdict
+        if result is AttemptResult.ALREADY_DELIVERED:
+            return replace(attempt, verdict=Verdict.ALREADY_DELIVERED)
+        if result is AttemptResult.STALE:
+            log.info(
+                "delivery_stale_copy",
+                delivery_id=msg.delivery_id,
+                document=msg.document_pk,
+                recipient=msg.recipient,
+                attempt=msg.attempt,
+                attempts_seen=msg.attempts_seen,
+                verdict=verdict.value,
+            )
+            return replace(attempt, verdict=Verdict.SETTLED, detail=f"stale: {attempt.detail}")
+        seen = msg.attempts_seen
+        if (
+            result is AttemptResult.APPLIED
+            and verdict is not Verdict.DELIVERED
+            and seen is not None
+        ):
+            # a failure applies only at the count its message saw: the log's is now one more
+            return replace(attempt, message=replace(msg, attempts_seen=seen + 1))
+        return attempt
 
     def _retry_in_s(self, attempt: Attempt) -> float | None:
         if attempt.verdict is not Verdict.RETRY or self._delay_for is None:

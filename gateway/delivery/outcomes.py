@@ -7,9 +7,12 @@ A ``BatchHandler`` works in three steps, two of them once per batch of concurren
                       claim-checked bytes)
     deliver(ready)    one call per message, concurrently: returns a DELIVERED ``Attempt``, or
                       raises ``Retry`` / ``Permanent``
-    commit(attempts)  one call per batch: records every attempt at once; per attempt the
-                      verdict to settle the message by (DELIVERED may come back
-                      ALREADY_DELIVERED when someone else recorded it first)
+    commit(attempts)  one call per batch: records every attempt at once; per attempt, the
+                      attempt as recorded: the verdict to settle the message by (DELIVERED may
+                      come back ALREADY_DELIVERED when someone else recorded it first, a
+                      failure SETTLED when another copy's was recorded first), its message
+                      carrying the delivery's attempt count after the commit (what a retry or
+                      dead-letter copy carries)
 
 A plain ``async def handler(message)`` (returns: delivered; raises ``Retry``/``Permanent``) is
 wrapped as a ``BatchHandler`` that checks and records nothing.
@@ -55,7 +58,7 @@ class Verdict(StrEnum):
 
     DELIVERED = "delivered"  # the recipient has it: ack
     ALREADY_DELIVERED = "already_delivered"  # delivered before (not sent again): ack
-    SETTLED = "settled"  # a late copy of a dead-lettered or failed delivery (not sent): ack
+    SETTLED = "settled"  # a stale copy (or one of a dead-lettered or failed delivery): ack
     RETRY = "retry"  # a copy to a retry queue, then ack
     DEAD = "dead"  # a copy to the dead letters with the reason, then ack
 
@@ -90,7 +93,7 @@ class BatchHandler(Protocol):
 
     async def deliver(self, ready: Ready) -> Attempt: ...
 
-    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Verdict]: ...
+    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Attempt]: ...
 
 
 class PlainHandler:
@@ -106,5 +109,5 @@ class PlainHandler:
         await self._handle(ready.message)
         return Attempt(ready.message, Verdict.DELIVERED, "handled")
 
-    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Verdict]:
-        return [attempt.verdict for attempt in attempts]
+    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Attempt]:
+        return attempts

@@ -6,7 +6,8 @@ store call of the same kind ran: at most ``prefetch`` messages; see ``batching``
     up to ``prefetch`` messages are unsettled at once; each is delivered in its own task
     message cannot be parsed               -> dead-letter ("malformed: ..."), attempts 0
     handler.check, once per batch          -> an Attempt: no delivery (e.g. ALREADY_DELIVERED:
-                                              a delivered delivery is never sent again)
+                                              a delivered delivery is never sent again;
+                                              SETTLED: a stale copy, see ``handler``)
                                            -> Ready: handler.deliver, concurrently
     deliver returns                        -> DELIVERED
     deliver raises Retry(defer_s)          -> attempt < max_tries: RETRY; else DEAD
@@ -15,21 +16,30 @@ store call of the same kind ran: at most ``prefetch`` messages; see ``batching``
     anything else raised (check included)  -> logged, then treated as Retry(None)
     handler.commit, once per batch         -> records every attempt of the batch in ONE
                                               transaction; a DELIVERED that someone recorded
-                                              first comes back ALREADY_DELIVERED
+                                              first comes back ALREADY_DELIVERED, a failure
+                                              of a copy that another copy's recorded failure
+                                              made stale comes back SETTLED; the message
+                                              comes back with the count after the commit
     the commit fails                       -> the batch's attempts become Retry(None)
                                               ("not recorded: ..."), not recorded
-    only THEN each message is settled      -> DELIVERED, ALREADY_DELIVERED: ack
-                                           -> RETRY: copy with attempt+1 to the retry queue of
-                                              the smallest delay >= defer_s (None: the
-                                              schedule's delay for this attempt), confirmed, ack
-                                           -> DEAD: copy to the dead letters with the reason,
-                                              confirmed, ack
+    only THEN each message is settled      -> DELIVERED, ALREADY_DELIVERED, SETTLED: ack
+                                           -> RETRY: copy with attempt+1 (and the count
+                                              after the commit) to the retry queue of the
+                                              smallest delay >= defer_s (None: the schedule's
+                                              delay for this attempt), confirmed, ack
+                                           -> DEAD: copy to the dead letters with the reason
+                                              (and the count after the commit), confirmed, ack
     publishing the retry/dead copy fails   -> nack with requeue: the message is never lost
+                                              (but if its attempt was recorded, it is now a
+                                              stale copy and is acked when it comes back;
+                                              the sweep republishes the delivery)
 
 So a message is acknowledged only after its attempt is committed: a worker that dies before
 its ack (at any point, between the adapter call and the commit included) gets the message
 redelivered, and the recipient may get the same package again, with the same delivery id
-(``Idempotency-Key``); the log records one success. ``stop()`` drains: it cancels the consumer,
+(``Idempotency-Key``); the log records one success. (Once a failed attempt is committed, its
+redelivered message is a stale copy: acked unsent, its retry being the one published, or, if the
+worker died before publishing it, the sweep's.) ``stop()`` drains: it cancels the consumer,
 lets in-flight messages finish (commit included) for up to ``drain_timeout_s``, cancels the rest
 (their messages go back to the queue) and closes.
 """
@@ -120,7 +130,7 @@ class Worker:
         self.outcomes: Counter[str] = Counter()
         self._handler: BatchHandler | None = None
         self._checks: Batcher[DeliveryMessage, Attempt | Ready] | None = None
-        self._commits: Batcher[Attempt, Verdict] | None = None
+        self._commits: Batcher[Attempt, Attempt] | None = None
         self._subscription: Subscription | None = None
         self._inflight: set[asyncio.Task[object]] = set()
         self._stop_requested = asyncio.Event()
@@ -220,6 +230,7 @@ class Worker:
             method=msg.method,
             recipient=msg.recipient,
             attempt=msg.attempt,
+            attempts_seen=msg.attempts_seen,
             redelivered=received.redelivered,
         )
         structlog.contextvars.bind_contextvars(  # for the handler's own lines
@@ -247,6 +258,7 @@ class Worker:
             checked = await self._checks.submit(msg)
             if isinstance(checked, Attempt):
                 return checked
+            msg = checked.message  # as checked (an older publisher's: with the log's count)
             return await self._handler.deliver(checked)
         except Retry as exc:
             return self._within_tries(
@@ -265,24 +277,24 @@ class Worker:
         return attempt
 
     async def _recorded(self, attempt: Attempt, bound: Logger) -> Attempt:
-        """``attempt`` after the batch commit that records it (nothing to record: as it is)."""
+        """``attempt`` as the batch commit recorded it (nothing to record: as it is)."""
         if attempt.verdict in _NOTHING_TO_RECORD:
             return attempt
         assert self._commits is not None
         try:
-            verdict = await self._commits.submit(attempt)
+            return await self._commits.submit(attempt)
         except Exception as exc:
             bound.error("delivery.commit_failed", verdict=attempt.verdict.value, error=str(exc))
             return self._within_tries(
                 Attempt(attempt.message, Verdict.RETRY, f"not recorded: {exc}")
             )
-        return attempt if verdict is attempt.verdict else replace(attempt, verdict=verdict)
 
     async def _settle_attempt(self, received: Received, attempt: Attempt, bound: Logger) -> None:
         if attempt.verdict is Verdict.RETRY:
             await self._retry(received, attempt.message, attempt.detail, attempt.defer_s, bound)
         elif attempt.verdict is Verdict.DEAD:
-            await self._dead_letter(received, attempt.detail, attempt.message.attempt, bound)
+            msg = attempt.message
+            await self._dead_letter(received, attempt.detail, msg.attempt, bound, msg.attempts_seen)
         else:
             await self._settle(received, _SETTLED_AS[attempt.verdict], bound)
 
@@ -305,10 +317,21 @@ class Worker:
         await self._settle(received, "retried", bound)
 
     async def _dead_letter(
-        self, received: Received, reason: str, attempts: int, bound: Logger
+        self,
+        received: Received,
+        reason: str,
+        attempts: int,
+        bound: Logger,
+        attempts_seen: int | None = None,
     ) -> None:
         try:
-            await self.broker.dead_letter(self.method, received, reason=reason, attempts=attempts)
+            await self.broker.dead_letter(
+                self.method,
+                received,
+                reason=reason,
+                attempts=attempts,
+                attempts_seen=attempts_seen,
+            )
         except UnavailableError as exc:
             bound.error("delivery.dead_letter_failed", error=str(exc))
             await self._requeue(received, bound)

@@ -52,7 +52,9 @@ class Dispatcher:
     def messages(
         self, document: DocumentRecord, deliveries: Sequence[DeliveryRecord], body: bytes | None
     ) -> list[DeliveryMessage]:
-        """The broker message of each delivery; ``body`` None or too large sends a claim check."""
+        """The broker message of each delivery; ``body`` None or too large sends a claim check.
+        Each carries its record's ``attempts`` (``attempts_seen``): the worker drops a copy
+        whose count the log has moved past."""
         by_reference = body is None or len(body) > self._claim_check_bytes
         return [
             DeliveryMessage(
@@ -63,6 +65,7 @@ class Dispatcher:
                 body=None if by_reference else body,
                 claim_check_sha256=document.package_sha256 if by_reference else None,
                 content_type=PackageFormat(document.format).media_type,
+                attempts_seen=d.attempts,
             )
             for d in deliveries
         ]

@@ -17,9 +17,12 @@ elects a leader is held by RabbitMQ 3.10 for ``dead_letter_worker_publisher_conf
    outbox relay does, with the next attempt number), then records a ``republished`` event
    (outcome ``swept``) for each confirmed one and counts it (``lgsp_deliveries_swept_total``).
 
-A copy that still arrives (the held retry, a sweep racing an attempt) is harmless: the worker
-acknowledges a message of a delivered delivery without delivering it again, and a push carries the
-same delivery id as ``Idempotency-Key``. A publish that fails leaves the delivery claimed: the
+The message carries the attempt count the claim saw (``attempts_seen``). A copy that still arrives
+(the held retry, a sweep racing an attempt) is harmless: the worker acknowledges a message of a
+delivered delivery without delivering it again, and one whose count the log has moved past (a
+stale copy: an attempt of the other copy was recorded since) without sending it, so a delivery
+that keeps failing has one retry chain, not two; a push carries the same delivery id as
+``Idempotency-Key``. A publish that fails leaves the delivery claimed: the
 sweep after the next grace tries again.
 """
 

@@ -1,13 +1,17 @@
 """The worker's side of the delivery log, a batch at a time: one read before, one write after.
 
 Before delivering a batch, ``check_batch`` answers "delivered already?" for all of it in one
-read (so a delivered delivery is never sent again) and fetches its claim-checked bytes with one
+read (so a delivered delivery is never sent again), with each delivery's attempt count (a copy
+of a message that saw another count is stale), and fetches its claim-checked bytes with one
 more statement in the same read transaction. After the batch's adapter calls,
 ``record_attempts`` writes every outcome in ONE transaction (on PostgreSQL its rows locked first,
 in id order: ``queries.lock_deliveries``): each delivery moves with a conditional update
 (``... WHERE state <> 'delivered' RETURNING``), and a row that it does not move was delivered by
-someone else meanwhile. That report changes nothing but the trail (an ``attempt`` event marked
-``ignored``), and the caller is told so, from the same statement rather than a second read.
+someone else meanwhile. A failure moves it only if its attempt count is still the one the report's
+message saw (``AND attempts = :seen``): of two copies of one delivery that both failed (in one
+batch or in two workers' at once), one is counted and retried, the other is stale. Such a report
+changes nothing but the trail (an ``attempt`` event marked ``ignored``), and the caller is told
+which, from a read in the same transaction of the rows not moved.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ _NOT_DELIVERED = deliveries.c.state != DeliveryState.DELIVERED.value
 
 # The batch statements, built once (each execution then skips building the statement and its
 # cache key; the compiled form is SQLAlchemy's cached one): ``ids`` and ``sha256s`` expand.
-_STATES = select(deliveries.c.id, deliveries.c.state).where(
+_STATES = select(deliveries.c.id, deliveries.c.state, deliveries.c.attempts).where(
     deliveries.c.id.in_(bindparam("ids", expanding=True))
 )
 _PACKAGES = select(packages.c.sha256, packages.c.data).where(
@@ -58,7 +62,16 @@ class AttemptResult(StrEnum):
 
     APPLIED = "applied"  # the delivery moved to the reported state
     ALREADY_DELIVERED = "already_delivered"  # it was delivered meanwhile: trail entry only
+    STALE = "stale"  # a failure of a copy whose count was not the log's: trail entry only
     UNKNOWN = "unknown"  # no such delivery in the log: nothing written
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery as a batch check read it: its state and recorded attempt count."""
+
+    state: DeliveryState
+    attempts: int
 
 
 _REPORTED = {
@@ -78,6 +91,9 @@ class AttemptReport:
     error: str | None = None  # the adapter's message (remote text, URL): for admins only
     error_code: str | None = None  # its stable code, shown to participants
     retry_in_s: float | None = None  # RETRYING: the delay before the next attempt (the sweep's)
+    # the delivery's attempt count its message saw: a failure applies only while it is the
+    # log's (None: unconditionally); a success applies whatever it is
+    attempts_seen: int | None = None
 
     def __post_init__(self) -> None:
         if self.state not in _REPORTED:
@@ -100,27 +116,31 @@ class AttemptLog(LogReader):
 
     async def check_batch(
         self, delivery_ids: Iterable[str], claim_checks: Mapping[str, str]
-    ) -> tuple[dict[str, DeliveryState], dict[str, bytes]]:
-        """``delivery_states`` of ``delivery_ids`` and, in the same read transaction, the bytes
-        of the ``claim_checks`` (delivery id -> package SHA-256) whose delivery is found and not
-        delivered: what a worker batch needs before its adapter calls."""
+    ) -> tuple[dict[str, StoredDelivery], dict[str, bytes]]:
+        """The state and attempt count of each of ``delivery_ids`` found in the log and, in the
+        same read transaction, the bytes of the ``claim_checks`` (delivery id -> package
+        SHA-256) whose delivery is found and not delivered: what a worker batch needs before
+        its adapter calls."""
         ids = sorted(set(delivery_ids))
         if not ids:
             return {}, {}
         async with transaction(self._engines.reader) as conn:
             rows = await conn.execute(_STATES, {"ids": ids})
-            states = {row.id: DeliveryState(row.state) for row in rows}
+            stored = {
+                row.id: StoredDelivery(DeliveryState(row.state), row.attempts) for row in rows
+            }
             wanted = sorted(
                 {
                     sha
                     for delivery_id, sha in claim_checks.items()
-                    if states.get(delivery_id) not in (None, DeliveryState.DELIVERED)
+                    if (found := stored.get(delivery_id)) is not None
+                    and found.state is not DeliveryState.DELIVERED
                 }
             )
             if not wanted:
-                return states, {}
-            found = await conn.execute(_PACKAGES, {"sha256s": wanted})
-            return states, {row.sha256: bytes(row.data) for row in found}
+                return stored, {}
+            fetched = await conn.execute(_PACKAGES, {"sha256s": wanted})
+            return stored, {row.sha256: bytes(row.data) for row in fetched}
 
     async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
         """The stored bytes of each of ``sha256s`` found in the log (one statement)."""
@@ -137,9 +157,11 @@ class AttemptLog(LogReader):
         """Record a batch of attempts in one transaction; per report, what became of it.
 
         A report about a delivery that is ``delivered`` already (or that is not in the log)
-        does not apply: the delivery keeps its state and, if it exists, its trail gets an
-        ``attempt`` event marked ``ignored``. Successes apply before failures, so of two reports
-        about one delivery a success wins, and of two successes the first.
+        does not apply, nor does a failure whose ``attempts_seen`` is not the delivery's count
+        (STALE): the delivery keeps its state and, if it exists, its trail gets an ``attempt``
+        event marked ``ignored``. Successes apply before failures, so of two reports about one
+        delivery a success wins, and of two successes the first; of two failures that saw the
+        same count, the first.
         """
         if not reports:
             return []
@@ -149,21 +171,15 @@ class AttemptLog(LogReader):
                 await conn.execute(lock_deliveries(r.delivery_id for r in reports))
             moved = await self._move(conn, reports, now)
             missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
-            documents = await _documents_of(conn, missed) if missed else {}
+            found = await _found(conn, missed) if missed else {}
+            results = [_result(i in moved, found.get(r.delivery_id)) for i, r in enumerate(reports)]
             trail = [
-                _event(report, moved.get(i), documents, now, actor)
+                _event(report, moved.get(i), found, results[i], now=now, actor=actor)
                 for i, report in enumerate(reports)
             ]
             rows = [row for row in trail if row is not None]
             await conn.run_sync(append_events, rows)  # last: see ``store.chain``
-        return [
-            AttemptResult.APPLIED
-            if i in moved
-            else AttemptResult.ALREADY_DELIVERED
-            if r.delivery_id in documents
-            else AttemptResult.UNKNOWN
-            for i, r in enumerate(reports)
-        ]
+        return results
 
     async def _move(
         self, conn: AsyncConnection, reports: Sequence[AttemptReport], now: datetime
@@ -190,10 +206,13 @@ class AttemptLog(LogReader):
             if report.error is not None:
                 values["last_error"] = report.error
                 values["last_error_code"] = report.error_code
+            where = [deliveries.c.id == report.delivery_id, _NOT_DELIVERED]
+            if report.attempts_seen is not None:  # one copy's failure counts, not two
+                where.append(deliveries.c.attempts == report.attempts_seen)
             failed = (
                 await conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id == report.delivery_id, _NOT_DELIVERED)
+                    .where(*where)
                     .values(**values)
                     .returning(deliveries.c.document, deliveries.c.attempts)
                 )
@@ -203,19 +222,41 @@ class AttemptLog(LogReader):
         return moved
 
 
-async def _documents_of(conn: AsyncConnection, delivery_ids: set[str]) -> dict[str, str]:
+async def _found(
+    conn: AsyncConnection, delivery_ids: set[str]
+) -> dict[str, tuple[str, DeliveryState]]:
+    """``{delivery id: (document, state)}`` of those of ``delivery_ids`` in the log."""
     rows = await conn.execute(
-        select(deliveries.c.id, deliveries.c.document).where(
+        select(deliveries.c.id, deliveries.c.document, deliveries.c.state).where(
             deliveries.c.id.in_(sorted(delivery_ids))
         )
     )
-    return {row.id: row.document for row in rows}
+    return {row.id: (row.document, DeliveryState(row.state)) for row in rows}
+
+
+def _result(moved: bool, found: tuple[str, DeliveryState] | None) -> AttemptResult:
+    """What became of a report: it moved its delivery, or why not (``found``: as it is now)."""
+    if moved:
+        return AttemptResult.APPLIED
+    if found is None:
+        return AttemptResult.UNKNOWN
+    if found[1] is DeliveryState.DELIVERED:
+        return AttemptResult.ALREADY_DELIVERED
+    return AttemptResult.STALE  # a failure whose count the log had moved past
+
+
+_IGNORED = {
+    AttemptResult.ALREADY_DELIVERED: "already delivered",
+    AttemptResult.STALE: "stale copy",
+}
 
 
 def _event(
     report: AttemptReport,
     moved: tuple[str, int] | None,
-    documents: dict[str, str],
+    found: dict[str, tuple[str, DeliveryState]],
+    result: AttemptResult,
+    *,
     now: datetime,
     actor: str,
 ) -> dict[str, object] | None:
@@ -229,9 +270,9 @@ def _event(
     if moved is not None:
         document, attempts = moved
         detail["attempt"] = attempts
-    elif report.delivery_id in documents:
-        document, kind = documents[report.delivery_id], EventKind.ATTEMPT
-        detail["ignored"] = "already delivered"
+    elif result in _IGNORED:
+        document, kind = found[report.delivery_id][0], EventKind.ATTEMPT
+        detail["ignored"] = _IGNORED[result]
     else:
         return None
     return event_values(

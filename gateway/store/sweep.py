@@ -12,11 +12,12 @@ No column holds the due time (no migration): ``overdue`` narrows the rows in SQL
 delay each could have had (the schedule's for its attempt count; the ``(state, updated_at)``
 index serves the range), then checks each against its last events (the ``(delivery, id)`` index).
 
-``claim`` is a conditional update per delivery, each in a transaction of its own (``WHERE
-state = :seen AND updated_at = :seen``), that sets ``updated_at`` to now: of two sweeps that read
-the same row, on SQLite or PostgreSQL, only the first moves it and the second's update finds
-nothing (PostgreSQL re-reads the row once the first commits). The claimed delivery is then due
-again only after another grace.
+``claim`` is a conditional update per delivery, each in a transaction of its own (``WHERE``
+its state, ``updated_at`` and ``attempts`` are as read), that sets ``updated_at`` to now: of two
+sweeps that read the same row, on SQLite or PostgreSQL, only the first moves it and the second's
+update finds nothing (PostgreSQL re-reads the row once the first commits). The claimed delivery
+is then due again only after another grace, and its ``attempts`` is the one the sweep read,
+which its message carries (``attempts_seen``).
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ class SweepLog:
         return found[:limit]
 
     async def claim(self, seen: Sequence[DeliveryRecord]) -> list[DeliveryRecord]:
-        """Claim each delivery as it was read (same state, same ``updated_at``), moving its
-        ``updated_at`` to now; the ones claimed (by this call, not another sweep).
+        """Claim each delivery as it was read (same state, ``updated_at`` and ``attempts``),
+        moving its ``updated_at`` to now; the ones claimed (by this call, not another sweep).
 
         One short transaction per delivery: a claim never holds two row locks, so it cannot
         deadlock with a worker's batch commit (overdue deliveries are few)."""
@@ -125,6 +126,7 @@ class SweepLog:
                             deliveries.c.id == record.id,
                             deliveries.c.state == record.state.value,
                             deliveries.c.updated_at == record.updated_at,
+                            deliveries.c.attempts == record.attempts,
                         )
                         .values(updated_at=utc_now())
                         .returning(deliveries.c.id)

@@ -126,7 +126,7 @@ async def test_requeue_dead_moves_chosen_dead_letters_back_as_attempt_one(
     raw_connection: AbstractRobustConnection,
     drain_queue,
 ) -> None:
-    msgs = [make_message(n, attempt=3) for n in range(3)]
+    msgs = [make_message(n, attempt=3, attempts_seen=2) for n in range(3)]
     dead, work = broker.topology.dead_queue("push"), broker.topology.work_queue("push")
     async with raw_connection.channel() as channel:
         for msg in msgs:
@@ -136,17 +136,19 @@ async def test_requeue_dead_moves_chosen_dead_letters_back_as_attempt_one(
         junk = aio_pika.Message(b"junk", message_id=msgs[0].delivery_id)  # same id, unreadable
         await channel.default_exchange.publish(junk, dead)
 
-    assert await broker.requeue_dead("push", delivery_ids={msgs[0].delivery_id}) == 1
+    chosen = msgs[0].delivery_id
+    # the caller read the delivery's attempt count in the log: the replay carries it
+    assert await broker.requeue_dead("push", delivery_ids={chosen}, attempts_seen={chosen: 5}) == 1
     [back] = await drain_queue(raw_connection, work)
     assert back.headers["x-lgsp-attempt"] == 1
     assert "x-lgsp-dead-reason" not in back.headers
-    assert DeliveryMessage.from_amqp(back) == replace(msgs[0], attempt=1)
+    assert DeliveryMessage.from_amqp(back) == replace(msgs[0], attempt=1, attempts_seen=5)
     await dead_depth_becomes(broker, 3)  # the others were given back to the dead queue
 
     assert await broker.requeue_dead("push") == 2  # the unreadable one stays dead
-    assert sorted(m.message_id or "" for m in await drain_queue(raw_connection, work)) == sorted(
-        m.delivery_id for m in msgs[1:]
-    )
+    others = await drain_queue(raw_connection, work)
+    assert sorted(m.message_id or "" for m in others) == sorted(m.delivery_id for m in msgs[1:])
+    assert [m.headers["x-lgsp-attempts-seen"] for m in others] == [2, 2]  # the dead copies' own
     await dead_depth_becomes(broker, 1)
     assert await broker.requeue_dead("push") == 0
 
@@ -166,6 +168,8 @@ async def dead_depth_becomes(broker: Broker, count: int) -> None:
         ({"delivery_id": ""}, "delivery_id"),
         ({"method": "fax"}, "method"),
         ({"attempt": 0}, "attempt"),
+        ({"attempts_seen": -1}, "attempts_seen"),
+        ({"attempts_seen": True}, "attempts_seen"),
         ({"body": b""}, "body is empty"),
         ({"claim_check_sha256": "ab" * 32}, "empty body"),
         ({"body": None, "claim_check_sha256": "AB" * 32}, "SHA-256"),
@@ -186,6 +190,9 @@ def test_invalid_messages_are_refused(
     [
         ({}, "x-lgsp-document-pk is missing"),
         ({"x-lgsp-attempt": "1"}, "x-lgsp-attempt"),
+        ({"x-lgsp-attempts-seen": "2"}, "x-lgsp-attempts-seen is not an integer"),
+        ({"x-lgsp-attempts-seen": True}, "x-lgsp-attempts-seen is not an integer"),
+        ({"x-lgsp-attempts-seen": -1}, "attempts_seen -1 < 0"),
         ({"x-lgsp-published-at": "yesterday"}, "ISO 8601"),
         ({"x-lgsp-recipient": 5}, "not text"),
     ],
@@ -219,7 +226,7 @@ async def test_the_fast_path_and_aio_pika_publish_the_same_message(
     by_reference = make_message(
         2, body=None, claim_check_sha256="ab" * 32, content_type="application/jose"
     )
-    retried = make_message(3, attempt=4)
+    retried = make_message(3, attempt=4, attempts_seen=3)
     work = broker.topology.work_queue("push")
     async with raw_connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
         exchange = await ch.get_exchange(broker.topology.exchange)

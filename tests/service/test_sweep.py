@@ -11,186 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
-import pytest
 from service_kit import DEPARTMENT, DISTRICT, METRICS_HEADERS, PushReceiver, StartGateway, states
 from service_kit import new_document as new_package
 from service_sites import BrokerSite
+from sqlalchemy import update
+from sweep_kit import (
+    DELAYS_S,
+    GRACE_S,
+    PACKAGE,
+    RECIPIENT,
+    CountingAdapter,
+    eventually,
+    is_state,
+    late_copy,
+    queued_delivery,
+    retrying_delivery,
+    settled,
+    started_worker,
+    state_of,
+    sweeper,
+    trail,
+    work_depth,
+)
 
-from adapters.base import DeliveryOutcome, OutboundDelivery
 from gateway.broker import Broker, DeliveryMessage
-from gateway.core.directory import DirectoryHolder
 from gateway.core.metrics import Metrics
-from gateway.delivery.handler import DeliveryHandler
-from gateway.delivery.worker import Worker, WorkerRules
-from gateway.dispatch.publishing import Dispatcher
-from gateway.dispatch.sweep import Sweeper, SweepRules
-from gateway.edxml.formats import PackageFormat
-from gateway.edxml.model import PackageKind
-from gateway.store import DeliveryLog, DeliveryRecord, DeliveryState, EventKind, NewDocument
+from gateway.store import DeliveryLog, DeliveryState, EventKind
 from gateway.store.attempts import AttemptReport
+from gateway.store.engine import transaction
 from gateway.store.sweep import SWEPT, SweepLog
-
-DELAYS_S = (0.2, 0.5)
-GRACE_S = 0.5
-RULES = WorkerRules(delays_s=DELAYS_S, max_tries=4, prefetch=8, drain_timeout_s=5)
-RECIPIENT = "000.00.01.H56"
-PACKAGE = b"<edXML:edXMLEnvelope>sweep</edXML:edXMLEnvelope>"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit_s: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"never happened: {what}"
-        await asyncio.sleep(0.05)
-
-
-class CountingAdapter:
-    """An adapter (``adapters.base.Adapter``) that takes every package and counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[OutboundDelivery] = []
-
-    async def deliver(self, delivery: OutboundDelivery) -> DeliveryOutcome:
-        self.calls.append(delivery)
-        return DeliveryOutcome(True, "taken")
-
-    async def aclose(self) -> None:
-        return None
-
-    def count(self, delivery_id: str) -> int:
-        return sum(1 for call in self.calls if call.delivery_id == delivery_id)
-
-
-@pytest.fixture
-async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-
-
-@pytest.fixture
-async def broker(test_broker: BrokerSite) -> AsyncIterator[Broker]:
-    """The push method's queues under a fresh prefix of the run's, deleted after the test."""
-    prefix = test_broker.new_prefix("s")
-    async with await Broker.connect(
-        test_broker.url, prefix=prefix, methods=("push",), retry_delays_s=DELAYS_S
-    ) as connected:
-        await connected.declare_topology()
-        yield connected
-    connection = await aio_pika.connect(test_broker.url)
-    async with connection, connection.channel() as channel:
-        await connected.topology.delete(channel)
-
-
-def sweeper(
-    broker: Broker, log: DeliveryLog, metrics: Metrics | None = None, grace_s: float = GRACE_S
-) -> Sweeper:
-    """A sweep of the push method; it sweeps nothing in its first ``grace_s`` (a new process)."""
-    return Sweeper(
-        broker=broker,
-        sweep_log=SweepLog(log.engines),
-        dispatcher=Dispatcher(broker=broker, delivery_log=log, claim_check_threshold_bytes=0),
-        rules=SweepRules(grace_s=grace_s, delays_s=DELAYS_S, methods=frozenset({"push"})),
-        metrics=metrics,
-    )
-
-
-def new_document() -> NewDocument:
-    return NewDocument(
-        dedup_key=f"000.00.00.H56|{secrets.token_hex(4)}|0",
-        kind=PackageKind.DOCUMENT,
-        sender="000.00.00.H56",
-        document_id="000.00.00.H56,2024/05/02,123/UBND-VP",
-        format=PackageFormat.XML,
-        signer_fingerprint="ab" * 32,
-        signer_subject="CN=UBND tỉnh Thanh Hóa",
-        algorithm="rsa-sha256",
-        caller="client:000.00.00.H56",
-        received_at=datetime.now(UTC),
-    )
-
-
-async def queued_delivery(log: DeliveryLog) -> DeliveryRecord:
-    """A delivery the broker confirmed (``queued``), with no message anywhere: it was lost."""
-    result = await log.record_intake(new_document(), PACKAGE, [(RECIPIENT, "push")])
-    [delivery] = result.deliveries
-    await log.mark_published([delivery.id])
-    return delivery
-
-
-async def retrying_delivery(log: DeliveryLog, retry_in_s: float) -> DeliveryRecord:
-    """A delivery whose first attempt failed and whose retry waits ``retry_in_s`` (as a worker
-    records it); no message is published here."""
-    delivery = await queued_delivery(log)
-    await log.record_attempts(
-        [
-            AttemptReport(
-                delivery.id,
-                DeliveryState.RETRYING,
-                "status 503",
-                "status 503",
-                "delivery.unavailable",
-                retry_in_s=retry_in_s,
-            )
-        ]
-    )
-    return delivery
-
-
-async def trail(log: DeliveryLog, delivery: DeliveryRecord) -> list[tuple[str, str]]:
-    view = await log.get_document(delivery.document)
-    assert view is not None
-    return [(e.kind.value, e.outcome) for e in view.events if e.delivery == delivery.id]
-
-
-async def state_of(log: DeliveryLog, delivery: DeliveryRecord) -> DeliveryState:
-    record = await log.get_delivery(delivery.id)
-    assert record is not None
-    return record.state
-
-
-def work_depth(broker: Broker, count: int) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        return (await broker.queue_depths())[broker.topology.work_queue("push")] == count
-
-    return check
-
-
-async def started_worker(
-    log: DeliveryLog, broker: Broker, adapter: CountingAdapter, metrics: Metrics
-) -> Worker:
-    """A push worker delivering through ``adapter``, as the worker role builds it."""
-    handler = DeliveryHandler(
-        delivery_log=log,
-        directory=DirectoryHolder(),
-        adapters={"push": adapter},
-        metrics=metrics,
-        max_tries=RULES.max_tries,
-        delay_for=RULES.delay_for,
-    )
-    worker = Worker(broker, "push", RULES)
-    await worker.start(handler)
-    return worker
-
-
-def late_copy(delivery: DeliveryRecord, attempt: int) -> DeliveryMessage:
-    """A copy of ``delivery``'s message that arrives late (a retry the broker held back)."""
-    return DeliveryMessage(
-        delivery_id=delivery.id,
-        document_pk=delivery.document,
-        recipient=RECIPIENT,
-        method="push",
-        attempt=attempt,
-        body=PACKAGE,
-    )
+from gateway.store.tables import deliveries
 
 
 async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_delivered_again(
@@ -207,7 +61,7 @@ async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_d
         swept = await sweep.sweep_once()
         assert (swept.overdue, swept.published) == (1, 1)
         await eventually(
-            lambda: _is(log, lost, DeliveryState.DELIVERED), "the swept delivery delivered"
+            lambda: is_state(log, lost, DeliveryState.DELIVERED), "the swept delivery delivered"
         )
         assert adapter.count(lost.id) == 1
         [call] = adapter.calls
@@ -215,7 +69,7 @@ async def test_a_lost_retry_is_swept_and_delivered_once_and_a_late_copy_is_not_d
 
         # The retry copy the broker held back arrives after all: acknowledged, not delivered.
         await broker.publish(late_copy(lost, attempt=2))
-        await eventually(lambda: _settled(worker, "acked", 2), "the late copy acknowledged")
+        await eventually(lambda: settled(worker, "acked", 2), "the late copy acknowledged")
         assert adapter.count(lost.id) == 1
         assert metrics.deliveries.labels("push", "redelivered")._value.get() == 1
         assert (await sweep.sweep_once()).overdue == 0  # delivered: nothing more to sweep
@@ -244,7 +98,7 @@ async def test_a_late_copy_of_a_dead_lettered_delivery_is_acknowledged_and_not_s
     worker = await started_worker(log, broker, adapter, metrics)
     try:
         await broker.publish(late_copy(dead, attempt=2))
-        await eventually(lambda: _settled(worker, "acked", 1), "the late copy acknowledged")
+        await eventually(lambda: settled(worker, "acked", 1), "the late copy acknowledged")
     finally:
         await worker.stop()
     assert adapter.calls == []
@@ -255,14 +109,6 @@ async def test_a_late_copy_of_a_dead_lettered_delivery_is_acknowledged_and_not_s
         ("retry_scheduled", "retry"),
         ("dead_lettered", "dead_lettered"),
     ]
-
-
-async def _is(log: DeliveryLog, delivery: DeliveryRecord, state: DeliveryState) -> bool:
-    return await state_of(log, delivery) is state
-
-
-async def _settled(worker: Worker, outcome: str, count: int) -> bool:
-    return worker.outcomes[outcome] >= count
 
 
 async def test_messages_still_on_their_way_are_not_swept_before_the_grace(
@@ -357,6 +203,25 @@ async def test_two_sweeps_racing_publish_each_overdue_delivery_once(
             assert record.updated_at >= started
     finally:
         await other_host.aclose()
+
+
+async def test_a_claim_holds_only_at_the_attempt_count_its_message_carries(
+    log: DeliveryLog,
+) -> None:
+    """The swept message carries the count the sweep read (``attempts_seen``): if an attempt was
+    counted after the read, even at the same ``updated_at``, the claim fails and nothing is
+    published with a count the log has moved past."""
+    lost = await retrying_delivery(log, retry_in_s=0.2)
+    await asyncio.sleep(0.2 + GRACE_S + 0.1)
+    sweep_log = SweepLog(log.engines)
+    [seen] = await sweep_log.overdue(methods={"push"}, grace_s=GRACE_S, delays_s=DELAYS_S)
+    async with transaction(log.engines.writer) as conn:  # counted meanwhile, same instant
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == lost.id)
+            .values(attempts=deliveries.c.attempts + 1)
+        )
+    assert await sweep_log.claim([seen.item.delivery]) == []
 
 
 async def test_the_worker_role_sweeps_a_lost_retry_and_the_recipient_gets_it_once(

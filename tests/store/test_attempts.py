@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
 
 from gateway.core.errors import InputError
 from gateway.store import DeliveryLog, DeliveryState, EventKind, NewDocument
-from gateway.store.attempts import AttemptReport, AttemptResult
+from gateway.store.attempts import AttemptReport, AttemptResult, StoredDelivery
 
 PACKAGE = b"<edXML:edXMLEnvelope>batch</edXML:edXMLEnvelope>"
 ROUTES = [
@@ -136,10 +137,13 @@ async def test_a_batch_check_reads_states_and_only_the_packages_still_to_deliver
         [pending.id, done.id, "no-such-delivery"], claim_checks
     )
 
-    assert states == {pending.id: DeliveryState.ACCEPTED, done.id: DeliveryState.DELIVERED}
+    assert states == {
+        pending.id: StoredDelivery(DeliveryState.ACCEPTED, 0),
+        done.id: StoredDelivery(DeliveryState.DELIVERED, 1),
+    }
     assert packages == {first.document.package_sha256: PACKAGE}
     assert await log.check_batch([done.id], {done.id: second.document.package_sha256}) == (
-        {done.id: DeliveryState.DELIVERED},
+        {done.id: StoredDelivery(DeliveryState.DELIVERED, 1)},
         {},
     )
     assert await log.check_batch([], {}) == ({}, {})
@@ -150,3 +154,68 @@ def test_an_attempt_leaves_a_delivery_delivered_retrying_or_dead_lettered() -> N
         AttemptReport("d", DeliveryState.ACCEPTED, "no")
     with pytest.raises(InputError):
         AttemptReport("d", DeliveryState.QUEUED, "no")
+
+
+async def test_of_two_failed_copies_that_saw_one_count_only_the_first_counts(
+    log: DeliveryLog, make_document: MakeDocument
+) -> None:
+    """A failure applies only at the attempt count its message saw: a second copy of the same
+    delivery (a held retry beside a swept one) is stale, in the same batch or a later one."""
+    intake = await log.record_intake(make_document(), PACKAGE, ROUTES[:1])
+    [push] = intake.deliveries
+
+    def failed(state: DeliveryState, seen: int) -> AttemptReport:
+        return AttemptReport(push.id, state, "HTTP 503", "HTTP 503", "http.503", attempts_seen=seen)
+
+    twins = await log.record_attempts(
+        [failed(DeliveryState.RETRYING, 0), failed(DeliveryState.RETRYING, 0)]
+    )
+    late = await log.record_attempts([failed(DeliveryState.DEAD_LETTERED, 0)])
+    current = await log.record_attempts([failed(DeliveryState.RETRYING, 1)])
+    success = await log.record_attempts(  # a success counts whatever its copy saw
+        [AttemptReport(push.id, DeliveryState.DELIVERED, "HTTP 200", attempts_seen=0)]
+    )
+
+    assert twins == [AttemptResult.APPLIED, AttemptResult.STALE]
+    assert late == [AttemptResult.STALE]  # not dead-lettered by a stale copy
+    assert current == success == [AttemptResult.APPLIED]
+    view = await log.get_document(intake.document.id)
+    assert view is not None
+    [record] = view.deliveries
+    assert (record.state, record.attempts) == (DeliveryState.DELIVERED, 3)
+    trail = [
+        (e.kind, e.outcome, e.detail.get("attempt"), e.detail.get("ignored"))
+        for e in view.events
+        if e.actor == "worker"
+    ]
+    assert trail == [
+        (EventKind.RETRY_SCHEDULED, "retry", 1, None),
+        (EventKind.ATTEMPT, "retry", None, "stale copy"),
+        (EventKind.ATTEMPT, "dead_lettered", None, "stale copy"),
+        (EventKind.RETRY_SCHEDULED, "retry", 2, None),
+        (EventKind.DELIVERED, "delivered", 3, None),
+    ]
+
+
+async def test_two_workers_failing_copies_of_one_delivery_at_once_count_one_attempt(
+    store_url: str, log: DeliveryLog, make_document: MakeDocument
+) -> None:
+    """Two processes (two pools) commit a failure of the same delivery, seen at the same count,
+    at the same time: one counts, the other is stale, whichever commits first."""
+    other = await DeliveryLog.open(store_url)
+    try:
+        intake = await log.record_intake(make_document(), PACKAGE, ROUTES[:1])
+        [push] = intake.deliveries
+        for seen in range(5):
+            report = AttemptReport(
+                push.id, DeliveryState.RETRYING, "timeout", "timeout", "x", attempts_seen=seen
+            )
+            outcomes = await asyncio.gather(
+                log.record_attempts([report]), other.record_attempts([report])
+            )
+            assert sorted(r for [r] in outcomes) == [AttemptResult.APPLIED, AttemptResult.STALE]
+        record = await log.get_delivery(push.id)
+        assert record is not None
+        assert (record.state, record.attempts) == (DeliveryState.RETRYING, 5)
+    finally:
+        await other.aclose()
