@@ -121,7 +121,9 @@ class Verifier:
             unreadable: PackageError | None = None
         except PackageError as exc:
             package, unreadable = None, exc
-        check = verify_xml_signature(root, allowed=ALL_SUPPORTED, keep_tree=False)
+        check = verify_xml_signature(
+            root, allowed=ALL_SUPPORTED, keep_tree=False, document_bytes=len(data)
+        )
         if unreadable is not None:
             raise unreadable
         assert package is not None
