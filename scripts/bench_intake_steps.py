@@ -15,6 +15,7 @@ receipt's JWS through joserfc (``receipt_jws``, the reference) and as intake sig
 of a package's sender and kind. The last line is one JSON object.
 
     .venv/bin/python scripts/bench_intake_steps.py [--rounds 5] [--calls 200] [--mix small|real]
+        [--steps verify_xml ...]
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         "--calls", type=int, default=200, help="calls per round (small; real: a quarter)"
     )
     parser.add_argument("--mix", choices=("small", "real", "both"), default="both")
+    parser.add_argument(
+        "--steps", nargs="+", metavar="STEP", help="time only these steps (e.g. verify_xml)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
         setup = init_demo(Path(tmp) / "demo", broker_url=DEFAULT_BROKER_URL, prefix="bench-steps")
@@ -139,7 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         verifier = Verifier(TrustStore.from_dir(setup.pki_dir))
         identity = load_gateway_identity(setup.pki_dir)
     mixes = ("small", "real") if args.mix == "both" else (args.mix,)
-    steps = {mix: _steps(verifier, identity, packages[mix]) for mix in mixes}
+    steps = {
+        mix: {
+            name: action
+            for name, action in _steps(verifier, identity, packages[mix]).items()
+            if not args.steps or name in args.steps
+        }
+        for mix in mixes
+    }
     calls = {"small": args.calls, "real": max(10, args.calls // 4)}
     best: dict[str, dict[str, float]] = {mix: {} for mix in mixes}
     for _ in range(args.rounds):

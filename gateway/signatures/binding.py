@@ -8,6 +8,7 @@ directory may list the certificate's SHA-256 fingerprint for the sender.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
@@ -25,7 +26,6 @@ CACHED_CERTIFICATES: Final = 1024
 the same signers' certificates arrive with every package)."""
 
 
-@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def organ_ids_in(cert: x509.Certificate) -> frozenset[str]:
     """Every OrganId (or tax code) the certificate names, from SAN URIs and subject UIDs."""
     return _san_organ_ids(cert) | _uid_organ_ids(cert)
@@ -37,10 +37,33 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """What the verifier reads of a signer certificate, derived once per certificate."""
+
+    fingerprint: str  # SHA-256 of the DER, lowercase hex
+    subject: str  # RFC 4514
+    organ_ids: frozenset[str]  # ``organ_ids_in``
+
+    def binding_to(self, sender: str, bound_fingerprints: frozenset[str]) -> str:
+        """``check_binding`` for this signer."""
+        if sender in self.organ_ids:
+            return BOUND_BY_CERTIFICATE
+        if self.fingerprint in {_normal_fingerprint(f) for f in bound_fingerprints}:
+            return BOUND_BY_DIRECTORY
+        carried = ", ".join(sorted(self.organ_ids)) if self.organ_ids else "no OrganId"
+        raise BindingError(
+            f"the signer certificate ({self.subject}) carries {carried}, "
+            f"not the sender {sender}, and the directory does not list it for {sender}",
+            code="binding.organ_mismatch",
+        )
+
+
 @functools.lru_cache(maxsize=CACHED_CERTIFICATES)
-def subject_text(cert: x509.Certificate) -> str:
-    """The certificate's subject as an RFC 4514 string."""
-    return cert.subject.rfc4514_string()
+def signer_of(cert: x509.Certificate) -> Signer:
+    """The certificate's fingerprint, subject and OrganIds: one cache lookup (cryptography hashes
+    a certificate afresh for every lookup, ~5 µs on a slow core)."""
+    return Signer(fingerprint(cert), cert.subject.rfc4514_string(), organ_ids_in(cert))
 
 
 def check_binding(cert: x509.Certificate, sender: str, bound_fingerprints: frozenset[str]) -> str:
@@ -49,17 +72,7 @@ def check_binding(cert: x509.Certificate, sender: str, bound_fingerprints: froze
     ``bound_fingerprints`` are the SHA-256 fingerprints the directory lists for ``sender``
     (hex, case and ``:`` separators ignored).
     """
-    named = organ_ids_in(cert)
-    if sender in named:
-        return BOUND_BY_CERTIFICATE
-    if fingerprint(cert) in {_normal_fingerprint(f) for f in bound_fingerprints}:
-        return BOUND_BY_DIRECTORY
-    carried = ", ".join(sorted(named)) if named else "no OrganId"
-    raise BindingError(
-        f"the signer certificate ({cert.subject.rfc4514_string()}) carries {carried}, "
-        f"not the sender {sender}, and the directory does not list it for {sender}",
-        code="binding.organ_mismatch",
-    )
+    return signer_of(cert).binding_to(sender, bound_fingerprints)
 
 
 def _san_organ_ids(cert: x509.Certificate) -> frozenset[str]:

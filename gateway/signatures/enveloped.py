@@ -102,6 +102,7 @@ def enveloped_digest(
     *,
     lift_chars: int = LARGE_TEXT_CHARS,
     restore: bool = True,
+    text_chars_at_most: int | None = None,
 ) -> bytes:
     """Digest of the document without the Signature element (its tail text stays), per URI="".
 
@@ -111,12 +112,17 @@ def enveloped_digest(
 
     ``restore=False``: the lifted texts are not put back (setting a 361 KB text costs ~0.4 ms), so
     the tree no longer holds the document; only for a caller that reads nothing of it afterwards.
+
+    ``text_chars_at_most``: a bound on the length of every text, such as the size of the parsed
+    document in bytes (each character took at least one). Under ``lift_chars`` no text can be
+    lifted, and the tree is not walked for one (a Python walk: 25 µs for a 4 KB package).
     """
     markers = _Markers()
     start, end = markers.next(), markers.next()
     lifted: list[_Lifted] = []
     try:
-        _lift_texts(root, lift_chars, markers, lifted)
+        if text_chars_at_most is None or text_chars_at_most >= lift_chars:
+            _lift_texts(root, lift_chars, markers, lifted)
         with _bracketed(signature, start, end):
             canonical = c14n(root, method)
     finally:

@@ -18,7 +18,25 @@ from cryptography import x509
 
 DEFAULT_MAX_ENTRIES = 4096
 
-ChainKey = tuple[x509.Certificate, tuple[x509.Certificate, ...]]
+
+class ChainKey:
+    """A leaf and the intermediates offered with it, hashed once.
+
+    cryptography hashes a ``Certificate`` afresh on every call (~5 µs on a slow core), and a
+    cache hit looks its key up twice (``get``, ``move_to_end``). Equal when the certificates are
+    equal (identical objects compare without asking cryptography)."""
+
+    __slots__ = ("_hash", "parts")
+
+    def __init__(self, leaf: x509.Certificate, offered: tuple[x509.Certificate, ...]) -> None:
+        self.parts = (leaf, offered)
+        self._hash = hash(self.parts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChainKey) and self.parts == other.parts
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,13 @@ from cryptography.x509.verification import (
 )
 
 from gateway.core.errors import ConfigError, TrustError
-from gateway.signatures.trust_cache import DEFAULT_MAX_ENTRIES, CacheInfo, TrustCache, TrustDecision
+from gateway.signatures.trust_cache import (
+    DEFAULT_MAX_ENTRIES,
+    CacheInfo,
+    ChainKey,
+    TrustCache,
+    TrustDecision,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -184,7 +190,7 @@ class TrustStore:
         when = at or self._clock()
         self._maybe_reload(when)
         offered = tuple(intermediates)
-        key = (leaf, offered)
+        key = ChainKey(leaf, offered)
         if self._cache is not None and (chain := self._cache.get(key, when)) is not None:
             return chain
         _check_period(leaf, when, "the signer certificate")

@@ -25,7 +25,7 @@ from gateway.edxml.model import EDXML_NS, Package
 from gateway.edxml.validate import validate_package
 from gateway.edxml.xml_codec import read_package
 from gateway.signatures.algorithms import ALL_SUPPORTED, DEFAULT_ALLOWED, SignatureAlgorithm
-from gateway.signatures.binding import check_binding, fingerprint, subject_text
+from gateway.signatures.binding import signer_of
 from gateway.signatures.jws import verify_jws
 from gateway.signatures.truststore import TrustStore
 from gateway.signatures.xmldsig import verify_xml_signature
@@ -121,7 +121,9 @@ class Verifier:
             unreadable: PackageError | None = None
         except PackageError as exc:
             package, unreadable = None, exc
-        check = verify_xml_signature(root, allowed=ALL_SUPPORTED, keep_tree=False)
+        check = verify_xml_signature(
+            root, allowed=ALL_SUPPORTED, keep_tree=False, document_bytes=len(data)
+        )
         if unreadable is not None:
             raise unreadable
         assert package is not None
@@ -167,7 +169,8 @@ class Verifier:
         self._check_algorithm(sender, signed.algorithm)
         verified_at = self._clock()
         chain = self.trust.validate(signed.leaf, signed.intermediates, at=verified_at)
-        bound_by = check_binding(signed.leaf, sender, self._bound_fingerprints(sender))
+        signer = signer_of(signed.leaf)
+        bound_by = signer.binding_to(sender, self._bound_fingerprints(sender))
         report = validate_package(signed.package)
         report.raise_for_errors()
         warnings = signed.warnings + report.warnings
@@ -176,8 +179,8 @@ class Verifier:
             warnings += (_warning("signature.weak_algorithm", message),)
         return VerifiedDocument(
             sender=sender,
-            signer_subject=subject_text(signed.leaf),
-            certificate_fingerprint=fingerprint(signed.leaf),
+            signer_subject=signer.subject,
+            certificate_fingerprint=signer.fingerprint,
             algorithm=signed.algorithm.short_name,
             signed_bytes=signed.signed_bytes,
             package=signed.package,

@@ -88,13 +88,15 @@ def verify_xml_signature(
     *,
     allowed: frozenset[SignatureAlgorithm] = ALL_SUPPORTED,
     keep_tree: bool = True,
+    document_bytes: int | None = None,
 ) -> XmlSignatureCheck:
     """Check the package's one enveloped signature; return what signed it, or raise SignatureError.
 
     ``root`` is the document root from ``load_xml``. It is left exactly as it was, but it is
     briefly modified while the document is canonicalised: do not read it from another thread.
     ``keep_tree=False``: large texts are left out of the tree afterwards (see ``enveloped_digest``);
-    for a caller that has read all it needs from the tree before.
+    for a caller that has read all it needs from the tree before. ``document_bytes``: the size of
+    the bytes ``root`` was parsed from, if known (no text is longer; see ``enveloped_digest``).
     """
     signature = _the_signature(root)
     namespace = etree.QName(signature).namespace or ""
@@ -102,7 +104,12 @@ def verify_xml_signature(
     certificates = _certificates(signature, namespace)
     leaf = _verifying_certificate(certificates, info, subtree_c14n(info.element, info.c14n))
     actual = enveloped_digest(
-        root, signature, info.reference_c14n, info.digest_algorithm, restore=keep_tree
+        root,
+        signature,
+        info.reference_c14n,
+        info.digest_algorithm,
+        restore=keep_tree,
+        text_chars_at_most=document_bytes,
     )
     if not hmac.compare_digest(actual, info.digest_value):
         raise _fail("digest_mismatch", "the document does not match the signed digest")

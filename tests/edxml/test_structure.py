@@ -250,6 +250,57 @@ def test_tidy_packages_and_lenient_producers_still_pass() -> None:
     parse_package(lenient)
 
 
+DSIG = 'xmlns="http://www.w3.org/2000/09/xmldsig#"'
+# Lax content (a Signature, a foreign extension) deep down: name -> (what sits under
+# edXMLHeader after MessageHeader, expected code, path, whether the XSD refuses it too).
+LAX_CASES: dict[str, tuple[str, str, str, bool]] = {
+    "a header name of a third namespace inside a foreign extension": (
+        '<x:Ext xmlns:x="urn:x"><y:Wrap xmlns:y="urn:y"><z:From xmlns:z="urn:z"/></y:Wrap></x:Ext>',
+        "edxml.misplaced_element",
+        f"{H}/Ext/Wrap/From",
+        False,
+    ),
+    "a header name of the xmldsig namespace inside the Signature": (
+        f"<Signature {DSIG}><SignedInfo/><KeyInfo><X509Data><StatusCode>01</StatusCode>"
+        "</X509Data></KeyInfo></Signature>",
+        "edxml.misplaced_element",
+        f"{H}/Signature/KeyInfo/X509Data/StatusCode",
+        False,
+    ),
+    "a global edXML element with an element inside its text, in a foreign extension": (
+        '<x:Ext xmlns:x="urn:x"><x:Deeper><Subject>s<x:b/></Subject></x:Deeper></x:Ext>',
+        "edxml.unexpected_element",
+        f"{H}/Ext/Deeper/Subject/b",
+        True,
+    ),
+    "a global edXML element with an element inside its text, in the Signature": (
+        f"<Signature {DSIG}><SignedInfo/><Object><Description xmlns={EDXML_NS!r}>d<b/>"
+        "</Description></Object></Signature>",
+        "edxml.unexpected_element",
+        f"{H}/Signature/Object/Description/b",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "path", "xsd_refuses"), LAX_CASES.values(), ids=LAX_CASES
+)
+def test_lax_content_is_checked_however_deep(
+    extra: str, code: str, path: str, xsd_refuses: bool
+) -> None:
+    """What the walk checks below undeclared elements: reserved names in any namespace are
+    refused, global edXML elements checked as their type (as the XSD's lax wildcard does)."""
+    data = status(STATUS_BODY, header_extra=extra)
+    with pytest.raises(PackageError) as caught:
+        check_structure(load_xml(data))
+    assert (caught.value.code, caught.value.path) == (code, path)
+    assert validate_schema(load_xml(data)).ok is not xsd_refuses
+    harmless = status(STATUS_BODY, header_extra=extra.replace("<x:b/>", "").replace("<b/>", ""))
+    if xsd_refuses:  # the same place without the fault passes
+        check_structure(load_xml(harmless))
+
+
 # -- the differential against schemas/edxml.xsd ---------------------------------------------------
 
 

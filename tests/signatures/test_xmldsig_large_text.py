@@ -136,6 +136,35 @@ def test_lifting_texts_gives_the_plain_c14n_digest_and_leaves_the_tree(
     assert base64.b64decode(signed_value) == digests[0]
 
 
+@pytest.mark.parametrize(
+    "variant", ["as shipped", "tiny attachment", "big, escaped characters, not ASCII"]
+)
+def test_the_documents_size_bounds_its_texts_and_spares_the_walk_of_small_ones(
+    variant: str, variants: dict[str, bytes], dsig: Dsig
+) -> None:
+    """``text_chars_at_most`` (the verifier passes the package's size in bytes): a bound under
+    ``lift_chars`` skips the walk for texts to lift; a text as long as its bytes still is lifted
+    (a multi-byte character or a character reference takes more than one byte)."""
+    signer = dsig.pki.rsa
+    data = sign_xml(variants[variant], signer.key, signer.chain)
+    c14n, digest = C14nMethod.EXC_C14N, DigestAlgorithm.SHA256
+    reference = load_xml(data)
+    plain = enveloped_digest(reference, _signature(reference), c14n, digest)
+    original = dsig.find(reference, ".//e:ContentTransferEncoded").text or ""
+    big = variant != "tiny attachment"
+    assert (len(data) >= LARGE_TEXT_CHARS, len(original) >= LARGE_TEXT_CHARS) == (big, big)
+    for bound, lifted in ((len(data), big), (LARGE_TEXT_CHARS - 1, False)):
+        root = load_xml(data)
+        signature, encoded = _signature(root), dsig.find(root, ".//e:ContentTransferEncoded")
+
+        ours = enveloped_digest(
+            root, signature, c14n, digest, restore=False, text_chars_at_most=bound
+        )
+
+        assert ours == plain
+        assert (encoded.text != original) == lifted  # a lifted text is not put back
+
+
 def test_the_plain_digest_is_lxmls_c14n_without_the_signature(
     variants: dict[str, bytes], dsig: Dsig
 ) -> None:
