@@ -14,6 +14,8 @@ from service_sites import PG_ADMIN_URL, BrokerSite
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.store import DeliveryLog
+
 __all__ = ["cluster", "rabbitmq_cluster"]
 
 
@@ -60,3 +62,13 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture
+async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
+    """The delivery log on that store, closed after the test."""
+    opened = await DeliveryLog.open(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()

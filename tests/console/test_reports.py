@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -32,13 +31,6 @@ from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.tables import deliveries, report_days
 
 S, X, Y = "000.00.04.H56", "000.00.15.H56", "000.01.15.H56"
-
-
-@pytest.fixture
-async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    yield opened
-    await opened.aclose()
 
 
 def _noon(day: date) -> datetime:

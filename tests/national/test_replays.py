@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from adapters.national.protocol import Operation
 from gateway.national.replays import StoredReplayMemory
 from gateway.store import DeliveryLog
 
 ACK, FETCH = Operation.UPDATE_STATUS, Operation.GET_EDOC
-
-
-@pytest.fixture
-async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    yield opened
-    await opened.aclose()
 
 
 async def test_a_hash_header_is_remembered_per_system_with_its_first_operation(

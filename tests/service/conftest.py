@@ -2,6 +2,6 @@
 
 from process_kit import lgsp_processes
 from service_kit import lgsp_run, push_receiver, start_gateway
-from sweep_kit import broker, log
+from sweep_kit import broker
 
-__all__ = ["broker", "lgsp_processes", "lgsp_run", "log", "push_receiver", "start_gateway"]
+__all__ = ["broker", "lgsp_processes", "lgsp_run", "push_receiver", "start_gateway"]

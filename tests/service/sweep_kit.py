@@ -72,15 +72,6 @@ class CountingAdapter:
 
 
 @pytest.fixture
-async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
-
-
-@pytest.fixture
 async def broker(test_broker: BrokerSite) -> AsyncIterator[Broker]:
     """The push method's queues under a fresh prefix of the run's, deleted after the test."""
     prefix = test_broker.new_prefix("s")

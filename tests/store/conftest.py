@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,16 +11,7 @@ import pytest
 
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
-from gateway.store import DeliveryLog, NewDocument
-
-
-@pytest.fixture
-async def log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
+from gateway.store import NewDocument
 
 
 def new_document(**overrides: Any) -> NewDocument:
