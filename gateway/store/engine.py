@@ -28,6 +28,12 @@ from gateway.core.errors import ConfigError, ConflictError, ServiceError, Unavai
 from gateway.store import sqlite_driver, sqlite_turns
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A new SQLite file gets 16 KiB pages instead of 4 KiB: a package's bytes (hundreds of KB) are
+# a chain of overflow pages, each a WAL frame with its own header and checksum, so 4 KiB pages cost
+# about three times the CPU per stored byte (docs/performance.md, "SQLite page size"). 32 KiB made
+# small packages dearer (every B-tree page a commit touches is one whole frame). An existing file
+# keeps its page size (WAL mode fixes it; operations.md says how to convert one).
+SQLITE_PAGE_SIZE_BYTES = 16_384
 PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
 CONNECT_TIMEOUT_S = 5.0
@@ -105,6 +111,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None  # no implicit BEGIN/COMMIT from the driver
         cursor = dbapi_connection.cursor()
         for pragma in (
+            f"page_size={SQLITE_PAGE_SIZE_BYTES}",  # before WAL: takes effect only on a new file
             "journal_mode=WAL",
             "synchronous=FULL",
             "foreign_keys=ON",

@@ -32,7 +32,7 @@ from gateway.store import (
     IntakeResult,
     NewDocument,
 )
-from gateway.store.engine import transaction
+from gateway.store.engine import SQLITE_PAGE_SIZE_BYTES, transaction
 
 PACKAGE = b"<edXML:edXMLEnvelope>package one</edXML:edXMLEnvelope>"
 OTHER_PACKAGE = b"<edXML:edXMLEnvelope>package two</edXML:edXMLEnvelope>"
@@ -563,6 +563,27 @@ async def test_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
     log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
     await log.aclose()
     with closing(sqlite3.connect(tmp_path / "log.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA page_size").fetchone() == (SQLITE_PAGE_SIZE_BYTES,)
+
+
+async def test_an_existing_sqlite_store_keeps_its_page_size(
+    tmp_path: Path, make_document: MakeDocument
+) -> None:
+    """A file made with 4 KiB pages (before 16 KiB became the default) opens and works as it is."""
+    with closing(sqlite3.connect(tmp_path / "log.db")) as db:
+        db.execute("PRAGMA page_size=4096")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE kept (x INTEGER)")
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    try:
+        big = PACKAGE * 10_000  # overflow pages
+        result = await log.record_intake(make_document(), big, ROUTES)
+        assert await log.get_package(result.document.package_sha256) == big
+    finally:
+        await log.aclose()
+    with closing(sqlite3.connect(tmp_path / "log.db")) as db:
+        assert db.execute("PRAGMA page_size").fetchone() == (4096,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
