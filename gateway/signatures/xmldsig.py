@@ -103,7 +103,8 @@ def verify_xml_signature(
     namespace = etree.QName(signature).namespace or ""
     info = _read_signed_info(signature, namespace, allowed)
     certificates = _certificates(signature, namespace)
-    leaf = _verifying_certificate(certificates, info, subtree_c14n(info.element, info.c14n))
+    signed_info = subtree_c14n(info.element, info.c14n, document_bytes=document_bytes)
+    leaf = _verifying_certificate(certificates, info, signed_info)
     actual = enveloped_digest(
         root,
         signature,
