@@ -295,7 +295,6 @@ class _Walk:
         if element_only and not _blank(el.text):
             raise _text_error(path)
         kids = model.children
-        counts: dict[str, int] = {}
         named: dict[str, list[etree._Element]] = {}
         self.index[el] = named  # filled as the children are read; complete unless refused
         for child in el:
@@ -316,7 +315,7 @@ class _Walk:
                 known = None
             if known is not None:
                 type_name, most = known
-                count = counts[local] = counts.get(local, 0) + 1
+                count = len(named[local])  # this one included
                 if most != UNBOUNDED and count > most:
                     raise _error(
                         f"<{local}> appears more than {most} time(s)",

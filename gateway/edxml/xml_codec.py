@@ -58,6 +58,7 @@ _T = TypeVar("_T")
 _DSIG_SIGNATURE = f"{{{m.XMLDSIG_NS}}}Signature"
 _EDXML_ANY = f"{NS}*"  # lxml's tag filter: any element in the edXML namespace
 _NS_LEN = len(NS)
+_NONE: list[_Element] = []  # never appended to: ``named.get(name, _NONE)`` without a new list
 
 
 def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Package:
@@ -137,7 +138,7 @@ class _Kids:
         return f"{self.path}/{name}" + ("" if index is None else f"[{index}]")
 
     def one(self, name: str) -> _Element | None:
-        found = self.named.get(name, [])
+        found = self.named.get(name, _NONE)
         if len(found) > 1:
             raise _error(f"<{name}> appears {len(found)} times", "duplicate_element", self.at(name))
         return found[0] if found else None
