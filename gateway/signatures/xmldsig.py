@@ -272,12 +272,22 @@ def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certif
     return certificates
 
 
-@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
+CACHED_TEXT_CHARS = 16 * 1024
+"""``X509Certificate`` texts up to this long are remembered (a certificate is 1 to 3 KB of base64);
+a longer one (padded with whitespace, say) is decoded each time, so the cache stays small."""
+
+
 def _certificate_of_text(text: str) -> x509.Certificate:
     """The certificate an ``X509Certificate`` text encodes, or ``SignatureError``.
 
     The same signers' certificates arrive with every package: a text decoded once is not decoded
     (nor its DER looked up) again. Refusals are not cached (``lru_cache`` keeps no exception)."""
+    if len(text) > CACHED_TEXT_CHARS:
+        return _decode_certificate(text)
+    return _remembered_certificate(text)
+
+
+def _decode_certificate(text: str) -> x509.Certificate:
     try:
         der = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -286,6 +296,9 @@ def _certificate_of_text(text: str) -> x509.Certificate:
         return load_untrusted_der(der)
     except ValueError as exc:
         raise _fail("bad_certificate", "an X509Certificate does not decode") from exc
+
+
+_remembered_certificate = functools.lru_cache(maxsize=CACHED_CERTIFICATES)(_decode_certificate)
 
 
 def _verifying_certificate(

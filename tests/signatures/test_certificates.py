@@ -15,7 +15,11 @@ from gateway.demo import pki
 from gateway.signatures.binding import Signer, fingerprint, organ_ids_in, signer_of
 from gateway.signatures.certificates import certificate_hash, load_untrusted_der
 from gateway.signatures.trust_cache import ChainKey
-from gateway.signatures.xmldsig import _certificate_of_text
+from gateway.signatures.xmldsig import (
+    CACHED_TEXT_CHARS,
+    _certificate_of_text,
+    _remembered_certificate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +84,13 @@ def test_an_x509certificate_text_is_decoded_once_and_a_bad_one_refused_every_tim
     assert _certificate_of_text("".join([text])) is first
     wrapped = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
     assert _certificate_of_text(f"\n  {wrapped}\n") == leaf
+    before = _remembered_certificate.cache_info().currsize
+    padded = text + " " * CACHED_TEXT_CHARS  # too long to be remembered, decoded all the same
+    assert _certificate_of_text(padded) == leaf
+    assert _remembered_certificate.cache_info().currsize == before
     for bad, message in (
         (text[:-2] + "!=", "X509Certificate is not valid base64"),
+        (text[:-2] + "!=" + " " * CACHED_TEXT_CHARS, "X509Certificate is not valid base64"),
         (base64.b64encode(b"not a certificate").decode(), "an X509Certificate does not decode"),
     ):
         for _ in range(2):
