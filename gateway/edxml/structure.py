@@ -50,7 +50,7 @@ from gateway.edxml.content_model import (
 )
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 
-__all__ = ["ONE_READING_CODES", "XSD_CODES", "check_structure"]
+__all__ = ["ONE_READING_CODES", "XSD_CODES", "ChildIndex", "check_structure"]
 
 _NS: Final = f"{{{EDXML_NS}}}"
 _NS_LEN: Final = len(_NS)
@@ -82,6 +82,9 @@ structure and nowhere else (not inside an extension, in no namespace)."""
 
 _NOT_IN_STATUS: Final = frozenset({"To", "DocumentId"})
 
+ChildIndex = dict[etree._Element, dict[str, list[etree._Element]]]
+"""Container -> its edXML children by local name, in order (``iterchildren("{edXML ns}*")``)."""
+
 _LAX_SUSPECTS: Final = (*(f"{{*}}{name}" for name in RESERVED), f"{_NS}*")
 """Below an element, the tags ``_Walk.lax`` may act on: reserved names in any namespace or none,
 and any edXML element (a superset of the global ones it checks). If none is there, there is
@@ -89,8 +92,9 @@ nothing to check or refuse; if one is, the walk decides. lxml builds its tag mat
 call: 14 tags cost a third of the 46 that the reserved and global names spell out."""
 
 
-def check_structure(root: etree._Element) -> None:
-    """Refuse a tree whose structure the XSD refuses or that readers could read differently."""
+def check_structure(root: etree._Element) -> ChildIndex:
+    """Refuse a tree whose structure the XSD refuses or that readers could read differently; return
+    the children of the containers walked (root to header, typed ones), for the reader to reuse."""
     name = etree.QName(root)
     if name.localname != "edXML":
         raise _error(
@@ -100,7 +104,9 @@ def check_structure(root: etree._Element) -> None:
         raise _error(f"the root is in namespace {name.namespace!r}", "wrong_namespace", "/edXML")
     if _XSI_OVERRIDE(root, xsi=_XSI):
         raise _error("xsi:type and xsi:nil are not allowed", "xsi_attribute", "/edXML")
-    _Walk().root(root)
+    walk = _Walk()
+    walk.root(root)
+    return walk.index
 
 
 def _error(message: str, code: str, path: str) -> PackageError:
@@ -129,7 +135,10 @@ def _blank(text: str | None) -> bool:
 class _Walk:
     """One pass over the tree; raises at the first refusal."""
 
-    __slots__ = ()
+    __slots__ = ("index",)
+
+    def __init__(self) -> None:
+        self.index: ChildIndex = {}
 
     # -- the sequences at the top: edXML, edXMLEnvelope, edXMLHeader ------------------------------
 
@@ -168,13 +177,14 @@ class _Walk:
                         f"<{local}> is out of order", "unexpected_element", f"{path}/{local}"
                     )
                 found.append(child)
-            else:
+            else:  # never in the edXML namespace: ``_other`` refuses those
                 if not found and uri != "" and local not in (first, second, *RESERVED):
                     raise _error(
                         f"<{local}> before <{first}>", "unexpected_element", f"{path}/{local}"
                     )
                 self._other(child, uri, local, path, (first, second))
                 foreign_seen = True
+        self.index[el] = {f.tag[_NS_LEN:]: [f] for f in found}
         return found[0], found[1] if len(found) > 1 else None
 
     def header(self, header: etree._Element, path: str) -> bool:
@@ -224,6 +234,8 @@ class _Walk:
                 self._other(
                     child, uri, local, path, ("MessageHeader", "TraceHeaderList", "Signature")
                 )
+        named = {c.tag[_NS_LEN:]: [c] for c in elements if c.tag.startswith(_NS)}
+        self.index[header] = named  # one each: any other edXML child was refused above
         if status and traces:
             raise _error(
                 "a status package has no <TraceHeaderList>",
@@ -283,7 +295,8 @@ class _Walk:
         if element_only and not _blank(el.text):
             raise _text_error(path)
         kids = model.children
-        counts: dict[str, int] = {}
+        named: dict[str, list[etree._Element]] = {}
+        self.index[el] = named  # filled as the children are read; complete unless refused
         for child in el:
             if element_only:
                 tail = child.tail
@@ -296,12 +309,13 @@ class _Walk:
             if tag.startswith(_NS):
                 uri, local = "", tag[_NS_LEN:]
                 known = kids.get(local)
+                named.setdefault(local, []).append(child)
             else:
                 uri, local = _split(tag)
                 known = None
             if known is not None:
                 type_name, most = known
-                count = counts[local] = counts.get(local, 0) + 1
+                count = len(named[local])  # this one included
                 if most != UNBOUNDED and count > most:
                     raise _error(
                         f"<{local}> appears more than {most} time(s)",

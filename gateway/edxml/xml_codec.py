@@ -27,7 +27,7 @@ from gateway.core.errors import PackageError
 from gateway.edxml import model as m
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.limits import DEFAULT_LIMITS, ParseLimits
-from gateway.edxml.structure import check_structure
+from gateway.edxml.structure import ChildIndex, check_structure
 from gateway.edxml.xml_layout import (
     ATTACHMENT,
     BUSINESS,
@@ -58,6 +58,7 @@ _T = TypeVar("_T")
 _DSIG_SIGNATURE = f"{{{m.XMLDSIG_NS}}}Signature"
 _EDXML_ANY = f"{NS}*"  # lxml's tag filter: any element in the edXML namespace
 _NS_LEN = len(NS)
+_NONE: list[_Element] = []  # never appended to: ``named.get(name, _NONE)`` without a new list
 
 
 def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Package:
@@ -99,15 +100,21 @@ def _error(message: str, code: str, path: str) -> PackageError:
 class _Kids:
     """The element children of one container, by local name, with the container's path.
 
-    ``named`` holds the edXML children (lxml picks them out in C); ``order``, every element child
-    in document order, is listed only when asked for (extras, error messages)."""
+    ``named`` holds the edXML children: as ``check_structure`` listed them while it walked the
+    container (``index``), else picked out by lxml in C; ``order``, every element child in
+    document order, is listed only when asked for (extras, error messages)."""
 
-    __slots__ = ("_order", "el", "named", "path")
+    __slots__ = ("_order", "el", "index", "named", "path")
 
-    def __init__(self, el: _Element, path: str) -> None:
+    def __init__(self, el: _Element, path: str, index: ChildIndex) -> None:
         self.el = el
         self.path = path
+        self.index = index
         self._order: list[tuple[str | None, _Element]] | None = None
+        listed = index.get(el)
+        if listed is not None:
+            self.named = listed
+            return
         named: dict[str, list[_Element]] = {}
         for child in el.iterchildren(_EDXML_ANY):
             local = child.tag[_NS_LEN:]
@@ -131,15 +138,19 @@ class _Kids:
         return f"{self.path}/{name}" + ("" if index is None else f"[{index}]")
 
     def one(self, name: str) -> _Element | None:
-        found = self.named.get(name, [])
+        found = self.named.get(name, _NONE)
         if len(found) > 1:
             raise _error(f"<{name}> appears {len(found)} times", "duplicate_element", self.at(name))
         return found[0] if found else None
 
     def require(self, name: str) -> _Kids:
+        return _Kids(self.require_element(name), self.at(name), self.index)
+
+    def require_element(self, name: str) -> _Element:
+        """``require(name).el``, without listing the element's children."""
         el = self.one(name)
         if el is not None:
-            return _Kids(el, self.at(name))
+            return el
         if any(local is None and etree.QName(c).localname == name for local, c in self.order):
             raise _error(f"<{name}> is in another namespace", "wrong_namespace", self.at(name))
         raise _error(f"<{name}> is required", "missing_field", self.at(name))
@@ -151,14 +162,21 @@ class _Kids:
     def texts(self, container: str, item: str) -> tuple[str, ...] | None:
         """``<ToPlaces><Place>a</Place>…</ToPlaces>`` -> ``("a", …)``; None if no container."""
         el = self.one(container)
-        return None if el is None else tuple(_text(i) for i in _Kids(el, "").named.get(item, []))
+        return (
+            None
+            if el is None
+            else tuple(_text(i) for i in _Kids(el, "", self.index).named.get(item, []))
+        )
 
     def opt(self, name: str, reader: Callable[[_Kids], _T]) -> _T | None:
         el = self.one(name)
-        return None if el is None else reader(_Kids(el, self.at(name)))
+        return None if el is None else reader(_Kids(el, self.at(name), self.index))
 
     def each(self, name: str) -> list[_Kids]:
-        return [_Kids(el, self.at(name, i)) for i, el in enumerate(self.named.get(name, []), 1)]
+        index = self.index
+        return [
+            _Kids(el, self.at(name, i), index) for i, el in enumerate(self.named.get(name, []), 1)
+        ]
 
     def leaves(self, table: Table, *skip: str) -> dict[str, str | None]:
         return {attr: self.text(name) for name, attr in table if attr not in skip}
@@ -176,7 +194,7 @@ def _plain(cls: Callable[..., _T], table: Table) -> Callable[[_Kids], _T]:
 
 
 def _read_org(kids: _Kids) -> m.Organization:
-    organ_id = _text(kids.require("OrganId").el)
+    organ_id = _text(kids.require_element("OrganId"))
     return m.Organization(organ_id=organ_id, **kids.leaves(ORGANIZATION, "organ_id"))
 
 
@@ -221,7 +239,7 @@ def _read_message_header(mh: _Kids) -> m.MessageHeader:
 
 def _enum(kids: _Kids, name: str, cls: Callable[[str], _T], width: int) -> _T:
     """A required code, digits normalised to ``width`` (``"1"`` -> ``"01"``)."""
-    raw = _text(kids.require(name).el).strip()
+    raw = _text(kids.require_element(name)).strip()
     try:
         return cls(f"{int(raw):0{width}d}" if raw.isascii() and raw.isdigit() else raw)
     except ValueError as exc:
@@ -319,8 +337,7 @@ def read_package(root: _Element) -> m.Package:
     ``structure.check_structure``, and ``edxml.unknown_kind``, ``missing_field``,
     ``bad_business_doc_type``, ``bad_status_code``) with the element path.
     """
-    check_structure(root)
-    top = _Kids(root, "/edXML")
+    top = _Kids(root, "/edXML", check_structure(root))
     envelope = top.require("edXMLEnvelope")
     header = envelope.require("edXMLHeader")
     mh = header.require("MessageHeader")

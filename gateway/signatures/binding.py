@@ -8,6 +8,7 @@ directory may list the certificate's SHA-256 fingerprint for the sender.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,10 +60,30 @@ class Signer:
         )
 
 
-@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
+_SIGNERS: dict[int, tuple[x509.Certificate, Signer]] = {}
+_SIGNERS_LOCK = threading.Lock()
+
+
 def signer_of(cert: x509.Certificate) -> Signer:
-    """The certificate's fingerprint, subject and OrganIds: one cache lookup (cryptography hashes
-    a certificate afresh for every lookup, ~5 µs on a slow core)."""
+    """The certificate's fingerprint, subject and OrganIds, derived once per certificate.
+
+    Found by the object's identity first (the verifier's certificates come from
+    ``load_untrusted_der``'s cache: the same signer's is the same object, package after package),
+    without the hash cryptography computes afresh for every lookup (~3 to 5 µs); an equal
+    certificate that is another object goes through the cache by equality."""
+    entry = _SIGNERS.get(id(cert))
+    if entry is not None and entry[0] is cert:
+        return entry[1]
+    signer = _signer_by_equality(cert)
+    with _SIGNERS_LOCK:
+        if len(_SIGNERS) >= CACHED_CERTIFICATES:
+            _SIGNERS.clear()  # rare: as many distinct certificate objects as cached DER
+        _SIGNERS[id(cert)] = (cert, signer)  # the entry keeps ``cert`` alive: its id stays its
+    return signer
+
+
+@functools.lru_cache(maxsize=CACHED_CERTIFICATES)
+def _signer_by_equality(cert: x509.Certificate) -> Signer:
     return Signer(fingerprint(cert), cert.subject.rfc4514_string(), organ_ids_in(cert))
 
 

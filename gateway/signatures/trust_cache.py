@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from gateway.signatures.certificates import certificate_hash
+
 DEFAULT_MAX_ENTRIES = 4096
 
 
@@ -23,14 +25,16 @@ class ChainKey:
     """A leaf and the intermediates offered with it, hashed once.
 
     cryptography hashes a ``Certificate`` afresh on every call (~5 µs on a slow core), and a
-    cache hit looks its key up twice (``get``, ``move_to_end``). Equal when the certificates are
-    equal (identical objects compare without asking cryptography)."""
+    cache hit looks its key up twice (``get``, ``move_to_end``); each certificate's hash is
+    remembered for the object (``certificate_hash``: the same signer's certificates are the same
+    objects, package after package). Equal when the certificates are equal (identical objects
+    compare without asking cryptography); equal certificates hash alike, so equal keys do."""
 
     __slots__ = ("_hash", "parts")
 
     def __init__(self, leaf: x509.Certificate, offered: tuple[x509.Certificate, ...]) -> None:
         self.parts = (leaf, offered)
-        self._hash = hash(self.parts)
+        self._hash = hash((certificate_hash(leaf), *map(certificate_hash, offered)))
 
     def __hash__(self) -> int:
         return self._hash

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from gateway.signatures.algorithms import (
     DigestAlgorithm,
     SignatureAlgorithm,
 )
-from gateway.signatures.certificates import load_untrusted_der
+from gateway.signatures.certificates import CACHED_CERTIFICATES, load_untrusted_der
 from gateway.signatures.enveloped import (
     ENVELOPE_TAG,
     HEADER_TAG,
@@ -102,7 +103,8 @@ def verify_xml_signature(
     namespace = etree.QName(signature).namespace or ""
     info = _read_signed_info(signature, namespace, allowed)
     certificates = _certificates(signature, namespace)
-    leaf = _verifying_certificate(certificates, info, subtree_c14n(info.element, info.c14n))
+    signed_info = subtree_c14n(info.element, info.c14n, document_bytes=document_bytes)
+    leaf = _verifying_certificate(certificates, info, signed_info)
     actual = enveloped_digest(
         root,
         signature,
@@ -263,12 +265,40 @@ def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certif
         raise _fail("malformed", f"more than {MAX_CERTIFICATES} certificates in KeyInfo")
     certificates = []
     for element in encoded:
-        der = _base64_text(element, "bad_certificate")
-        try:
-            certificates.append(load_untrusted_der(der))
-        except ValueError as exc:
-            raise _fail("bad_certificate", "an X509Certificate does not decode") from exc
+        text = element.text
+        if len(element) or not text:
+            raise _fail("bad_certificate", "X509Certificate must hold base64 text only")
+        certificates.append(_certificate_of_text(text))
     return certificates
+
+
+CACHED_TEXT_CHARS = 16 * 1024
+"""``X509Certificate`` texts up to this long are remembered (a certificate is 1 to 3 KB of base64);
+a longer one (padded with whitespace, say) is decoded each time, so the cache stays small."""
+
+
+def _certificate_of_text(text: str) -> x509.Certificate:
+    """The certificate an ``X509Certificate`` text encodes, or ``SignatureError``.
+
+    The same signers' certificates arrive with every package: a text decoded once is not decoded
+    (nor its DER looked up) again. Refusals are not cached (``lru_cache`` keeps no exception)."""
+    if len(text) > CACHED_TEXT_CHARS:
+        return _decode_certificate(text)
+    return _remembered_certificate(text)
+
+
+def _decode_certificate(text: str) -> x509.Certificate:
+    try:
+        der = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _fail("bad_certificate", "X509Certificate is not valid base64") from exc
+    try:
+        return load_untrusted_der(der)
+    except ValueError as exc:
+        raise _fail("bad_certificate", "an X509Certificate does not decode") from exc
+
+
+_remembered_certificate = functools.lru_cache(maxsize=CACHED_CERTIFICATES)(_decode_certificate)
 
 
 def _verifying_certificate(

@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from samples import WELL_FORMED_FILES
+from strategies import package_strategy
 
 from gateway.core.errors import LgspError, PackageError
 from gateway.edxml.hardened import load_xml
-from gateway.edxml.model import EDXML_NS
+from gateway.edxml.model import EDXML_NS, Package
 from gateway.edxml.structure import ONE_READING_CODES, RESERVED, check_structure
 from gateway.edxml.validate import validate_schema
-from gateway.edxml.xml_codec import parse_package
+from gateway.edxml.xml_codec import parse_package, serialize_package
 
 MALICIOUS_DIR = Path(__file__).parent / "malicious"
 NS = f'xmlns="{EDXML_NS}"'
@@ -404,3 +405,39 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(mutated())
 def test_on_mutated_packages_the_check_is_the_xsd_or_stricter(data: bytes) -> None:
     assert_agrees(data)
+
+
+# -- the walk's index of children, which the reader uses instead of listing them again ----------
+
+
+def _assert_index_lists_what_lxml_lists(root: etree._Element) -> None:
+    """Every container in the index maps to its edXML children exactly as lxml lists them."""
+    index = check_structure(root)
+    assert root in index
+    for container, named in index.items():
+        expected: dict[str, list[etree._Element]] = {}
+        for child in container.iterchildren(f"{{{EDXML_NS}}}*"):
+            expected.setdefault(etree.QName(child).localname, []).append(child)
+        assert named == expected, container.tag
+        assert [list(map(id, v)) for v in named.values()] == [
+            list(map(id, v)) for v in expected.values()
+        ]  # the same elements, in document order
+
+
+def test_the_walks_index_is_what_lxml_lists_for_every_sample() -> None:
+    for path in WELL_FORMED_FILES:
+        _assert_index_lists_what_lxml_lists(load_xml(path.read_bytes()))
+    lenient = document(
+        f"<!-- c -->{org('From', A)}<Subject>s</Subject>{org('To', C)}{org('To', B)}"
+        f"{RESPONSE_FOR}{RESPONSE_FOR}<OtherInfo><ReplyFors>r</ReplyFors><Priority>0</Priority>"
+        '<Unknown>u</Unknown></OtherInfo><x:Note xmlns:x="urn:x"><x:OrganId>x</x:OrganId></x:Note>'
+        "<Code>7816/VPCP</Code><NewField><Inner>i</Inner></NewField>",
+        trace="<Signature><SignedInfo/></Signature>",
+    )
+    _assert_index_lists_what_lxml_lists(load_xml(lenient))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(package_strategy())
+def test_the_walks_index_is_what_lxml_lists_for_any_package(pkg: Package) -> None:
+    _assert_index_lists_what_lxml_lists(load_xml(serialize_package(pkg)))
