@@ -9,7 +9,9 @@ every part the gateway reads, so the callers translate one exception type at one
 
 The same signers' certificates arrive with every package, so the parsed certificates of the last
 ``CACHED_CERTIFICATES`` distinct DER encodings are kept (a refused encoding is not): the same bytes
-parse to the same certificate, and a ``Certificate`` does not change.
+parse to the same certificate, and a ``Certificate`` does not change. Only encodings up to
+``CACHED_DER_BYTES`` are kept, so the cache holds at most a few MB whatever certificates arrive
+(real ones are 1 to 2 KB; a larger one is parsed every time).
 """
 
 from __future__ import annotations
@@ -21,11 +23,22 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 CACHED_CERTIFICATES = 1024
+CACHED_DER_BYTES = 8 * 1024
+
+
+def load_untrusted_der(der: bytes) -> x509.Certificate:
+    """A DER certificate whose key, names, validity and extensions all parse, or ``ValueError``."""
+    if len(der) > CACHED_DER_BYTES:
+        return _load(der)
+    return _load_remembered(der)
 
 
 @functools.lru_cache(maxsize=CACHED_CERTIFICATES)
-def load_untrusted_der(der: bytes) -> x509.Certificate:
-    """A DER certificate whose key, names, validity and extensions all parse, or ``ValueError``."""
+def _load_remembered(der: bytes) -> x509.Certificate:
+    return _load(der)
+
+
+def _load(der: bytes) -> x509.Certificate:
     try:
         certificate = x509.load_der_x509_certificate(der)
         certificate.public_key()

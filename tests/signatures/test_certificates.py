@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from pki_fixtures import shared_pki
 
 from gateway.core.errors import SignatureError
 from gateway.demo import pki
 from gateway.signatures.binding import Signer, fingerprint, organ_ids_in, signer_of
-from gateway.signatures.certificates import certificate_hash, load_untrusted_der
+from gateway.signatures.certificates import (
+    CACHED_DER_BYTES,
+    _load_remembered,
+    certificate_hash,
+    load_untrusted_der,
+)
 from gateway.signatures.trust_cache import ChainKey
 from gateway.signatures.xmldsig import (
     CACHED_TEXT_CHARS,
@@ -34,6 +43,37 @@ def test_the_same_bytes_give_the_same_parsed_certificate(pki_dir: Path) -> None:
     assert load_untrusted_der(bytes(der)) is first  # an equal copy: parsed once
     assert first == leaf
     assert first.subject.rfc4514_string() == leaf.subject.rfc4514_string()
+
+
+def test_a_large_certificate_is_parsed_every_time_not_kept() -> None:
+    """The cache holds small encodings only: a certificate over ``CACHED_DER_BYTES`` (here a
+    valid one padded with a large private extension) is parsed as any other, not remembered."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "large")])
+    now = datetime.now(UTC)
+    large = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x04\x00" + b"x" * CACHED_DER_BYTES
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    der = large.public_bytes(Encoding.DER)
+    assert len(der) > CACHED_DER_BYTES
+    before = _load_remembered.cache_info().currsize
+    first = load_untrusted_der(der)
+    assert first == large
+    assert load_untrusted_der(der) is not first  # parsed again
+    assert _load_remembered.cache_info().currsize == before
 
 
 def test_a_malformed_certificate_is_refused_every_time(pki_dir: Path) -> None:
