@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractMessage, DeliveryMode, HeadersType
 from aiormq import spec
 
+from gateway.broker.properties import Properties
 from gateway.core.errors import InputError
 from gateway.core.methods import DeliveryMethod
 
@@ -97,8 +98,9 @@ class DeliveryMessage:
 
     def amqp_properties(self) -> spec.Basic.Properties:
         """The AMQP properties of ``to_amqp()``, built without an aio-pika message (the
-        broker's publishing path): persistent, ``message_id`` = delivery_id, headers."""
-        return spec.Basic.Properties(
+        broker's publishing path): persistent, ``message_id`` = delivery_id, headers. They
+        marshal to pamqp's bytes without pamqp's generic walk (``broker.properties``)."""
+        return Properties(
             content_type=self.content_type,
             delivery_mode=PERSISTENT,
             message_id=self.delivery_id,

@@ -116,18 +116,23 @@ class CompactSigner:
 
     def sign(self, payload: bytes) -> str:
         """The compact JWS of ``payload``."""
-        signing_input = b"%b.%b" % (self.header_segment, _b64url(payload).encode("ascii"))
+        signing_input = b"%b.%b" % (self.header_segment, _b64url_bytes(payload))
         signature = signature_of_digest(self.key, hashlib.sha256(signing_input).digest())
-        return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
+        return (b"%b.%b" % (signing_input, _b64url_bytes(signature))).decode("ascii")
+
+
+# cryptography's parameter objects hold no state: made once, not per signature
+_PREHASHED_SHA256 = Prehashed(hashes.SHA256())
+_PKCS1V15 = padding.PKCS1v15()
+_ECDSA_PREHASHED = ec.ECDSA(_PREHASHED_SHA256)
 
 
 def signature_of_digest(key: PrivateKey, digest: bytes) -> bytes:
     """The JWS signature (RS256: PKCS#1 v1.5; ES256: R || S, 32 bytes each) of a signing input
     whose SHA-256 is ``digest`` (so a large input can be hashed in pieces)."""
-    prehashed = Prehashed(hashes.SHA256())
     if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(digest, padding.PKCS1v15(), prehashed)
-    r, s = decode_dss_signature(key.sign(digest, ec.ECDSA(prehashed)))
+        return key.sign(digest, _PKCS1V15, _PREHASHED_SHA256)
+    r, s = decode_dss_signature(key.sign(digest, _ECDSA_PREHASHED))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
@@ -277,3 +282,7 @@ def public_jwk(cert: x509.Certificate, algorithm: str) -> jwk.RSAKey | jwk.ECKey
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_bytes(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
