@@ -42,13 +42,14 @@ from gateway.intake.routing import Refusal, RefusalReason, route
 from gateway.intake.routing import may_speak_for as caller_may_speak_for
 from gateway.signatures.verify import VerifiedDocument, Verifier
 from gateway.store import DeliveryLog
-from gateway.store.intake_batch import NationalDoc, StatusAnswer
 from gateway.store.records import (
     DeliveryRecord,
     DeliveryState,
     DocumentRecord,
     IntakeResult,
+    NationalDoc,
     NewDocument,
+    StatusAnswer,
 )
 
 log = structlog.get_logger(__name__)

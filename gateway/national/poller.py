@@ -62,7 +62,7 @@ from gateway.delivery.batching import Batcher
 from gateway.edxml.formats import PackageFormat
 from gateway.intake.pipeline import Intake, IntakeOutcome
 from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
-from gateway.store.intake_batch import NationalDoc
+from gateway.store.records import NationalDoc
 
 log = structlog.get_logger(__name__)
 

@@ -20,7 +20,6 @@ from gateway.store.attempts import AttemptLog
 from gateway.store.chain import append_events
 from gateway.store.engine import Engines, create_engines, transaction
 from gateway.store.group_commit import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_S, GroupCommitter
-from gateway.store.intake_batch import IntakeWrite, NationalDoc, StatusAnswer
 from gateway.store.migrations import migrate
 from gateway.store.queries import (
     delivery_record,
@@ -34,7 +33,10 @@ from gateway.store.records import (
     DeliveryState,
     EventKind,
     IntakeResult,
+    IntakeWrite,
+    NationalDoc,
     NewDocument,
+    StatusAnswer,
 )
 from gateway.store.tables import deliveries
 

@@ -36,8 +36,8 @@ import structlog
 
 from gateway.core.errors import ConflictError, LgspError, UnavailableError
 from gateway.store.engine import Engines, transaction
-from gateway.store.intake_batch import IntakeWrite, Outcome, write_batch
-from gateway.store.records import IntakeResult
+from gateway.store.intake_batch import write_batch
+from gateway.store.records import IntakeResult, IntakeWrite, Outcome
 
 log = structlog.get_logger(__name__)
 

@@ -23,6 +23,8 @@
    appended to the hash chain (``store.chain``) last: a received event covers its document,
    deliveries and package.
 
+Steps 1, 5 and 7's status answers and published marks are in ``intake_answers``.
+
 Rows are sorted by their unique key before each INSERT, so that two processes' batches on
 PostgreSQL take the index locks in one order (no deadlock between overlapping batches). The
 results are built from the values written, not read back. Within a batch, a second request with a
@@ -33,32 +35,33 @@ records (created=False), other bytes a conflict.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    bindparam,
     delete,
     exists,
     insert,
     select,
-    tuple_,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.core.errors import ConflictError, ForbiddenError, LgspError
+from gateway.core.errors import ConflictError, LgspError
 from gateway.core.methods import DeliveryMethod
-from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store.chain import append_events, covered_record
+from gateway.store.intake_answers import (
+    business_statuses,
+    find_originals,
+    locked,
+    not_a_recipient,
+    published_marks,
+)
 from gateway.store.queries import (
     delivery_record,
     document_record,
     document_values,
     event_values,
-    lock_deliveries,
     select_documents,
     utc_now,
 )
@@ -68,22 +71,12 @@ from gateway.store.records import (
     DocumentRecord,
     EventKind,
     IntakeResult,
-    NewDocument,
+    IntakeWrite,
+    Outcome,
 )
 from gateway.store.tables import deliveries, documents, national_inbox, packages
 
 NewId = Callable[[], str]
-Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_recipient
-
-_SET_STATUS = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"))
-    .values(
-        business_status=bindparam("b_status"),
-        business_status_at=bindparam("b_at"),
-        updated_at=bindparam("b_now"),
-    )
-)
 
 
 def _by_dialect(build: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
@@ -97,14 +90,6 @@ def _statement(conn: Connection, statements: dict[str, Any]) -> Any:
 
 # The batch's statements, built once: a statement object keeps its cache key, so SQLAlchemy finds
 # the compiled SQL without rebuilding and re-hashing the expression on every batch.
-_ORIGINALS = (
-    select(documents.c.id, documents.c.sender, documents.c.document_id)
-    .where(
-        documents.c.kind == PackageKind.DOCUMENT.value,
-        tuple_(documents.c.sender, documents.c.document_id).in_(bindparam("refs", expanding=True)),
-    )
-    .order_by(documents.c.received_at, documents.c.id)
-)
 _INSERT_PACKAGES = _by_dialect(
     lambda dialect_insert: dialect_insert(packages).on_conflict_do_nothing(
         index_elements=["sha256"]
@@ -123,44 +108,6 @@ _INSERT_NATIONAL = _by_dialect(
     )
 )
 _INSERT_DELIVERIES = insert(deliveries)
-_MARK_QUEUED = (
-    update(deliveries)
-    .where(
-        deliveries.c.id.in_(bindparam("m_ids", expanding=True)),
-        deliveries.c.state == DeliveryState.ACCEPTED.value,
-    )
-    .values(state=DeliveryState.QUEUED.value, updated_at=bindparam("m_now"))
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StatusAnswer:
-    """A status package's reference to the document it answers (its sender and DocumentId)."""
-
-    organ_id: str
-    document_id: str
-    code: StatusCode
-
-
-@dataclass(frozen=True, slots=True)
-class NationalDoc:
-    """The national platform's docId a package was fetched under: its ``national_inbox`` row
-    (outcome ``done``) is written in the intake's own transaction."""
-
-    doc_id: str
-    message_type: str  # edoc | status
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeWrite:
-    """One intake to record: its document, its bytes, one route per recipient."""
-
-    new: NewDocument  # in_reply_to is filled in here when ``answers`` finds the original
-    package: bytes = field(repr=False)  # up to megabytes: never in a log line or a repr
-    sha256: str
-    routes: tuple[tuple[str, DeliveryMethod], ...]
-    answers: StatusAnswer | None = None
-    national: NationalDoc | None = None
 
 
 def write_batch(
@@ -172,7 +119,7 @@ def write_batch(
     for i, write in enumerate(writes):
         first_of.setdefault(write.new.dedup_key, i)
     leaders = [writes[i] for i in first_of.values()]
-    originals = _originals(
+    originals = find_originals(
         conn,
         {(w.answers.organ_id, w.answers.document_id) for w in leaders if w.answers is not None},
     )
@@ -181,7 +128,7 @@ def write_batch(
         for w in leaders
         if w.answers is not None and (w.answers.organ_id, w.answers.document_id) in originals
     }
-    answered, marked = _locked(
+    answered, marked = locked(
         conn,
         {
             (doc, by_key.new.sender)
@@ -191,7 +138,7 @@ def write_batch(
         published,
     )
     outcomes: dict[str, Outcome] = {
-        w.new.dedup_key: _not_a_recipient(w)
+        w.new.dedup_key: not_a_recipient(w)
         for w in leaders
         if w.new.dedup_key in answering
         and (answering[w.new.dedup_key], w.new.sender) not in answered
@@ -232,10 +179,10 @@ def write_batch(
     if new_deliveries:  # in id order, as every writer of several deliveries locks them
         conn.execute(_INSERT_DELIVERIES, new_deliveries)
     trail = [_received_event(r.document, w.package, len(w.routes), now) for w, r in new_records]
-    trail += _business_statuses(
+    trail += business_statuses(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
     )
-    trail += _published(conn, marked, now)
+    trail += published_marks(conn, marked, now)
     answers = [_answer(writes[i], first_of, outcomes, i) for i in range(len(writes))]
     _national_rows(conn, writes, answers, now)
     covered = {
@@ -291,17 +238,6 @@ def _resubmitted(outcome: Outcome, write: IntakeWrite) -> Outcome:
             code="conflict.duplicate_document",
         )
     return IntakeResult(False, document, outcome.deliveries)
-
-
-def _originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The first-received document of each (sender, DocumentId), by id."""
-    if not refs:
-        return {}
-    rows = conn.execute(_ORIGINALS, {"refs": sorted(refs)}).all()
-    found: dict[tuple[str, str], str] = {}
-    for row in rows:
-        found.setdefault((row.sender, row.document_id), row.id)
-    return found
 
 
 def _document(
@@ -450,105 +386,3 @@ def _received_event(
         detail=detail,
         actor=doc.caller,
     )
-
-
-def _locked(
-    conn: Connection, pairs: set[tuple[str, str]], published: Sequence[str]
-) -> tuple[dict[tuple[str, str], Any], list[Any]]:
-    """Lock, in one statement and in id order (``queries.lock_deliveries``), the deliveries
-    (document, recipient) that status packages answer and the ``published`` ones; return the
-    former by pair, the latter as rows."""
-    wanted = set(published)
-    if not pairs and not wanted:
-        return {}, []
-    columns = (
-        deliveries.c.id,
-        deliveries.c.document,
-        deliveries.c.recipient,
-        deliveries.c.state,
-        deliveries.c.business_status_at,
-    )
-    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
-    rows = conn.execute(lock_deliveries(wanted, *columns, also=answering if pairs else None)).all()
-    answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
-    return answered, [r for r in rows if r.id in wanted]
-
-
-def _not_a_recipient(write: IntakeWrite) -> ForbiddenError:
-    answers = write.answers
-    assert answers is not None
-    return ForbiddenError(
-        f"{write.new.sender} is not a recipient of {answers.document_id} from "
-        f"{answers.organ_id}: it may not answer it with a status",
-        code="acl.not_a_recipient",
-    )
-
-
-def _business_statuses(
-    conn: Connection,
-    pairs: Sequence[tuple[IntakeWrite, Outcome]],
-    answered: dict[tuple[str, str], Any],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Set the business status of each delivery a new status package answers (latest wins)."""
-    latest = {r.id: r.business_status_at for r in answered.values()}
-    trail: list[dict[str, Any]] = []
-    updates: dict[str, dict[str, Any]] = {}
-    for write, outcome in pairs:
-        if not (isinstance(outcome, IntakeResult) and write.answers):
-            continue
-        doc = outcome.document
-        row = answered.get((str(doc.in_reply_to), doc.sender))
-        if row is None:  # no original found: nothing to set (a known original was checked)
-            continue
-        at, current = doc.received_at, latest[row.id]
-        if not outcome.created and current is not None and current >= at:
-            continue  # the same status again: set already (it is, unless someone unset it)
-        newest = current is None or at >= current
-        detail: dict[str, object] = {
-            "status_document": doc.id,
-            "at": at.isoformat(),
-            "superseded": not newest,
-        }
-        trail.append(
-            event_values(
-                document=row.document,
-                delivery=row.id,
-                at=now,
-                kind=EventKind.BUSINESS_STATUS,
-                outcome=write.answers.code.value,
-                detail=detail,
-                actor="gateway",
-            )
-        )
-        if newest:
-            latest[row.id] = at
-            updates[row.id] = {
-                "b_id": row.id,
-                "b_status": write.answers.code.value,
-                "b_at": at,
-                "b_now": now,
-            }
-    if updates:
-        conn.execute(_SET_STATUS, [updates[k] for k in sorted(updates)])
-    return trail
-
-
-def _published(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
-    """Deliveries the broker confirmed (``rows``, locked): accepted -> queued (later states
-    stay); their events."""
-    if not rows:
-        return []
-    conn.execute(_MARK_QUEUED, {"m_ids": [r.id for r in rows], "m_now": now})
-    return [
-        event_values(
-            document=r.document,
-            delivery=r.id,
-            at=now,
-            kind=EventKind.PUBLISHED,
-            outcome="confirmed",
-            detail={"state_before": r.state},
-            actor="gateway",
-        )
-        for r in rows
-    ]

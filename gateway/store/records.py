@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from gateway.core.errors import LgspError
 from gateway.core.methods import DeliveryMethod
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import BusinessDocType, PackageKind, StatusCode
@@ -147,3 +148,36 @@ class DocumentFilter:
     text: str | None = None  # in the subject, ignoring case and Vietnamese diacritics
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusAnswer:
+    """A status package's reference to the document it answers (its sender and DocumentId)."""
+
+    organ_id: str
+    document_id: str
+    code: StatusCode
+
+
+@dataclass(frozen=True, slots=True)
+class NationalDoc:
+    """The national platform's docId a package was fetched under: its ``national_inbox`` row
+    (outcome ``done``) is written in the intake's own transaction."""
+
+    doc_id: str
+    message_type: str  # edoc | status
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeWrite:
+    """One intake to record: its document, its bytes, one route per recipient."""
+
+    new: NewDocument  # in_reply_to is filled in here when ``answers`` finds the original
+    package: bytes = field(repr=False)  # up to megabytes: never in a log line or a repr
+    sha256: str
+    routes: tuple[tuple[str, DeliveryMethod], ...]
+    answers: StatusAnswer | None = None
+    national: NationalDoc | None = None
+
+
+Outcome = IntakeResult | LgspError  # a request's own refusal: conflict, not_a_recipient

@@ -30,7 +30,7 @@ from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.attempts import AttemptReport
-from gateway.store.intake_batch import StatusAnswer
+from gateway.store.records import StatusAnswer
 
 LGSP = str(Path(sys.executable).with_name("lgsp"))
 SENDER = "000.00.00.H56"

@@ -40,8 +40,8 @@ from gateway.national.received import NewProcessedDoc, ProcessedDoc, ReceivedLog
 from gateway.service.components import build_dispatcher, build_intake
 from gateway.signatures.xmldsig import sign_xml
 from gateway.store import DeliveryLog, DocumentFilter
-from gateway.store.intake_batch import NationalDoc
 from gateway.store.participants import StoredDirectory
+from gateway.store.records import NationalDoc
 
 DEPARTMENT, NATIONAL = "000.00.04.H56", "000.00.00.G22"
 

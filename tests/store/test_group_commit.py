@@ -14,7 +14,7 @@ from gateway.core.errors import ConflictError
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import DeliveryLog, DeliveryState, EventKind, IntakeResult, NewDocument
 from gateway.store.engine import transaction
-from gateway.store.intake_batch import StatusAnswer
+from gateway.store.records import StatusAnswer
 from gateway.store.tables import deliveries, documents, events, packages
 
 MakeDocument = Callable[..., NewDocument]

@@ -1,0 +1,161 @@
+"""An intake batch's status packages and published marks: the originals answered, the deliveries
+locked in id order, the business statuses set, the confirmed deliveries moved to ``queued``.
+
+Steps 1, 5 and 7 of ``intake_batch.write_batch``, in the batch's own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, tuple_, update
+
+from gateway.core.errors import ForbiddenError
+from gateway.edxml.model import PackageKind
+from gateway.store.queries import event_values, lock_deliveries
+from gateway.store.records import DeliveryState, EventKind, IntakeResult, IntakeWrite, Outcome
+from gateway.store.tables import deliveries, documents
+
+# Built once, as ``intake_batch``'s statements: SQLAlchemy finds their compiled SQL by cache key.
+_SET_STATUS = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"))
+    .values(
+        business_status=bindparam("b_status"),
+        business_status_at=bindparam("b_at"),
+        updated_at=bindparam("b_now"),
+    )
+)
+
+_ORIGINALS = (
+    select(documents.c.id, documents.c.sender, documents.c.document_id)
+    .where(
+        documents.c.kind == PackageKind.DOCUMENT.value,
+        tuple_(documents.c.sender, documents.c.document_id).in_(bindparam("refs", expanding=True)),
+    )
+    .order_by(documents.c.received_at, documents.c.id)
+)
+
+_MARK_QUEUED = (
+    update(deliveries)
+    .where(
+        deliveries.c.id.in_(bindparam("m_ids", expanding=True)),
+        deliveries.c.state == DeliveryState.ACCEPTED.value,
+    )
+    .values(state=DeliveryState.QUEUED.value, updated_at=bindparam("m_now"))
+)
+
+
+def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The first-received document of each (sender, DocumentId), by id."""
+    if not refs:
+        return {}
+    rows = conn.execute(_ORIGINALS, {"refs": sorted(refs)}).all()
+    found: dict[tuple[str, str], str] = {}
+    for row in rows:
+        found.setdefault((row.sender, row.document_id), row.id)
+    return found
+
+
+def locked(
+    conn: Connection, pairs: set[tuple[str, str]], published: Sequence[str]
+) -> tuple[dict[tuple[str, str], Any], list[Any]]:
+    """Lock, in one statement and in id order (``queries.lock_deliveries``), the deliveries
+    (document, recipient) that status packages answer and the ``published`` ones; return the
+    former by pair, the latter as rows."""
+    wanted = set(published)
+    if not pairs and not wanted:
+        return {}, []
+    columns = (
+        deliveries.c.id,
+        deliveries.c.document,
+        deliveries.c.recipient,
+        deliveries.c.state,
+        deliveries.c.business_status_at,
+    )
+    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
+    rows = conn.execute(lock_deliveries(wanted, *columns, also=answering if pairs else None)).all()
+    answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
+    return answered, [r for r in rows if r.id in wanted]
+
+
+def not_a_recipient(write: IntakeWrite) -> ForbiddenError:
+    answers = write.answers
+    assert answers is not None
+    return ForbiddenError(
+        f"{write.new.sender} is not a recipient of {answers.document_id} from "
+        f"{answers.organ_id}: it may not answer it with a status",
+        code="acl.not_a_recipient",
+    )
+
+
+def business_statuses(
+    conn: Connection,
+    pairs: Sequence[tuple[IntakeWrite, Outcome]],
+    answered: dict[tuple[str, str], Any],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Set the business status of each delivery a new status package answers (latest wins)."""
+    latest = {r.id: r.business_status_at for r in answered.values()}
+    trail: list[dict[str, Any]] = []
+    updates: dict[str, dict[str, Any]] = {}
+    for write, outcome in pairs:
+        if not (isinstance(outcome, IntakeResult) and write.answers):
+            continue
+        doc = outcome.document
+        row = answered.get((str(doc.in_reply_to), doc.sender))
+        if row is None:  # no original found: nothing to set (a known original was checked)
+            continue
+        at, current = doc.received_at, latest[row.id]
+        if not outcome.created and current is not None and current >= at:
+            continue  # the same status again: set already (it is, unless someone unset it)
+        newest = current is None or at >= current
+        detail: dict[str, object] = {
+            "status_document": doc.id,
+            "at": at.isoformat(),
+            "superseded": not newest,
+        }
+        trail.append(
+            event_values(
+                document=row.document,
+                delivery=row.id,
+                at=now,
+                kind=EventKind.BUSINESS_STATUS,
+                outcome=write.answers.code.value,
+                detail=detail,
+                actor="gateway",
+            )
+        )
+        if newest:
+            latest[row.id] = at
+            updates[row.id] = {
+                "b_id": row.id,
+                "b_status": write.answers.code.value,
+                "b_at": at,
+                "b_now": now,
+            }
+    if updates:
+        conn.execute(_SET_STATUS, [updates[k] for k in sorted(updates)])
+    return trail
+
+
+def published_marks(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
+    """Deliveries the broker confirmed (``rows``, locked): accepted -> queued (later states
+    stay); their events."""
+    if not rows:
+        return []
+    conn.execute(_MARK_QUEUED, {"m_ids": [r.id for r in rows], "m_now": now})
+    return [
+        event_values(
+            document=r.document,
+            delivery=r.id,
+            at=now,
+            kind=EventKind.PUBLISHED,
+            outcome="confirmed",
+            detail={"state_before": r.state},
+            actor="gateway",
+        )
+        for r in rows
+    ]
