@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,45 @@ async def _translated(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
                 f"the store cannot take this now, try again: {error}", code="unavailable.store"
             ) from error
         raise ServiceError(f"store error: {error}", code="store.error") from error
+    except exc.SQLAlchemyError as error:
+        raise ServiceError(f"store error: {error}", code="store.error") from error
+
+
+async def sqlite_autocommit_rows(
+    engine: AsyncEngine, sql: str, parameters: Sequence[Any]
+) -> list[Any]:
+    """The rows of ONE SQLite read statement run outside any transaction, in one thread hop.
+
+    ``transaction`` costs three hops for one read (BEGIN, the statement, COMMIT), each a wake-up of
+    aiosqlite's thread and of the event loop, which cost more CPU than the read. SQLite runs a
+    statement outside a transaction in an implicit one of its own, so ONE statement reads one
+    consistent snapshot either way; two or more statements that must agree still need
+    ``transaction``. ``sql`` is the dialect's compiled text (``?`` parameters, e.g. from a
+    statement compiled once by SQLAlchemy); rows are the driver's tuples, without SQLAlchemy's
+    result processing (plain strings and integers only). The connection is the pool's; errors
+    become ours as in ``transaction`` (a failed read: ``UnavailableError``)."""
+    try:
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            return list(await driver.execute_fetchall(sql, parameters))
+    except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:
+        raise UnavailableError(
+            f"the store is unavailable: {error}", code="unavailable.store"
+        ) from error
+    except ValueError as error:  # aiosqlite: "no active connection", "Connection closed"
+        if str(error).lower() not in ("no active connection", "connection closed"):
+            raise
+        raise UnavailableError(
+            f"the store is unavailable: {error}", code="unavailable.store"
+        ) from error
+    except sqlite3.Error as error:
+        raise ServiceError(f"store error: {error}", code="store.error") from error
+    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:  # checkout
+        raise UnavailableError(
+            f"the store is unavailable: {error}", code="unavailable.store"
+        ) from error
     except exc.SQLAlchemyError as error:
         raise ServiceError(f"store error: {error}", code="store.error") from error
 
