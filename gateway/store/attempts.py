@@ -60,13 +60,16 @@ _DELIVERED = (
 )
 
 
-@functools.cache
-def _compiled_states(dialect: Dialect) -> SQLCompiler:
-    """``_STATES`` compiled once for ``dialect`` (SQLite's batch check reads it without
-    SQLAlchemy's execution: ``sqlite_autocommit_rows``)."""
+@functools.lru_cache(maxsize=64)
+def _states_sql(dialect: Dialect, count: int) -> str:
+    """``_STATES`` as ``dialect``'s text for ``count`` ids, whose ``?`` take the ids in order
+    (SQLite's batch check reads it without SQLAlchemy's execution: ``sqlite_autocommit_rows``;
+    expanding the statement costs more than the read's Python otherwise)."""
     compiled = _STATES.compile(dialect=dialect)
     assert isinstance(compiled, SQLCompiler)
-    return compiled
+    expanded = compiled.construct_expanded_state({"ids": [str(i) for i in range(count)]})
+    assert expanded.positional_parameters == tuple(str(i) for i in range(count))
+    return expanded.statement
 
 
 class AttemptResult(StrEnum):
@@ -139,10 +142,7 @@ class AttemptLog(LogReader):
             return {}, {}
         reader = self._engines.reader
         if not claim_checks and reader.dialect.name == "sqlite":  # one statement: one hop
-            expanded = _compiled_states(reader.dialect).construct_expanded_state({"ids": ids})
-            read = await sqlite_autocommit_rows(
-                reader, expanded.statement, expanded.positional_parameters
-            )
+            read = await sqlite_autocommit_rows(reader, _states_sql(reader.dialect, len(ids)), ids)
             return {i: StoredDelivery(DeliveryState(s), n) for i, s, n in read}, {}
         async with transaction(reader) as conn:
             rows = await conn.execute(_STATES, {"ids": ids})
