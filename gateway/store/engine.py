@@ -24,7 +24,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.core.errors import ConfigError, ConflictError, ServiceError, UnavailableError
 from gateway.store import sqlite_driver, sqlite_turns
@@ -218,11 +218,7 @@ async def sqlite_autocommit_rows(
     result processing (plain strings and integers only). The connection is the pool's; errors
     become ours as in ``transaction`` (a failed read: ``UnavailableError``)."""
     try:
-        async with engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
-            return list(await driver.execute_fetchall(sql, parameters))
+        return await greenlet_spawn(_autocommit_rows, engine.sync_engine, sql, parameters)
     except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:
         raise UnavailableError(
             f"the store is unavailable: {error}", code="unavailable.store"
@@ -241,6 +237,14 @@ async def sqlite_autocommit_rows(
         ) from error
     except exc.SQLAlchemyError as error:
         raise ServiceError(f"store error: {error}", code="store.error") from error
+
+
+def _autocommit_rows(sync_engine: Engine, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """In one greenlet (as ``run_transaction``): check out, one hop to aiosqlite, check in."""
+    with sync_engine.connect() as conn:  # no statement through SQLAlchemy: no BEGIN
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        return list(await_(driver.execute_fetchall(sql, parameters)))
 
 
 # SQLSTATEs that say "try again", not "you erred": a server that is away for a while (connection
