@@ -9,6 +9,10 @@ Acks asked for in the same turn of the event loop (a batch settled after its com
 together (``ChannelAcks``): one ``basic.ack`` with ``multiple`` for a run of consecutive delivery
 tags that are all asked to be acked, the others one by one. A tag is covered only when its own
 ``ack()`` asked for it, so no message is acknowledged before its worker says so.
+
+Deliveries are consumed through aiormq's ``basic_consume`` on the channel aio-pika opened: each
+runs in the task aiormq makes for it, and aio-pika's ``IncomingMessage`` (~25 us to build) is
+made only when a dead letter or a requeue needs it (``Received.raw``).
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
+    AbstractMessage,
     AbstractQueue,
 )
+from aio_pika.message import IncomingMessage
 from aiormq.abc import AbstractChannel as AmqpChannel
+from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import ChannelInvalidStateError
 
 from gateway.broker.failures import broker_errors
 from gateway.broker.link import MAX_BACKOFF_S, RECONNECT_S, WATCH_S, Link
@@ -44,32 +53,62 @@ class Received:
     malformed_reason: str | None
     message_id: str | None
     redelivered: bool
-    raw: AbstractIncomingMessage = field(repr=False)
+    delivered: DeliveredMessage = field(repr=False)  # as aiormq received it
 
     acks: ChannelAcks | None = field(default=None, repr=False, compare=False)
+    _incoming: list[AbstractIncomingMessage] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     @classmethod
-    def of(cls, raw: AbstractIncomingMessage, acks: ChannelAcks | None = None) -> Received:
+    def of(cls, delivered: DeliveredMessage, acks: ChannelAcks | None = None) -> Received:
+        read = _Read(delivered)
         try:
-            message: DeliveryMessage | None = DeliveryMessage.from_amqp(raw)
+            message: DeliveryMessage | None = DeliveryMessage.from_amqp(
+                cast("AbstractMessage", read)  # reads only what ``_Read`` has (tested)
+            )
             reason = None
         except InputError as exc:
             message, reason = None, exc.message
-        return cls(message, reason, raw.message_id, bool(raw.redelivered), raw, acks)
+        return cls(message, reason, read.message_id, bool(delivered.redelivered), delivered, acks)
+
+    @property
+    def raw(self) -> AbstractIncomingMessage:
+        """aio-pika's ``IncomingMessage`` of this delivery, made on first use only (a dead
+        letter's copy, a requeue): a received message does without it (~25 us each)."""
+        if not self._incoming:
+            self._incoming.append(IncomingMessage(self.delivered, no_ack=False))
+        return self._incoming[0]
 
     async def ack(self) -> None:
         with broker_errors(f"ack of {self.message_id}"):
-            if self.acks is None or self.raw.delivery_tag is None:
+            tag = self.delivered.delivery_tag
+            if self.acks is None or tag is None:
                 await self.raw.ack()
             else:
-                await self.acks.ack(self.raw)
+                await self.acks.ack(tag, self.delivered.channel)
 
     async def requeue(self) -> None:
         """Give the message back to its queue now (``basic.nack`` with requeue)."""
         with broker_errors(f"requeue of {self.message_id}"):
             await self.raw.nack(requeue=True)
-            if self.acks is not None and self.raw.delivery_tag is not None:
-                self.acks.settled(self.raw.delivery_tag)
+            if self.acks is not None and self.delivered.delivery_tag is not None:
+                self.acks.settled(self.delivered.delivery_tag)
+
+
+class _Read:
+    """What ``DeliveryMessage.from_amqp`` reads of a received message, as aio-pika's
+    ``IncomingMessage`` gives it (``tests/broker/test_consumer_read.py`` holds the two to the
+    same result), read straight from aiormq's ``DeliveredMessage``."""
+
+    __slots__ = ("body", "content_type", "headers", "message_id")
+
+    def __init__(self, delivered: DeliveredMessage) -> None:
+        properties = delivered.header.properties
+        self.body = delivered.body
+        self.headers = properties.headers or {}
+        self.content_type = properties.content_type
+        self.message_id = properties.message_id
 
 
 class ChannelAcks:
@@ -88,12 +127,14 @@ class ChannelAcks:
         self._channel: AmqpChannel | None = None
         self._flushing: asyncio.Task[None] | None = None
 
-    async def ack(self, raw: AbstractIncomingMessage) -> None:
-        """Ack ``raw`` with the others asked for in this turn; raises what ``basic.ack`` does."""
-        assert raw.delivery_tag is not None
+    async def ack(self, tag: int, channel: AmqpChannel) -> None:
+        """Ack ``tag`` (received on ``channel``) with the others asked for in this turn; raises
+        what ``basic.ack`` does (``ChannelInvalidStateError`` at once on a closed channel)."""
+        if channel.is_closed:
+            raise ChannelInvalidStateError(f"{channel} is closed")
         future = asyncio.get_running_loop().create_future()
-        self._asked[raw.delivery_tag] = future
-        self._channel = raw.channel
+        self._asked[tag] = future
+        self._channel = channel
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush())
         await future
@@ -188,10 +229,14 @@ class Subscription:
                 queue = await channel.get_queue(self.queue_name, ensure=True)
                 acks = ChannelAcks()  # this channel's delivery tags
 
-                async def deliver(raw: AbstractIncomingMessage) -> None:
-                    await self._deliver(raw, acks)
+                async def deliver(delivered: DeliveredMessage) -> None:
+                    await self._deliver(delivered, acks)
 
-                self.consumer_tag = await queue.consume(deliver, no_ack=False)
+                # aiormq's own consumer: each delivery runs in the task aiormq makes for it,
+                # without aio-pika's IncomingMessage and second task (``Queue.consume``)
+                underlay = await channel.get_underlay_channel()
+                consumed = await underlay.basic_consume(self.queue_name, deliver, no_ack=False)
+                self.consumer_tag = consumed.consumer_tag
             except BaseException:
                 if not channel.is_closed:
                     await channel.close()
@@ -215,9 +260,9 @@ class Subscription:
         self.resumed += 1
         log.info("broker.consumer_resumed", queue=self.queue_name, node=self.link.node)
 
-    async def _deliver(self, raw: AbstractIncomingMessage, acks: ChannelAcks) -> None:
+    async def _deliver(self, delivered: DeliveredMessage, acks: ChannelAcks) -> None:
         assert self._on_received is not None
-        await self._on_received(Received.of(raw, acks))
+        await self._on_received(Received.of(delivered, acks))
 
     async def _stop_keeping(self) -> None:
         keeper, self._keeper = self._keeper, None

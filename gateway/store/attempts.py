@@ -16,6 +16,7 @@ which, from a read in the same transaction of the rows not moved.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +24,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from gateway.core.errors import InputError
 from gateway.store.chain import append_events
-from gateway.store.engine import transaction
+from gateway.store.engine import run_transaction, sqlite_autocommit_rows, transaction
 from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
 from gateway.store.records import DeliveryState, EventKind
@@ -55,6 +57,18 @@ _DELIVERED = (
     )
     .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts)
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _states_sql(dialect: Dialect, count: int) -> str:
+    """``_STATES`` as ``dialect``'s text for ``count`` ids, whose ``?`` take the ids in order
+    (SQLite's batch check reads it without SQLAlchemy's execution: ``sqlite_autocommit_rows``;
+    expanding the statement costs more than the read's Python otherwise)."""
+    compiled = _STATES.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    expanded = compiled.construct_expanded_state({"ids": [str(i) for i in range(count)]})
+    assert expanded.positional_parameters == tuple(str(i) for i in range(count))
+    return expanded.statement
 
 
 class AttemptResult(StrEnum):
@@ -120,27 +134,16 @@ class AttemptLog(LogReader):
         """The state and attempt count of each of ``delivery_ids`` found in the log and, in the
         same read transaction, the bytes of the ``claim_checks`` (delivery id -> package
         SHA-256) whose delivery is found and not delivered: what a worker batch needs before
-        its adapter calls."""
+        its adapter calls. Without claim checks the read is one statement, which SQLite runs
+        outside a transaction (one thread hop instead of three; the same snapshot)."""
         ids = sorted(set(delivery_ids))
         if not ids:
             return {}, {}
-        async with transaction(self._engines.reader) as conn:
-            rows = await conn.execute(_STATES, {"ids": ids})
-            stored = {
-                row.id: StoredDelivery(DeliveryState(row.state), row.attempts) for row in rows
-            }
-            wanted = sorted(
-                {
-                    sha
-                    for delivery_id, sha in claim_checks.items()
-                    if (found := stored.get(delivery_id)) is not None
-                    and found.state is not DeliveryState.DELIVERED
-                }
-            )
-            if not wanted:
-                return stored, {}
-            fetched = await conn.execute(_PACKAGES, {"sha256s": wanted})
-            return stored, {row.sha256: bytes(row.data) for row in fetched}
+        reader = self._engines.reader
+        if not claim_checks and reader.dialect.name == "sqlite":  # one statement: one hop
+            read = await sqlite_autocommit_rows(reader, _states_sql(reader.dialect, len(ids)), ids)
+            return {i: StoredDelivery(DeliveryState(s), n) for i, s, n in read}, {}
+        return await run_transaction(reader, lambda conn: _checked(conn, ids, claim_checks))
 
     async def packages(self, sha256s: Iterable[str]) -> dict[str, bytes]:
         """The stored bytes of each of ``sha256s`` found in the log (one statement)."""
@@ -166,67 +169,91 @@ class AttemptLog(LogReader):
         if not reports:
             return []
         now = utc_now()
-        async with transaction(self._engines.writer) as conn:
-            if conn.dialect.name == "postgresql":  # one lock order for every writer
-                await conn.execute(lock_deliveries(r.delivery_id for r in reports))
-            moved = await self._move(conn, reports, now)
-            missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
-            found = await _found(conn, missed) if missed else {}
-            results = [_result(i in moved, found.get(r.delivery_id)) for i, r in enumerate(reports)]
-            trail = [
-                _event(report, moved.get(i), found, results[i], now=now, actor=actor)
-                for i, report in enumerate(reports)
-            ]
-            rows = [row for row in trail if row is not None]
-            await conn.run_sync(append_events, rows)  # last: see ``store.chain``
-        return results
-
-    async def _move(
-        self, conn: AsyncConnection, reports: Sequence[AttemptReport], now: datetime
-    ) -> dict[int, tuple[str, int]]:
-        """Apply the state changes; ``{report index: (document, attempts after)}`` of those
-        that applied."""
-        moved: dict[int, tuple[str, int]] = {}
-        first: dict[str, int] = {}
-        for i, report in enumerate(reports):
-            if report.state is DeliveryState.DELIVERED:
-                first.setdefault(report.delivery_id, i)
-        if first:  # the hot path: every success of the batch in one statement
-            result = await conn.execute(_DELIVERED, {"ids": sorted(first), "now_": now})
-            for row in result:
-                moved[first[row.id]] = (row.document, row.attempts)
-        for i, report in enumerate(reports):  # failures: fewer, each with its own error
-            if report.state is DeliveryState.DELIVERED:
-                continue
-            values: dict[str, Any] = {
-                "state": report.state.value,
-                "attempts": deliveries.c.attempts + 1,
-                "updated_at": now,
-            }
-            if report.error is not None:
-                values["last_error"] = report.error
-                values["last_error_code"] = report.error_code
-            where = [deliveries.c.id == report.delivery_id, _NOT_DELIVERED]
-            if report.attempts_seen is not None:  # one copy's failure counts, not two
-                where.append(deliveries.c.attempts == report.attempts_seen)
-            failed = (
-                await conn.execute(
-                    update(deliveries)
-                    .where(*where)
-                    .values(**values)
-                    .returning(deliveries.c.document, deliveries.c.attempts)
-                )
-            ).first()
-            if failed is not None:
-                moved[i] = (failed.document, failed.attempts)
-        return moved
+        return await run_transaction(
+            self._engines.writer, lambda conn: _recorded(conn, reports, now, actor)
+        )
 
 
-async def _found(
-    conn: AsyncConnection, delivery_ids: set[str]
-) -> dict[str, tuple[str, DeliveryState]]:
+def _checked(
+    conn: Connection, ids: list[str], claim_checks: Mapping[str, str]
+) -> tuple[dict[str, StoredDelivery], dict[str, bytes]]:
+    """``check_batch`` in its read transaction."""
+    rows = conn.execute(_STATES, {"ids": ids})
+    stored = {row.id: StoredDelivery(DeliveryState(row.state), row.attempts) for row in rows}
+    wanted = sorted(
+        {
+            sha
+            for delivery_id, sha in claim_checks.items()
+            if (found := stored.get(delivery_id)) is not None
+            and found.state is not DeliveryState.DELIVERED
+        }
+    )
+    if not wanted:
+        return stored, {}
+    fetched = conn.execute(_PACKAGES, {"sha256s": wanted})
+    return stored, {row.sha256: bytes(row.data) for row in fetched}
+
+
+def _recorded(
+    conn: Connection, reports: Sequence[AttemptReport], now: datetime, actor: str
+) -> list[AttemptResult]:
+    """``record_attempts`` in its write transaction."""
+    if conn.dialect.name == "postgresql":  # one lock order for every writer
+        conn.execute(lock_deliveries(r.delivery_id for r in reports))
+    moved = _move(conn, reports, now)
+    missed = {r.delivery_id for i, r in enumerate(reports) if i not in moved}
+    found = _found(conn, missed) if missed else {}
+    results = [_result(i in moved, found.get(r.delivery_id)) for i, r in enumerate(reports)]
+    trail = [
+        _event(report, moved.get(i), found, results[i], now=now, actor=actor)
+        for i, report in enumerate(reports)
+    ]
+    append_events(conn, [row for row in trail if row is not None])  # last: see ``store.chain``
+    return results
+
+
+def _move(
+    conn: Connection, reports: Sequence[AttemptReport], now: datetime
+) -> dict[int, tuple[str, int]]:
+    """Apply the state changes; ``{report index: (document, attempts after)}`` of those
+    that applied."""
+    moved: dict[int, tuple[str, int]] = {}
+    first: dict[str, int] = {}
+    for i, report in enumerate(reports):
+        if report.state is DeliveryState.DELIVERED:
+            first.setdefault(report.delivery_id, i)
+    if first:  # the hot path: every success of the batch in one statement
+        result = conn.execute(_DELIVERED, {"ids": sorted(first), "now_": now})
+        for row in result:
+            moved[first[row.id]] = (row.document, row.attempts)
+    for i, report in enumerate(reports):  # failures: fewer, each with its own error
+        if report.state is DeliveryState.DELIVERED:
+            continue
+        values: dict[str, Any] = {
+            "state": report.state.value,
+            "attempts": deliveries.c.attempts + 1,
+            "updated_at": now,
+        }
+        if report.error is not None:
+            values["last_error"] = report.error
+            values["last_error_code"] = report.error_code
+        where = [deliveries.c.id == report.delivery_id, _NOT_DELIVERED]
+        if report.attempts_seen is not None:  # one copy's failure counts, not two
+            where.append(deliveries.c.attempts == report.attempts_seen)
+        failed = conn.execute(
+            update(deliveries)
+            .where(*where)
+            .values(**values)
+            .returning(deliveries.c.document, deliveries.c.attempts)
+        ).first()
+        if failed is not None:
+            moved[i] = (failed.document, failed.attempts)
+    return moved
+
+
+def _found(conn: Connection, delivery_ids: set[str]) -> dict[str, tuple[str, DeliveryState]]:
     """``{delivery id: (document, state)}`` of those of ``delivery_ids`` in the log."""
-    rows = await conn.execute(
+    rows = conn.execute(
         select(deliveries.c.id, deliveries.c.document, deliveries.c.state).where(
             deliveries.c.id.in_(sorted(delivery_ids))
         )

@@ -149,6 +149,32 @@ async def test_a_batch_check_reads_states_and_only_the_packages_still_to_deliver
     assert await log.check_batch([], {}) == ({}, {})
 
 
+async def test_a_batch_check_without_claim_checks_reads_the_same_states_and_counts(
+    log: DeliveryLog, make_document: MakeDocument
+) -> None:
+    """The small-package case: one statement (on SQLite outside a transaction)."""
+    intake = await log.record_intake(make_document(), PACKAGE, ROUTES)
+    ok, busy, gone, done = (d.id for d in intake.deliveries)
+    await log.mark_delivered(done, detail="HTTP 200")
+    await log.record_attempts(
+        [
+            AttemptReport(busy, DeliveryState.RETRYING, "HTTP 503", attempts_seen=0),
+            AttemptReport(gone, DeliveryState.DEAD_LETTERED, "HTTP 410", attempts_seen=0),
+        ]
+    )
+
+    states, packages = await log.check_batch([gone, ok, busy, done, "no-such", ok], {})
+
+    assert states == {
+        ok: StoredDelivery(DeliveryState.ACCEPTED, 0),
+        busy: StoredDelivery(DeliveryState.RETRYING, 1),
+        gone: StoredDelivery(DeliveryState.DEAD_LETTERED, 1),
+        done: StoredDelivery(DeliveryState.DELIVERED, 1),
+    }
+    assert packages == {}
+    assert await log.check_batch(["no-such"], {}) == ({}, {})
+
+
 def test_an_attempt_leaves_a_delivery_delivered_retrying_or_dead_lettered() -> None:
     with pytest.raises(InputError):
         AttemptReport("d", DeliveryState.ACCEPTED, "no")
