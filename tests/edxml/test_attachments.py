@@ -119,7 +119,16 @@ def test_inspect_refuses_and_measures_large_texts_as_decoding_does() -> None:
     payload = ZIP_MAGIC + bytes(range(256)) * 1000
     text = Attachment.encode(payload)
     assert inspect_attachment(Attachment("cid:1", content_b64=text)) == (len(payload), payload[:6])
-    for bad in (text[:100] + "*" + text[101:], text[:-4] + "=" + text[-3:], text + "\n" + text):
+    assert text.endswith("=")
+    assert not text.endswith("==")
+    bad_texts = (
+        text[:100] + "*" + text[101:],
+        text[:-4] + "=" + text[-3:],
+        text + "\n" + text,
+        text[:100] + "=" + text[101:],  # two "=" as padding would have, one of them inside
+        text[:-1] + "\u00e9",  # the length of a plain text, but not ASCII
+    )
+    for bad in bad_texts:
         with pytest.raises(PackageError) as caught:
             decode_attachment(Attachment("cid:1", content_b64=bad))
         with pytest.raises(PackageError) as inspected:

@@ -26,7 +26,7 @@ from gateway.core.errors import SignatureError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 from gateway.signatures.algorithms import C14nMethod, DigestAlgorithm
-from gateway.signatures.enveloped import HASH_SLICE_BYTES, LARGE_TEXT_CHARS, enveloped_digest
+from gateway.signatures.enveloped import HASH_SLICE_CHARS, LARGE_TEXT_CHARS, enveloped_digest
 from gateway.signatures.xmldsig import sign_xml, verify_xml_signature
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ EDX = f"{{{EDXML_NS}}}"
 DS = f"{{{XMLDSIG_NS}}}"
 ENCODED = re.compile(rb"(<edXML:ContentTransferEncoded[^>]*>)([^<]*)(<)")
 DESCRIPTION = re.compile(rb"(<Description>)([^<]*)(<)")
-BIG_CHARS = 2 * HASH_SLICE_BYTES + 12_345  # several hash slices, not a multiple of one
+BIG_CHARS = 2 * HASH_SLICE_CHARS + 12_345  # several hash slices, not a multiple of one
 NO_LIFT = 1 << 62
 
 
