@@ -8,7 +8,6 @@ directory may list the certificate's SHA-256 fingerprint for the sender.
 from __future__ import annotations
 
 import functools
-import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from gateway.core.errors import BindingError
+from gateway.signatures.certificates import PerCertificate
 
 ORGAN_ID_URI_PREFIX: Final = "urn:lgsp:organ-id:"
 UID_PREFIXES: Final = ("ORGANID:", "MST:")
@@ -60,31 +60,14 @@ class Signer:
         )
 
 
-_SIGNERS: dict[int, tuple[x509.Certificate, Signer]] = {}
-_SIGNERS_LOCK = threading.Lock()
-
-
-def signer_of(cert: x509.Certificate) -> Signer:
-    """The certificate's fingerprint, subject and OrganIds, derived once per certificate.
-
-    Found by the object's identity first (the verifier's certificates come from
-    ``load_untrusted_der``'s cache: the same signer's is the same object, package after package),
-    without the hash cryptography computes afresh for every lookup (~3 to 5 µs); an equal
-    certificate that is another object goes through the cache by equality."""
-    entry = _SIGNERS.get(id(cert))
-    if entry is not None and entry[0] is cert:
-        return entry[1]
-    signer = _signer_by_equality(cert)
-    with _SIGNERS_LOCK:
-        if len(_SIGNERS) >= CACHED_CERTIFICATES:
-            _SIGNERS.clear()  # rare: as many distinct certificate objects as cached DER
-        _SIGNERS[id(cert)] = (cert, signer)  # the entry keeps ``cert`` alive: its id stays its
-    return signer
-
-
 @functools.lru_cache(maxsize=CACHED_CERTIFICATES)
 def _signer_by_equality(cert: x509.Certificate) -> Signer:
     return Signer(fingerprint(cert), cert.subject.rfc4514_string(), organ_ids_in(cert))
+
+
+signer_of = PerCertificate(_signer_by_equality)
+"""The certificate's fingerprint, subject and OrganIds, derived once per certificate object
+(``PerCertificate``); an equal certificate that is another object through a cache by equality."""
 
 
 def check_binding(cert: x509.Certificate, sender: str, bound_fingerprints: frozenset[str]) -> str:
