@@ -218,8 +218,9 @@ async def sqlite_autocommit_rows(
     result processing (plain strings and integers only). The connection is the pool's; errors
     become ours as in ``transaction`` (a failed read: ``UnavailableError``)."""
     try:
-        return await greenlet_spawn(_autocommit_rows, engine.sync_engine, sql, parameters)
-    except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:
+        with _store_errors():  # the pool's checkout
+            return await greenlet_spawn(_autocommit_rows, engine.sync_engine, sql, parameters)
+    except (sqlite3.OperationalError, sqlite3.InterfaceError, OSError) as error:  # the driver's
         raise UnavailableError(
             f"the store is unavailable: {error}", code="unavailable.store"
         ) from error
@@ -230,12 +231,6 @@ async def sqlite_autocommit_rows(
             f"the store is unavailable: {error}", code="unavailable.store"
         ) from error
     except sqlite3.Error as error:
-        raise ServiceError(f"store error: {error}", code="store.error") from error
-    except (exc.OperationalError, exc.InterfaceError, exc.TimeoutError) as error:  # checkout
-        raise UnavailableError(
-            f"the store is unavailable: {error}", code="unavailable.store"
-        ) from error
-    except exc.SQLAlchemyError as error:
         raise ServiceError(f"store error: {error}", code="store.error") from error
 
 
