@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-
-import pytest
 
 from gateway.broker import Broker
 from gateway.core.errors import UnavailableError
@@ -15,15 +12,6 @@ from gateway.dispatch.publishing import Dispatcher
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
 from gateway.store import DeliveryLog, DeliveryState, IntakeResult, NewDocument
-
-
-@pytest.fixture
-async def delivery_log(store_url: str) -> AsyncIterator[DeliveryLog]:
-    opened = await DeliveryLog.open(store_url)
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 def _new(n: int) -> NewDocument:
@@ -42,17 +30,15 @@ def _new(n: int) -> NewDocument:
 
 
 async def test_a_nack_in_a_batch_fails_only_its_own_request(
-    broker: Broker, delivery_log: DeliveryLog
+    broker: Broker, log: DeliveryLog
 ) -> None:
     """The broker fixture binds only 'push': a 'mailbox' message is returned unroutable, the
     way ``test_publish`` provokes a refused publish; its request alone hears of it."""
-    dispatcher = Dispatcher(
-        broker=broker, delivery_log=delivery_log, claim_check_threshold_bytes=256 * 1024
-    )
+    dispatcher = Dispatcher(broker=broker, delivery_log=log, claim_check_threshold_bytes=256 * 1024)
     routes = {n: [("000.00.01.H56", "mailbox" if n == 3 else "push")] for n in range(8)}
     bodies = {n: f"<edXML n='{n}'/>".encode() for n in routes}
     recorded: list[IntakeResult] = await asyncio.gather(
-        *(delivery_log.record_intake(_new(n), bodies[n], routes[n]) for n in routes)
+        *(log.record_intake(_new(n), bodies[n], routes[n]) for n in routes)
     )
     batches = dispatcher.batches
 
@@ -76,12 +62,12 @@ async def test_a_nack_in_a_batch_fails_only_its_own_request(
 
     # the confirmed are marked queued by the next group commit; the refused one waits for the
     # outbox relay, still accepted
-    await delivery_log.record_intake(_new(99), b"<edXML n='99'/>", [("000.00.01.H56", "push")])
+    await log.record_intake(_new(99), b"<edXML n='99'/>", [("000.00.01.H56", "push")])
     states = {
-        n: (await delivery_log.get_delivery(r.deliveries[0].id)).state  # type: ignore[union-attr]
+        n: (await log.get_delivery(r.deliveries[0].id)).state  # type: ignore[union-attr]
         for n, r in zip(routes, recorded, strict=True)
     }
     assert states == {n: DeliveryState.ACCEPTED if n == 3 else DeliveryState.QUEUED for n in routes}
-    pending = await delivery_log.pending_publication(older_than_s=0, limit=10)
+    pending = await log.pending_publication(older_than_s=0, limit=10)
     assert {p.delivery.id for p in pending} >= {recorded[3].deliveries[0].id}
     assert recorded[0].deliveries[0].id not in {p.delivery.id for p in pending}
