@@ -188,12 +188,23 @@ def _algorithm(kind: type[_E], element: etree._Element, code: str) -> _E:
 
 
 def _base64_text(element: etree._Element, code: str) -> bytes:
-    if len(element) or not element.text:
+    return _decoded(_text_only(element, code), etree.QName(element).localname, code)
+
+
+def _text_only(element: etree._Element, code: str) -> str:
+    """The element's text; refused if it has none or has child elements."""
+    text = element.text
+    if len(element) or not text:
         raise _fail(code, f"{etree.QName(element).localname} must hold base64 text only")
+    return text
+
+
+def _decoded(text: str, name: str, code: str) -> bytes:
+    """Strict base64 of ``text``, whitespace ignored (as XML-DSig writes it)."""
     try:
-        return base64.b64decode("".join(element.text.split()), validate=True)
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise _fail(code, f"{etree.QName(element).localname} is not valid base64") from exc
+        raise _fail(code, f"{name} is not valid base64") from exc
 
 
 def _read_signed_info(
@@ -265,10 +276,7 @@ def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certif
         raise _fail("malformed", f"more than {MAX_CERTIFICATES} certificates in KeyInfo")
     certificates = []
     for element in encoded:
-        text = element.text
-        if len(element) or not text:
-            raise _fail("bad_certificate", "X509Certificate must hold base64 text only")
-        certificates.append(_certificate_of_text(text))
+        certificates.append(_certificate_of_text(_text_only(element, "bad_certificate")))
     return certificates
 
 
@@ -288,10 +296,7 @@ def _certificate_of_text(text: str) -> x509.Certificate:
 
 
 def _decode_certificate(text: str) -> x509.Certificate:
-    try:
-        der = base64.b64decode("".join(text.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _fail("bad_certificate", "X509Certificate is not valid base64") from exc
+    der = _decoded(text, "X509Certificate", "bad_certificate")
     try:
         return load_untrusted_der(der)
     except ValueError as exc:
