@@ -34,6 +34,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.core.errors import ServiceError
 from gateway.store.records import EventKind
+from gateway.store.sqlite_driver import pipelined
 from gateway.store.tables import chain_head, events
 
 CHAIN_VERSION = 1
@@ -130,8 +131,8 @@ _HEAD = select(chain_head.c.last_id, chain_head.c.hash, chain_head.c.store_id).w
     chain_head.c.id == 1
 )
 _HEAD_LOCKED = _HEAD.with_for_update()
-_INSERT_EVENTS = insert(events)
-_MOVE_HEAD = (
+_INSERT_EVENTS = pipelined(insert(events))  # sent with the COMMIT on SQLite
+_MOVE_HEAD = pipelined(
     update(chain_head)
     .where(chain_head.c.id == 1)
     .values(last_id=bindparam("new_last_id"), hash=bindparam("new_hash"))

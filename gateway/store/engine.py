@@ -40,6 +40,7 @@ PG_POOL_SIZE = 5
 PG_MAX_OVERFLOW = 5
 CONNECT_TIMEOUT_S = 5.0
 _BEGIN_OPTION = "lgsp_sqlite_begin"
+_PIPELINED = {sqlite_driver.PIPELINED: True}
 T = TypeVar("T")
 
 
@@ -127,13 +128,20 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_reset(dbapi_connection: Any, _record: Any, reset_state: PoolResetState) -> None:
         """A connection back in the pool: roll back only a transaction still open (after a
         commit or rollback, the pool's own unconditional rollback is a wasted thread hop)."""
+        sqlite_driver.drop_unsent(dbapi_connection)
         if reset_state.asyncio_safe and sqlite_driver.in_transaction(dbapi_connection):
             dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        conn.exec_driver_sql(f"BEGIN {mode}", execution_options=_PIPELINED)  # sent with the next
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _on_execute(
+        _conn: Connection, cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        sqlite_driver.mark_pipelined(cursor, context)
 
 
 def _write_turns(engine: AsyncEngine) -> sqlite_turns.WriteTurns | None:

@@ -16,10 +16,12 @@ from gateway.core.errors import ForbiddenError
 from gateway.edxml.model import PackageKind
 from gateway.store.queries import event_values, lock_deliveries
 from gateway.store.records import DeliveryState, EventKind, IntakeResult, IntakeWrite, Outcome
+from gateway.store.sqlite_driver import pipelined
 from gateway.store.tables import deliveries, documents
 
-# Built once, as ``intake_batch``'s statements: SQLAlchemy finds their compiled SQL by cache key.
-_SET_STATUS = (
+# Built once, as ``intake_batch``'s statements: SQLAlchemy finds their compiled SQL by cache key;
+# the two writes are ``pipelined`` (their results are not read).
+_SET_STATUS = pipelined(
     update(deliveries)
     .where(deliveries.c.id == bindparam("b_id"))
     .values(
@@ -38,7 +40,7 @@ _ORIGINALS = (
     .order_by(documents.c.received_at, documents.c.id)
 )
 
-_MARK_QUEUED = (
+_MARK_QUEUED = pipelined(
     update(deliveries)
     .where(
         deliveries.c.id.in_(bindparam("m_ids", expanding=True)),

@@ -74,6 +74,7 @@ from gateway.store.records import (
     IntakeWrite,
     Outcome,
 )
+from gateway.store.sqlite_driver import pipelined
 from gateway.store.tables import deliveries, documents, national_inbox, packages
 
 NewId = Callable[[], str]
@@ -89,10 +90,11 @@ def _statement(conn: Connection, statements: dict[str, Any]) -> Any:
 
 
 # The batch's statements, built once: a statement object keeps its cache key, so SQLAlchemy finds
-# the compiled SQL without rebuilding and re-hashing the expression on every batch.
+# the compiled SQL without rebuilding and re-hashing the expression on every batch. The writes
+# whose result is not read are ``pipelined``: on SQLite they go with the next statement's hop.
 _INSERT_PACKAGES = _by_dialect(
-    lambda dialect_insert: dialect_insert(packages).on_conflict_do_nothing(
-        index_elements=["sha256"]
+    lambda dialect_insert: pipelined(
+        dialect_insert(packages).on_conflict_do_nothing(index_elements=["sha256"])
     )
 )
 _INSERT_DOCUMENTS = _by_dialect(
@@ -103,11 +105,11 @@ _INSERT_DOCUMENTS = _by_dialect(
     )
 )
 _INSERT_NATIONAL = _by_dialect(
-    lambda dialect_insert: dialect_insert(national_inbox).on_conflict_do_nothing(
-        index_elements=["doc_id"]
+    lambda dialect_insert: pipelined(
+        dialect_insert(national_inbox).on_conflict_do_nothing(index_elements=["doc_id"])
     )
 )
-_INSERT_DELIVERIES = insert(deliveries)
+_INSERT_DELIVERIES = pipelined(insert(deliveries))
 
 
 def write_batch(

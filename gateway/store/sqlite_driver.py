@@ -11,6 +11,13 @@ SQLAlchemy as the dialect's DBAPI module (``create_async_engine(..., module=dbap
 ``in_transaction`` lets the pool skip its rollback of a connection given back after a commit (one
 hop per transaction): ``engine.py`` rolls back on return only a connection SQLite says is still
 in a transaction.
+
+**Pipelined statements.** A statement marked ``pipelined(statement)`` (a write whose result the
+caller never reads: no rows, no row count) does not hop on its own: it is sent with the next
+statement of the transaction, or with the COMMIT, in that statement's hop, in order. ``BEGIN`` is
+sent so too. The intake batch's transaction is 5 hops instead of 12. An error of a pipelined
+statement is raised by the statement it was sent with (the transaction fails as a whole, as it
+would have); a rollback, or the connection's return to the pool, drops what was not sent.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import collections
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -26,19 +33,50 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.sql.base import Executable
 
 try:
     from sqlalchemy.util import await_
 except ImportError:  # SQLAlchemy 2.0 (where ``dbapi()`` declines anyway)
     from sqlalchemy.util import await_only as await_
 
+E = TypeVar("E", bound=Executable)
 _Outcome = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
+_Statement = tuple[str, Any, bool]  # operation, parameters, executemany
+PIPELINED = "lgsp_pipelined"  # the execution option ``pipelined`` sets
+
+
+def pipelined(statement: E) -> E:
+    """``statement`` (a write whose result is never read) sent with the next hop on SQLite."""
+    return statement.execution_options(**{PIPELINED: True})
+
+
+def _send(conn: sqlite3.Connection, pending: Sequence[_Statement]) -> None:
+    """Runs on aiosqlite's thread: the pipelined statements, in order, results dropped."""
+    for operation, parameters, many in pending:
+        if many:
+            conn.executemany(operation, parameters).close()
+        elif parameters is None:
+            conn.execute(operation).close()
+        else:
+            conn.execute(operation, parameters).close()
+
+
+def _commit(conn: sqlite3.Connection, pending: Sequence[_Statement]) -> None:
+    _send(conn, pending)
+    conn.commit()
 
 
 def _execute(
-    conn: sqlite3.Connection, operation: str, parameters: Any, many: bool = False
+    conn: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    many: bool = False,
+    pending: Sequence[_Statement] = (),
 ) -> _Outcome:
-    """Runs on aiosqlite's thread: one statement from cursor to close."""
+    """Runs on aiosqlite's thread: the pipelined statements, then one from cursor to close."""
+    if pending:
+        _send(conn, pending)
     cursor = conn.cursor()
     try:
         if many:
@@ -57,7 +95,7 @@ def _execute(
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     """A client-side cursor whose statement runs in one hop; its results are kept here."""
 
-    __slots__ = ("_description", "_lastrowid", "_rowcount")
+    __slots__ = ("_description", "_lastrowid", "_rowcount", "pipelined")
 
     def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
         # no aiosqlite cursor (opening one is a hop): the statement opens its own
@@ -67,6 +105,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._description: Any = None
         self._rowcount = -1
         self._lastrowid: int | None = None
+        self.pipelined = False  # set for one statement by the engine's before_cursor_execute
 
     @property
     def description(self) -> Any:
@@ -87,30 +126,64 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
+        if self.pipelined:
+            return self._queue(operation, parameters, False)
         try:
             return await_(self._run(operation, parameters, False))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
     def executemany(self, operation: Any, seq_of_parameters: Sequence[Any]) -> Any:
+        if self.pipelined:
+            return self._queue(operation, list(seq_of_parameters), True)
         try:
             return await_(self._run(operation, seq_of_parameters, True))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
+    def _queue(self, operation: str, parameters: Any, many: bool) -> None:
+        self.pipelined = False
+        self._adapt_connection.pending.append((operation, parameters, many))  # type: ignore[attr-defined]
+        self._description, self._rowcount, self._lastrowid = None, -1, None
+        self._rows.clear()
+
     async def _run(self, operation: Any, parameters: Any, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
+        adapt: _Connection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
+            pending, adapt.pending = adapt.pending, []
             outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
-                _execute, connection._conn, operation, parameters, many
+                _execute, connection._conn, operation, parameters, many, pending
             )
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
 
 class _Connection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("pending",)
     _cursor_cls = OneHopCursor  # type: ignore[assignment]
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.pending: list[_Statement] = []  # pipelined statements not sent yet
+
+    def commit(self) -> None:
+        if not self.pending:
+            return super().commit()
+        try:
+            await_(self._commit_pending())
+        except Exception as error:
+            self._handle_exception(error)
+
+    async def _commit_pending(self) -> None:
+        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._execute_mutex:
+            pending, self.pending = self.pending, []
+            await connection._execute(_commit, connection._conn, pending)  # type: ignore[no-untyped-call]
+
+    def rollback(self) -> None:
+        self.pending.clear()
+        super().rollback()
 
 
 def in_transaction(dbapi_connection: Any) -> bool:
@@ -120,6 +193,20 @@ def in_transaction(dbapi_connection: Any) -> bool:
         return bool(dbapi_connection.driver_connection._conn.in_transaction)
     except ValueError:  # aiosqlite: "no active connection"
         return False
+
+
+def drop_unsent(dbapi_connection: Any) -> None:
+    """Drop the pipelined statements of a connection given back to the pool (never sent: its
+    transaction, if any, is rolled back)."""
+    pending = getattr(dbapi_connection, "pending", None)
+    if pending:
+        pending.clear()
+
+
+def mark_pipelined(cursor: Any, context: Any) -> None:
+    """For the engine's ``before_cursor_execute``: a ``pipelined`` statement's cursor waits."""
+    if context is not None and isinstance(cursor, OneHopCursor):
+        cursor.pipelined = bool(context.execution_options.get(PIPELINED, False))
 
 
 class _Dbapi(AsyncAdapt_aiosqlite_dbapi):

@@ -1,0 +1,156 @@
+"""Pipelined SQLite statements (``sqlite_driver.pipelined``): a write whose result is not read goes
+with the next statement's thread hop or with the COMMIT, in order, and a transaction keeps its
+all-or-nothing outcome: what a failed or rolled-back transaction queued is never written, and
+never sent later by the next user of the pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiosqlite
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, text
+from sqlalchemy.engine import Connection
+
+from gateway.core.errors import ConflictError, ServiceError
+from gateway.store import NewDocument
+from gateway.store.delivery_log import DeliveryLog
+from gateway.store.engine import Engines, create_engines, transaction
+from gateway.store.sqlite_driver import pipelined
+
+_T = Table("t", MetaData(), Column("k", Text, primary_key=True), Column("n", Integer))
+_PUT = pipelined(insert(_T))
+_COUNT = select(func.count()).select_from(_T)
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[Engines]:
+    made = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
+    try:
+        async with transaction(made.writer) as conn:
+            await conn.run_sync(_T.metadata.create_all)
+        yield made
+    finally:
+        await made.writer.dispose()
+
+
+class Hops:
+    """Counts the calls that cross to aiosqlite's threads (the real driver, only counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = aiosqlite.Connection._execute
+
+        async def counted(connection: aiosqlite.Connection, fn: Callable[..., object], *a: object):  # type: ignore[no-untyped-def]
+            self.count += 1
+            return await real(connection, fn, *a)  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+
+async def _keys(engines: Engines) -> list[str]:
+    async with engines.reader.connect() as conn:
+        return list((await conn.execute(select(_T.c.k).order_by(_T.c.k))).scalars())
+
+
+def _put(conn: Connection, *rows: dict[str, object]) -> None:
+    """Synchronous work, as the store runs it (``run_sync``): the pipelined write is not sent."""
+    conn.execute(_PUT, list(rows) if len(rows) > 1 else rows[0])
+
+
+async def test_pipelined_writes_go_with_the_next_statement_and_the_commit(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = Hops(monkeypatch)
+    async with transaction(engines.writer) as conn:
+        await conn.run_sync(_put, {"k": "a", "n": 1})
+        await conn.run_sync(_put, {"k": "b", "n": 2}, {"k": "c", "n": 3})
+        assert hops.count == 0  # BEGIN and both writes wait
+        assert await conn.scalar(_COUNT) == 3  # sent first, in the same hop: the read sees them
+        assert hops.count == 1
+        await conn.run_sync(_put, {"k": "d", "n": 4})
+    assert hops.count == 2  # the last write went with the COMMIT
+    assert await _keys(engines) == ["a", "b", "c", "d"]
+
+
+async def _twice(engines: Engines) -> None:
+    async with transaction(engines.writer) as conn:
+        await conn.run_sync(_put, {"k": "a", "n": 1})
+        await conn.run_sync(_put, {"k": "a", "n": 2})  # the primary key again
+
+
+async def test_a_failing_pipelined_write_fails_its_transaction_and_nothing_is_written(
+    engines: Engines,
+) -> None:
+    with pytest.raises(ConflictError) as raised:
+        await _twice(engines)
+    assert raised.value.code == "conflict.constraint"
+    assert "UNIQUE" in str(raised.value)
+    assert await _keys(engines) == []
+
+
+async def _fails_before_sending(engines: Engines) -> None:
+    async with transaction(engines.writer) as conn:
+        await conn.run_sync(_put, {"k": "lost", "n": 1})
+        raise RuntimeError("the caller failed before anything was sent")
+
+
+async def test_what_a_rolled_back_transaction_queued_is_never_sent(engines: Engines) -> None:
+    with pytest.raises(RuntimeError):
+        await _fails_before_sending(engines)
+    for _ in range(3):  # the pooled connection's next transactions
+        async with transaction(engines.writer) as conn:
+            key = f"kept{await conn.scalar(_COUNT)}"
+            await conn.run_sync(_put, {"k": key, "n": 1})
+    assert await _keys(engines) == ["kept0", "kept1", "kept2"]
+
+
+async def _awaited_alone(engines: Engines) -> None:
+    async with transaction(engines.writer) as conn:
+        await conn.execute(_PUT, {"k": "alone", "n": 1})
+
+
+async def test_a_pipelined_statement_awaited_on_its_own_is_refused_not_lost(
+    engines: Engines,
+) -> None:
+    """Through ``AsyncConnection.execute`` SQLAlchemy requires a hop: the store's errors say so
+    (a loud failure, never a write silently dropped)."""
+    with pytest.raises(ServiceError, match="async execution"):
+        await _awaited_alone(engines)
+    assert await _keys(engines) == []
+
+
+async def test_a_reader_transaction_reads_in_one_hop_with_its_begin(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = Hops(monkeypatch)
+    async with transaction(engines.reader) as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+    assert hops.count == 2  # BEGIN with the read, then the COMMIT
+
+
+async def test_the_intake_batch_is_five_hops_whatever_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+) -> None:
+    """A document's batch: the documents (with BEGIN and the packages), the chain head (with the
+    deliveries) and the COMMIT (with the events and the head). A status package's adds two reads
+    (the originals, the locked deliveries): 5 hops, where each statement's own hop made 12."""
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    try:
+        await log.record_intake(make_document(), b"<warm-up/>", [("000.00.01.H01", "push")])
+        hops = Hops(monkeypatch)
+        await log.record_intake(make_document(), b"<one/>", [("000.00.01.H01", "push")])
+        one = hops.count
+        hops.count = 0
+        await asyncio.gather(
+            *(
+                log.record_intake(make_document(), f"<p{i}/>".encode(), [("000.00.01.H01", "push")])
+                for i in range(8)
+            )
+        )
+        assert one == 3  # 7 when each write hops on its own, 12 for a status package
+        assert hops.count in (3, 6)  # one or two batches of the same three hops
+    finally:
+        await log.aclose()
