@@ -65,9 +65,9 @@ def create_engines(url: str) -> Engines:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         _check_sqlite_dir(parsed.database)
-        one_hop = sqlite_driver.dbapi()  # one thread hop per statement
+        one_hop = sqlite_driver.dbapi()  # one thread hop per statement, pipelined writes
         engine = create_async_engine(
-            parsed,
+            parsed.set(drivername=sqlite_driver.DRIVERNAME) if one_hop is not None else parsed,
             **({"module": one_hop} if one_hop is not None else {}),
             pool_reset_on_return=None,  # see ``_on_reset``
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -136,12 +136,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}", execution_options=_PIPELINED)  # sent with the next
-
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _on_execute(
-        _conn: Connection, cursor: Any, _sql: str, _params: Any, context: Any, _many: bool
-    ) -> None:
-        sqlite_driver.mark_pipelined(cursor, context)
 
 
 def _write_turns(engine: AsyncEngine) -> sqlite_turns.WriteTurns | None:

@@ -28,10 +28,12 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
+from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
+    SQLiteDialect_aiosqlite,
 )
 from sqlalchemy.sql.base import Executable
 
@@ -105,7 +107,7 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._description: Any = None
         self._rowcount = -1
         self._lastrowid: int | None = None
-        self.pipelined = False  # set for one statement by the engine's before_cursor_execute
+        self.pipelined = False  # set for one statement by ``OneHopDialect``
 
     @property
     def description(self) -> Any:
@@ -203,16 +205,38 @@ def drop_unsent(dbapi_connection: Any) -> None:
         pending.clear()
 
 
-def mark_pipelined(cursor: Any, context: Any) -> None:
-    """For the engine's ``before_cursor_execute``: a ``pipelined`` statement's cursor waits."""
-    if context is not None and isinstance(cursor, OneHopCursor):
-        cursor.pipelined = bool(context.execution_options.get(PIPELINED, False))
-
-
 class _Dbapi(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         adapted = super().connect(*arg, **kw)
         return _Connection(self, adapted._connection)
+
+
+class OneHopDialect(SQLiteDialect_aiosqlite):
+    """SQLAlchemy's aiosqlite dialect that tells the cursor which statements are ``pipelined``
+    (read from the statement's execution options, where SQLAlchemy hands them to the driver)."""
+
+    supports_statement_cache = True
+
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        if context is not None and context.execution_options.get(PIPELINED):
+            cursor.pipelined = True
+        cursor.execute(statement, parameters)
+
+    def do_executemany(
+        self, cursor: Any, statement: Any, parameters: Any, context: Any = None
+    ) -> None:
+        if context is not None and context.execution_options.get(PIPELINED):
+            cursor.pipelined = True
+        cursor.executemany(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        if context is not None and context.execution_options.get(PIPELINED):
+            cursor.pipelined = True
+        cursor.execute(statement)
+
+
+DRIVERNAME = "sqlite+lgsp_onehop"  # the URL's driver for ``OneHopDialect`` (with ``dbapi()``)
+registry.register("sqlite.lgsp_onehop", __name__, "OneHopDialect")
 
 
 def dbapi() -> AsyncAdapt_aiosqlite_dbapi | None:
