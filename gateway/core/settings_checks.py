@@ -140,6 +140,8 @@ def _validate_delivery(d: DeliverySettings) -> None:
         raise invalid("delivery.sweep_interval_s", "must not be negative (0 turns the sweep off)")
     if d.sweep_grace_s <= 0:
         raise invalid("delivery.sweep_grace_s", "must be positive")
+    if not 0 <= d.batch_wait_ms <= 1000:
+        raise invalid("delivery.batch_wait_ms", "must be 0 to 1000")
 
 
 def _validate_national(n: NationalSettings) -> None:

@@ -1,18 +1,24 @@
 """Group work of concurrent tasks: what is submitted while one call runs goes into the next one.
 
-Rules of a ``Batcher(run, max_size=n)``:
+Rules of a ``Batcher(run, max_size=n, wait_s=w)``:
 
-    submit(item) while no call runs   -> a call starts at once with [item] (a lone item waits
-                                         for nothing)
+    submit(item) while no call runs   -> a call starts with what was submitted meanwhile: once
+                                         n items wait, or after w seconds (w = 0, the default:
+                                         at once, a lone item waits for nothing)
     submit(item) while a call runs    -> the item waits; when the call returns, the next call
-                                         takes every waiting item, at most n, in order
+                                         takes every waiting item, at most n, in order (after
+                                         the same wait of at most w while fewer than n wait)
     run returns results               -> result i goes to the submitter of item i
     run raises an Exception           -> every submitter of that call gets the exception
     a submitter is cancelled          -> its item still runs (its result is dropped)
 
 So under load the calls grow to the size of what arrived meanwhile (group commit), and calls
-never overlap. The calls run in their own task with an empty ``contextvars`` context, so the
-log context of whichever task submitted first does not leak into them.
+never overlap. The wait matters where calls are quick: without it a call's batch is only what
+arrived during the previous call, so a faster call makes smaller batches and more calls, each
+with its fixed cost (the worker's: a store hop or three and the broker acks; measured in
+docs/performance.md, "Issue 8, round 7"). The calls run in their own task with an empty
+``contextvars`` context, so the log context of whichever task submitted first does not leak
+into them.
 """
 
 from __future__ import annotations
@@ -32,12 +38,20 @@ class Batcher(Generic[T, R]):
     """Calls ``run`` with the items that ``submit`` collected, one call at a time."""
 
     def __init__(
-        self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, max_size: int
+        self,
+        run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_size: int,
+        wait_s: float = 0.0,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
+        if wait_s < 0:
+            raise ValueError("wait_s must not be negative")
         self._run = run
         self._max_size = max_size
+        self._wait_s = wait_s
+        self._full: asyncio.Event | None = None  # set once max_size items wait (during a wait)
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.sizes: Counter[int] = Counter()  # how many calls had how many items
@@ -46,6 +60,8 @@ class Batcher(Generic[T, R]):
         """Run ``item`` with the next call; its result (or the call's exception)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
+        if self._full is not None and len(self._waiting) >= self._max_size:
+            self._full.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._calls(), context=contextvars.Context())
         return await future
@@ -58,8 +74,27 @@ class Batcher(Generic[T, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _gather(self) -> None:
+        """Wait up to ``wait_s`` for ``max_size`` items."""
+        self._full = asyncio.Event()
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._full.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._full = None
+
     async def _calls(self) -> None:
         while self._waiting:
+            if self._wait_s > 0 and len(self._waiting) < self._max_size:
+                try:
+                    await self._gather()
+                except BaseException:  # cancelled while gathering: nobody is left waiting
+                    for _, future in self._waiting:
+                        future.cancel()
+                    self._waiting.clear()
+                    raise
             batch = self._waiting[: self._max_size]
             del self._waiting[: self._max_size]
             self.sizes[len(batch)] += 1

@@ -90,18 +90,24 @@ _SETTLED_AS = {
 
 @dataclass(frozen=True, slots=True)
 class WorkerRules:
-    """Retry schedule, tries, prefetch and drain time of a worker."""
+    """Retry schedule, tries, prefetch, batch wait and drain time of a worker.
+
+    ``batch_wait_s``: how long the batch check and the batch commit wait for more deliveries
+    before they run with fewer than ``prefetch`` (``Batcher``'s ``wait_s``)."""
 
     delays_s: tuple[float, ...] = (5, 30, 120, 600, 3600)
     max_tries: int = 6
     prefetch: int = 32
     drain_timeout_s: float = 30
+    batch_wait_s: float = 0.002
 
     def __post_init__(self) -> None:
         if not self.delays_s or self.max_tries < 1 or self.prefetch < 1:
             raise ConfigError(f"invalid worker rules {self}", code="config.invalid")
         if self.drain_timeout_s < 0:
             raise ConfigError("drain_timeout_s must not be negative", code="config.invalid")
+        if self.batch_wait_s < 0:
+            raise ConfigError("batch_wait_s must not be negative", code="config.invalid")
 
     def delay_for(self, attempt: int, defer_s: float | None) -> float:
         """The delay before attempt ``attempt + 1``, given what the handler asked for."""
@@ -147,8 +153,9 @@ class Worker:
             raise RuntimeError("worker already started")
         batch = handler if isinstance(handler, BatchHandler) else PlainHandler(handler)
         self._handler = batch
-        self._checks = Batcher(batch.check, max_size=self.rules.prefetch)
-        self._commits = Batcher(batch.commit, max_size=self.rules.prefetch)
+        rules = self.rules
+        self._checks = Batcher(batch.check, max_size=rules.prefetch, wait_s=rules.batch_wait_s)
+        self._commits = Batcher(batch.commit, max_size=rules.prefetch, wait_s=rules.batch_wait_s)
         self._subscription = await self.broker.subscribe(self.method, prefetch=self.rules.prefetch)
         await self._subscription.start(self._on_received)
         log.info("worker.started", method=self.method, prefetch=self.rules.prefetch)

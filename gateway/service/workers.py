@@ -43,6 +43,7 @@ class WorkerGroup:
             max_tries=settings.broker.max_tries,
             prefetch=settings.broker.prefetch,
             drain_timeout_s=drain_timeout_s,
+            batch_wait_s=settings.delivery.batch_wait_ms / 1000,
         )
         self._workers: list[Worker] = []
         self._adapters: dict[str, Adapter] = {}
