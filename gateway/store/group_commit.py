@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.core.errors import ConflictError, LgspError, UnavailableError
-from gateway.store.engine import Engines, transaction
+from gateway.store.engine import Engines, run_transaction
 from gateway.store.intake_batch import write_batch
 from gateway.store.records import IntakeResult, IntakeWrite, Outcome
 
@@ -194,8 +194,10 @@ class GroupCommitter:
                 queued.answer.set_result(outcome)
 
     async def _transaction(self, writes: list[IntakeWrite], marks: list[str]) -> list[Outcome]:
-        async with transaction(self._engines.writer) as conn:
-            outcomes = await conn.run_sync(write_batch, writes, marks, self._new_id)
+        new_id = self._new_id
+        outcomes = await run_transaction(
+            self._engines.writer, lambda conn: write_batch(conn, writes, marks, new_id)
+        )
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(writes))
         return outcomes
