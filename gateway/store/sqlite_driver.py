@@ -218,21 +218,23 @@ class OneHopDialect(SQLiteDialect_aiosqlite):
     supports_statement_cache = True
 
     def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
-        if context is not None and context.execution_options.get(PIPELINED):
-            cursor.pipelined = True
+        _mark(cursor, context)
         cursor.execute(statement, parameters)
 
     def do_executemany(
         self, cursor: Any, statement: Any, parameters: Any, context: Any = None
     ) -> None:
-        if context is not None and context.execution_options.get(PIPELINED):
-            cursor.pipelined = True
+        _mark(cursor, context)
         cursor.executemany(statement, parameters)
 
     def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
-        if context is not None and context.execution_options.get(PIPELINED):
-            cursor.pipelined = True
+        _mark(cursor, context)
         cursor.execute(statement)
+
+
+def _mark(cursor: Any, context: Any) -> None:
+    if context is not None and context.execution_options.get(PIPELINED):
+        cursor.pipelined = True
 
 
 DRIVERNAME = "sqlite+lgsp_onehop"  # the URL's driver for ``OneHopDialect`` (with ``dbapi()``)
