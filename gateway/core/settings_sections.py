@@ -50,7 +50,7 @@ class DeliverySettings:
     sweep_interval_s: float = 30.0  # how often each worker process looks (0: never)
     # A delivery is overdue this long after it was due: queued since, or its retry delay over.
     sweep_grace_s: float = 120.0
-    batch_wait_ms: float = 2.0  # how long a worker's batch waits for more deliveries (0: never)
+    batch_wait_ms: float = 5.0  # how long a worker's batch waits for more deliveries (0: never)
 
 
 @dataclass(frozen=True, slots=True)

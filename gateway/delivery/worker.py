@@ -99,7 +99,7 @@ class WorkerRules:
     max_tries: int = 6
     prefetch: int = 32
     drain_timeout_s: float = 30
-    batch_wait_s: float = 0.002
+    batch_wait_s: float = 0.005
 
     def __post_init__(self) -> None:
         if not self.delays_s or self.max_tries < 1 or self.prefetch < 1:
