@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from gateway.core.errors import InputError
-from gateway.store.chain import append_events
+from gateway.store.chain import append_events, prefetch_head
 from gateway.store.engine import run_transaction, sqlite_autocommit_rows, transaction
 from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
@@ -198,6 +198,7 @@ def _recorded(
     conn: Connection, reports: Sequence[AttemptReport], now: datetime, actor: str
 ) -> list[AttemptResult]:
     """``record_attempts`` in its write transaction."""
+    prefetch_head(conn)  # with the first hop: ``append_events`` reads it without one
     if conn.dialect.name == "postgresql":  # one lock order for every writer
         conn.execute(lock_deliveries(r.delivery_id for r in reports))
     moved = _move(conn, reports, now)

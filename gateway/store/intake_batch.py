@@ -49,7 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.errors import ConflictError, LgspError
 from gateway.core.methods import DeliveryMethod
-from gateway.store.chain import append_events, covered_record
+from gateway.store.chain import append_events, covered_record, prefetch_head
 from gateway.store.intake_answers import (
     business_statuses,
     find_originals,
@@ -116,6 +116,7 @@ def write_batch(
     conn: Connection, writes: Sequence[IntakeWrite], published: Sequence[str], new_id: NewId
 ) -> list[Outcome]:
     """Record ``writes`` and mark ``published`` deliveries queued; one outcome per write."""
+    prefetch_head(conn)  # with the first hop: ``append_events`` reads it without one
     now = utc_now()
     first_of: dict[str, int] = {}
     for i, write in enumerate(writes):

@@ -15,10 +15,13 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, sel
 from sqlalchemy.engine import Connection
 
 from gateway.core.errors import ConflictError, ServiceError
+from gateway.evidence.verify import verify_store
 from gateway.store import NewDocument
+from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.delivery_log import DeliveryLog
 from gateway.store.engine import Engines, create_engines, transaction
-from gateway.store.sqlite_driver import pipelined
+from gateway.store.records import DeliveryState
+from gateway.store.sqlite_driver import pipelined, prefetched
 
 _T = Table("t", MetaData(), Column("k", Text, primary_key=True), Column("n", Integer))
 _PUT = pipelined(insert(_T))
@@ -134,9 +137,10 @@ async def test_a_reader_transaction_reads_in_one_hop_with_its_begin(
 async def test_the_intake_batch_is_five_hops_whatever_its_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
 ) -> None:
-    """A document's batch: the documents (with BEGIN and the packages), the chain head (with the
-    deliveries) and the COMMIT (with the events and the head). A status package's adds two reads
-    (the originals, the locked deliveries): 5 hops, where each statement's own hop made 12."""
+    """A document's batch: the documents (with BEGIN, the prefetched chain head and the packages)
+    and the COMMIT (with the deliveries, the events and the head's move). A status package's adds
+    two reads (the originals, the locked deliveries): 4 hops, where each statement's own hop made
+    12. The chain the batches appended to verifies."""
     log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
     try:
         await log.record_intake(make_document(), b"<warm-up/>", [("000.00.01.H01", "push")])
@@ -150,7 +154,65 @@ async def test_the_intake_batch_is_five_hops_whatever_its_size(
                 for i in range(8)
             )
         )
-        assert one == 3  # 7 when each write hops on its own, 12 for a status package
-        assert hops.count in (3, 6)  # one or two batches of the same three hops
+        assert one == 2  # 7 when each write hops on its own
+        assert hops.count in (2, 4)  # one or two batches of the same two hops
+        assert (await verify_store(log.engines)).intact
     finally:
         await log.aclose()
+
+
+async def test_the_workers_batch_commit_is_two_hops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+) -> None:
+    """The delivered deliveries' update (with BEGIN and the prefetched head), then the COMMIT
+    (with the events and the head's move)."""
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    try:
+        intake = await log.record_intake(
+            make_document(), b"<p/>", [("000.00.01.H01", "push"), ("000.00.02.H01", "push")]
+        )
+        hops = Hops(monkeypatch)
+        results = await log.record_attempts(
+            [AttemptReport(d.id, DeliveryState.DELIVERED, "HTTP 200") for d in intake.deliveries]
+        )
+        assert results == [AttemptResult.APPLIED, AttemptResult.APPLIED]
+        assert hops.count == 2
+        assert (await verify_store(log.engines)).intact
+    finally:
+        await log.aclose()
+
+
+_COUNT_PREFETCHED = prefetched(_COUNT)
+
+
+def _count(conn: Connection) -> int | None:
+    """Synchronous, as the store's transactions read (an awaited read must hop: SQLAlchemy)."""
+    return conn.execute(_COUNT).scalar()
+
+
+def _prefetch_put_count(conn: Connection) -> int | None:
+    conn.execute(_COUNT_PREFETCHED)  # queued, its rows to be kept
+    conn.execute(_PUT, {"k": "x", "n": 1})  # queued after it
+    return conn.execute(_COUNT).scalar()  # nothing kept yet: its hop sends both, then counts
+
+
+async def test_a_prefetched_read_is_answered_from_the_next_hop_and_never_outlives_its_transaction(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hops = Hops(monkeypatch)
+    async with transaction(engines.writer) as conn:
+        await conn.run_sync(_put, {"k": "a", "n": 1})
+        assert await conn.scalar(text("SELECT 1")) == 1  # the hop that sends what was queued
+        before = hops.count
+        await conn.run_sync(lambda c: c.execute(_COUNT_PREFETCHED))
+        assert await conn.scalar(text("SELECT 2")) == 2  # sends the prefetched read
+        assert await conn.run_sync(_count) == 1  # its kept rows, without a hop
+        assert hops.count == before + 1
+        assert await conn.run_sync(_count) == 1  # kept rows answer once: this one hopped
+        assert hops.count == before + 2
+    async with transaction(engines.writer) as conn:
+        assert await conn.run_sync(_prefetch_put_count) == 2  # kept: the count of 1, unused
+    hops.count = 0
+    async with transaction(engines.writer) as conn:
+        assert await conn.scalar(_COUNT) == 2  # a new transaction reads afresh, not the kept 1
+    assert hops.count == 2
