@@ -19,9 +19,11 @@ sent so too. A read marked ``prefetched(statement)`` goes the same way and its r
 same statement with the same parameters, executed later in the transaction, is answered from
 them without a hop (for a read nothing in between can change: the chain head, read with the
 transaction's first hop, appended to last). The intake batch's transaction is 4 hops instead of
-12 (a document's 2 instead of 7). An error of a pipelined
-statement is raised by the statement it was sent with (the transaction fails as a whole, as it
-would have); a rollback, or the connection's return to the pool, drops what was not sent.
+12 (a document's 2 instead of 7). An error of a pipelined statement is raised by the statement
+it was sent with (the transaction fails as a whole, as it would have); a rollback, a COMMIT or
+the connection's return to the pool drops what was not sent and every kept row. Both are for
+synchronous work (``run_sync``, ``run_transaction``): through ``AsyncConnection.execute``
+SQLAlchemy requires every statement to hop, and says so.
 """
 
 from __future__ import annotations
