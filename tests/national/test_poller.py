@@ -544,8 +544,8 @@ async def test_rounds_follow_at_once_while_they_acknowledge_something(
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop))
     try:
-        for _ in range(400):
-            if await received.count() == 7:
+        for _ in range(400):  # each package is recorded, then acknowledged: wait for both
+            if await received.count() == 7 and await receiving.acks() == ["done"] * 7:
                 break
             await asyncio.sleep(0.05)
         assert await received.count() == 7
