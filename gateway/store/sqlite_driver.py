@@ -209,6 +209,11 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
         except TypeError:  # parameters that cannot be a key
             return None
 
+    def drop_unsent(self) -> None:
+        """Forget what was queued and not sent, and every kept row (the transaction's end)."""
+        self.pending.clear()
+        self.kept.clear()
+
     def commit(self) -> None:
         self.kept.clear()
         if not self.pending:
@@ -225,8 +230,7 @@ class _Connection(AsyncAdapt_aiosqlite_connection):
             await connection._execute(_commit, connection._conn, pending)  # type: ignore[no-untyped-call]
 
     def rollback(self) -> None:
-        self.pending.clear()
-        self.kept.clear()
+        self.drop_unsent()
         super().rollback()
 
 
@@ -240,14 +244,10 @@ def in_transaction(dbapi_connection: Any) -> bool:
 
 
 def drop_unsent(dbapi_connection: Any) -> None:
-    """Drop the pipelined statements of a connection given back to the pool (never sent: its
-    transaction, if any, is rolled back)."""
-    pending = getattr(dbapi_connection, "pending", None)
-    if pending:
-        pending.clear()
-    kept = getattr(dbapi_connection, "kept", None)
-    if kept:
-        kept.clear()
+    """Drop the queued statements and kept rows of a connection given back to the pool (never
+    sent: its transaction, if any, is rolled back)."""
+    if isinstance(dbapi_connection, _Connection):
+        dbapi_connection.drop_unsent()
 
 
 class _Dbapi(AsyncAdapt_aiosqlite_dbapi):
@@ -257,8 +257,9 @@ class _Dbapi(AsyncAdapt_aiosqlite_dbapi):
 
 
 class OneHopDialect(SQLiteDialect_aiosqlite):
-    """SQLAlchemy's aiosqlite dialect that tells the cursor which statements are ``pipelined``
-    (read from the statement's execution options, where SQLAlchemy hands them to the driver)."""
+    """SQLAlchemy's aiosqlite dialect that tells the cursor which statements are ``pipelined`` or
+    ``prefetched`` (read from the statement's execution options, where SQLAlchemy hands them to
+    the driver)."""
 
     supports_statement_cache = True
 
