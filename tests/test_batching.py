@@ -76,3 +76,41 @@ async def test_closing_while_a_batch_waits_cancels_its_submitters_instead_of_lea
 def test_a_negative_wait_is_refused() -> None:
     with pytest.raises(ValueError, match="wait_s"):
         Batcher(Calls().run, max_size=4, wait_s=-1)
+
+
+async def test_a_wait_ends_once_nothing_more_is_coming() -> None:
+    """``coming`` says how many items are still on their way: the call runs once they are all
+    in, not after ``wait_s``; and ``poke`` ends a wait when the count drops without a submit."""
+    calls = Calls()
+    on_their_way = [3]
+    batcher: Batcher[int, int] = Batcher(
+        calls.run, max_size=8, wait_s=30.0, coming=lambda: on_their_way[0]
+    )
+
+    async def arrives(i: int) -> int:
+        await asyncio.sleep(0.005 * i)
+        on_their_way[0] -= 1
+        return await batcher.submit(i)
+
+    async with asyncio.timeout(5):  # long before 30 s
+        assert await asyncio.gather(*(arrives(i) for i in range(1, 4))) == [2, 4, 6]
+    assert calls.calls == [[1, 2, 3]]
+
+    on_their_way[0] = 2  # two more are announced; one arrives, the other turns away
+    waiting = asyncio.ensure_future(batcher.submit(4))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # it waits for the one still coming
+    on_their_way[0] = 0
+    batcher.poke()
+    async with asyncio.timeout(5):
+        assert await waiting == 8
+    assert calls.calls == [[1, 2, 3], [4]]
+
+
+async def test_while_more_is_coming_a_lone_item_still_waits_at_most_the_wait() -> None:
+    calls = Calls()
+    batcher: Batcher[int, int] = Batcher(calls.run, max_size=8, wait_s=0.05, coming=lambda: 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await batcher.submit(1) == 2
+    assert 0.04 <= loop.time() - started < 5

@@ -1,13 +1,15 @@
 """Group work of concurrent tasks: what is submitted while one call runs goes into the next one.
 
-Rules of a ``Batcher(run, max_size=n, wait_s=w)``:
+Rules of a ``Batcher(run, max_size=n, wait_s=w, coming=c)``:
 
     submit(item) while no call runs   -> a call starts with what was submitted meanwhile: once
-                                         n items wait, or after w seconds (w = 0, the default:
-                                         at once, a lone item waits for nothing)
+                                         n items wait, or once c() says no more item is on its
+                                         way, or after w seconds (w = 0, the default: at once,
+                                         a lone item waits for nothing)
     submit(item) while a call runs    -> the item waits; when the call returns, the next call
                                          takes every waiting item, at most n, in order (after
-                                         the same wait of at most w while fewer than n wait)
+                                         the same wait, ended by the same three)
+    poke()                            -> c() is asked again (its caller saw it change)
     run returns results               -> result i goes to the submitter of item i
     run raises an Exception           -> every submitter of that call gets the exception
     a submitter is cancelled          -> its item still runs (its result is dropped)
@@ -16,7 +18,10 @@ So under load the calls grow to the size of what arrived meanwhile (group commit
 never overlap. The wait matters where calls are quick: without it a call's batch is only what
 arrived during the previous call, so a faster call makes smaller batches and more calls, each
 with its fixed cost (the worker's: a store hop or three and the broker acks; measured in
-docs/performance.md, "Issue 8, round 7"). The calls run in their own task with an empty
+docs/performance.md, "Issue 8, round 7"). ``coming`` ends the wait as soon as waiting longer
+cannot make the batch larger: the worker counts the deliveries that may still reach a stage
+(none, once every message it holds has reached it), so a wait is spent only where more can
+come (docs/performance.md, "Issue 8, round 8"). The calls run in their own task with an empty
 ``contextvars`` context, so the log context of whichever task submitted first does not leak
 into them.
 """
@@ -43,6 +48,7 @@ class Batcher(Generic[T, R]):
         *,
         max_size: int,
         wait_s: float = 0.0,
+        coming: Callable[[], int] | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
@@ -51,7 +57,8 @@ class Batcher(Generic[T, R]):
         self._run = run
         self._max_size = max_size
         self._wait_s = wait_s
-        self._full: asyncio.Event | None = None  # set once max_size items wait (during a wait)
+        self._coming = coming  # how many more items are on their way (None: unknown)
+        self._full: asyncio.Event | None = None  # set once the batch is ready (during a wait)
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.sizes: Counter[int] = Counter()  # how many calls had how many items
@@ -60,11 +67,21 @@ class Batcher(Generic[T, R]):
         """Run ``item`` with the next call; its result (or the call's exception)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
-        if self._full is not None and len(self._waiting) >= self._max_size:
-            self._full.set()
+        self.poke()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._calls(), context=contextvars.Context())
         return await future
+
+    def poke(self) -> None:
+        """End a wait that can no longer make the batch larger (see ``coming``)."""
+        if self._full is not None and self._ready():
+            self._full.set()
+
+    def _ready(self) -> bool:
+        """Whether the waiting items make a batch now: ``max_size`` of them, or all that come."""
+        if len(self._waiting) >= self._max_size:
+            return True
+        return self._coming is not None and self._coming() <= 0
 
     async def aclose(self) -> None:
         """Cancel the running call, if any (its submitters get ``CancelledError``)."""
@@ -75,7 +92,7 @@ class Batcher(Generic[T, R]):
                 await task
 
     async def _gather(self) -> None:
-        """Wait up to ``wait_s`` for ``max_size`` items."""
+        """Wait up to ``wait_s`` for ``max_size`` items, or for all that come."""
         self._full = asyncio.Event()
         try:
             async with asyncio.timeout(self._wait_s):
@@ -87,7 +104,7 @@ class Batcher(Generic[T, R]):
 
     async def _calls(self) -> None:
         while self._waiting:
-            if self._wait_s > 0 and len(self._waiting) < self._max_size:
+            if self._wait_s > 0 and not self._ready():
                 try:
                     await self._gather()
                 except BaseException:  # cancelled while gathering: nobody is left waiting

@@ -92,8 +92,10 @@ _SETTLED_AS = {
 class WorkerRules:
     """Retry schedule, tries, prefetch, batch wait and drain time of a worker.
 
-    ``batch_wait_s``: how long the batch check and the batch commit wait for more deliveries
-    before they run with fewer than ``prefetch`` (``Batcher``'s ``wait_s``)."""
+    ``batch_wait_s``: how long at most the batch check and the batch commit wait for more
+    deliveries before they run with fewer than ``prefetch`` (``Batcher``'s ``wait_s``). A wait
+    ends early once no more can come: the check's once ``prefetch`` messages are unsettled
+    here, the commit's once no message is being checked or delivered."""
 
     delays_s: tuple[float, ...] = (5, 30, 120, 600, 3600)
     max_tries: int = 6
@@ -139,6 +141,7 @@ class Worker:
         self._commits: Batcher[Attempt, Attempt] | None = None
         self._subscription: Subscription | None = None
         self._inflight: set[asyncio.Task[object]] = set()
+        self._attempting = 0  # messages being checked or delivered: the next commit's to be
         self._stop_requested = asyncio.Event()
         self._stopping = False
 
@@ -154,8 +157,18 @@ class Worker:
         batch = handler if isinstance(handler, BatchHandler) else PlainHandler(handler)
         self._handler = batch
         rules = self.rules
-        self._checks = Batcher(batch.check, max_size=rules.prefetch, wait_s=rules.batch_wait_s)
-        self._commits = Batcher(batch.commit, max_size=rules.prefetch, wait_s=rules.batch_wait_s)
+        self._checks = Batcher(
+            batch.check,
+            max_size=rules.prefetch,
+            wait_s=rules.batch_wait_s,
+            coming=self._may_arrive,
+        )
+        self._commits = Batcher(
+            batch.commit,
+            max_size=rules.prefetch,
+            wait_s=rules.batch_wait_s,
+            coming=self._attempting_count,
+        )
         self._subscription = await self.broker.subscribe(self.method, prefetch=self.rules.prefetch)
         await self._subscription.start(self._on_received)
         log.info("worker.started", method=self.method, prefetch=self.rules.prefetch)
@@ -257,8 +270,29 @@ class Worker:
             return f"method {received.message.method!r} on the {self.method!r} queue"
         return None
 
+    def _may_arrive(self) -> int:
+        """How many more messages the broker may deliver now: none while ``prefetch`` are
+        unsettled here (so a batch check need not wait for more)."""
+        return self.rules.prefetch - len(self._inflight)
+
+    def _attempting_count(self) -> int:
+        """How many messages may still reach the batch commit soon: those being checked or
+        delivered (a message the broker has yet to deliver is a check's wait away)."""
+        return self._attempting
+
     async def _attempt(self, msg: DeliveryMessage, bound: Logger) -> Attempt:
         """Check (batched) and deliver one message; any failure becomes a verdict."""
+        assert self._checks is not None
+        assert self._handler is not None
+        assert self._commits is not None
+        self._attempting += 1
+        try:
+            return await self._attempt_counted(msg, bound)
+        finally:
+            self._attempting -= 1
+            self._commits.poke()  # its commit is submitted next, before any other task runs
+
+    async def _attempt_counted(self, msg: DeliveryMessage, bound: Logger) -> Attempt:
         assert self._checks is not None
         assert self._handler is not None
         try:

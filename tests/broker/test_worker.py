@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import aio_pika
@@ -15,7 +15,15 @@ from structlog.testing import capture_logs
 
 from gateway.broker import Broker, DeliveryMessage
 from gateway.core.errors import ConfigError
-from gateway.delivery.worker import Permanent, Retry, Worker, WorkerRules
+from gateway.delivery.worker import (
+    Attempt,
+    Permanent,
+    Ready,
+    Retry,
+    Verdict,
+    Worker,
+    WorkerRules,
+)
 
 MakeMessage = Callable[..., DeliveryMessage]
 RULES = WorkerRules(delays_s=(0.2, 0.5), max_tries=3, prefetch=8, drain_timeout_s=5)
@@ -109,6 +117,48 @@ async def test_success_is_acked_and_logged_with_the_delivery_id(
     lines = [e for e in logs if e["event"].startswith("delivery.")]
     assert len(lines) == 5
     assert {e["delivery_id"] for e in lines} == {m.delivery_id for m in msgs}
+
+
+class OneAlreadyDelivered:
+    """A batch handler whose check finds ``done`` delivered already; it records each commit."""
+
+    def __init__(self, done: str) -> None:
+        self.done = done
+        self.commits: list[list[str]] = []
+
+    async def check(self, messages: Sequence[DeliveryMessage]) -> Sequence[Attempt | Ready]:
+        return [
+            Attempt(m, Verdict.ALREADY_DELIVERED, "in the log")
+            if m.delivery_id == self.done
+            else Ready(m)
+            for m in messages
+        ]
+
+    async def deliver(self, ready: Ready) -> Attempt:
+        return Attempt(ready.message, Verdict.DELIVERED, "handled")
+
+    async def commit(self, attempts: Sequence[Attempt]) -> Sequence[Attempt]:
+        self.commits.append([a.message.delivery_id for a in attempts])
+        return attempts
+
+
+async def test_batches_do_not_wait_for_deliveries_that_cannot_come(
+    broker: Broker, make_message: MakeMessage
+) -> None:
+    """With a batch wait far longer than the test: the check runs once ``prefetch`` messages are
+    in, and the commit once no other message is being checked or delivered (the other one was
+    found delivered already and needs no commit)."""
+    first, second = make_message(1), make_message(2)
+    await broker.publish_many([first, second])
+    handler = OneAlreadyDelivered(second.delivery_id)
+    rules = WorkerRules(delays_s=(0.2, 0.5), prefetch=2, drain_timeout_s=5, batch_wait_s=600)
+    worker = Worker(broker, "push", rules)
+    await worker.start(handler)
+    try:
+        await eventually(settled(worker, "acked", 2), "both acked long before the wait ends")
+    finally:
+        await worker.stop()
+    assert handler.commits == [[first.delivery_id]]
 
 
 async def test_retry_goes_through_the_retry_queue_and_returns_with_the_next_attempt(
