@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.core.errors import ServiceError
+from gateway.store.driver_statements import DriverStatement
 from gateway.store.records import EventKind
 from gateway.store.sqlite_driver import pipelined, prefetched
 from gateway.store.tables import chain_head, events
@@ -131,12 +132,15 @@ _HEAD = select(chain_head.c.last_id, chain_head.c.hash, chain_head.c.store_id).w
     chain_head.c.id == 1
 )
 _HEAD_LOCKED = _HEAD.with_for_update()
-_HEAD_PREFETCHED = prefetched(_HEAD_LOCKED)  # the same SQL and parameters as ``read_head``'s
-_INSERT_EVENTS = pipelined(insert(events))  # sent with the COMMIT on SQLite
-_MOVE_HEAD = pipelined(
-    update(chain_head)
-    .where(chain_head.c.id == 1)
-    .values(last_id=bindparam("new_last_id"), hash=bindparam("new_hash"))
+# the same SQL and parameters as ``read_head``'s; queued on the driver (``driver_statements``)
+_HEAD_PREFETCHED = DriverStatement(prefetched(_HEAD_LOCKED), keep=True)
+_INSERT_EVENTS = DriverStatement(pipelined(insert(events)))  # sent with the COMMIT on SQLite
+_MOVE_HEAD = DriverStatement(
+    pipelined(
+        update(chain_head)
+        .where(chain_head.c.id == 1)
+        .values(last_id=bindparam("new_last_id"), hash=bindparam("new_hash"))
+    )
 )
 
 
@@ -145,10 +149,14 @@ def prefetch_head(conn: Connection) -> None:
     needs no hop of its own for it (nothing but ``append_events`` moves the head, and only in
     that transaction, after its read). Elsewhere nothing: PostgreSQL reads it locked, in turn."""
     if conn.dialect.name == "sqlite":
-        conn.execute(_HEAD_PREFETCHED)
+        _HEAD_PREFETCHED.execute(conn)
 
 
 def read_head(conn: Connection, *, lock: bool = False) -> ChainHead:
+    kept = _HEAD_PREFETCHED.kept_rows(conn) if lock else None
+    if kept is not None and len(kept) == 1:  # prefetched with this transaction's first hop
+        last_id, last_hash, store_id = kept[0]
+        return ChainHead(int(last_id), last_hash, store_id)
     row = conn.execute(_HEAD_LOCKED if lock else _HEAD).one()
     return ChainHead(int(row.last_id), row.hash, row.store_id)
 
@@ -178,5 +186,5 @@ def append_events(
                     f"a received event of {row['document']} without its records", code="store.error"
                 )
         last_hash = row["chain_hash"] = link(last_hash, entry_digest(row, cover))
-    conn.execute(_INSERT_EVENTS, list(rows))
-    conn.execute(_MOVE_HEAD, {"new_last_id": last_id, "new_hash": last_hash})
+    _INSERT_EVENTS.execute(conn, rows)
+    _MOVE_HEAD.execute(conn, [{"new_last_id": last_id, "new_hash": last_hash}])

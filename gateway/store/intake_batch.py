@@ -50,6 +50,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gateway.core.errors import ConflictError, LgspError
 from gateway.core.methods import DeliveryMethod
 from gateway.store.chain import append_events, covered_record, prefetch_head
+from gateway.store.driver_statements import DriverStatement
 from gateway.store.intake_answers import (
     business_statuses,
     find_originals,
@@ -93,8 +94,8 @@ def _statement(conn: Connection, statements: dict[str, Any]) -> Any:
 # the compiled SQL without rebuilding and re-hashing the expression on every batch. The writes
 # whose result is not read are ``pipelined``: on SQLite they go with the next statement's hop.
 _INSERT_PACKAGES = _by_dialect(
-    lambda dialect_insert: pipelined(
-        dialect_insert(packages).on_conflict_do_nothing(index_elements=["sha256"])
+    lambda dialect_insert: DriverStatement(
+        pipelined(dialect_insert(packages).on_conflict_do_nothing(index_elements=["sha256"]))
     )
 )
 _INSERT_DOCUMENTS = _by_dialect(
@@ -105,11 +106,11 @@ _INSERT_DOCUMENTS = _by_dialect(
     )
 )
 _INSERT_NATIONAL = _by_dialect(
-    lambda dialect_insert: pipelined(
-        dialect_insert(national_inbox).on_conflict_do_nothing(index_elements=["doc_id"])
+    lambda dialect_insert: DriverStatement(
+        pipelined(dialect_insert(national_inbox).on_conflict_do_nothing(index_elements=["doc_id"]))
     )
 )
-_INSERT_DELIVERIES = pipelined(insert(deliveries))
+_INSERT_DELIVERIES = DriverStatement(pipelined(insert(deliveries)))
 
 
 def write_batch(
@@ -180,7 +181,7 @@ def write_batch(
         (d for rows in delivery_rows.values() for d in rows), key=lambda d: d["id"]
     )
     if new_deliveries:  # in id order, as every writer of several deliveries locks them
-        conn.execute(_INSERT_DELIVERIES, new_deliveries)
+        _INSERT_DELIVERIES.execute(conn, new_deliveries)
     trail = [_received_event(r.document, w.package, len(w.routes), now) for w, r in new_records]
     trail += business_statuses(
         conn, [(w, outcomes[w.new.dedup_key]) for w in writing], answered, now
@@ -216,7 +217,7 @@ def _national_rows(
         if w.national is not None and isinstance(a, IntakeResult)
     }
     if rows:
-        conn.execute(_statement(conn, _INSERT_NATIONAL), [rows[d] for d in sorted(rows)])
+        _statement(conn, _INSERT_NATIONAL).execute(conn, [rows[d] for d in sorted(rows)])
 
 
 def _answer(
@@ -282,7 +283,7 @@ def _insert_packages(conn: Connection, writes: Iterable[IntakeWrite], now: datet
         for w in writes
     }
     if rows:
-        conn.execute(_statement(conn, _INSERT_PACKAGES), [rows[sha] for sha in sorted(rows)])
+        _statement(conn, _INSERT_PACKAGES).execute(conn, [rows[sha] for sha in sorted(rows)])
 
 
 def _document_row(d: DocumentRecord) -> dict[str, object]:

@@ -243,6 +243,38 @@ def in_transaction(dbapi_connection: Any) -> bool:
         return False
 
 
+def is_one_hop(dbapi_connection: Any) -> bool:
+    """Whether a pooled connection's DBAPI connection is a one-hop one (``queue`` takes it)."""
+    return isinstance(dbapi_connection, _Connection)
+
+
+def queue(
+    dbapi_connection: Any,
+    operation: str,
+    parameters: Any,
+    *,
+    many: bool = False,
+    keep: bool = False,
+) -> bool:
+    """Queue a statement on a one-hop connection as ``pipelined`` does (``keep``: as
+    ``prefetched``), without a cursor: ``operation`` is the dialect's compiled text, ``parameters``
+    the driver's (a tuple; a list of tuples for ``many``). False where the connection is not a
+    one-hop one: nothing is queued, the caller executes the statement itself."""
+    if not isinstance(dbapi_connection, _Connection):
+        return False
+    dbapi_connection.pending.append((operation, parameters, many, keep))
+    return True
+
+
+def take_kept(dbapi_connection: Any, operation: str, parameters: Any) -> list[Any] | None:
+    """The rows (driver tuples) a queued ``keep`` read of this statement left, once; ``None``
+    where there are none (or the connection is not a one-hop one): run it."""
+    if not isinstance(dbapi_connection, _Connection) or not dbapi_connection.kept:
+        return None
+    kept = dbapi_connection.take_kept(operation, parameters)
+    return None if kept is None else kept[1]
+
+
 def drop_unsent(dbapi_connection: Any) -> None:
     """Drop the queued statements and kept rows of a connection given back to the pool (never
     sent: its transaction, if any, is rolled back)."""

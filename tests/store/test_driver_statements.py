@@ -1,0 +1,258 @@
+"""Statements queued straight on the one-hop driver (``store.driver_statements``) against
+SQLAlchemy's own execution, the reference they must agree with: the same SQL text, parameters
+and executemany for every row shape the intake sends, and the same rows written by a whole
+intake."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, event, text
+
+from gateway.store import NewDocument, intake_batch, sqlite_driver
+from gateway.store import chain as chain_module
+from gateway.store.delivery_log import DeliveryLog
+from gateway.store.driver_statements import DriverStatement, compile_for
+from gateway.store.engine import Engines, create_engines, run_transaction
+from gateway.store.intake_answers import _MARK_QUEUED
+from gateway.store.migrations import migrate
+from gateway.store.records import NationalDoc
+
+NOW = datetime(2026, 5, 2, 8, 30, 15, 123456, tzinfo=UTC)
+HANOI = timezone(timedelta(hours=7))
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[Engines]:
+    made = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
+    try:
+        await migrate(made.writer)
+        yield made
+    finally:
+        await made.writer.dispose()
+
+
+def _packages(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "sha256": f"{i:064x}",
+            "size_bytes": 3 + i,
+            "data": b"\x00<x/>" + bytes([i]),
+            "created_at": NOW if i % 2 else NOW.astimezone(HANOI),
+        }
+        for i in range(n)
+    ]
+
+
+def _deliveries(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"d{i}",
+            "document": "doc",
+            "recipient": f"000.00.0{i}.H01",
+            "method": "push",
+            "state": "accepted",
+            "attempts": 0,
+            "created_at": NOW,
+            "updated_at": NOW,
+            "received_at": NOW - timedelta(seconds=i),
+            "sender": "000.00.00.H56",
+        }
+        for i in range(n)
+    ]
+
+
+def _events(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "document": "doc",
+            "delivery": None if i == 0 else f"d{i}",
+            "at": NOW,
+            "kind": "received",
+            "outcome": "accepted",
+            "detail": '{"size_bytes": 3, "note": "Công văn"}',
+            "actor": "client:000.00.00.H56",
+            "id": 10 + i,
+            "chain_hash": f"{i:064x}",
+        }
+        for i in range(n)
+    ]
+
+
+def _national(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "doc_id": f"nat-{i}",
+            "message_type": "edoc",
+            "outcome": "done",
+            "document": "doc",
+            "detail": "recorded",
+            "processed_at": NOW,
+        }
+        for i in range(n)
+    ]
+
+
+_MANY = [
+    ("packages", intake_batch._INSERT_PACKAGES["sqlite"], _packages),
+    ("deliveries", intake_batch._INSERT_DELIVERIES, _deliveries),
+    ("national", intake_batch._INSERT_NATIONAL["sqlite"], _national),
+    ("events", chain_module._INSERT_EVENTS, _events),
+]
+CASES: list[tuple[str, DriverStatement, list[dict[str, Any]]]] = [
+    *((f"{name} x{n}", statement, make(n)) for name, statement, make in _MANY for n in (1, 3)),
+    ("head move", chain_module._MOVE_HEAD, [{"new_last_id": 7, "new_hash": "ab" * 32}]),
+    ("head read", chain_module._HEAD_PREFETCHED, [{}]),
+]
+
+
+class _RollbackError(Exception):
+    """Ends a test transaction without writing (what it queued is dropped, never sent)."""
+
+
+async def _in_rolled_back(engines: Engines, work: Callable[[Connection], None]) -> None:
+    def run(conn: Connection) -> None:
+        work(conn)
+        raise _RollbackError
+
+    with pytest.raises(_RollbackError):
+        await run_transaction(engines.writer, run)
+
+
+@pytest.mark.parametrize(("statement", "values"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+async def test_the_driver_gets_what_sqlalchemy_would_have_sent(
+    engines: Engines, statement: DriverStatement, values: list[dict[str, Any]]
+) -> None:
+    rows = len(values)
+    sent: list[tuple[str, Any, bool]] = []
+    queued: list[tuple[str, Any, bool, bool]] = []
+
+    def listen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        sent.append((sql, params, many))
+
+    def through_sqlalchemy(conn: Connection) -> None:
+        event.listen(conn, "before_cursor_execute", listen)
+        conn.execute(statement.statement, values if rows > 1 else values[0])
+        event.remove(conn, "before_cursor_execute", listen)
+
+    def through_the_driver(conn: Connection) -> None:
+        pending = conn.connection.dbapi_connection.pending  # type: ignore[union-attr]
+        before = len(pending)
+        event.listen(conn, "before_cursor_execute", listen)
+        statement.execute(conn, values)
+        event.remove(conn, "before_cursor_execute", listen)
+        queued.extend(pending[before:])
+
+    await _in_rolled_back(engines, through_sqlalchemy)
+    await _in_rolled_back(engines, through_the_driver)
+    assert len(sent) == 1, "SQLAlchemy sends it once; the driver path must not go through it"
+    assert len(queued) == 1
+    sql, params, many = sent[0]
+    assert queued[0] == (sql, params, many, statement.keep)
+    assert [type(v) for v in _flat(queued[0][1])] == [type(v) for v in _flat(params)]
+
+
+def _flat(params: Any) -> list[Any]:
+    return list(itertools.chain.from_iterable(params)) if isinstance(params, list) else [*params]
+
+
+async def test_a_kept_read_answers_once_with_the_rows_sqlalchemy_reads(engines: Engines) -> None:
+    seen: list[Any] = []
+
+    def work(conn: Connection) -> None:
+        chain_module._HEAD_PREFETCHED.execute(conn)
+        conn.execute(text("SELECT 1"))  # the hop the prefetched read goes with
+        seen.append(chain_module._HEAD_PREFETCHED.kept_rows(conn))
+        seen.append(chain_module._HEAD_PREFETCHED.kept_rows(conn))  # taken: none left
+        seen.append([tuple(r) for r in conn.execute(chain_module._HEAD_LOCKED).all()])
+
+    await run_transaction(engines.writer, work)
+    kept, again, read = seen
+    assert kept == read
+    assert [row[:2] for row in read] == [(0, chain_module.GENESIS)]
+    assert again is None
+
+
+def test_forms_it_cannot_reproduce_are_left_to_sqlalchemy() -> None:
+    engines = create_engines("sqlite+aiosqlite:///:memory:")
+    dialect = engines.writer.dialect
+    assert compile_for(_MARK_QUEUED, dialect, ["m_ids", "m_now"], False) is None  # expanding
+    move = chain_module._MOVE_HEAD.statement
+    form = compile_for(move, dialect, ["new_hash", "new_last_id"], False)
+    assert form is not None
+    assert form.parameters({"new_last_id": 3, "new_hash": "h"}) == (3, "h", 1)
+
+
+async def test_an_expanding_statement_runs_through_sqlalchemy(engines: Engines) -> None:
+    marks = DriverStatement(_MARK_QUEUED)
+
+    def work(conn: Connection) -> None:
+        marks.execute(conn, [{"m_ids": ["none"], "m_now": NOW}])
+
+    await run_transaction(engines.writer, work)  # the UPDATE ran (no rows): no error
+
+
+async def _table_rows(engines: Engines) -> dict[str, list[tuple[Any, ...]]]:
+    dumped: dict[str, list[tuple[Any, ...]]] = {}
+    async with engines.reader.connect() as conn:
+        for table in ("packages", "documents", "deliveries", "events", "national_inbox"):
+            result = await conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1")
+            dumped[table] = [tuple(r) for r in result.all()]
+        head = await conn.exec_driver_sql("SELECT last_id, hash FROM chain_head")
+        dumped["chain_head"] = [tuple(r) for r in head.all()]
+    return dumped
+
+
+async def _intakes(url: str, make_document: Callable[..., NewDocument]) -> DeliveryLog:
+    log = await DeliveryLog.open(url, batch_wait_s=0.05)
+    ids = itertools.count()
+    log.writer._new_id = lambda: f"id-{next(ids):04d}"
+    await log.record_intake(make_document(dedup_key="k0"), b"<one/>", [("000.00.01.H01", "push")])
+    await asyncio.gather(
+        log.record_intake(
+            make_document(dedup_key="k1", received_at=NOW.astimezone(HANOI)),
+            b"<two/>",
+            [("000.00.02.H01", "push"), ("000.00.01.H01", "mailbox")],
+            national=NationalDoc("nat-1", "edoc"),
+        ),
+        log.record_intake(make_document(dedup_key="k2"), b"<three/>", [("000.00.03.H01", "push")]),
+        log.record_intake(make_document(dedup_key="k1"), b"<two/>", [("000.00.02.H01", "push")]),
+    )
+    return log
+
+
+async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+) -> None:
+    """The same batches on the one-hop driver and on SQLAlchemy's own aiosqlite adapter (where
+    every statement goes through ``Connection.execute``): the same rows, chain hashes included."""
+    monkeypatch.setattr(intake_batch, "utc_now", lambda: NOW)
+
+    def make(**fields: Any) -> NewDocument:
+        return make_document(**{"received_at": NOW, "subject": "Công văn", **fields})
+
+    fast = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/fast.db", make)
+    try:
+        assert fast.writer.batches == 2
+        assert isinstance(fast._engines.writer.dialect, sqlite_driver.OneHopDialect)
+        fast_rows = await _table_rows(fast._engines)
+    finally:
+        await fast.aclose()
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_driver, "dbapi", lambda: None)  # SQLAlchemy's adapter
+        reference = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/reference.db", make)
+    try:
+        assert reference.writer.batches == 2
+        assert not isinstance(reference._engines.writer.dialect, sqlite_driver.OneHopDialect)
+        reference_rows = await _table_rows(reference._engines)
+    finally:
+        await reference.aclose()
+    assert fast_rows == reference_rows
+    assert len(fast_rows["events"]) == 3
+    assert len(fast_rows["deliveries"]) == 4
