@@ -134,8 +134,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}", execution_options=_PIPELINED)  # sent with the next
+        begin = f"BEGIN {conn.get_execution_options().get(_BEGIN_OPTION, 'DEFERRED')}"
+        if not sqlite_driver.queue(conn.connection.dbapi_connection, begin, ()):  # one-hop: queued
+            conn.exec_driver_sql(begin, execution_options=_PIPELINED)  # sent with the next
 
 
 def _write_turns(engine: AsyncEngine) -> sqlite_turns.WriteTurns | None:

@@ -4,6 +4,7 @@ read outside a transaction) and ``run_transaction`` (a whole transaction in one 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,4 +129,32 @@ async def test_a_transaction_in_one_greenlet_takes_the_sqlite_write_turn(tmp_pat
         await task
         assert order == ["first", "second"]
     finally:
+        await engines.writer.dispose()
+
+
+@pytest.mark.parametrize(("engine", "locks"), [("writer", True), ("reader", False)])
+async def test_the_writers_transaction_begins_immediate_the_readers_deferred(
+    tmp_path: Path, engine: str, locks: bool
+) -> None:
+    """BEGIN goes with the transaction's first statement: a writer's ``BEGIN IMMEDIATE`` holds
+    SQLite's write lock from there, even for a transaction that has only read; a reader's
+    ``BEGIN DEFERRED`` takes none."""
+    engines = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
+    other = sqlite3.connect(tmp_path / "store.db", timeout=0, isolation_level=None)
+    seen: list[str] = []
+
+    def work(conn: Connection) -> None:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            seen.append("free")
+        except sqlite3.OperationalError as error:
+            seen.append(str(error))
+
+    try:
+        await run_transaction(getattr(engines, engine), work)
+        assert seen == (["database is locked"] if locks else ["free"])
+    finally:
+        other.close()
         await engines.writer.dispose()
