@@ -1,4 +1,5 @@
-"""Queued SQLite statements compiled once by SQLAlchemy and put straight on the one-hop driver.
+"""The intake's SQLite statements compiled once by SQLAlchemy and sent straight to the one-hop
+driver.
 
 A ``pipelined`` write (or a ``prefetched`` read) through ``Connection.execute`` only appends to
 the one-hop connection's queue (``sqlite_driver``), yet costs SQLAlchemy's whole execution: the
@@ -10,14 +11,21 @@ parameters as SQLAlchemy does (its positional order, each bind's own type proces
 values for the binds the rows do not give) and queues them (``sqlite_driver.queue``). The text
 and parameters are held to SQLAlchemy's own by tests/store/test_driver_statements.py.
 
+``fetch`` runs an INSERT … RETURNING in its own hop through the driver's cursor, all rows in
+one statement as SQLAlchemy's "insertmanyvalues" sends them (where SQLAlchemy would split them,
+it goes through SQLAlchemy).
+
 Errors are as before: a queued statement raises nothing when queued; its error comes from the
-statement or COMMIT it is sent with, through SQLAlchemy. Where the connection is not a one-hop
-one (PostgreSQL, SQLAlchemy's own aiosqlite adapter) the statement runs through
-``Connection.execute`` as it did.
+statement or COMMIT it is sent with, through SQLAlchemy. An error of ``fetch``'s statement goes
+through SQLAlchemy's own handler (its exception, the connection invalidated where SQLAlchemy
+would). Where the connection is not a one-hop one (PostgreSQL, SQLAlchemy's own aiosqlite
+adapter) the statement runs through ``Connection.execute`` as it did. Not seen by SQLAlchemy,
+these statements are not in its echo log nor its cursor events.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +40,9 @@ Row = Mapping[str, Any]
 _Processor = Callable[[Any], Any]
 _NO_ROW: Row = {}
 _CACHE_LIMIT = 32  # compiled forms kept per statement (one per dialect instance and key set)
+# SQLAlchemy's handler of an error raised in its execute (pinned SQLAlchemy 2.1: tests hold it);
+# without it ``fetch`` runs through ``Connection.execute``.
+_HANDLE_ERROR: Callable[..., Any] | None = getattr(Connection, "_handle_dbapi_exception", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,7 @@ class Compiled:
 
     sql: str
     names: tuple[str, ...]  # the row key of each positional parameter
+    values: str  # the INSERT's one ``VALUES (?, …)`` clause ("": none, or not only once)
     fixed: Mapping[str, Any]  # the binds the rows do not give: their values, processed
     processors: tuple[tuple[int, _Processor], ...]  # (position, the bind type's processor)
 
@@ -50,6 +62,13 @@ class Compiled:
         for position, process in self.processors:
             values[position] = process(values[position])
         return tuple(values)
+
+    def sql_for(self, rows: int) -> str:
+        """The text for ``rows`` rows: one VALUES group per row, as SQLAlchemy's
+        "insertmanyvalues" sends a multi-row INSERT … RETURNING in one statement."""
+        if rows == 1:
+            return self.sql
+        return self.sql.replace(self.values, "VALUES " + ", ".join([self.values[7:]] * rows))
 
 
 def compile_for(
@@ -82,7 +101,9 @@ def compile_for(
     if fixed:  # a fixed bind's value is processed once here: not again per row
         unfixed = {p for p, n in enumerate(names) if n in fixed}
         processors = [(p, f) for p, f in processors if p not in unfixed]
-    return Compiled(compiled.string, names, fixed, tuple(processors))
+    values = "VALUES (" + ", ".join("?" * len(names)) + ")"
+    once = values if compiled.string.count(values) == 1 else ""
+    return Compiled(compiled.string, names, once, fixed, tuple(processors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +145,37 @@ class DriverStatement:
         )
         sqlite_driver.queue(dbapi_connection, form.sql, parameters, many=many, keep=self.keep)
 
+    def fetch(self, conn: Connection, rows: Sequence[Row]) -> Sequence[Any]:
+        """The rows this INSERT … RETURNING returns for ``rows`` (at least one), in one hop:
+        straight on a one-hop driver, else through ``Connection.execute``. A driver error is
+        handled by SQLAlchemy's own handler, as in its execute (wrapped as its exception; the
+        connection invalidated on a disconnect or an exit such as a cancellation)."""
+        dbapi_connection = conn.connection.dbapi_connection
+        dialect, handle = conn.dialect, _HANDLE_ERROR
+        form = None
+        if handle is not None and sqlite_driver.is_one_hop(dbapi_connection):
+            form = self._form(dialect, tuple(rows[0]), False)
+        if (
+            form is None
+            or handle is None
+            or dbapi_connection is None
+            or not _one_statement(form, dialect, len(rows))
+        ):
+            return conn.execute(self.statement, list(rows) if len(rows) > 1 else rows[0]).all()
+        sql = form.sql_for(len(rows))
+        parameters = tuple(itertools.chain.from_iterable(form.parameters(r) for r in rows))
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+        except BaseException as error:
+            if isinstance(error, Exception) and not isinstance(error, dialect.loaded_dbapi.Error):
+                raise  # not the driver's: SQLAlchemy's execute lets these through too
+            handle(conn, error, sql, parameters, cursor, None)
+            raise  # not reached: the handler raises
+        finally:
+            cursor.close()
+
     def kept_rows(self, conn: Connection, row: Row = _NO_ROW) -> list[Any] | None:
         """The driver rows this ``keep`` read left on a one-hop connection, once (``None``:
         none kept, execute it)."""
@@ -134,3 +186,16 @@ class DriverStatement:
         if form is None:
             return None
         return sqlite_driver.take_kept(dbapi_connection, form.sql, form.parameters(row))
+
+
+def _one_statement(form: Compiled, dialect: Dialect, rows: int) -> bool:
+    """Whether SQLAlchemy sends ``rows`` rows of this INSERT … RETURNING as one statement."""
+    if rows == 1:
+        return True
+    return bool(
+        form.values
+        and not form.fixed
+        and getattr(dialect, "use_insertmanyvalues", False)
+        and rows <= dialect.insertmanyvalues_page_size
+        and rows * len(form.names) <= dialect.insertmanyvalues_max_parameters
+    )

@@ -99,7 +99,7 @@ _INSERT_PACKAGES = _by_dialect(
     )
 )
 _INSERT_DOCUMENTS = _by_dialect(
-    lambda dialect_insert: (
+    lambda dialect_insert: DriverStatement(
         dialect_insert(documents)
         .on_conflict_do_nothing(index_elements=["dedup_key"])
         .returning(documents.c.dedup_key)
@@ -295,7 +295,7 @@ def _insert_documents(conn: Connection, docs: Iterable[dict[str, object]]) -> se
     rows = sorted(docs, key=lambda r: str(r["dedup_key"]))
     if not rows:
         return set()
-    return set(conn.execute(_statement(conn, _INSERT_DOCUMENTS), rows).scalars())
+    return {row[0] for row in _statement(conn, _INSERT_DOCUMENTS).fetch(conn, rows)}
 
 
 def _known(conn: Connection, writes: Sequence[IntakeWrite]) -> dict[str, IntakeResult]:

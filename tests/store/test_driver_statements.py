@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, exc, text
 
+from gateway.core.errors import ConflictError
 from gateway.store import NewDocument, intake_batch, sqlite_driver
 from gateway.store import chain as chain_module
 from gateway.store.delivery_log import DeliveryLog
@@ -256,3 +257,119 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
     assert fast_rows == reference_rows
     assert len(fast_rows["events"]) == 3
     assert len(fast_rows["deliveries"]) == 4
+
+
+def _documents(keys: list[str], package: str = "0" * 64) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"doc-{key}",
+            "package_sha256": package,
+            "dedup_key": key,
+            "kind": "document",
+            "sender": "000.00.00.H56",
+            "document_id": None if i else "000.00.00.H56,2024/05/02,1/UBND",
+            "business_doc_type": None,
+            "status_code": None,
+            "subject": "Công văn" if i else None,
+            "subject_folded": "cong van" if i else None,
+            "format": "xml",
+            "signer_fingerprint": "ab" * 32,
+            "signer_subject": "CN=bench",
+            "algorithm": "rsa-sha256",
+            "caller": "client:000.00.00.H56",
+            "received_at": NOW.astimezone(HANOI) if i % 2 else NOW,
+            "in_reply_to": None,
+        }
+        for i, key in enumerate(keys)
+    ]
+
+
+_PACKAGE = {"sha256": "0" * 64, "size_bytes": 1, "data": b"x", "created_at": NOW}
+
+
+@pytest.mark.parametrize("keys", [["k1"], ["k3", "k1", "k2"]], ids=["one", "three"])
+async def test_a_returning_insert_sends_and_returns_what_sqlalchemy_does(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch, keys: list[str]
+) -> None:
+    """One document already there (k1): SQLAlchemy's statement (its "insertmanyvalues" form
+    for several rows) and the driver's are the same text and parameters, and return the same
+    keys."""
+    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    sent: list[tuple[str, Any]] = []
+    real = sqlite_driver.OneHopCursor.execute
+
+    def recorded(cursor: sqlite_driver.OneHopCursor, sql: str, params: Any = None) -> Any:
+        if sql.startswith("INSERT INTO documents"):
+            sent.append((sql, params))
+        return real(cursor, sql, params)
+
+    monkeypatch.setattr(sqlite_driver.OneHopCursor, "execute", recorded)
+    returned: list[set[str]] = []
+
+    def setup(conn: Connection) -> None:
+        conn.execute(intake_batch.packages.insert(), _PACKAGE)
+        conn.execute(documents.statement, _documents(["k1"])[0])
+
+    def through_sqlalchemy(conn: Connection) -> None:
+        rows = _documents(keys)
+        returned.append(set(conn.execute(documents.statement, rows).scalars()))
+
+    def through_the_driver(conn: Connection) -> None:
+        returned.append({row[0] for row in documents.fetch(conn, _documents(keys))})
+
+    await run_transaction(engines.writer, setup)
+    sent.clear()
+    await _in_rolled_back(engines, through_sqlalchemy)
+    await _in_rolled_back(engines, through_the_driver)
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert sent[1][0].count("(?, ") == len(keys)
+    assert returned[0] == returned[1] == set(keys) - {"k1"}
+
+
+async def test_a_failed_returning_insert_fails_as_through_sqlalchemy(engines: Engines) -> None:
+    """A document whose package is not there: SQLAlchemy's IntegrityError either way, the
+    store's ``conflict.constraint``, and nothing of the transaction is written."""
+    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    raised: list[BaseException] = []
+
+    def attempt(conn: Connection, fetch: bool) -> None:
+        intake_batch._INSERT_PACKAGES["sqlite"].execute(conn, [{**_PACKAGE, "sha256": "f" * 64}])
+        rows = _documents(["k9"], package="e" * 64)
+        try:
+            if fetch:
+                documents.fetch(conn, rows)
+            else:
+                conn.execute(documents.statement, rows[0]).all()
+        except BaseException as error:
+            raised.append(error)
+            raise
+
+    for fetch in (False, True):
+        with pytest.raises(ConflictError) as refused:
+            await run_transaction(engines.writer, lambda conn, f=fetch: attempt(conn, f))
+        assert refused.value.code == "conflict.constraint"
+    assert [type(e) for e in raised] == [exc.IntegrityError, exc.IntegrityError]
+    assert str(raised[0].orig) == str(raised[1].orig)  # type: ignore[attr-defined]
+    async with engines.reader.connect() as conn:
+        assert (await conn.exec_driver_sql("SELECT count(*) FROM packages")).scalar() == 0
+
+
+async def test_more_rows_than_sqlalchemy_sends_in_one_statement_go_through_it(
+    engines: Engines,
+) -> None:
+    engines.writer.dialect.insertmanyvalues_page_size = 2
+    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    statements: list[str] = []
+    returned: list[set[str]] = []
+
+    def work(conn: Connection) -> None:
+        event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        conn.execute(intake_batch.packages.insert(), _PACKAGE)
+        returned.append({row[0] for row in documents.fetch(conn, _documents(["a", "b", "c"]))})
+
+    await run_transaction(engines.writer, work)
+    assert returned == [{"a", "b", "c"}]
+    assert [s.split(" (")[0] for s in statements] == ["INSERT INTO packages"] + [
+        "INSERT INTO documents"
+    ] * 2
