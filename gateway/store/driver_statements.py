@@ -30,16 +30,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, CursorResult, Dialect
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
 from gateway.store import sqlite_driver
+from gateway.store.tables import UtcDateTime
 
 Row = Mapping[str, Any]
 _Processor = Callable[[Any], Any]
 _NO_ROW: Row = {}
 _CACHE_LIMIT = 32  # compiled forms kept per statement (one per dialect instance and key set)
+_MEMO_LIMIT = 256  # datetimes remembered per dialect (a batch's time and its documents')
 # SQLAlchemy's handler of an error raised in its execute (pinned SQLAlchemy 2.1: tests hold it);
 # without it ``fetch`` runs through ``Connection.execute``.
 _HANDLE_ERROR: Callable[..., Any] | None = getattr(Connection, "_handle_dbapi_exception", None)
@@ -62,6 +64,17 @@ class Compiled:
         for position, process in self.processors:
             values[position] = process(values[position])
         return tuple(values)
+
+    def rows_parameters(self, rows: Sequence[Row], *, flat: bool) -> Any:
+        """The parameters of ``rows``: one row's tuple, a list of tuples (executemany), or,
+        ``flat``, one tuple of them all (a multi-row VALUES). ``None`` where a value is refused
+        (a naive datetime, a missing key): SQLAlchemy then raises its own error for it."""
+        try:
+            if flat:
+                return tuple(itertools.chain.from_iterable(map(self.parameters, rows)))
+            return [*map(self.parameters, rows)] if len(rows) > 1 else self.parameters(rows[0])
+        except Exception:  # refused: the caller goes through SQLAlchemy, for its error
+            return None
 
     def sql_for(self, rows: int) -> str:
         """The text for ``rows`` rows: one VALUES group per row, as SQLAlchemy's
@@ -92,6 +105,8 @@ def compile_for(
     for position, name in enumerate(names):
         bind = binds[name]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None and isinstance(bind.type, UtcDateTime):
+            process = _once_per_value(process, _datetime_memo(dialect))
         if name not in given:
             if bind.required or bind.callable is not None:
                 return None
@@ -104,6 +119,39 @@ def compile_for(
     values = "VALUES (" + ", ".join("?" * len(names)) + ")"
     once = values if compiled.string.count(values) == 1 else ""
     return Compiled(compiled.string, names, once, fixed, tuple(processors))
+
+
+_Memo = dict[int, tuple[Any, Any]]  # id(value) -> (value, processed)
+_DATETIME_MEMOS: dict[int, tuple[Dialect, _Memo]] = {}
+
+
+def _datetime_memo(dialect: Dialect) -> _Memo:
+    """The memo that every ``UtcDateTime`` bind of ``dialect``'s statements shares (one type,
+    one dialect: one processing)."""
+    found = _DATETIME_MEMOS.get(id(dialect))
+    if found is None or found[0] is not dialect:
+        if len(_DATETIME_MEMOS) >= _CACHE_LIMIT:
+            _DATETIME_MEMOS.clear()
+        found = _DATETIME_MEMOS[id(dialect)] = (dialect, {})
+    return found[1]
+
+
+def _once_per_value(process: _Processor, memo: _Memo) -> _Processor:
+    """``process`` (of an immutable value: a datetime) run once per value object: a batch writes
+    its one ``now`` into several columns of several statements. The memo holds each value, so its
+    id is not reused while remembered."""
+
+    def run(value: Any) -> Any:
+        hit = memo.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        processed = process(value)
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[id(value)] = (value, processed)
+        return processed
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +182,14 @@ class DriverStatement:
             return
         dbapi_connection = conn.connection.dbapi_connection
         many = len(rows) > 1
-        form = None
+        form = parameters = None
         if sqlite_driver.is_one_hop(dbapi_connection):
             form = self._form(conn.dialect, tuple(rows[0]), many)
-        if form is None:
-            conn.execute(self.statement, list(rows) if many else rows[0])
+        if form is not None:
+            parameters = form.rows_parameters(rows, flat=False)
+        if form is None or parameters is None:
+            self._through_sqlalchemy(conn, rows)
             return
-        parameters: Any = (
-            [form.parameters(row) for row in rows] if many else form.parameters(rows[0])
-        )
         sqlite_driver.queue(dbapi_connection, form.sql, parameters, many=many, keep=self.keep)
 
     def fetch(self, conn: Connection, rows: Sequence[Row]) -> Sequence[Any]:
@@ -161,9 +208,10 @@ class DriverStatement:
             or dbapi_connection is None
             or not _one_statement(form, dialect, len(rows))
         ):
-            return conn.execute(self.statement, list(rows) if len(rows) > 1 else rows[0]).all()
-        sql = form.sql_for(len(rows))
-        parameters = tuple(itertools.chain.from_iterable(form.parameters(r) for r in rows))
+            return self._through_sqlalchemy(conn, rows).all()
+        sql, parameters = form.sql_for(len(rows)), form.rows_parameters(rows, flat=True)
+        if parameters is None:
+            return self._through_sqlalchemy(conn, rows).all()
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(sql, parameters)
@@ -175,6 +223,9 @@ class DriverStatement:
             raise  # not reached: the handler raises
         finally:
             cursor.close()
+
+    def _through_sqlalchemy(self, conn: Connection, rows: Sequence[Row]) -> CursorResult[Any]:
+        return conn.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
 
     def kept_rows(self, conn: Connection, row: Row = _NO_ROW) -> list[Any] | None:
         """The driver rows this ``keep`` read left on a one-hop connection, once (``None``:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event, exc, text
 
-from gateway.core.errors import ConflictError
+from gateway.core.errors import ConflictError, ServiceError
 from gateway.store import NewDocument, intake_batch, sqlite_driver
 from gateway.store import chain as chain_module
 from gateway.store.delivery_log import DeliveryLog
@@ -24,6 +24,7 @@ from gateway.store.engine import Engines, create_engines, run_transaction
 from gateway.store.intake_answers import _MARK_QUEUED
 from gateway.store.migrations import migrate
 from gateway.store.records import NationalDoc
+from gateway.store.tables import UtcDateTime
 
 NOW = datetime(2026, 5, 2, 8, 30, 15, 123456, tzinfo=UTC)
 HANOI = timezone(timedelta(hours=7))
@@ -373,3 +374,68 @@ async def test_more_rows_than_sqlalchemy_sends_in_one_statement_go_through_it(
     assert [s.split(" (")[0] for s in statements] == ["INSERT INTO packages"] + [
         "INSERT INTO documents"
     ] * 2
+
+
+@pytest.mark.parametrize("fetch", [False, True], ids=["queued", "returning"])
+async def test_a_value_sqlalchemy_refuses_is_refused_with_its_error(
+    engines: Engines, fetch: bool
+) -> None:
+    """A naive datetime (the delivery log's own rule): the same error as through SQLAlchemy."""
+    naive = NOW.replace(tzinfo=None)
+    raised: list[BaseException] = []
+
+    def attempt(conn: Connection, driver: bool) -> None:
+        statement = (
+            intake_batch._INSERT_DOCUMENTS["sqlite"] if fetch else chain_module._INSERT_EVENTS
+        )
+        rows = _documents(["k"]) if fetch else _events(2)
+        rows[-1] = {**rows[-1], ("received_at" if fetch else "at"): naive}
+        try:
+            if not driver:
+                conn.execute(statement.statement, rows if len(rows) > 1 else rows[0])
+            elif fetch:
+                statement.fetch(conn, rows)
+            else:
+                statement.execute(conn, rows)
+        except BaseException as error:
+            raised.append(error)
+            raise
+
+    for driver in (False, True):
+        with pytest.raises(ServiceError):
+            await run_transaction(engines.writer, lambda conn, d=driver: attempt(conn, d))
+    assert [type(e) for e in raised] == [exc.StatementError] * 2
+    assert str(raised[0]) == str(raised[1])
+    assert "naive datetime" in str(raised[1])
+
+
+async def test_a_batchs_datetimes_are_processed_once_each(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's one ``now`` in packages, deliveries and events is formatted once (the other
+    times, an equal instant in another object included, each once), and every column gets the
+    text SQLAlchemy makes."""
+    calls: list[datetime] = []
+    real = UtcDateTime.process_bind_param
+
+    def counted(self: UtcDateTime, value: datetime | None, dialect: Any) -> datetime | None:
+        calls.append(value)  # type: ignore[arg-type]
+        return real(self, value, dialect)
+
+    monkeypatch.setattr(UtcDateTime, "process_bind_param", counted)
+    queued: list[Any] = []
+
+    def work(conn: Connection) -> None:
+        intake_batch._INSERT_PACKAGES["sqlite"].execute(conn, _packages(4))  # NOW, Hanoi's NOW
+        intake_batch._INSERT_DELIVERIES.execute(conn, _deliveries(3))  # NOW; NOW - 0, 1, 2 s
+        chain_module._INSERT_EVENTS.execute(conn, _events(3))  # NOW
+        queued.extend(conn.connection.dbapi_connection.pending)  # type: ignore[union-attr]
+        raise _RollbackError
+
+    with pytest.raises(_RollbackError):
+        await run_transaction(engines.writer, work)
+    # of 16 datetime binds: NOW, two Hanoi objects of it, the received_at NOW - 0, 1 and 2 s
+    assert len(calls) == 6
+    texts = {v for _, rows, _, _ in queued[1:] for row in rows for v in row if isinstance(v, str)}
+    assert "2026-05-02 08:30:15.123456" in texts
+    assert "2026-05-02 08:30:13.123456" in texts
