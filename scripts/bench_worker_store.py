@@ -8,7 +8,9 @@ deliveries are recorded first (group commit), outside the timed part.
 
 Intake (``--intake``): ``--batch`` concurrent ``record_intake`` calls at a time (one group-commit
 transaction each), with the small mix's ~4 KB or the real mix's 361 KB ``edoc_new.edxml``
-(``--mix``, both by default, interleaved round by round); its SHA-256 included.
+(``--mix``, both by default, interleaved round by round); its SHA-256 included. With
+``--marks``, each batch's deliveries are noted published (as the broker's confirms do in a live
+gateway), so that every transaction also moves the previous batch's deliveries to ``queued``.
 
 Prints this process's CPU per package (``time.process_time``: the aiosqlite thread included)
 and, for the intake, the event loop thread's alone (``time.thread_time``), best of
@@ -108,10 +110,12 @@ async def run_intake(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                 news = [_new_document(count + i) for i in range(args.batch)]
                 count += args.batch
                 p0, t0 = time.process_time(), time.thread_time()
-                await asyncio.gather(*(
+                results = await asyncio.gather(*(
                     log.record_intake(n, b, [("000.00.01.H56", "push")])
                     for n, b in zip(news, bodies, strict=True)
                 ))  # fmt: skip
+                if args.marks:  # the broker confirmed them: marked queued with the next batch
+                    log.note_published([r.deliveries[0].id for r in results])
                 process_s += time.process_time() - p0
                 thread_s += time.thread_time() - t0
             per = args.batch * args.batches
@@ -150,6 +154,9 @@ def main() -> int:
     parser.add_argument("--claim-check", action="store_true", help="361 KB packages, read back")
     parser.add_argument("--intake", action="store_true", help="the gateway's intake write")
     parser.add_argument("--mix", choices=("small", "real", "both"), default="both")
+    parser.add_argument(
+        "--marks", action="store_true", help="intake: each batch's deliveries published, as live"
+    )
     parser.add_argument("--store-url", default=None, help="a PostgreSQL database (default SQLite)")
     parser.add_argument("--code-dir", type=Path, default=None, help="older code to compare")
     args = parser.parse_args()
