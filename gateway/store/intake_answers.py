@@ -40,6 +40,15 @@ _ORIGINALS = (
     .order_by(documents.c.received_at, documents.c.id)
 )
 
+_LOCKED_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.document,
+    deliveries.c.recipient,
+    deliveries.c.state,
+    deliveries.c.business_status_at,
+)
+_LOCK_PUBLISHED = lock_deliveries(bindparam("lock_ids", expanding=True), *_LOCKED_COLUMNS)
+
 _MARK_QUEUED = pipelined(
     update(deliveries)
     .where(
@@ -70,15 +79,11 @@ def locked(
     wanted = set(published)
     if not pairs and not wanted:
         return {}, []
-    columns = (
-        deliveries.c.id,
-        deliveries.c.document,
-        deliveries.c.recipient,
-        deliveries.c.state,
-        deliveries.c.business_status_at,
-    )
-    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
-    rows = conn.execute(lock_deliveries(wanted, *columns, also=answering if pairs else None)).all()
+    if pairs:
+        answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
+        rows = conn.execute(lock_deliveries(wanted, *_LOCKED_COLUMNS, also=answering)).all()
+    else:  # published marks alone (most batches): the statement built once
+        rows = conn.execute(_LOCK_PUBLISHED, {"lock_ids": sorted(wanted)}).all()
     answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
     return answered, [r for r in rows if r.id in wanted]
 

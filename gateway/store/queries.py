@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, exists, func, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Row, Select, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConfigError, InputError
@@ -39,17 +39,18 @@ def utc_now() -> datetime:
 
 
 def lock_deliveries(
-    ids: Iterable[str], *columns: Any, also: ColumnElement[bool] | None = None
+    ids: Iterable[str] | BindParameter[Any], *columns: Any, also: ColumnElement[bool] | None = None
 ) -> Select[Any]:
     """``ids``' rows (``columns``, default the id), and those matching ``also``, locked
-    ``FOR NO KEY UPDATE`` in id order.
+    ``FOR NO KEY UPDATE`` in id order. ``ids`` may be an expanding ``bindparam``, for a statement
+    built once (its ids given at each execution).
 
     Every writer that changes several deliveries takes their locks through this, first and in
     one statement: the worker's batch commits, the intake's published marks and business
     statuses, the outbox relay. Locks taken in one order (then the chain head, last: see
     ``store.chain``) cannot deadlock. SQLite ignores the lock (its writer is alone).
     """
-    wanted = deliveries.c.id.in_(sorted(set(ids)))
+    wanted = deliveries.c.id.in_(ids if isinstance(ids, BindParameter) else sorted(set(ids)))
     return (
         select(*(columns or (deliveries.c.id,)))
         .where(or_(wanted, also) if also is not None else wanted)
