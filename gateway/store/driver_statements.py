@@ -56,14 +56,31 @@ class Compiled:
     values: str  # the INSERT's one ``VALUES (?, …)`` clause ("": none, or not only once)
     fixed: Mapping[str, Any]  # the binds the rows do not give: their values, processed
     processors: tuple[tuple[int, _Processor], ...]  # (position, the bind type's processor)
+    expanding: tuple[int, str] | None = None  # an ``IN`` list's position and its placeholder
 
     def parameters(self, row: Row) -> tuple[Any, ...]:
-        """The driver's parameters for ``row``, as SQLAlchemy makes them."""
+        """The driver's parameters for ``row``, as SQLAlchemy makes them (an ``IN`` list's
+        items in its place; an empty one is refused: SQLAlchemy writes another form for it)."""
         source = {**self.fixed, **row} if self.fixed else row
         values = [source[name] for name in self.names]
         for position, process in self.processors:
             values[position] = process(values[position])
+        if self.expanding is not None:
+            position = self.expanding[0]
+            items = values[position]
+            if not isinstance(items, list | tuple) or not items:
+                raise ValueError("an IN list must be a non-empty list here")
+            values[position : position + 1] = items
         return tuple(values)
+
+    def text(self, row: Row) -> str:
+        """The text for ``row``: an ``IN`` list rendered with one ``?`` per item, as
+        SQLAlchemy renders an expanding parameter."""
+        if self.expanding is None:
+            return self.sql
+        position, placeholder = self.expanding
+        items = len(row[self.names[position]])
+        return self.sql.replace(placeholder, "(" + ", ".join("?" * items) + ")")
 
     def rows_parameters(self, rows: Sequence[Row], *, flat: bool) -> Any:
         """The parameters of ``rows``: one row's tuple, a list of tuples (executemany), or,
@@ -88,18 +105,35 @@ def compile_for(
     statement: Executable, dialect: Dialect, keys: Sequence[str], many: bool
 ) -> Compiled | None:
     """``statement`` compiled as ``Connection.execute`` compiles it for rows with ``keys``;
-    ``None`` for a form this does not reproduce (named parameters, expanding or literal binds)."""
+    ``None`` for a form this does not reproduce (named parameters, literal binds, more than one
+    ``IN`` list or one in an executemany, an ``IN`` of tuples or of a type that processes its
+    items)."""
     assert isinstance(statement, ClauseElement)
     compiled: Any = statement.compile(
         dialect=dialect, column_keys=sorted(keys), for_executemany=many
     )
     names = tuple(compiled.positiontup or ())
-    if not compiled.positional or len(names) != compiled.string.count("?"):
-        return None
     binds = compiled.binds
-    if any(binds[n].expanding or binds[n].literal_execute for n in names):
+    lists = [p for p, n in enumerate(names) if binds[n].expanding]
+    if (
+        not compiled.positional
+        or len(names) - len(lists) != compiled.string.count("?")
+        or any(binds[n].literal_execute for n in names)
+        or len(lists) > (0 if many else 1)
+    ):
         return None
     given = set(keys)
+    expanding = None
+    if lists:  # one IN list: its placeholder is rendered per execution (``Compiled.text``)
+        name = names[lists[0]]
+        placeholder = f"(__[POSTCOMPILE_{name}])"
+        if (
+            compiled.string.count(placeholder) != 1
+            or name not in given
+            or binds[name].type._is_tuple_type  # an IN of tuples: rendered otherwise
+        ):
+            return None
+        expanding = (lists[0], placeholder)
     fixed: dict[str, Any] = {}
     processors: list[tuple[int, _Processor]] = []
     for position, name in enumerate(names):
@@ -112,13 +146,15 @@ def compile_for(
                 return None
             fixed[name] = process(bind.value) if process else bind.value
         elif process is not None:
+            if expanding is not None and position == expanding[0]:
+                return None  # an IN list of a type with a processor: not reproduced here
             processors.append((position, process))
     if fixed:  # a fixed bind's value is processed once here: not again per row
         unfixed = {p for p, n in enumerate(names) if n in fixed}
         processors = [(p, f) for p, f in processors if p not in unfixed]
     values = "VALUES (" + ", ".join("?" * len(names)) + ")"
     once = values if compiled.string.count(values) == 1 else ""
-    return Compiled(compiled.string, names, once, fixed, tuple(processors))
+    return Compiled(compiled.string, names, once, fixed, tuple(processors), expanding)
 
 
 _Memo = dict[int, tuple[Any, Any]]  # id(value) -> (value, processed)
@@ -178,19 +214,22 @@ class DriverStatement:
     def execute(self, conn: Connection, rows: Sequence[Row] = (_NO_ROW,)) -> None:
         """Queue the statement for ``rows`` (all with the keys of the first) on a one-hop
         connection, else execute it (``Connection.execute(statement, rows)``)."""
-        if not rows:
-            return
-        dbapi_connection = conn.connection.dbapi_connection
-        many = len(rows) > 1
-        form = parameters = None
-        if sqlite_driver.is_one_hop(dbapi_connection):
-            form = self._form(conn.dialect, tuple(rows[0]), many)
-        if form is not None:
-            parameters = form.rows_parameters(rows, flat=False)
-        if form is None or parameters is None:
+        if rows and not self.queue(conn, rows):
             self._through_sqlalchemy(conn, rows)
-            return
-        sqlite_driver.queue(dbapi_connection, form.sql, parameters, many=many, keep=self.keep)
+
+    def queue(self, conn: Connection, rows: Sequence[Row] = (_NO_ROW,)) -> bool:
+        """Queue the statement for ``rows`` (at least one) on a one-hop connection; False where
+        it cannot (nothing is done: the caller executes it)."""
+        dbapi_connection = conn.connection.dbapi_connection
+        if not sqlite_driver.is_one_hop(dbapi_connection):
+            return False
+        many = len(rows) > 1
+        form = self._form(conn.dialect, tuple(rows[0]), many)
+        parameters = None if form is None else form.rows_parameters(rows, flat=False)
+        if form is None or parameters is None:
+            return False
+        sql = form.sql if many else form.text(rows[0])
+        return sqlite_driver.queue(dbapi_connection, sql, parameters, many=many, keep=self.keep)
 
     def fetch(self, conn: Connection, rows: Sequence[Row]) -> Sequence[Any]:
         """The rows this INSERT … RETURNING returns for ``rows`` (at least one), in one hop:
@@ -209,9 +248,10 @@ class DriverStatement:
             or not _one_statement(form, dialect, len(rows))
         ):
             return self._through_sqlalchemy(conn, rows).all()
-        sql, parameters = form.sql_for(len(rows)), form.rows_parameters(rows, flat=True)
+        parameters = form.rows_parameters(rows, flat=True)
         if parameters is None:
             return self._through_sqlalchemy(conn, rows).all()
+        sql = form.text(rows[0]) if len(rows) == 1 else form.sql_for(len(rows))
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(sql, parameters)
@@ -234,9 +274,10 @@ class DriverStatement:
         if not sqlite_driver.is_one_hop(dbapi_connection):
             return None
         form = self._form(conn.dialect, tuple(row), False)
-        if form is None:
+        parameters = None if form is None else form.rows_parameters([row], flat=False)
+        if form is None or parameters is None:
             return None
-        return sqlite_driver.take_kept(dbapi_connection, form.sql, form.parameters(row))
+        return sqlite_driver.take_kept(dbapi_connection, form.text(row), parameters)
 
 
 def _one_statement(form: Compiled, dialect: Dialect, rows: int) -> bool:
@@ -246,6 +287,7 @@ def _one_statement(form: Compiled, dialect: Dialect, rows: int) -> bool:
     return bool(
         form.values
         and not form.fixed
+        and form.expanding is None
         and getattr(dialect, "use_insertmanyvalues", False)
         and rows <= dialect.insertmanyvalues_page_size
         and rows * len(form.names) <= dialect.insertmanyvalues_max_parameters

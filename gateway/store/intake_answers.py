@@ -7,16 +7,18 @@ Steps 1, 5 and 7 of ``intake_batch.write_batch``, in the batch's own transaction
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, tuple_, update
 
 from gateway.core.errors import ForbiddenError
 from gateway.edxml.model import PackageKind
+from gateway.store.driver_statements import DriverStatement
 from gateway.store.queries import event_values, lock_deliveries
 from gateway.store.records import DeliveryState, EventKind, IntakeResult, IntakeWrite, Outcome
-from gateway.store.sqlite_driver import pipelined
+from gateway.store.sqlite_driver import pipelined, prefetched
 from gateway.store.tables import deliveries, documents
 
 # Built once, as ``intake_batch``'s statements: SQLAlchemy finds their compiled SQL by cache key;
@@ -47,16 +49,50 @@ _LOCKED_COLUMNS = (
     deliveries.c.state,
     deliveries.c.business_status_at,
 )
-_LOCK_PUBLISHED = lock_deliveries(bindparam("lock_ids", expanding=True), *_LOCKED_COLUMNS)
-
-_MARK_QUEUED = pipelined(
-    update(deliveries)
-    .where(
-        deliveries.c.id.in_(bindparam("m_ids", expanding=True)),
-        deliveries.c.state == DeliveryState.ACCEPTED.value,
-    )
-    .values(state=DeliveryState.QUEUED.value, updated_at=bindparam("m_now"))
+# The published marks alone: their columns (plain strings: the driver's rows need no processing)
+_LOCK_PUBLISHED = lock_deliveries(
+    bindparam("lock_ids", expanding=True),
+    deliveries.c.id,
+    deliveries.c.document,
+    deliveries.c.state,
 )
+_PREFETCH_PUBLISHED = DriverStatement(prefetched(_LOCK_PUBLISHED), keep=True)
+
+_MARK_QUEUED = DriverStatement(
+    pipelined(
+        update(deliveries)
+        .where(
+            deliveries.c.id.in_(bindparam("m_ids", expanding=True)),
+            deliveries.c.state == DeliveryState.ACCEPTED.value,
+        )
+        .values(state=DeliveryState.QUEUED.value, updated_at=bindparam("m_now"))
+    )
+)
+
+
+class Published(NamedTuple):
+    """A delivery the broker confirmed, as locked: what its ``published`` event needs."""
+
+    id: str
+    document: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class Marked:
+    """A batch's published deliveries, locked: read (``rows``), or, on SQLite, read with the
+    transaction's next hop (``ids``: the statement's parameters), for ``published_marks``."""
+
+    rows: tuple[Published, ...] | None
+    ids: dict[str, list[str]] | None = None
+
+    def read(self, conn: Connection) -> list[Published]:
+        if self.rows is not None or self.ids is None:
+            return list(self.rows or ())
+        kept: Sequence[Any] | None = _PREFETCH_PUBLISHED.kept_rows(conn, self.ids)
+        if kept is None:  # no hop since (a transaction of marks alone): read them now
+            kept = conn.execute(_LOCK_PUBLISHED, self.ids).all()
+        return [Published(*row) for row in kept]
 
 
 def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -72,20 +108,25 @@ def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[s
 
 def locked(
     conn: Connection, pairs: set[tuple[str, str]], published: Sequence[str]
-) -> tuple[dict[tuple[str, str], Any], list[Any]]:
+) -> tuple[dict[tuple[str, str], Any], Marked]:
     """Lock, in one statement and in id order (``queries.lock_deliveries``), the deliveries
     (document, recipient) that status packages answer and the ``published`` ones; return the
-    former by pair, the latter as rows."""
+    former by pair, the latter as ``Marked`` (on SQLite, published marks alone are read with
+    the transaction's next hop: SQLite locks nothing, its writer is alone)."""
     wanted = set(published)
     if not pairs and not wanted:
-        return {}, []
-    if pairs:
-        answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
-        rows = conn.execute(lock_deliveries(wanted, *_LOCKED_COLUMNS, also=answering)).all()
-    else:  # published marks alone (most batches): the statement built once
-        rows = conn.execute(_LOCK_PUBLISHED, {"lock_ids": sorted(wanted)}).all()
+        return {}, Marked(())
+    if not pairs:  # published marks alone (most batches): a statement built once
+        ids = {"lock_ids": sorted(wanted)}
+        if _PREFETCH_PUBLISHED.queue(conn, [ids]):  # SQLite: read with the next hop
+            return {}, Marked(None, ids)
+        return {}, Marked(tuple(Published(*r) for r in conn.execute(_LOCK_PUBLISHED, ids)))
+    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
+    rows = conn.execute(lock_deliveries(wanted, *_LOCKED_COLUMNS, also=answering)).all()
     answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
-    return answered, [r for r in rows if r.id in wanted]
+    return answered, Marked(
+        tuple(Published(r.id, r.document, r.state) for r in rows if r.id in wanted)
+    )
 
 
 def not_a_recipient(write: IntakeWrite) -> ForbiddenError:
@@ -148,12 +189,13 @@ def business_statuses(
     return trail
 
 
-def published_marks(conn: Connection, rows: Sequence[Any], now: datetime) -> list[dict[str, Any]]:
-    """Deliveries the broker confirmed (``rows``, locked): accepted -> queued (later states
+def published_marks(conn: Connection, marked: Marked, now: datetime) -> list[dict[str, Any]]:
+    """Deliveries the broker confirmed (``marked``, locked): accepted -> queued (later states
     stay); their events."""
+    rows = marked.read(conn)
     if not rows:
         return []
-    conn.execute(_MARK_QUEUED, {"m_ids": [r.id for r in rows], "m_now": now})
+    _MARK_QUEUED.execute(conn, [{"m_ids": [r.id for r in rows], "m_now": now}])
     return [
         event_values(
             document=r.document,

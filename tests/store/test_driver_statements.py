@@ -21,7 +21,7 @@ from gateway.store import chain as chain_module
 from gateway.store.delivery_log import DeliveryLog
 from gateway.store.driver_statements import DriverStatement, compile_for
 from gateway.store.engine import Engines, create_engines, run_transaction
-from gateway.store.intake_answers import _MARK_QUEUED
+from gateway.store.intake_answers import _MARK_QUEUED, _ORIGINALS, _PREFETCH_PUBLISHED
 from gateway.store.migrations import migrate
 from gateway.store.records import NationalDoc
 from gateway.store.tables import UtcDateTime
@@ -111,6 +111,9 @@ CASES: list[tuple[str, DriverStatement, list[dict[str, Any]]]] = [
     *((f"{name} x{n}", statement, make(n)) for name, statement, make in _MANY for n in (1, 3)),
     ("head move", chain_module._MOVE_HEAD, [{"new_last_id": 7, "new_hash": "ab" * 32}]),
     ("head read", chain_module._HEAD_PREFETCHED, [{}]),
+    ("marks x1", _MARK_QUEUED, [{"m_ids": ["d1"], "m_now": NOW}]),
+    ("marks x3", _MARK_QUEUED, [{"m_ids": ["d1", "d3", "d2"], "m_now": NOW.astimezone(HANOI)}]),
+    ("marked read", _PREFETCH_PUBLISHED, [{"lock_ids": ["d1", "d2"]}]),
 ]
 
 
@@ -184,20 +187,28 @@ async def test_a_kept_read_answers_once_with_the_rows_sqlalchemy_reads(engines: 
 def test_forms_it_cannot_reproduce_are_left_to_sqlalchemy() -> None:
     engines = create_engines("sqlite+aiosqlite:///:memory:")
     dialect = engines.writer.dialect
-    assert compile_for(_MARK_QUEUED, dialect, ["m_ids", "m_now"], False) is None  # expanding
+    marks = _MARK_QUEUED.statement
+    assert compile_for(marks, dialect, ["m_ids", "m_now"], True) is None  # IN, executemany
+    assert compile_for(_ORIGINALS, dialect, ["refs"], False) is None  # IN of tuples
     move = chain_module._MOVE_HEAD.statement
     form = compile_for(move, dialect, ["new_hash", "new_last_id"], False)
     assert form is not None
     assert form.parameters({"new_last_id": 3, "new_hash": "h"}) == (3, "h", 1)
 
 
-async def test_an_expanding_statement_runs_through_sqlalchemy(engines: Engines) -> None:
-    marks = DriverStatement(_MARK_QUEUED)
+async def test_an_empty_in_list_goes_through_sqlalchemy(engines: Engines) -> None:
+    """SQLAlchemy writes an empty ``IN`` otherwise than ``IN (?, …)``: it sends that one."""
+    sent: list[str] = []
 
     def work(conn: Connection) -> None:
-        marks.execute(conn, [{"m_ids": ["none"], "m_now": NOW}])
+        event.listen(conn, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        _MARK_QUEUED.execute(conn, [{"m_ids": [], "m_now": NOW}])
+        assert _PREFETCH_PUBLISHED.queue(conn, [{"lock_ids": []}]) is False
 
-    await run_transaction(engines.writer, work)  # the UPDATE ran (no rows): no error
+    await run_transaction(engines.writer, work)
+    assert len(sent) == 1
+    assert sent[0].startswith("UPDATE deliveries")
+    assert "?)" not in sent[0].split(" IN ")[1]  # not a list of parameters
 
 
 async def _table_rows(engines: Engines) -> dict[str, list[tuple[Any, ...]]]:
