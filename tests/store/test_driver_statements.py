@@ -226,7 +226,11 @@ async def _intakes(url: str, make_document: Callable[..., NewDocument]) -> Deliv
     log = await DeliveryLog.open(url, batch_wait_s=0.05)
     ids = itertools.count()
     log.writer._new_id = lambda: f"id-{next(ids):04d}"
-    await log.record_intake(make_document(dedup_key="k0"), b"<one/>", [("000.00.01.H01", "push")])
+    first = await log.record_intake(
+        make_document(dedup_key="k0"), b"<one/>", [("000.00.01.H01", "push")]
+    )
+    log.writer.marks_delay_s = 3600.0  # the marks ride on the next batch
+    log.note_published([d.id for d in first.deliveries])
     await asyncio.gather(
         log.record_intake(
             make_document(dedup_key="k1", received_at=NOW.astimezone(HANOI)),
@@ -244,7 +248,8 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
 ) -> None:
     """The same batches on the one-hop driver and on SQLAlchemy's own aiosqlite adapter (where
-    every statement goes through ``Connection.execute``): the same rows, chain hashes included."""
+    every statement goes through ``Connection.execute``): the same rows, chain hashes included;
+    the second batch carries the first's published marks."""
     monkeypatch.setattr(intake_batch, "utc_now", lambda: NOW)
 
     def make(**fields: Any) -> NewDocument:
@@ -267,7 +272,8 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
     finally:
         await reference.aclose()
     assert fast_rows == reference_rows
-    assert len(fast_rows["events"]) == 3
+    assert len(fast_rows["events"]) == 4  # 3 received, 1 published
+    assert [r[4] for r in fast_rows["deliveries"]].count("queued") == 1  # the state
     assert len(fast_rows["deliveries"]) == 4
 
 
