@@ -81,17 +81,17 @@ class Published(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Marked:
     """A batch's published deliveries, locked: read (``rows``), or, on SQLite, read with the
-    transaction's next hop (``ids``: the statement's parameters), for ``published_marks``."""
+    transaction's next hop (``prefetched``: the read's parameters), for ``published_marks``."""
 
     rows: tuple[Published, ...] | None
-    ids: dict[str, list[str]] | None = None
+    prefetched: dict[str, list[str]] | None = None
 
     def read(self, conn: Connection) -> list[Published]:
-        if self.rows is not None or self.ids is None:
+        if self.rows is not None or self.prefetched is None:
             return list(self.rows or ())
-        kept: Sequence[Any] | None = _PREFETCH_PUBLISHED.kept_rows(conn, self.ids)
+        kept: Sequence[Any] | None = _PREFETCH_PUBLISHED.kept_rows(conn, self.prefetched)
         if kept is None:  # no hop since (a transaction of marks alone): read them now
-            kept = conn.execute(_LOCK_PUBLISHED, self.ids).all()
+            kept = conn.execute(_LOCK_PUBLISHED, self.prefetched).all()
         return [Published(*row) for row in kept]
 
 
