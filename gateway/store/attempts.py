@@ -29,6 +29,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from gateway.core.errors import InputError
 from gateway.store.chain import append_events, prefetch_head
+from gateway.store.driver_statements import DriverStatement
 from gateway.store.engine import run_transaction, sqlite_autocommit_rows, transaction
 from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
@@ -57,6 +58,8 @@ _DELIVERED = (
     )
     .returning(deliveries.c.id, deliveries.c.document, deliveries.c.attempts)
 )
+# on the one-hop SQLite driver, in one hop without ``Connection.execute`` (``driver_statements``)
+_DELIVERED_ON_DRIVER = DriverStatement(_DELIVERED)
 
 
 @functools.lru_cache(maxsize=64)
@@ -224,9 +227,9 @@ def _move(
         if report.state is DeliveryState.DELIVERED:
             first.setdefault(report.delivery_id, i)
     if first:  # the hot path: every success of the batch in one statement
-        result = conn.execute(_DELIVERED, {"ids": sorted(first), "now_": now})
-        for row in result:
-            moved[first[row.id]] = (row.document, row.attempts)
+        rows = _DELIVERED_ON_DRIVER.fetch(conn, [{"ids": sorted(first), "now_": now}])
+        for delivery_id, document, attempts in rows:
+            moved[first[delivery_id]] = (document, attempts)
     for i, report in enumerate(reports):  # failures: fewer, each with its own error
         if report.state is DeliveryState.DELIVERED:
             continue

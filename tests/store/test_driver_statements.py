@@ -17,13 +17,15 @@ from sqlalchemy import Connection, event, exc, text
 
 from gateway.core.errors import ConflictError, ServiceError
 from gateway.store import NewDocument, intake_batch, sqlite_driver
+from gateway.store import attempts as attempts_module
 from gateway.store import chain as chain_module
+from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.delivery_log import DeliveryLog
 from gateway.store.driver_statements import DriverStatement, compile_for
 from gateway.store.engine import Engines, create_engines, run_transaction
 from gateway.store.intake_answers import _MARK_QUEUED, _ORIGINALS, _PREFETCH_PUBLISHED
 from gateway.store.migrations import migrate
-from gateway.store.records import NationalDoc
+from gateway.store.records import DeliveryState, NationalDoc
 from gateway.store.tables import UtcDateTime
 
 NOW = datetime(2026, 5, 2, 8, 30, 15, 123456, tzinfo=UTC)
@@ -456,3 +458,64 @@ async def test_a_batchs_datetimes_are_processed_once_each(
     texts = {v for _, rows, _, _ in queued[1:] for row in rows for v in row if isinstance(v, str)}
     assert "2026-05-02 08:30:15.123456" in texts
     assert "2026-05-02 08:30:13.123456" in texts
+
+
+async def _attempts(log: DeliveryLog) -> list[list[AttemptResult]]:
+    """Two batches of attempts on ``_intakes``' deliveries: successes (one reported twice),
+    a failure, then a success again for one delivered already and one not in the log."""
+    rows = await _table_rows(log._engines)
+    first, second, third, fourth = sorted(r[0] for r in rows["deliveries"])
+    delivered = DeliveryState.DELIVERED
+    return [
+        await log.record_attempts(
+            [
+                AttemptReport(first, delivered, "200"),
+                AttemptReport(second, DeliveryState.RETRYING, "503", "busy", "push.busy", 5, 0),
+                AttemptReport(third, delivered, "200"),
+                AttemptReport(first, delivered, "200 again"),
+            ]
+        ),
+        await log.record_attempts(
+            [
+                AttemptReport(third, delivered, "a copy"),
+                AttemptReport(fourth, delivered, "200"),
+                AttemptReport("no-such-delivery", delivered, "200"),
+            ]
+        ),
+    ]
+
+
+async def test_recorded_attempts_write_the_same_rows_as_through_sqlalchemy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+) -> None:
+    """The worker's batch commit (its UPDATE … RETURNING of the successes straight on the
+    one-hop driver) against SQLAlchemy's own aiosqlite adapter: the same results and rows."""
+    monkeypatch.setattr(intake_batch, "utc_now", lambda: NOW)
+    monkeypatch.setattr(attempts_module, "utc_now", lambda: NOW + timedelta(seconds=1))
+
+    def make(**fields: Any) -> NewDocument:
+        return make_document(**{"received_at": NOW, "subject": "Công văn", **fields})
+
+    fast = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/fast.db", make)
+    try:
+        fast_results = await _attempts(fast)
+        fast_rows = await _table_rows(fast._engines)
+    finally:
+        await fast.aclose()
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite_driver, "dbapi", lambda: None)  # SQLAlchemy's adapter
+        reference = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/reference.db", make)
+        assert not isinstance(reference._engines.writer.dialect, sqlite_driver.OneHopDialect)
+    try:
+        reference_results = await _attempts(reference)
+        reference_rows = await _table_rows(reference._engines)
+    finally:
+        await reference.aclose()
+    applied, already = AttemptResult.APPLIED, AttemptResult.ALREADY_DELIVERED
+    assert fast_results == reference_results
+    assert fast_results == [
+        [applied, applied, applied, already],
+        [already, applied, AttemptResult.UNKNOWN],
+    ]
+    assert fast_rows == reference_rows
+    assert [r[4] for r in fast_rows["deliveries"]].count("delivered") == 3
