@@ -10,7 +10,10 @@ Intake (``--intake``): ``--batch`` concurrent ``record_intake`` calls at a time 
 transaction each), with the small mix's ~4 KB or the real mix's 361 KB ``edoc_new.edxml``
 (``--mix``, both by default, interleaved round by round); its SHA-256 included. With
 ``--marks``, each batch's deliveries are noted published (as the broker's confirms do in a live
-gateway), so that every transaction also moves the previous batch's deliveries to ``queued``.
+gateway), so that every transaction also moves the previous batch's deliveries to ``queued``. With
+``--status``, the packages are status packages from the recipient answering ``ORIGINALS``
+documents recorded before the timed part (as the small mix of ``bench_e2e``): each one finds its
+original, locks and checks that delivery, and sets its business status (a newer one each time).
 
 Prints this process's CPU per package (``time.process_time``: the aiosqlite thread included)
 and, for the intake, the event loop thread's alone (``time.thread_time``), best of
@@ -19,7 +22,7 @@ tables are made by the store's migrations; use a database of your own).
 
     .venv/bin/python scripts/bench_worker_store.py [--batch 1] [--claim-check] [--code-dir DIR]
     .venv/bin/python scripts/bench_worker_store.py --intake --batch 8 [--mix small|real|both]
-        [--store-url postgresql+asyncpg://postgres@127.0.0.1:5432/NAME]
+        [--status] [--marks] [--store-url postgresql+asyncpg://postgres@127.0.0.1:5432/NAME]
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from typing import Any
 
 REAL_SAMPLE = Path(__file__).resolve().parent.parent / "tests/data/conformance/edoc_new.edxml"
 SENDER = "000.00.00.H56"
+RECIPIENT = "000.00.01.H56"
+ORIGINALS = 50  # documents the ``--status`` packages answer (bench_e2e's small mix: 50)
 
 
 def _new_document(i: int) -> Any:
@@ -49,7 +54,7 @@ def _new_document(i: int) -> Any:
         dedup_key=f"{SENDER}|{secrets.token_hex(6)}|{i}",
         kind=PackageKind.DOCUMENT,
         sender=SENDER,
-        document_id=f"{SENDER},2024/05/02,{i}/UBND",
+        document_id=_document_id(i),
         format=PackageFormat.XML,
         signer_fingerprint="ab" * 32,
         signer_subject="CN=bench",
@@ -57,6 +62,36 @@ def _new_document(i: int) -> Any:
         caller=f"client:{SENDER}",
         received_at=datetime.now(UTC),
     )
+
+
+def _document_id(i: int) -> str:
+    return f"{SENDER},2024/05/02,{i}/UBND"
+
+
+def _status(i: int) -> tuple[Any, Any]:
+    """A status package's document from the recipient answering original ``i % ORIGINALS``,
+    and its answer (the intake pipeline's ``StatusAnswer``)."""
+    from gateway.edxml.formats import PackageFormat  # noqa: PLC0415 (after --code-dir)
+    from gateway.edxml.model import PackageKind, StatusCode  # noqa: PLC0415
+    from gateway.store import NewDocument  # noqa: PLC0415
+    from gateway.store.records import StatusAnswer  # noqa: PLC0415
+
+    code = tuple(StatusCode)[i % len(StatusCode)]
+    at = datetime.now(UTC)
+    new = NewDocument(
+        dedup_key=f"status|{RECIPIENT}|{secrets.token_hex(6)}|{code.value}|{at.isoformat()}",
+        kind=PackageKind.STATUS,
+        sender=RECIPIENT,
+        document_id=f"{RECIPIENT},2024/05/02,{i}/TT",
+        format=PackageFormat.XML,
+        signer_fingerprint="cd" * 32,
+        signer_subject="CN=bench status",
+        algorithm="rsa-sha256",
+        caller=RECIPIENT,
+        received_at=at,
+        status_code=code,
+    )
+    return new, StatusAnswer(organ_id=SENDER, document_id=_document_id(i % ORIGINALS), code=code)
 
 
 async def run_worker(args: argparse.Namespace, log: Any) -> dict[str, Any]:
@@ -99,6 +134,9 @@ async def run_intake(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     mixes = ("small", "real") if args.mix == "both" else (args.mix,)
     best: dict[str, tuple[float, float]] = {}
     count = 0
+    if args.status:  # the originals the status packages answer, outside the timed part
+        for i in range(ORIGINALS):
+            await log.record_intake(_new_document(i), samples["small"], [(RECIPIENT, "push")])
     for _ in range(args.rounds):
         for mix in mixes:
             process_s = thread_s = 0.0
@@ -107,13 +145,21 @@ async def run_intake(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                     samples[mix] + f"<!-- {secrets.token_hex(8)} -->".encode()
                     for _ in range(args.batch)
                 ]
-                news = [_new_document(count + i) for i in range(args.batch)]
+                if args.status:
+                    statuses = [_status(count + i) for i in range(args.batch)]
+                    calls = [
+                        log.record_intake(n, b, [(SENDER, "push")], answers=a)
+                        for (n, a), b in zip(statuses, bodies, strict=True)
+                    ]
+                else:
+                    news = [_new_document(count + i) for i in range(args.batch)]
+                    calls = [
+                        log.record_intake(n, b, [(RECIPIENT, "push")])
+                        for n, b in zip(news, bodies, strict=True)
+                    ]
                 count += args.batch
                 p0, t0 = time.process_time(), time.thread_time()
-                results = await asyncio.gather(*(
-                    log.record_intake(n, b, [("000.00.01.H56", "push")])
-                    for n, b in zip(news, bodies, strict=True)
-                ))  # fmt: skip
+                results = await asyncio.gather(*calls)
                 if args.marks:  # the broker confirmed them: marked queued with the next batch
                     log.note_published([r.deliveries[0].id for r in results])
                 process_s += time.process_time() - p0
@@ -156,6 +202,9 @@ def main() -> int:
     parser.add_argument("--mix", choices=("small", "real", "both"), default="both")
     parser.add_argument(
         "--marks", action="store_true", help="intake: each batch's deliveries published, as live"
+    )
+    parser.add_argument(
+        "--status", action="store_true", help="intake: status packages answering originals"
     )
     parser.add_argument("--store-url", default=None, help="a PostgreSQL database (default SQLite)")
     parser.add_argument("--code-dir", type=Path, default=None, help="older code to compare")
