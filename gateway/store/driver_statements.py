@@ -11,9 +11,11 @@ parameters as SQLAlchemy does (its positional order, each bind's own type proces
 values for the binds the rows do not give) and queues them (``sqlite_driver.queue``). The text
 and parameters are held to SQLAlchemy's own by tests/store/test_driver_statements.py.
 
-``fetch`` runs an INSERT … RETURNING in its own hop through the driver's cursor, all rows in
-one statement as SQLAlchemy's "insertmanyvalues" sends them (where SQLAlchemy would split them,
-it goes through SQLAlchemy).
+``fetch`` runs an INSERT … RETURNING (or a read) in its own hop through the driver's cursor, all
+rows in one statement as SQLAlchemy's "insertmanyvalues" sends them (where SQLAlchemy would split
+them, it goes through SQLAlchemy); each column's result processor (a ``UtcDateTime``'s) is run as
+SQLAlchemy's result runs it. ``IN`` lists, of values or of tuples (``VALUES (?, ?), …`` on
+SQLite), are rendered per execution as SQLAlchemy renders them.
 
 Errors are as before: a queued statement raises nothing when queued; its error comes from the
 statement or COMMIT it is sent with, through SQLAlchemy. An error of ``fetch``'s statement goes
@@ -56,31 +58,54 @@ class Compiled:
     values: str  # the INSERT's one ``VALUES (?, …)`` clause ("": none, or not only once)
     fixed: Mapping[str, Any]  # the binds the rows do not give: their values, processed
     processors: tuple[tuple[int, _Processor], ...]  # (position, the bind type's processor)
-    expanding: tuple[int, str] | None = None  # an ``IN`` list's position and its placeholder
+    # each ``IN`` list: its position, its placeholder, its items' width (0: not tuples)
+    expanding: tuple[tuple[int, str, int], ...] = ()
+    results: tuple[tuple[int, _Processor], ...] = ()  # (column, its type's result processor)
 
     def parameters(self, row: Row) -> tuple[Any, ...]:
-        """The driver's parameters for ``row``, as SQLAlchemy makes them (an ``IN`` list's
-        items in its place; an empty one is refused: SQLAlchemy writes another form for it)."""
+        """The driver's parameters for ``row``, as SQLAlchemy makes them (each ``IN`` list's
+        items, a tuple's values one by one, in its place; an empty list, or a tuple of another
+        width, is refused: SQLAlchemy writes another form for it)."""
         source = {**self.fixed, **row} if self.fixed else row
         values = [source[name] for name in self.names]
         for position, process in self.processors:
             values[position] = process(values[position])
-        if self.expanding is not None:
-            position = self.expanding[0]
+        for position, _, width in reversed(self.expanding):  # the last first: positions hold
             items = values[position]
             if not isinstance(items, list | tuple) or not items:
                 raise ValueError("an IN list must be a non-empty list here")
+            if width:
+                if any(not isinstance(i, list | tuple) or len(i) != width for i in items):
+                    raise ValueError("an IN list of tuples of its width only")
+                items = list(itertools.chain.from_iterable(items))
             values[position : position + 1] = items
         return tuple(values)
 
     def text(self, row: Row) -> str:
-        """The text for ``row``: an ``IN`` list rendered with one ``?`` per item, as
-        SQLAlchemy renders an expanding parameter."""
-        if self.expanding is None:
-            return self.sql
-        position, placeholder = self.expanding
-        items = len(row[self.names[position]])
-        return self.sql.replace(placeholder, "(" + ", ".join("?" * items) + ")")
+        """The text for ``row``: an ``IN`` list rendered with one ``?`` per item (a tuple's:
+        ``VALUES (?, ?), …``), as SQLAlchemy renders an expanding parameter."""
+        sql = self.sql
+        for position, placeholder, width in self.expanding:
+            items = len(row[self.names[position]])
+            if width:
+                group = "(" + ", ".join("?" * width) + ")"
+                rendered = "(VALUES " + ", ".join([group] * items) + ")"
+            else:
+                rendered = "(" + ", ".join("?" * items) + ")"
+            sql = sql.replace(placeholder, rendered)
+        return sql
+
+    def processed(self, rows: Sequence[Any]) -> Sequence[Any]:
+        """The driver's ``rows`` with each column's result processor run, as SQLAlchemy's."""
+        if not self.results:
+            return rows
+        done = []
+        for row in rows:
+            values = list(row)
+            for column, process in self.results:
+                values[column] = process(values[column])
+            done.append(tuple(values))
+        return done
 
     def rows_parameters(self, rows: Sequence[Row], *, flat: bool) -> Any:
         """The parameters of ``rows``: one row's tuple, a list of tuples (executemany), or,
@@ -105,9 +130,9 @@ def compile_for(
     statement: Executable, dialect: Dialect, keys: Sequence[str], many: bool
 ) -> Compiled | None:
     """``statement`` compiled as ``Connection.execute`` compiles it for rows with ``keys``;
-    ``None`` for a form this does not reproduce (named parameters, literal binds, more than one
-    ``IN`` list or one in an executemany, an ``IN`` of tuples or of a type that processes its
-    items)."""
+    ``None`` for a form this does not reproduce (named parameters, literal binds, an ``IN``
+    list in an executemany or used twice, one of a type that processes its items, an ``IN`` of
+    tuples where the dialect does not write them ``VALUES (…), …``)."""
     assert isinstance(statement, ClauseElement)
     compiled: Any = statement.compile(
         dialect=dialect, column_keys=sorted(keys), for_executemany=many
@@ -119,25 +144,26 @@ def compile_for(
         not compiled.positional
         or len(names) - len(lists) != compiled.string.count("?")
         or any(binds[n].literal_execute for n in names)
-        or len(lists) > (0 if many else 1)
+        or (lists and many)
     ):
         return None
     given = set(keys)
-    expanding = None
-    if lists:  # one IN list: its placeholder is rendered per execution (``Compiled.text``)
-        name = names[lists[0]]
+    expanding: list[tuple[int, str, int]] = []
+    for position in lists:  # rendered per execution (``Compiled.text``)
+        name = names[position]
         placeholder = f"(__[POSTCOMPILE_{name}])"
-        if (
-            compiled.string.count(placeholder) != 1
-            or name not in given
-            or binds[name].type._is_tuple_type  # an IN of tuples: rendered otherwise
-        ):
+        width = _tuple_width(binds[name].type, dialect)
+        if compiled.string.count(placeholder) != 1 or name not in given or width is None:
             return None
-        expanding = (lists[0], placeholder)
+        expanding.append((position, placeholder, width))
     fixed: dict[str, Any] = {}
     processors: list[tuple[int, _Processor]] = []
     for position, name in enumerate(names):
         bind = binds[name]
+        if position in lists:
+            if not bind.type._is_tuple_type and bind.type._cached_bind_processor(dialect):
+                return None  # an IN list of a type with a processor: not reproduced here
+            continue
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None and isinstance(bind.type, UtcDateTime):
             process = _once_per_value(process, _datetime_memo(dialect))
@@ -146,15 +172,30 @@ def compile_for(
                 return None
             fixed[name] = process(bind.value) if process else bind.value
         elif process is not None:
-            if expanding is not None and position == expanding[0]:
-                return None  # an IN list of a type with a processor: not reproduced here
             processors.append((position, process))
     if fixed:  # a fixed bind's value is processed once here: not again per row
         unfixed = {p for p, n in enumerate(names) if n in fixed}
         processors = [(p, f) for p, f in processors if p not in unfixed]
+    results = tuple(
+        (column, process)
+        for column, entry in enumerate(compiled._result_columns or ())
+        if (process := entry.type._cached_result_processor(dialect, None)) is not None
+    )
     values = "VALUES (" + ", ".join("?" * len(names)) + ")"
     once = values if compiled.string.count(values) == 1 else ""
-    return Compiled(compiled.string, names, once, fixed, tuple(processors), expanding)
+    return Compiled(
+        compiled.string, names, once, fixed, tuple(processors), tuple(expanding), results
+    )
+
+
+def _tuple_width(type_: Any, dialect: Dialect) -> int | None:
+    """An ``IN`` list's items' width: 0 for plain values, a tuple's (rendered ``VALUES``, its
+    types processing nothing), else ``None``: not reproduced here."""
+    if not type_._is_tuple_type:
+        return 0
+    if not dialect.tuple_in_values or any(t._cached_bind_processor(dialect) for t in type_.types):
+        return None
+    return len(type_.types)
 
 
 _Memo = dict[int, tuple[Any, Any]]  # id(value) -> (value, processed)
@@ -232,8 +273,9 @@ class DriverStatement:
         return sqlite_driver.queue(dbapi_connection, sql, parameters, many=many, keep=self.keep)
 
     def fetch(self, conn: Connection, rows: Sequence[Row]) -> Sequence[Any]:
-        """The rows this INSERT … RETURNING returns for ``rows`` (at least one), in one hop:
-        straight on a one-hop driver, else through ``Connection.execute``. A driver error is
+        """The rows this INSERT … RETURNING (or this read, for one row of parameters) returns
+        for ``rows`` (at least one), in one hop: straight on a one-hop driver, their columns
+        processed as SQLAlchemy's result does, else through ``Connection.execute``. An error is
         handled by SQLAlchemy's own handler, as in its execute (wrapped as its exception; the
         connection invalidated on a disconnect or an exit such as a cancellation)."""
         dbapi_connection = conn.connection.dbapi_connection
@@ -255,7 +297,7 @@ class DriverStatement:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(sql, parameters)
-            return cursor.fetchall()
+            return form.processed(cursor.fetchall())
         except BaseException as error:
             if isinstance(error, Exception) and not isinstance(error, dialect.loaded_dbapi.Error):
                 raise  # not the driver's: SQLAlchemy's execute lets these through too
@@ -277,7 +319,8 @@ class DriverStatement:
         parameters = None if form is None else form.rows_parameters([row], flat=False)
         if form is None or parameters is None:
             return None
-        return sqlite_driver.take_kept(dbapi_connection, form.text(row), parameters)
+        kept = sqlite_driver.take_kept(dbapi_connection, form.text(row), parameters)
+        return None if kept is None else list(form.processed(kept))
 
 
 def _one_statement(form: Compiled, dialect: Dialect, rows: int) -> bool:
@@ -287,7 +330,7 @@ def _one_statement(form: Compiled, dialect: Dialect, rows: int) -> bool:
     return bool(
         form.values
         and not form.fixed
-        and form.expanding is None
+        and not form.expanding
         and getattr(dialect, "use_insertmanyvalues", False)
         and rows <= dialect.insertmanyvalues_page_size
         and rows * len(form.names) <= dialect.insertmanyvalues_max_parameters

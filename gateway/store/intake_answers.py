@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
 
 from gateway.core.errors import ForbiddenError
 from gateway.edxml.model import PackageKind
@@ -22,14 +22,16 @@ from gateway.store.sqlite_driver import pipelined, prefetched
 from gateway.store.tables import deliveries, documents
 
 # Built once, as ``intake_batch``'s statements: SQLAlchemy finds their compiled SQL by cache key;
-# the two writes are ``pipelined`` (their results are not read).
-_SET_STATUS = pipelined(
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("b_id"))
-    .values(
-        business_status=bindparam("b_status"),
-        business_status_at=bindparam("b_at"),
-        updated_at=bindparam("b_now"),
+# the writes are ``pipelined`` (their results are not read), on SQLite queued on the driver.
+_SET_STATUS = DriverStatement(
+    pipelined(
+        update(deliveries)
+        .where(deliveries.c.id == bindparam("b_id"))
+        .values(
+            business_status=bindparam("b_status"),
+            business_status_at=bindparam("b_at"),
+            updated_at=bindparam("b_now"),
+        )
     )
 )
 
@@ -38,6 +40,36 @@ _ORIGINALS = (
     .where(
         documents.c.kind == PackageKind.DOCUMENT.value,
         tuple_(documents.c.sender, documents.c.document_id).in_(bindparam("refs", expanding=True)),
+    )
+    .order_by(documents.c.received_at, documents.c.id)
+)
+
+# SQLite (which locks nothing: its writer is alone): the originals and, of each, the deliveries
+# to the status senders, in one read (``read_answers``), each original's rows in ``_ORIGINALS``'
+# order; the delivery columns are ``_LOCKED_COLUMNS``.
+_ANSWERS = DriverStatement(
+    select(documents.c.id, documents.c.sender, documents.c.document_id)
+    .add_columns(
+        deliveries.c.id,
+        deliveries.c.document,
+        deliveries.c.recipient,
+        deliveries.c.state,
+        deliveries.c.business_status_at,
+    )
+    .select_from(
+        documents.outerjoin(
+            deliveries,
+            and_(
+                deliveries.c.document == documents.c.id,
+                deliveries.c.recipient.in_(bindparam("a_senders", expanding=True)),
+            ),
+        )
+    )
+    .where(
+        documents.c.kind == PackageKind.DOCUMENT.value,
+        tuple_(documents.c.sender, documents.c.document_id).in_(
+            bindparam("a_refs", expanding=True)
+        ),
     )
     .order_by(documents.c.received_at, documents.c.id)
 )
@@ -70,6 +102,16 @@ _MARK_QUEUED = DriverStatement(
 )
 
 
+class Answered(NamedTuple):
+    """A delivery a status package answers, as locked: what its business status needs."""
+
+    id: str
+    document: str
+    recipient: str
+    state: str
+    business_status_at: datetime | None
+
+
 class Published(NamedTuple):
     """A delivery the broker confirmed, as locked: what its ``published`` event needs."""
 
@@ -93,6 +135,54 @@ class Marked:
         if kept is None:  # no hop since (a transaction of marks alone): read them now
             kept = conn.execute(_LOCK_PUBLISHED, self.prefetched).all()
         return [Published(*row) for row in kept]
+
+
+Ref = tuple[str, str]  # an original's sender and DocumentId
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What a batch's status packages answer, and its published deliveries, locked."""
+
+    originals: dict[Ref, str]  # the first-received document of each reference, by id
+    answered: dict[tuple[str, str], Answered]  # (original, status sender) -> its delivery
+    marked: Marked
+
+
+def read_answers(
+    conn: Connection, statuses: Sequence[tuple[Ref, str]], published: Sequence[str]
+) -> Answers:
+    """The originals of ``statuses`` ((reference, status sender)) and the deliveries of each to
+    its status's sender, and the ``published`` ones, locked (``find_originals``, ``locked``).
+    On SQLite, which locks nothing, the originals and their deliveries are one read (and the
+    published marks are read with the transaction's next hop)."""
+    if not statuses or conn.dialect.name != "sqlite":
+        originals = find_originals(conn, {ref for ref, _ in statuses})
+        pairs = {(originals[ref], sender) for ref, sender in statuses if ref in originals}
+        answered, marked = locked(conn, pairs, published)
+        return Answers(
+            originals,
+            {
+                k: Answered(*(getattr(r, c.key) for c in _LOCKED_COLUMNS))
+                for k, r in answered.items()
+            },
+            marked,
+        )
+    values = {
+        "a_refs": sorted({r for r, _ in statuses}),
+        "a_senders": sorted({s for _, s in statuses}),
+    }
+    rows = _ANSWERS.fetch(conn, [values])
+    originals = {}
+    for row in rows:
+        originals.setdefault((row[1], row[2]), row[0])
+    pairs = {(originals[ref], sender) for ref, sender in statuses if ref in originals}
+    answered = {
+        (row[4], row[5]): Answered(*row[3:])
+        for row in rows
+        if row[3] is not None and (row[4], row[5]) in pairs
+    }
+    return Answers(originals, answered, locked(conn, set(), published)[1])
 
 
 def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -142,7 +232,7 @@ def not_a_recipient(write: IntakeWrite) -> ForbiddenError:
 def business_statuses(
     conn: Connection,
     pairs: Sequence[tuple[IntakeWrite, Outcome]],
-    answered: dict[tuple[str, str], Any],
+    answered: dict[tuple[str, str], Answered],
     now: datetime,
 ) -> list[dict[str, Any]]:
     """Set the business status of each delivery a new status package answers (latest wins)."""
@@ -185,7 +275,7 @@ def business_statuses(
                 "b_now": now,
             }
     if updates:
-        conn.execute(_SET_STATUS, [updates[k] for k in sorted(updates)])
+        _SET_STATUS.execute(conn, [updates[k] for k in sorted(updates)])
     return trail
 
 

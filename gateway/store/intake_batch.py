@@ -53,10 +53,9 @@ from gateway.store.chain import append_events, covered_record, prefetch_head
 from gateway.store.driver_statements import DriverStatement
 from gateway.store.intake_answers import (
     business_statuses,
-    find_originals,
-    locked,
     not_a_recipient,
     published_marks,
+    read_answers,
 )
 from gateway.store.queries import (
     delivery_record,
@@ -123,24 +122,14 @@ def write_batch(
     for i, write in enumerate(writes):
         first_of.setdefault(write.new.dedup_key, i)
     leaders = [writes[i] for i in first_of.values()]
-    originals = find_originals(
-        conn,
-        {(w.answers.organ_id, w.answers.document_id) for w in leaders if w.answers is not None},
-    )
-    answering = {
-        w.new.dedup_key: originals[(w.answers.organ_id, w.answers.document_id)]
+    refs = {
+        w.new.dedup_key: ((w.answers.organ_id, w.answers.document_id), w.new.sender)
         for w in leaders
-        if w.answers is not None and (w.answers.organ_id, w.answers.document_id) in originals
+        if w.answers is not None
     }
-    answered, marked = locked(
-        conn,
-        {
-            (doc, by_key.new.sender)
-            for by_key in leaders
-            if (doc := answering.get(by_key.new.dedup_key))
-        },
-        published,
-    )
+    found = read_answers(conn, list(refs.values()), published)
+    originals, answered, marked = found.originals, found.answered, found.marked
+    answering = {key: originals[ref] for key, (ref, _) in refs.items() if ref in originals}
     outcomes: dict[str, Outcome] = {
         w.new.dedup_key: not_a_recipient(w)
         for w in leaders

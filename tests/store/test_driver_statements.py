@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, exc, text
+from sqlalchemy.dialects import sqlite
 
 from gateway.core.errors import ConflictError, ServiceError
+from gateway.edxml.model import PackageKind, StatusCode
 from gateway.store import NewDocument, intake_batch, sqlite_driver
 from gateway.store import attempts as attempts_module
 from gateway.store import chain as chain_module
@@ -23,9 +25,15 @@ from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.delivery_log import DeliveryLog
 from gateway.store.driver_statements import DriverStatement, compile_for
 from gateway.store.engine import Engines, create_engines, run_transaction
-from gateway.store.intake_answers import _MARK_QUEUED, _ORIGINALS, _PREFETCH_PUBLISHED
+from gateway.store.intake_answers import (
+    _ANSWERS,
+    _MARK_QUEUED,
+    _ORIGINALS,
+    _PREFETCH_PUBLISHED,
+    _SET_STATUS,
+)
 from gateway.store.migrations import migrate
-from gateway.store.records import DeliveryState, NationalDoc
+from gateway.store.records import DeliveryState, NationalDoc, StatusAnswer
 from gateway.store.tables import UtcDateTime
 
 NOW = datetime(2026, 5, 2, 8, 30, 15, 123456, tzinfo=UTC)
@@ -103,6 +111,13 @@ def _national(n: int) -> list[dict[str, Any]]:
     ]
 
 
+def _statuses(n: int) -> list[dict[str, Any]]:
+    return [
+        {"b_id": f"d{i}", "b_status": "03", "b_at": NOW.astimezone(HANOI), "b_now": NOW}
+        for i in range(n)
+    ]
+
+
 _MANY = [
     ("packages", intake_batch._INSERT_PACKAGES["sqlite"], _packages),
     ("deliveries", intake_batch._INSERT_DELIVERIES, _deliveries),
@@ -116,6 +131,11 @@ CASES: list[tuple[str, DriverStatement, list[dict[str, Any]]]] = [
     ("marks x1", _MARK_QUEUED, [{"m_ids": ["d1"], "m_now": NOW}]),
     ("marks x3", _MARK_QUEUED, [{"m_ids": ["d1", "d3", "d2"], "m_now": NOW.astimezone(HANOI)}]),
     ("marked read", _PREFETCH_PUBLISHED, [{"lock_ids": ["d1", "d2"]}]),
+    *(
+        (f"business status x{n}", _SET_STATUS, _statuses(n))
+        for n in (1, 3)  # one UPDATE, an executemany
+    ),
+    ("originals read", DriverStatement(_ORIGINALS), [{"refs": [("s", "d1"), ("t", "d2")]}]),
 ]
 
 
@@ -191,7 +211,14 @@ def test_forms_it_cannot_reproduce_are_left_to_sqlalchemy() -> None:
     dialect = engines.writer.dialect
     marks = _MARK_QUEUED.statement
     assert compile_for(marks, dialect, ["m_ids", "m_now"], True) is None  # IN, executemany
-    assert compile_for(_ORIGINALS, dialect, ["refs"], False) is None  # IN of tuples
+    assert compile_for(_ORIGINALS, dialect, ["refs"], True) is None  # IN, executemany
+    plain = sqlite.dialect()
+    plain.tuple_in_values = False  # an IN of tuples written ((?, ?), …): not reproduced
+    assert compile_for(_ORIGINALS, plain, ["refs"], False) is None
+    form = compile_for(_ORIGINALS, dialect, ["refs"], False)
+    assert form is not None
+    with pytest.raises(ValueError, match="width"):  # SQLAlchemy renders (?, ?, ?) for it
+        form.parameters({"refs": [("s", "d"), ("s", "d", "x")]})
     move = chain_module._MOVE_HEAD.statement
     form = compile_for(move, dialect, ["new_hash", "new_last_id"], False)
     assert form is not None
@@ -243,6 +270,33 @@ async def _intakes(url: str, make_document: Callable[..., NewDocument]) -> Deliv
         log.record_intake(make_document(dedup_key="k2"), b"<three/>", [("000.00.03.H01", "push")]),
         log.record_intake(make_document(dedup_key="k1"), b"<two/>", [("000.00.02.H01", "push")]),
     )
+    statuses = await asyncio.gather(  # k0 is the original (all received at NOW: the first id)
+        *(
+            log.record_intake(
+                make_document(
+                    dedup_key=f"s{i}",
+                    kind=PackageKind.STATUS,
+                    sender=sender,
+                    status_code=code,
+                    received_at=NOW + timedelta(seconds=i),
+                ),
+                f"<s{i}/>".encode(),
+                [(first.document.sender, "push")],
+                answers=StatusAnswer(
+                    organ_id=first.document.sender,
+                    document_id=str(first.document.document_id),
+                    code=code,
+                ),
+            )
+            for i, sender, code in (
+                (2, "000.00.01.H01", StatusCode.ASSIGNMENT),  # the latest: it wins
+                (1, "000.00.01.H01", StatusCode.ACCEPTANCE),
+                (3, "000.00.03.H01", StatusCode.ACCEPTANCE),  # not a recipient of k0
+            )
+        ),
+        return_exceptions=True,
+    )
+    assert [getattr(s, "code", None) for s in statuses] == [None, None, "acl.not_a_recipient"]
     return log
 
 
@@ -251,7 +305,7 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
 ) -> None:
     """The same batches on the one-hop driver and on SQLAlchemy's own aiosqlite adapter (where
     every statement goes through ``Connection.execute``): the same rows, chain hashes included;
-    the second batch carries the first's published marks."""
+    the second batch carries the first's published marks, the third is of status packages."""
     monkeypatch.setattr(intake_batch, "utc_now", lambda: NOW)
 
     def make(**fields: Any) -> NewDocument:
@@ -259,7 +313,7 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
 
     fast = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/fast.db", make)
     try:
-        assert fast.writer.batches == 2
+        assert fast.writer.batches == 3
         assert isinstance(fast._engines.writer.dialect, sqlite_driver.OneHopDialect)
         fast_rows = await _table_rows(fast._engines)
     finally:
@@ -268,15 +322,18 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
         patched.setattr(sqlite_driver, "dbapi", lambda: None)  # SQLAlchemy's adapter
         reference = await _intakes(f"sqlite+aiosqlite:///{tmp_path}/reference.db", make)
     try:
-        assert reference.writer.batches == 2
+        assert reference.writer.batches == 3
         assert not isinstance(reference._engines.writer.dialect, sqlite_driver.OneHopDialect)
         reference_rows = await _table_rows(reference._engines)
     finally:
         await reference.aclose()
     assert fast_rows == reference_rows
-    assert len(fast_rows["events"]) == 4  # 3 received, 1 published
+    assert len(fast_rows["events"]) == 8  # 5 received, 1 published, 2 business statuses
     assert [r[4] for r in fast_rows["deliveries"]].count("queued") == 1  # the state
-    assert len(fast_rows["deliveries"]) == 4
+    assert len(fast_rows["deliveries"]) == 6
+    assert [r[8:10] for r in fast_rows["deliveries"] if r[8]] == [
+        (StatusCode.ASSIGNMENT.value, "2026-05-02 08:30:17.123456")
+    ]
 
 
 def _documents(keys: list[str], package: str = "0" * 64) -> list[dict[str, Any]]:
@@ -345,6 +402,54 @@ async def test_a_returning_insert_sends_and_returns_what_sqlalchemy_does(
     assert sent[0] == sent[1]
     assert sent[1][0].count("(?, ") == len(keys)
     assert returned[0] == returned[1] == set(keys) - {"k1"}
+
+
+async def test_a_read_sends_and_returns_what_sqlalchemy_does(
+    engines: Engines, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status packages' read (``_ANSWERS``): an IN of tuples (``VALUES``) and an IN list
+    in a LEFT JOIN, a ``UtcDateTime`` column: the same text and parameters as SQLAlchemy's, the
+    same rows (their datetimes made aware UTC, as its result makes them)."""
+    sent: list[tuple[str, Any]] = []
+    real = sqlite_driver.OneHopCursor.execute
+
+    def recorded(cursor: sqlite_driver.OneHopCursor, sql: str, params: Any = None) -> Any:
+        if sql.startswith("SELECT documents.id"):
+            sent.append((sql, params))
+        return real(cursor, sql, params)
+
+    monkeypatch.setattr(sqlite_driver.OneHopCursor, "execute", recorded)
+    docs = _documents(["k1", "k2", "k3"])
+    for i, doc in enumerate(docs):
+        doc["document_id"] = f"D{i % 2}"  # k1 and k3: one DocumentId, two documents
+    rows = _deliveries(3)
+    for i, row in enumerate(rows):
+        row["document"] = f"doc-k{i + 1}"
+    rows[0] = {**rows[0], "business_status": "03", "business_status_at": NOW.astimezone(HANOI)}
+    values = {
+        "a_refs": [("000.00.00.H56", "D0"), ("000.00.00.H56", "D1"), ("x", "D9")],
+        "a_senders": ["000.00.00.H01", "000.00.02.H01"],
+    }
+    read: list[list[tuple[Any, ...]]] = []
+
+    def setup(conn: Connection) -> None:
+        conn.execute(intake_batch.packages.insert(), _PACKAGE)
+        conn.execute(intake_batch.documents.insert(), docs)
+        conn.execute(intake_batch.deliveries.insert(), [rows[0]])
+        conn.execute(intake_batch.deliveries.insert(), rows[1:])
+
+    def both(conn: Connection) -> None:
+        read.append([tuple(r) for r in conn.execute(_ANSWERS.statement, values)])
+        read.append(list(_ANSWERS.fetch(conn, [values])))
+
+    await run_transaction(engines.writer, setup)
+    await _in_rolled_back(engines, both)
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert "IN (VALUES (?, ?), (?, ?), (?, ?))" in sent[1][0]
+    assert read[0] == read[1]
+    assert len(read[1]) == 3  # k1, k3 with their deliveries, k2 with none (not to a sender)
+    assert [r[-1] for r in read[1]].count(NOW) == 1
 
 
 async def test_a_failed_returning_insert_fails_as_through_sqlalchemy(engines: Engines) -> None:
@@ -464,7 +569,8 @@ async def _attempts(log: DeliveryLog) -> list[list[AttemptResult]]:
     """Two batches of attempts on ``_intakes``' deliveries: successes (one reported twice),
     a failure, then a success again for one delivered already and one not in the log."""
     rows = await _table_rows(log._engines)
-    first, second, third, fourth = sorted(r[0] for r in rows["deliveries"])
+    ids = sorted(r[0] for r in rows["deliveries"])  # the documents' first, then the statuses'
+    first, second, third, fourth = ids[:4]
     delivered = DeliveryState.DELIVERED
     return [
         await log.record_attempts(

@@ -1,11 +1,14 @@
 """The intake batch's locks (``store.intake_answers``) on real SQLite and PostgreSQL: the lock of
 published marks alone, built once, is the statement ``queries.lock_deliveries`` builds per call
 (the same SQL, parameters and rows); on SQLite it is read with the transaction's next hop, so a
-batch that carries marks costs no hop more than one that does not."""
+batch that carries marks costs no hop more than one that does not. The status packages' originals
+and deliveries (``read_answers``: one read on SQLite) are those ``find_originals`` and
+``locked`` find, and a batch of statuses costs one hop more than one of documents."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +16,19 @@ import aiosqlite
 import pytest
 from sqlalchemy import Connection, event, text
 
+from gateway.edxml.model import PackageKind, StatusCode
 from gateway.evidence.verify import verify_store
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.engine import run_transaction
-from gateway.store.intake_answers import _LOCK_PUBLISHED, locked
+from gateway.store.intake_answers import (
+    _LOCK_PUBLISHED,
+    Answered,
+    find_originals,
+    locked,
+    read_answers,
+)
 from gateway.store.queries import lock_deliveries
+from gateway.store.records import StatusAnswer
 from gateway.store.tables import deliveries
 
 ROUTES = [("000.00.01.H56", "push"), ("0101234567", "mailbox"), ("000.00.02.H56", "push")]
@@ -105,6 +116,139 @@ async def test_a_batch_carrying_published_marks_is_two_hops_on_sqlite(
         view = await log.get_document(first.document.id)
         assert view is not None
         assert {d.state for d in view.deliveries} == {DeliveryState.QUEUED}
+        assert (await verify_store(log.engines)).intact
+    finally:
+        await log.aclose()
+
+
+ANSWERING = "000.00.01.H56"
+T0 = datetime(2026, 5, 2, 8, 0, 0, 250000, tzinfo=UTC)
+
+
+async def _originals(
+    log: DeliveryLog, make_document: Callable[..., NewDocument]
+) -> tuple[list[str], list[str]]:
+    """Originals: DOC-A twice (the later-recorded one received first: it is the original),
+    DOC-B (whose delivery to ANSWERING has a business status), DOC-C (not to ANSWERING), a
+    status with DocumentId DOC-A (not an original). Returns their ids and some deliveries."""
+    ids: list[str] = []
+    deliveries: list[str] = []
+    for key, doc, at, routes in (
+        ("a-late", "DOC-A", T0 + timedelta(seconds=5), ROUTES),
+        ("a-first", "DOC-A", T0, ROUTES),
+        ("b", "DOC-B", T0, ROUTES),
+        ("c", "DOC-C", T0, [("000.00.02.H56", "push")]),
+    ):
+        new = make_document(dedup_key=key, document_id=doc, received_at=at)
+        recorded = await log.record_intake(new, f"<{key}/>".encode(), routes)
+        ids.append(recorded.document.id)
+        deliveries += [d.id for d in recorded.deliveries]
+    status = make_document(
+        dedup_key="s-b",
+        kind=PackageKind.STATUS,
+        sender=ANSWERING,
+        document_id="DOC-A",  # a status's DocumentId: never taken for an original
+        status_code=StatusCode.ACCEPTANCE,
+        subject=None,
+        received_at=T0 + timedelta(minutes=1),
+    )
+    answer = StatusAnswer(organ_id="000.00.00.H56", document_id="DOC-B", code=StatusCode.ACCEPTANCE)
+    await log.record_intake(status, b"<s-b/>", [("000.00.00.H56", "push")], answers=answer)
+    return ids, deliveries
+
+
+async def test_read_answers_finds_what_find_originals_and_locked_find(
+    store_url: str, make_document: Callable[..., NewDocument]
+) -> None:
+    log = await DeliveryLog.open(store_url)
+    try:
+        ids, recorded = await _originals(log, make_document)
+        sender = "000.00.00.H56"
+        statuses = [
+            ((sender, "DOC-A"), ANSWERING),
+            ((sender, "DOC-A"), "0101234567"),
+            ((sender, "DOC-B"), ANSWERING),
+            ((sender, "DOC-C"), ANSWERING),  # not a recipient of DOC-C
+            ((sender, "DOC-X"), ANSWERING),  # no such original
+            ((ANSWERING, "DOC-A"), sender),  # a status, not an original
+        ]
+        published = [recorded[3], recorded[2], recorded[5], "no-such-delivery"]
+        seen: list[Any] = []
+
+        def work(conn: Connection) -> None:
+            found = read_answers(conn, statuses, published)
+            originals = find_originals(conn, {ref for ref, _ in statuses})
+            pairs = {(originals[r], s) for r, s in statuses if r in originals}
+            answered, marked = locked(conn, pairs, published)
+            seen.append((found.originals, originals))
+            seen.append((found.answered, {k: tuple(r) for k, r in answered.items()}))
+            seen.append(([tuple(r) for r in found.marked.read(conn)], marked.read(conn)))
+
+        await run_transaction(log.engines.writer, work)
+        (fast, originals), (fast_answered, answered), (fast_marked, marked) = seen
+        assert fast == originals
+        assert originals == {
+            (sender, "DOC-A"): ids[1],
+            (sender, "DOC-B"): ids[2],
+            (sender, "DOC-C"): ids[3],
+        }
+        assert fast_answered == answered
+        assert all(type(r) is Answered for r in fast_answered.values())
+        assert set(answered) == {
+            (ids[1], ANSWERING),
+            (ids[1], "0101234567"),
+            (ids[2], ANSWERING),
+        }
+        status_at = answered[(ids[2], ANSWERING)][-1]
+        assert status_at == T0 + timedelta(minutes=1)
+        assert status_at.tzinfo is not None
+        assert answered[(ids[1], ANSWERING)][-1] is None
+        assert fast_marked == [tuple(r) for r in marked]
+        assert [r[0] for r in fast_marked] == sorted(recorded[i] for i in (2, 3, 5))
+    finally:
+        await log.aclose()
+
+
+async def test_a_batch_of_statuses_with_published_marks_is_three_hops_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+) -> None:
+    """The originals and their deliveries (with BEGIN and the head), the documents (with the
+    marks), the COMMIT (with the business status, the marks' UPDATE and the events)."""
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    try:
+        original = await log.record_intake(make_document(document_id="DOC-1"), b"<o/>", ROUTES)
+        log.writer.marks_delay_s = 3600.0  # only the next intake takes them along
+        log.note_published([d.id for d in original.deliveries])
+        hops: list[object] = []
+        real = aiosqlite.Connection._execute
+
+        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+            hops.append(fn)
+            return await real(connection, fn, *args)  # type: ignore[no-untyped-call]
+
+        status = make_document(
+            kind=PackageKind.STATUS,
+            sender=ANSWERING,
+            document_id="S-1",
+            status_code=StatusCode.ACCEPTANCE,
+            subject=None,
+        )
+        answer = StatusAnswer(
+            organ_id="000.00.00.H56", document_id="DOC-1", code=StatusCode.ACCEPTANCE
+        )
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        result = await log.record_intake(
+            status, b"<s/>", [("000.00.00.H56", "push")], answers=answer
+        )
+        monkeypatch.undo()
+        assert len(hops) == 3
+        assert result.document.in_reply_to == original.document.id
+        view = await log.get_document(original.document.id)
+        assert view is not None
+        assert {d.state for d in view.deliveries} == {DeliveryState.QUEUED}
+        answered = await log.find_delivery(original.document.id, ANSWERING)
+        assert answered is not None
+        assert answered.business_status is StatusCode.ACCEPTANCE
         assert (await verify_store(log.engines)).intact
     finally:
         await log.aclose()
