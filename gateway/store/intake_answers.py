@@ -1,6 +1,11 @@
 """An intake batch's status packages and published marks: the originals answered, the deliveries
 locked in id order, the business statuses set, the confirmed deliveries moved to ``queued``.
 
+On SQLite, which locks nothing (its writer is alone), the originals and the deliveries to the
+status senders are one read sent straight to the driver (``_ANSWERS``: no SQLAlchemy execution,
+one hop less), and the business status UPDATE is queued on it; PostgreSQL reads the originals,
+then locks the deliveries (``queries.lock_deliveries``).
+
 Steps 1, 5 and 7 of ``intake_batch.write_batch``, in the batch's own transaction.
 """
 
@@ -160,14 +165,7 @@ def read_answers(
         originals = find_originals(conn, {ref for ref, _ in statuses})
         pairs = {(originals[ref], sender) for ref, sender in statuses if ref in originals}
         answered, marked = locked(conn, pairs, published)
-        return Answers(
-            originals,
-            {
-                k: Answered(*(getattr(r, c.key) for c in _LOCKED_COLUMNS))
-                for k, r in answered.items()
-            },
-            marked,
-        )
+        return Answers(originals, {k: Answered(*r) for k, r in answered.items()}, marked)
     values = {
         "a_refs": sorted({r for r, _ in statuses}),
         "a_senders": sorted({s for _, s in statuses}),

@@ -7,7 +7,8 @@
    SELECT ... FOR NO KEY UPDATE in id order (``queries.lock_deliveries``, the order of every
    writer), the deliveries they answer and the ``published`` ones: a status from a sender that
    is not a recipient of its original is that request's ``acl.not_a_recipient`` (403), and is
-   not written (published marks alone are read, on SQLite, with step 3's hop);
+   not written (on SQLite, which locks nothing, the originals and the deliveries they answer are
+   one read, and the published marks are read with step 3's hop: ``intake_answers``);
 2. the packages, ``ON CONFLICT (sha256) DO NOTHING`` (one multi-row INSERT);
 3. the documents, ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``: dedup of the whole
    batch in one statement. A key not returned was there already: one SELECT reads those, the
