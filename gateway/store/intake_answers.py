@@ -94,6 +94,14 @@ _LOCK_PUBLISHED = lock_deliveries(
     deliveries.c.state,
 )
 _PREFETCH_PUBLISHED = DriverStatement(prefetched(_LOCK_PUBLISHED), keep=True)
+# The deliveries status packages answer, (document, recipient), and the published ones
+_LOCK_ANSWERED = lock_deliveries(
+    bindparam("lock_ids", expanding=True),
+    *_LOCKED_COLUMNS,
+    also=tuple_(deliveries.c.document, deliveries.c.recipient).in_(
+        bindparam("lock_pairs", expanding=True)
+    ),
+)
 
 _MARK_QUEUED = DriverStatement(
     pipelined(
@@ -197,20 +205,21 @@ def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[s
 def locked(
     conn: Connection, pairs: set[tuple[str, str]], published: Sequence[str]
 ) -> tuple[dict[tuple[str, str], Any], Marked]:
-    """Lock, in one statement and in id order (``queries.lock_deliveries``), the deliveries
-    (document, recipient) that status packages answer and the ``published`` ones; return the
-    former by pair, the latter as ``Marked`` (on SQLite, published marks alone are read with
-    the transaction's next hop: SQLite locks nothing, its writer is alone)."""
+    """Lock, in one statement built once and in id order (``queries.lock_deliveries``), the
+    deliveries (document, recipient) that status packages answer and the ``published`` ones;
+    return the former by pair, the latter as ``Marked`` (on SQLite, published marks alone are
+    read with the transaction's next hop: SQLite locks nothing, its writer is alone)."""
     wanted = set(published)
     if not pairs and not wanted:
         return {}, Marked(())
-    if not pairs:  # published marks alone (most batches): a statement built once
+    if not pairs:  # published marks alone (most batches)
         ids = {"lock_ids": sorted(wanted)}
         if _PREFETCH_PUBLISHED.queue(conn, [ids]):  # SQLite: read with the next hop
             return {}, Marked(None, ids)
         return {}, Marked(tuple(Published(*r) for r in conn.execute(_LOCK_PUBLISHED, ids)))
-    answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
-    rows = conn.execute(lock_deliveries(wanted, *_LOCKED_COLUMNS, also=answering)).all()
+    rows = conn.execute(
+        _LOCK_ANSWERED, {"lock_ids": sorted(wanted), "lock_pairs": sorted(pairs)}
+    ).all()
     answered = {(r.document, r.recipient): r for r in rows if (r.document, r.recipient) in pairs}
     return answered, Marked(
         tuple(Published(r.id, r.document, r.state) for r in rows if r.id in wanted)

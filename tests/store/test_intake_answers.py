@@ -14,14 +14,16 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, text, tuple_
 
 from gateway.edxml.model import PackageKind, StatusCode
 from gateway.evidence.verify import verify_store
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.engine import run_transaction
 from gateway.store.intake_answers import (
+    _LOCK_ANSWERED,
     _LOCK_PUBLISHED,
+    _LOCKED_COLUMNS,
     Answered,
     find_originals,
     locked,
@@ -250,5 +252,47 @@ async def test_a_batch_of_statuses_with_published_marks_is_three_hops_on_sqlite(
         assert answered is not None
         assert answered.business_status is StatusCode.ACCEPTANCE
         assert (await verify_store(log.engines)).intact
+    finally:
+        await log.aclose()
+
+
+@pytest.mark.parametrize("with_published", [True, False], ids=["and-published", "alone"])
+async def test_the_lock_of_answered_deliveries_is_lock_deliveries_built_once(
+    store_url: str, make_document: Callable[..., NewDocument], with_published: bool
+) -> None:
+    """What ``locked`` sends for status pairs (PostgreSQL's path): the SQL, parameters and rows
+    of the statement ``lock_deliveries`` builds per call, with and without published ids."""
+    log = await DeliveryLog.open(store_url)
+    try:
+        recorded = await log.record_intake(make_document(), b"<answered/>", ROUTES)
+        doc = recorded.document.id
+        to = {d.recipient: d.id for d in recorded.deliveries}
+        answer, mark = to[ROUTES[1][0]], to[ROUTES[2][0]]
+        pairs = {(doc, ROUTES[1][0]), (doc, "000.00.09.H56"), ("no-such-document", ROUTES[0][0])}
+        published = [mark, "no-such-delivery"] if with_published else []
+        sent: list[tuple[str, Any]] = []
+        seen: list[Any] = []
+
+        def listen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+            sent.append((sql, params))
+
+        def work(conn: Connection) -> None:
+            event.listen(conn, "before_cursor_execute", listen)
+            answering = tuple_(deliveries.c.document, deliveries.c.recipient).in_(sorted(pairs))
+            per_call = lock_deliveries(published, *_LOCKED_COLUMNS, also=answering)
+            seen.append(conn.execute(per_call).all())
+            values = {"lock_ids": sorted(set(published)), "lock_pairs": sorted(pairs)}
+            seen.append(conn.execute(_LOCK_ANSWERED, values).all())
+            answered, marked = locked(conn, pairs, published)
+            seen.append(([tuple(r) for r in answered.values()], marked.read(conn)))
+
+        await run_transaction(log.engines.writer, work)
+        assert sent[0] == sent[1] == sent[2]
+        reference = [tuple(r) for r in seen[0]]
+        assert [tuple(r) for r in seen[1]] == reference
+        assert [r[0] for r in reference] == sorted([answer, mark] if with_published else [answer])
+        answered, marked = seen[2]
+        assert answered == [r for r in reference if r[0] == answer]
+        assert [r.id for r in marked] == ([mark] if with_published else [])
     finally:
         await log.aclose()
