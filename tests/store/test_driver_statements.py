@@ -361,6 +361,21 @@ def _documents(keys: list[str], package: str = "0" * 64) -> list[dict[str, Any]]
     ]
 
 
+def _cursor_statements(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[tuple[str, Any]]:
+    """(SQL, parameters) of every statement starting with ``prefix`` that a one-hop cursor
+    executes from now on in this test (SQLAlchemy's execute and ``fetch`` both go through it)."""
+    sent: list[tuple[str, Any]] = []
+    real = sqlite_driver.OneHopCursor.execute
+
+    def recorded(cursor: sqlite_driver.OneHopCursor, sql: str, params: Any = None) -> Any:
+        if sql.startswith(prefix):
+            sent.append((sql, params))
+        return real(cursor, sql, params)
+
+    monkeypatch.setattr(sqlite_driver.OneHopCursor, "execute", recorded)
+    return sent
+
+
 _PACKAGE = {"sha256": "0" * 64, "size_bytes": 1, "data": b"x", "created_at": NOW}
 
 
@@ -372,15 +387,7 @@ async def test_a_returning_insert_sends_and_returns_what_sqlalchemy_does(
     for several rows) and the driver's are the same text and parameters, and return the same
     keys."""
     documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
-    sent: list[tuple[str, Any]] = []
-    real = sqlite_driver.OneHopCursor.execute
-
-    def recorded(cursor: sqlite_driver.OneHopCursor, sql: str, params: Any = None) -> Any:
-        if sql.startswith("INSERT INTO documents"):
-            sent.append((sql, params))
-        return real(cursor, sql, params)
-
-    monkeypatch.setattr(sqlite_driver.OneHopCursor, "execute", recorded)
+    sent = _cursor_statements(monkeypatch, "INSERT INTO documents")
     returned: list[set[str]] = []
 
     def setup(conn: Connection) -> None:
@@ -410,15 +417,7 @@ async def test_a_read_sends_and_returns_what_sqlalchemy_does(
     """The status packages' read (``_ANSWERS``): an IN of tuples (``VALUES``) and an IN list
     in a LEFT JOIN, a ``UtcDateTime`` column: the same text and parameters as SQLAlchemy's, the
     same rows (their datetimes made aware UTC, as its result makes them)."""
-    sent: list[tuple[str, Any]] = []
-    real = sqlite_driver.OneHopCursor.execute
-
-    def recorded(cursor: sqlite_driver.OneHopCursor, sql: str, params: Any = None) -> Any:
-        if sql.startswith("SELECT documents.id"):
-            sent.append((sql, params))
-        return real(cursor, sql, params)
-
-    monkeypatch.setattr(sqlite_driver.OneHopCursor, "execute", recorded)
+    sent = _cursor_statements(monkeypatch, "SELECT documents.id")
     docs = _documents(["k1", "k2", "k3"])
     for i, doc in enumerate(docs):
         doc["document_id"] = f"D{i % 2}"  # k1 and k3: one DocumentId, two documents

@@ -43,6 +43,15 @@ async def _recorded(log: DeliveryLog, make_document: Callable[..., NewDocument])
     return [ids[2], ids[0], "no-such-delivery", ids[0]]  # unordered, a repeat, an unknown
 
 
+def _recorder(sent: list[tuple[str, Any]]) -> Callable[..., None]:
+    """A ``before_cursor_execute`` listener that appends each statement's (SQL, parameters)."""
+
+    def listen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+        sent.append((sql, params))
+
+    return listen
+
+
 async def test_the_lock_of_published_marks_is_lock_deliveries_built_once(
     store_url: str, make_document: Callable[..., NewDocument]
 ) -> None:
@@ -51,9 +60,7 @@ async def test_the_lock_of_published_marks_is_lock_deliveries_built_once(
         published = await _recorded(log, make_document)
         sent: list[tuple[str, Any]] = []
         seen: list[Any] = []
-
-        def listen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
-            sent.append((sql, params))
+        listen = _recorder(sent)
 
         def work(conn: Connection) -> None:
             event.listen(conn, "before_cursor_execute", listen)
@@ -272,9 +279,7 @@ async def test_the_lock_of_answered_deliveries_is_lock_deliveries_built_once(
         published = [mark, "no-such-delivery"] if with_published else []
         sent: list[tuple[str, Any]] = []
         seen: list[Any] = []
-
-        def listen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
-            sent.append((sql, params))
+        listen = _recorder(sent)
 
         def work(conn: Connection) -> None:
             event.listen(conn, "before_cursor_execute", listen)
