@@ -30,7 +30,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from gateway.core.errors import InputError
 from gateway.store.chain import append_events, prefetch_head
 from gateway.store.driver_statements import DriverStatement
-from gateway.store.engine import run_transaction, sqlite_autocommit_rows, transaction
+from gateway.store.engine import (
+    Engines,
+    kept_connection,
+    run_transaction,
+    sqlite_autocommit_rows,
+    transaction,
+)
 from gateway.store.queries import event_values, lock_deliveries, utc_now
 from gateway.store.reads import LogReader
 from gateway.store.records import DeliveryState, EventKind
@@ -122,6 +128,12 @@ class AttemptReport:
 class AttemptLog(LogReader):
     """Batch reads and writes of delivery attempts (``DeliveryLog`` extends it)."""
 
+    def __init__(self, engines: Engines) -> None:
+        super().__init__(engines)
+        # the writer's kept connection on SQLite (``kept_connection``), for ``record_attempts``
+        # and the intake's group commit; ``DeliveryLog.aclose`` gives it back
+        self._kept = kept_connection(engines.writer)
+
     async def delivery_states(self, delivery_ids: Iterable[str]) -> dict[str, DeliveryState]:
         """The current state of each of ``delivery_ids`` found in the log (one statement)."""
         ids = sorted(set(delivery_ids))
@@ -173,7 +185,7 @@ class AttemptLog(LogReader):
             return []
         now = utc_now()
         return await run_transaction(
-            self._engines.writer, lambda conn: _recorded(conn, reports, now, actor)
+            self._engines.writer, lambda conn: _recorded(conn, reports, now, actor), self._kept
         )
 
 

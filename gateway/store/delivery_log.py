@@ -77,7 +77,9 @@ class DeliveryLog(AttemptLog):
     ) -> None:
         super().__init__(engines)
         self.schema_version = schema_version
-        self.writer = GroupCommitter(engines, _new_id, max_batch=batch_max, max_wait_s=batch_wait_s)
+        self.writer = GroupCommitter(
+            engines, _new_id, max_batch=batch_max, max_wait_s=batch_wait_s, kept=self._kept
+        )
 
     @classmethod
     async def open(
@@ -100,8 +102,12 @@ class DeliveryLog(AttemptLog):
         return cls(engines, version, batch_max=batch_max, batch_wait_s=batch_wait_s)
 
     async def aclose(self) -> None:
-        await self.writer.aclose()
-        await self._engines.reader.dispose()
+        try:
+            await self.writer.aclose()
+            if self._kept is not None:
+                await self._kept.aclose()
+        finally:
+            await self._engines.reader.dispose()
 
     # -- intake -------------------------------------------------------------------------------
 

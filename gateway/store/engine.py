@@ -28,6 +28,7 @@ from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.core.errors import ConfigError, ConflictError, ServiceError, UnavailableError
 from gateway.store import sqlite_driver, sqlite_turns
+from gateway.store.kept_connection import KeptConnection
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A new SQLite file gets 16 KiB pages instead of 4 KiB: a package's bytes (hundreds of KB) are
@@ -158,18 +159,32 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def run_transaction(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
+async def run_transaction(
+    engine: AsyncEngine, work: Callable[[Connection], T], kept: KeptConnection | None = None
+) -> T:
     """``work(conn)`` in a transaction, committed on success: ``transaction``'s turns, errors and
     outcome, for a transaction whose work is written against SQLAlchemy's synchronous API.
 
     The whole transaction (checkout, BEGIN, ``work``, COMMIT, return to the pool) runs in ONE
     greenlet, as SQLAlchemy runs each awaited call of ``transaction`` in one of its own (six or
     more per transaction, each with its asyncio wrappers): about 0.2 ms of CPU less per
-    transaction (docs/performance.md, "Issue 8, round 6")."""
+    transaction (docs/performance.md, "Issue 8, round 6"). With ``kept`` (``kept_connection``,
+    for this engine), the transaction runs on that connection, without a checkout and return."""
     turns = _write_turns(engine)
     async with turns.turn() if turns is not None else contextlib.nullcontext():
         with _store_errors():
+            if kept is not None and not kept.closed:
+                assert kept.engine is engine.sync_engine, "a kept connection of another engine"
+                return await greenlet_spawn(kept.run, work)
             return await greenlet_spawn(_in_transaction, engine.sync_engine, work)
+
+
+def kept_connection(engine: AsyncEngine) -> KeptConnection | None:
+    """A connection to keep for ``engine``'s write transactions (``kept_connection``): on a
+    SQLite writer (which has write turns); ``None`` on PostgreSQL, whose pool checks each
+    connection it hands out (``pool_pre_ping``)."""
+    turns = _write_turns(engine)
+    return None if turns is None else KeptConnection(engine.sync_engine, turns)
 
 
 def _in_transaction(sync_engine: Engine, work: Callable[[Connection], T]) -> T:

@@ -37,6 +37,7 @@ import structlog
 from gateway.core.errors import ConflictError, LgspError, UnavailableError
 from gateway.store.engine import Engines, run_transaction
 from gateway.store.intake_batch import write_batch
+from gateway.store.kept_connection import KeptConnection
 from gateway.store.records import IntakeResult, IntakeWrite, Outcome
 
 log = structlog.get_logger(__name__)
@@ -63,8 +64,10 @@ class GroupCommitter:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         marks_delay_s: float = DEFAULT_MARKS_DELAY_S,
+        kept: KeptConnection | None = None,
     ) -> None:
         self._engines = engines
+        self._kept = kept  # the writer's kept connection (``kept_connection``), if any
         self._new_id = new_id
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -196,7 +199,7 @@ class GroupCommitter:
     async def _transaction(self, writes: list[IntakeWrite], marks: list[str]) -> list[Outcome]:
         new_id = self._new_id
         outcomes = await run_transaction(
-            self._engines.writer, lambda conn: write_batch(conn, writes, marks, new_id)
+            self._engines.writer, lambda conn: write_batch(conn, writes, marks, new_id), self._kept
         )
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(writes))

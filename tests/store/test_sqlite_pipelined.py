@@ -46,9 +46,11 @@ class Hops:
         self.count = 0
         real = aiosqlite.Connection._execute
 
-        async def counted(connection: aiosqlite.Connection, fn: Callable[..., object], *a: object):  # type: ignore[no-untyped-def]
+        async def counted(  # type: ignore[no-untyped-def]
+            connection: aiosqlite.Connection, fn: Callable[..., object], *a: object, **kw: object
+        ):
             self.count += 1
-            return await real(connection, fn, *a)  # type: ignore[no-untyped-call]
+            return await real(connection, fn, *a, **kw)  # type: ignore[no-untyped-call]
 
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
 
