@@ -41,15 +41,16 @@ async def engines(tmp_path: Path) -> AsyncIterator[Engines]:
         await made.writer.dispose()
 
 
-def _put(*keys: str, then: Callable[[Connection], None] | None = None) -> Callable[..., int]:
-    """Work that queues one pipelined insert per key (sent with the COMMIT), then ``then``."""
+def _put(*keys: str, then: Callable[[Connection], None] | None = None) -> Callable[..., Any]:
+    """Work that queues one pipelined insert per key (sent with the COMMIT), then ``then``; it
+    returns the DBAPI connection it ran on (held, so that another's cannot take its id)."""
 
-    def work(conn: Connection) -> int:
+    def work(conn: Connection) -> Any:
         for key in keys:
             conn.execute(pipelined(insert(_T)), {"k": key})
         if then is not None:
             then(conn)
-        return id(conn.connection.dbapi_connection)
+        return conn.connection.dbapi_connection
 
     return work
 
@@ -83,7 +84,7 @@ async def test_transactions_run_on_one_connection_and_commit(
     taken = _checkouts(engines)
     first = await run_transaction(engines.writer, _put("a"), kept)
     second = await run_transaction(engines.writer, _put("b", "c"), kept)
-    assert first == second  # the same DBAPI connection
+    assert first is second  # the same DBAPI connection
     assert len(taken) == kept.checkouts == 1  # checked out once, not per transaction
     assert engines.writer.sync_engine.pool.checkedout() == 1  # type: ignore[attr-defined]
     assert await _keys(engines) == ["a", "b", "c"]
@@ -100,7 +101,7 @@ async def test_an_error_in_the_work_rolls_back_and_keeps_the_connection(
     with pytest.raises(RuntimeError):
         await run_transaction(engines.writer, _put("lost", then=fail), kept)
     assert await _keys(engines) == ["a"]  # nothing of the failed transaction
-    assert await run_transaction(engines.writer, _put("b"), kept) == used
+    assert await run_transaction(engines.writer, _put("b"), kept) is used
     assert kept.checkouts == 1
     assert await _keys(engines) == ["a", "b"]
 
@@ -117,7 +118,7 @@ async def test_an_error_of_a_statement_rolls_back_and_keeps_the_connection(
         await run_transaction(engines.writer, _put("lost", then=duplicate), kept)
     assert refused.value.code == "conflict.constraint"
     assert await _keys(engines) == ["a"]
-    assert await run_transaction(engines.writer, _put("b"), kept) == used
+    assert await run_transaction(engines.writer, _put("b"), kept) is used
     assert kept.checkouts == 1
     assert await _keys(engines) == ["a", "b"]
 
@@ -153,7 +154,7 @@ async def test_an_invalidated_connection_is_replaced(
     with pytest.raises(RuntimeError):
         await run_transaction(engines.writer, _put("lost", then=lose), kept)
     assert engines.writer.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert await run_transaction(engines.writer, _put("b"), kept) != used
+    assert await run_transaction(engines.writer, _put("b"), kept) is not used
     assert kept.checkouts == 2
     assert await _keys(engines) == ["a", "b"]
 
@@ -199,7 +200,7 @@ async def test_a_transaction_cancelled_in_a_hop_leaves_nothing_and_is_replaced(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await run_transaction(engines.writer, _put("b"), kept) != used
+    assert await run_transaction(engines.writer, _put("b"), kept) is not used
     assert kept.checkouts == 2
     assert await _keys(engines) == ["a", "b"]
 
@@ -219,7 +220,7 @@ async def test_a_transaction_cancelled_between_hops_rolls_back_and_keeps_it(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await run_transaction(engines.writer, _put("b"), kept) == used
+    assert await run_transaction(engines.writer, _put("b"), kept) is used
     assert kept.checkouts == 1
     assert await _keys(engines) == ["a", "b"]
 
