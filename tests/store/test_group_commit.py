@@ -226,3 +226,37 @@ async def test_a_lone_request_waits_the_batch_wait_at_most(
         assert all(r.created for r in results)
     finally:
         await log.aclose()
+
+
+async def test_a_batch_that_fills_stops_waiting_and_one_that_does_not_waits_for_company(
+    store_url: str, make_document: MakeDocument
+) -> None:
+    """The batch wait ends when the batch is full, not at its end; requests that come during
+    the wait, one by one, join the same batch."""
+    log = await DeliveryLog.open(store_url, batch_max=4, batch_wait_s=30.0)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lone = asyncio.create_task(log.record_intake(make_document(), _package(0), ROUTES))
+        await asyncio.sleep(0.1)  # the batch of one is waiting for company
+        assert not lone.done()
+        full = await asyncio.wait_for(
+            asyncio.gather(
+                lone, *(log.record_intake(make_document(), _package(n), ROUTES) for n in (1, 2, 3))
+            ),
+            10.0,
+        )
+        assert loop.time() - started < 10.0  # not the 30 s wait
+        assert all(r.created for r in full)
+        log.writer.max_wait_s = 0.5
+        batches = log.writer.batches
+        first = asyncio.create_task(log.record_intake(make_document(), _package(10), ROUTES))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(log.record_intake(make_document(), _package(11), ROUTES))
+        await asyncio.sleep(0.1)
+        assert not first.done()  # still waiting for company
+        assert all(r.created for r in await asyncio.gather(first, second))
+        assert log.writer.batches == batches + 1  # both in one batch
+        assert log.writer.largest_batch == 4
+    finally:
+        await log.aclose()
