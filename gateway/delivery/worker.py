@@ -95,7 +95,7 @@ class WorkerRules:
     ``batch_wait_s``: how long at most the batch check and the batch commit wait for more
     deliveries before they run with fewer than ``prefetch`` (``Batcher``'s ``wait_s``). A wait
     ends early once no more can come: the check's once ``prefetch`` messages are unsettled
-    here, the commit's once no message is being checked or delivered."""
+    here, the commit's once, besides, no message is being checked or delivered."""
 
     delays_s: tuple[float, ...] = (5, 30, 120, 600, 3600)
     max_tries: int = 6
@@ -167,7 +167,7 @@ class Worker:
             batch.commit,
             max_size=rules.prefetch,
             wait_s=rules.batch_wait_s,
-            coming=self._attempting_count,
+            coming=self._commit_coming,
         )
         self._subscription = await self.broker.subscribe(self.method, prefetch=self.rules.prefetch)
         await self._subscription.start(self._on_received)
@@ -273,12 +273,13 @@ class Worker:
     def _may_arrive(self) -> int:
         """How many more messages the broker may deliver now: none while ``prefetch`` are
         unsettled here (so a batch check need not wait for more)."""
-        return self.rules.prefetch - len(self._inflight)
+        return max(0, self.rules.prefetch - len(self._inflight))
 
-    def _attempting_count(self) -> int:
-        """How many messages may still reach the batch commit soon: those being checked or
-        delivered (a message the broker has yet to deliver is a check's wait away)."""
-        return self._attempting
+    def _commit_coming(self) -> int:
+        """How many messages may still join the batch commit: those being checked or delivered,
+        and while the window is not full those the broker may still deliver (at a trickle the
+        commit keeps its wait, so its batches stay as large as before)."""
+        return self._attempting + self._may_arrive()
 
     async def _attempt(self, msg: DeliveryMessage, bound: Logger) -> Attempt:
         """Check (batched) and deliver one message; any failure becomes a verdict."""

@@ -146,8 +146,9 @@ async def test_batches_do_not_wait_for_deliveries_that_cannot_come(
     broker: Broker, make_message: MakeMessage
 ) -> None:
     """With a batch wait far longer than the test: the check runs once ``prefetch`` messages are
-    in, and the commit once no other message is being checked or delivered (the other one was
-    found delivered already and needs no commit)."""
+    in, and the commit once no other message is being checked or delivered while the window is
+    still full (the other one was found delivered already: it needs no commit, and its ack is
+    still on its way)."""
     first, second = make_message(1), make_message(2)
     await broker.publish_many([first, second])
     handler = OneAlreadyDelivered(second.delivery_id)
