@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Table
 
 from gateway.edxml.formats import PackageFormat
 from gateway.edxml.model import PackageKind
 from gateway.store import NewDocument
+from gateway.store.engine import Engines, create_engines, transaction
+
+SqliteStore = Callable[[Table], Awaitable[Engines]]
 
 
 def new_document(**overrides: Any) -> NewDocument:
@@ -36,3 +41,23 @@ def new_document(**overrides: Any) -> NewDocument:
 @pytest.fixture
 def make_document() -> Callable[..., NewDocument]:
     return new_document
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """``await sqlite_store(table)``: engines on a new SQLite file holding ``table`` only (for
+    the driver's tests), disposed after the test."""
+    made: list[Engines] = []
+
+    async def open_with(table: Table) -> Engines:
+        engines = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
+        made.append(engines)
+        async with transaction(engines.writer) as conn:
+            await conn.run_sync(table.metadata.create_all)
+        return engines
+
+    try:
+        yield open_with
+    finally:
+        for engines in made:
+            await engines.writer.dispose()

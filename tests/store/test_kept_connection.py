@@ -5,8 +5,7 @@ replaced when lost, and is given back at close."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,14 +30,8 @@ _T = Table("t", MetaData(), Column("k", Text, primary_key=True))
 
 
 @pytest.fixture
-async def engines(tmp_path: Path) -> AsyncIterator[Engines]:
-    made = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
-    try:
-        async with transaction(made.writer) as conn:
-            await conn.run_sync(_T.metadata.create_all)
-        yield made
-    finally:
-        await made.writer.dispose()
+async def engines(sqlite_store: Callable[[Table], Awaitable[Engines]]) -> Engines:
+    return await sqlite_store(_T)
 
 
 def _put(*keys: str, then: Callable[[Connection], None] | None = None) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ never sent later by the next user of the pooled connection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
@@ -19,7 +19,7 @@ from gateway.evidence.verify import verify_store
 from gateway.store import NewDocument
 from gateway.store.attempts import AttemptReport, AttemptResult
 from gateway.store.delivery_log import DeliveryLog
-from gateway.store.engine import Engines, create_engines, transaction
+from gateway.store.engine import Engines, transaction
 from gateway.store.records import DeliveryState
 from gateway.store.sqlite_driver import pipelined, prefetched
 
@@ -29,14 +29,8 @@ _COUNT = select(func.count()).select_from(_T)
 
 
 @pytest.fixture
-async def engines(tmp_path: Path) -> AsyncIterator[Engines]:
-    made = create_engines(f"sqlite+aiosqlite:///{tmp_path}/store.db")
-    try:
-        async with transaction(made.writer) as conn:
-            await conn.run_sync(_T.metadata.create_all)
-        yield made
-    finally:
-        await made.writer.dispose()
+async def engines(sqlite_store: Callable[[Table], Awaitable[Engines]]) -> Engines:
+    return await sqlite_store(_T)
 
 
 class Hops:
