@@ -30,15 +30,15 @@ class SignatureAlgorithm(str, Enum):  # noqa: UP042 (project convention)
     @property
     def short_name(self) -> str:
         """``rsa-sha256`` etc.: the name used in configuration and logs."""
-        return self.name.lower().replace("_", "-")
+        return _SHORT_NAMES[self._name_]
 
     @classmethod
     def from_short_name(cls, name: str) -> SignatureAlgorithm:
         """The algorithm called ``name`` (``rsa-sha256``); ``ValueError`` if there is none."""
-        for algorithm in cls:
-            if algorithm.short_name == name.strip().lower():
-                return algorithm
-        raise ValueError(f"unknown signature algorithm {name!r}")
+        algorithm = _BY_SHORT_NAME.get(name.strip().lower())
+        if algorithm is None:
+            raise ValueError(f"unknown signature algorithm {name!r}")
+        return algorithm
 
     @property
     def is_rsa(self) -> bool:
@@ -75,6 +75,15 @@ class SignatureAlgorithm(str, Enum):  # noqa: UP042 (project convention)
         except InvalidSignature:
             return False
         return False
+
+
+_SHORT_NAMES: dict[str, str] = {
+    member: member.lower().replace("_", "-") for member in SignatureAlgorithm.__members__
+}
+"""Each ``SignatureAlgorithm`` member's short name, by the member's name (computed once)."""
+_BY_SHORT_NAME: dict[str, SignatureAlgorithm] = {
+    _SHORT_NAMES[name]: member for name, member in SignatureAlgorithm.__members__.items()
+}
 
 
 class DigestAlgorithm(str, Enum):  # noqa: UP042 (project convention)
