@@ -42,11 +42,11 @@ class SignatureAlgorithm(str, Enum):  # noqa: UP042 (project convention)
 
     @property
     def is_rsa(self) -> bool:
-        return self.name.startswith("RSA_")
+        return self._name_.startswith("RSA_")  # ``_name_``: ``name`` without Enum's descriptor
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
         """The hash the signature is computed over."""
-        return _HASHES[self.name.rsplit("_", 1)[1]]()
+        return _HASHES[self._name_.rsplit("_", 1)[1]]()
 
     def fits(self, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bool:
         return self.is_rsa == isinstance(key, rsa.RSAPrivateKey)
@@ -93,7 +93,7 @@ class DigestAlgorithm(str, Enum):  # noqa: UP042 (project convention)
     SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
-        return _HASHES[self.name]()
+        return _HASHES[self._name_]()
 
 
 class C14nMethod(str, Enum):  # noqa: UP042 (project convention)

@@ -101,7 +101,7 @@ def verify_xml_signature(
     the bytes ``root`` was parsed from, if known (no text is longer; see ``enveloped_digest``).
     """
     signature = _the_signature(root)
-    namespace = etree.QName(signature).namespace or ""
+    namespace = _NAMESPACE_OF[signature.tag]
     children = _elements(signature, namespace)  # read by both: listed once
     info = _read_signed_info(children, namespace, allowed)
     certificates = _certificates(children, namespace)
@@ -126,6 +126,10 @@ def verify_xml_signature(
         certificates=(leaf, *others),
         signature_namespace=namespace,
     )
+
+
+_NAMESPACE_OF = {tag: tag[1:].partition("}")[0] for tag in SIGNATURE_TAGS}
+"""The namespace of each tag ``_the_signature`` finds (the xmldsig or the edXML one)."""
 
 
 def _the_signature(root: etree._Element) -> etree._Element:
