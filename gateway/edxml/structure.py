@@ -50,7 +50,14 @@ from gateway.edxml.content_model import (
 )
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 
-__all__ = ["ONE_READING_CODES", "XSD_CODES", "ChildIndex", "check_structure", "may_name_xsi"]
+__all__ = [
+    "ONE_READING_CODES",
+    "XSD_CODES",
+    "XSI_SCAN_MAX_BYTES",
+    "ChildIndex",
+    "check_structure",
+    "may_name_xsi",
+]
 
 _NS: Final = f"{{{EDXML_NS}}}"
 _NS_LEN: Final = len(_NS)
@@ -114,16 +121,26 @@ def check_structure(root: etree._Element, *, source: bytes | None = None) -> Chi
     return walk.index
 
 
+XSI_SCAN_MAX_BYTES: Final = 16 * 1024
+"""``may_name_xsi`` searches bytes up to this size; a larger document is always searched by the
+XPath, which is then the cheaper (measured: the bytes search 0.5 µs for 4.9 KB and 70 µs for
+361 KB, the XPath 3.5 and 6 µs)."""
+
+
 def may_name_xsi(source: bytes | None) -> bool:
     """Whether a document loaded from ``source`` (None: unknown) can have an attribute in the XSI
-    namespace.
+    namespace (also True for a document over ``XSI_SCAN_MAX_BYTES``: not searched).
 
     An attribute has that namespace only through a declaration whose value is the URI, and
-    ``load_xml`` admits UTF-8 only and no entity but the five predefined ones (none of which
-    stands for a letter): the bytes hold ``XMLSchema-instance`` as it is, or the value spells a
-    character by reference (``&#``). With neither, the XPath (about 2 % of a small package's
-    verification) cannot find anything."""
-    return source is None or b"XMLSchema-instance" in source or b"&#" in source
+    ``load_xml`` admits UTF-8 only and no entity but the five predefined ones: the bytes hold
+    ``XMLSchema-instance`` as it is, or a reference (``&``) spells part of it. With neither, the
+    XPath cannot find anything."""
+    return (
+        source is None
+        or len(source) > XSI_SCAN_MAX_BYTES
+        or b"&" in source
+        or b"XMLSchema-instance" in source
+    )
 
 
 def _error(message: str, code: str, path: str) -> PackageError:

@@ -24,6 +24,7 @@ from gateway.edxml.structure import (
     _XSI_OVERRIDE,
     ONE_READING_CODES,
     RESERVED,
+    XSI_SCAN_MAX_BYTES,
     check_structure,
     may_name_xsi,
 )
@@ -376,6 +377,10 @@ def test_bytes_without_the_xsi_name_or_a_reference_cannot_name_it() -> None:
         assert _refusal(load_xml(data), data) is None
     assert may_name_xsi(None)  # unknown bytes: always searched
     assert may_name_xsi(plain.replace(b"<StatusCode>03", b"<StatusCode>&#48;3"))
+    assert may_name_xsi(plain.replace(b"<Timestamp>", b"<Timestamp>&amp;"))  # any reference
+    padded = plain.replace(b"</edXML>", b" " * XSI_SCAN_MAX_BYTES + b"</edXML>")
+    assert may_name_xsi(padded)  # too large to search: the XPath decides
+    assert _refusal(load_xml(padded), padded) is None
 
 
 def assert_agrees(data: bytes) -> None:
