@@ -50,11 +50,19 @@ from gateway.edxml.content_model import (
 )
 from gateway.edxml.model import EDXML_NS, XMLDSIG_NS
 
-__all__ = ["ONE_READING_CODES", "XSD_CODES", "ChildIndex", "check_structure"]
+__all__ = [
+    "ONE_READING_CODES",
+    "XSD_CODES",
+    "XSI_SCAN_MAX_BYTES",
+    "ChildIndex",
+    "check_structure",
+    "may_name_xsi",
+]
 
 _NS: Final = f"{{{EDXML_NS}}}"
 _NS_LEN: Final = len(_NS)
 _DSIG_SIGNATURE: Final = f"{{{XMLDSIG_NS}}}Signature"
+_ROOT: Final = f"{_NS}edXML"
 _XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 _XSI_OVERRIDE = etree.XPath(
     "boolean(//@*[namespace-uri() = $xsi and (local-name() = 'type' or local-name() = 'nil')])"
@@ -92,21 +100,47 @@ nothing to check or refuse; if one is, the walk decides. lxml builds its tag mat
 call: 14 tags cost a third of the 46 that the reserved and global names spell out."""
 
 
-def check_structure(root: etree._Element) -> ChildIndex:
+def check_structure(root: etree._Element, *, source: bytes | None = None) -> ChildIndex:
     """Refuse a tree whose structure the XSD refuses or that readers could read differently; return
-    the children of the containers walked (root to header, typed ones), for the reader to reuse."""
-    name = etree.QName(root)
-    if name.localname != "edXML":
-        raise _error(
-            f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name.localname}"
-        )
-    if name.namespace != EDXML_NS:
+    the children of the containers walked (root to header, typed ones), for the reader to reuse.
+
+    ``source``: the bytes ``hardened.load_xml`` parsed ``root`` from, if the caller has them; the
+    attributes are then searched for ``xsi:type``/``xsi:nil`` only if the bytes can name the XSI
+    namespace (``may_name_xsi``)."""
+    if root.tag != _ROOT:  # the root is read as a QName only to be refused
+        name = etree.QName(root)
+        if name.localname != "edXML":
+            raise _error(
+                f"the root is <{name.localname}>, not <edXML>", "wrong_root", f"/{name.localname}"
+            )
         raise _error(f"the root is in namespace {name.namespace!r}", "wrong_namespace", "/edXML")
-    if _XSI_OVERRIDE(root, xsi=_XSI):
+    if may_name_xsi(source) and _XSI_OVERRIDE(root, xsi=_XSI):
         raise _error("xsi:type and xsi:nil are not allowed", "xsi_attribute", "/edXML")
     walk = _Walk()
     walk.root(root)
     return walk.index
+
+
+XSI_SCAN_MAX_BYTES: Final = 16 * 1024
+"""``may_name_xsi`` searches bytes up to this size; a larger document is always searched by the
+XPath, which is then the cheaper (measured: the bytes search 0.5 µs for 4.9 KB and 70 µs for
+361 KB, the XPath 3.5 and 6 µs)."""
+
+
+def may_name_xsi(source: bytes | None) -> bool:
+    """Whether a document loaded from ``source`` (None: unknown) can have an attribute in the XSI
+    namespace (also True for a document over ``XSI_SCAN_MAX_BYTES``: not searched).
+
+    An attribute has that namespace only through a declaration whose value is the URI, and
+    ``load_xml`` admits UTF-8 only and no entity but the five predefined ones: the bytes hold
+    ``XMLSchema-instance`` as it is, or a reference (``&``) spells part of it. With neither, the
+    XPath cannot find anything."""
+    return (
+        source is None
+        or len(source) > XSI_SCAN_MAX_BYTES
+        or b"&" in source
+        or b"XMLSchema-instance" in source
+    )
 
 
 def _error(message: str, code: str, path: str) -> PackageError:

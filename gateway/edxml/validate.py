@@ -80,10 +80,9 @@ ORGANIZATION_CAPS = (
 
 def validate_package(pkg: Package, *, today: date | None = None) -> ValidationReport:
     """All semantic issues of a package; ``today`` (default: now in Vietnam) bounds dates."""
-    today = today or datetime.now(VIETNAM_TZ).date()
-    if isinstance(pkg, StatusPackage):
+    if isinstance(pkg, StatusPackage):  # no date of a status package is bounded by today
         return ValidationReport(tuple(_status_issues(pkg)))
-    return ValidationReport(tuple(_document_issues(pkg, today)))
+    return ValidationReport(tuple(_document_issues(pkg, today or datetime.now(VIETNAM_TZ).date())))
 
 
 # -- status packages --------------------------------------------------------------------------

@@ -63,7 +63,7 @@ _NONE: list[_Element] = []  # never appended to: ``named.get(name, _NONE)`` with
 
 def parse_package(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> m.Package:
     """Load untrusted bytes with the hardened loader and read them into a record."""
-    return read_package(load_xml(data, limits))
+    return read_package(load_xml(data, limits), source=data)
 
 
 # --------------------------------------------------------------------------------------- reading
@@ -328,16 +328,17 @@ def _read_signature(header: _Kids) -> str | None:
     return _fragment(found[0]) if found else None
 
 
-def read_package(root: _Element) -> m.Package:
+def read_package(root: _Element, *, source: bytes | None = None) -> m.Package:
     """Read a root loaded by ``hardened.load_xml`` into a document or status record.
 
     A status package if ``MessageHeader`` has ``StatusCode``, else a document package if
     ``edXMLHeader`` has a ``TraceHeaderList`` (old layouts omit ``Bussiness``: ``business`` is then
     None). The tree is not modified. Raises ``PackageError`` (the codes of
     ``structure.check_structure``, and ``edxml.unknown_kind``, ``missing_field``,
-    ``bad_business_doc_type``, ``bad_status_code``) with the element path.
+    ``bad_business_doc_type``, ``bad_status_code``) with the element path. ``source``: the bytes
+    ``root`` was loaded from, if known (``check_structure``).
     """
-    top = _Kids(root, "/edXML", check_structure(root))
+    top = _Kids(root, "/edXML", check_structure(root, source=source))
     envelope = top.require("edXMLEnvelope")
     header = envelope.require("edXMLHeader")
     mh = header.require("MessageHeader")

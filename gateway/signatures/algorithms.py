@@ -30,23 +30,23 @@ class SignatureAlgorithm(str, Enum):  # noqa: UP042 (project convention)
     @property
     def short_name(self) -> str:
         """``rsa-sha256`` etc.: the name used in configuration and logs."""
-        return self.name.lower().replace("_", "-")
+        return _SHORT_NAMES[self._name_]
 
     @classmethod
     def from_short_name(cls, name: str) -> SignatureAlgorithm:
         """The algorithm called ``name`` (``rsa-sha256``); ``ValueError`` if there is none."""
-        for algorithm in cls:
-            if algorithm.short_name == name.strip().lower():
-                return algorithm
-        raise ValueError(f"unknown signature algorithm {name!r}")
+        algorithm = _BY_SHORT_NAME.get(name.strip().lower())
+        if algorithm is None:
+            raise ValueError(f"unknown signature algorithm {name!r}")
+        return algorithm
 
     @property
     def is_rsa(self) -> bool:
-        return self.name.startswith("RSA_")
+        return self._name_.startswith("RSA_")  # ``_name_``: ``name`` without Enum's descriptor
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
         """The hash the signature is computed over."""
-        return _HASHES[self.name.rsplit("_", 1)[1]]()
+        return _HASHES[self._name_.rsplit("_", 1)[1]]()
 
     def fits(self, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bool:
         return self.is_rsa == isinstance(key, rsa.RSAPrivateKey)
@@ -77,6 +77,15 @@ class SignatureAlgorithm(str, Enum):  # noqa: UP042 (project convention)
         return False
 
 
+_SHORT_NAMES: dict[str, str] = {
+    member: member.lower().replace("_", "-") for member in SignatureAlgorithm.__members__
+}
+"""Each ``SignatureAlgorithm`` member's short name, by the member's name (computed once)."""
+_BY_SHORT_NAME: dict[str, SignatureAlgorithm] = {
+    _SHORT_NAMES[name]: member for name, member in SignatureAlgorithm.__members__.items()
+}
+
+
 class DigestAlgorithm(str, Enum):  # noqa: UP042 (project convention)
     """``DigestMethod/@Algorithm`` values of the one Reference."""
 
@@ -84,7 +93,7 @@ class DigestAlgorithm(str, Enum):  # noqa: UP042 (project convention)
     SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
-        return _HASHES[self.name]()
+        return _HASHES[self._name_]()
 
 
 class C14nMethod(str, Enum):  # noqa: UP042 (project convention)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
@@ -151,7 +149,7 @@ def enveloped_digest(
     try:
         if text_chars_at_most is None or text_chars_at_most >= lift_chars:
             _lift_texts(root, lift_chars, markers, lifted, as_bytes=restore)
-        with _bracketed(signature, start, end):
+        with _Bracketed(signature, start, end):
             canonical = c14n(root, method)
     finally:
         for item in lifted if restore else ():  # the texts stay readable in ``lifted``
@@ -208,6 +206,11 @@ def _hash_canonical(
     hasher: hashes.Hash, canonical: bytes, left_out: tuple[int, int], lifted: list[_Lifted]
 ) -> None:
     """Hash ``canonical`` without the ``left_out`` span, each lifted text in place of its marker."""
+    view = memoryview(canonical)
+    if not lifted:  # the usual case: what the loop below does with the one cut
+        hasher.update(view[: left_out[0]])
+        hasher.update(view[left_out[1] :])
+        return
     cuts: list[tuple[int, int, _Lifted | None]] = [(*left_out, None)]
     for lift in lifted:
         at = canonical.find(lift.marker)
@@ -215,7 +218,7 @@ def _hash_canonical(
             raise _canonicalization_failed("a lifted text is missing from the c14n output")
         cuts.append((at, at + len(lift.marker), lift))
     cuts.sort(key=lambda cut: cut[0])
-    view, cursor = memoryview(canonical), 0
+    cursor = 0
     for start, end, item in cuts:
         if start < cursor:  # a text inside the Signature: left out with it
             continue
@@ -247,17 +250,40 @@ def _hash_text(hasher: hashes.Hash, text: bytes | str) -> None:
         hasher.update(encoded)
 
 
-@contextmanager
-def _bracketed(signature: etree._Element, start: bytes, end: bytes) -> Iterator[None]:
-    """Put ``start`` just before and ``end`` just after ``signature``; restore the text on exit."""
-    before, after = text_before(signature), signature.tail
-    try:
-        set_text_before(signature, (before or "") + start.decode("ascii"))
-        signature.tail = end.decode("ascii") + (after or "")
-        yield
-    finally:
-        set_text_before(signature, before)
-        signature.tail = after
+class _Bracketed:
+    """Put ``start`` just before and ``end`` just after ``signature``; restore the text on exit.
+
+    A class rather than a ``contextmanager`` generator, and the sibling and parent looked up once
+    (``text_before``/``set_text_before`` in one): about 1 % of a small package's verification."""
+
+    __slots__ = ("after", "before", "end", "parent", "previous", "signature", "start")
+
+    def __init__(self, signature: etree._Element, start: bytes, end: bytes) -> None:
+        self.signature, self.start, self.end = signature, start, end
+        self.previous, parent = signature.getprevious(), signature.getparent()
+        assert parent is not None
+        self.parent = parent
+
+    def __enter__(self) -> None:
+        signature, previous = self.signature, self.previous
+        self.before = previous.tail if previous is not None else self.parent.text
+        self.after = signature.tail
+        try:
+            self._set_before((self.before or "") + self.start.decode("ascii"))
+            signature.tail = self.end.decode("ascii") + (self.after or "")
+        except BaseException:
+            self.__exit__()  # the text as it was, as the ``with`` would not restore it
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        self._set_before(self.before)
+        self.signature.tail = self.after
+
+    def _set_before(self, text: str | None) -> None:
+        if self.previous is not None:
+            self.previous.tail = text
+        else:
+            self.parent.text = text
 
 
 def text_before(element: etree._Element) -> str | None:

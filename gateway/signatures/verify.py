@@ -117,7 +117,7 @@ class Verifier:
         """
         root = load_xml(data, self.limits)
         try:
-            package: Package | None = read_package(root)
+            package: Package | None = read_package(root, source=data)
             unreadable: PackageError | None = None
         except PackageError as exc:
             package, unreadable = None, exc

@@ -17,6 +17,7 @@ import functools
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from itertools import chain
 from typing import TypeVar, cast
 
@@ -100,9 +101,10 @@ def verify_xml_signature(
     the bytes ``root`` was parsed from, if known (no text is longer; see ``enveloped_digest``).
     """
     signature = _the_signature(root)
-    namespace = etree.QName(signature).namespace or ""
-    info = _read_signed_info(signature, namespace, allowed)
-    certificates = _certificates(signature, namespace)
+    namespace = _NAMESPACE_OF[signature.tag]
+    children = _elements(signature, namespace)  # read by both: listed once
+    info = _read_signed_info(children, namespace, allowed)
+    certificates = _certificates(children, namespace)
     signed_info = subtree_c14n(info.element, info.c14n, document_bytes=document_bytes)
     leaf = _verifying_certificate(certificates, info, signed_info)
     actual = enveloped_digest(
@@ -124,6 +126,10 @@ def verify_xml_signature(
         certificates=(leaf, *others),
         signature_namespace=namespace,
     )
+
+
+_NAMESPACE_OF = {tag: tag[1:].partition("}")[0] for tag in SIGNATURE_TAGS}
+"""The namespace of each tag ``_the_signature`` finds (the xmldsig or the edXML one)."""
 
 
 def _the_signature(root: etree._Element) -> etree._Element:
@@ -163,32 +169,50 @@ def _check_placement(root: etree._Element, signature: etree._Element) -> None:
 
 def _elements(parent: etree._Element, namespace: str) -> list[tuple[str, etree._Element]]:
     """(local name, element) of the element children; other namespaces keep a ``{ns}`` prefix."""
-    prefix, out = f"{{{namespace}}}", []
+    prefix = "{" + namespace + "}"
+    cut, out = len(prefix), []
     for child in parent.iterchildren(etree.Element):  # not comments or processing instructions
         tag = child.tag
         if tag.startswith(prefix):
-            out.append((tag[len(prefix) :], child))
+            out.append((tag[cut:], child))
         else:  # another namespace, or none: never equal to a bare local name
-            out.append((tag if tag.startswith("{") else "{}" + tag, child))
+            out.append((tag if tag[:1] == "{" else "{}" + tag, child))
     return out
 
 
 def _algorithm_of(element: etree._Element, code: str) -> str:
-    if _elements(element, ""):
+    if len(element) and _elements(element, ""):  # no child at all: no child element
         raise _fail(code, f"{etree.QName(element).localname} must not have child elements")
     return element.get("Algorithm", "")
 
 
+_MEMBERS: dict[type[Enum], dict[str, Enum]] = {
+    kind: {member.value: member for member in kind}
+    for kind in (SignatureAlgorithm, DigestAlgorithm, C14nMethod)
+}
+"""Each algorithm enum's members by their URI: ``kind(uri)`` without ``Enum.__call__``."""
+
+
 def _algorithm(kind: type[_E], element: etree._Element, code: str) -> _E:
     uri = _algorithm_of(element, code)
+    member = _MEMBERS[kind].get(uri)
+    if member is not None:
+        return cast("_E", member)
     try:
-        return kind(uri)
+        return kind(uri)  # an alias (``C14nMethod._missing_``), or ValueError
     except ValueError as exc:
         raise _fail(code, f"{etree.QName(element).localname} {uri!r} is not supported") from exc
 
 
 def _base64_text(element: etree._Element, code: str) -> bytes:
-    return _decoded(_text_only(element, code), etree.QName(element).localname, code)
+    """``_decoded(_text_only(...))``; the element's name is spelled only for a refusal."""
+    text = element.text
+    if len(element) or not text:
+        raise _fail(code, f"{etree.QName(element).localname} must hold base64 text only")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise _fail(code, f"{etree.QName(element).localname} is not valid base64") from exc
 
 
 def _text_only(element: etree._Element, code: str) -> str:
@@ -208,9 +232,11 @@ def _decoded(text: str, name: str, code: str) -> bytes:
 
 
 def _read_signed_info(
-    signature: etree._Element, namespace: str, allowed: frozenset[SignatureAlgorithm]
+    children: list[tuple[str, etree._Element]],
+    namespace: str,
+    allowed: frozenset[SignatureAlgorithm],
 ) -> _SignedInfo:
-    children = _elements(signature, namespace)
+    """``children``: the Signature's, as ``_elements`` lists them."""
     names = [name for name, _ in children]
     if "Object" in names or "Manifest" in names:
         raise _fail("object_not_allowed", "Object elements are not part of the edXML profile")
@@ -240,10 +266,13 @@ def _read_signed_info(
     )
 
 
+_REFERENCE_ATTRIBUTES = frozenset({"URI", "Id"})
+
+
 def _read_reference(
     reference: etree._Element, namespace: str
 ) -> tuple[C14nMethod, DigestAlgorithm, bytes]:
-    if reference.get("URI") != "" or set(reference.attrib) - {"URI", "Id"}:
+    if reference.get("URI") != "" or set(reference.keys()) - _REFERENCE_ATTRIBUTES:
         raise _fail("bad_reference", 'the Reference must be URI="" (the whole document)')
     parts = _elements(reference, namespace)
     names = [name for name, _ in parts]
@@ -262,8 +291,11 @@ def _read_reference(
     return c14n or C14nMethod.C14N, digest_algorithm, _base64_text(parts[2][1], "malformed")
 
 
-def _certificates(signature: etree._Element, namespace: str) -> list[x509.Certificate]:
-    key_info = [el for name, el in _elements(signature, namespace) if name == "KeyInfo"]
+def _certificates(
+    children: list[tuple[str, etree._Element]], namespace: str
+) -> list[x509.Certificate]:
+    """``children``: the Signature's, as ``_elements`` lists them."""
+    key_info = [el for name, el in children if name == "KeyInfo"]
     if not key_info:
         raise _fail("no_certificate", "the Signature has no KeyInfo")
     encoded: list[etree._Element] = []  # other KeyInfo content (KeyName, KeyValue...) is ignored

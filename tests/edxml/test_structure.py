@@ -19,7 +19,15 @@ from strategies import package_strategy
 from gateway.core.errors import LgspError, PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, Package
-from gateway.edxml.structure import ONE_READING_CODES, RESERVED, check_structure
+from gateway.edxml.structure import (
+    _XSI,
+    _XSI_OVERRIDE,
+    ONE_READING_CODES,
+    RESERVED,
+    XSI_SCAN_MAX_BYTES,
+    check_structure,
+    may_name_xsi,
+)
 from gateway.edxml.validate import validate_schema
 from gateway.edxml.xml_codec import parse_package, serialize_package
 
@@ -306,17 +314,73 @@ def test_lax_content_is_checked_however_deep(
 
 
 def verdicts(data: bytes) -> tuple[bool, str | None] | None:
-    """(XSD valid, our refusal code or None); None if the bytes do not even load."""
+    """(XSD valid, our refusal code or None); None if the bytes do not even load.
+
+    The check is run without the source bytes (every attribute searched for ``xsi:``) and with
+    them (searched only if the bytes can name the XSI namespace): both must say the same."""
     try:
         root = load_xml(data)
     except LgspError:
         return None
     xsd_ok = validate_schema(root).ok
+    return xsd_ok, _same_refusal(root, data)
+
+
+def _refusal(root: etree._Element, source: bytes | None) -> tuple[str, str] | None:
     try:
-        check_structure(root)
+        check_structure(root, source=source)
     except PackageError as exc:
-        return xsd_ok, exc.code
-    return xsd_ok, None
+        return exc.code, exc.path
+    return None
+
+
+def _same_refusal(root: etree._Element, source: bytes) -> str | None:
+    """The refusal code (or None) of the check without ``source``, asserting the same with it."""
+    reference = _refusal(root, None)
+    assert _refusal(root, source) == reference
+    if not may_name_xsi(source):
+        assert not _XSI_OVERRIDE(root, xsi=_XSI)
+    return None if reference is None else reference[0]
+
+
+XSI_URI = "http://www.w3.org/2001/XMLSchema-instance"
+XSI_SPELLINGS = {
+    "as it is": XSI_URI,
+    "a decimal reference": XSI_URI.replace("-", "&#45;"),
+    "a hexadecimal reference": XSI_URI.replace("X", "&#x58;"),
+    "every character by reference": "".join(f"&#{ord(c)};" for c in XSI_URI),
+}
+
+
+@pytest.mark.parametrize("spelling", XSI_SPELLINGS.values(), ids=XSI_SPELLINGS.keys())
+@pytest.mark.parametrize("attribute", ["type", "nil"])
+def test_the_source_bytes_never_hide_an_xsi_attribute(spelling: str, attribute: str) -> None:
+    """However the declaration spells the XSI namespace, the check given the bytes still refuses
+    (and the XPath, the reference, finds the attribute)."""
+    at = f'<From xmlns:q="{spelling}" q:{attribute}="x">'
+    data = status(STATUS_BODY.replace("<From>", at, 1))
+    assert may_name_xsi(data)
+    root = load_xml(data)
+    assert _XSI_OVERRIDE(root, xsi=_XSI)
+    assert _refusal(root, data) == _refusal(root, None) == ("edxml.xsi_attribute", "/edXML")
+    with pytest.raises(PackageError) as caught:
+        parse_package(data)  # hands the check its bytes
+    assert caught.value.code == "edxml.xsi_attribute"
+
+
+def test_bytes_without_the_xsi_name_or_a_reference_cannot_name_it() -> None:
+    plain = status(STATUS_BODY)
+    other = status(STATUS_BODY.replace("<From>", '<From xmlns:q="urn:XMLSchema" q:nil="1">', 1))
+    for data in (plain, other):
+        assert not may_name_xsi(data)
+        assert not _XSI_OVERRIDE(load_xml(data), xsi=_XSI)
+        assert _refusal(load_xml(data), data) is None
+    assert may_name_xsi(None)  # unknown bytes: always searched
+    assert may_name_xsi(plain.replace(b"<StatusCode>03", b"<StatusCode>&#48;3"))
+    assert may_name_xsi(plain.replace(b"<Timestamp>", b"<Timestamp>&amp;"))  # any reference
+    padded = plain.replace(b"</edXML>", b" " * XSI_SCAN_MAX_BYTES + b"</edXML>")
+    assert may_name_xsi(padded)  # too large to search: the XPath decides
+    assert _refusal(load_xml(padded), padded) is None
 
 
 def assert_agrees(data: bytes) -> None:

@@ -29,7 +29,12 @@ from gateway.signatures.algorithms import (
     DigestAlgorithm,
     SignatureAlgorithm,
 )
-from gateway.signatures.xmldsig import XmlSignatureCheck, sign_xml, verify_xml_signature
+from gateway.signatures.xmldsig import (
+    XmlSignatureCheck,
+    _algorithm,
+    sign_xml,
+    verify_xml_signature,
+)
 
 if TYPE_CHECKING:
     from conftest import Dsig, Signer
@@ -95,7 +100,9 @@ def test_short_names_round_trip_and_unknown_names_fail() -> None:
         "ecdsa-sha256",
     ]
     for algorithm in SignatureAlgorithm:
+        assert algorithm.short_name == algorithm.name.lower().replace("_", "-")  # the spelling
         assert SignatureAlgorithm.from_short_name(algorithm.short_name) is algorithm
+        assert SignatureAlgorithm.from_short_name(algorithm.short_name.upper()) is algorithm
     assert SignatureAlgorithm.from_short_name(" RSA-SHA256 ") is SignatureAlgorithm.RSA_SHA256
     with pytest.raises(ValueError, match="dsa-sha1"):
         SignatureAlgorithm.from_short_name("dsa-sha1")
@@ -103,6 +110,32 @@ def test_short_names_round_trip_and_unknown_names_fail() -> None:
 
 def test_the_producers_exc_c14n_uri_is_an_alias() -> None:
     assert C14nMethod(EXC_C14N_ALIAS) is C14nMethod.EXC_C14N
+
+
+def test_algorithm_uris_are_read_as_the_enums_read_them() -> None:
+    """``_algorithm`` looks members up in a table; the enum's own lookup is the reference."""
+    kinds: tuple[type[SignatureAlgorithm | DigestAlgorithm | C14nMethod], ...] = (
+        SignatureAlgorithm,
+        DigestAlgorithm,
+        C14nMethod,
+    )
+    for kind in kinds:
+        for uri in [member.value for member in kind] + [EXC_C14N_ALIAS]:
+            element = etree.Element("Method", Algorithm=uri)
+            try:
+                expected = kind(uri)
+            except ValueError:
+                with pytest.raises(SignatureError) as caught:
+                    _algorithm(kind, element, "unsupported_x")
+                assert caught.value.code == "signature.unsupported_x"
+                continue
+            assert _algorithm(kind, element, "unsupported_x") is expected
+    with_comment = etree.Element("Method", Algorithm=C14nMethod.C14N.value)
+    with_comment.append(etree.Comment("c"))  # a child, but no child element: read
+    assert _algorithm(C14nMethod, with_comment, "x") is C14nMethod.C14N
+    etree.SubElement(with_comment, "Child")
+    with pytest.raises(SignatureError, match="must not have child elements"):
+        _algorithm(C14nMethod, with_comment, "x")
     with pytest.raises(ValueError, match="WithComments"):
         C14nMethod("http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments")
 
