@@ -291,8 +291,8 @@ def _frames(channel: aiormq.Channel, item: Outgoing) -> tuple[str, bytes]:
         _FRAME_END,
     ]
     if size:
-        step = channel.max_content_size
-        if size < step:
+        step = channel.max_content_size  # frame_max - 8 (frame_max 0, no limit: negative)
+        if size < step or step < 0:
             parts += (_FRAME.pack(3, number, size), body, _FRAME_END)
         else:
             for start in range(0, size, step):
