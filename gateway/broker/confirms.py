@@ -174,29 +174,34 @@ async def _publish_all(
         )
         return [o if isinstance(o, BaseException) else None for o in each]
     outcomes: list[BaseException | None] = [None] * len(items)
-    frames: list[tuple[int, str, bytes]] = []  # (index, message id, frames) of what goes out
+    going: list[tuple[int, str]] = []  # (index, message id) of what goes out
+    frames: list[bytes] = []  # their frames, in the same order
     for index, item in enumerate(items):
         try:
-            frames.append((index, *_frames(underlay, item)))
+            message_id, encoded = _frames(underlay, item)
         except Exception as exc:  # that message's outcome (a routing key too long)
             outcomes[index] = exc
-    if frames:
-        await _send(underlay, frames, outcomes, deadline)
+            continue
+        going.append((index, message_id))
+        frames.append(encoded)
+    if going:
+        await _send(underlay, going, frames, outcomes, deadline)
     return outcomes
 
 
 async def _send(
     channel: aiormq.Channel,
-    frames: list[tuple[int, str, bytes]],
+    going: list[tuple[int, str]],
+    frames: list[bytes],
     outcomes: list[BaseException | None],
     deadline: float,
 ) -> None:
     """Write ``frames`` and wait for their confirms until ``deadline``; each one's outcome."""
     try:
         async with asyncio.timeout_at(deadline):
-            confirmations = await _write(channel, frames)
+            confirmations = await _write(channel, [m for _, m in going], frames)
     except Exception as exc:  # the channel closed, or the lock or the writer timed out
-        for index, _, _ in frames:
+        for index, _ in going:
             outcomes[index] = exc
         return
     loop = asyncio.get_running_loop()
@@ -206,7 +211,7 @@ async def _send(
         for confirmation in confirmations:
             confirmation.cancel()
         raise
-    for (index, _, _), confirmation in zip(frames, confirmations, strict=True):
+    for (index, _), confirmation in zip(going, confirmations, strict=True):
         if confirmation in pending:
             confirmation.cancel()  # as a publish's own timeout leaves it; the ack is ignored
             outcomes[index] = TimeoutError()
@@ -217,35 +222,37 @@ async def _send(
 
 
 async def _write(
-    channel: aiormq.Channel, frames: list[tuple[int, str, bytes]]
+    channel: aiormq.Channel, message_ids: list[str], frames: list[bytes]
 ) -> list[Future[object]]:
     """``basic_publish``'s own steps for every message at once, one write for all: each takes
-    the next delivery tag and a confirmation future, under the channel's lock."""
+    the next delivery tag and a confirmation future, under the channel's lock. ``frames`` is
+    emptied once joined (the copies of the bodies are not kept while the confirms come)."""
     confirmations: list[Future[object]] = []
     async with channel.lock:
         first = channel.delivery_tag + 1
         sent = False
         try:
-            for _, message_id, _ in frames:
+            for message_id in message_ids:
                 channel.delivery_tag += 1
                 tag = channel.delivery_tag
                 confirmation = channel.create_future()
                 channel.confirmations[tag] = confirmation
                 channel.message_id_delivery_tag[message_id] = tag
                 confirmations.append(confirmation)
-            payload = b"".join([f for _, _, f in frames])
+            payload = b"".join(frames)
+            frames.clear()
             await channel.write_queue.put(ChannelFrame(payload=payload, should_close=False))
             sent = True
         finally:
             if not sent:  # the broker has not seen them: their tags are reused, as aiormq does
-                for offset, (_, message_id, _) in enumerate(frames[: len(confirmations)]):
+                for offset, message_id in enumerate(message_ids[: len(confirmations)]):
                     tag = first + offset
                     channel.confirmations.pop(tag, None)
                     if channel.message_id_delivery_tag.get(message_id) == tag:
                         channel.message_id_delivery_tag.pop(message_id)
                     confirmations[offset].cancel()
                 channel.delivery_tag = first - 1
-    for offset, (_, message_id, _) in enumerate(frames):
+    for offset, message_id in enumerate(message_ids):
         confirmations[offset].add_done_callback(
             functools.partial(_forget, channel, message_id, first + offset)
         )

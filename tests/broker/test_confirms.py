@@ -155,10 +155,9 @@ async def test_a_batch_the_writer_never_took_gives_its_tags_back() -> None:
     """Timed out (or cancelled) before the writer took the frames: the broker has not seen
     them, so their delivery tags are used again and their bookkeeping is gone."""
     channel = _FakeChannel()
-    frames = [(0, "m-1", b"1"), (1, "m-2", b"2")]
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await _write(channel, frames)  # type: ignore[arg-type]
+            await _write(channel, ["m-1", "m-2"], [b"1", b"2"])  # type: ignore[arg-type]
     assert channel.delivery_tag == 41
     assert not channel.confirmations
     assert channel.message_id_delivery_tag == {"other": 41}
