@@ -169,10 +169,8 @@ async def _publish_all(
     except Exception as exc:
         return [exc for _ in items]
     if not (isinstance(underlay, aiormq.Channel) and underlay.publisher_confirms):
-        each = await asyncio.gather(
-            *(_publish(channel, item, timeout_s) for item in items), return_exceptions=True
-        )
-        return [o if isinstance(o, BaseException) else None for o in each]
+        # ``Link.channel(confirms=True)`` makes every publishing channel so: a bug otherwise
+        raise TypeError("a publishing channel must be aiormq's, with publisher confirms")
     outcomes: list[BaseException | None] = [None] * len(items)
     going: list[tuple[int, str]] = []  # (index, message id) of what goes out
     frames: list[bytes] = []  # their frames, in the same order
@@ -306,21 +304,3 @@ def _frames(channel: aiormq.Channel, item: Outgoing) -> tuple[str, bytes]:
                 chunk = body[start : start + step]
                 parts += (_FRAME.pack(3, number, len(chunk)), chunk, _FRAME_END)
     return properties.message_id, b"".join(parts)
-
-
-async def _publish(channel: AbstractChannel, item: Outgoing, timeout_s: float) -> None:
-    """One publish through aiormq (aio-pika's own AMQP layer) without building an aio-pika
-    message; returns once the broker confirmed it. ``wait=False``: the caller waits for the
-    confirm, not for the frames to leave the socket buffer first."""
-    underlay = await channel.get_underlay_channel()
-    # ``wait`` is aiormq.Channel's own; another implementation of aiormq's ABC may not take it
-    extra = {"wait": False} if isinstance(underlay, aiormq.Channel) else {}
-    await underlay.basic_publish(
-        item.body,
-        exchange=item.exchange,
-        routing_key=item.routing_key,
-        properties=item.properties,
-        mandatory=True,
-        timeout=timeout_s,
-        **extra,
-    )
