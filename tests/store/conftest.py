@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import Table
 
@@ -61,3 +62,26 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     finally:
         for engines in made:
             await engines.writer.dispose()
+
+
+class Hops:
+    """Counts the calls that cross to aiosqlite's threads (the real driver, only counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = aiosqlite.Connection._execute
+
+        async def counted(  # type: ignore[no-untyped-def]
+            connection: aiosqlite.Connection, fn: Callable[..., object], *a: object, **kw: object
+        ):
+            self.count += 1
+            return await real(connection, fn, *a, **kw)  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+
+
+@pytest.fixture
+def count_hops(monkeypatch: pytest.MonkeyPatch) -> Callable[[], Hops]:
+    """Start counting the hops to aiosqlite's threads (until the test's ``monkeypatch`` undoes
+    it): ``hops = count_hops()``, then ``hops.count``."""
+    return lambda: Hops(monkeypatch)

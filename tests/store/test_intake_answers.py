@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import Connection, event, text, tuple_
 
@@ -104,24 +103,20 @@ async def test_published_marks_alone_are_the_rows_lock_deliveries_reads(
 
 
 async def test_a_batch_carrying_published_marks_is_two_hops_on_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    count_hops: Callable[[], Any],
+    make_document: Callable[..., NewDocument],
 ) -> None:
     log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
     try:
         first = await log.record_intake(make_document(), b"<first/>", ROUTES)
         log.writer.marks_delay_s = 3600.0  # only the next intake takes them along
         log.note_published([d.id for d in first.deliveries])
-        hops: list[object] = []
-        real = aiosqlite.Connection._execute
-
-        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
-            hops.append(fn)
-            return await real(connection, fn, *args)  # type: ignore[no-untyped-call]
-
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        hops = count_hops()
         await log.record_intake(make_document(), b"<second/>", ROUTES)
         monkeypatch.undo()
-        assert len(hops) == 2  # the documents (with BEGIN, the head and the marks), the COMMIT
+        assert hops.count == 2  # the documents (with BEGIN, the head and the marks), the COMMIT
         view = await log.get_document(first.document.id)
         assert view is not None
         assert {d.state for d in view.deliveries} == {DeliveryState.QUEUED}
@@ -219,7 +214,10 @@ async def test_read_answers_finds_what_find_originals_and_locked_find(
 
 
 async def test_a_batch_of_statuses_with_published_marks_is_three_hops_on_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    count_hops: Callable[[], Any],
+    make_document: Callable[..., NewDocument],
 ) -> None:
     """The originals and their deliveries (with BEGIN and the head), the documents (with the
     marks), the COMMIT (with the business status, the marks' UPDATE and the events)."""
@@ -228,13 +226,6 @@ async def test_a_batch_of_statuses_with_published_marks_is_three_hops_on_sqlite(
         original = await log.record_intake(make_document(document_id="DOC-1"), b"<o/>", ROUTES)
         log.writer.marks_delay_s = 3600.0  # only the next intake takes them along
         log.note_published([d.id for d in original.deliveries])
-        hops: list[object] = []
-        real = aiosqlite.Connection._execute
-
-        async def counted(connection: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
-            hops.append(fn)
-            return await real(connection, fn, *args)  # type: ignore[no-untyped-call]
-
         status = make_document(
             kind=PackageKind.STATUS,
             sender=ANSWERING,
@@ -245,12 +236,12 @@ async def test_a_batch_of_statuses_with_published_marks_is_three_hops_on_sqlite(
         answer = StatusAnswer(
             organ_id="000.00.00.H56", document_id="DOC-1", code=StatusCode.ACCEPTANCE
         )
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        hops = count_hops()
         result = await log.record_intake(
             status, b"<s/>", [("000.00.00.H56", "push")], answers=answer
         )
         monkeypatch.undo()
-        assert len(hops) == 3
+        assert hops.count == 3
         assert result.document.in_reply_to == original.document.id
         view = await log.get_document(original.document.id)
         assert view is not None

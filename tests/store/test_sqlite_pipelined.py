@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, select, text
 from sqlalchemy.engine import Connection
@@ -33,22 +33,6 @@ async def engines(sqlite_store: Callable[[Table], Awaitable[Engines]]) -> Engine
     return await sqlite_store(_T)
 
 
-class Hops:
-    """Counts the calls that cross to aiosqlite's threads (the real driver, only counted)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        real = aiosqlite.Connection._execute
-
-        async def counted(  # type: ignore[no-untyped-def]
-            connection: aiosqlite.Connection, fn: Callable[..., object], *a: object, **kw: object
-        ):
-            self.count += 1
-            return await real(connection, fn, *a, **kw)  # type: ignore[no-untyped-call]
-
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-
-
 async def _keys(engines: Engines) -> list[str]:
     async with engines.reader.connect() as conn:
         return list((await conn.execute(select(_T.c.k).order_by(_T.c.k))).scalars())
@@ -60,9 +44,9 @@ def _put(conn: Connection, *rows: dict[str, object]) -> None:
 
 
 async def test_pipelined_writes_go_with_the_next_statement_and_the_commit(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
+    engines: Engines, count_hops: Callable[[], Any]
 ) -> None:
-    hops = Hops(monkeypatch)
+    hops = count_hops()
     async with transaction(engines.writer) as conn:
         await conn.run_sync(_put, {"k": "a", "n": 1})
         await conn.run_sync(_put, {"k": "b", "n": 2}, {"k": "c", "n": 3})
@@ -122,16 +106,16 @@ async def test_a_pipelined_statement_awaited_on_its_own_is_refused_not_lost(
 
 
 async def test_a_reader_transaction_reads_in_one_hop_with_its_begin(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
+    engines: Engines, count_hops: Callable[[], Any]
 ) -> None:
-    hops = Hops(monkeypatch)
+    hops = count_hops()
     async with transaction(engines.reader) as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
     assert hops.count == 2  # BEGIN with the read, then the COMMIT
 
 
 async def test_the_intake_batch_is_five_hops_whatever_its_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+    tmp_path: Path, count_hops: Callable[[], Any], make_document: Callable[..., NewDocument]
 ) -> None:
     """A document's batch: the documents (with BEGIN, the prefetched chain head and the packages)
     and the COMMIT (with the deliveries, the events and the head's move). A status package's adds
@@ -140,7 +124,7 @@ async def test_the_intake_batch_is_five_hops_whatever_its_size(
     log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
     try:
         await log.record_intake(make_document(), b"<warm-up/>", [("000.00.01.H01", "push")])
-        hops = Hops(monkeypatch)
+        hops = count_hops()
         await log.record_intake(make_document(), b"<one/>", [("000.00.01.H01", "push")])
         one = hops.count
         hops.count = 0
@@ -158,7 +142,7 @@ async def test_the_intake_batch_is_five_hops_whatever_its_size(
 
 
 async def test_the_workers_batch_commit_is_two_hops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: Callable[..., NewDocument]
+    tmp_path: Path, count_hops: Callable[[], Any], make_document: Callable[..., NewDocument]
 ) -> None:
     """The delivered deliveries' update (with BEGIN and the prefetched head), then the COMMIT
     (with the events and the head's move)."""
@@ -167,7 +151,7 @@ async def test_the_workers_batch_commit_is_two_hops(
         intake = await log.record_intake(
             make_document(), b"<p/>", [("000.00.01.H01", "push"), ("000.00.02.H01", "push")]
         )
-        hops = Hops(monkeypatch)
+        hops = count_hops()
         results = await log.record_attempts(
             [AttemptReport(d.id, DeliveryState.DELIVERED, "HTTP 200") for d in intake.deliveries]
         )
@@ -193,9 +177,9 @@ def _prefetch_put_count(conn: Connection) -> int | None:
 
 
 async def test_a_prefetched_read_is_answered_from_the_next_hop_and_never_outlives_its_transaction(
-    engines: Engines, monkeypatch: pytest.MonkeyPatch
+    engines: Engines, count_hops: Callable[[], Any]
 ) -> None:
-    hops = Hops(monkeypatch)
+    hops = count_hops()
     async with transaction(engines.writer) as conn:
         await conn.run_sync(_put, {"k": "a", "n": 1})
         assert await conn.scalar(text("SELECT 1")) == 1  # the hop that sends what was queued
