@@ -40,10 +40,15 @@ _SET_STATUS = DriverStatement(
     )
 )
 
+# The DocumentIds' own IN repeats what the (sender, DocumentId) IN says: SQLite's planner seeks no
+# index with a row-value IN of a VALUES list, and without it scanned the whole documents table in
+# ORDER BY order on every batch (CPU growing with the store; ``test_hot_path_plans``). With it,
+# both stores seek ``(document_id, sender, kind)``.
 _ORIGINALS = (
     select(documents.c.id, documents.c.sender, documents.c.document_id)
     .where(
         documents.c.kind == PackageKind.DOCUMENT.value,
+        documents.c.document_id.in_(bindparam("ids", expanding=True)),
         tuple_(documents.c.sender, documents.c.document_id).in_(bindparam("refs", expanding=True)),
     )
     .order_by(documents.c.received_at, documents.c.id)
@@ -72,6 +77,7 @@ _ANSWERS = DriverStatement(
     )
     .where(
         documents.c.kind == PackageKind.DOCUMENT.value,
+        documents.c.document_id.in_(bindparam("a_ids", expanding=True)),  # as in _ORIGINALS
         tuple_(documents.c.sender, documents.c.document_id).in_(
             bindparam("a_refs", expanding=True)
         ),
@@ -175,6 +181,7 @@ def read_answers(
         answered, marked = locked(conn, pairs, published)
         return Answers(originals, {k: Answered(*r) for k, r in answered.items()}, marked)
     values = {
+        "a_ids": sorted({document_id for (_, document_id), _ in statuses}),
         "a_refs": sorted({r for r, _ in statuses}),
         "a_senders": sorted({s for _, s in statuses}),
     }
@@ -195,7 +202,8 @@ def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[s
     """The first-received document of each (sender, DocumentId), by id."""
     if not refs:
         return {}
-    rows = conn.execute(_ORIGINALS, {"refs": sorted(refs)}).all()
+    ids = sorted({document_id for _, document_id in refs})
+    rows = conn.execute(_ORIGINALS, {"ids": ids, "refs": sorted(refs)}).all()
     found: dict[tuple[str, str], str] = {}
     for row in rows:
         found.setdefault((row.sender, row.document_id), row.id)

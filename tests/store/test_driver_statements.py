@@ -135,7 +135,11 @@ CASES: list[tuple[str, DriverStatement, list[dict[str, Any]]]] = [
         (f"business status x{n}", _SET_STATUS, _statuses(n))
         for n in (1, 3)  # one UPDATE, an executemany
     ),
-    ("originals read", DriverStatement(_ORIGINALS), [{"refs": [("s", "d1"), ("t", "d2")]}]),
+    (
+        "originals read",
+        DriverStatement(_ORIGINALS),
+        [{"ids": ["d1", "d2"], "refs": [("s", "d1"), ("t", "d2")]}],
+    ),
 ]
 
 
@@ -211,14 +215,14 @@ def test_forms_it_cannot_reproduce_are_left_to_sqlalchemy() -> None:
     dialect = engines.writer.dialect
     marks = _MARK_QUEUED.statement
     assert compile_for(marks, dialect, ["m_ids", "m_now"], True) is None  # IN, executemany
-    assert compile_for(_ORIGINALS, dialect, ["refs"], True) is None  # IN, executemany
+    assert compile_for(_ORIGINALS, dialect, ["ids", "refs"], True) is None  # IN, executemany
     plain = sqlite.dialect()
     plain.tuple_in_values = False  # an IN of tuples written ((?, ?), …): not reproduced
-    assert compile_for(_ORIGINALS, plain, ["refs"], False) is None
-    form = compile_for(_ORIGINALS, dialect, ["refs"], False)
+    assert compile_for(_ORIGINALS, plain, ["ids", "refs"], False) is None
+    form = compile_for(_ORIGINALS, dialect, ["ids", "refs"], False)
     assert form is not None
     with pytest.raises(ValueError, match="width"):  # SQLAlchemy renders (?, ?, ?) for it
-        form.parameters({"refs": [("s", "d"), ("s", "d", "x")]})
+        form.parameters({"ids": ["d"], "refs": [("s", "d"), ("s", "d", "x")]})
     move = chain_module._MOVE_HEAD.statement
     form = compile_for(move, dialect, ["new_hash", "new_last_id"], False)
     assert form is not None
@@ -426,6 +430,7 @@ async def test_a_read_sends_and_returns_what_sqlalchemy_does(
         row["document"] = f"doc-k{i + 1}"
     rows[0] = {**rows[0], "business_status": "03", "business_status_at": NOW.astimezone(HANOI)}
     values = {
+        "a_ids": ["D0", "D1", "D9"],
         "a_refs": [("000.00.00.H56", "D0"), ("000.00.00.H56", "D1"), ("x", "D9")],
         "a_senders": ["000.00.00.H01", "000.00.02.H01"],
     }
