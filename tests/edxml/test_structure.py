@@ -19,17 +19,10 @@ from strategies import package_strategy
 from gateway.core.errors import LgspError, PackageError
 from gateway.edxml.hardened import load_xml
 from gateway.edxml.model import EDXML_NS, Package
-from gateway.edxml.structure import (
-    _XSI,
-    _XSI_OVERRIDE,
-    ONE_READING_CODES,
-    RESERVED,
-    XSI_SCAN_MAX_BYTES,
-    check_structure,
-    may_name_xsi,
-)
+from gateway.edxml.structure import ONE_READING_CODES, RESERVED, check_structure
 from gateway.edxml.validate import validate_schema
 from gateway.edxml.xml_codec import parse_package, serialize_package
+from gateway.edxml.xsi import XSI_SCAN_MAX_BYTES, has_type_override, may_name_xsi
 
 MALICIOUS_DIR = Path(__file__).parent / "malicious"
 NS = f'xmlns="{EDXML_NS}"'
@@ -339,7 +332,7 @@ def _same_refusal(root: etree._Element, source: bytes) -> str | None:
     reference = _refusal(root, None)
     assert _refusal(root, source) == reference
     if not may_name_xsi(source):
-        assert not _XSI_OVERRIDE(root, xsi=_XSI)
+        assert not has_type_override(root)
     return None if reference is None else reference[0]
 
 
@@ -361,7 +354,7 @@ def test_the_source_bytes_never_hide_an_xsi_attribute(spelling: str, attribute: 
     data = status(STATUS_BODY.replace("<From>", at, 1))
     assert may_name_xsi(data)
     root = load_xml(data)
-    assert _XSI_OVERRIDE(root, xsi=_XSI)
+    assert has_type_override(root)
     assert _refusal(root, data) == _refusal(root, None) == ("edxml.xsi_attribute", "/edXML")
     with pytest.raises(PackageError) as caught:
         parse_package(data)  # hands the check its bytes
@@ -373,7 +366,7 @@ def test_bytes_without_the_xsi_name_or_a_reference_cannot_name_it() -> None:
     other = status(STATUS_BODY.replace("<From>", '<From xmlns:q="urn:XMLSchema" q:nil="1">', 1))
     for data in (plain, other):
         assert not may_name_xsi(data)
-        assert not _XSI_OVERRIDE(load_xml(data), xsi=_XSI)
+        assert not has_type_override(load_xml(data))
         assert _refusal(load_xml(data), data) is None
     assert may_name_xsi(None)  # unknown bytes: always searched
     assert may_name_xsi(plain.replace(b"<StatusCode>03", b"<StatusCode>&#48;3"))
