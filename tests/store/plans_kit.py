@@ -31,6 +31,7 @@ _NOT_PLANNED = ("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE",
 
 Sent = list[tuple[str, Any]]
 Scans = dict[str, list[str]]  # statement -> the tables its plan scans
+Plans = dict[str, list[str]]  # statement -> its plan's lines
 
 
 def _capture_sqlite(monkeypatch: pytest.MonkeyPatch, sent: Sent) -> None:
@@ -92,31 +93,36 @@ def planned(sent: Sent) -> dict[str, Any]:
     return statements
 
 
-async def scans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any]) -> Scans:
-    """The statements whose plan scans a table, with the tables it scans."""
-    found: Scans = {}
+async def plans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any]) -> Plans:
+    """Each statement's plan, as lines of text (PostgreSQL: sequential scans disabled)."""
+    found: Plans = {}
     if store_url.startswith("sqlite"):
         with sqlite3.connect(store_url.split("///", 1)[1]) as plain:
             for sql, params in statements.items():
-                plan = plain.execute(f"EXPLAIN QUERY PLAN {sql}", params or ()).fetchall()
-                subqueries = {m.group(1) for row in plan if (m := _SQLITE_SUBQUERY.match(row[3]))}
-                tables = [
-                    m.group(1)
-                    for row in plan
-                    if (m := _SQLITE_SCAN.search(row[3])) and m.group(1) not in subqueries
-                ]
-                if tables:
-                    found[sql] = tables
+                rows = plain.execute(f"EXPLAIN QUERY PLAN {sql}", params or ()).fetchall()
+                found[sql] = [row[3] for row in rows]
         return found
     async with log.engines.writer.connect() as conn:
         await conn.execute(text("SET enable_seqscan = off"))
         for sql, params in statements.items():
-            lines = (await conn.exec_driver_sql(f"EXPLAIN {sql}", params)).scalars()
-            tables = [m.group(1) for line in lines if (m := _PG_SCAN.search(line))]
-            if tables:
-                found[sql] = tables
+            found[sql] = list((await conn.exec_driver_sql(f"EXPLAIN {sql}", params)).scalars())
         await conn.rollback()
     return found
+
+
+def _scanned(plan: list[str]) -> list[str]:
+    """The tables a plan scans whole (SQLite's or PostgreSQL's)."""
+    subqueries = {m.group(1) for line in plan if (m := _SQLITE_SUBQUERY.match(line))}
+    sqlite = [m.group(1) for line in plan if (m := _SQLITE_SCAN.search(line))]
+    return [t for t in sqlite if t not in subqueries] + [
+        m.group(1) for line in plan if (m := _PG_SCAN.search(line))
+    ]
+
+
+async def scans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any]) -> Scans:
+    """The statements whose plan scans a table, with the tables it scans."""
+    found = await plans(log, store_url, statements)
+    return {sql: tables for sql, plan in found.items() if (tables := _scanned(plan))}
 
 
 def unexplained(found: Scans, allowed: Mapping[str, str]) -> Scans:

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from plans_kit import captured, planned, scans
+from plans_kit import captured, planned, plans, scans
 
 from adapters.national.protocol import AckStatus, MessageType
 from gateway.edxml.model import PackageKind, StatusCode
@@ -220,5 +220,15 @@ async def test_no_statement_of_a_path_at_a_rate_scans_a_growing_table(
         assert any("deliveries.attempts" in sql and "SELECT" in sql for sql in hot)  # check
         found = {name: await scans(log, store_url, s) for name, s in statements.items()}
         assert {name: s for name, s in found.items() if s} == {}
+        # A mailbox's listing reads its unacknowledged items only, in order: not the whole of
+        # the recipient's delivered history (an index of (recipient, state) reads that, sorted).
+        mailbox = {
+            sql: params
+            for sql, params in statements["participant: mailbox, ack, lookups"].items()
+            if "acked_at IS NULL" in sql and "ORDER BY deliveries.delivered_at" in sql
+        }
+        [inbox_plan] = (await plans(log, store_url, mailbox)).values()
+        assert any("ix_deliveries_inbox" in line for line in inbox_plan), inbox_plan
+        assert not any("TEMP B-TREE" in line or "Sort" in line for line in inbox_plan)
     finally:
         await log.aclose()
