@@ -9,16 +9,19 @@ directory's watch, the console's report cache refresh. Each is captured and EXPL
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from cryptography.utils import CryptographyDeprecationWarning
 from plans_kit import captured, planned, scans, unexplained
 
 from adapters.national.protocol import Operation
 from gateway.console.db import ConsoleDb
 from gateway.console.report_cache import REFRESH_DAYS, ReportCache, Role, today
+from gateway.core.errors import NotFoundError
 from gateway.national.replays import StoredReplayMemory
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.attempts import AttemptReport
@@ -36,6 +39,8 @@ ALLOWED = {
     # the latest checkpoint: SQLite walks the primary key's index from its end and stops at the
     # first entry (LIMIT 1), one row however many checkpoints there are
     "FROM chain_checkpoints ORDER BY chain_checkpoints.seq DESC": "one row, from the index's end",
+    # retention's months already archived: one row per month, read once per run
+    "SELECT archives.period \nFROM archives": "one row per archived month",
 }
 
 
@@ -109,11 +114,44 @@ async def _reports(log: DeliveryLog, make_document: Make) -> None:
     await cache.totals(Role.SENDER, yesterday - timedelta(days=2), today())
 
 
+async def _retention(log: DeliveryLog, make_document: Make) -> None:
+    """``lgsp archive retain`` (monthly, from cron) without its file: the months to archive, a
+    month's entries, rows and packages read, then moved out of the store. Of the month's two
+    packages one is also another month's (the same bytes): it stays."""
+    with warnings.catch_warnings():  # as in _checkpoints
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        from gateway.evidence import retention  # noqa: PLC0415
+        from gateway.evidence.archive_files import Written  # noqa: PLC0415
+    january, february = datetime(2025, 1, 10, tzinfo=UTC), datetime(2025, 2, 10, tzinfo=UTC)
+    made = [("R-1", january, b"<r1/>"), ("R-2", january, b"<shared/>")]
+    for number, at, package in [*made, ("R-3", february, b"<shared/>")]:
+        await log.record_intake(make_document(document_id=number, received_at=at), package, ROUTES)
+    family = retention._family(*retention.month_bounds("2025-01"))
+    async with transaction(log.engines.reader) as conn:
+        assert "2025-01" in await conn.run_sync(
+            retention._periods, datetime(2025, 2, 1, tzinfo=UTC)
+        )
+        await conn.run_sync(retention._covered, family)
+        entries = await conn.run_sync(lambda sync: list(retention._entries_of(sync, family)))
+        rows = await conn.run_sync(lambda sync: list(retention._rows_of(sync, family)))
+        kept = await conn.run_sync(lambda sync: dict(retention._packages_of(sync, family)))
+    assert len(rows) == 2
+    assert len(kept) == 2
+    written = Written("0" * 64, len(entries), len(rows), entries[-1].id)
+    async with transaction(log.engines.writer) as conn:
+        await conn.run_sync(retention._move_out, "2025-01", family, "2025-01.zip", written)
+    only, shared = (hashlib.sha256(p).hexdigest() for p in (b"<r1/>", b"<shared/>"))
+    assert await log.get_package(shared) == b"<shared/>"
+    with pytest.raises(NotFoundError):
+        await log.get_package(only)
+
+
 PATHS = {
     "checkpoint loop": _checkpoints,
     "replay memory": _replays,
     "console: sessions, audit, log-ins, rate counters, directory": _console,
     "report cache": _reports,
+    "retention": _retention,
 }
 
 
