@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
 
 from gateway.core.errors import ConflictError
 from gateway.evidence.archive_files import ArchiveContent, Written, archive_path, write_archive
@@ -41,6 +51,7 @@ from gateway.store.tables import (
 
 log = structlog.get_logger(__name__)
 CHUNK = 2000
+Family = CompoundSelect[Any]  # ``_family``: the ids of a month's documents and of their answers
 _REFERENCE_PAGE = 20_000  # documents read per statement by ``_still_referenced``
 
 
@@ -58,14 +69,17 @@ def month_bounds(period: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _family(start: datetime, end: datetime) -> Select[Any]:
-    """The ids of a month's documents and of the status packages answering them."""
+def _family(start: datetime, end: datetime) -> Family:
+    """The ids of a month's documents and of the status packages answering them.
+
+    A UNION of the two, not ``id IN (month) OR in_reply_to IN (month)``: each branch is then
+    served by its index ((received_at, id), then in_reply_to), where PostgreSQL read the whole
+    of ``documents`` for the OR, in every statement about the family.
+    """
     in_month = select(documents.c.id).where(
         documents.c.received_at >= start, documents.c.received_at < end
     )
-    return select(documents.c.id).where(
-        or_(documents.c.id.in_(in_month), documents.c.in_reply_to.in_(in_month))
-    )
+    return union(in_month, select(documents.c.id).where(documents.c.in_reply_to.in_(in_month)))
 
 
 class Retainer:
@@ -107,7 +121,7 @@ class Retainer:
         log.info("archived", period=period, documents=written.documents, events=written.entries)
         return Archived(period, path, written)
 
-    def _write(self, sync: Connection, period: str, family: Select[Any], path: Path) -> Written:
+    def _write(self, sync: Connection, period: str, family: Family, path: Path) -> Written:
         content = ArchiveContent(
             period,
             _entries_of(sync, family),
@@ -139,7 +153,7 @@ def _periods(sync: Connection, before: datetime) -> list[str]:
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
-def _covered(sync: Connection, family: Select[Any]) -> bool:
+def _covered(sync: Connection, family: Family) -> bool:
     """Whether a checkpoint covers every entry about ``family``."""
     last = sync.scalar(select(func.max(events.c.id)).where(events.c.document.in_(family)))
     # the latest checkpoint only (its primary key's last entry), not every one of them
@@ -147,7 +161,7 @@ def _covered(sync: Connection, family: Select[Any]) -> bool:
     return last is None or (latest is not None and latest >= last)
 
 
-def _entries_of(sync: Connection, family: Select[Any]) -> Iterator[StoredEntry]:
+def _entries_of(sync: Connection, family: Family) -> Iterator[StoredEntry]:
     after = 0
     while True:
         query = (
@@ -163,9 +177,10 @@ def _entries_of(sync: Connection, family: Select[Any]) -> Iterator[StoredEntry]:
         after = chunk[-1].id
 
 
-def _rows_of(sync: Connection, family: Select[Any]) -> Iterator[dict[str, object]]:
+def _rows_of(sync: Connection, family: Family) -> Iterator[dict[str, object]]:
     """The documents' rows, each with its deliveries' rows, a chunk at a time."""
-    ids = list(sync.execute(family.order_by(documents.c.id)).scalars())
+    listed = family.subquery()
+    ids = list(sync.execute(select(listed.c.id).order_by(listed.c.id)).scalars())
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         theirs: dict[str, list[dict[str, object]]] = {}
@@ -176,7 +191,7 @@ def _rows_of(sync: Connection, family: Select[Any]) -> Iterator[dict[str, object
             yield {**doc, "deliveries": theirs.get(doc["id"], [])}
 
 
-def _packages_of(sync: Connection, family: Select[Any]) -> Iterator[tuple[str, bytes]]:
+def _packages_of(sync: Connection, family: Family) -> Iterator[tuple[str, bytes]]:
     shas = sorted(
         set(
             sync.execute(
@@ -192,9 +207,7 @@ def _packages_of(sync: Connection, family: Select[Any]) -> Iterator[tuple[str, b
             yield sha, bytes(data)
 
 
-def _move_out(
-    sync: Connection, period: str, family: Select[Any], file: str, written: Written
-) -> None:
+def _move_out(sync: Connection, period: str, family: Family, file: str, written: Written) -> None:
     """Delete what the file now holds; refused if an entry about it was appended meanwhile."""
     read_head(sync, lock=True)  # no appends until this commits
     count, last = sync.execute(

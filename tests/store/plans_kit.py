@@ -27,6 +27,7 @@ from gateway.store import DeliveryLog, sqlite_driver
 _SQLITE_SCAN = re.compile(r"\bSCAN (?!\d+ CONSTANT ROW|CONSTANT ROW|chain_head\b)(\w+)")
 _SQLITE_SUBQUERY = re.compile(r"^(?:CO-ROUTINE|MATERIALIZE) (\w+)")
 _PG_SCAN = re.compile(r"Seq Scan on (\w+)")
+_PG_INDEX_SCAN = re.compile(r"Index (?:Only )?Scan(?: Backward)? using \w+ on (\w+)")
 _NOT_PLANNED = ("BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "SAVEPOINT", "RELEASE", "SET", "SHOW")
 
 Sent = list[tuple[str, Any]]
@@ -110,13 +111,29 @@ async def plans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any])
     return found
 
 
+def _pg_whole_index_scans(plan: list[str]) -> list[str]:
+    """PostgreSQL's index scans without an index condition: a walk of the whole index, which
+    the planner chooses over a sequential scan once those are disabled (as SQLite says "SCAN t
+    USING INDEX")."""
+    found: list[str] = []
+    node: str | None = None  # the table of the index scan being read, until its node ends
+    for line in [*plan, "->"]:
+        if "->" in line or (m := _PG_INDEX_SCAN.search(line)) is not None:
+            if node is not None:
+                found.append(node)
+            m = _PG_INDEX_SCAN.search(line)
+            node = m.group(1) if m is not None else None
+        elif node is not None and "Index Cond:" in line:
+            node = None
+    return found
+
+
 def _scanned(plan: list[str]) -> list[str]:
     """The tables a plan scans whole (SQLite's or PostgreSQL's)."""
     subqueries = {m.group(1) for line in plan if (m := _SQLITE_SUBQUERY.match(line))}
     sqlite = [m.group(1) for line in plan if (m := _SQLITE_SCAN.search(line))]
-    return [t for t in sqlite if t not in subqueries] + [
-        m.group(1) for line in plan if (m := _PG_SCAN.search(line))
-    ]
+    pg = [m.group(1) for line in plan if (m := _PG_SCAN.search(line))]
+    return [t for t in sqlite if t not in subqueries] + pg + _pg_whole_index_scans(plan)
 
 
 async def scans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any]) -> Scans:
