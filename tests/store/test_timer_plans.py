@@ -3,7 +3,8 @@
 What runs on a timer, or prunes as it goes, whatever the store's size: the evidence chain's
 checkpoint loop, the southbound's replay memory (and its expiry), console sessions (and their
 expiry), the audit trail's appends, failed log-ins and rate counters (and their pruning), the
-directory's watch, the console's report cache refresh. Each is captured and EXPLAINed as
+directory's watch, ``lgsp log tail``'s follow, the console's report cache refresh, and
+``lgsp archive retain`` (monthly, from cron). Each is captured and EXPLAINed as
 ``test_hot_path_plans`` does (``plans_kit``); a scan is allowed only with its reason here.
 """
 
@@ -39,6 +40,8 @@ ALLOWED = {
     # the latest checkpoint: SQLite walks the primary key's index from its end and stops at the
     # first entry (LIMIT 1), one row however many checkpoints there are
     "FROM chain_checkpoints ORDER BY chain_checkpoints.seq DESC": "one row, from the index's end",
+    # ``lgsp log tail``'s first page: the last entries, walked from the primary key's end (LIMIT)
+    "FROM events ORDER BY events.id DESC": "the last LIMIT rows, from the index's end",
     # retention's months already archived: one row per month, read once per run
     "SELECT archives.period \nFROM archives": "one row per archived month",
 }
@@ -85,7 +88,7 @@ async def _replays(log: DeliveryLog, _make: Make) -> None:
 
 async def _console(log: DeliveryLog, _make: Make) -> None:
     """Console sessions (their expiry on each log-in), the audit trail's appends, failed log-ins
-    and rate counters with their pruning, the directory's watch."""
+    and rate counters with their pruning, the directory's watch, ``lgsp log tail``'s polls."""
     db = ConsoleDb(lambda: log.engines)
     token, _row = await db.start_session("admin", 3600)
     assert await db.session(token) is not None
@@ -100,6 +103,8 @@ async def _console(log: DeliveryLog, _make: Make) -> None:
     assert await counters.add("participant:x", 60, 2) == 2
     await counters.prune(before=0)
     await StoredDirectory(lambda: log.engines).refresh()
+    last = (await log.latest_events(10))[-1].id  # ``lgsp log tail --follow``, then its polls
+    assert await log.tail(after_event_id=last - 2, limit=100)
 
 
 async def _reports(log: DeliveryLog, make_document: Make) -> None:
