@@ -194,6 +194,9 @@ async def compute_days(
     return out
 
 
+_ROLES = (MARKER, *(r.value for r in Role))  # the ``role`` of every ``report_days`` row
+
+
 def _sums() -> list[ColumnElement[int]]:
     return [func.coalesce(func.sum(report_days.c[m]), 0).label(m) for m in REPORT_METRICS]
 
@@ -356,7 +359,10 @@ class ReportCache:
             async with transaction(self._engines.writer) as conn:
                 await conn.execute(
                     delete(report_days).where(
-                        and_(report_days.c.day >= days[0], report_days.c.day <= days[-1])
+                        # every role a row can have, named: the primary key (role, day, organ)
+                        # then serves the days' range (by day alone SQLite scans the table)
+                        report_days.c.role.in_(_ROLES),
+                        and_(report_days.c.day >= days[0], report_days.c.day <= days[-1]),
                     )
                 )
                 for start in range(0, len(rows), 1000):

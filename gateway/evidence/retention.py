@@ -19,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    union,
+    update,
+)
 
 from gateway.core.errors import ConflictError
 from gateway.evidence.archive_files import ArchiveContent, Written, archive_path, write_archive
@@ -27,12 +37,22 @@ from gateway.evidence.checkpoints import Checkpointer
 from gateway.signatures.identity import Identity
 from gateway.store import DeliveryLog
 from gateway.store.chain import read_head
-from gateway.store.chain_read import StoredEntry, checkpoint_rows, read_entries
+from gateway.store.chain_read import StoredEntry, read_entries
 from gateway.store.engine import transaction
-from gateway.store.tables import archives, deliveries, documents, events, national_inbox, packages
+from gateway.store.tables import (
+    archives,
+    chain_checkpoints,
+    deliveries,
+    documents,
+    events,
+    national_inbox,
+    packages,
+)
 
 log = structlog.get_logger(__name__)
 CHUNK = 2000
+Family = CompoundSelect[Any]  # ``_family``: the ids of a month's documents and of their answers
+_REFERENCE_PAGE = 20_000  # documents read per statement by ``_still_referenced``
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +69,17 @@ def month_bounds(period: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _family(start: datetime, end: datetime) -> Select[Any]:
-    """The ids of a month's documents and of the status packages answering them."""
+def _family(start: datetime, end: datetime) -> Family:
+    """The ids of a month's documents and of the status packages answering them.
+
+    A UNION of the two, not ``id IN (month) OR in_reply_to IN (month)``: each branch is then
+    served by its index ((received_at, id), then in_reply_to), where PostgreSQL read the whole
+    of ``documents`` for the OR, in every statement about the family.
+    """
     in_month = select(documents.c.id).where(
         documents.c.received_at >= start, documents.c.received_at < end
     )
-    return select(documents.c.id).where(
-        or_(documents.c.id.in_(in_month), documents.c.in_reply_to.in_(in_month))
-    )
+    return union(in_month, select(documents.c.id).where(documents.c.in_reply_to.in_(in_month)))
 
 
 class Retainer:
@@ -98,7 +121,7 @@ class Retainer:
         log.info("archived", period=period, documents=written.documents, events=written.entries)
         return Archived(period, path, written)
 
-    def _write(self, sync: Connection, period: str, family: Select[Any], path: Path) -> Written:
+    def _write(self, sync: Connection, period: str, family: Family, path: Path) -> Written:
         content = ArchiveContent(
             period,
             _entries_of(sync, family),
@@ -121,19 +144,24 @@ def _periods(sync: Connection, before: datetime) -> list[str]:
         start, end = month_bounds(period)
         if end > before:
             return periods
-        if period not in done and sync.scalar(select(exists(_family(start, end)))):
+        # a month's family exists if and only if the month has documents (the statuses answer
+        # them): the (received_at, id) index answers that, where the family's OR of two INs is a
+        # scan of documents on PostgreSQL, for each month since the first
+        in_month = documents.c.received_at >= start, documents.c.received_at < end
+        if period not in done and sync.scalar(select(exists().where(*in_month))):
             periods.append(period)
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
-def _covered(sync: Connection, family: Select[Any]) -> bool:
+def _covered(sync: Connection, family: Family) -> bool:
     """Whether a checkpoint covers every entry about ``family``."""
     last = sync.scalar(select(func.max(events.c.id)).where(events.c.document.in_(family)))
-    rows = checkpoint_rows(sync)
-    return last is None or (bool(rows) and rows[-1]["seq"] >= last)
+    # the latest checkpoint only (its primary key's last entry), not every one of them
+    latest = sync.scalar(select(func.max(chain_checkpoints.c.seq)))
+    return last is None or (latest is not None and latest >= last)
 
 
-def _entries_of(sync: Connection, family: Select[Any]) -> Iterator[StoredEntry]:
+def _entries_of(sync: Connection, family: Family) -> Iterator[StoredEntry]:
     after = 0
     while True:
         query = (
@@ -149,9 +177,10 @@ def _entries_of(sync: Connection, family: Select[Any]) -> Iterator[StoredEntry]:
         after = chunk[-1].id
 
 
-def _rows_of(sync: Connection, family: Select[Any]) -> Iterator[dict[str, object]]:
+def _rows_of(sync: Connection, family: Family) -> Iterator[dict[str, object]]:
     """The documents' rows, each with its deliveries' rows, a chunk at a time."""
-    ids = list(sync.execute(family.order_by(documents.c.id)).scalars())
+    listed = family.subquery()
+    ids = list(sync.execute(select(listed.c.id).order_by(listed.c.id)).scalars())
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         theirs: dict[str, list[dict[str, object]]] = {}
@@ -162,7 +191,7 @@ def _rows_of(sync: Connection, family: Select[Any]) -> Iterator[dict[str, object
             yield {**doc, "deliveries": theirs.get(doc["id"], [])}
 
 
-def _packages_of(sync: Connection, family: Select[Any]) -> Iterator[tuple[str, bytes]]:
+def _packages_of(sync: Connection, family: Family) -> Iterator[tuple[str, bytes]]:
     shas = sorted(
         set(
             sync.execute(
@@ -178,9 +207,7 @@ def _packages_of(sync: Connection, family: Select[Any]) -> Iterator[tuple[str, b
             yield sha, bytes(data)
 
 
-def _move_out(
-    sync: Connection, period: str, family: Select[Any], file: str, written: Written
-) -> None:
+def _move_out(sync: Connection, period: str, family: Family, file: str, written: Written) -> None:
     """Delete what the file now holds; refused if an entry about it was appended meanwhile."""
     read_head(sync, lock=True)  # no appends until this commits
     count, last = sync.execute(
@@ -197,6 +224,9 @@ def _move_out(
         .order_by(documents.c.in_reply_to.is_(None), documents.c.id)
     )
     doomed = list(sync.execute(answers_first).scalars())
+    shas = set(
+        sync.execute(select(documents.c.package_sha256).where(documents.c.id.in_(family))).scalars()
+    )
     for start in range(0, len(doomed), CHUNK):
         ids = doomed[start : start + CHUNK]
         sync.execute(delete(events).where(events.c.document.in_(ids)))
@@ -207,8 +237,11 @@ def _move_out(
     for start in range(0, len(doomed), CHUNK):  # answers before originals: in_reply_to
         ids = doomed[start : start + CHUNK]
         sync.execute(delete(documents).where(documents.c.id.in_(ids)))
-    referenced = select(documents.c.id).where(documents.c.package_sha256 == packages.c.sha256)
-    sync.execute(delete(packages).where(~referenced.exists()))
+    unreferenced = sorted(shas - _still_referenced(sync, shas))
+    for start in range(0, len(unreferenced), CHUNK):
+        sync.execute(
+            delete(packages).where(packages.c.sha256.in_(unreferenced[start : start + CHUNK]))
+        )
     sync.execute(
         insert(archives).values(
             period=period,
@@ -219,3 +252,28 @@ def _move_out(
             created_at=datetime.now(UTC),
         )
     )
+
+
+def _still_referenced(sync: Connection, shas: set[str]) -> set[str]:
+    """Those of ``shas`` that a document left in the store refers to (the same bytes received
+    again, in another month).
+
+    ``documents`` has no index on ``package_sha256`` (every intake would write one, for this
+    monthly job), so this is one pass over the documents left, a page of their primary key at a
+    time. It replaces a ``NOT EXISTS`` over every package of the store, which SQLite ran as a
+    scan of ``documents`` per package (quadratic in the store's size).
+    """
+    found: set[str] = set()
+    after = ""
+    while shas:
+        page = sync.execute(
+            select(documents.c.id, documents.c.package_sha256)
+            .where(documents.c.id > after)
+            .order_by(documents.c.id)
+            .limit(_REFERENCE_PAGE)
+        ).all()
+        if not page:
+            break
+        found.update(sha for _id, sha in page if sha in shas)
+        after = page[-1].id
+    return found

@@ -253,6 +253,11 @@ async def _add_directory_tables(conn: AsyncConnection) -> None:
         await conn.run_sync(table.create, checkfirst=True)
 
 
+async def _add_inbox_index(conn: AsyncConnection) -> None:
+    """Version 12: ``ix_deliveries_inbox``, a mailbox's unacknowledged items (partial)."""
+    await conn.run_sync(_create_indexes("ix_deliveries_inbox"))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -273,6 +278,7 @@ STEPS: tuple[Step, ...] = (
         "participants, directory_version and login_failures: the directory in the store",
         _add_directory_tables,
     ),
+    Step(12, "ix_deliveries_inbox: the mailboxes' unacknowledged items", _add_inbox_index),
 )
 LATEST = STEPS[-1].version
 

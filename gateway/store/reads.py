@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select, text
+from sqlalchemy import ColumnElement, Select, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConflictError, NotFoundError
@@ -34,6 +34,16 @@ from gateway.store.records import (
     EventRecord,
 )
 from gateway.store.tables import deliveries, documents, events, packages
+
+# ``tables.INBOX_ITEM`` with its values written in the SQL, not bound: the partial index
+# ``ix_deliveries_inbox`` (recipient, delivered_at, id) then serves a mailbox's listing, in
+# order, reading its unacknowledged items only (SQLite's planner and a generic plan on
+# PostgreSQL use a partial index only for a WHERE that states its condition).
+_INBOX_ITEM = (
+    deliveries.c.method == literal_column(f"'{DeliveryMethod.MAILBOX.value}'"),
+    deliveries.c.state == literal_column(f"'{DeliveryState.DELIVERED.value}'"),
+    deliveries.c.acked_at.is_(None),
+)
 
 
 async def _plan_for_these_values(conn: AsyncConnection) -> None:
@@ -98,12 +108,7 @@ class LogReader:
         check_page(limit)
         return await self._items(
             select(deliveries)
-            .where(
-                deliveries.c.recipient == recipient,
-                deliveries.c.method == DeliveryMethod.MAILBOX.value,
-                deliveries.c.state == DeliveryState.DELIVERED.value,
-                deliveries.c.acked_at.is_(None),
-            )
+            .where(deliveries.c.recipient == recipient, *_INBOX_ITEM)
             .order_by(deliveries.c.delivered_at, deliveries.c.id)
             .limit(limit)
         )

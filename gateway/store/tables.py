@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 
 NAMING = {
@@ -130,6 +131,11 @@ SUBJECT_TRIGRAM_INDEX = Index(
     postgresql_ops={"subject_folded": "gin_trgm_ops"},
 ).ddl_if(dialect="postgresql")
 
+# The rows of ``ix_deliveries_inbox``: a query uses that index only if its WHERE says the same,
+# with these literal values (a bound parameter does not prove it to SQLite's planner, nor to a
+# generic plan on PostgreSQL): ``reads.inbox`` writes it so.
+INBOX_ITEM = "method = 'mailbox' AND state = 'delivered' AND acked_at IS NULL"
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -159,6 +165,16 @@ deliveries = Table(
     Index(None, "state", "received_at", "document"),  # search (version 6)
     Index(None, "business_status", "received_at", "document"),  # search (version 6)
     Index(None, "sender", "received_at", "document"),  # search (version 6)
+    # Version 12: the mailboxes' unacknowledged items, in the order an inbox lists them; the
+    # index holds only those, so a listing never reads the recipient's acknowledged history.
+    Index(
+        "ix_deliveries_inbox",
+        "recipient",
+        "delivered_at",
+        "id",
+        sqlite_where=text(INBOX_ITEM),
+        postgresql_where=text(INBOX_ITEM),
+    ),
 )
 
 events = Table(

@@ -224,3 +224,36 @@ async def test_version_10_store_gains_the_directory_and_the_login_failures(store
     async with raw(store_url) as conn:
         for table in ("participants", "directory_version", "login_failures"):
             assert await conn.scalar(text(f"SELECT count(*) FROM {table}")) == 0
+
+
+async def test_version_11_store_gains_the_inbox_index(
+    store_url: str, make_document: MakeDocument
+) -> None:
+    """The partial index of the mailboxes' unacknowledged items, over the rows already there."""
+    log = await DeliveryLog.open(store_url)
+    try:
+        result = await log.record_intake(make_document(), b"<d/>", [("0101234567", "mailbox")])
+        [delivery] = result.deliveries
+        await log.mark_delivered(delivery.id, detail="stored in the mailbox")
+    finally:
+        await log.aclose()
+    async with raw(store_url) as conn:  # turn it into what version 11 created
+        await conn.execute(text("DROP INDEX ix_deliveries_inbox"))
+        await conn.execute(text("DELETE FROM schema_version"))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_version (version, description, applied_at) "
+                "VALUES (11, 'as version 11 left it', CURRENT_TIMESTAMP)"
+            )
+        )
+    log = await DeliveryLog.open(store_url)
+    try:
+        assert [v for v, _ in await versions(store_url)] == list(range(11, LATEST + 1))
+        assert [i.delivery.id for i in await log.inbox("0101234567")] == [delivery.id]
+    finally:
+        await log.aclose()
+    async with raw(store_url) as conn:
+        indexes = await conn.run_sync(
+            lambda sync: {i["name"] for i in inspect(sync).get_indexes("deliveries")}
+        )
+    assert "ix_deliveries_inbox" in indexes
