@@ -11,18 +11,19 @@ directory's watch, ``lgsp log tail``'s follow, the console's report cache refres
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography.utils import CryptographyDeprecationWarning
 from plans_kit import captured, planned, scans, unexplained
 
 from adapters.national.protocol import Operation
 from gateway.console.db import ConsoleDb
 from gateway.console.report_cache import REFRESH_DAYS, ReportCache, Role, today
 from gateway.core.errors import NotFoundError
+from gateway.evidence import retention
+from gateway.evidence.archive_files import Written
+from gateway.evidence.checkpoints import Checkpoint, _head_and_latest
 from gateway.national.replays import StoredReplayMemory
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.attempts import AttemptReport
@@ -62,9 +63,6 @@ async def _filled(log: DeliveryLog, make_document: Make) -> None:
 async def _checkpoints(log: DeliveryLog, _make: Make) -> None:
     """The checkpoint loop's store side (``Checkpointer.checkpoint`` without its signature and
     time-stamp): the head and the latest checkpoint, then the new checkpoint's row, twice."""
-    with warnings.catch_warnings():  # cryptography 51 deprecates the trust store's DSA keys
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        from gateway.evidence.checkpoints import Checkpoint, _head_and_latest  # noqa: PLC0415
     for _ in range(2):
         async with transaction(log.engines.reader) as conn:
             head, _latest = await conn.run_sync(_head_and_latest)
@@ -123,10 +121,6 @@ async def _retention(log: DeliveryLog, make_document: Make) -> None:
     """``lgsp archive retain`` (monthly, from cron) without its file: the months to archive, a
     month's entries, rows and packages read, then moved out of the store. Of the month's two
     packages one is also another month's (the same bytes): it stays."""
-    with warnings.catch_warnings():  # as in _checkpoints
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        from gateway.evidence import retention  # noqa: PLC0415
-        from gateway.evidence.archive_files import Written  # noqa: PLC0415
     january, february = datetime(2025, 1, 10, tzinfo=UTC), datetime(2025, 2, 10, tzinfo=UTC)
     made = [("R-1", january, b"<r1/>"), ("R-2", january, b"<shared/>")]
     for number, at, package in [*made, ("R-3", february, b"<shared/>")]:
