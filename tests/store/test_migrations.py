@@ -28,6 +28,18 @@ async def raw(store_url: str) -> AsyncIterator[AsyncConnection]:
         await engine.dispose()
 
 
+async def recorded_as(conn: AsyncConnection, version: int, description: str = "") -> None:
+    """Make the store's recorded schema version ``version`` alone (what that release left)."""
+    await conn.execute(text("DELETE FROM schema_version"))
+    await conn.execute(
+        text(
+            "INSERT INTO schema_version (version, description, applied_at) "
+            "VALUES (:v, :d, CURRENT_TIMESTAMP)"
+        ),
+        {"v": version, "d": description or f"as version {version} left it"},
+    )
+
+
 async def versions(store_url: str) -> list[tuple[int, str]]:
     async with raw(store_url) as conn:
         rows = await conn.execute(
@@ -85,13 +97,7 @@ async def test_version_1_store_is_migrated_to_2(
     await log.aclose()
     async with raw(store_url) as conn:  # turn it into what version 1 created
         await conn.execute(text("ALTER TABLE documents DROP COLUMN subject_folded"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (1, 'create all tables', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 1, "create all tables")
 
     log = await DeliveryLog.open(store_url)
     try:
@@ -119,13 +125,7 @@ async def test_version_6_store_gains_the_southbound_replay_memory(store_url: str
     await log.aclose()
     async with raw(store_url) as conn:  # turn it into what version 6 created
         await conn.execute(text("DROP TABLE southbound_replays"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (6, 'as version 6 left it', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 6)
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == [6, *range(7, LATEST + 1)]
@@ -162,13 +162,7 @@ async def test_version_7_store_gains_the_console_reports_cache_and_users(store_u
         await conn.execute(text("DROP TABLE report_days"))
         await conn.execute(text("DROP TABLE console_users"))
         await conn.execute(text("DROP INDEX ix_national_inbox_document"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (7, 'as version 7 left it', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 7)
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == list(range(7, LATEST + 1))
@@ -187,13 +181,7 @@ async def test_version_8_store_gains_rate_counters_and_last_error_codes(store_ur
     async with raw(store_url) as conn:  # turn it into what version 8 created
         await conn.execute(text("DROP TABLE rate_counters"))
         await conn.execute(text("ALTER TABLE deliveries DROP COLUMN last_error_code"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (8, 'as version 8 left it', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 8)
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == list(range(8, LATEST + 1))
@@ -211,13 +199,7 @@ async def test_version_10_store_gains_the_directory_and_the_login_failures(store
     async with raw(store_url) as conn:  # turn it into what version 10 created
         for table in ("participants", "directory_version", "login_failures"):
             await conn.execute(text(f"DROP TABLE {table}"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (10, 'as version 10 left it', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 10)
     log = await DeliveryLog.open(store_url)
     await log.aclose()
     assert [v for v, _ in await versions(store_url)] == list(range(10, LATEST + 1))
@@ -239,13 +221,7 @@ async def test_version_11_store_gains_the_inbox_index(
         await log.aclose()
     async with raw(store_url) as conn:  # turn it into what version 11 created
         await conn.execute(text("DROP INDEX ix_deliveries_inbox"))
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(
-            text(
-                "INSERT INTO schema_version (version, description, applied_at) "
-                "VALUES (11, 'as version 11 left it', CURRENT_TIMESTAMP)"
-            )
-        )
+        await recorded_as(conn, 11)
     log = await DeliveryLog.open(store_url)
     try:
         assert [v for v, _ in await versions(store_url)] == list(range(11, LATEST + 1))
