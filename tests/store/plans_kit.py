@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import aiosqlite
@@ -92,6 +92,22 @@ def planned(sent: Sent) -> dict[str, Any]:
         if not sql.lstrip().upper().startswith(_NOT_PLANNED):
             statements.setdefault(sql, params)
     return statements
+
+
+async def statements_of(
+    log: DeliveryLog,
+    store_url: str,
+    paths: Mapping[str, Callable[[DeliveryLog, Any], Awaitable[None]]],
+    make_document: Any,
+) -> dict[str, dict[str, Any]]:
+    """Run each path (name -> ``path(log, make_document)``) and return, by name, the statements
+    it sent (``planned``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, path in paths.items():
+        with captured(log, store_url) as sent:
+            await path(log, make_document)
+        found[name] = planned(sent)
+    return found
 
 
 async def plans(log: DeliveryLog, store_url: str, statements: Mapping[str, Any]) -> Plans:

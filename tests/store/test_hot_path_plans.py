@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from plans_kit import captured, planned, plans, scans
+from plans_kit import plans, scans, statements_of
 
 from adapters.national.protocol import AckStatus, MessageType
 from gateway.edxml.model import PackageKind, StatusCode
@@ -209,11 +209,7 @@ async def test_no_statement_of_a_path_at_a_rate_scans_a_growing_table(
 ) -> None:
     log = await DeliveryLog.open(store_url)
     try:
-        statements: dict[str, dict[str, object]] = {}
-        for name, path in PATHS.items():
-            with captured(log, store_url) as sent:
-                await path(log, make_document)
-            statements[name] = planned(sent)
+        statements = await statements_of(log, store_url, PATHS, make_document)
         hot = statements["intake, status, marks, check, attempts"]
         assert any("AS id_1" in sql or "FROM documents" in sql for sql in hot)  # originals
         assert any(sql.startswith("UPDATE deliveries") for sql in hot)  # marks, attempts

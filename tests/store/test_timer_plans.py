@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from plans_kit import captured, planned, scans, unexplained
+from plans_kit import scans, statements_of, unexplained
 
 from adapters.national.protocol import Operation
 from gateway.console.db import ConsoleDb
@@ -122,8 +122,8 @@ async def _retention(log: DeliveryLog, make_document: Make) -> None:
     month's entries, rows and packages read, then moved out of the store. Of the month's two
     packages one is also another month's (the same bytes): it stays."""
     january, february = datetime(2025, 1, 10, tzinfo=UTC), datetime(2025, 2, 10, tzinfo=UTC)
-    made = [("R-1", january, b"<r1/>"), ("R-2", january, b"<shared/>")]
-    for number, at, package in [*made, ("R-3", february, b"<shared/>")]:
+    made = [("R-1", january, b"<r1/>"), ("R-2", january, b"<both-months/>")]
+    for number, at, package in [*made, ("R-3", february, b"<both-months/>")]:
         await log.record_intake(make_document(document_id=number, received_at=at), package, ROUTES)
     family = retention._family(*retention.month_bounds("2025-01"))
     async with transaction(log.engines.reader) as conn:
@@ -139,8 +139,8 @@ async def _retention(log: DeliveryLog, make_document: Make) -> None:
     written = Written("0" * 64, len(entries), len(rows), entries[-1].id)
     async with transaction(log.engines.writer) as conn:
         await conn.run_sync(retention._move_out, "2025-01", family, "2025-01.zip", written)
-    only, shared = (hashlib.sha256(p).hexdigest() for p in (b"<r1/>", b"<shared/>"))
-    assert await log.get_package(shared) == b"<shared/>"
+    only, both = (hashlib.sha256(p).hexdigest() for p in (b"<r1/>", b"<both-months/>"))
+    assert await log.get_package(both) == b"<both-months/>"
     with pytest.raises(NotFoundError):
         await log.get_package(only)
 
@@ -159,11 +159,11 @@ async def test_no_statement_on_a_timer_scans_a_growing_table(
 ) -> None:
     log = await DeliveryLog.open(store_url)
     try:
-        found = {}
-        for name, path in PATHS.items():
-            with captured(log, store_url) as sent:
-                await path(log, make_document)
-            found[name] = unexplained(await scans(log, store_url, planned(sent)), ALLOWED)
+        statements = await statements_of(log, store_url, PATHS, make_document)
+        found = {
+            name: unexplained(await scans(log, store_url, s), ALLOWED)
+            for name, s in statements.items()
+        }
         assert {name: s for name, s in found.items() if s} == {}
     finally:
         await log.aclose()
