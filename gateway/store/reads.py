@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, literal_column, select, text
+from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.core.errors import ConflictError, NotFoundError
-from gateway.core.methods import DeliveryMethod
 from gateway.edxml.model import PackageKind
 from gateway.store.engine import Engines, transaction
 from gateway.store.queries import (
@@ -33,17 +32,13 @@ from gateway.store.records import (
     DocumentView,
     EventRecord,
 )
-from gateway.store.tables import deliveries, documents, events, packages
+from gateway.store.tables import INBOX_ITEM, deliveries, documents, events, packages
 
-# ``tables.INBOX_ITEM`` with its values written in the SQL, not bound: the partial index
-# ``ix_deliveries_inbox`` (recipient, delivered_at, id) then serves a mailbox's listing, in
-# order, reading its unacknowledged items only (SQLite's planner and a generic plan on
-# PostgreSQL use a partial index only for a WHERE that states its condition).
-_INBOX_ITEM = (
-    deliveries.c.method == literal_column(f"'{DeliveryMethod.MAILBOX.value}'"),
-    deliveries.c.state == literal_column(f"'{DeliveryState.DELIVERED.value}'"),
-    deliveries.c.acked_at.is_(None),
-)
+# The partial index's own condition, as written in its DDL (``tables.INBOX_ITEM``): values in
+# the SQL, not bound, so that ``ix_deliveries_inbox`` (recipient, delivered_at, id) serves a
+# mailbox's listing in order, reading its unacknowledged items only (SQLite's planner and a
+# generic plan on PostgreSQL use a partial index only for a WHERE that states its condition).
+_INBOX_ITEM = text(INBOX_ITEM)
 
 
 async def _plan_for_these_values(conn: AsyncConnection) -> None:
@@ -108,7 +103,7 @@ class LogReader:
         check_page(limit)
         return await self._items(
             select(deliveries)
-            .where(deliveries.c.recipient == recipient, *_INBOX_ITEM)
+            .where(deliveries.c.recipient == recipient, _INBOX_ITEM)
             .order_by(deliveries.c.delivered_at, deliveries.c.id)
             .limit(limit)
         )
