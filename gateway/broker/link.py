@@ -141,8 +141,7 @@ class Link:
             self._next = (self._next + 1) % len(self.urls)
             node = mask_url(url)
             try:
-                with broker_errors(f"connect to {node}"):
-                    connection = await aio_pika.connect(url, timeout=self.connect_timeout_s)
+                connection = await _connect(url, node, self.connect_timeout_s)
             except UnavailableError as exc:
                 failures.append(mask_urls_in(exc.message))  # a dependency's text may hold one
                 continue
@@ -169,6 +168,20 @@ class Link:
         fresh = await self._connect_any()
         self._attach(fresh)
         log.info("broker.connected", node=self._node, connections=self.connections)
+
+
+async def _connect(url: str, node: str, timeout_s: float) -> AbstractConnection:
+    """``aio_pika.connect``, but an attempt that fails is closed here: aio-pika's
+    ``Connection.__del__`` would otherwise schedule ``close()`` on the loop of whichever thread
+    the collector frees it on, and on a thread without one that coroutine is never awaited."""
+    connection = aio_pika.Connection(aio_pika.connection.make_url(url))
+    try:
+        with broker_errors(f"connect to {node}"):
+            await connection.connect(timeout=timeout_s)
+    except BaseException:
+        await _close_quietly(connection)
+        raise
+    return connection
 
 
 async def _close_quietly(connection: AbstractConnection) -> None:

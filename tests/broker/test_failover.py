@@ -8,12 +8,14 @@ and a nack provoked by a full queue (a policy on this test's queue only).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import aio_pika
 import pytest
 from service_sites import BrokerSite, rabbitmqctl
 
@@ -137,3 +139,22 @@ async def test_a_nack_fails_its_message_and_renews_the_publishing_channel(
     assert broker.renewals_after_nack == 1
     depths = await broker.queue_depths()
     assert depths[work] == len(confirmed) + 1
+
+
+async def test_a_failed_connect_leaves_no_open_connection_behind() -> None:
+    """aio-pika's ``Connection.__del__`` schedules ``close()`` on the running loop of whichever
+    thread frees it; a connection whose connect failed, freed by the cyclic collector on another
+    thread (the store's driver thread, ``to_thread``), left that coroutine never awaited (a CI
+    failure). Each failed attempt is closed where it failed, so none is left for ``__del__``."""
+    gc.collect()
+    gc.disable()  # what the failed attempts leave stays visible until looked at
+    try:
+        for url in (DEAD, "amqp://guest:wrong-secret@127.0.0.1:5672/"):
+            with pytest.raises(UnavailableError):
+                await Broker.connect([url], connect_timeout_s=5)
+        left = [
+            o for o in gc.get_objects() if isinstance(o, aio_pika.Connection) and not o.is_closed
+        ]
+    finally:
+        gc.enable()
+    assert left == []
