@@ -173,13 +173,14 @@ def read_answers(
 ) -> Answers:
     """The originals of ``statuses`` ((reference, status sender)) and the deliveries of each to
     its status's sender, and the ``published`` ones, locked (``find_originals``, ``locked``).
-    On SQLite, which locks nothing, the originals and their deliveries are one read (and the
-    published marks are read with the transaction's next hop)."""
+    On SQLite, which locks nothing, the originals and their deliveries are one read, and the
+    published marks are read with its hop."""
     if not statuses or conn.dialect.name != "sqlite":
         originals = find_originals(conn, {ref for ref, _ in statuses})
         pairs = {(originals[ref], sender) for ref, sender in statuses if ref in originals}
         answered, marked = locked(conn, pairs, published)
         return Answers(originals, {k: Answered(*r) for k, r in answered.items()}, marked)
+    marked = locked(conn, set(), published)[1]  # queued first: this read's hop takes it along
     values = {
         "a_ids": sorted({document_id for (_, document_id), _ in statuses}),
         "a_refs": sorted({r for r, _ in statuses}),
@@ -195,7 +196,7 @@ def read_answers(
         for row in rows
         if row[3] is not None and (row[4], row[5]) in pairs
     }
-    return Answers(originals, answered, locked(conn, set(), published)[1])
+    return Answers(originals, answered, marked)
 
 
 def find_originals(conn: Connection, refs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:

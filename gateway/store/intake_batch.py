@@ -8,12 +8,14 @@
    writer), the deliveries they answer and the ``published`` ones: a status from a sender that
    is not a recipient of its original is that request's ``acl.not_a_recipient`` (403), and is
    not written (on SQLite, which locks nothing, the originals and the deliveries they answer are
-   one read, and the published marks are read with step 3's hop: ``intake_answers``);
+   one read, and the published marks and step 3's keys are read with its hop: ``intake_answers``);
 2. the packages, ``ON CONFLICT (sha256) DO NOTHING`` (one multi-row INSERT);
 3. the documents, ``ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key``: dedup of the whole
    batch in one statement. A key not returned was there already: one SELECT reads those, the
    same bytes answer with the recorded document (created=False), other bytes are that request's
-   ``conflict.duplicate_document`` (and a package row only it had brought is deleted again);
+   ``conflict.duplicate_document`` (and a package row only it had brought is deleted again).
+   On SQLite the keys already there are read with step 1's hop instead, and the new documents go
+   with the COMMIT (``intake_dedup``: a status batch is two hops, not three);
 4. the deliveries of the new documents (one multi-row INSERT);
 5. the business status of the answered deliveries, latest by time (one UPDATE per delivery, as
    an executemany); a status sent again sets it only if it is unset or older;
@@ -24,7 +26,8 @@
    appended to the hash chain (``store.chain``) last: a received event covers its document,
    deliveries and package.
 
-Steps 1, 5 and 7's status answers and published marks are in ``intake_answers``.
+Steps 1, 5 and 7's status answers and published marks are in ``intake_answers``, step 3's dedup
+in ``intake_dedup``.
 
 Rows are sorted by their unique key before each INSERT, so that two processes' batches on
 PostgreSQL take the index locks in one order (no deadlock between overlapping batches). The
@@ -41,12 +44,8 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    delete,
-    exists,
     insert,
-    select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.errors import ConflictError, LgspError
 from gateway.core.methods import DeliveryMethod
@@ -58,12 +57,18 @@ from gateway.store.intake_answers import (
     published_marks,
     read_answers,
 )
+from gateway.store.intake_dedup import (
+    Present,
+    by_dialect,
+    for_dialect,
+    forget_orphans,
+    insert_documents,
+    known,
+    resubmitted,
+)
 from gateway.store.queries import (
-    delivery_record,
-    document_record,
     document_values,
     event_values,
-    select_documents,
     utc_now,
 )
 from gateway.store.records import (
@@ -76,36 +81,20 @@ from gateway.store.records import (
     Outcome,
 )
 from gateway.store.sqlite_driver import pipelined
-from gateway.store.tables import deliveries, documents, national_inbox, packages
+from gateway.store.tables import deliveries, national_inbox, packages
 
 NewId = Callable[[], str]
-
-
-def _by_dialect(build: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
-    """A statement built once for each dialect's ``INSERT`` (``ON CONFLICT`` is dialect SQL)."""
-    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
-
-
-def _statement(conn: Connection, statements: dict[str, Any]) -> Any:
-    return statements["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
 
 
 # The batch's statements, built once: a statement object keeps its cache key, so SQLAlchemy finds
 # the compiled SQL without rebuilding and re-hashing the expression on every batch. The writes
 # whose result is not read are ``pipelined``: on SQLite they go with the next statement's hop.
-_INSERT_PACKAGES = _by_dialect(
+_INSERT_PACKAGES = by_dialect(
     lambda dialect_insert: DriverStatement(
         pipelined(dialect_insert(packages).on_conflict_do_nothing(index_elements=["sha256"]))
     )
 )
-_INSERT_DOCUMENTS = _by_dialect(
-    lambda dialect_insert: DriverStatement(
-        dialect_insert(documents)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(documents.c.dedup_key)
-    )
-)
-_INSERT_NATIONAL = _by_dialect(
+_INSERT_NATIONAL = by_dialect(
     lambda dialect_insert: DriverStatement(
         pipelined(dialect_insert(national_inbox).on_conflict_do_nothing(index_elements=["doc_id"]))
     )
@@ -128,7 +117,9 @@ def write_batch(
         for w in leaders
         if w.answers is not None
     }
+    ahead = Present.ahead(conn, sorted(first_of), with_answers=bool(refs))
     found = read_answers(conn, list(refs.values()), published)
+    present = ahead.read(conn) if ahead is not None else None
     originals, answered, marked = found.originals, found.answered, found.marked
     answering = {key: originals[ref] for key, (ref, _) in refs.items() if ref in originals}
     outcomes: dict[str, Outcome] = {
@@ -142,22 +133,22 @@ def write_batch(
     docs = {w.new.dedup_key: _document(w, ids[w.new.dedup_key], originals) for w in writing}
     _insert_packages(conn, writing, now)
     doc_rows = {key: _document_row(d) for key, d in docs.items()}
-    inserted = _insert_documents(conn, doc_rows.values())
-    known = _known(conn, [w for w in writing if w.new.dedup_key not in inserted])
+    inserted = insert_documents(conn, doc_rows.values(), present)
+    recorded = known(conn, [w for w in writing if w.new.dedup_key not in inserted])
     for write in writing:
         key = write.new.dedup_key
         if key in inserted:
             outcomes[key] = IntakeResult(
                 True, docs[key], _new_deliveries(docs[key], write.routes, now, new_id)
             )
-        elif key in known:
-            outcomes[key] = _resubmitted(known[key], write)
+        elif key in recorded:
+            outcomes[key] = resubmitted(recorded[key], write)
         else:  # neither inserted nor there: let the committer retry it on its own
             raise ConflictError(
                 f"document {key!r} was neither new nor found", code="conflict.constraint"
             )
     if any(isinstance(o, ConflictError) for o in outcomes.values()):
-        _forget_orphans(conn, {w.sha256 for w in writing if w.new.dedup_key not in inserted})
+        forget_orphans(conn, {w.sha256 for w in writing if w.new.dedup_key not in inserted})
     new_records = [
         (w, r)
         for w, r in ((w, outcomes[w.new.dedup_key]) for w in writing)
@@ -207,7 +198,7 @@ def _national_rows(
         if w.national is not None and isinstance(a, IntakeResult)
     }
     if rows:
-        _statement(conn, _INSERT_NATIONAL).execute(conn, [rows[d] for d in sorted(rows)])
+        for_dialect(conn, _INSERT_NATIONAL).execute(conn, [rows[d] for d in sorted(rows)])
 
 
 def _answer(
@@ -217,21 +208,7 @@ def _answer(
     outcome = outcomes[write.new.dedup_key]
     if first_of[write.new.dedup_key] == index or isinstance(outcome, LgspError):
         return outcome
-    return _resubmitted(outcome, write)
-
-
-def _resubmitted(outcome: Outcome, write: IntakeWrite) -> Outcome:
-    """What a resubmission of an already recorded key is told: the records, or a conflict."""
-    if isinstance(outcome, LgspError):
-        return outcome
-    document = outcome.document
-    if document.package_sha256 != write.sha256:
-        return ConflictError(
-            f"document {write.new.dedup_key!r} was already accepted as {document.id} with other "
-            "content",
-            code="conflict.duplicate_document",
-        )
-    return IntakeResult(False, document, outcome.deliveries)
+    return resubmitted(outcome, write)
 
 
 def _document(
@@ -273,55 +250,11 @@ def _insert_packages(conn: Connection, writes: Iterable[IntakeWrite], now: datet
         for w in writes
     }
     if rows:
-        _statement(conn, _INSERT_PACKAGES).execute(conn, [rows[sha] for sha in sorted(rows)])
+        for_dialect(conn, _INSERT_PACKAGES).execute(conn, [rows[sha] for sha in sorted(rows)])
 
 
 def _document_row(d: DocumentRecord) -> dict[str, object]:
     return {"id": d.id, "package_sha256": d.package_sha256, **document_values(d)}
-
-
-def _insert_documents(conn: Connection, docs: Iterable[dict[str, object]]) -> set[str]:
-    """Insert the documents (``_document_row``s) whose key is new; return the keys inserted."""
-    rows = sorted(docs, key=lambda r: str(r["dedup_key"]))
-    if not rows:
-        return set()
-    return {row[0] for row in _statement(conn, _INSERT_DOCUMENTS).fetch(conn, rows)}
-
-
-def _known(conn: Connection, writes: Sequence[IntakeWrite]) -> dict[str, IntakeResult]:
-    """The recorded documents (and their deliveries) under the keys of ``writes``."""
-    if not writes:
-        return {}
-    keys = sorted({w.new.dedup_key for w in writes})
-    docs = [
-        document_record(r)
-        for r in conn.execute(select_documents().where(documents.c.dedup_key.in_(keys)))
-    ]
-    rows = (
-        conn.execute(
-            select(deliveries)
-            .where(deliveries.c.document.in_([d.id for d in docs]))
-            .order_by(deliveries.c.created_at, deliveries.c.recipient)
-        ).all()
-        if docs
-        else []
-    )
-    return {
-        d.dedup_key: IntakeResult(
-            False, d, tuple(delivery_record(r) for r in rows if r.document == d.id)
-        )
-        for d in docs
-    }
-
-
-def _forget_orphans(conn: Connection, shas: set[str]) -> None:
-    """Delete package rows that only a refused (conflicting) request had brought."""
-    conn.execute(
-        delete(packages).where(
-            packages.c.sha256.in_(sorted(shas)),
-            ~exists().where(documents.c.package_sha256 == packages.c.sha256),
-        )
-    )
 
 
 def _new_deliveries(

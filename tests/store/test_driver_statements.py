@@ -18,7 +18,7 @@ from sqlalchemy.dialects import sqlite
 
 from gateway.core.errors import ConflictError, ServiceError
 from gateway.edxml.model import PackageKind, StatusCode
-from gateway.store import NewDocument, intake_batch, sqlite_driver
+from gateway.store import NewDocument, intake_batch, intake_dedup, sqlite_driver, tables
 from gateway.store import attempts as attempts_module
 from gateway.store import chain as chain_module
 from gateway.store.attempts import AttemptReport, AttemptResult
@@ -118,6 +118,31 @@ def _statuses(n: int) -> list[dict[str, Any]]:
     ]
 
 
+def _documents(keys: list[str], package: str = "0" * 64) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"doc-{key}",
+            "package_sha256": package,
+            "dedup_key": key,
+            "kind": "document",
+            "sender": "000.00.00.H56",
+            "document_id": None if i else "000.00.00.H56,2024/05/02,1/UBND",
+            "business_doc_type": None,
+            "status_code": None,
+            "subject": "Công văn" if i else None,
+            "subject_folded": "cong van" if i else None,
+            "format": "xml",
+            "signer_fingerprint": "ab" * 32,
+            "signer_subject": "CN=bench",
+            "algorithm": "rsa-sha256",
+            "caller": "client:000.00.00.H56",
+            "received_at": NOW.astimezone(HANOI) if i % 2 else NOW,
+            "in_reply_to": None,
+        }
+        for i, key in enumerate(keys)
+    ]
+
+
 _MANY = [
     ("packages", intake_batch._INSERT_PACKAGES["sqlite"], _packages),
     ("deliveries", intake_batch._INSERT_DELIVERIES, _deliveries),
@@ -139,6 +164,11 @@ CASES: list[tuple[str, DriverStatement, list[dict[str, Any]]]] = [
         "originals read",
         DriverStatement(_ORIGINALS),
         [{"ids": ["d1", "d2"], "refs": [("s", "d1"), ("t", "d2")]}],
+    ),
+    ("keys present read", intake_dedup._PRESENT, [{"keys": ["k2", "k1"]}]),
+    *(
+        (f"new documents x{n}", intake_dedup._INSERT_NEW_DOCUMENTS, _documents(keys))
+        for n, keys in ((1, ["k1"]), (3, ["k1", "k2", "k3"]))
     ),
 ]
 
@@ -340,31 +370,6 @@ async def test_an_intake_writes_the_same_rows_as_through_sqlalchemy(
     ]
 
 
-def _documents(keys: list[str], package: str = "0" * 64) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f"doc-{key}",
-            "package_sha256": package,
-            "dedup_key": key,
-            "kind": "document",
-            "sender": "000.00.00.H56",
-            "document_id": None if i else "000.00.00.H56,2024/05/02,1/UBND",
-            "business_doc_type": None,
-            "status_code": None,
-            "subject": "Công văn" if i else None,
-            "subject_folded": "cong van" if i else None,
-            "format": "xml",
-            "signer_fingerprint": "ab" * 32,
-            "signer_subject": "CN=bench",
-            "algorithm": "rsa-sha256",
-            "caller": "client:000.00.00.H56",
-            "received_at": NOW.astimezone(HANOI) if i % 2 else NOW,
-            "in_reply_to": None,
-        }
-        for i, key in enumerate(keys)
-    ]
-
-
 def _cursor_statements(monkeypatch: pytest.MonkeyPatch, prefix: str) -> list[tuple[str, Any]]:
     """(SQL, parameters) of every statement starting with ``prefix`` that a one-hop cursor
     executes from now on in this test (SQLAlchemy's execute and ``fetch`` both go through it)."""
@@ -390,12 +395,12 @@ async def test_a_returning_insert_sends_and_returns_what_sqlalchemy_does(
     """One document already there (k1): SQLAlchemy's statement (its "insertmanyvalues" form
     for several rows) and the driver's are the same text and parameters, and return the same
     keys."""
-    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    documents = intake_dedup._INSERT_DOCUMENTS["sqlite"]
     sent = _cursor_statements(monkeypatch, "INSERT INTO documents")
     returned: list[set[str]] = []
 
     def setup(conn: Connection) -> None:
-        conn.execute(intake_batch.packages.insert(), _PACKAGE)
+        conn.execute(tables.packages.insert(), _PACKAGE)
         conn.execute(documents.statement, _documents(["k1"])[0])
 
     def through_sqlalchemy(conn: Connection) -> None:
@@ -437,10 +442,10 @@ async def test_a_read_sends_and_returns_what_sqlalchemy_does(
     read: list[list[tuple[Any, ...]]] = []
 
     def setup(conn: Connection) -> None:
-        conn.execute(intake_batch.packages.insert(), _PACKAGE)
-        conn.execute(intake_batch.documents.insert(), docs)
-        conn.execute(intake_batch.deliveries.insert(), [rows[0]])
-        conn.execute(intake_batch.deliveries.insert(), rows[1:])
+        conn.execute(tables.packages.insert(), _PACKAGE)
+        conn.execute(tables.documents.insert(), docs)
+        conn.execute(tables.deliveries.insert(), [rows[0]])
+        conn.execute(tables.deliveries.insert(), rows[1:])
 
     def both(conn: Connection) -> None:
         read.append([tuple(r) for r in conn.execute(_ANSWERS.statement, values)])
@@ -459,7 +464,7 @@ async def test_a_read_sends_and_returns_what_sqlalchemy_does(
 async def test_a_failed_returning_insert_fails_as_through_sqlalchemy(engines: Engines) -> None:
     """A document whose package is not there: SQLAlchemy's IntegrityError either way, the
     store's ``conflict.constraint``, and nothing of the transaction is written."""
-    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    documents = intake_dedup._INSERT_DOCUMENTS["sqlite"]
     raised: list[BaseException] = []
 
     def attempt(conn: Connection, fetch: bool) -> None:
@@ -488,13 +493,13 @@ async def test_more_rows_than_sqlalchemy_sends_in_one_statement_go_through_it(
     engines: Engines,
 ) -> None:
     engines.writer.dialect.insertmanyvalues_page_size = 2
-    documents = intake_batch._INSERT_DOCUMENTS["sqlite"]
+    documents = intake_dedup._INSERT_DOCUMENTS["sqlite"]
     statements: list[str] = []
     returned: list[set[str]] = []
 
     def work(conn: Connection) -> None:
         event.listen(conn, "before_cursor_execute", lambda *a: statements.append(a[2]))
-        conn.execute(intake_batch.packages.insert(), _PACKAGE)
+        conn.execute(tables.packages.insert(), _PACKAGE)
         returned.append({row[0] for row in documents.fetch(conn, _documents(["a", "b", "c"]))})
 
     await run_transaction(engines.writer, work)
@@ -514,7 +519,7 @@ async def test_a_value_sqlalchemy_refuses_is_refused_with_its_error(
 
     def attempt(conn: Connection, driver: bool) -> None:
         statement = (
-            intake_batch._INSERT_DOCUMENTS["sqlite"] if fetch else chain_module._INSERT_EVENTS
+            intake_dedup._INSERT_DOCUMENTS["sqlite"] if fetch else chain_module._INSERT_EVENTS
         )
         rows = _documents(["k"]) if fetch else _events(2)
         rows[-1] = {**rows[-1], ("received_at" if fetch else "at"): naive}

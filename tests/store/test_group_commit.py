@@ -6,13 +6,24 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from structlog.testing import capture_logs
 
 from gateway.core.errors import ConflictError
 from gateway.edxml.model import PackageKind, StatusCode
-from gateway.store import DeliveryLog, DeliveryState, EventKind, IntakeResult, NewDocument
+from gateway.evidence.verify import verify_store
+from gateway.store import (
+    DeliveryLog,
+    DeliveryState,
+    EventKind,
+    IntakeResult,
+    NewDocument,
+    intake_dedup,
+)
 from gateway.store.engine import transaction
 from gateway.store.records import StatusAnswer
 from gateway.store.tables import deliveries, documents, events, packages
@@ -258,5 +269,45 @@ async def test_a_batch_that_fills_stops_waiting_and_one_that_does_not_waits_for_
         assert all(r.created for r in await asyncio.gather(first, second))
         assert log.writer.batches == batches + 1  # both in one batch
         assert log.writer.largest_batch == 4
+    finally:
+        await log.aclose()
+
+
+async def test_on_sqlite_a_key_the_read_ahead_missed_fails_the_insert_not_the_dedup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: MakeDocument
+) -> None:
+    """SQLite reads the keys already recorded with the batch's first hop and sends the new
+    documents as a plain INSERT with the COMMIT. Were that read ever wrong, the unique key would
+    still decide: here it misses everything once, the batch's INSERT fails, the batch is retried
+    request by request, and each request still gets its own answer."""
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db", batch_wait_s=0.05)
+    try:
+        recorded = await log.record_intake(make_document(dedup_key="k"), _package(1), ROUTES)
+        body = await log.get_package(recorded.document.package_sha256)
+        real_read, misses = intake_dedup.Present.read, [1]
+
+        def read_missing_once(self: Any, conn: Any) -> set[str]:
+            found = real_read(self, conn)
+            return set() if misses and misses.pop() else found
+
+        monkeypatch.setattr(intake_dedup.Present, "read", read_missing_once)
+        with capture_logs() as logs:
+            again, other, new = await asyncio.gather(
+                log.record_intake(make_document(dedup_key="k"), body, ROUTES),
+                log.record_intake(make_document(dedup_key="k"), _package(2), ROUTES),
+                log.record_intake(make_document(dedup_key="n"), _package(3), ROUTES),
+                return_exceptions=True,
+            )
+        assert misses == []
+        assert [e["event"] for e in logs if e["event"] == "group_commit_split"] != []
+        assert isinstance(again, IntakeResult)
+        assert (again.created, again.document.id) == (False, recorded.document.id)
+        assert isinstance(other, ConflictError)
+        assert other.code == "conflict.duplicate_document"
+        assert isinstance(new, IntakeResult)
+        assert new.created
+        assert await _count(log, documents) == 2
+        assert await _count(log, deliveries) == 2 * len(ROUTES)
+        assert (await verify_store(log.engines)).intact
     finally:
         await log.aclose()
