@@ -42,10 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    insert,
-)
+from sqlalchemy import Connection, insert
 
 from gateway.core.errors import ConflictError, LgspError
 from gateway.core.methods import DeliveryMethod
