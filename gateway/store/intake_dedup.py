@@ -45,14 +45,12 @@ _INSERT_DOCUMENTS = by_dialect(
 )
 # SQLite: the batch's keys already recorded, read with the transaction's first hop (step 3), and
 # the new documents sent with the COMMIT (a plain INSERT: a key already there fails it)
-_PRESENT = DriverStatement(
-    prefetched(
-        select(documents.c.dedup_key).where(
-            documents.c.dedup_key.in_(bindparam("keys", expanding=True))
-        )
-    ),
-    keep=True,
+_KEYS_PRESENT = select(documents.c.dedup_key).where(
+    documents.c.dedup_key.in_(bindparam("keys", expanding=True))
 )
+_PRESENT = DriverStatement(prefetched(_KEYS_PRESENT), keep=True)
+# read now, in a hop of its own (unmarked: through SQLAlchemy too it runs, not queues)
+_PRESENT_NOW = DriverStatement(_KEYS_PRESENT)
 _INSERT_NEW_DOCUMENTS = DriverStatement(pipelined(insert(documents)))
 
 
@@ -73,7 +71,7 @@ class Present:
 
     def read(self, conn: Connection) -> set[str]:
         kept = _PRESENT.kept_rows(conn, self.row) if self.queued else None
-        rows = kept if kept is not None else _PRESENT.fetch(conn, [self.row])
+        rows = kept if kept is not None else _PRESENT_NOW.fetch(conn, [self.row])
         return {row[0] for row in rows}
 
 

@@ -22,6 +22,7 @@ from gateway.store import (
     EventKind,
     IntakeResult,
     NewDocument,
+    driver_statements,
     intake_dedup,
 )
 from gateway.store.engine import transaction
@@ -309,5 +310,27 @@ async def test_on_sqlite_a_key_the_read_ahead_missed_fails_the_insert_not_the_de
         assert await _count(log, documents) == 2
         assert await _count(log, deliveries) == 2 * len(ROUTES)
         assert (await verify_store(log.engines)).intact
+    finally:
+        await log.aclose()
+
+
+async def test_on_sqlite_dedup_holds_where_no_statement_goes_straight_to_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_document: MakeDocument
+) -> None:
+    """Where a statement's driver form cannot be made (``compile_for`` gives none), every
+    statement goes through SQLAlchemy. The read of the keys already recorded must then still be
+    read, not queued as a prefetch whose rows nobody takes: a resubmission is a duplicate (200),
+    not a constraint failure (409)."""
+    monkeypatch.setattr(driver_statements, "compile_for", lambda *_a, **_k: None)
+    log = await DeliveryLog.open(f"sqlite+aiosqlite:///{tmp_path}/log.db")
+    try:
+        first = await log.record_intake(make_document(dedup_key="k"), _package(1), ROUTES)
+        body = await log.get_package(first.document.package_sha256)
+        again = await log.record_intake(make_document(dedup_key="k"), body, ROUTES)
+        assert (again.created, again.document.id) == (False, first.document.id)
+        with pytest.raises(ConflictError) as other:
+            await log.record_intake(make_document(dedup_key="k"), _package(2), ROUTES)
+        assert other.value.code == "conflict.duplicate_document"
+        assert await _count(log, documents) == 1
     finally:
         await log.aclose()
