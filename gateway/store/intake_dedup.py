@@ -33,6 +33,7 @@ def by_dialect(build: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
 
 
 def for_dialect(conn: Connection, statements: dict[str, Any]) -> Any:
+    """The statement of ``by_dialect`` for ``conn``'s dialect."""
     return statements["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
 
 
