@@ -265,7 +265,7 @@ def _still_referenced(sync: Connection, shas: set[str]) -> set[str]:
     """
     found: set[str] = set()
     after = ""
-    while shas:
+    while len(found) < len(shas):  # done once every one is known to be referenced
         page = sync.execute(
             select(documents.c.id, documents.c.package_sha256)
             .where(documents.c.id > after)
