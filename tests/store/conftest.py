@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import pytest
+from records_kit import new_document
 from sqlalchemy import Table
 
-from gateway.edxml.formats import PackageFormat
-from gateway.edxml.model import PackageKind
 from gateway.store import NewDocument
 from gateway.store.engine import Engines, create_engines, transaction
 
 SqliteStore = Callable[[Table], Awaitable[Engines]]
-
-
-def new_document(**overrides: Any) -> NewDocument:
-    """A plausible intake record of a new document; override any field."""
-    fields: dict[str, Any] = {
-        "dedup_key": f"000.00.00.H56|{secrets.token_hex(4)}|0",
-        "kind": PackageKind.DOCUMENT,
-        "sender": "000.00.00.H56",
-        "document_id": "000.00.00.H56,2024/05/02,123/UBND-VP",
-        "format": PackageFormat.XML,
-        "signer_fingerprint": "ab" * 32,
-        "signer_subject": "CN=UBND tỉnh Thanh Hóa",
-        "algorithm": "rsa-sha256",
-        "caller": "client:000.00.00.H56",
-        "received_at": datetime.now(UTC),
-        "subject": "Công văn về việc triển khai",
-    }
-    fields.update(overrides)
-    return NewDocument(**fields)
 
 
 @pytest.fixture

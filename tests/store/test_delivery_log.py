@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from records_kit import new_status
 from service_sites import PG_ADMIN_URL
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -303,12 +304,9 @@ async def test_status_routing_finds_the_original(
     original = await _intake(log, make_document, dedup_key="orig")
     await _intake(log, make_document, dedup_key="update", received_at=datetime.now(UTC))
     status = await log.record_intake(
-        make_document(
+        new_status(
+            "000.00.01.H56",
             dedup_key="status",
-            kind=PackageKind.STATUS,
-            sender="000.00.01.H56",
-            status_code=StatusCode.ACCEPTANCE,
-            subject=None,
             in_reply_to=original.document.id,
         ),
         b"<status/>",

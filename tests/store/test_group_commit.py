@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from records_kit import new_status
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
 from gateway.core.errors import ConflictError
-from gateway.edxml.model import PackageKind, StatusCode
+from gateway.edxml.model import StatusCode
 from gateway.evidence.verify import verify_store
 from gateway.store import (
     DeliveryLog,
@@ -73,13 +74,10 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
         calls.append(("same", make_document(dedup_key="earlier"), earlier_bytes, None))
         calls.append(("other", make_document(dedup_key="earlier"), _package(98), None))
         for i, at in ((0, 5), (1, 5), (0, 9), (2, 1)):  # two statuses answer original 0
-            status = make_document(
+            status = new_status(
+                ANSWERING,
                 dedup_key=f"status-{i}-{at}",
-                kind=PackageKind.STATUS,
-                sender=ANSWERING,
                 document_id=f"DOC-{i}",
-                status_code=StatusCode.ACCEPTANCE,
-                subject=None,
                 received_at=t0 + timedelta(minutes=at),
             )
             answer = StatusAnswer(
@@ -91,13 +89,10 @@ async def test_a_burst_of_news_duplicates_conflicts_and_statuses_lands_exactly(
         calls.append(
             (
                 "status-unknown",
-                make_document(
+                new_status(
+                    ANSWERING,
                     dedup_key="status-x",
-                    kind=PackageKind.STATUS,
-                    sender=ANSWERING,
                     document_id="NONE",
-                    status_code=StatusCode.ACCEPTANCE,
-                    subject=None,
                 ),
                 _package(777),
                 StatusAnswer(

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from plans_kit import plans, scans, statements_of
+from records_kit import new_status
 
 from adapters.national.protocol import AckStatus, MessageType
-from gateway.edxml.model import PackageKind, StatusCode
+from gateway.edxml.model import StatusCode
 from gateway.national.received import NewProcessedDoc, ReceivedLog
 from gateway.national.sent_list import sent_items
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
@@ -47,13 +48,10 @@ async def _hot_path(log: DeliveryLog, make_document: Make) -> None:
     log.note_published([d.id for o in originals for d in o.deliveries])
 
     def answering(i: int) -> Awaitable[IntakeResult]:
-        status = make_document(
+        status = new_status(
+            ANSWERING,
             dedup_key=f"status-{i}",
-            kind=PackageKind.STATUS,
-            sender=ANSWERING,
             document_id=f"S-{i}",
-            status_code=StatusCode.ACCEPTANCE,
-            subject=None,
             received_at=T0 + timedelta(minutes=i + 1),
         )
         answer = StatusAnswer(

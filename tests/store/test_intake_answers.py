@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from records_kit import new_status
 from sqlalchemy import Connection, event, text, tuple_
 
-from gateway.edxml.model import PackageKind, StatusCode
+from gateway.edxml.model import StatusCode
 from gateway.evidence.verify import verify_store
 from gateway.store import DeliveryLog, DeliveryState, NewDocument
 from gateway.store.engine import run_transaction
@@ -147,13 +148,10 @@ async def _originals(
         recorded = await log.record_intake(new, f"<{key}/>".encode(), routes)
         ids.append(recorded.document.id)
         deliveries += [d.id for d in recorded.deliveries]
-    status = make_document(
+    status = new_status(
+        ANSWERING,
         dedup_key="s-b",
-        kind=PackageKind.STATUS,
-        sender=ANSWERING,
         document_id="DOC-A",  # a status's DocumentId: never taken for an original
-        status_code=StatusCode.ACCEPTANCE,
-        subject=None,
         received_at=T0 + timedelta(minutes=1),
     )
     answer = StatusAnswer(organ_id="000.00.00.H56", document_id="DOC-B", code=StatusCode.ACCEPTANCE)
@@ -227,12 +225,9 @@ async def test_a_batch_of_statuses_with_published_marks_is_two_hops_on_sqlite(
         original = await log.record_intake(make_document(document_id="DOC-1"), b"<o/>", ROUTES)
         log.writer.marks_delay_s = 3600.0  # only the next intake takes them along
         log.note_published([d.id for d in original.deliveries])
-        status = make_document(
-            kind=PackageKind.STATUS,
-            sender=ANSWERING,
+        status = new_status(
+            ANSWERING,
             document_id="S-1",
-            status_code=StatusCode.ACCEPTANCE,
-            subject=None,
         )
         answer = StatusAnswer(
             organ_id="000.00.00.H56", document_id="DOC-1", code=StatusCode.ACCEPTANCE
