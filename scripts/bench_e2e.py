@@ -260,7 +260,7 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
         args.concurrency or 64,
         3.0 if args.quick else 10.0,
         open_rate_per_s=args.open_rate,
-        open_s=2.0 if args.quick else 10.0,
+        open_s=args.open_seconds or (2.0 if args.quick else 10.0),
         open_connections=args.open_connections,
     )
     real = Plan(
@@ -372,6 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=512,
         help="connections of the fixed-rate run; requests beyond wait for one, their latency "
         "still counted from when they were due",
+    )
+    parser.add_argument(
+        "--open-seconds",
+        type=float,
+        default=None,
+        help="length of the fixed-rate run (default: 2 s with --quick, else 10 s); longer runs "
+        "leave time to attach a profiler",
     )
     parser.add_argument("--real-count", type=int, default=None)
     parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL)
