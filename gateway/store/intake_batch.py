@@ -56,8 +56,6 @@ from gateway.store.intake_answers import (
 )
 from gateway.store.intake_dedup import (
     Present,
-    by_dialect,
-    for_dialect,
     forget_orphans,
     insert_documents,
     known,
@@ -79,6 +77,7 @@ from gateway.store.records import (
 )
 from gateway.store.sqlite_driver import pipelined
 from gateway.store.tables import deliveries, national_inbox, packages
+from gateway.store.upsert import by_dialect, for_dialect
 
 NewId = Callable[[], str]
 

@@ -12,12 +12,11 @@ the batch fails as a whole, and ``group_commit`` retries it request by request.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, exists, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.core.errors import ConflictError, LgspError
 from gateway.store.driver_statements import DriverStatement
@@ -25,17 +24,7 @@ from gateway.store.queries import delivery_record, document_record, select_docum
 from gateway.store.records import IntakeResult, IntakeWrite, Outcome
 from gateway.store.sqlite_driver import pipelined, prefetched
 from gateway.store.tables import deliveries, documents, packages
-
-
-def by_dialect(build: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
-    """A statement built once for each dialect's ``INSERT`` (``ON CONFLICT`` is dialect SQL)."""
-    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
-
-
-def for_dialect(conn: Connection, statements: dict[str, Any]) -> Any:
-    """The statement of ``by_dialect`` for ``conn``'s dialect."""
-    return statements["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-
+from gateway.store.upsert import by_dialect, for_dialect
 
 _INSERT_DOCUMENTS = by_dialect(
     lambda dialect_insert: DriverStatement(
