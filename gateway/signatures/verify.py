@@ -114,10 +114,12 @@ class Verifier:
         The records are read from the tree before the digest, which then need not put the large
         texts it lifts back into a tree nobody reads again. A package the reader refuses is
         refused with that reason only once its signature holds (the signature's refusal first).
+        The record keeps no copy of the ``<Signature>`` element (``signature_xml`` is None): it
+        is not part of what was signed, and the signed bytes travel as ``signed_bytes``.
         """
         root = load_xml(data, self.limits)
         try:
-            package: Package | None = read_package(root, source=data)
+            package: Package | None = read_package(root, source=data, keep_signature=False)
             unreadable: PackageError | None = None
         except PackageError as exc:
             package, unreadable = None, exc

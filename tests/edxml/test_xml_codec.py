@@ -153,6 +153,25 @@ def test_document_sample_fields() -> None:
     assert "<DigestValue>FwgIqsSYJshUS2+wlOM61L+q7Aw=</DigestValue>" in pkg.signature_xml
 
 
+def test_without_the_signature_copy_the_record_is_the_same_and_two_signatures_still_fail() -> None:
+    """``keep_signature=False`` (the verifier's reading) drops only ``signature_xml``."""
+    data = _sample("edoc_new.edxml")
+    kept = read_package(load_xml(data), source=data)
+    bare = read_package(load_xml(data), source=data, keep_signature=False)
+    assert kept.signature_xml is not None
+    assert bare.signature_xml is None
+    assert bare == replace(kept, signature_xml=None)
+    two = _document(
+        after_header='<Signature/><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"/>'
+    )
+    with pytest.raises(PackageError) as caught:
+        read_package(load_xml(two), source=two, keep_signature=False)
+    assert (caught.value.code, caught.value.path) == (
+        "edxml.duplicate_element",
+        "/edXML/edXMLEnvelope/edXMLHeader/Signature",
+    )
+
+
 def test_update_replacement_and_revocation_samples() -> None:
     update = parse_package(_sample("edoc_update.edxml"))
     assert isinstance(update, DocumentPackage)
