@@ -66,12 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet-s", type=float, default=120.0, help="no progress this long: stop")
     parser.add_argument("--retry-delays-s", default=RETRY_DELAYS_S, help="the workers' retries")
     parser.add_argument("--max-tries", type=int, default=MAX_TRIES)
-    parser.add_argument(  # the product's defaults (gateway/core/default-gateway.toml)
-        "--sweep-interval-s", type=float, default=30.0, help="the workers' sweep: how often"
+    parser.add_argument(  # unset: the deployment keeps the product's [delivery] settings
+        "--sweep-interval-s", type=float, help="the workers' sweep: how often (s)"
     )
-    parser.add_argument(
-        "--sweep-grace-s", type=float, default=120.0, help="the sweep: how overdue a delivery"
-    )
+    parser.add_argument("--sweep-grace-s", type=float, help="the sweep: how overdue a delivery")
     parser.add_argument("--store-url", help="an existing PostgreSQL server (no restart fault)")
     parser.add_argument("--dir", type=Path, help="the deployment's directory (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave the deployment's files")
@@ -249,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         settings={
             "broker.retry_delays_s": json.dumps([float(x) for x in args.retry_delays_s.split(",")]),
             "broker.max_tries": str(args.max_tries),
-            "delivery.sweep_interval_s": str(args.sweep_interval_s),
-            "delivery.sweep_grace_s": str(args.sweep_grace_s),
+            **{
+                f"delivery.{key}": str(value)
+                for key, value in (
+                    ("sweep_interval_s", args.sweep_interval_s),
+                    ("sweep_grace_s", args.sweep_grace_s),
+                )
+                if value is not None
+            },
         },
     )
     started = time.time()
