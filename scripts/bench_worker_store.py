@@ -17,7 +17,10 @@ original, locks and checks that delivery, and sets its business status (a newer 
 
 Prints this process's CPU per package (``time.process_time``: the aiosqlite thread included)
 and the event loop thread's alone (``time.thread_time``), best of
-``--rounds``; the last line is JSON. ``--store-url`` takes a PostgreSQL database to use (its
+``--rounds``; the last line is JSON. With ``--each-round`` (intake), every round's figures go to
+stderr as well, with the packages then in the store and the bytes this process wrote and read
+per package (``/proc/self/io``; on SQLite that is the WAL, its checkpoints and the pages read
+back): how the cost grows with the store. ``--store-url`` takes a PostgreSQL database to use (its
 tables are made by the store's migrations; use a database of your own).
 
     .venv/bin/python scripts/bench_worker_store.py [--batch 1] [--claim-check] [--code-dir DIR]
@@ -142,6 +145,7 @@ async def run_intake(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     if args.status:  # the originals the status packages answer, outside the timed part
         for i in range(ORIGINALS):
             await log.record_intake(_new_document(i), samples["small"], [(RECIPIENT, "push")])
+    io_then = _io_bytes()
     for _ in range(args.rounds):
         for mix in mixes:
             process_s = thread_s = 0.0
@@ -171,12 +175,38 @@ async def run_intake(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                 thread_s += time.thread_time() - t0
             per = args.batch * args.batches
             figures = (process_s / per * 1000, thread_s / per * 1000)
+            if args.each_round:
+                io_now = _io_bytes()
+                print(
+                    f"{mix}: {count} packages stored, cpu {figures[0]:.3f} ms, "
+                    f"loop {figures[1]:.3f} ms{_io_note(io_now, io_then, per)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                io_then = io_now
             old = best.get(mix, figures)
             best[mix] = (min(old[0], figures[0]), min(old[1], figures[1]))
     return {
         **{f"{mix}.cpu_ms_per_package": round(p, 3) for mix, (p, _) in best.items()},
         **{f"{mix}.loop_thread_ms_per_package": round(t, 3) for mix, (_, t) in best.items()},
     }
+
+
+def _io_bytes() -> tuple[int, int] | None:
+    """Bytes this process has written and read through system calls (Linux only)."""
+    try:
+        fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    except OSError:
+        return None
+    return int(fields["wchar"]), int(fields["rchar"])
+
+
+def _io_note(io_now: tuple[int, int] | None, io_then: tuple[int, int] | None, per: int) -> str:
+    """The bytes written and read per package between two ``_io_bytes`` readings."""
+    if io_now is None or io_then is None:
+        return ""
+    written, read = ((now - then) / per / 1024 for now, then in zip(io_now, io_then, strict=True))
+    return f", wrote {written:.1f} KiB, read {read:.1f} KiB a package"
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -210,6 +240,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--status", action="store_true", help="intake: status packages answering originals"
+    )
+    parser.add_argument(
+        "--each-round",
+        action="store_true",
+        help="intake: every round's figures on stderr (how the cost grows with the store)",
     )
     parser.add_argument("--store-url", default=None, help="a PostgreSQL database (default SQLite)")
     parser.add_argument("--code-dir", type=Path, default=None, help="older code to compare")
