@@ -31,6 +31,7 @@ from gateway.service.components import (
 from gateway.store import DeliveryLog
 from gateway.store.counters import Counters
 from gateway.store.participants import StoredDirectory
+from gateway.store.statistics import keep_statistics
 from gateway.web.keys import (
     BROKER,
     DELIVERY_LOG,
@@ -117,6 +118,16 @@ async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _statistics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """PostgreSQL: a growing table never runs without planner statistics (``store.statistics``)."""
+    task = asyncio.create_task(
+        keep_statistics(app[DELIVERY_LOG].engines, loops=app[METRICS].loops),
+        name="store-statistics",
+    )
+    async for _ in _cancel_on_cleanup(task):
+        yield
+
+
 async def refresh_queue_depths(app: web.Application) -> None:
     """Read the queues' depths every ``metrics.refresh_s`` into the gauge: a scrape of /metrics
     then costs the broker nothing."""
@@ -175,7 +186,15 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> web.App
     app[DIRECTORY] = DirectoryHolder()  # filled from the store at start (_directory_ctx)
     app[STORED_DIRECTORY] = StoredDirectory(lambda: app[DELIVERY_LOG].engines, app[DIRECTORY])
     app.cleanup_ctx.extend(
-        [_store_ctx, _directory_ctx, _broker_ctx, _intake_ctx, _relay_ctx, _queue_depths_ctx]
+        [
+            _store_ctx,
+            _statistics_ctx,
+            _directory_ctx,
+            _broker_ctx,
+            _intake_ctx,
+            _relay_ctx,
+            _queue_depths_ctx,
+        ]
     )
     if settings.archive.checkpoint_interval_s > 0:
         app.cleanup_ctx.append(_checkpoint_ctx)
