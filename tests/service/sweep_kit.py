@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -86,15 +87,21 @@ async def broker(test_broker: BrokerSite) -> AsyncIterator[Broker]:
 
 
 def sweeper(
-    broker: Broker, log: DeliveryLog, metrics: Metrics | None = None, grace_s: float = GRACE_S
+    broker: Broker,
+    log: DeliveryLog,
+    metrics: Metrics | None = None,
+    grace_s: float = GRACE_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Sweeper:
-    """A sweep of the push method; it sweeps nothing in its first ``grace_s`` (a new process)."""
+    """A sweep of the push method; it sweeps nothing in its first ``grace_s`` (a new process).
+    ``clock`` times its memory of a backlog (the store's own clock times the overdue rows)."""
     return Sweeper(
         broker=broker,
         sweep_log=SweepLog(log.engines),
         dispatcher=Dispatcher(broker=broker, delivery_log=log, claim_check_threshold_bytes=0),
         rules=SweepRules(grace_s=grace_s, delays_s=DELAYS_S, methods=frozenset({"push"})),
         metrics=metrics,
+        clock=clock,
     )
 
 
