@@ -43,17 +43,16 @@ _AUTOVACUUM_ON = text("SELECT current_setting('autovacuum') = 'on'")
 
 
 async def analyze_unanalyzed(
-    engines: Engines,
-    *,
-    tables: tuple[str, ...] = GROWING_TABLES,
-    min_bytes: int = ANALYZE_AT_BYTES,
+    engines: Engines, *, min_bytes: int = ANALYZE_AT_BYTES
 ) -> tuple[str, ...]:
-    """``ANALYZE`` each of ``tables`` that has no statistics and holds ``min_bytes``; the names
-    analyzed (none on SQLite)."""
+    """``ANALYZE`` each of ``GROWING_TABLES`` that has no statistics and holds ``min_bytes``; the
+    names analyzed (none on SQLite)."""
     if engines.dialect != "postgresql":
         return ()
     async with transaction(engines.writer) as conn:
-        result = await conn.execute(_UNANALYZED, {"names": list(tables), "min_bytes": min_bytes})
+        result = await conn.execute(
+            _UNANALYZED, {"names": list(GROWING_TABLES), "min_bytes": min_bytes}
+        )
         names = tuple(str(name) for name in result.scalars())
         quote = conn.dialect.identifier_preparer.quote
         for name in names:

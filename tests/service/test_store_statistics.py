@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from service_kit import StartGateway
+from service_kit import Gateway, StartGateway
 
 from gateway.service.runner import Role
 
 
-async def _loops(gw: Any) -> dict[str, dict[str, Any]]:
+async def _loops(gw: Gateway) -> dict[str, dict[str, Any]]:
     async with gw.session.get(f"{gw.base_url}/readyz") as r:
         loops: dict[str, dict[str, Any]] = (await r.json())["loops"]
         return loops
