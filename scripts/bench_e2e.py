@@ -14,7 +14,9 @@ Every package is signed before the timed runs. First a closed-loop run (``--conc
 requests in flight) gives the maximum rates; then an open-loop run at half the delivered rate
 gives the accept latency at half load; the small mix also gets an open-loop run at a fixed
 ``--open-rate`` (500/s: ``small.accept_p99_ms_at_500``). The last line is one JSON object with
-the figures.
+the figures; beside each mix's CPU per package it gives the machine's phase (``bench_machine``):
+how busy the machine was in the closed-loop run, what waited for a core, and one verification's
+CPU in the bench process (``reference_verify_ms``), to set runs of different hours side by side.
 
     .venv/bin/python scripts/bench_e2e.py [--quick] [--mix small|real|both|national] [--national]
         [--gateways N] [--workers M] [--store-url postgresql+asyncpg://postgres@127.0.0.1/test]
@@ -26,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import pstats
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_load import Submission, submit_closed, submit_open, wait_delivered
+from bench_machine import MachineTimes, per_package_ms, reference_ms
 from bench_measure import percentile
 from bench_national import national_plan, run_national
 from bench_packages import (
@@ -46,9 +48,12 @@ from bench_packages import (
     real_packages,
     status_packages,
 )
+from bench_profiled import profile_summary
 from bench_stack import DEFAULT_BROKER_URL, Stack, StackOptions, running_stack
 
 from gateway.edxml.xml_codec import serialize_package
+from gateway.signatures.truststore import TrustStore
+from gateway.signatures.verify import Verifier
 
 ORIGINALS = 50  # documents the small mix's status packages answer
 WARMUP = 20
@@ -65,6 +70,7 @@ class Plan:
     open_rate_per_s: float = 0.0  # a fixed-rate open-loop run (0: none)
     open_s: float = 0.0
     open_connections: int = 512  # the fixed-rate run's connections (more requests wait for one)
+    reference_calls: int = 200  # verifications per round of ``reference_verify_ms``
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,26 @@ class Packages:
         return real_packages(self.signer, count, first=first)
 
 
+def _reference_verify_ms(stack: Stack, body: bytes, plan: Plan) -> float:
+    """One verification of ``body`` in this process, while the services idle (bench_machine)."""
+    verifier = Verifier(TrustStore.from_dir(stack.setup.pki_dir))
+    return reference_ms(lambda: verifier.verify_xml(body), calls=plan.reference_calls)
+
+
+async def _closed_run(
+    stack: Stack, bodies: Sequence[bytes], plan: Plan
+) -> tuple[RunFigures, dict[str, float], dict[str, float], dict[str, float]]:
+    """The closed-loop run: its figures, CPU and waits for a core per package, the machine's
+    shares (``bench_machine``)."""
+    seen = await stack.receiver.count()
+    cpu_before, wait_before, machine_before = stack.cpu_s(), stack.wait_s(), MachineTimes.now()
+    subs = await submit_closed(stack, DISTRICT, bodies, concurrency=plan.concurrency)
+    full = await measure(stack, subs, seen)
+    cpu = per_package_ms(stack.cpu_s(), cpu_before, full.accepted)
+    wait = per_package_ms(stack.wait_s(), wait_before, full.accepted)
+    return full, cpu, wait, MachineTimes.now().shares_since(machine_before)
+
+
 async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
     async with running_stack(options) as stack:
         packages = Packages(stack, plan.name)
@@ -130,16 +156,10 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
             f"in {time.perf_counter() - started:.1f} s",
             file=sys.stderr,
         )
+        reference = _reference_verify_ms(stack, bodies[0], plan)
         warm = await submit_closed(stack, DISTRICT, bodies[:WARMUP], concurrency=4)
         await measure(stack, warm, 0)
-        seen = await stack.receiver.count()
-        cpu_before = stack.cpu_s()
-        subs = await submit_closed(stack, DISTRICT, bodies[WARMUP:], concurrency=plan.concurrency)
-        full = await measure(stack, subs, seen)
-        cpu = {
-            k: round((v - cpu_before.get(k, 0.0)) / max(1, full.accepted) * 1000, 2)
-            for k, v in stack.cpu_s().items()
-        }
+        full, cpu, wait, machine = await _closed_run(stack, bodies[WARMUP:], plan)
         print(
             f"# {plan.name}: CPU ms per package {cpu}; load average {os.getloadavg()[0]:.1f}",
             file=sys.stderr,
@@ -167,10 +187,7 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
                 ),
                 seen,
             )
-            fixed_cpu = {
-                k: round((v - cpu_before.get(k, 0.0)) / max(1, fixed.accepted) * 1000, 2)
-                for k, v in stack.cpu_s().items()
-            }
+            fixed_cpu = per_package_ms(stack.cpu_s(), cpu_before, fixed.accepted)
             server_ms = _server_durations_ms(stack, log_from)
             _report(plan.name, f"open loop ({plan.open_rate_per_s:.0f}/s offered)", fixed)
             print(
@@ -192,6 +209,9 @@ async def run_mix(plan: Plan, options: StackOptions) -> dict[str, object]:
         figures[f"gateway_p99_ms_at_{rate}"] = round(percentile(server_ms, 99), 1)
         figures[f"cpu_ms_per_package_at_{rate}"] = fixed_cpu
     figures["cpu_ms_per_package"] = cpu
+    figures["cpu_wait_ms_per_package"] = wait  # runnable, waiting for a core (bench_machine)
+    figures["machine"] = machine
+    figures["reference_verify_ms"] = reference
     figures["load_average_1m"] = round(os.getloadavg()[0], 1)
     return figures
 
@@ -268,6 +288,7 @@ def _plans(args: argparse.Namespace) -> list[Plan]:
         args.real_count or (150 if args.quick else 2000),
         args.concurrency or 16,
         3.0 if args.quick else 10.0,
+        reference_calls=20,  # a 361 KB package: about 3 ms each
     )
     return [p for p in (small, real) if args.mix in (p.name, "both")]
 
@@ -289,57 +310,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     if args.national or args.mix == "national":  # scripts/bench_national.py
         results["national"] = await run_national(national_plan(args.quick), options)
     return results
-
-
-# Where a profiled process's CPU goes, by the file each function lives in (first match wins).
-PROFILE_GROUPS = (
-    (
-        "store: SQLAlchemy + driver",
-        ("sqlalchemy", "asyncpg", "aiosqlite", "greenlet", "sqlite3", "gateway/store"),
-    ),
-    ("broker client", ("aio_pika", "aiormq", "pamqp")),
-    ("HTTP (aiohttp, yarl, multidict)", ("aiohttp", "yarl", "multidict")),
-    (
-        "XML + signatures",
-        (
-            "lxml",
-            "cryptography",
-            "joserfc",
-            "gateway/signatures",
-            "gateway/edxml",
-            "gateway/intake/receipts",
-            "adapters/http_push",
-            "hashlib",
-        ),
-    ),
-    ("logging + metrics", ("structlog", "prometheus_client", "json")),
-    ("gateway (the rest)", ("gateway/", "adapters/")),
-    (
-        "event loop + threads",
-        ("asyncio", "selectors", "epoll", "threading", "contextvars", "queue", "socket"),
-    ),
-)
-
-
-def profile_summary(profile_dir: Path) -> dict[str, dict[str, float]]:
-    """Each profiled process's CPU (own time of its functions) per ``PROFILE_GROUPS`` group, in
-    percent; what no group claims (builtins, stdlib) is ``other``. Threads' CPU shows up under
-    whatever the main thread was doing (cProfile samples the main thread on process time)."""
-    summary: dict[str, dict[str, float]] = {}
-    for path in sorted(profile_dir.glob("*.*")):
-        shares: dict[str, float] = {}
-        stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-        for (file, _line, name), (_cc, _nc, own_s, _cum, _callers) in stats.items():
-            where = f"{file} {name}"
-            group = next(
-                (g for g, keys in PROFILE_GROUPS if any(k in where for k in keys)), "other"
-            )
-            shares[group] = shares.get(group, 0.0) + own_s
-        total = sum(shares.values()) or 1.0
-        summary[path.name] = {
-            g: round(v / total * 100, 1) for g, v in sorted(shares.items(), key=lambda kv: -kv[1])
-        }
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

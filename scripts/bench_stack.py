@@ -18,6 +18,7 @@ import aio_pika
 import aiohttp
 import bench_profiled
 import bench_receiver
+from bench_machine import waits_s
 from bench_measure import cpu_s, peak_rss_mb, pids_of
 from bench_packages import DEPARTMENT
 from bench_procs import LGSP, Proc, free_port, spawn, stop
@@ -73,6 +74,16 @@ class Stack:
         if self.store_db:
             out["store"] = sum(cpu_s(pid) for pid in pids_of(f"postgres {self.store_db} "))
         return out
+
+    def wait_s(self) -> dict[str, float]:
+        """Seconds each part's threads waited for a core so far (``bench_machine.wait_s``),
+        the same parts as ``cpu_s``."""
+        pids = [("bench", os.getpid())]
+        pids += [(p.role, p.popen.pid) for p in [*self.gateways, *self.workers, *self.others]]
+        pids += [("broker", pid) for pid in pids_of("beam.smp")]
+        if self.store_db:
+            pids += [("store", pid) for pid in pids_of(f"postgres {self.store_db} ")]
+        return waits_s(pids)
 
     def check_alive(self) -> None:
         for proc in self.gateways + self.workers:
