@@ -122,7 +122,7 @@ class Packages:
     def make(self, count: int) -> list[bytes]:
         """``count`` new packages, made before a timed run. What the load client holds then is
         collected once and frozen (``gc.freeze``): otherwise a full collection during the run
-        walks every body signed so far, 30 to 160 ms with 8,000 small ones, and a request due
+        walks every body signed so far (30 to 160 ms on this machine), and a request due
         meanwhile is counted late. The young generation keeps CPython's threshold: many short
         collections rather than a few long ones."""
         first, self.made = self.made, self.made + count
