@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,14 +66,6 @@ def wait_s(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total_ns / 1e9
-
-
-def waits_s(pids_by_role: Iterable[tuple[str, int]]) -> dict[str, float]:
-    """``wait_s`` summed per role."""
-    out: dict[str, float] = {}
-    for role, pid in pids_by_role:
-        out[role] = out.get(role, 0.0) + wait_s(pid)
-    return out
 
 
 def per_package_ms(

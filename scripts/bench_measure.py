@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -46,3 +46,13 @@ def pids_of(needle: str) -> list[int]:
         if needle.encode() in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def per_part(
+    parts: Sequence[tuple[str, Sequence[int]]], measure: Callable[[int], float]
+) -> dict[str, float]:
+    """``measure(pid)`` summed over each part's processes (a part with none: 0.0)."""
+    out: dict[str, float] = {}
+    for part, pids in parts:
+        out[part] = out.get(part, 0.0) + sum(measure(pid) for pid in pids)
+    return out

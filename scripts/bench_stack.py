@@ -18,8 +18,8 @@ import aio_pika
 import aiohttp
 import bench_profiled
 import bench_receiver
-from bench_machine import waits_s
-from bench_measure import cpu_s, peak_rss_mb, pids_of
+from bench_machine import wait_s
+from bench_measure import cpu_s, peak_rss_mb, per_part, pids_of
 from bench_packages import DEPARTMENT
 from bench_procs import LGSP, Proc, free_port, spawn, stop
 from bench_receiver import ReceiverClient
@@ -64,26 +64,23 @@ class Stack:
             out[proc.role] = max(out.get(proc.role, 0.0), round(peak_rss_mb(proc.popen.pid), 1))
         return out
 
-    def cpu_s(self) -> dict[str, float]:
-        """CPU seconds used so far per part: our processes, the broker (all its users!), and
-        the PostgreSQL backends serving this demo's database."""
-        out: dict[str, float] = {"bench": sum(os.times()[:2])}
-        for proc in [*self.gateways, *self.workers, *self.others]:
-            out[proc.role] = out.get(proc.role, 0.0) + cpu_s(proc.popen.pid)
-        out["broker"] = sum(cpu_s(pid) for pid in pids_of("beam.smp"))
+    def parts(self) -> list[tuple[str, list[int]]]:
+        """The processes measured, by part: this bench, our processes, the broker (all its
+        users!), and the PostgreSQL backends serving this demo's database."""
+        out = [("bench", [os.getpid()])]
+        out += [(p.role, [p.popen.pid]) for p in [*self.gateways, *self.workers, *self.others]]
+        out.append(("broker", pids_of("beam.smp")))
         if self.store_db:
-            out["store"] = sum(cpu_s(pid) for pid in pids_of(f"postgres {self.store_db} "))
+            out.append(("store", pids_of(f"postgres {self.store_db} ")))
         return out
 
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far per part (``parts``)."""
+        return per_part(self.parts(), cpu_s)
+
     def wait_s(self) -> dict[str, float]:
-        """Seconds each part's threads waited for a core so far (``bench_machine.wait_s``),
-        the same parts as ``cpu_s``."""
-        pids = [("bench", os.getpid())]
-        pids += [(p.role, p.popen.pid) for p in [*self.gateways, *self.workers, *self.others]]
-        pids += [("broker", pid) for pid in pids_of("beam.smp")]
-        if self.store_db:
-            pids += [("store", pid) for pid in pids_of(f"postgres {self.store_db} ")]
-        return waits_s(pids)
+        """Seconds each part's threads waited for a core so far (``bench_machine.wait_s``)."""
+        return per_part(self.parts(), wait_s)
 
     def check_alive(self) -> None:
         for proc in self.gateways + self.workers:
