@@ -34,6 +34,7 @@ from gateway.store.chain import GENESIS, init_head, link
 from gateway.store.chain_read import read_chunk
 from gateway.store.engine import transaction
 from gateway.store.tables import (
+    PACKAGE_DATA_AS_IS,
     SUBJECT_TRIGRAM_INDEX,
     archives,
     chain_checkpoints,
@@ -258,6 +259,13 @@ async def _add_inbox_index(conn: AsyncConnection) -> None:
     await conn.run_sync(_create_indexes("ix_deliveries_inbox"))
 
 
+async def _keep_package_bodies_as_is(conn: AsyncConnection) -> None:
+    """Version 13: on PostgreSQL ``packages.data`` is no longer compressed (``STORAGE EXTERNAL``);
+    bodies stored before keep their form. Nothing to do on SQLite."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text(PACKAGE_DATA_AS_IS))
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "create all tables", _create_all),
     Step(2, "documents.subject_folded for subject search", _add_subject_folded),
@@ -279,6 +287,7 @@ STEPS: tuple[Step, ...] = (
         _add_directory_tables,
     ),
     Step(12, "ix_deliveries_inbox: the mailboxes' unacknowledged items", _add_inbox_index),
+    Step(13, "packages.data stored as received on PostgreSQL", _keep_package_bodies_as_is),
 )
 LATEST = STEPS[-1].version
 

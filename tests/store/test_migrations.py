@@ -233,3 +233,69 @@ async def test_version_11_store_gains_the_inbox_index(
             lambda sync: {i["name"] for i in inspect(sync).get_indexes("deliveries")}
         )
     assert "ix_deliveries_inbox" in indexes
+
+
+async def _stored_bodies(store_url: str) -> list[tuple[int, int]]:
+    """Each package body's length and the bytes it takes in the table (after any compression)."""
+    async with raw(store_url) as conn:
+        size = "pg_column_size(data)" if conn.dialect.name == "postgresql" else "length(data)"
+        rows = await conn.execute(text(f"SELECT length(data), {size} FROM packages ORDER BY 1"))
+        return [(row[0], row[1]) for row in rows]
+
+
+async def _body_storage(store_url: str) -> str | None:
+    """PostgreSQL's storage mode of ``packages.data`` (``e``: external, ``x``: extended)."""
+    async with raw(store_url) as conn:
+        if conn.dialect.name != "postgresql":
+            return None
+        return str(
+            await conn.scalar(
+                text(
+                    "SELECT attstorage::text FROM pg_attribute "
+                    "WHERE attrelid = 'packages'::regclass AND attname = 'data'"
+                )
+            )
+        )
+
+
+async def test_package_bodies_are_stored_as_received_from_version_13(
+    store_url: str, make_document: MakeDocument
+) -> None:
+    """A fresh store and one migrated from version 12 keep new bodies uncompressed: on PostgreSQL
+    a body that compresses well still takes its full length (pglz would shrink it to a few KB)."""
+    postgresql = store_url.startswith("postgresql")
+    compressible = b"<d>" + b"a" * 200_000 + b"</d>"
+    log = await DeliveryLog.open(store_url)
+    try:
+        await log.record_intake(make_document(), compressible, [("A", "push")])
+    finally:
+        await log.aclose()
+    assert await _body_storage(store_url) == ("e" if postgresql else None)
+    [(length, stored)] = await _stored_bodies(store_url)
+    assert stored >= length == len(compressible)
+
+    async with raw(store_url) as conn:  # turn it into what version 12 created
+        if postgresql:
+            await conn.execute(text("ALTER TABLE packages ALTER COLUMN data SET STORAGE EXTENDED"))
+            await conn.execute(  # and what version 12 did with such a body: compressed it
+                text(
+                    "INSERT INTO packages (sha256, size_bytes, data, created_at) "
+                    "VALUES (:sha, :size, :data, CURRENT_TIMESTAMP)"
+                ),
+                {"sha": "0" * 64, "size": len(compressible) + 1, "data": compressible + b"\n"},
+            )
+        await recorded_as(conn, 12)
+    if postgresql:
+        _, (length, stored) = await _stored_bodies(store_url)
+        assert stored < length // 10
+
+    log = await DeliveryLog.open(store_url)
+    try:
+        await log.record_intake(make_document(), compressible + b"\n\n", [("A", "push")])
+    finally:
+        await log.aclose()
+    assert [v for v, _ in await versions(store_url)] == list(range(12, LATEST + 1))
+    assert await _body_storage(store_url) == ("e" if postgresql else None)
+    length, stored = (await _stored_bodies(store_url))[-1]
+    assert length == len(compressible) + 2
+    assert stored >= length
