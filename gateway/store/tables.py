@@ -326,24 +326,8 @@ REPORT_COUNTS = (
     "pending",
 )
 REPORT_STATUS_COLUMNS = tuple(f"s{code:02d}" for code in range(1, 17))  # status packages by code
-REPORT_TIME_BINS_S = (
-    1,
-    2,
-    5,
-    10,
-    20,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-    7200,
-    21600,
-    43200,
-    86400,
-)  # upper bounds; one more bin holds the deliveries slower than a day
+# Upper bounds; one more bin holds the deliveries slower than a day.
+REPORT_TIME_BINS_S = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
 REPORT_TIME_COLUMNS = tuple(f"t{i:02d}" for i in range(len(REPORT_TIME_BINS_S) + 1))
 REPORT_METRICS = REPORT_COUNTS + REPORT_STATUS_COLUMNS + REPORT_TIME_COLUMNS
 
