@@ -34,7 +34,6 @@ from gateway.store.chain import GENESIS, init_head, link
 from gateway.store.chain_read import read_chunk
 from gateway.store.engine import transaction
 from gateway.store.tables import (
-    PACKAGE_DATA_AS_IS,
     SUBJECT_TRIGRAM_INDEX,
     archives,
     chain_checkpoints,
@@ -47,6 +46,7 @@ from gateway.store.tables import (
     documents,
     events,
     fold_text,
+    keep_package_bodies_as_is,
     login_failures,
     metadata,
     national_inbox,
@@ -262,8 +262,7 @@ async def _add_inbox_index(conn: AsyncConnection) -> None:
 async def _keep_package_bodies_as_is(conn: AsyncConnection) -> None:
     """Version 13: on PostgreSQL ``packages.data`` is no longer compressed (``STORAGE EXTERNAL``);
     bodies stored before keep their form. Nothing to do on SQLite."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text(PACKAGE_DATA_AS_IS))
+    await conn.run_sync(keep_package_bodies_as_is)
 
 
 STEPS: tuple[Step, ...] = (

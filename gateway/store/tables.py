@@ -99,16 +99,19 @@ packages = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+
 # Version 13: PostgreSQL keeps package bodies as received (out of line, not compressed): pglz
 # saved nothing on a 361 KB edXML, mostly base64 of compressed files, for 5.4 ms of server CPU a
 # row against 0.65 (docs/performance.md, round 17). SQLite never compresses.
-PACKAGE_DATA_AS_IS = "ALTER TABLE packages ALTER COLUMN data SET STORAGE EXTERNAL"
-
-
-@event.listens_for(packages, "after_create")
-def _keep_package_bodies_as_is(_table: Table, connection: Connection, **_: object) -> None:
+def keep_package_bodies_as_is(connection: Connection) -> None:
+    """Store new ``packages.data`` uncompressed (PostgreSQL; nothing to do on SQLite)."""
     if connection.dialect.name == "postgresql":
-        connection.execute(text(PACKAGE_DATA_AS_IS))
+        connection.execute(text("ALTER TABLE packages ALTER COLUMN data SET STORAGE EXTERNAL"))
+
+
+event.listen(
+    packages, "after_create", lambda _, connection, **__: keep_package_bodies_as_is(connection)
+)
 
 
 documents = Table(
